@@ -1,0 +1,176 @@
+// Hand-written declarations of the native addon (addon/src/*.cc).
+// A small, general libbpf wrapper: no firewall logic lives here.
+//
+// Interfaces are named "IFNAME" (this network namespace) or "NETNS/IFNAME"
+// (a namespace under /run/netns); the addon enters NETNS on the calling
+// thread for the netlink work and always returns to the original namespace.
+
+/** Every native failure. `code` is the errno name ("E2BIG", "ENOENT", ...). */
+export declare class BpfError extends Error {
+  readonly name: 'BpfError';
+  readonly errno: number;
+  readonly code: string;
+  /** The operation that failed, e.g. "bpf_map_update_elem", "bpf_xdp_attach". */
+  readonly op: string;
+}
+
+export type XdpMode = 'native' | 'generic';
+export type TcDirection = 'ingress' | 'egress';
+
+export interface OpenOptions {
+  /**
+   * bpffs directory for maps: each map is pinned at `${pinRoot}/${mapName}`
+   * on load, and an existing compatible pin there is reused instead of creating
+   * a new map (libbpf's pin_root_path semantics).
+   */
+  pinRoot?: string;
+}
+
+export declare class BpfObject {
+  /** Parses the ELF file; nothing is loaded into the kernel yet. */
+  static open(path: string, options?: OpenOptions): BpfObject;
+  /** Before load(): resize a map (e.g. an LPM trie from configuration). */
+  setMapMaxEntries(mapName: string, maxEntries: number): void;
+  /** Verifies and loads all programs, creating or reusing (pinned) maps. */
+  load(): Promise<void>;
+  readonly loaded: boolean;
+  programNames(): string[];
+  mapNames(): string[];
+  /** Throws BpfError (code "ENOENT") for an unknown name. */
+  program(name: string): BpfProgram;
+  map(name: string): BpfMap;
+  /** Frees the object and its fds. Idempotent; pins stay in bpffs. */
+  close(): void;
+}
+
+export interface TestRunOptions {
+  /** Packet bytes (at least 14 for XDP and TC). */
+  data: Buffer;
+  /** Run this many times; durationNs is the mean per run. Default 1. */
+  repeat?: number;
+  /** Optional context (struct xdp_md / struct __sk_buff bytes). */
+  ctxIn?: Buffer;
+  /** BPF_F_TEST_* flags, e.g. BPF_F_TEST_XDP_LIVE_FRAMES. */
+  flags?: number;
+  /** Room for data_out; default data.length + 256. 0 skips data_out. */
+  dataSizeOut?: number;
+  /** CPU to run on for programs that support it (flags must include BPF_F_TEST_RUN_ON_CPU). */
+  cpu?: number;
+}
+
+export interface TestRunResult {
+  retval: number;
+  /** Mean duration of one run, in nanoseconds, as the kernel reports it. */
+  durationNs: number;
+  dataOut: Buffer;
+}
+
+export declare class BpfProgram {
+  readonly name: string;
+  readonly fd: number;
+  /** libbpf program type name, e.g. "xdp", "sched_cls". */
+  readonly type: string;
+  /** BPF_PROG_TEST_RUN on a worker thread. */
+  testRun(options: TestRunOptions): Promise<TestRunResult>;
+  /** Same on the calling thread, for tight test loops. */
+  testRunSync(options: TestRunOptions): TestRunResult;
+  pin(path: string): void;
+  unpin(path: string): void;
+}
+
+export interface BatchLookupResult {
+  /** count * keySize bytes. */
+  keys: Buffer;
+  /** count * valueStride bytes (per-CPU maps: one value per possible CPU). */
+  values: Buffer;
+  count: number;
+}
+
+export declare class BpfMap {
+  readonly name: string;
+  readonly fd: number;
+  /** libbpf map type name, e.g. "lpm_trie", "percpu_hash", "lru_percpu_hash". */
+  readonly type: string;
+  readonly keySize: number;
+  readonly valueSize: number;
+  readonly maxEntries: number;
+  readonly perCpu: boolean;
+  /**
+   * Bytes of one element's value as user space reads and writes it: valueSize,
+   * or round_up(valueSize, 8) * numPossibleCpus() for per-CPU maps.
+   */
+  readonly valueStride: number;
+
+  /** The value (valueStride bytes) or null when the key is absent. */
+  lookup(key: Buffer): Buffer | null;
+  /** flags: BPF_ANY (0), BPF_NOEXIST (1), BPF_EXIST (2). value is valueStride bytes. */
+  update(key: Buffer, value: Buffer, flags?: number): void;
+  /** true if deleted, false if absent. */
+  delete(key: Buffer): boolean;
+  /** The next key after `key` (first key when null), or null at the end. */
+  nextKey(key: Buffer | null): Buffer | null;
+  /**
+   * bpf_map_update_batch over `count` packed keys and values
+   * (count * keySize, count * valueStride). Resolves to the number updated.
+   */
+  updateBatch(keys: Buffer, values: Buffer, count: number, flags?: number): Promise<number>;
+  /** bpf_map_delete_batch over packed keys; resolves to the number deleted. */
+  deleteBatch(keys: Buffer, count: number): Promise<number>;
+  /**
+   * Every element, read with bpf_map_lookup_batch (falling back to
+   * get_next_key + lookup for map types without batch support, e.g. LPM on
+   * older kernels). batchSize elements per system call, default 4096.
+   */
+  lookupAll(batchSize?: number): Promise<BatchLookupResult>;
+  pin(path: string): void;
+  unpin(path: string): void;
+}
+
+export interface XdpAttachResult {
+  ifindex: number;
+  mode: XdpMode;
+}
+
+export interface XdpState {
+  ifindex: number;
+  /** 0 when nothing is attached. */
+  progId: number;
+  mode: XdpMode | 'none' | 'offload' | 'multi';
+}
+
+export interface TcAttachOptions {
+  /** Filter handle and priority; default 1 and 1. */
+  handle?: number;
+  priority?: number;
+}
+
+export interface TcState {
+  ifindex: number;
+  /** 0 when no filter with this handle/priority is attached. */
+  progId: number;
+}
+
+export declare const BPF_ANY: 0;
+export declare const BPF_NOEXIST: 1;
+export declare const BPF_EXIST: 2;
+export declare const BPF_F_TEST_RUN_ON_CPU: number;
+export declare const BPF_F_TEST_XDP_LIVE_FRAMES: number;
+
+/** libbpf_num_possible_cpus(). */
+export declare function numPossibleCpus(): number;
+/** Resolves "[NETNS/]IFNAME" to its ifindex inside its namespace. */
+export declare function ifindex(iface: string): number;
+/** Mounts bpffs at `path` unless it is already a bpffs mount; true if it mounted. */
+export declare function ensureBpffs(path: string): boolean;
+
+/** bpf_xdp_attach, replacing whatever XDP program is attached in that mode. */
+export declare function xdpAttach(iface: string, progFd: number, mode: XdpMode): XdpAttachResult;
+/** Detaches XDP in `mode` (both modes when omitted). No error if nothing is attached. */
+export declare function xdpDetach(iface: string, mode?: XdpMode): void;
+export declare function xdpQuery(iface: string): XdpState;
+
+/** Creates the clsact qdisc if needed and attaches a direct-action filter. */
+export declare function tcAttach(iface: string, progFd: number, direction: TcDirection, options?: TcAttachOptions): TcState;
+/** Removes the filter; no error if it is absent. Leaves the clsact qdisc. */
+export declare function tcDetach(iface: string, direction: TcDirection, options?: TcAttachOptions): void;
+export declare function tcQuery(iface: string, direction: TcDirection, options?: TcAttachOptions): TcState;

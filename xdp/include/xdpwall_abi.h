@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * xdpwall ABI: the only header shared between the BPF programs and user space.
+ *
+ * It holds names and layouts, nothing else. Its one user-space mirror is
+ * src/datapath/abi.ts; test/abi.test.ts checks sizes, offsets and enum values
+ * of both against the BTF of the compiled object, so change them together.
+ *
+ * Rules for every struct here:
+ *  - fixed-width types only, explicit padding, no implicit holes (map keys are
+ *    hashed and compared as raw bytes, so a hole is a bug);
+ *  - addresses and ports stay in network byte order (__be*), as on the wire;
+ *    everything else is host order;
+ *  - sizes are multiples of 8 so per-CPU values need no rounding.
+ */
+#ifndef XDPWALL_ABI_H
+#define XDPWALL_ABI_H
+
+#include <linux/types.h>
+
+#define XW_ABI_VERSION 1
+
+/*
+ * Object names user space looks up (xdp/build/xdpwall.bpf.o):
+ *   programs  xw_ingress   XDP, attached per interface
+ *             xw_egress    TC clsact egress, same interfaces
+ *   maps      xw_src_v4, xw_dst_v4   LPM_TRIE  xw_lpm_v4_key -> xw_rule_value
+ *             xw_src_v6, xw_dst_v6   LPM_TRIE  xw_lpm_v6_key -> xw_rule_value
+ *             xw_rule_stats          PERCPU_HASH  __u32 rule_id -> xw_counter
+ *             xw_stats               PERCPU_HASH  xw_stats_key -> xw_counter
+ *             xw_flows               LRU_PERCPU_HASH  xw_flow_key -> xw_flow_value
+ */
+
+/* Default capacities; the loader overrides max_entries from configuration. */
+#define XW_DEFAULT_CIDR_V4_ENTRIES (1u << 20) /* 1,048,576 prefixes */
+#define XW_DEFAULT_CIDR_V6_ENTRIES (1u << 18) /*   262,144 prefixes */
+#define XW_DEFAULT_FLOW_ENTRIES    (1u << 18) /*   262,144 flows */
+#define XW_DEFAULT_RULE_ENTRIES    (XW_DEFAULT_CIDR_V4_ENTRIES + XW_DEFAULT_CIDR_V6_ENTRIES)
+#define XW_STATS_ENTRIES           4096       /* ifindex x direction x reason */
+
+/* Parser bounds, fixed at compile time so the verifier sees bounded loops. */
+#define XW_MAX_VLAN_DEPTH 2 /* 802.1ad outer + 802.1Q inner; a third tag is malformed */
+#define XW_MAX_IPV6_EXT   6 /* extension headers walked before giving up */
+
+enum xw_direction {
+	XW_DIR_INGRESS = 0, /* XDP on receive */
+	XW_DIR_EGRESS  = 1, /* TC on transmit */
+	XW_DIR__MAX,
+};
+
+enum xw_verdict {
+	XW_VERDICT_PASS = 0,
+	XW_VERDICT_DROP = 1,
+	XW_VERDICT__MAX,
+};
+
+/*
+ * Why a packet got its verdict. Every packet is counted under exactly one
+ * reason. Reasons below XW_REASON__FIRST_DROP pass; the others drop (on
+ * ingress) or are only counted (on egress, which does not filter yet).
+ */
+enum xw_reason {
+	XW_REASON_PASS_NO_MATCH     = 0,  /* IP packet that matched no rule */
+	XW_REASON_PASS_NON_IP       = 1,  /* ARP, LLDP, ...: never filtered */
+	XW_REASON_PASS_ALLOW        = 2,  /* matched an allow rule (reserved) */
+	XW_REASON__FIRST_DROP       = 16,
+	XW_REASON_DENY_SRC_CIDR     = 16, /* source address in a deny prefix */
+	XW_REASON_DENY_DST_CIDR     = 17, /* destination address in a deny prefix */
+	XW_REASON_MALFORMED_L2      = 18, /* truncated Ethernet/VLAN, too many tags */
+	XW_REASON_MALFORMED_IPV4    = 19, /* truncated, bad version/IHL/total length */
+	XW_REASON_MALFORMED_IPV6    = 20, /* truncated fixed header or extension */
+	XW_REASON_IPV6_EXT_LIMIT    = 21, /* more extension headers than XW_MAX_IPV6_EXT */
+	XW_REASON_MALFORMED_L4      = 22, /* truncated TCP/UDP/ICMP header */
+	XW_REASON__MAX              = 23,
+};
+
+/* What a CIDR rule does when it matches. */
+enum xw_action {
+	XW_ACTION_DENY  = 1,
+	XW_ACTION_ALLOW = 2, /* reserved for allow-list mode */
+};
+
+/* Bits of xw_rule_value.flags. */
+enum xw_rule_flags {
+	XW_RULE_F_DRY_RUN = 1u << 0, /* count as if applied, but pass (reserved) */
+};
+
+/*
+ * LPM trie keys. prefixlen counts bits of addr only. The struct is 4-byte
+ * aligned like struct bpf_lpm_trie_key so the address starts at offset 4.
+ */
+struct xw_lpm_v4_key {
+	__u32 prefixlen;
+	__be32 addr;
+};
+
+struct xw_lpm_v6_key {
+	__u32 prefixlen;
+	__u8 addr[16]; /* network byte order */
+};
+
+/*
+ * Value of every CIDR trie: which rule matched and what it does, not a bare
+ * flag, so allow lists, dry-run and per-rule counters fit without a new ABI.
+ */
+struct xw_rule_value {
+	__u32 rule_id; /* control-plane rule id; key of xw_rule_stats */
+	__u8 action;   /* enum xw_action */
+	__u8 flags;    /* enum xw_rule_flags */
+	__u16 pad;
+};
+
+/* Packet and byte counter pair, used per CPU. */
+struct xw_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* Key of xw_stats: one counter per interface, direction, verdict and reason. */
+struct xw_stats_key {
+	__u32 ifindex;
+	__u8 direction; /* enum xw_direction */
+	__u8 verdict;   /* enum xw_verdict */
+	__u16 reason;   /* enum xw_reason */
+};
+
+/*
+ * Flow key, oriented from the remote peer towards this host: on ingress
+ * (src, dst) are the packet's (saddr, daddr); on egress the TC program swaps
+ * them, so both directions of a conversation share one key and one entry.
+ * IPv4 addresses are stored as IPv4-mapped IPv6 (::ffff:a.b.c.d).
+ * For ICMP and ICMPv6, sport = htons(type) and dport = htons(code).
+ */
+struct xw_flow_key {
+	__u8 src[16];   /* network byte order */
+	__u8 dst[16];   /* network byte order */
+	__be16 sport;   /* 0 for non-first fragments and other protocols */
+	__be16 dport;
+	__u32 ifindex;  /* interface the flow was seen on */
+	__u8 proto;     /* IPPROTO_* */
+	__u8 family;    /* 4 or 6 */
+	__u16 pad;
+};
+
+/*
+ * Flow value, per CPU (user space sums counters, takes min first_seen and
+ * max last_seen over CPUs with a non-zero first_seen, ORs the flags).
+ * Times are bpf_ktime_get_ns() (CLOCK_MONOTONIC); user space converts.
+ */
+struct xw_flow_value {
+	struct xw_counter dir[XW_DIR__MAX]; /* indexed by enum xw_direction */
+	__u64 first_seen_ns;
+	__u64 last_seen_ns;
+	__u8 tcp_flags[XW_DIR__MAX]; /* OR of TCP flag bytes seen per direction */
+	__u8 cached_verdict;         /* reserved: verdict cache for established flows */
+	__u8 pad0;
+	__u32 rules_gen;             /* reserved: rule-set generation of cached_verdict */
+};
+
+#endif /* XDPWALL_ABI_H */
