@@ -1,0 +1,220 @@
+// TypeScript mirror of xdp/include/xdpwall_abi.h: names, sizes, offsets,
+// enum values and the codecs for every map key and value. test/abi.test.ts
+// checks this file against the BTF of the compiled object.
+
+export const ABI_VERSION = 1;
+
+export const PROGRAMS = { ingress: 'xw_ingress', egress: 'xw_egress' } as const;
+
+export const MAPS = {
+  srcV4: 'xw_src_v4',
+  dstV4: 'xw_dst_v4',
+  srcV6: 'xw_src_v6',
+  dstV6: 'xw_dst_v6',
+  ruleStats: 'xw_rule_stats',
+  stats: 'xw_stats',
+  flows: 'xw_flows',
+} as const;
+
+export const DEFAULT_CAPACITY = {
+  cidrV4: 1 << 20,
+  cidrV6: 1 << 18,
+  flows: 1 << 18,
+} as const;
+
+export const Direction = { ingress: 0, egress: 1 } as const;
+export type DirectionName = keyof typeof Direction;
+
+export const Verdict = { pass: 0, drop: 1 } as const;
+export type VerdictName = keyof typeof Verdict;
+
+/** enum xw_reason, by the names the API reports. */
+export const Reason = {
+  pass_no_match: 0,
+  pass_non_ip: 1,
+  pass_allow: 2,
+  deny_src_cidr: 16,
+  deny_dst_cidr: 17,
+  malformed_l2: 18,
+  malformed_ipv4: 19,
+  malformed_ipv6: 20,
+  ipv6_ext_limit: 21,
+  malformed_l4: 22,
+} as const;
+export type ReasonName = keyof typeof Reason;
+export const REASON_FIRST_DROP = 16;
+export const REASON_MAX = 23;
+
+export const Action = { deny: 1, allow: 2 } as const;
+export const RuleFlags = { dryRun: 1 << 0 } as const;
+
+/** Sizes and field offsets of the ABI structs, in bytes. */
+export const Layout = {
+  lpmV4Key: { size: 8, prefixlen: 0, addr: 4 },
+  lpmV6Key: { size: 20, prefixlen: 0, addr: 4 },
+  ruleValue: { size: 8, ruleId: 0, action: 4, flags: 5, pad: 6 },
+  counter: { size: 16, packets: 0, bytes: 8 },
+  statsKey: { size: 8, ifindex: 0, direction: 4, verdict: 5, reason: 6 },
+  flowKey: { size: 44, src: 0, dst: 16, sport: 32, dport: 34, ifindex: 36, proto: 40, family: 41, pad: 42 },
+  flowValue: {
+    size: 56,
+    dir: 0, // struct xw_counter[2]
+    firstSeenNs: 32,
+    lastSeenNs: 40,
+    tcpFlags: 48, // __u8[2]
+    cachedVerdict: 50,
+    pad0: 51,
+    rulesGen: 52,
+  },
+} as const;
+
+// Host byte order is little-endian on every platform xdpwall targets;
+// fields marked __be in the header are written big-endian explicitly.
+
+export function encodeLpmKey(family: 4 | 6, bytes: Uint8Array, prefixLen: number): Buffer {
+  const layout = family === 4 ? Layout.lpmV4Key : Layout.lpmV6Key;
+  const key = Buffer.alloc(layout.size);
+  key.writeUInt32LE(prefixLen, layout.prefixlen);
+  key.set(bytes, layout.addr);
+  return key;
+}
+
+export interface LpmEntry {
+  prefixLen: number;
+  bytes: Uint8Array;
+}
+
+export function decodeLpmKey(key: Buffer): LpmEntry {
+  const addrLen = key.length - Layout.lpmV4Key.addr;
+  return {
+    prefixLen: key.readUInt32LE(0),
+    bytes: new Uint8Array(key.subarray(4, 4 + addrLen)),
+  };
+}
+
+export interface RuleValue {
+  ruleId: number;
+  action: number;
+  flags: number;
+}
+
+export function encodeRuleValue(value: RuleValue): Buffer {
+  const out = Buffer.alloc(Layout.ruleValue.size);
+  out.writeUInt32LE(value.ruleId, Layout.ruleValue.ruleId);
+  out.writeUInt8(value.action, Layout.ruleValue.action);
+  out.writeUInt8(value.flags, Layout.ruleValue.flags);
+  return out;
+}
+
+export function decodeRuleValue(buf: Buffer): RuleValue {
+  return {
+    ruleId: buf.readUInt32LE(Layout.ruleValue.ruleId),
+    action: buf.readUInt8(Layout.ruleValue.action),
+    flags: buf.readUInt8(Layout.ruleValue.flags),
+  };
+}
+
+export function encodeRuleId(ruleId: number): Buffer {
+  const key = Buffer.alloc(4);
+  key.writeUInt32LE(ruleId);
+  return key;
+}
+
+export interface StatsKey {
+  ifindex: number;
+  direction: number;
+  verdict: number;
+  reason: number;
+}
+
+export function decodeStatsKey(buf: Buffer): StatsKey {
+  return {
+    ifindex: buf.readUInt32LE(Layout.statsKey.ifindex),
+    direction: buf.readUInt8(Layout.statsKey.direction),
+    verdict: buf.readUInt8(Layout.statsKey.verdict),
+    reason: buf.readUInt16LE(Layout.statsKey.reason),
+  };
+}
+
+export interface Counter {
+  packets: bigint;
+  bytes: bigint;
+}
+
+/** Sums one per-CPU value of struct xw_counter at `offset` over all CPUs. */
+export function sumCounters(values: Buffer, offset: number, stride: number, cpus: number, fieldOffset = 0): Counter {
+  const perCpu = stride / cpus;
+  let packets = 0n;
+  let bytes = 0n;
+  for (let cpu = 0; cpu < cpus; cpu++) {
+    const base = offset + cpu * perCpu + fieldOffset;
+    packets += values.readBigUInt64LE(base + Layout.counter.packets);
+    bytes += values.readBigUInt64LE(base + Layout.counter.bytes);
+  }
+  return { packets, bytes };
+}
+
+export interface FlowKey {
+  src: Uint8Array; // 16 bytes, IPv4-mapped for IPv4
+  dst: Uint8Array;
+  sport: number;
+  dport: number;
+  ifindex: number;
+  proto: number;
+  family: 4 | 6;
+}
+
+export function decodeFlowKey(buf: Buffer, offset = 0): FlowKey {
+  const L = Layout.flowKey;
+  return {
+    src: new Uint8Array(buf.subarray(offset + L.src, offset + L.src + 16)),
+    dst: new Uint8Array(buf.subarray(offset + L.dst, offset + L.dst + 16)),
+    sport: buf.readUInt16BE(offset + L.sport),
+    dport: buf.readUInt16BE(offset + L.dport),
+    ifindex: buf.readUInt32LE(offset + L.ifindex),
+    proto: buf.readUInt8(offset + L.proto),
+    family: buf.readUInt8(offset + L.family) === 4 ? 4 : 6,
+  };
+}
+
+export function encodeFlowKey(key: FlowKey): Buffer {
+  const L = Layout.flowKey;
+  const buf = Buffer.alloc(L.size);
+  buf.set(key.src, L.src);
+  buf.set(key.dst, L.dst);
+  buf.writeUInt16BE(key.sport, L.sport);
+  buf.writeUInt16BE(key.dport, L.dport);
+  buf.writeUInt32LE(key.ifindex, L.ifindex);
+  buf.writeUInt8(key.proto, L.proto);
+  buf.writeUInt8(key.family, L.family);
+  return buf;
+}
+
+/** A flow value summed over CPUs. Times are CLOCK_MONOTONIC nanoseconds; 0n = never. */
+export interface FlowTotals {
+  ingress: Counter;
+  egress: Counter;
+  firstSeenNs: bigint;
+  lastSeenNs: bigint;
+  tcpFlags: number; // OR over both directions
+}
+
+export function sumFlowValue(values: Buffer, offset: number, stride: number, cpus: number): FlowTotals {
+  const L = Layout.flowValue;
+  const perCpu = stride / cpus;
+  const ingress = sumCounters(values, offset, stride, cpus, L.dir + Direction.ingress * Layout.counter.size);
+  const egress = sumCounters(values, offset, stride, cpus, L.dir + Direction.egress * Layout.counter.size);
+  let firstSeenNs = 0n;
+  let lastSeenNs = 0n;
+  let tcpFlags = 0;
+  for (let cpu = 0; cpu < cpus; cpu++) {
+    const base = offset + cpu * perCpu;
+    const first = values.readBigUInt64LE(base + L.firstSeenNs);
+    if (first === 0n) continue; // this CPU never saw the flow
+    if (firstSeenNs === 0n || first < firstSeenNs) firstSeenNs = first;
+    const last = values.readBigUInt64LE(base + L.lastSeenNs);
+    if (last > lastSeenNs) lastSeenNs = last;
+    tcpFlags |= values.readUInt8(base + L.tcpFlags) | values.readUInt8(base + L.tcpFlags + 1);
+  }
+  return { ingress, egress, firstSeenNs, lastSeenNs, tcpFlags };
+}

@@ -1,0 +1,129 @@
+// CIDR parsing and canonicalisation. ip-cidr validates the text; the
+// canonical form and the byte layout the kernel tries use are derived here,
+// because ip-cidr silently accepts host bits and prints IPv6 uncompressed.
+import IPCIDR from 'ip-cidr';
+import { InvalidCidrError } from '../errors.js';
+
+export type IpFamily = 4 | 6;
+
+export interface Cidr {
+  readonly family: IpFamily;
+  readonly prefixLen: number;
+  /** Network address in network byte order: 4 or 16 bytes, host bits zero. */
+  readonly bytes: Uint8Array;
+  /** Canonical text: lowercase, IPv6 compressed (RFC 5952), e.g. "fd00:198::/48". */
+  readonly text: string;
+}
+
+export interface IpAddress {
+  readonly family: IpFamily;
+  readonly bytes: Uint8Array;
+  readonly text: string;
+}
+
+const addressBits = (family: IpFamily): number => (family === 4 ? 32 : 128);
+
+function bigintToBytes(value: bigint, length: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  for (let i = length - 1; i >= 0; i--) {
+    bytes[i] = Number(value & 0xffn);
+    value >>= 8n;
+  }
+  return bytes;
+}
+
+function bytesToBigint(bytes: Uint8Array): bigint {
+  let value = 0n;
+  for (const byte of bytes) value = (value << 8n) | BigInt(byte);
+  return value;
+}
+
+/**
+ * Parses "ADDR/LEN"; a bare address means a single host (/32 or /128), as
+ * fail2ban-style tools send them. Host bits set are an error, not silently
+ * cleared: "198.18.1.2/15" is far more likely a typo than an intent.
+ */
+export function parseCidr(input: string): Cidr {
+  const text = input.trim();
+  if (text.includes('%')) throw new InvalidCidrError(`"${input}" has a zone index; use a plain address`);
+  let withLen = text;
+  if (!text.includes('/')) {
+    if (!IPCIDR.isValidAddress(text)) throw new InvalidCidrError(`"${input}" is not an IPv4 or IPv6 CIDR`);
+    withLen = `${text}/${text.includes(':') ? 128 : 32}`;
+  }
+  if (!IPCIDR.isValidCIDR(withLen)) throw new InvalidCidrError(`"${input}" is not an IPv4 or IPv6 CIDR`);
+  const cidr = new IPCIDR(withLen);
+  const family: IpFamily = cidr.address.v4 ? 4 : 6;
+  const prefixLen = cidr.address.subnetMask;
+  const given = cidr.address.bigInteger();
+  const network = cidr.start<bigint>({ type: 'bigInteger' });
+  if (given !== network) {
+    const canonical = formatCidr(family, bigintToBytes(network, family === 4 ? 4 : 16), prefixLen);
+    throw new InvalidCidrError(`"${input}" has host bits set; did you mean ${canonical}?`);
+  }
+  const bytes = bigintToBytes(network, family === 4 ? 4 : 16);
+  return { family, prefixLen, bytes, text: formatCidr(family, bytes, prefixLen) };
+}
+
+/** Parses a single IPv4 or IPv6 address. */
+export function parseIp(input: string): IpAddress {
+  const text = input.trim();
+  if (text.includes('/') || text.includes('%') || !IPCIDR.isValidAddress(text)) {
+    throw new InvalidCidrError(`"${input}" is not an IPv4 or IPv6 address`);
+  }
+  const { family, bytes } = parseCidr(text);
+  return { family, bytes, text: formatIp(bytes) };
+}
+
+/** True when `ip` lies inside `cidr` (families must match). */
+export function cidrContains(cidr: Cidr, ip: { family: IpFamily; bytes: Uint8Array }): boolean {
+  if (cidr.family !== ip.family) return false;
+  const shift = BigInt(addressBits(cidr.family) - cidr.prefixLen);
+  return bytesToBigint(cidr.bytes) >> shift === bytesToBigint(ip.bytes) >> shift;
+}
+
+export function formatCidr(family: IpFamily, bytes: Uint8Array, prefixLen: number): string {
+  return `${formatIp(family === 4 ? bytes.subarray(0, 4) : bytes)}/${prefixLen}`;
+}
+
+/** Formats 4 bytes as dotted quad, 16 bytes as RFC 5952 IPv6. */
+export function formatIp(bytes: Uint8Array): string {
+  if (bytes.length === 4) return bytes.join('.');
+  if (bytes.length !== 16) throw new RangeError(`an IP address has 4 or 16 bytes, not ${bytes.length}`);
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
+  // RFC 5952: compress the longest run of two or more zero groups, the first on a tie.
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) [bestStart, bestLen] = [i, j - i];
+    i = j;
+  }
+  const hex = (gs: number[]) => gs.map((g) => g.toString(16)).join(':');
+  if (bestStart < 0) return hex(groups);
+  return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLen))}`;
+}
+
+const V4_MAPPED_PREFIX = new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+
+/** The data plane stores IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d) in flow keys. */
+export function toMappedV6(ip: { family: IpFamily; bytes: Uint8Array }): Uint8Array {
+  if (ip.family === 6) return ip.bytes;
+  const mapped = new Uint8Array(16);
+  mapped.set(V4_MAPPED_PREFIX, 0);
+  mapped.set(ip.bytes, 12);
+  return mapped;
+}
+
+/** Inverse of toMappedV6: an IPv4-mapped address comes back as IPv4. */
+export function fromMappedV6(bytes: Uint8Array): IpAddress {
+  const isMapped = V4_MAPPED_PREFIX.every((b, i) => bytes[i] === b);
+  const plain = isMapped ? bytes.slice(12, 16) : bytes.slice(0, 16);
+  return { family: isMapped ? 4 : 6, bytes: plain, text: formatIp(plain) };
+}
