@@ -141,6 +141,11 @@ export interface Counter {
   bytes: bigint;
 }
 
+/** How many per-CPU slots a map's value holds (1 for ordinary maps). */
+export function cpusOf(map: { perCpu: boolean; valueSize: number; valueStride: number }): number {
+  return map.perCpu ? map.valueStride / (Math.ceil(map.valueSize / 8) * 8) : 1;
+}
+
 /** Sums one per-CPU value of struct xw_counter at `offset` over all CPUs. */
 export function sumCounters(values: Buffer, offset: number, stride: number, cpus: number, fieldOffset = 0): Counter {
   const perCpu = stride / cpus;

@@ -1,0 +1,170 @@
+// Daemon configuration: defaults, then a YAML/JSON file, then flags.
+import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError } from './errors.js';
+import { DEFAULT_CAPACITY } from './datapath/abi.js';
+
+export const ATTACH_MODES = ['auto', 'native', 'generic'] as const;
+export type AttachMode = (typeof ATTACH_MODES)[number];
+
+export interface InterfaceConfig {
+  /** "IFNAME" or "NETNS/IFNAME" (a namespace under /run/netns). */
+  name: string;
+  mode: AttachMode;
+}
+
+export type ListenAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
+
+export interface Config {
+  interfaces: InterfaceConfig[];
+  listen: ListenAddress;
+  stateDir: string;
+  /** Names this instance's bpffs pin directory; defaults to a digest of stateDir. */
+  instance: string;
+  bpffsRoot: string;
+  capacity: { cidrV4: number; cidrV6: number; flows: number };
+  /** Request bodies larger than this get 413. */
+  bodyLimitBytes: number;
+  /** How long counter snapshots are reused by hot API reads. */
+  countersCacheMs: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+/** Flags as the CLI hands them over; every field optional. */
+export interface ConfigOverrides {
+  interfaces?: string[];
+  mode?: AttachMode;
+  listen?: string;
+  stateDir?: string;
+  instance?: string;
+  logLevel?: Config['logLevel'];
+}
+
+export const DEFAULT_LISTEN = '127.0.0.1:7070';
+export const DEFAULT_STATE_DIR = '/var/lib/xdpwall';
+
+export function parseListen(text: string): ListenAddress {
+  if (text.startsWith('unix:')) {
+    const path = text.slice('unix:'.length);
+    if (!path) throw new ConfigError(`listen "${text}" has no socket path`);
+    return { kind: 'unix', path: resolve(path) };
+  }
+  const match = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(text);
+  const port = match ? Number(match[2]) : NaN;
+  if (!match || !match[1] || port > 65535) {
+    throw new ConfigError(`listen "${text}" is neither HOST:PORT nor unix:PATH`);
+  }
+  return { kind: 'tcp', host: match[1], port };
+}
+
+export function formatListen(listen: ListenAddress): string {
+  if (listen.kind === 'unix') return `unix:${listen.path}`;
+  return listen.host.includes(':') ? `[${listen.host}]:${listen.port}` : `${listen.host}:${listen.port}`;
+}
+
+function isAttachMode(value: unknown): value is AttachMode {
+  return typeof value === 'string' && (ATTACH_MODES as readonly string[]).includes(value);
+}
+
+function positiveInt(value: unknown, what: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    throw new ConfigError(`${what} must be a positive integer`);
+  }
+  return value;
+}
+
+type FileConfig = Record<string, unknown>;
+
+function readConfigFile(path: string): FileConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`cannot read config file ${path}: ${(error as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(text);
+  } catch (error) {
+    throw new ConfigError(`config file ${path} is not valid YAML: ${(error as Error).message}`);
+  }
+  if (parsed === null || parsed === undefined) return {};
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`config file ${path} must be a mapping`);
+  return parsed as FileConfig;
+}
+
+function fileInterfaces(value: unknown, defaultMode: AttachMode): InterfaceConfig[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new ConfigError('interfaces must be a list');
+  return value.map((entry): InterfaceConfig => {
+    if (typeof entry === 'string') return { name: entry, mode: defaultMode };
+    const { name, mode } = (entry ?? {}) as { name?: unknown; mode?: unknown };
+    if (typeof name !== 'string' || !name) throw new ConfigError('each interface needs a name');
+    if (mode !== undefined && !isAttachMode(mode)) throw new ConfigError(`interface ${name}: mode must be auto, native or generic`);
+    return { name, mode: mode ?? defaultMode };
+  });
+}
+
+/**
+ * Builds the configuration. Example file (YAML; JSON works too):
+ *
+ *   interfaces: [eth0, { name: eth1, mode: generic }]
+ *   mode: auto
+ *   listen: 127.0.0.1:7070        # or unix:/run/xdpwall/api.sock
+ *   stateDir: /var/lib/xdpwall
+ *   capacity: { cidrV4: 1048576, cidrV6: 262144, flows: 262144 }
+ */
+export function loadConfig(configFile: string | undefined, overrides: ConfigOverrides = {}): Config {
+  const file = configFile ? readConfigFile(configFile) : {};
+  const fileMode = file.mode;
+  if (fileMode !== undefined && !isAttachMode(fileMode)) throw new ConfigError('mode must be auto, native or generic');
+  const mode: AttachMode = overrides.mode ?? fileMode ?? 'auto';
+  const interfaces = overrides.interfaces?.length
+    ? overrides.interfaces.map((name) => ({ name, mode }))
+    : fileInterfaces(file.interfaces, mode);
+  for (const { name } of interfaces) validateInterfaceName(name);
+
+  const stateDir = resolve(overrides.stateDir ?? stringField(file, 'stateDir') ?? DEFAULT_STATE_DIR);
+  const capacity = (file.capacity ?? {}) as Record<string, unknown>;
+  const logLevel = overrides.logLevel ?? (stringField(file, 'logLevel') as Config['logLevel'] | undefined) ?? 'info';
+  const instance =
+    overrides.instance ?? stringField(file, 'instance') ?? createHash('sha256').update(stateDir).digest('hex').slice(0, 12);
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(instance) || instance.startsWith('.')) {
+    throw new ConfigError(`instance "${instance}" must be 1-64 letters, digits, '.', '_' or '-'`);
+  }
+  return {
+    interfaces,
+    listen: parseListen(overrides.listen ?? stringField(file, 'listen') ?? DEFAULT_LISTEN),
+    stateDir,
+    instance,
+    bpffsRoot: stringField(file, 'bpffsRoot') ?? '/sys/fs/bpf',
+    capacity: {
+      cidrV4: positiveInt(capacity.cidrV4, 'capacity.cidrV4', DEFAULT_CAPACITY.cidrV4),
+      cidrV6: positiveInt(capacity.cidrV6, 'capacity.cidrV6', DEFAULT_CAPACITY.cidrV6),
+      flows: positiveInt(capacity.flows, 'capacity.flows', DEFAULT_CAPACITY.flows),
+    },
+    bodyLimitBytes: positiveInt(file.bodyLimitBytes, 'bodyLimitBytes', 1 << 20),
+    countersCacheMs: positiveInt(file.countersCacheMs, 'countersCacheMs', 250),
+    logLevel,
+  };
+}
+
+function stringField(file: FileConfig, key: string): string | undefined {
+  const value = file[key];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string') throw new ConfigError(`${key} must be a string`);
+  return value;
+}
+
+export function validateInterfaceName(name: string): void {
+  const parts = name.split('/');
+  const valid =
+    parts.length <= 2 &&
+    parts.every((p) => p.length > 0 && !p.startsWith('.')) &&
+    /^[A-Za-z0-9_.@:-]{1,15}$/.test(parts.at(-1)!) &&
+    (parts.length === 1 || /^[A-Za-z0-9_.-]{1,64}$/.test(parts[0]!));
+  if (!valid) throw new ConfigError(`interface "${name}" is not IFNAME or NETNS/IFNAME`);
+}

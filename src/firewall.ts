@@ -1,0 +1,97 @@
+// The firewall as one object: rule store, data plane, map sync and counter
+// reads wired together. The daemon and the API tests both build it; the API
+// sees only this.
+import { join } from 'node:path';
+import { Datapath, type AttachedInterface, type Logger } from './datapath/datapath.js';
+import { CidrMaps, type ReconcileReport } from './datapath/cidr-maps.js';
+import { readFlows, readStats, type FlowEntry, type StatsEntry } from './datapath/counters.js';
+import type { Counter } from './datapath/abi.js';
+import { BlockService } from './rules/blocks.js';
+import { RuleStore } from './rules/store.js';
+import { SnapshotCache } from './counters-cache.js';
+import { queryFlows, type FlowQuery, type FlowRecord } from './flows/query.js';
+import { buildStatsReport, type StatsReport } from './stats/report.js';
+import { systemClock, type Clock } from './clock.js';
+import type { Config, InterfaceConfig } from './config.js';
+
+export interface FirewallOptions {
+  objectPath: string;
+  /** SQLite file, or ":memory:". */
+  storePath: string;
+  /** Where to pin maps; null keeps them unpinned (tests). */
+  pin: { bpffsRoot: string; dir: string } | null;
+  capacity: Config['capacity'];
+  countersCacheMs: number;
+  clock?: Clock;
+}
+
+export class Firewall {
+  readonly blocks: BlockService;
+  private readonly flowSnapshots: SnapshotCache<FlowEntry[]>;
+  private readonly statsSnapshots: SnapshotCache<StatsEntry[]>;
+  private readonly startedAt: number;
+
+  private constructor(
+    private readonly store: RuleStore,
+    readonly datapath: Datapath,
+    private readonly cidrMaps: CidrMaps,
+    private readonly clock: Clock,
+    countersCacheMs: number,
+  ) {
+    this.blocks = new BlockService(store, cidrMaps, () => new Date(clock.wallMs()));
+    this.flowSnapshots = new SnapshotCache(() => readFlows(datapath.maps.flows), countersCacheMs);
+    this.statsSnapshots = new SnapshotCache(() => readStats(datapath.maps.stats), countersCacheMs);
+    this.startedAt = clock.wallMs();
+  }
+
+  /** Loads the data plane and makes its maps hold exactly the stored rules. */
+  static async open(options: FirewallOptions, log: Logger): Promise<{ firewall: Firewall; restored: ReconcileReport }> {
+    const store = new RuleStore(options.storePath);
+    let datapath: Datapath | undefined;
+    try {
+      datapath = await Datapath.load(options, log);
+      const cidrMaps = new CidrMaps(datapath.maps);
+      const restored = await cidrMaps.reconcile(store.all());
+      const firewall = new Firewall(store, datapath, cidrMaps, options.clock ?? systemClock, options.countersCacheMs);
+      return { firewall, restored };
+    } catch (error) {
+      datapath?.close();
+      store.close();
+      throw error;
+    }
+  }
+
+  attach(iface: InterfaceConfig): AttachedInterface {
+    return this.datapath.attach(iface);
+  }
+
+  interfaces(): AttachedInterface[] {
+    return this.datapath.interfaces();
+  }
+
+  ruleHits(ruleId: number): Counter | undefined {
+    return this.cidrMaps.hits(ruleId);
+  }
+
+  async flows(query: FlowQuery): Promise<FlowRecord[]> {
+    const entries = await this.flowSnapshots.get();
+    return queryFlows(entries, query, this.clock, (ifindex) => this.datapath.ifaceName(ifindex));
+  }
+
+  async stats(): Promise<StatsReport> {
+    return buildStatsReport(await this.statsSnapshots.get(), (ifindex) => this.datapath.ifaceName(ifindex));
+  }
+
+  uptimeSeconds(): number {
+    return Math.floor((this.clock.wallMs() - this.startedAt) / 1000);
+  }
+
+  /** Detaches from every interface and frees kernel handles; pinned maps stay. */
+  close(): void {
+    this.datapath.close();
+    this.store.close();
+  }
+}
+
+export const storePathIn = (stateDir: string): string => join(stateDir, 'rules.sqlite');
+export const pinDirFor = (bpffsRoot: string, instance: string): string => join(bpffsRoot, 'xdpwall', instance);
