@@ -1,0 +1,40 @@
+// Builds the HTTP API around a Firewall. listen() is the daemon's business,
+// so tests drive the same app with inject().
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Firewall } from '../src/firewall.js';
+import { Block } from './schemas/blocks.js';
+import { Flow } from './schemas/flows.js';
+import { CounterPair, ErrorBody } from './schemas/common.js';
+import { registerErrorHandling } from './plugins/errors.js';
+import { registerDocs } from './plugins/docs.js';
+import { blockRoutes } from './routes/blocks.js';
+import { observeRoutes } from './routes/observe.js';
+
+/** What the API needs of the firewall. */
+export type ApiFirewall = Pick<Firewall, 'blocks' | 'flows' | 'stats' | 'interfaces' | 'ruleHits' | 'uptimeSeconds'>;
+
+export interface AppOptions {
+  firewall: ApiFirewall;
+  /** Request bodies above this many bytes get 413. */
+  bodyLimitBytes?: number;
+  logger?: FastifyServerOptions['logger'];
+  version?: string;
+}
+
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: options.bodyLimitBytes ?? 1 << 20,
+    // Unknown fields are rejected, not silently dropped: a typo in a firewall
+    // rule must not turn into a different rule.
+    ajv: { customOptions: { removeAdditional: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  for (const schema of [ErrorBody, CounterPair, Block, Flow]) app.addSchema(schema);
+  registerErrorHandling(app);
+  await registerDocs(app, options.version ?? '0.0.0');
+  await app.register(blockRoutes, { firewall: options.firewall });
+  await app.register(observeRoutes, { firewall: options.firewall });
+  return app;
+}

@@ -1,0 +1,52 @@
+// Every error leaves the API here, as {error: {code, message}} with a status
+// chosen in this one place.
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { XdpwallError, type ErrorCode } from '../../src/errors.js';
+
+const STATUS_BY_CODE: Record<ErrorCode, number> = {
+  INVALID_CIDR: 400,
+  INVALID_ARGUMENT: 400,
+  NOT_FOUND: 404,
+  CAPACITY_EXCEEDED: 507,
+  DATAPATH_ERROR: 500,
+  STORE_ERROR: 500,
+  CONFIG_ERROR: 500,
+};
+
+/** Fastify's own client errors, by their FST_ code, mapped to ours. */
+const FASTIFY_CODES: Record<string, string> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'BAD_REQUEST',
+};
+
+export function errorBody(code: string, message: string) {
+  return { error: { code, message } };
+}
+
+export function registerErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError | XdpwallError | Error, request, reply) => {
+    if (error instanceof XdpwallError) {
+      const status = STATUS_BY_CODE[error.code];
+      if (status >= 500) request.log.error({ err: error }, 'request failed');
+      return reply.status(status).send(errorBody(error.code, error.message));
+    }
+    const fastifyError = error as FastifyError;
+    if (fastifyError.validation) {
+      return reply.status(400).send(errorBody('INVALID_REQUEST', error.message));
+    }
+    const status = fastifyError.statusCode ?? 500;
+    if (status >= 400 && status < 500) {
+      const code = (fastifyError.code && FASTIFY_CODES[fastifyError.code]) ?? (error instanceof SyntaxError ? 'INVALID_JSON' : 'BAD_REQUEST');
+      return reply.status(status).send(errorBody(code, error.message));
+    }
+    request.log.error({ err: error }, 'unexpected error');
+    return reply.status(500).send(errorBody('INTERNAL', 'internal error; see the daemon log'));
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    reply.status(404).send(errorBody('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)),
+  );
+}

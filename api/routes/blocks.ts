@@ -1,0 +1,80 @@
+import { Type } from 'typebox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { BlockCreate, BlockDeleteQuery, BlockIdParams, BlockList, BlockListQuery } from '../schemas/blocks.js';
+import { errorResponses } from '../schemas/common.js';
+import type { BlockRule } from '../../src/rules/model.js';
+import type { ApiFirewall } from '../app.js';
+
+export interface BlockRoutesOptions {
+  firewall: ApiFirewall;
+}
+
+export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async (app, { firewall }) => {
+  const view = ({ id, cidr, direction, comment, createdAt }: BlockRule) => {
+    const hits = firewall.ruleHits(id);
+    return {
+      id, cidr, direction, comment, createdAt,
+      ...(hits && { hits: { packets: Number(hits.packets), bytes: Number(hits.bytes) } }),
+    };
+  };
+
+  app.post('/v1/blocks', {
+    schema: {
+      tags: ['blocks'],
+      summary: 'Block a CIDR',
+      description: '201 with the new rule once it is on disk and in the kernel; 200 with the existing rule if already blocked.',
+      body: BlockCreate,
+      response: { 200: Type.Ref('Block'), 201: Type.Ref('Block'), ...errorResponses(400, 413, 415, 507) },
+    },
+  }, async (request, reply) => {
+    const { rule, created } = firewall.blocks.add(request.body);
+    return reply.status(created ? 201 : 200).send(view(rule));
+  });
+
+  app.get('/v1/blocks', {
+    schema: {
+      tags: ['blocks'],
+      summary: 'List blocks, oldest first',
+      querystring: BlockListQuery,
+      response: { 200: BlockList, ...errorResponses(400) },
+    },
+  }, async (request) => {
+    const { limit, offset, contains } = request.query;
+    const { items, total } = firewall.blocks.list({ limit, offset, contains });
+    return { items: items.map(view), total, limit, offset };
+  });
+
+  app.get('/v1/blocks/:id', {
+    schema: {
+      tags: ['blocks'],
+      summary: 'One block, with its drop counters',
+      params: BlockIdParams,
+      response: { 200: Type.Ref('Block'), ...errorResponses(400, 404) },
+    },
+  }, async (request) => view(firewall.blocks.get(request.params.id)));
+
+  app.delete('/v1/blocks/:id', {
+    schema: {
+      tags: ['blocks'],
+      summary: 'Unblock by id',
+      params: BlockIdParams,
+      response: { 204: Type.Null(), ...errorResponses(400, 404) },
+    },
+  }, async (request, reply) => {
+    firewall.blocks.removeById(request.params.id);
+    return reply.status(204).send(null);
+  });
+
+  app.delete('/v1/blocks', {
+    schema: {
+      tags: ['blocks'],
+      summary: 'Unblock by CIDR',
+      querystring: BlockDeleteQuery,
+      response: { 204: Type.Null(), ...errorResponses(400, 404) },
+    },
+  }, async (request, reply) => {
+    firewall.blocks.removeByCidr(request.query.cidr, request.query.direction);
+    return reply.status(204).send(null);
+  });
+};
+

@@ -1,0 +1,49 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { FlowList, FlowQuery } from '../schemas/flows.js';
+import { Health, InterfaceList, Stats } from '../schemas/stats.js';
+import { errorResponses } from '../schemas/common.js';
+import type { ApiFirewall } from '../app.js';
+
+export interface ObserveRoutesOptions {
+  firewall: ApiFirewall;
+}
+
+export const observeRoutes: FastifyPluginAsyncTypebox<ObserveRoutesOptions> = async (app, { firewall }) => {
+  app.get('/v1/flows', {
+    schema: {
+      tags: ['observe'],
+      summary: 'Per-flow counters, both directions, largest first',
+      querystring: FlowQuery,
+      response: { 200: FlowList, ...errorResponses(400) },
+    },
+  }, async (request) => ({ items: await firewall.flows(request.query) }));
+
+  app.get('/v1/stats', {
+    schema: {
+      tags: ['observe'],
+      summary: 'Packets and bytes by verdict and drop reason, per interface',
+      response: { 200: Stats },
+    },
+  }, async () => firewall.stats());
+
+  app.get('/v1/interfaces', {
+    schema: {
+      tags: ['observe'],
+      summary: 'Attached interfaces and the XDP mode in effect',
+      response: { 200: InterfaceList },
+    },
+  }, async () => ({
+    items: firewall.interfaces().map(({ iface, ifindex, xdpMode, requestedMode, egress }) => ({
+      iface, ifindex, xdpMode, requestedMode, egress,
+    })),
+  }));
+
+  app.get('/healthz', {
+    schema: { tags: ['health'], summary: 'Liveness', response: { 200: Health } },
+  }, async () => ({
+    status: 'ok' as const,
+    uptimeSeconds: firewall.uptimeSeconds(),
+    interfaces: firewall.interfaces().length,
+    blocks: firewall.blocks.list({ limit: 1 }).total,
+  }));
+};

@@ -1,0 +1,59 @@
+import { Type, type Static } from 'typebox';
+import { MAX_COMMENT_LENGTH, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE } from '../../src/rules/blocks.js';
+
+const Direction = Type.Union([Type.Literal('src'), Type.Literal('dst')], {
+  description: 'Match the packet source (default) or destination address',
+});
+
+export const BlockCreate = Type.Object(
+  {
+    cidr: Type.String({ minLength: 1, maxLength: 64, examples: ['198.18.7.0/24', 'fd00:198::/48'] }),
+    comment: Type.Optional(Type.Union([Type.String({ maxLength: MAX_COMMENT_LENGTH }), Type.Null()])),
+    direction: Type.Optional(Direction),
+  },
+  { additionalProperties: false },
+);
+export type BlockCreate = Static<typeof BlockCreate>;
+
+export const Block = Type.Object(
+  {
+    id: Type.Integer(),
+    cidr: Type.String({ description: 'Canonical form: host bits zero, IPv6 compressed' }),
+    direction: Direction,
+    comment: Type.Union([Type.String(), Type.Null()]),
+    createdAt: Type.String({ format: 'date-time' }),
+    hits: Type.Optional(Type.Ref('CounterPair', { description: 'Packets and bytes this rule dropped' })),
+  },
+  { $id: 'Block', title: 'Block' },
+);
+
+export const BlockList = Type.Object({
+  items: Type.Array(Type.Ref('Block')),
+  total: Type.Integer({ description: 'Matching rules over all pages' }),
+  limit: Type.Integer(),
+  offset: Type.Integer(),
+});
+
+export const BlockListQuery = Type.Object(
+  {
+    limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: DEFAULT_PAGE_SIZE }),
+    offset: Type.Integer({ minimum: 0, default: 0 }),
+    contains: Type.Optional(Type.String({ maxLength: 64, description: 'Only blocks whose prefix contains this IP' })),
+  },
+  { additionalProperties: false },
+);
+export type BlockListQuery = Static<typeof BlockListQuery>;
+
+export const BlockIdParams = Type.Object({ id: Type.Integer({ minimum: 1 }) });
+export type BlockIdParams = Static<typeof BlockIdParams>;
+
+export const BlockDeleteQuery = Type.Object(
+  {
+    cidr: Type.String({ minLength: 1, maxLength: 64 }),
+    direction: Type.Optional(Type.Union([Type.Literal('src'), Type.Literal('dst')], {
+      description: 'Remove only this direction; both when omitted',
+    })),
+  },
+  { additionalProperties: false },
+);
+export type BlockDeleteQuery = Static<typeof BlockDeleteQuery>;

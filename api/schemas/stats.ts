@@ -1,0 +1,45 @@
+import { Type } from 'typebox';
+import { Reason } from '../../src/datapath/abi.js';
+
+const Reasons = Type.Object(
+  Object.fromEntries(Object.keys(Reason).map((name) => [name, Type.Optional(Type.Ref('CounterPair'))])),
+  { description: 'Packets and bytes by reason; reasons that counted nothing are left out' },
+);
+
+const DirectionStats = Type.Object({
+  verdicts: Type.Object({ pass: Type.Ref('CounterPair'), drop: Type.Ref('CounterPair') }),
+  reasons: Reasons,
+});
+
+export const Stats = Type.Object({
+  interfaces: Type.Array(
+    Type.Object({
+      iface: Type.Union([Type.String(), Type.Null()]),
+      ifindex: Type.Integer(),
+      ingress: DirectionStats,
+      egress: DirectionStats,
+    }),
+  ),
+  totals: Type.Object({ ingress: DirectionStats, egress: DirectionStats }),
+});
+
+const XdpMode = Type.Union([Type.Literal('native'), Type.Literal('generic')]);
+
+export const InterfaceList = Type.Object({
+  items: Type.Array(
+    Type.Object({
+      iface: Type.String({ description: 'IFNAME or NETNS/IFNAME' }),
+      ifindex: Type.Integer(),
+      xdpMode: XdpMode,
+      requestedMode: Type.Union([XdpMode, Type.Literal('auto')]),
+      egress: Type.Boolean({ description: 'TC egress accounting attached' }),
+    }),
+  ),
+});
+
+export const Health = Type.Object({
+  status: Type.Literal('ok'),
+  uptimeSeconds: Type.Integer(),
+  interfaces: Type.Integer(),
+  blocks: Type.Integer(),
+});

@@ -1,0 +1,85 @@
+// A small client for the daemon's API, over TCP or a unix socket
+// (`--api unix:/run/xdpwall/api.sock`), which fetch() cannot reach.
+import { request } from 'node:http';
+
+export const DEFAULT_API = 'http://127.0.0.1:7070';
+
+/** An error the CLI prints as one line and exits non-zero for. */
+export class CliError extends Error {
+  constructor(message: string, readonly exitCode = 1) {
+    super(message);
+  }
+}
+
+export interface ApiResponse<T> {
+  status: number;
+  body: T;
+}
+
+interface Endpoint {
+  socketPath?: string;
+  host?: string;
+  port?: number;
+  label: string;
+}
+
+function endpoint(api: string): Endpoint {
+  if (api.startsWith('unix:')) return { socketPath: api.slice('unix:'.length), label: api };
+  let url: URL;
+  try {
+    url = new URL(api);
+  } catch {
+    throw new CliError(`--api "${api}" is neither an http:// URL nor unix:PATH`, 2);
+  }
+  if (url.protocol !== 'http:') throw new CliError(`--api "${api}": only http:// and unix: are supported`, 2);
+  return { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 80), label: api };
+}
+
+export class ApiClient {
+  private readonly target: Endpoint;
+
+  constructor(api: string) {
+    this.target = endpoint(api);
+  }
+
+  /** Sends a request; a 4xx/5xx becomes a CliError carrying the API's code and message. */
+  async call<T>(method: string, path: string, body?: unknown): Promise<ApiResponse<T>> {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = request(
+        {
+          ...this.target,
+          method,
+          path,
+          headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+          timeout: 30_000,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', reject);
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error('timed out')));
+      req.on('error', (error: NodeJS.ErrnoException) =>
+        reject(new CliError(`cannot reach the xdpwall daemon at ${this.target.label}: ${error.code ?? error.message}`)),
+      );
+      req.end(payload);
+    });
+    const parsed: unknown = text ? safeJson(text) : null;
+    if (status >= 400) {
+      const error = (parsed as { error?: { code?: string; message?: string } } | null)?.error;
+      throw new CliError(error ? `${error.code}: ${error.message}` : `HTTP ${status}`);
+    }
+    return { status, body: parsed as T };
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}

@@ -1,0 +1,116 @@
+// Commands that talk to a running daemon through its API.
+import { Command } from 'commander';
+import { ApiClient, CliError, DEFAULT_API } from '../client.js';
+import { humanBytes, table } from '../format.js';
+import type { BlockRule } from '../../rules/model.js';
+import type { FlowRecord } from '../../flows/query.js';
+import type { StatsReport } from '../../stats/report.js';
+
+type BlockView = Pick<BlockRule, 'id' | 'cidr' | 'direction' | 'comment' | 'createdAt'> & {
+  hits?: { packets: number; bytes: number };
+};
+
+interface ClientFlags {
+  api: string;
+  json?: boolean;
+}
+
+function clientCommand(name: string, description: string): Command {
+  return new Command(name)
+    .description(description)
+    .option('--api <URL>', 'daemon API: http://HOST:PORT or unix:PATH', process.env.XDPWALL_API ?? DEFAULT_API)
+    .option('--json', 'print the API response as JSON');
+}
+
+function print(flags: ClientFlags, body: unknown, text: () => string): void {
+  console.log(flags.json ? JSON.stringify(body, null, 2) : text());
+}
+
+const direction = (value: string): 'src' | 'dst' => {
+  if (value !== 'src' && value !== 'dst') throw new CliError(`--direction must be src or dst, not "${value}"`, 2);
+  return value;
+};
+
+export function blockCommand(): Command {
+  return clientCommand('block', 'block a CIDR (or a single address)')
+    .argument('<CIDR>')
+    .option('--direction <src|dst>', 'match the source (default) or destination address', direction)
+    .option('--comment <TEXT>', 'why, for the next person')
+    .action(async (cidr: string, flags: ClientFlags & { direction?: 'src' | 'dst'; comment?: string }) => {
+      const { status, body } = await new ApiClient(flags.api).call<BlockView>('POST', '/v1/blocks', {
+        cidr,
+        ...(flags.direction && { direction: flags.direction }),
+        ...(flags.comment !== undefined && { comment: flags.comment }),
+      });
+      print(flags, body, () => `${status === 201 ? 'blocked' : 'already blocked'} ${body.cidr} (${body.direction}, id ${body.id})`);
+    });
+}
+
+export function unblockCommand(): Command {
+  return clientCommand('unblock', 'remove the block(s) for a CIDR')
+    .argument('<CIDR>')
+    .option('--direction <src|dst>', 'only this direction (default: both)', direction)
+    .action(async (cidr: string, flags: ClientFlags & { direction?: 'src' | 'dst' }) => {
+      const query = new URLSearchParams({ cidr, ...(flags.direction && { direction: flags.direction }) });
+      await new ApiClient(flags.api).call('DELETE', `/v1/blocks?${query}`);
+      print(flags, { unblocked: cidr }, () => `unblocked ${cidr}`);
+    });
+}
+
+export function blocksCommand(): Command {
+  return clientCommand('blocks', 'list blocks')
+    .option('--contains <IP>', 'only blocks covering this address')
+    .action(async (flags: ClientFlags & { contains?: string }) => {
+      const client = new ApiClient(flags.api);
+      const items: BlockView[] = [];
+      for (let offset = 0; ; offset += 1000) {
+        const query = new URLSearchParams({ limit: '1000', offset: String(offset), ...(flags.contains && { contains: flags.contains }) });
+        const { body } = await client.call<{ items: BlockView[]; total: number }>('GET', `/v1/blocks?${query}`);
+        items.push(...body.items);
+        if (body.items.length === 0 || items.length >= body.total) break;
+      }
+      print(flags, items, () =>
+        table(
+          ['ID', 'CIDR', 'DIR', 'DROPPED', 'CREATED', 'COMMENT'],
+          items.map((b) => [b.id, b.cidr, b.direction, b.hits?.packets ?? 0, b.createdAt, b.comment ?? '']),
+        ),
+      );
+    });
+}
+
+export function flowsCommand(): Command {
+  return clientCommand('flows', 'top flows by bytes')
+    .option('--top <N>', 'how many', '20')
+    .option('--sort <bytes|packets|lastSeen>', 'order', 'bytes')
+    .action(async (flags: ClientFlags & { top: string; sort: string }) => {
+      const query = new URLSearchParams({ limit: flags.top, sort: flags.sort });
+      const { body } = await new ApiClient(flags.api).call<{ items: FlowRecord[] }>('GET', `/v1/flows?${query}`);
+      const endpoint = (ip: string, port: number) => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
+      print(flags, body.items, () =>
+        table(
+          ['PROTO', 'REMOTE', 'LOCAL', 'IN PKTS', 'IN BYTES', 'OUT PKTS', 'OUT BYTES', 'LAST SEEN'],
+          body.items.map((f) => [
+            f.proto, endpoint(f.src, f.srcPort), endpoint(f.dst, f.dstPort),
+            f.ingress.packets, humanBytes(f.ingress.bytes), f.egress.packets, humanBytes(f.egress.bytes), f.lastSeen,
+          ]),
+        ),
+      );
+    });
+}
+
+export function statsCommand(): Command {
+  return clientCommand('stats', 'packets and bytes by verdict and drop reason').action(async (flags: ClientFlags) => {
+    const { body } = await new ApiClient(flags.api).call<StatsReport>('GET', '/v1/stats');
+    print(flags, body, () => {
+      const rows: Array<Array<string | number>> = [];
+      for (const iface of body.interfaces) {
+        for (const dir of ['ingress', 'egress'] as const) {
+          for (const [reason, counter] of Object.entries(iface[dir].reasons)) {
+            rows.push([iface.iface ?? `ifindex ${iface.ifindex}`, dir, reason, counter!.packets, humanBytes(counter!.bytes)]);
+          }
+        }
+      }
+      return table(['IFACE', 'DIR', 'REASON', 'PACKETS', 'BYTES'], rows);
+    });
+  });
+}

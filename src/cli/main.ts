@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+// xdpwall: the daemon (`serve`), the lab, and a client for the daemon's API.
+import { Command, CommanderError } from 'commander';
+import { CliError } from './client.js';
+import { serveCommand } from './commands/serve.js';
+import { blockCommand, blocksCommand, flowsCommand, statsCommand, unblockCommand } from './commands/client.js';
+import { XdpwallError } from '../errors.js';
+import { VERSION } from '../version.js';
+
+const program = new Command('xdpwall')
+  .description('XDP firewall: block CIDRs at the driver, count every flow')
+  .version(VERSION)
+  .exitOverride()
+  .configureOutput({ outputError: (text, write) => write(text) });
+
+for (const command of [serveCommand(), blockCommand(), unblockCommand(), blocksCommand(), flowsCommand(), statsCommand()]) {
+  program.addCommand(command.exitOverride());
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    // commander already printed its message (or help / version)
+    process.exitCode = error.exitCode;
+  } else {
+    const message =
+      error instanceof CliError || error instanceof XdpwallError
+        ? (error instanceof XdpwallError ? `${error.code}: ${error.message}` : error.message)
+        : String((error as Error)?.message ?? error);
+    process.stderr.write(`xdpwall: ${message}\n`);
+    process.exitCode = error instanceof CliError ? error.exitCode : 1;
+  }
+}
