@@ -1,0 +1,58 @@
+// Run an external command with a time limit and collect its output.
+// Lab code only: the daemon itself never shells out.
+import { execFile } from 'node:child_process';
+
+export interface RunOptions {
+  /** Kill the command after this long. Default 10 s. */
+  timeoutMs?: number;
+}
+
+export interface RunResult {
+  /** Exit status; null when the command was killed by a signal (e.g. the timeout). */
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export class CommandError extends Error {
+  override readonly name = 'CommandError';
+  constructor(
+    readonly argv: readonly string[],
+    readonly result: RunResult,
+  ) {
+    const detail = result.stderr.trim().split('\n')[0] ?? '';
+    super(`${argv.join(' ')} exited ${result.code ?? 'by signal'}${detail ? `: ${detail}` : ''}`);
+  }
+}
+
+const DEFAULT_TIMEOUT_MS = 10_000;
+
+/** Runs argv; resolves with the result whatever the exit status. */
+export function run(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  const [file, ...args] = argv;
+  if (!file) throw new Error('run: empty argv');
+  return new Promise((resolve) => {
+    execFile(
+      file,
+      args,
+      { timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS, killSignal: 'SIGKILL', encoding: 'utf8' },
+      (error, stdout, stderr) => {
+        let code: number | null = 0;
+        if (error) code = typeof error.code === 'number' ? error.code : null;
+        // A missing binary (ENOENT) reaches here as a string code: report it as 127 like a shell.
+        if (error && typeof error.code === 'string') {
+          code = 127;
+          stderr = stderr || error.message;
+        }
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+/** Runs argv and throws CommandError unless it exits 0; resolves with stdout. */
+export async function runChecked(argv: readonly string[], options: RunOptions = {}): Promise<string> {
+  const result = await run(argv, options);
+  if (result.code !== 0) throw new CommandError(argv, result);
+  return result.stdout;
+}
