@@ -1,0 +1,224 @@
+#include "object.h"
+
+#include <bpf/libbpf.h>
+#include <linux/limits.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <string>
+
+#include "common.h"
+#include "errors.h"
+#include "map.h"
+#include "program.h"
+#include "worker.h"
+
+namespace xdpwall {
+
+namespace {
+
+// Pins every map without a pinning attribute under pinRoot, like
+// LIBBPF_PIN_BY_NAME does for the others. Internal maps (.rodata, .bss, ...)
+// are left alone: reusing a pinned, frozen .rodata would silently keep the
+// previous load's constants.
+int PinAllMapsUnder(bpf_object* object, const std::string& pinRoot, std::string& failedMap) {
+  bpf_map* map;
+  bpf_object__for_each_map(map, object) {
+    if (bpf_map__is_internal(map) || bpf_map__pin_path(map) != nullptr) continue;
+    const std::string path = pinRoot + "/" + bpf_map__name(map);
+    if (path.size() >= PATH_MAX) return -ENAMETOOLONG;
+    int err = bpf_map__set_pin_path(map, path.c_str());
+    if (err != 0) {
+      failedMap = bpf_map__name(map);
+      return NegErrno(err);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+// Verifies and loads the programs and creates (or reuses pinned) maps.
+class LoadWorker : public PromiseWorker {
+ public:
+  LoadWorker(Napi::Env env, Napi::Object owner, BpfObject* object)
+      : PromiseWorker(env, "xdpwall:BpfObject.load", owner), object_(object), raw_(object->Raw()) {
+    object_->loading_ = true;
+  }
+
+ protected:
+  int Run() override {
+    LibbpfLogCapture capture;
+    int err = NegErrno(bpf_object__load(raw_));
+    log_ = capture.Take();
+    if (err != 0) op_ = "bpf_object__load";
+    return err;
+  }
+
+  void Finished() override {
+    object_->loading_ = false;
+    if (op_.empty()) {
+      object_->loaded_ = true;
+      // Warnings from a successful load are still worth seeing.
+      if (!log_.empty()) fprintf(stderr, "%s\n", log_.c_str());
+    }
+    if (object_->closeRequested_) object_->Close();
+  }
+
+  Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
+
+ private:
+  BpfObject* object_;
+  bpf_object* raw_;
+};
+
+Napi::Function BpfObject::Init(Napi::Env env) {
+  return DefineClass(env, "BpfObject",
+                     {
+                         StaticMethod<&BpfObject::Open>("open"),
+                         InstanceMethod<&BpfObject::SetMapMaxEntries>("setMapMaxEntries"),
+                         InstanceMethod<&BpfObject::Load>("load"),
+                         InstanceAccessor<&BpfObject::GetLoaded>("loaded"),
+                         InstanceMethod<&BpfObject::ProgramNames>("programNames"),
+                         InstanceMethod<&BpfObject::MapNames>("mapNames"),
+                         InstanceMethod<&BpfObject::Program>("program"),
+                         InstanceMethod<&BpfObject::Map>("map"),
+                         InstanceMethod<&BpfObject::CloseMethod>("close"),
+                     });
+}
+
+BpfObject::BpfObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BpfObject>(info) {
+  if (info.Length() != 1 || !info[0].IsExternal()) {
+    throw Napi::TypeError::New(info.Env(), "use BpfObject.open(path) to create a BpfObject");
+  }
+  object_ = info[0].As<Napi::External<bpf_object>>().Data();
+  registry_ = AddonState::Of(info.Env()).objects;
+  registry_->open.insert(this);
+}
+
+BpfObject::~BpfObject() {
+  // A finalizer never runs during load(): the worker holds a reference.
+  Close();
+}
+
+void BpfObject::Close() {
+  if (loading_) {
+    closeRequested_ = true;
+    return;
+  }
+  if (object_ != nullptr) {
+    bpf_object__close(object_);
+    object_ = nullptr;
+    registry_->open.erase(this);
+  }
+  loaded_ = false;
+}
+
+bpf_object* BpfObject::Require(Napi::Env env, const char* op) const {
+  if (object_ == nullptr || closeRequested_) ThrowBpfError(env, EBADF, op, "object is closed");
+  return object_;
+}
+
+Napi::Value BpfObject::Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string path = StringArg(info, 0, "path");
+  Napi::Object options = OptionsArg(info, 1, "options");
+
+  std::string pinRoot;
+  if (!IsAbsent(options.Get("pinRoot"))) {
+    if (!options.Get("pinRoot").IsString()) throw Napi::TypeError::New(env, "options.pinRoot must be a string");
+    pinRoot = options.Get("pinRoot").As<Napi::String>().Utf8Value();
+    while (pinRoot.size() > 1 && pinRoot.back() == '/') pinRoot.pop_back();
+  }
+
+  auto opts = ZeroedOpts<bpf_object_open_opts>();
+  if (!pinRoot.empty()) opts.pin_root_path = pinRoot.c_str();
+
+  LibbpfLogCapture capture;
+  bpf_object* object = bpf_object__open_file(path.c_str(), &opts);
+  if (object == nullptr) ThrowBpfError(env, errno, "bpf_object__open_file", path, capture.Take());
+
+  if (!pinRoot.empty()) {
+    std::string failedMap;
+    int err = PinAllMapsUnder(object, pinRoot, failedMap);
+    if (err != 0) {
+      bpf_object__close(object);
+      ThrowBpfError(env, err, "bpf_map__set_pin_path", "map '" + failedMap + "'", capture.Take());
+    }
+  }
+  // The wrapper owns the object from here on, even if construction throws later.
+  return AddonState::Of(env).objectClass.New({Napi::External<bpf_object>::New(env, object)});
+}
+
+void BpfObject::SetMapMaxEntries(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "bpf_map__set_max_entries";
+  bpf_object* object = Require(env, op);
+  const std::string name = StringArg(info, 0, "mapName");
+  const uint32_t maxEntries = U32Value(env, info[1], "maxEntries");
+  if (loading_ || loaded_) ThrowBpfError(env, EBUSY, op, "map '" + name + "': object is already loaded");
+  bpf_map* map = bpf_object__find_map_by_name(object, name.c_str());
+  if (map == nullptr) ThrowBpfError(env, ENOENT, op, "map '" + name + "'");
+  int err = bpf_map__set_max_entries(map, maxEntries);
+  if (err != 0) ThrowBpfError(env, err, op, "map '" + name + "'");
+}
+
+Napi::Value BpfObject::Load(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "bpf_object__load";
+  try {
+    Require(env, op);
+    if (loading_ || loaded_) ThrowBpfError(env, EALREADY, op, "object is already loaded");
+  } catch (const Napi::Error& e) {
+    return RejectedPromise(env, e);
+  }
+  return (new LoadWorker(env, Value(), this))->Start();
+}
+
+Napi::Value BpfObject::GetLoaded(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), loaded_ && IsOpen());
+}
+
+Napi::Value BpfObject::ProgramNames(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bpf_object* object = Require(env, "bpf_object__next_program");
+  Napi::Array names = Napi::Array::New(env);
+  bpf_program* program;
+  uint32_t i = 0;
+  bpf_object__for_each_program(program, object) names.Set(i++, bpf_program__name(program));
+  return names;
+}
+
+Napi::Value BpfObject::MapNames(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bpf_object* object = Require(env, "bpf_object__next_map");
+  Napi::Array names = Napi::Array::New(env);
+  bpf_map* map;
+  uint32_t i = 0;
+  bpf_object__for_each_map(map, object) names.Set(i++, bpf_map__name(map));
+  return names;
+}
+
+Napi::Value BpfObject::Program(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "bpf_object__find_program_by_name";
+  bpf_object* object = Require(env, op);
+  const std::string name = StringArg(info, 0, "name");
+  bpf_program* program = bpf_object__find_program_by_name(object, name.c_str());
+  if (program == nullptr) ThrowBpfError(env, ENOENT, op, "program '" + name + "'");
+  return BpfProgram::NewInstance(env, Value(), program);
+}
+
+Napi::Value BpfObject::Map(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "bpf_object__find_map_by_name";
+  bpf_object* object = Require(env, op);
+  const std::string name = StringArg(info, 0, "name");
+  bpf_map* map = bpf_object__find_map_by_name(object, name.c_str());
+  if (map == nullptr) ThrowBpfError(env, ENOENT, op, "map '" + name + "'");
+  return BpfMap::NewInstance(env, Value(), map);
+}
+
+void BpfObject::CloseMethod(const Napi::CallbackInfo&) { Close(); }
+
+}  // namespace xdpwall
