@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Per-flow accounting in xw_flows.
+ */
+#ifndef XW_FLOW_H
+#define XW_FLOW_H
+
+#include "maps.h"
+#include "parse.h"
+
+/*
+ * The flow key is oriented remote -> local: on egress the packet's source is
+ * this host, so addresses and ports swap and both directions of a
+ * conversation land in one entry.
+ */
+static __always_inline void xw_flow_key_of(const struct xw_pkt *p,
+					   enum xw_direction dir,
+					   struct xw_flow_key *key)
+{
+	bool egress = dir == XW_DIR_EGRESS;
+
+	__builtin_memcpy(key->src, egress ? p->daddr : p->saddr, sizeof(key->src));
+	__builtin_memcpy(key->dst, egress ? p->saddr : p->daddr, sizeof(key->dst));
+	key->sport = egress ? p->dport : p->sport;
+	key->dport = egress ? p->sport : p->dport;
+	key->ifindex = p->ifindex;
+	key->proto = p->proto;
+	key->family = p->family;
+	key->pad = 0;
+}
+
+/*
+ * Counts the packet in its flow, creating the entry on first sight. Values
+ * are per CPU and only this CPU writes its slot, so plain increments are
+ * exact; user space merges the slots (see struct xw_flow_value).
+ */
+static __always_inline void xw_flow_account(const struct xw_pkt *p,
+					    enum xw_direction dir)
+{
+	struct xw_flow_key key;
+	struct xw_flow_value *val;
+	__u64 now = bpf_ktime_get_ns();
+
+	xw_flow_key_of(p, dir, &key);
+	val = bpf_map_lookup_elem(&xw_flows, &key);
+	if (!val) {
+		struct xw_flow_value init = {
+			.first_seen_ns = now,
+			.last_seen_ns = now,
+		};
+
+		init.dir[dir].packets = 1;
+		init.dir[dir].bytes = p->len;
+		init.tcp_flags[dir] = p->tcp_flags;
+		/*
+		 * BPF_ANY, not BPF_NOEXIST: if another CPU created the entry
+		 * since our lookup, this writes only our CPU's slot, which was
+		 * still zero, so the packet is counted either way.
+		 */
+		bpf_map_update_elem(&xw_flows, &key, &init, BPF_ANY);
+		return;
+	}
+	if (!val->first_seen_ns) /* entry created on another CPU */
+		val->first_seen_ns = now;
+	val->last_seen_ns = now;
+	val->dir[dir].packets++;
+	val->dir[dir].bytes += p->len;
+	val->tcp_flags[dir] |= p->tcp_flags;
+}
+
+#endif /* XW_FLOW_H */

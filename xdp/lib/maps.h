@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Every map of the data plane. Names, key and value layouts are the ABI
+ * (include/xdpwall_abi.h); capacities are defaults the loader overrides
+ * before load. All maps are pinned by name so a restarted daemon reuses
+ * them under its per-instance bpffs directory (libbpf pin_root_path).
+ */
+#ifndef XW_MAPS_H
+#define XW_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "xdpwall_abi.h"
+
+/*
+ * Deny/allow prefixes. LPM tries must be created with BPF_F_NO_PREALLOC;
+ * the kernel allocates nodes on update, so a large max_entries costs
+ * nothing until the prefixes exist.
+ */
+#define XW_LPM_MAP(_name, _key, _entries)                       \
+	struct {                                                \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);            \
+		__uint(max_entries, _entries);                  \
+		__uint(map_flags, BPF_F_NO_PREALLOC);           \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);            \
+		__type(key, _key);                              \
+		__type(value, struct xw_rule_value);            \
+	} _name SEC(".maps")
+
+XW_LPM_MAP(xw_src_v4, struct xw_lpm_v4_key, XW_DEFAULT_CIDR_V4_ENTRIES);
+XW_LPM_MAP(xw_dst_v4, struct xw_lpm_v4_key, XW_DEFAULT_CIDR_V4_ENTRIES);
+XW_LPM_MAP(xw_src_v6, struct xw_lpm_v6_key, XW_DEFAULT_CIDR_V6_ENTRIES);
+XW_LPM_MAP(xw_dst_v6, struct xw_lpm_v6_key, XW_DEFAULT_CIDR_V6_ENTRIES);
+
+/*
+ * Per-rule counters. The control plane creates an entry with each rule and
+ * deletes it with the rule; the data plane only increments existing ones.
+ * Not preallocated: it is sized for every possible rule, and most never
+ * exist.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, XW_DEFAULT_RULE_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, __u32); /* xw_rule_value.rule_id */
+	__type(value, struct xw_counter);
+} xw_rule_stats SEC(".maps");
+
+/*
+ * Verdict and reason counters. Small and created from the data path, so
+ * preallocated: inserting never allocates and never fails for memory.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, XW_STATS_ENTRIES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, struct xw_stats_key);
+	__type(value, struct xw_counter);
+} xw_stats SEC(".maps");
+
+/*
+ * Flow table. Per-CPU values make the counters plain increments. With
+ * BPF_F_NO_COMMON_LRU every CPU keeps its own LRU list and free list
+ * (max_entries / possible CPUs each), so inserting a new flow takes no
+ * shared lock: an attack spreading over all RX queues does not serialise on
+ * the flow table. The price is that one busy CPU evicts within its share.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, XW_DEFAULT_FLOW_ENTRIES);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, struct xw_flow_key);
+	__type(value, struct xw_flow_value);
+} xw_flows SEC(".maps");
+
+#endif /* XW_MAPS_H */

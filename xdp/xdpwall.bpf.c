@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * xdpwall data plane: XDP on receive, TC clsact on transmit.
+ *
+ *   ingress  parse -> deny tries (source, then destination) -> exit
+ *   egress   parse -> exit  (no filtering yet: flows and counters only)
+ *
+ * Verdicts: on ingress a malformed packet drops under its own reason. On
+ * egress nothing is dropped: a malformed packet is counted with verdict PASS
+ * and its malformed reason, so the same xw_stats reasons describe both
+ * directions and a "PASS + MALFORMED_*" key means "seen, not filtered".
+ * Non-IP frames always pass (PASS_NON_IP). Only passed IP packets have a
+ * flow entry.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "xdpwall_abi.h"
+#include "parse.h"
+#include "cidr.h"
+#include "exit.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/*
+ * Anchors the ABI enums in the object's BTF (nothing else refers to the
+ * types, only to their values) and records the ABI version, so user space
+ * and test/abi.test.ts can check the object they load.
+ */
+const volatile struct {
+	__u32 version;
+	enum xw_direction direction;
+	enum xw_verdict verdict;
+	enum xw_reason reason;
+	enum xw_action action;
+	enum xw_rule_flags rule_flags;
+} xw_abi = { .version = XW_ABI_VERSION };
+
+/*
+ * Bytes made linear before parsing on egress: enough for two VLAN tags, an
+ * IPv6 header with a few extension headers and TCP with options. Headers
+ * beyond it are reported as truncated.
+ */
+#define XW_TC_PULL_LEN 256
+
+SEC("xdp")
+int xw_ingress(struct xdp_md *ctx)
+{
+	struct xw_pkt p = {
+		.ifindex = ctx->ingress_ifindex,
+		.len = bpf_xdp_get_buff_len(ctx),
+	};
+	const struct xw_rule_value *rule = NULL;
+	struct xw_cursor c;
+	enum xw_reason reason;
+
+	xw_cursor_init(&c, (void *)(long)ctx->data, (void *)(long)ctx->data_end,
+		       p.len, false);
+	reason = xw_parse(&c, &p);
+	if (reason == XW_REASON_PASS_NO_MATCH)
+		rule = xw_cidr_deny(&p, &reason);
+
+	return xw_exit(&p, XW_DIR_INGRESS,
+		       reason >= XW_REASON__FIRST_DROP ? XW_VERDICT_DROP
+						       : XW_VERDICT_PASS,
+		       reason, rule);
+}
+
+SEC("tc")
+int xw_egress(struct __sk_buff *skb)
+{
+	struct xw_pkt p = {
+		.ifindex = skb->ifindex,
+		.len = skb->len,
+	};
+	__u32 want = p.len < XW_TC_PULL_LEN ? p.len : XW_TC_PULL_LEN;
+	struct xw_cursor c;
+	enum xw_reason reason;
+
+	/* Locally built packets may keep headers in fragments. */
+	if ((long)skb->data + want > (long)skb->data_end)
+		bpf_skb_pull_data(skb, want);
+
+	xw_cursor_init(&c, (void *)(long)skb->data, (void *)(long)skb->data_end,
+		       p.len, skb->gso_size != 0);
+	reason = xw_parse(&c, &p);
+
+	return xw_exit(&p, XW_DIR_EGRESS, XW_VERDICT_PASS, reason, NULL);
+}
