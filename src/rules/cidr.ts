@@ -55,7 +55,8 @@ export function parseCidr(input: string): Cidr {
   const cidr = new IPCIDR(withLen);
   const family: IpFamily = cidr.address.v4 ? 4 : 6;
   const prefixLen = cidr.address.subnetMask;
-  const given = cidr.address.bigInteger();
+  // ip-address returns a jsbn BigInteger here, ip-cidr a native bigint below.
+  const given = BigInt(cidr.address.bigInteger().toString());
   const network = cidr.start<bigint>({ type: 'bigInteger' });
   if (given !== network) {
     const canonical = formatCidr(family, bigintToBytes(network, family === 4 ? 4 : 16), prefixLen);

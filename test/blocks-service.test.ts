@@ -1,0 +1,99 @@
+// BlockService over a real SQLite store; the kernel side is a recording fake
+// here (the real maps are exercised in api.test.ts and netns-tests/).
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { BlockService, type RuleEnforcer } from '../src/rules/blocks.js';
+import { RuleStore } from '../src/rules/store.js';
+import type { BlockRule } from '../src/rules/model.js';
+import { CapacityError } from '../src/errors.js';
+
+class RecordingEnforcer implements RuleEnforcer {
+  readonly installed = new Map<number, BlockRule>();
+  failNextInstall: Error | undefined;
+  install(rule: BlockRule): void {
+    if (this.failNextInstall) {
+      const error = this.failNextInstall;
+      this.failNextInstall = undefined;
+      throw error;
+    }
+    this.installed.set(rule.id, rule);
+  }
+  remove(rule: BlockRule): void {
+    this.installed.delete(rule.id);
+  }
+}
+
+const fixedNow = () => new Date('2026-11-25T12:00:00.000Z');
+
+describe('BlockService', () => {
+  let dbPath: string;
+  let enforcer: RecordingEnforcer;
+  let blocks: BlockService;
+
+  beforeEach(() => {
+    dbPath = join(mkdtempSync(join(tmpdir(), 'xw-store-')), 'rules.sqlite');
+    enforcer = new RecordingEnforcer();
+    blocks = new BlockService(new RuleStore(dbPath), enforcer, fixedNow);
+  });
+
+  it('stores canonical rules, enforces them, and is idempotent per CIDR and direction', () => {
+    const first = blocks.add({ cidr: 'FD00:198:0::/48', comment: 'scanner' });
+    expect(first).toMatchObject({ created: true, rule: { cidr: 'fd00:198::/48', direction: 'src', comment: 'scanner', createdAt: '2026-11-25T12:00:00.000Z' } });
+    expect(enforcer.installed.get(first.rule.id)).toMatchObject({ family: 6, prefixLen: 48 });
+
+    const again = blocks.add({ cidr: 'fd00:198::/48' });
+    expect(again).toEqual({ created: false, rule: first.rule });
+
+    const dst = blocks.add({ cidr: 'fd00:198::/48', direction: 'dst' });
+    expect(dst.created).toBe(true);
+    expect(enforcer.installed.size).toBe(2);
+  });
+
+  it('survives a reopen of the store (durable)', () => {
+    const { rule } = blocks.add({ cidr: '198.18.7.0/24' });
+    const reopened = new BlockService(new RuleStore(dbPath), enforcer, fixedNow);
+    expect(reopened.all()).toEqual([rule]);
+    expect(reopened.all()[0]!.network).toEqual(new Uint8Array([198, 18, 7, 0]));
+  });
+
+  it('commits nothing when the kernel refuses the rule', () => {
+    enforcer.failNextInstall = new CapacityError('the kernel map is full');
+    expect(() => blocks.add({ cidr: '198.18.7.0/24' })).toThrow(CapacityError);
+    expect(blocks.all()).toEqual([]);
+    expect(blocks.add({ cidr: '198.18.7.0/24' }).created).toBe(true);
+  });
+
+  it('rejects bad input without storing anything', () => {
+    expect(() => blocks.add({ cidr: '198.18.7.1/24' })).toThrow(expect.objectContaining({ code: 'INVALID_CIDR' }));
+    expect(() => blocks.add({ cidr: '198.18.7.0/24', comment: 'x'.repeat(1025) })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(blocks.all()).toEqual([]);
+    expect(enforcer.installed.size).toBe(0);
+  });
+
+  it('pages, and filters by an address the prefix contains', () => {
+    for (const cidr of ['198.18.0.0/15', '198.18.7.0/24', '198.19.0.0/16', 'fd00:198::/48']) blocks.add({ cidr });
+    expect(blocks.list({ limit: 2 })).toMatchObject({ total: 4, items: [{ cidr: '198.18.0.0/15' }, { cidr: '198.18.7.0/24' }] });
+    expect(blocks.list({ limit: 2, offset: 2 }).items.map((r) => r.cidr)).toEqual(['198.19.0.0/16', 'fd00:198::/48']);
+    expect(blocks.list({ contains: '198.18.7.7' }).items.map((r) => r.cidr)).toEqual(['198.18.0.0/15', '198.18.7.0/24']);
+    expect(blocks.list({ contains: 'fd00:198::9' }).total).toBe(1);
+    expect(blocks.list({ contains: '198.20.0.1' }).total).toBe(0);
+    expect(() => blocks.list({ contains: '198.18.0.0/15' })).toThrow(expect.objectContaining({ code: 'INVALID_CIDR' }));
+    expect(() => blocks.list({ limit: 0 })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  });
+
+  it('removes by id and by CIDR (one direction or both), with NOT_FOUND when absent', () => {
+    const src = blocks.add({ cidr: '198.18.7.0/24' }).rule;
+    blocks.add({ cidr: '198.18.7.0/24', direction: 'dst' });
+    blocks.add({ cidr: '198.18.9.0/24' });
+    expect(blocks.removeById(src.id)).toEqual(src);
+    expect(() => blocks.removeById(src.id)).toThrow(expect.objectContaining({ code: 'NOT_FOUND' }));
+    expect(blocks.removeByCidr('198.18.7.0/24').map((r) => r.direction)).toEqual(['dst']);
+    expect(() => blocks.removeByCidr('198.18.7.0/24')).toThrow(expect.objectContaining({ code: 'NOT_FOUND' }));
+    expect(() => blocks.removeByCidr('198.18.9.0/24', 'dst')).toThrow(expect.objectContaining({ code: 'NOT_FOUND' }));
+    expect(blocks.removeByCidr('198.18.9.0/24', 'src')).toHaveLength(1);
+    expect(enforcer.installed.size).toBe(0);
+    expect(blocks.all()).toEqual([]);
+  });
+});

@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest';
+import { cidrContains, formatIp, fromMappedV6, parseCidr, parseIp, toMappedV6 } from '../src/rules/cidr.js';
+import { prefixesContaining } from '../src/rules/blocks.js';
+
+describe('parseCidr', () => {
+  it.each([
+    ['198.18.7.0/24', '198.18.7.0/24', 4, 24],
+    ['  198.18.0.0/15 ', '198.18.0.0/15', 4, 15],
+    ['0.0.0.0/0', '0.0.0.0/0', 4, 0],
+    ['198.18.0.9', '198.18.0.9/32', 4, 32],
+    ['FD00:198:0:0::/48', 'fd00:198::/48', 6, 48],
+    ['fd00:0198:0000:0000:0000:0000:0000:0001/128', 'fd00:198::1/128', 6, 128],
+    ['fd00:198::1', 'fd00:198::1/128', 6, 128],
+    ['::/0', '::/0', 6, 0],
+    ['fd00:0:0:1:0:0:0:0/64', 'fd00:0:0:1::/64', 6, 64],
+  ])('%s → %s', (input, text, family, prefixLen) => {
+    const cidr = parseCidr(input);
+    expect(cidr).toMatchObject({ text, family, prefixLen });
+    expect(cidr.bytes.length).toBe(family === 4 ? 4 : 16);
+  });
+
+  it.each([
+    ['198.18.1.2/15', /host bits set; did you mean 198\.18\.0\.0\/15/],
+    ['fd00:198::1/48', /did you mean fd00:198::\/48/],
+    ['198.18.0.0/33', /not an IPv4 or IPv6 CIDR/],
+    ['300.1.1.0/24', /not an IPv4/],
+    ['198.18.0/24', /not an IPv4/],
+    ['fd00::%eth0/64', /zone index/],
+    ['', /not an IPv4/],
+    ['hello', /not an IPv4/],
+    ['198.18.0.0/-1', /not an IPv4/],
+  ])('rejects %s', (input, message) => {
+    expect(() => parseCidr(input)).toThrow(expect.objectContaining({ code: 'INVALID_CIDR', message: expect.stringMatching(message) }));
+  });
+});
+
+describe('formatIp (RFC 5952)', () => {
+  const v6 = (groups: number[]) => new Uint8Array(groups.flatMap((g) => [g >> 8, g & 0xff]));
+  it.each([
+    [[0, 0, 0, 0, 0, 0, 0, 1], '::1'],
+    [[0xfd00, 0, 0, 0, 0, 0, 0, 0], 'fd00::'],
+    [[0xfd00, 0, 0, 1, 0, 0, 1, 1], 'fd00::1:0:0:1:1'], // first of two equal runs
+    [[0xfd00, 0, 0, 1, 0, 0, 0, 1], 'fd00:0:0:1::1'], // the longer run, even when later
+    [[0xfd00, 1, 0, 1, 1, 1, 1, 1], 'fd00:1:0:1:1:1:1:1'], // a single zero group is not compressed
+    [[0xfd00, 0, 0, 1, 0, 0, 0, 0], 'fd00:0:0:1::'], // the longest run wins
+  ])('%j → %s', (groups, text) => expect(formatIp(v6(groups))).toBe(text));
+});
+
+describe('containment', () => {
+  it('matches addresses inside the prefix only, and never across families', () => {
+    const net = parseCidr('198.18.7.0/24');
+    expect(cidrContains(net, parseIp('198.18.7.255'))).toBe(true);
+    expect(cidrContains(net, parseIp('198.18.8.0'))).toBe(false);
+    expect(cidrContains(parseCidr('::/0'), parseIp('198.18.7.1'))).toBe(false);
+    expect(cidrContains(parseCidr('0.0.0.0/0'), parseIp('198.18.7.1'))).toBe(true);
+  });
+
+  it('lists every canonical prefix containing an address', () => {
+    const v4 = prefixesContaining('198.18.7.9');
+    expect(v4).toHaveLength(33);
+    expect(v4).toContain('198.18.0.0/15');
+    expect(v4).toContain('198.18.7.9/32');
+    expect(v4[0]).toBe('0.0.0.0/0');
+    const v6 = prefixesContaining('fd00:198::7');
+    expect(v6).toHaveLength(129);
+    expect(v6).toContain('fd00:198::/48');
+  });
+
+  it('maps IPv4 into IPv6 and back the way flow keys store it', () => {
+    const mapped = toMappedV6(parseIp('198.18.0.1'));
+    expect(formatIp(mapped)).toBe('::ffff:c612:1');
+    expect(fromMappedV6(mapped)).toMatchObject({ family: 4, text: '198.18.0.1' });
+    expect(fromMappedV6(toMappedV6(parseIp('fd00:198::2')))).toMatchObject({ family: 6, text: 'fd00:198::2' });
+  });
+});
