@@ -21,7 +21,8 @@ export interface OpenOptions {
   /**
    * bpffs directory for maps: each map is pinned at `${pinRoot}/${mapName}`
    * on load, and an existing compatible pin there is reused instead of creating
-   * a new map (libbpf's pin_root_path semantics).
+   * a new map (libbpf's pin_root_path semantics). Without pinRoot nothing is
+   * pinned, even maps the object marks LIBBPF_PIN_BY_NAME.
    */
   pinRoot?: string;
 }

@@ -36,6 +36,14 @@ int PinAllMapsUnder(bpf_object* object, const std::string& pinRoot, std::string&
   return 0;
 }
 
+// Without a pinRoot nothing is pinned: clears the pin path that
+// LIBBPF_PIN_BY_NAME gave a map (libbpf's default root, /sys/fs/bpf), so
+// tests and benchmarks get private maps that vanish with the object.
+void UnpinAllMaps(bpf_object* object) {
+  bpf_map* map;
+  bpf_object__for_each_map(map, object) bpf_map__set_pin_path(map, nullptr);
+}
+
 }  // namespace
 
 // Verifies and loads the programs and creates (or reuses pinned) maps.
@@ -145,6 +153,8 @@ Napi::Value BpfObject::Open(const Napi::CallbackInfo& info) {
       bpf_object__close(object);
       ThrowBpfError(env, err, "bpf_map__set_pin_path", "map '" + failedMap + "'", capture.Take());
     }
+  } else {
+    UnpinAllMaps(object);
   }
   // The wrapper owns the object from here on, even if construction throws later.
   return AddonState::Of(env).objectClass.New({Napi::External<bpf_object>::New(env, object)});
