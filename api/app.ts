@@ -31,6 +31,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ajv: { customOptions: { removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  // JSON only: anything else is 415, not a string the schema then rejects.
+  app.removeContentTypeParser('text/plain');
   for (const schema of [ErrorBody, CounterPair, Block, Flow]) app.addSchema(schema);
   registerErrorHandling(app);
   await registerDocs(app, options.version ?? '0.0.0');

@@ -1,0 +1,222 @@
+// Every route and error path of the REST API, through inject(), on a real
+// Firewall: rules land in real kernel tries and packets run through the real
+// ingress program (BPF_PROG_TEST_RUN), so what the API reports is what the
+// kernel did.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../api/app.js';
+import type { Firewall } from '../src/firewall.js';
+import { encodeLpmKey } from '../src/datapath/abi.js';
+import { parseCidr } from '../src/rules/cidr.js';
+import { openTestFirewall } from './lib/firewall.js';
+
+let firewall: Firewall;
+let app: FastifyInstance;
+
+beforeAll(async () => {
+  firewall = await openTestFirewall();
+  app = await buildApp({ firewall, bodyLimitBytes: 4096 });
+});
+
+afterAll(async () => {
+  await app?.close();
+  firewall?.close();
+});
+
+const post = (payload: unknown) => app.inject({ method: 'POST', url: '/v1/blocks', payload: payload as object });
+
+/** The rule value the kernel trie holds for a CIDR, or null. */
+function kernelEntry(cidrText: string, direction: 'src' | 'dst' = 'src') {
+  const cidr = parseCidr(cidrText);
+  const { maps } = firewall.datapath;
+  const map = cidr.family === 4 ? (direction === 'src' ? maps.srcV4 : maps.dstV4) : direction === 'src' ? maps.srcV6 : maps.dstV6;
+  const value = map.lookup(encodeLpmKey(cidr.family, cidr.bytes, cidr.prefixLen));
+  return value && { ruleId: value.readUInt32LE(0), action: value.readUInt8(4) };
+}
+
+describe('POST /v1/blocks', () => {
+  it('creates a rule on disk and in the kernel, and returns it with 201', async () => {
+    const res = await post({ cidr: '198.18.7.0/24', comment: 'abuse ticket 42' });
+    expect(res.statusCode).toBe(201);
+    const body = res.json();
+    expect(body).toMatchObject({ cidr: '198.18.7.0/24', direction: 'src', comment: 'abuse ticket 42', hits: { packets: 0, bytes: 0 } });
+    expect(body.id).toBeTypeOf('number');
+    expect(Date.parse(body.createdAt)).not.toBeNaN();
+    expect(kernelEntry('198.18.7.0/24')).toEqual({ ruleId: body.id, action: 1 });
+  });
+
+  it('returns 200 with the existing rule when the CIDR is already blocked', async () => {
+    const first = (await post({ cidr: '198.18.8.0/24' })).json();
+    const again = await post({ cidr: '198.18.8.0/24', comment: 'ignored' });
+    expect(again.statusCode).toBe(200);
+    expect(again.json()).toEqual(first);
+  });
+
+  it('canonicalises IPv6 and blocks by destination', async () => {
+    const res = await post({ cidr: 'FD00:0198:0000:0001::/64', direction: 'dst' });
+    expect(res.statusCode).toBe(201);
+    expect(res.json()).toMatchObject({ cidr: 'fd00:198:0:1::/64', direction: 'dst', comment: null });
+    expect(kernelEntry('fd00:198:0:1::/64', 'dst')).toMatchObject({ action: 1 });
+    expect(kernelEntry('fd00:198:0:1::/64', 'src')).toBeNull();
+  });
+
+  it.each([
+    [{ cidr: '198.18.1.2/15' }, 400, 'INVALID_CIDR', /host bits set; did you mean 198\.18\.0\.0\/15/],
+    [{ cidr: 'not-an-ip' }, 400, 'INVALID_CIDR', /not an IPv4 or IPv6 CIDR/],
+    [{ cidr: '198.18.0.0/24', direction: 'both' }, 400, 'INVALID_REQUEST', /direction/],
+    [{ cidr: '198.18.0.0/24', action: 'allow' }, 400, 'INVALID_REQUEST', /additional properties/],
+    [{ comment: 'no cidr' }, 400, 'INVALID_REQUEST', /cidr/],
+    [{ cidr: 42 }, 400, 'INVALID_CIDR', /"42" is not an IPv4 or IPv6 CIDR/], // coerced to a string, then refused
+    [{ cidr: '198.18.0.0/24', comment: 'x'.repeat(1025) }, 400, 'INVALID_REQUEST', /comment/],
+  ])('%j → %i %s', async (payload, status, code, message) => {
+    const res = await post(payload);
+    expect(res.statusCode).toBe(status);
+    expect(res.json()).toEqual({ error: { code, message: expect.stringMatching(message) } });
+  });
+
+  it('rejects malformed JSON, other media types and oversized bodies', async () => {
+    const badJson = await app.inject({ method: 'POST', url: '/v1/blocks', headers: { 'content-type': 'application/json' }, payload: '{"cidr":' });
+    expect(badJson.statusCode).toBe(400);
+    expect(badJson.json().error.code).toBe('INVALID_JSON');
+
+    const text = await app.inject({ method: 'POST', url: '/v1/blocks', headers: { 'content-type': 'text/plain' }, payload: '198.18.0.0/24' });
+    expect(text.statusCode).toBe(415);
+    expect(text.json().error.code).toBe('UNSUPPORTED_MEDIA_TYPE');
+
+    const huge = await post({ cidr: '198.18.0.0/24', comment: 'x'.repeat(5000) });
+    expect(huge.statusCode).toBe(413);
+    expect(huge.json().error.code).toBe('PAYLOAD_TOO_LARGE');
+  });
+
+  it('answers 507 CAPACITY_EXCEEDED when a trie is full, and keeps nothing of the refused rule', async () => {
+    const small = await openTestFirewall({ cidrV4: 2, cidrV6: 2, flows: 16 });
+    const smallApp = await buildApp({ firewall: small });
+    try {
+      for (const cidr of ['198.18.1.0/24', '198.18.2.0/24']) {
+        expect((await smallApp.inject({ method: 'POST', url: '/v1/blocks', payload: { cidr } })).statusCode).toBe(201);
+      }
+      const full = await smallApp.inject({ method: 'POST', url: '/v1/blocks', payload: { cidr: '198.18.3.0/24' } });
+      expect(full.statusCode).toBe(507);
+      expect(full.json().error).toMatchObject({ code: 'CAPACITY_EXCEEDED', message: expect.stringMatching(/full/) });
+      const listed = (await smallApp.inject('/v1/blocks')).json();
+      expect(listed.items.map((b: { cidr: string }) => b.cidr)).toEqual(['198.18.1.0/24', '198.18.2.0/24']);
+      // IPv6 has its own trie with room left.
+      expect((await smallApp.inject({ method: 'POST', url: '/v1/blocks', payload: { cidr: 'fd00:198::/48' } })).statusCode).toBe(201);
+    } finally {
+      await smallApp.close();
+      small.close();
+    }
+  });
+});
+
+describe('GET /v1/blocks', () => {
+  it('pages and filters by contained address', async () => {
+    const all = (await app.inject('/v1/blocks?limit=1000')).json();
+    expect(all.total).toBe(all.items.length);
+    expect(all.total).toBeGreaterThanOrEqual(3);
+
+    const page = (await app.inject('/v1/blocks?limit=1&offset=1')).json();
+    expect(page).toMatchObject({ limit: 1, offset: 1, total: all.total, items: [all.items[1]] });
+
+    const containing = (await app.inject('/v1/blocks?contains=198.18.7.200')).json();
+    expect(containing.items.map((b: { cidr: string }) => b.cidr)).toEqual(['198.18.7.0/24']);
+  });
+
+  it.each([
+    ['/v1/blocks?limit=0', 'INVALID_REQUEST'],
+    ['/v1/blocks?limit=1001', 'INVALID_REQUEST'],
+    ['/v1/blocks?offset=-1', 'INVALID_REQUEST'],
+    ['/v1/blocks?contains=198.18.0.0/24', 'INVALID_CIDR'],
+    ['/v1/blocks?colour=red', 'INVALID_REQUEST'],
+    ['/v1/blocks/abc', 'INVALID_REQUEST'],
+  ])('%s → 400 %s', async (url, code) => {
+    const res = await app.inject(url);
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.code).toBe(code);
+  });
+
+  it('returns one block by id, 404 NOT_FOUND for an unknown id', async () => {
+    const { id } = (await post({ cidr: '198.18.9.0/24' })).json();
+    expect((await app.inject(`/v1/blocks/${id}`)).json()).toMatchObject({ id, cidr: '198.18.9.0/24' });
+    const missing = await app.inject('/v1/blocks/999999');
+    expect(missing.statusCode).toBe(404);
+    expect(missing.json().error.code).toBe('NOT_FOUND');
+  });
+});
+
+describe('DELETE /v1/blocks', () => {
+  it('unblocks by id: 204, gone from the kernel, then 404', async () => {
+    const { id } = (await post({ cidr: '198.18.10.0/24' })).json();
+    const res = await app.inject({ method: 'DELETE', url: `/v1/blocks/${id}` });
+    expect(res.statusCode).toBe(204);
+    expect(res.body).toBe('');
+    expect(kernelEntry('198.18.10.0/24')).toBeNull();
+    const again = await app.inject({ method: 'DELETE', url: `/v1/blocks/${id}` });
+    expect(again.statusCode).toBe(404);
+    expect(again.json().error.code).toBe('NOT_FOUND');
+  });
+
+  it('unblocks by CIDR in canonical or loose form, both directions unless one is named', async () => {
+    await post({ cidr: 'fd00:198:0:2::/64' });
+    await post({ cidr: 'fd00:198:0:2::/64', direction: 'dst' });
+    const dstOnly = await app.inject({ method: 'DELETE', url: '/v1/blocks?cidr=fd00:198:0:2::/64&direction=dst' });
+    expect(dstOnly.statusCode).toBe(204);
+    expect(kernelEntry('fd00:198:0:2::/64', 'dst')).toBeNull();
+    expect(kernelEntry('fd00:198:0:2::/64', 'src')).not.toBeNull();
+    const loose = await app.inject({ method: 'DELETE', url: `/v1/blocks?cidr=${encodeURIComponent('FD00:198:0:2:0::/64')}` });
+    expect(loose.statusCode).toBe(204);
+    expect(kernelEntry('fd00:198:0:2::/64', 'src')).toBeNull();
+  });
+
+  it.each([
+    ['/v1/blocks?cidr=198.18.99.0/24', 404, 'NOT_FOUND'],
+    ['/v1/blocks?cidr=198.18.99.1/24', 400, 'INVALID_CIDR'],
+    ['/v1/blocks', 400, 'INVALID_REQUEST'],
+    ['/v1/blocks?cidr=198.18.99.0/24&direction=up', 400, 'INVALID_REQUEST'],
+  ])('DELETE %s → %i %s', async (url, status, code) => {
+    const res = await app.inject({ method: 'DELETE', url });
+    expect(res.statusCode).toBe(status);
+    expect(res.json().error.code).toBe(code);
+  });
+});
+
+describe('observability routes', () => {
+  it('lists no interfaces when attached to none', async () => {
+    expect((await app.inject('/v1/interfaces')).json()).toEqual({ items: [] });
+  });
+
+  it('reports health', async () => {
+    const res = await app.inject('/healthz');
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ status: 'ok', interfaces: 0, blocks: expect.any(Number) });
+  });
+
+  it('serves the OpenAPI document and its UI', async () => {
+    const doc = (await app.inject('/docs/json')).json();
+    expect(doc.openapi).toBe('3.1.0');
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining(['/v1/blocks', '/v1/blocks/{id}', '/v1/flows', '/v1/stats', '/v1/interfaces', '/healthz']),
+    );
+    const ui = await app.inject('/docs/');
+    expect(ui.statusCode).toBe(200);
+    expect(ui.headers['content-type']).toMatch(/text\/html/);
+  });
+
+  it('answers unknown routes with 404 ROUTE_NOT_FOUND', async () => {
+    const res = await app.inject('/v2/blocks');
+    expect(res.statusCode).toBe(404);
+    expect(res.json()).toEqual({ error: { code: 'ROUTE_NOT_FOUND', message: 'no route GET /v2/blocks' } });
+  });
+
+  it.each([
+    ['/v1/flows?sort=size', 'INVALID_REQUEST'],
+    ['/v1/flows?limit=0', 'INVALID_REQUEST'],
+    ['/v1/flows?port=70000', 'INVALID_REQUEST'],
+    ['/v1/flows?proto=sctp', 'INVALID_ARGUMENT'],
+    ['/v1/flows?src=198.18.0.1/8', 'INVALID_CIDR'],
+  ])('%s → 400 %s', async (url, code) => {
+    const res = await app.inject(url);
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.code).toBe(code);
+  });
+});
