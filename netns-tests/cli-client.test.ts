@@ -1,0 +1,95 @@
+// The CLI client commands against a running daemon: exit codes, and errors as
+// one readable line on stderr.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hostAddress } from '../src/lab/netns.js';
+import { startDaemon, removeStateDir, freeLoopbackPort, type Daemon } from './lib/daemon.js';
+import { assertBuilt, assertRoot, createLabPair, type LabPair } from './lib/lab-env.js';
+import { teardown } from './lib/teardown.js';
+import { xdpwall } from './lib/cli.js';
+import { ping, waitReachable } from './lib/traffic.js';
+
+/** stderr is exactly one non-empty line. */
+function expectOneLine(stderr: string): void {
+  const lines = stderr.trimEnd().split('\n');
+  expect(lines, stderr).toHaveLength(1);
+  expect(lines[0]).toMatch(/\S/);
+}
+
+describe('xdpwall CLI client', () => {
+  let lab: LabPair;
+  let daemon: Daemon | undefined;
+  let api = '';
+
+  beforeAll(async () => {
+    assertRoot();
+    assertBuilt();
+    lab = await createLabPair(50);
+    await waitReachable(lab.client.netns, lab.server.ipv4);
+    daemon = await startDaemon({ ifaces: [lab.serverIface] });
+    api = daemon.baseUrl;
+  });
+
+  afterAll(async () => {
+    const stateDir = daemon?.stateDir;
+    await teardown(
+      () => daemon?.stop(),
+      () => lab?.destroy(),
+      () => stateDir && removeStateDir(stateDir),
+    );
+  });
+
+  it('block adds a rule that stops traffic, and says so', async () => {
+    const client = `${hostAddress(lab.client.ipv4)}/32`;
+    const result = await xdpwall(['block', client, '--comment', 'cli test'], api);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain(client);
+    expect((await ping(lab.client.netns, lab.server.ipv4, 3)).received).toBe(0);
+  });
+
+  it('block of an existing rule succeeds again', async () => {
+    const result = await xdpwall(['block', `${hostAddress(lab.client.ipv4)}/32`], api);
+    expect(result.code, result.stderr).toBe(0);
+  });
+
+  it('blocks lists the rules', async () => {
+    const result = await xdpwall(['blocks'], api);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('198.18.50.1/32');
+    expect(result.stdout).toContain('cli test');
+  });
+
+  it('unblock removes the rule and traffic resumes', async () => {
+    const result = await xdpwall(['unblock', '198.18.50.1/32'], api);
+    expect(result.code, result.stderr).toBe(0);
+    expect((await ping(lab.client.netns, lab.server.ipv4, 3)).received).toBe(3);
+  });
+
+  it('flows --top and stats print tables', async () => {
+    const flows = await xdpwall(['flows', '--top', '3'], api);
+    expect(flows.code, flows.stderr).toBe(0);
+    expect(flows.stdout).toContain('198.18.50.1');
+    const stats = await xdpwall(['stats'], api);
+    expect(stats.code, stats.stderr).toBe(0);
+    expect(stats.stdout).toContain('deny_src_cidr');
+  });
+
+  it.each([
+    ['host bits set', ['block', '198.18.1.1/16'], /INVALID_CIDR/],
+    ['not a CIDR', ['block', 'banana'], /INVALID_CIDR/],
+    ['unblock of an absent rule', ['unblock', '198.18.99.0/24'], /NOT_FOUND/],
+  ])('fails with one line on %s', async (_what, args, pattern) => {
+    const result = await xdpwall(args, api);
+    expect(result.code).not.toBe(0);
+    expectOneLine(result.stderr);
+    expect(result.stderr).toMatch(pattern);
+    expect(result.stdout).toBe('');
+  });
+
+  it('fails with one line when no daemon answers', async () => {
+    const nowhere = `http://127.0.0.1:${await freeLoopbackPort()}`;
+    const result = await xdpwall(['blocks'], nowhere);
+    expect(result.code).not.toBe(0);
+    expectOneLine(result.stderr);
+    expect(result.stderr).toContain(nowhere);
+  });
+});

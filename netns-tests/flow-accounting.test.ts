@@ -1,0 +1,104 @@
+// A known number of UDP datagrams of known size, answered by replies of a
+// different known size, show up in /v1/flows as exactly those packets and
+// bytes: requests as ingress, replies as egress, oriented peer → local host.
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { hostAddress } from '../src/lab/netns.js';
+import { ApiClient, type Flow } from './lib/api-client.js';
+import { startDaemon, removeStateDir, type Daemon } from './lib/daemon.js';
+import { assertBuilt, assertRoot, createLabPair, type LabPair } from './lib/lab-env.js';
+import { teardown } from './lib/teardown.js';
+import { sendUdp, startUdpEcho, udpFrameLength, waitReachable, type UdpEchoServer } from './lib/traffic.js';
+
+const ECHO_PORT = 9100;
+const REQUEST_BYTES = 100;
+const REPLY_BYTES = 60;
+const COUNT = 7;
+
+describe('flow accounting', () => {
+  let lab: LabPair;
+  let daemon: Daemon | undefined;
+  let echo: UdpEchoServer | undefined;
+  let api: ApiClient;
+
+  beforeAll(async () => {
+    assertRoot();
+    assertBuilt();
+    lab = await createLabPair(30);
+    await waitReachable(lab.client.netns, lab.server.ipv4);
+    await waitReachable(lab.client.netns, lab.server.ipv6);
+    echo = await startUdpEcho(lab.server.netns, ECHO_PORT, REPLY_BYTES);
+    daemon = await startDaemon({ ifaces: [lab.serverIface] });
+    api = new ApiClient(daemon.baseUrl);
+  });
+
+  afterAll(async () => {
+    const stateDir = daemon?.stateDir;
+    await teardown(
+      () => echo?.stop(),
+      () => daemon?.stop(),
+      () => lab?.destroy(),
+      () => stateDir && removeStateDir(stateDir),
+    );
+  });
+
+  it.each([
+    ['ipv4', 42001, 32],
+    ['ipv6', 42002, 128],
+  ] as const)('counts %s requests as ingress and replies as egress, frame bytes included', async (family, srcPort, bits) => {
+    const client = hostAddress(lab.client[family]);
+    const server = hostAddress(lab.server[family]);
+    const sent = await sendUdp(lab.client.netns, {
+      address: server, port: ECHO_PORT, srcPort, count: COUNT, size: REQUEST_BYTES,
+    });
+    expect(sent).toEqual({ sent: COUNT, received: COUNT, receivedBytes: COUNT * REPLY_BYTES });
+
+    const query = { limit: '100', proto: 'udp', port: String(ECHO_PORT), src: `${client}/${bits}`, dst: `${server}/${bits}` };
+    // Counters may be served from a short-lived cache: poll briefly.
+    const flow = await vi.waitFor(
+      async () => {
+        const { status, body } = await api.flows(query);
+        expect(status).toBe(200);
+        const match = body.items.find((f: Flow) => f.srcPort === srcPort);
+        expect(match?.egress.packets).toBe(COUNT);
+        return match!;
+      },
+      { timeout: 3_000, interval: 200 },
+    );
+
+    expect(flow).toMatchObject({
+      proto: 'udp',
+      src: client,
+      srcPort,
+      dst: server,
+      dstPort: ECHO_PORT,
+      iface: lab.serverIface,
+      ingress: { packets: COUNT, bytes: COUNT * udpFrameLength(server, REQUEST_BYTES) },
+      egress: { packets: COUNT, bytes: COUNT * udpFrameLength(server, REPLY_BYTES) },
+      tcpFlags: [],
+    });
+    const [first, last] = [Date.parse(flow.firstSeen), Date.parse(flow.lastSeen)];
+    expect(first).toBeLessThanOrEqual(last);
+    expect(Math.abs(Date.now() - last)).toBeLessThan(60_000);
+  });
+
+  it('filters flows by peer, local address, protocol and port', async () => {
+    const v4 = await api.flows({ src: '198.18.30.1/32', proto: 'udp', port: String(ECHO_PORT) });
+    expect(v4.body.items.map((f) => f.srcPort)).toEqual([42001]);
+    const v6 = await api.flows({ dst: 'fd00:198:0:1e::/64', proto: 'udp' });
+    expect(v6.body.items.map((f) => f.srcPort)).toEqual([42002]);
+    const none = await api.flows({ proto: 'tcp' });
+    expect(none.body.items).toEqual([]);
+  });
+
+  it('sorts by bytes and honours limit', async () => {
+    const { body } = await api.flows({ sort: 'bytes', limit: '1', proto: 'udp' });
+    expect(body.items).toHaveLength(1);
+    // The IPv6 flow has 20 more bytes of IP header per frame.
+    expect(body.items[0]?.srcPort).toBe(42002);
+  });
+
+  it('rejects a malformed filter with 400', async () => {
+    const { status } = await api.request('GET', '/v1/flows?src=not-a-cidr');
+    expect(status).toBe(400);
+  });
+});

@@ -1,0 +1,7 @@
+// Runs the built `xdpwall` CLI as a user would.
+import { run, type RunResult } from '../../src/lab/run.js';
+import { CLI_PATH } from './lab-env.js';
+
+export function xdpwall(args: readonly string[], api: string): Promise<RunResult> {
+  return run([process.execPath, CLI_PATH, ...args, '--api', api], { timeoutMs: 15_000 });
+}
