@@ -57,6 +57,8 @@ export interface TestRunOptions {
   dataSizeOut?: number;
   /** CPU to run on for programs that support it (flags must include BPF_F_TEST_RUN_ON_CPU). */
   cpu?: number;
+  /** Frames per batch with BPF_F_TEST_XDP_LIVE_FRAMES (kernel default 64). */
+  batchSize?: number;
 }
 
 export interface TestRunResult {
@@ -68,7 +70,10 @@ export interface TestRunResult {
 
 export declare class BpfProgram {
   readonly name: string;
+  /** -1 until the object is loaded, and after close(). */
   readonly fd: number;
+  /** Kernel program id (as xdpQuery/tcQuery report it); 0 when not loaded. */
+  readonly id: number;
   /** libbpf program type name, e.g. "xdp", "sched_cls". */
   readonly type: string;
   /** BPF_PROG_TEST_RUN on a worker thread. */
@@ -89,7 +94,10 @@ export interface BatchLookupResult {
 
 export declare class BpfMap {
   readonly name: string;
+  /** -1 until the object is loaded, and after close(). */
   readonly fd: number;
+  /** Kernel map id (equal across objects sharing a pinned map); 0 when not loaded. */
+  readonly id: number;
   /** libbpf map type name, e.g. "lpm_trie", "percpu_hash", "lru_percpu_hash". */
   readonly type: string;
   readonly keySize: number;

@@ -74,6 +74,11 @@ void ThrowBpfError(Napi::Env env, int err, const std::string& op, const std::str
   throw MakeBpfError(env, err, op, context, log);
 }
 
+void ThrowErrno(Napi::Env env, const std::string& op, const std::string& context) {
+  const int err = errno;
+  ThrowBpfError(env, err, op, context);
+}
+
 void InstallLibbpfPrint() { libbpf_set_print(PrintLibbpf); }
 
 LibbpfLogCapture::LibbpfLogCapture() : previous_(activeCapture) {

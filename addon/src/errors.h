@@ -20,6 +20,9 @@ Napi::Error MakeBpfError(Napi::Env env, int err, const std::string& op,
 [[noreturn]] void ThrowBpfError(Napi::Env env, int err, const std::string& op,
                                 const std::string& context = {}, const std::string& log = {});
 
+// ThrowBpfError with the current errno (of the call just made).
+[[noreturn]] void ThrowErrno(Napi::Env env, const std::string& op, const std::string& context = {});
+
 // Routes libbpf's log output: while a capture is active on this thread it is
 // collected (so a failed load can report the verifier log in its error);
 // otherwise warnings go to stderr and debug output is dropped.

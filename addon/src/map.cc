@@ -288,7 +288,7 @@ int BpfMap::RequireFd(Napi::Env env, const char* op) const {
 
 UniqueFd BpfMap::DupFd(Napi::Env env, const char* op) const {
   UniqueFd fd = UniqueFd::Dup(RequireFd(env, op));
-  if (!fd.Valid()) ThrowBpfError(env, errno, "fcntl(F_DUPFD_CLOEXEC)", Context());
+  if (!fd.Valid()) ThrowErrno(env, "fcntl(F_DUPFD_CLOEXEC)", Context());
   return fd;
 }
 
@@ -437,15 +437,17 @@ Napi::Value BpfMap::LookupAll(const Napi::CallbackInfo& info) {
 void BpfMap::Pin(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string path = StringArg(info, 0, "path");
+  LibbpfLogCapture log;
   int err = bpf_map__pin(RequireOpen(env, "bpf_map__pin"), path.c_str());
-  if (err != 0) ThrowBpfError(env, err, "bpf_map__pin", Context() + " at " + path);
+  if (err != 0) ThrowBpfError(env, err, "bpf_map__pin", Context() + " at " + path, log.Take());
 }
 
 void BpfMap::Unpin(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string path = StringArg(info, 0, "path");
+  LibbpfLogCapture log;
   int err = bpf_map__unpin(RequireOpen(env, "bpf_map__unpin"), path.c_str());
-  if (err != 0) ThrowBpfError(env, err, "bpf_map__unpin", Context() + " at " + path);
+  if (err != 0) ThrowBpfError(env, err, "bpf_map__unpin", Context() + " at " + path, log.Take());
 }
 
 }  // namespace xdpwall

@@ -50,11 +50,11 @@ class NetnsScope {
   NetnsScope(Napi::Env env, const Interface& iface) {
     if (iface.netns.empty()) return;
     original_ = UniqueFd(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-    if (!original_.Valid()) ThrowBpfError(env, errno, "open", "/proc/thread-self/ns/net");
+    if (!original_.Valid()) ThrowErrno(env, "open", "/proc/thread-self/ns/net");
     const std::string path = "/run/netns/" + iface.netns;
     UniqueFd target(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!target.Valid()) ThrowBpfError(env, errno, "open", path);
-    if (setns(target.Get(), CLONE_NEWNET) != 0) ThrowBpfError(env, errno, "setns", path);
+    if (!target.Valid()) ThrowErrno(env, "open", path);
+    if (setns(target.Get(), CLONE_NEWNET) != 0) ThrowErrno(env, "setns", path);
   }
 
   ~NetnsScope() {
@@ -75,8 +75,15 @@ class NetnsScope {
 // Call inside the interface's NetnsScope.
 int ResolveIfindex(Napi::Env env, const Interface& iface) {
   const unsigned index = if_nametoindex(iface.name.c_str());
-  if (index == 0) ThrowBpfError(env, errno, "if_nametoindex", iface.spec);
+  if (index == 0) ThrowErrno(env, "if_nametoindex", iface.spec);
   return static_cast<int>(index);
+}
+
+// libbpf logs the kernel's extack text ("Peer MTU is too large to set XDP",
+// "Exclusivity flag on, ...") as warnings: each call collects it, and it goes
+// into the error message if the call fails instead of onto stderr.
+void Check(Napi::Env env, int err, const char* op, const Interface& iface, LibbpfLogCapture& log) {
+  if (err != 0) ThrowBpfError(env, err, op, iface.spec, log.Take());
 }
 
 uint32_t XdpModeFlag(Napi::Env env, const Napi::Value& value) {
@@ -103,10 +110,9 @@ const char* XdpModeName(uint8_t attachMode) {
   }
 }
 
-bpf_xdp_query_opts QueryXdp(Napi::Env env, const Interface& iface, int ifindex) {
+bpf_xdp_query_opts QueryXdp(Napi::Env env, const Interface& iface, int ifindex, LibbpfLogCapture& log) {
   auto opts = ZeroedOpts<bpf_xdp_query_opts>();
-  int err = bpf_xdp_query(ifindex, 0, &opts);
-  if (err != 0) ThrowBpfError(env, err, "bpf_xdp_query", iface.spec);
+  Check(env, bpf_xdp_query(ifindex, 0, &opts), "bpf_xdp_query", iface, log);
   return opts;
 }
 
@@ -123,9 +129,9 @@ Napi::Value XdpAttach(const Napi::CallbackInfo& info) {
   const uint32_t modeFlag = XdpModeFlag(env, info[2]);
   NetnsScope scope(env, iface);
   const int ifindex = ResolveIfindex(env, iface);
+  LibbpfLogCapture log;
   // Without XDP_FLAGS_UPDATE_IF_NOEXIST the kernel replaces the program.
-  int err = bpf_xdp_attach(ifindex, progFd, modeFlag, nullptr);
-  if (err != 0) ThrowBpfError(env, err, "bpf_xdp_attach", iface.spec);
+  Check(env, bpf_xdp_attach(ifindex, progFd, modeFlag, nullptr), "bpf_xdp_attach", iface, log);
   Napi::Object result = Napi::Object::New(env);
   result.Set("ifindex", ifindex);
   result.Set("mode", info[2]);
@@ -139,12 +145,12 @@ void XdpDetach(const Napi::CallbackInfo& info) {
   const uint32_t modeFlag = allModes ? 0 : XdpModeFlag(env, info[1]);
   NetnsScope scope(env, iface);
   const int ifindex = ResolveIfindex(env, iface);
+  LibbpfLogCapture log;
   auto detach = [&](uint32_t flag) {
-    int err = bpf_xdp_detach(ifindex, flag, nullptr);
-    if (err != 0) ThrowBpfError(env, err, "bpf_xdp_detach", iface.spec);
+    Check(env, bpf_xdp_detach(ifindex, flag, nullptr), "bpf_xdp_detach", iface, log);
   };
   if (!allModes) return detach(modeFlag);
-  const bpf_xdp_query_opts state = QueryXdp(env, iface, ifindex);
+  const bpf_xdp_query_opts state = QueryXdp(env, iface, ifindex, log);
   if (state.drv_prog_id != 0) detach(XDP_FLAGS_DRV_MODE);
   if (state.skb_prog_id != 0) detach(XDP_FLAGS_SKB_MODE);
 }
@@ -154,7 +160,8 @@ Napi::Value XdpQuery(const Napi::CallbackInfo& info) {
   const Interface iface = ParseInterface(info, 0);
   NetnsScope scope(env, iface);
   const int ifindex = ResolveIfindex(env, iface);
-  const bpf_xdp_query_opts state = QueryXdp(env, iface, ifindex);
+  LibbpfLogCapture log;
+  const bpf_xdp_query_opts state = QueryXdp(env, iface, ifindex, log);
   // prog_id is only set for a single attachment; report one id in any case.
   uint32_t progId = state.prog_id;
   for (uint32_t id : {state.drv_prog_id, state.skb_prog_id, state.hw_prog_id}) {
@@ -204,13 +211,13 @@ Napi::Value TcAttach(const Napi::CallbackInfo& info) {
   const int progFd = FdArg(info, 1, "progFd");
   NetnsScope scope(env, iface);
   const int ifindex = ResolveIfindex(env, iface);
+  LibbpfLogCapture log;
   TcTarget target = ParseTcTarget(info, ifindex, 2);
   int err = bpf_tc_hook_create(&target.hook);  // the clsact qdisc
-  if (err != 0 && err != -EEXIST) ThrowBpfError(env, err, "bpf_tc_hook_create", iface.spec);
+  Check(env, err == -EEXIST ? 0 : err, "bpf_tc_hook_create", iface, log);
   target.opts.prog_fd = progFd;
   target.opts.flags = BPF_TC_F_REPLACE;
-  err = bpf_tc_attach(&target.hook, &target.opts);
-  if (err != 0) ThrowBpfError(env, err, "bpf_tc_attach", iface.spec);
+  Check(env, bpf_tc_attach(&target.hook, &target.opts), "bpf_tc_attach", iface, log);
   return TcState(env, ifindex, target.opts.prog_id);
 }
 
@@ -219,10 +226,11 @@ void TcDetach(const Napi::CallbackInfo& info) {
   const Interface iface = ParseInterface(info, 0);
   NetnsScope scope(env, iface);
   const int ifindex = ResolveIfindex(env, iface);
+  LibbpfLogCapture log;
   TcTarget target = ParseTcTarget(info, ifindex, 1);
   // ENOENT: no such filter; EINVAL: no clsact qdisc at all.
   int err = bpf_tc_detach(&target.hook, &target.opts);
-  if (err != 0 && err != -ENOENT && err != -EINVAL) ThrowBpfError(env, err, "bpf_tc_detach", iface.spec);
+  Check(env, err == -ENOENT || err == -EINVAL ? 0 : err, "bpf_tc_detach", iface, log);
 }
 
 Napi::Value TcQuery(const Napi::CallbackInfo& info) {
@@ -230,10 +238,11 @@ Napi::Value TcQuery(const Napi::CallbackInfo& info) {
   const Interface iface = ParseInterface(info, 0);
   NetnsScope scope(env, iface);
   const int ifindex = ResolveIfindex(env, iface);
+  LibbpfLogCapture log;
   TcTarget target = ParseTcTarget(info, ifindex, 1);
   int err = bpf_tc_query(&target.hook, &target.opts);
   if (err == -ENOENT || err == -EINVAL) return TcState(env, ifindex, 0);
-  if (err != 0) ThrowBpfError(env, err, "bpf_tc_query", iface.spec);
+  Check(env, err, "bpf_tc_query", iface, log);
   return TcState(env, ifindex, target.opts.prog_id);
 }
 
@@ -255,9 +264,9 @@ Napi::Value EnsureBpffs(const Napi::CallbackInfo& info) {
   int err = MakeDirectories(path);
   if (err != 0) ThrowBpfError(env, err, "mkdir", path);
   struct statfs fs;
-  if (statfs(path.c_str(), &fs) != 0) ThrowBpfError(env, errno, "statfs", path);
+  if (statfs(path.c_str(), &fs) != 0) ThrowErrno(env, "statfs", path);
   if (static_cast<uint64_t>(fs.f_type) == BPF_FS_MAGIC) return Napi::Boolean::New(env, false);
-  if (mount("bpf", path.c_str(), "bpf", 0, "mode=0700") != 0) ThrowBpfError(env, errno, "mount", path);
+  if (mount("bpf", path.c_str(), "bpf", 0, "mode=0700") != 0) ThrowErrno(env, "mount", path);
   return Napi::Boolean::New(env, true);
 }
 

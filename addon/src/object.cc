@@ -144,7 +144,10 @@ Napi::Value BpfObject::Open(const Napi::CallbackInfo& info) {
 
   LibbpfLogCapture capture;
   bpf_object* object = bpf_object__open_file(path.c_str(), &opts);
-  if (object == nullptr) ThrowBpfError(env, errno, "bpf_object__open_file", path, capture.Take());
+  if (object == nullptr) {
+    const int err = errno;
+    ThrowBpfError(env, err, "bpf_object__open_file", path, capture.Take());
+  }
 
   if (!pinRoot.empty()) {
     std::string failedMap;

@@ -177,7 +177,7 @@ Napi::Value BpfProgram::TestRun(const Napi::CallbackInfo& info) {
   try {
     TestRunInput input = ParseTestRunOptions(info);
     UniqueFd fd = UniqueFd::Dup(RequireFd(env, kTestRunOp));
-    if (!fd.Valid()) ThrowBpfError(env, errno, "fcntl(F_DUPFD_CLOEXEC)", "program '" + name_ + "'");
+    if (!fd.Valid()) ThrowErrno(env, "fcntl(F_DUPFD_CLOEXEC)", "program '" + name_ + "'");
     return (new TestRunWorker(env, Value(), std::move(fd), std::move(input), "program '" + name_ + "'"))->Start();
   } catch (const Napi::Error& e) {
     return RejectedPromise(env, e);
@@ -196,15 +196,17 @@ Napi::Value BpfProgram::TestRunSync(const Napi::CallbackInfo& info) {
 void BpfProgram::Pin(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string path = StringArg(info, 0, "path");
+  LibbpfLogCapture log;
   int err = bpf_program__pin(RequireOpen(env, "bpf_program__pin"), path.c_str());
-  if (err != 0) ThrowBpfError(env, err, "bpf_program__pin", path);
+  if (err != 0) ThrowBpfError(env, err, "bpf_program__pin", path, log.Take());
 }
 
 void BpfProgram::Unpin(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string path = StringArg(info, 0, "path");
+  LibbpfLogCapture log;
   int err = bpf_program__unpin(RequireOpen(env, "bpf_program__unpin"), path.c_str());
-  if (err != 0) ThrowBpfError(env, err, "bpf_program__unpin", path);
+  if (err != 0) ThrowBpfError(env, err, "bpf_program__unpin", path, log.Take());
 }
 
 }  // namespace xdpwall
