@@ -7,7 +7,7 @@ export class SnapshotCache<T extends object> {
   private readonly cache: LRUCache<'snapshot', T>;
 
   constructor(read: () => Promise<T>, ttlMs: number) {
-    this.cache = new LRUCache<'snapshot', T>({ max: 1, ttl: ttlMs, fetchMethod: read });
+    this.cache = new LRUCache<'snapshot', T>({ max: 1, ttl: ttlMs, ttlResolution: 0, fetchMethod: read });
   }
 
   async get(): Promise<T> {

@@ -9,6 +9,7 @@ import type { Firewall } from '../src/firewall.js';
 import { encodeLpmKey } from '../src/datapath/abi.js';
 import { parseCidr } from '../src/rules/cidr.js';
 import { openTestFirewall } from './lib/firewall.js';
+import { ether, ipv4, ipv6, tcp, udp, TCP } from './lib/packets.js';
 
 let firewall: Firewall;
 let app: FastifyInstance;
@@ -218,5 +219,61 @@ describe('observability routes', () => {
     const res = await app.inject(url);
     expect(res.statusCode).toBe(400);
     expect(res.json().error.code).toBe(code);
+  });
+});
+
+describe('traffic through the real programs (BPF_PROG_TEST_RUN)', () => {
+  const XDP_DROP = 1;
+  const XDP_PASS = 2;
+  const TC_ACT_OK = 0;
+  const payload = Buffer.alloc(100, 0xab);
+  const query = ether(ipv4({ src: '198.18.0.1', dst: '198.18.0.2' }, udp({ sport: 40000, dport: 53, payload })));
+  const answer = ether(ipv4({ src: '198.18.0.2', dst: '198.18.0.1' }, udp({ sport: 53, dport: 40000, payload })));
+  const syn = ether(ipv6({ src: 'fd00:198::1', dst: 'fd00:198::2' }, tcp({ sport: 50000, dport: 443, flags: TCP.syn })));
+  const spoofed = ether(ipv4({ src: '198.18.66.5', dst: '198.18.0.2' }, udp({ sport: 1, dport: 53 })));
+
+  beforeAll(async () => {
+    const { ingress, egress } = firewall.datapath;
+    for (let i = 0; i < 3; i++) expect(ingress.testRunSync({ data: query }).retval).toBe(XDP_PASS);
+    expect(egress.testRunSync({ data: answer }).retval).toBe(TC_ACT_OK);
+    expect(ingress.testRunSync({ data: syn }).retval).toBe(XDP_PASS);
+  });
+
+  it('reports one flow with both directions, bytes as frame lengths', async () => {
+    const res = await app.inject('/v1/flows?proto=udp');
+    expect(res.statusCode).toBe(200);
+    const { items } = res.json();
+    expect(items).toEqual([
+      {
+        proto: 'udp', src: '198.18.0.1', srcPort: 40000, dst: '198.18.0.2', dstPort: 53, iface: null,
+        ingress: { packets: 3, bytes: 3 * query.length }, egress: { packets: 1, bytes: answer.length },
+        firstSeen: expect.any(String), lastSeen: expect.any(String), tcpFlags: [],
+      },
+    ]);
+    expect(Date.parse(items[0].lastSeen)).toBeGreaterThanOrEqual(Date.parse(items[0].firstSeen));
+    expect(Math.abs(Date.parse(items[0].lastSeen) - Date.now())).toBeLessThan(60_000);
+  });
+
+  it('sorts and filters flows', async () => {
+    const bytes = (await app.inject('/v1/flows?sort=bytes')).json().items;
+    expect(bytes.map((f: { proto: string }) => f.proto)).toEqual(['udp', 'tcp']);
+    const v6 = (await app.inject(`/v1/flows?src=${encodeURIComponent('fd00:198::/48')}`)).json().items;
+    expect(v6).toEqual([expect.objectContaining({ proto: 'tcp', src: 'fd00:198::1', dstPort: 443, tcpFlags: ['SYN'] })]);
+    expect((await app.inject('/v1/flows?port=443&proto=udp')).json().items).toEqual([]);
+    expect((await app.inject('/v1/flows?limit=1&sort=packets')).json().items).toHaveLength(1);
+  });
+
+  it('drops a blocked source, counts it per rule and per reason, and keeps no flow for it', async () => {
+    const { id } = (await post({ cidr: '198.18.66.0/24' })).json();
+    expect(firewall.datapath.ingress.testRunSync({ data: spoofed }).retval).toBe(XDP_DROP);
+
+    expect((await app.inject(`/v1/blocks/${id}`)).json().hits).toEqual({ packets: 1, bytes: spoofed.length });
+    const stats = (await app.inject('/v1/stats')).json();
+    expect(stats.totals.ingress.reasons.deny_src_cidr).toEqual({ packets: 1, bytes: spoofed.length });
+    expect(stats.totals.ingress.verdicts.drop.packets).toBeGreaterThanOrEqual(1);
+    expect(stats.totals.ingress.reasons.pass_no_match.packets).toBeGreaterThanOrEqual(4);
+    expect(stats.totals.egress.reasons.pass_no_match).toEqual({ packets: 1, bytes: answer.length });
+    expect(stats.interfaces).toEqual([expect.objectContaining({ iface: null, ifindex: 1 })]);
+    expect((await app.inject('/v1/flows?src=198.18.66.0/24')).json().items).toEqual([]);
   });
 });
