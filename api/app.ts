@@ -1,6 +1,6 @@
 // Builds the HTTP API around a Firewall. listen() is the daemon's business,
 // so tests drive the same app with inject().
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Firewall } from '../src/firewall.js';
 import { Block } from './schemas/blocks.js';
@@ -18,13 +18,14 @@ export interface AppOptions {
   firewall: ApiFirewall;
   /** Request bodies above this many bytes get 413. */
   bodyLimitBytes?: number;
-  logger?: FastifyServerOptions['logger'];
+  /** A pino logger for requests; silent when absent. */
+  logger?: FastifyBaseLogger;
   version?: string;
 }
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: options.logger ?? false,
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     bodyLimit: options.bodyLimitBytes ?? 1 << 20,
     // Unknown fields are rejected, not silently dropped: a typo in a firewall
     // rule must not turn into a different rule.
