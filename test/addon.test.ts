@@ -1,7 +1,7 @@
 // The native addon against the real kernel: objects, maps, test runs, pins,
 // and XDP/TC attach inside network namespaces this suite creates. Needs root.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readlinkSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,12 +29,14 @@ let workDir = '';
 let objectPath = '';
 let bpffs = '';
 
+const compileBpf = (source: string, output: string): void => {
+  execFileSync('clang', ['-O2', '-g', '-target', 'bpf', '-I/usr/include/x86_64-linux-gnu', '-c', source, '-o', output]);
+};
+
 beforeAll(() => {
   workDir = mkdtempSync(join(tmpdir(), 'xwa-addon-'));
   objectPath = join(workDir, 'addon-test.bpf.o');
-  execFileSync('clang', [
-    '-O2', '-g', '-target', 'bpf', '-I/usr/include/x86_64-linux-gnu', '-c', fixtureSource, '-o', objectPath,
-  ]);
+  compileBpf(fixtureSource, objectPath);
   bpffs = join(workDir, 'bpffs');
 });
 
@@ -138,6 +140,30 @@ describe('BpfObject', () => {
     expectBpfError(() => object.program('xdp_test'), 'EBADF', 'bpf_object__find_program_by_name');
     expectBpfError(() => map.lookup(u32(1)), 'EBADF', 'bpf_map_lookup_elem');
     await expect(map.lookupAll()).rejects.toBeInstanceOf(BpfError);
+  });
+
+  it("puts the verifier log into a failed load's error", async () => {
+    const source = join(workDir, 'rejected.bpf.c');
+    const rejected = join(workDir, 'rejected.bpf.o');
+    writeFileSync(source, [
+      '#include <linux/bpf.h>',
+      '#include <bpf/bpf_helpers.h>',
+      '/* Reads packet data without a bounds check. */',
+      'SEC("xdp") int unchecked(struct xdp_md *ctx) { return *(int *)(long)ctx->data; }',
+      'char LICENSE[] SEC("license") = "GPL";',
+    ].join('\n'));
+    compileBpf(source, rejected);
+    const object = BpfObject.open(rejected);
+    try {
+      const error: unknown = await object.load().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(BpfError);
+      expect(error).toMatchObject({
+        code: 'EACCES', op: 'bpf_object__load', message: expect.stringMatching(/PROG LOAD LOG/),
+      });
+      expect(object.loaded).toBe(false);
+    } finally {
+      object.close();
+    }
   });
 
   it('defers close() requested during load()', async () => {
@@ -264,6 +290,16 @@ describe('BpfMap', () => {
     expect(all.values.subarray(24, 32)).toEqual(u64(33));
   });
 
+  it('falls back to get_next_key for maps without batch lookup', async () => {
+    const devmap = object.map('devmap');
+    expect(devmap.type).toBe('devmap');
+    devmap.update(u32(2), u32(1)); // slot 2 -> loopback: a map entry only, nothing is attached
+    const all = await devmap.lookupAll();
+    expect(all).toMatchObject({ count: 1 });
+    expect(all.keys).toEqual(u32(2));
+    expect(all.values).toEqual(u32(1));
+  });
+
   it('reports a full hash map as E2BIG', async () => {
     const small = await loaded({ maxEntries: { hash: 4 } });
     try {
@@ -348,8 +384,9 @@ describe('bpffs and pins', () => {
     const pinRoot = join(bpffs, 'xdpwall');
     ensureBpffs(pinRoot);
     const first = await loaded({ pinRoot });
-    const firstIds = ['hash', 'percpu', 'lpm', 'counters'].map((name) => first.map(name).id);
-    for (const name of ['hash', 'percpu', 'lpm', 'counters']) expect(existsSync(join(pinRoot, name))).toBe(true);
+    const pinned = ['hash', 'percpu', 'lpm', 'counters', 'devmap'];
+    const firstIds = pinned.map((name) => first.map(name).id);
+    for (const name of pinned) expect(existsSync(join(pinRoot, name))).toBe(true);
     first.map('hash').update(u32(42), u64(4242));
     first.map('lpm').update(lpmKey(16, '198.18.0.0'), u32(7));
     first.close();
@@ -357,13 +394,24 @@ describe('bpffs and pins', () => {
     // A restarted daemon: new object, same pins, same kernel maps.
     const second = await loaded({ pinRoot });
     try {
-      expect(['hash', 'percpu', 'lpm', 'counters'].map((name) => second.map(name).id)).toEqual(firstIds);
+      expect(pinned.map((name) => second.map(name).id)).toEqual(firstIds);
       expect(second.map('hash').lookup(u32(42))).toEqual(u64(4242));
       expect(second.map('lpm').lookup(lpmKey(32, '198.18.1.1'))?.readUInt32LE()).toBe(7);
     } finally {
       second.close();
     }
     expect(existsSync(join(pinRoot, 'hash'))).toBe(true);
+
+    // A pin whose definition differs is not silently replaced.
+    const resized = BpfObject.open(objectPath, { pinRoot });
+    try {
+      resized.setMapMaxEntries('hash', 2048);
+      await expect(resized.load()).rejects.toMatchObject({
+        code: 'EINVAL', op: 'bpf_object__load', message: expect.stringMatching(/couldn't reuse pinned map/),
+      });
+    } finally {
+      resized.close();
+    }
   });
 });
 

@@ -1,10 +1,12 @@
 #include "object.h"
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/limits.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "common.h"
@@ -42,6 +44,40 @@ int PinAllMapsUnder(bpf_object* object, const std::string& pinRoot, std::string&
 void UnpinAllMaps(bpf_object* object) {
   bpf_map* map;
   bpf_object__for_each_map(map, object) bpf_map__set_pin_path(map, nullptr);
+}
+
+// libbpf 1.1 cannot reuse its own pinned device maps: the kernel adds
+// BPF_F_RDONLY_PROG to their flags, and libbpf's compatibility check then
+// fails with "parameter mismatch" (fixed in libbpf 1.2). Reuse such pins here
+// with the same check minus that flag.
+int ReusePinnedDeviceMaps(bpf_object* object, std::string& failedMap) {
+  bpf_map* map;
+  bpf_object__for_each_map(map, object) {
+    const bpf_map_type type = bpf_map__type(map);
+    if ((type != BPF_MAP_TYPE_DEVMAP && type != BPF_MAP_TYPE_DEVMAP_HASH) || bpf_map__pin_path(map) == nullptr) {
+      continue;
+    }
+    failedMap = bpf_map__name(map);
+    UniqueFd pinned(bpf_obj_get(bpf_map__pin_path(map)));
+    if (!pinned.Valid()) {
+      if (errno == ENOENT) continue;  // libbpf creates and pins it
+      return -errno;
+    }
+    bpf_map_info info;
+    std::memset(&info, 0, sizeof info);
+    uint32_t length = sizeof info;
+    int err = bpf_obj_get_info_by_fd(pinned.Get(), &info, &length);
+    if (err != 0) return NegErrno(err);
+    const bool compatible = info.type == type && info.key_size == bpf_map__key_size(map) &&
+                            info.value_size == bpf_map__value_size(map) &&
+                            info.max_entries == bpf_map__max_entries(map) &&
+                            (info.map_flags & ~BPF_F_RDONLY_PROG) == bpf_map__map_flags(map);
+    if (!compatible) return -EINVAL;
+    err = bpf_map__reuse_fd(map, pinned.Get());  // duplicates the fd
+    if (err == 0) err = bpf_map__set_pin_path(map, nullptr);  // it is pinned already
+    if (err != 0) return NegErrno(err);
+  }
+  return 0;
 }
 
 }  // namespace
@@ -182,6 +218,9 @@ Napi::Value BpfObject::Load(const Napi::CallbackInfo& info) {
   try {
     Require(env, op);
     if (loading_ || loaded_) ThrowBpfError(env, EALREADY, op, "object is already loaded");
+    std::string failedMap;
+    int err = ReusePinnedDeviceMaps(object_, failedMap);
+    if (err != 0) ThrowBpfError(env, err, "bpf_map__reuse_fd", "pinned map '" + failedMap + "'");
   } catch (const Napi::Error& e) {
     return RejectedPromise(env, e);
   }
