@@ -11,18 +11,21 @@
 /*
  * The flow key is oriented remote -> local: on egress the packet's source is
  * this host, so addresses and ports swap and both directions of a
- * conversation land in one entry.
+ * conversation land in one entry. ICMP type and code are not endpoints and
+ * keep their places (sport = type, dport = code) in both directions.
  */
 static __always_inline void xw_flow_key_of(const struct xw_pkt *p,
 					   enum xw_direction dir,
 					   struct xw_flow_key *key)
 {
 	bool egress = dir == XW_DIR_EGRESS;
+	bool swap_ports = egress && p->proto != IPPROTO_ICMP &&
+			  p->proto != IPPROTO_ICMPV6;
 
 	__builtin_memcpy(key->src, egress ? p->daddr : p->saddr, sizeof(key->src));
 	__builtin_memcpy(key->dst, egress ? p->saddr : p->daddr, sizeof(key->dst));
-	key->sport = egress ? p->dport : p->sport;
-	key->dport = egress ? p->sport : p->dport;
+	key->sport = swap_ports ? p->dport : p->sport;
+	key->dport = swap_ports ? p->sport : p->dport;
 	key->ifindex = p->ifindex;
 	key->proto = p->proto;
 	key->family = p->family;

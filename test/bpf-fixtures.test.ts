@@ -1,0 +1,683 @@
+// The compiled data plane (xdp/build/xdpwall.bpf.o) against tables of packets,
+// run through BPF_PROG_TEST_RUN in the real kernel. Each fixture states the
+// program's return code, the one xw_stats counter the packet must land in, and
+// the flow entry it must leave (or that it must leave none). Maps are private
+// to this file's object and emptied before every fixture. Needs root.
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { BpfObject, type BpfMap, type BpfProgram } from '@xdpwall/addon';
+import {
+  Action,
+  Direction,
+  Layout,
+  MAPS,
+  PROGRAMS,
+  Reason,
+  Verdict,
+  cpusOf,
+  decodeStatsKey,
+  encodeFlowKey,
+  encodeLpmKey,
+  encodeRuleId,
+  encodeRuleValue,
+  sumCounters,
+  type Counter,
+  type ReasonName,
+} from '../src/datapath/abi.js';
+import {
+  IPPROTO,
+  TCP,
+  TPID_8021AD,
+  TPID_8021Q,
+  ETH_P_IP,
+  ETH_P_IPV6,
+  ETH_P_LLDP,
+  arp,
+  ether,
+  icmp,
+  icmpv6,
+  ipv4,
+  ipv4Bytes,
+  ipv4Mapped,
+  ipv6,
+  ipv6Bytes,
+  rawL3,
+  rawL4,
+  tcp,
+  truncate,
+  udp,
+  type Ipv6Ext,
+  type VlanTag,
+} from './lib/packets.js';
+
+const OBJECT_PATH = new URL('../xdp/build/xdpwall.bpf.o', import.meta.url).pathname;
+const LO = 1; // test runs see the loopback device: ingress via ctx, egress by default
+const XDP_DROP = 1;
+const XDP_PASS = 2;
+const TC_ACT_OK = 0;
+const MAX_IPV6_EXT = 6; // XW_MAX_IPV6_EXT
+
+// ---------------------------------------------------------------- fixtures
+
+type Hook = 'ingress' | 'egress';
+
+interface ExpectedFlow {
+  /** Flow-key order: remote peer first, whatever the packet's direction. */
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  proto: number;
+  tcpFlags?: number;
+}
+
+interface Rule {
+  map: 'xw_src_v4' | 'xw_dst_v4' | 'xw_src_v6' | 'xw_dst_v6';
+  cidr: string;
+  ruleId: number;
+  action?: number;
+  /** Whether the control plane created the rule's xw_rule_stats entry. Default true. */
+  counted?: boolean;
+}
+
+interface Fixture {
+  name: string;
+  frame: Buffer;
+  hook?: Hook;
+  verdict: 'pass' | 'drop';
+  reason: ReasonName;
+  /** The entry the packet must create; null (the default) means no entry at all. */
+  flow?: ExpectedFlow | null;
+  rules?: Rule[];
+  /** Rule ids whose xw_rule_stats entry must count this one packet. */
+  counts?: number[];
+  /** __sk_buff gso_size for egress (a GSO super-packet). */
+  gsoSize?: number;
+}
+
+const A4 = '198.51.100.7'; // remote
+const B4 = '192.0.2.10'; // local
+const A6 = '2001:db8:aaaa::7';
+const B6 = '2001:db8:bbbb::10';
+
+const v4 = (l4: Parameters<typeof ipv4>[1], extra: Partial<Parameters<typeof ipv4>[0]> = {}) =>
+  ipv4({ src: A4, dst: B4, ...extra }, l4);
+const v6 = (l4: Parameters<typeof ipv6>[1], extra: Partial<Parameters<typeof ipv6>[0]> = {}) =>
+  ipv6({ src: A6, dst: B6, ...extra }, l4);
+const syn = tcp({ sport: 40000, dport: 443, flags: TCP.syn });
+const dns = udp({ sport: 53000, dport: 53, payload: Buffer.from('query') });
+const ping = icmp({ type: 8, code: 0, rest: 0x00010001 });
+const ping6 = icmpv6({ type: 128, code: 0, rest: 0x00010001 });
+
+const flow4 = (sport: number, dport: number, proto: number, tcpFlags?: number): ExpectedFlow => ({
+  src: A4,
+  dst: B4,
+  sport,
+  dport,
+  proto,
+  tcpFlags,
+});
+const flow6 = (sport: number, dport: number, proto: number, tcpFlags?: number): ExpectedFlow => ({
+  src: A6,
+  dst: B6,
+  sport,
+  dport,
+  proto,
+  tcpFlags,
+});
+const SYN4 = flow4(40000, 443, IPPROTO.tcp, TCP.syn);
+const DNS4 = flow4(53000, 53, IPPROTO.udp);
+const DNS6 = flow6(53000, 53, IPPROTO.udp);
+const q = (vid: number): VlanTag => ({ tpid: TPID_8021Q, vid });
+const ad = (vid: number): VlanTag => ({ tpid: TPID_8021AD, vid });
+const pass = (name: string, frame: Buffer, flow: ExpectedFlow | null = null): Fixture => ({
+  name,
+  frame,
+  verdict: 'pass',
+  reason: flow ? 'pass_no_match' : 'pass_non_ip',
+  flow,
+});
+const drop = (name: string, frame: Buffer, reason: ReasonName): Fixture => ({ name, frame, verdict: 'drop', reason });
+
+const parsePaths: Fixture[] = [
+  pass('IPv4 TCP SYN', ether(v4(syn)), SYN4),
+  pass('IPv4 UDP', ether(v4(dns)), DNS4),
+  pass('IPv4 ICMP echo request (type, code as ports)', ether(v4(ping)), flow4(8, 0, IPPROTO.icmp)),
+  pass('IPv4 GRE (no ports)', ether(v4(rawL4(IPPROTO.gre))), flow4(0, 0, IPPROTO.gre)),
+  pass('IPv4 TCP with options (MSS, SACK-permitted)', ether(v4(tcp({ sport: 40000, dport: 443, flags: TCP.syn, options: Buffer.from([2, 4, 0x05, 0xb4, 4, 2, 1, 1]) }))), SYN4),
+  pass('IPv4 TCP ACK|PSH records the flag byte', ether(v4(tcp({ sport: 40000, dport: 443, flags: TCP.ack | TCP.psh, payload: Buffer.from('GET /') }))), flow4(40000, 443, IPPROTO.tcp, TCP.ack | TCP.psh)),
+  pass('IPv4 UDP in a frame padded to 60 bytes', ether(v4(udp({ sport: 53000, dport: 53 })), { pad: true }), DNS4),
+  pass('IPv6 TCP SYN', ether(v6(syn)), flow6(40000, 443, IPPROTO.tcp, TCP.syn)),
+  pass('IPv6 UDP', ether(v6(dns)), DNS6),
+  pass('IPv6 ICMPv6 echo request', ether(v6(ping6)), flow6(128, 0, IPPROTO.icmpv6)),
+  pass('IPv6 no next header (59)', ether(v6(rawL4(IPPROTO.none, Buffer.alloc(0)))), flow6(0, 0, IPPROTO.none)),
+  pass('IPv6 ESP (no ports)', ether(v6(rawL4(IPPROTO.esp, Buffer.alloc(16)))), flow6(0, 0, IPPROTO.esp)),
+  pass('ARP request', ether(arp({ senderIp: A4, targetIp: B4 }))),
+  pass('ARP request padded to 60 bytes', ether(arp({ senderIp: A4, targetIp: B4 }), { pad: true })),
+  pass('LLDP', ether(rawL3(ETH_P_LLDP, Buffer.alloc(32)))),
+  pass('802.3 length field (LLC)', ether(rawL3(0x0026, Buffer.alloc(38)))),
+  pass('14-byte frame with a non-IP ethertype', ether(rawL3(ETH_P_LLDP))),
+  drop('14-byte frame with ethertype IPv4', ether(rawL3(ETH_P_IP)), 'malformed_ipv4'),
+  drop('14-byte frame with ethertype IPv6', ether(rawL3(ETH_P_IPV6)), 'malformed_ipv6'),
+  drop('14-byte frame with ethertype 802.1Q', ether(rawL3(TPID_8021Q)), 'malformed_l2'),
+];
+
+const ipv4Cases: Fixture[] = [
+  pass('IPv4 options: IHL 6 (router alert)', ether(v4(dns, { options: Buffer.from([0x94, 4, 0, 0]) })), DNS4),
+  pass('IPv4 options: IHL 15 (40 bytes of NOPs)', ether(v4(dns, { options: Buffer.alloc(40, 1) })), DNS4),
+  pass('IPv4 first fragment (MF, offset 0) keeps ports', ether(v4(dns, { moreFragments: true })), DNS4),
+  pass('IPv4 non-first fragment: ports 0', ether(v4(rawL4(IPPROTO.udp, Buffer.alloc(24, 0xee)), { fragOffset: 1480 })), flow4(0, 0, IPPROTO.udp)),
+  pass('IPv4 last fragment, 1 byte of payload', ether(v4(rawL4(IPPROTO.tcp, Buffer.alloc(1)), { fragOffset: 8 })), flow4(0, 0, IPPROTO.tcp)),
+  pass('IPv4 DF set, not a fragment', ether(v4(syn, { dontFragment: true })), SYN4),
+  drop('IPv4 version 6 under ethertype IPv4', ether(v4(syn, { version: 6 })), 'malformed_ipv4'),
+  drop('IPv4 IHL 4', ether(v4(syn, { ihl: 4 })), 'malformed_ipv4'),
+  drop('IPv4 IHL 0', ether(v4(syn, { ihl: 0 })), 'malformed_ipv4'),
+  drop('IPv4 IHL 15 past the end of the packet', ether(ipv4({ src: A4, dst: B4, ihl: 15, totalLength: 40 }, rawL4(IPPROTO.none, Buffer.alloc(4)))), 'malformed_ipv4'),
+  drop('IPv4 total length below the header length', ether(v4(syn, { totalLength: 19 })), 'malformed_ipv4'),
+  drop('IPv4 total length beyond the frame', ether(v4(syn, { totalLength: 41 })), 'malformed_ipv4'),
+  drop('IPv4 total length ends inside the TCP header (padding is not TCP)', ether(v4(syn, { totalLength: 39 }), { pad: true }), 'malformed_l4'),
+  drop('IPv4 first fragment with 19 bytes of TCP', ether(v4(rawL4(IPPROTO.tcp, Buffer.alloc(19)), { moreFragments: true })), 'malformed_l4'),
+  drop('IPv4 TCP data offset 4', ether(v4(tcp({ sport: 1, dport: 2, doff: 4 }))), 'malformed_l4'),
+  drop('IPv4 TCP data offset 15 past the end', ether(v4(tcp({ sport: 1, dport: 2, doff: 15 }))), 'malformed_l4'),
+  drop('IPv4 UDP, 7 bytes', ether(v4(rawL4(IPPROTO.udp, Buffer.alloc(7)))), 'malformed_l4'),
+  drop('IPv4 ICMP, 4 bytes', ether(v4(rawL4(IPPROTO.icmp, Buffer.alloc(4)))), 'malformed_l4'),
+];
+
+const ext = (type: 'hopopts' | 'routing' | 'dstopts', len = 0): Ipv6Ext => ({ type, len });
+const ipv6Cases: Fixture[] = [
+  pass('IPv6 hop-by-hop + UDP', ether(v6(dns, { ext: [ext('hopopts')] })), DNS6),
+  pass('IPv6 routing + UDP', ether(v6(dns, { ext: [ext('routing', 2)] })), DNS6),
+  pass('IPv6 destination options (24 bytes) + UDP', ether(v6(dns, { ext: [ext('dstopts', 2)] })), DNS6),
+  pass('IPv6 AH ((4+2)*4 bytes) + UDP', ether(v6(dns, { ext: [{ type: 'ah', len: 4 }] })), DNS6),
+  pass('IPv6 first fragment keeps ports', ether(v6(dns, { ext: [{ type: 'fragment', offset: 0, more: true }] })), DNS6),
+  pass('IPv6 non-first fragment: ports 0', ether(v6(rawL4(IPPROTO.udp, Buffer.alloc(24, 0xee)), { ext: [{ type: 'fragment', offset: 1448 }] })), flow6(0, 0, IPPROTO.udp)),
+  pass('IPv6 non-first fragment ends the walk even if more extensions follow in the chain', ether(v6(rawL4(IPPROTO.tcp, Buffer.alloc(16)), { ext: [ext('hopopts'), { type: 'fragment', offset: 8 }, ext('dstopts')] })), flow6(0, 0, IPPROTO.dstopts)),
+  pass('IPv6 hop-by-hop, routing, fragment, AH, dest options + TCP', ether(v6(syn, { ext: [ext('hopopts'), ext('routing', 2), { type: 'fragment' }, { type: 'ah' }, ext('dstopts')] })), flow6(40000, 443, IPPROTO.tcp, TCP.syn)),
+  pass(`IPv6 chain of exactly ${MAX_IPV6_EXT} extensions`, ether(v6(dns, { ext: Array.from({ length: MAX_IPV6_EXT }, () => ext('dstopts')) })), DNS6),
+  drop(`IPv6 chain of ${MAX_IPV6_EXT + 1} extensions`, ether(v6(dns, { ext: Array.from({ length: MAX_IPV6_EXT + 1 }, () => ext('dstopts')) })), 'ipv6_ext_limit'),
+  drop('IPv6 destination options (32 bytes) longer than the packet', (() => {
+    const frame = ether(v6(dns, { ext: [ext('dstopts')] })); // 8 bytes of options + 13 of UDP
+    frame.writeUInt8(3, 14 + 40 + 1);
+    return frame;
+  })(), 'malformed_ipv6'),
+  drop('IPv6 destination options past the payload length (padding is not IPv6)', ether(v6(rawL4(IPPROTO.none, Buffer.alloc(0)), { ext: [ext('dstopts')], payloadLength: 4 }), { pad: true }), 'malformed_ipv6'),
+  drop('IPv6 hop-by-hop claiming 2048 bytes', (() => {
+    const frame = ether(v6(dns, { ext: [ext('hopopts')] }));
+    frame.writeUInt8(255, 14 + 40 + 1);
+    return frame;
+  })(), 'malformed_ipv6'),
+  drop('IPv6 AH claiming more than the payload', (() => {
+    const frame = ether(v6(dns, { ext: [{ type: 'ah', len: 4 }] }));
+    frame.writeUInt8(40, 14 + 40 + 1);
+    return frame;
+  })(), 'malformed_ipv6'),
+  drop('IPv6 fragment header cut short', truncate(ether(v6(rawL4(IPPROTO.none, Buffer.alloc(0)), { ext: [{ type: 'fragment' }], payloadLength: 4 })), 14 + 40 + 4), 'malformed_ipv6'),
+  drop('IPv6 version 4 under ethertype IPv6', ether(v6(dns, { version: 4 })), 'malformed_ipv6'),
+  drop('IPv6 payload length beyond the frame', ether(v6(dns, { payloadLength: 200 })), 'malformed_ipv6'),
+  drop('IPv6 payload length ends inside the UDP header', ether(v6(dns, { payloadLength: 7 })), 'malformed_l4'),
+  drop('IPv6 TCP, 19 bytes', ether(v6(rawL4(IPPROTO.tcp, Buffer.alloc(19)))), 'malformed_l4'),
+  drop('IPv6 ICMPv6, 4 bytes', ether(v6(rawL4(IPPROTO.icmpv6, Buffer.alloc(4)))), 'malformed_l4'),
+];
+
+const vlanCases: Fixture[] = [
+  pass('802.1Q + IPv4 UDP', ether(v4(dns), { vlans: [q(10)] }), DNS4),
+  pass('802.1ad + IPv4 UDP', ether(v4(dns), { vlans: [ad(10)] }), DNS4),
+  pass('802.1ad, 802.1Q (QinQ) + IPv4 UDP', ether(v4(dns), { vlans: [ad(100), q(10)] }), DNS4),
+  pass('802.1Q, 802.1Q + IPv6 UDP', ether(v6(dns), { vlans: [q(100), q(10)] }), DNS6),
+  pass('802.1ad, 802.1ad + IPv4 TCP', ether(v4(syn), { vlans: [ad(100), ad(10)] }), SYN4),
+  pass('802.1Q, 802.1ad (reversed nesting) + IPv4 UDP', ether(v4(dns), { vlans: [q(100), ad(10)] }), DNS4),
+  pass('802.1Q + ARP', ether(arp({ senderIp: A4, targetIp: B4 }), { vlans: [q(10)] })),
+  pass('802.1ad, 802.1Q + LLDP', ether(rawL3(ETH_P_LLDP, Buffer.alloc(16)), { vlans: [ad(100), q(10)] })),
+  drop('three 802.1Q tags', ether(v4(dns), { vlans: [q(1), q(2), q(3)] }), 'malformed_l2'),
+  drop('802.1ad, 802.1Q, 802.1Q', ether(v4(dns), { vlans: [ad(1), q(2), q(3)] }), 'malformed_l2'),
+  drop('802.1Q tag cut after 2 bytes', truncate(ether(v4(dns), { vlans: [q(10)] }), 16), 'malformed_l2'),
+  drop('802.1Q + IPv4 cut inside the IP header', truncate(ether(v4(dns), { vlans: [q(10)] }), 30), 'malformed_ipv4'),
+];
+
+/**
+ * Every prefix of a base packet: the first layer the cut lands in decides
+ * the reason. IP length fields say the datagram goes on, so a cut anywhere
+ * after the IP header start is a truncated IP packet, not a truncated L4 one.
+ */
+function truncations(label: string, frame: Buffer, l3Offset: number, l3Reason: ReasonName, flow: ExpectedFlow): Fixture[] {
+  const out: Fixture[] = [];
+  for (let len = 14; len < frame.length; len++) {
+    out.push(drop(`${label} cut to ${len} bytes`, truncate(frame, len), len < l3Offset ? 'malformed_l2' : l3Reason));
+  }
+  out.push(pass(`${label} whole (${frame.length} bytes)`, frame, flow));
+  return out;
+}
+
+const truncationCases: Fixture[] = [
+  ...truncations('IPv4 TCP', ether(v4(syn)), 14, 'malformed_ipv4', SYN4),
+  ...truncations('IPv6 UDP', ether(v6(dns)), 14, 'malformed_ipv6', DNS6),
+  ...truncations('802.1Q IPv4 UDP', ether(v4(dns), { vlans: [q(10)] }), 18, 'malformed_ipv4', DNS4),
+];
+
+const denyCases: Fixture[] = [
+  {
+    name: 'deny source v4 /24',
+    frame: ether(v4(syn)),
+    rules: [{ map: 'xw_src_v4', cidr: '198.51.100.0/24', ruleId: 11 }],
+    verdict: 'drop',
+    reason: 'deny_src_cidr',
+    counts: [11],
+  },
+  {
+    name: 'deny destination v4 /32',
+    frame: ether(v4(dns)),
+    rules: [{ map: 'xw_dst_v4', cidr: `${B4}/32`, ruleId: 12 }],
+    verdict: 'drop',
+    reason: 'deny_dst_cidr',
+    counts: [12],
+  },
+  {
+    name: 'deny source v6 /48',
+    frame: ether(v6(syn)),
+    rules: [{ map: 'xw_src_v6', cidr: '2001:db8:aaaa::/48', ruleId: 13 }],
+    verdict: 'drop',
+    reason: 'deny_src_cidr',
+    counts: [13],
+  },
+  {
+    name: 'deny destination v6 /64',
+    frame: ether(v6(dns)),
+    rules: [{ map: 'xw_dst_v6', cidr: '2001:db8:bbbb::/64', ruleId: 14 }],
+    verdict: 'drop',
+    reason: 'deny_dst_cidr',
+    counts: [14],
+  },
+  {
+    name: 'deny source v4 /0 catches everything, VLAN-tagged too',
+    frame: ether(v4(dns), { vlans: [ad(100), q(10)] }),
+    rules: [{ map: 'xw_src_v4', cidr: '0.0.0.0/0', ruleId: 15 }],
+    verdict: 'drop',
+    reason: 'deny_src_cidr',
+    counts: [15],
+  },
+  {
+    name: 'source is checked before destination',
+    frame: ether(v4(syn)),
+    rules: [
+      { map: 'xw_src_v4', cidr: '198.51.100.0/24', ruleId: 21 },
+      { map: 'xw_dst_v4', cidr: '192.0.2.0/24', ruleId: 22 },
+    ],
+    verdict: 'drop',
+    reason: 'deny_src_cidr',
+    counts: [21],
+  },
+  {
+    name: 'deny rule without a counter entry still drops',
+    frame: ether(v4(syn)),
+    rules: [{ map: 'xw_src_v4', cidr: '198.51.100.0/24', ruleId: 23, counted: false }],
+    verdict: 'drop',
+    reason: 'deny_src_cidr',
+  },
+  {
+    name: 'deny IPv4 fragment by source (no ports needed)',
+    frame: ether(v4(rawL4(IPPROTO.udp, Buffer.alloc(16)), { fragOffset: 64 })),
+    rules: [{ map: 'xw_src_v4', cidr: '198.51.100.0/24', ruleId: 24 }],
+    verdict: 'drop',
+    reason: 'deny_src_cidr',
+    counts: [24],
+  },
+  {
+    name: 'more specific allow entry inside a deny prefix passes',
+    frame: ether(v4(syn)),
+    rules: [
+      { map: 'xw_src_v4', cidr: '198.51.100.0/24', ruleId: 31 },
+      { map: 'xw_src_v4', cidr: `${A4}/32`, ruleId: 32, action: Action.allow },
+    ],
+    verdict: 'pass',
+    reason: 'pass_no_match',
+    flow: SYN4,
+  },
+  {
+    name: 'v4 deny prefix does not match the v6 family',
+    frame: ether(ipv6({ src: '::ffff:c633:6407', dst: B6 }, dns)), // ::ffff:198.51.100.7
+    rules: [{ map: 'xw_src_v4', cidr: '198.51.100.0/24', ruleId: 33 }],
+    verdict: 'pass',
+    reason: 'pass_no_match',
+    flow: { src: '::ffff:c633:6407', dst: B6, sport: 53000, dport: 53, proto: IPPROTO.udp },
+  },
+  {
+    name: 'neighbouring v6 prefix does not match',
+    frame: ether(v6(dns)),
+    rules: [{ map: 'xw_src_v6', cidr: '2001:db8:aaab::/48', ruleId: 34 }],
+    verdict: 'pass',
+    reason: 'pass_no_match',
+    flow: DNS6,
+  },
+  {
+    name: 'malformed packets are dropped before lookups (no rule counted)',
+    frame: ether(v4(syn, { ihl: 4 })),
+    rules: [{ map: 'xw_src_v4', cidr: '0.0.0.0/0', ruleId: 35 }],
+    verdict: 'drop',
+    reason: 'malformed_ipv4',
+  },
+  {
+    name: 'ARP passes a catch-all deny',
+    frame: ether(arp({ senderIp: A4, targetIp: B4 })),
+    rules: [{ map: 'xw_src_v4', cidr: '0.0.0.0/0', ruleId: 36 }],
+    verdict: 'pass',
+    reason: 'pass_non_ip',
+  },
+];
+
+// Egress: the packet leaves this host, so the flow key swaps to remote -> local.
+const out4 = (l4: Parameters<typeof ipv4>[1], extra: Partial<Parameters<typeof ipv4>[0]> = {}) =>
+  ipv4({ src: B4, dst: A4, ...extra }, l4);
+const egressCases: Fixture[] = [
+  { ...pass('egress IPv4 TCP SYN-ACK (key swapped)', ether(out4(tcp({ sport: 443, dport: 40000, flags: TCP.syn | TCP.ack }))), flow4(40000, 443, IPPROTO.tcp, TCP.syn | TCP.ack)), hook: 'egress' },
+  { ...pass('egress IPv6 UDP (key swapped)', ether(ipv6({ src: B6, dst: A6 }, udp({ sport: 53, dport: 53000 }))), DNS6), hook: 'egress' },
+  { ...pass('egress ARP', ether(arp({ senderIp: B4, targetIp: A4 }))), hook: 'egress' },
+  // ICMP type and code are not endpoints: they keep their places in the key.
+  { ...pass('egress 802.1Q IPv4 ICMP host unreachable', ether(out4(icmp({ type: 3, code: 1 })), { vlans: [q(10)] }), flow4(3, 1, IPPROTO.icmp)), hook: 'egress' },
+  { name: 'egress malformed IPv4 passes, counted as malformed', frame: ether(out4(syn, { ihl: 4 })), hook: 'egress', verdict: 'pass', reason: 'malformed_ipv4' },
+  { name: 'egress IPv6 extension limit passes, counted', frame: ether(ipv6({ src: B6, dst: A6, ext: Array.from({ length: 7 }, () => ext('dstopts')) }, dns)), hook: 'egress', verdict: 'pass', reason: 'ipv6_ext_limit' },
+  { name: 'egress three VLAN tags pass, counted', frame: ether(out4(dns), { vlans: [q(1), q(2), q(3)] }), hook: 'egress', verdict: 'pass', reason: 'malformed_l2' },
+  { name: 'egress truncated UDP passes, counted', frame: ether(out4(rawL4(IPPROTO.udp, Buffer.alloc(5)))), hook: 'egress', verdict: 'pass', reason: 'malformed_l4' },
+  {
+    name: 'egress does not filter: a deny rule matching the peer',
+    frame: ether(out4(syn)),
+    hook: 'egress',
+    rules: [{ map: 'xw_dst_v4', cidr: '198.51.100.0/24', ruleId: 41 }],
+    verdict: 'pass',
+    reason: 'pass_no_match',
+    flow: { ...flow4(443, 40000, IPPROTO.tcp, TCP.syn) },
+  },
+  {
+    name: 'egress GSO super-packet with IPv4 total length 0 (BIG TCP)',
+    frame: ether(out4(syn, { totalLength: 0 })),
+    hook: 'egress',
+    gsoSize: 1448,
+    verdict: 'pass',
+    reason: 'pass_no_match',
+    flow: flow4(443, 40000, IPPROTO.tcp, TCP.syn),
+  },
+  { name: 'egress IPv4 total length 0 without GSO is malformed', frame: ether(out4(syn, { totalLength: 0 })), hook: 'egress', verdict: 'pass', reason: 'malformed_ipv4' },
+  {
+    name: 'ingress IPv4 total length 0 is malformed (no GSO before XDP)',
+    frame: ether(v4(syn, { totalLength: 0 })),
+    verdict: 'drop',
+    reason: 'malformed_ipv4',
+  },
+];
+
+// ---------------------------------------------------------------- harness
+
+let object: BpfObject;
+let progs: Record<Hook, BpfProgram>;
+let maps: Record<string, BpfMap>;
+
+beforeAll(async () => {
+  object = BpfObject.open(OBJECT_PATH);
+  for (const name of [MAPS.srcV4, MAPS.dstV4, MAPS.srcV6, MAPS.dstV6]) object.setMapMaxEntries(name, 1024);
+  object.setMapMaxEntries(MAPS.ruleStats, 1024);
+  object.setMapMaxEntries(MAPS.flows, 4096);
+  await object.load();
+  progs = { ingress: object.program(PROGRAMS.ingress), egress: object.program(PROGRAMS.egress) };
+  maps = Object.fromEntries(Object.values(MAPS).map((name) => [name, object.map(name)]));
+});
+
+afterAll(() => object?.close());
+
+beforeEach(() => {
+  for (const map of Object.values(maps)) clearMap(map);
+});
+
+function clearMap(map: BpfMap): void {
+  for (let key = map.nextKey(null); key; key = map.nextKey(null)) map.delete(key);
+}
+
+/** struct xdp_md with ingress_ifindex set; data_end must equal the frame length. */
+function xdpCtx(frameLength: number, ifindex: number): Buffer {
+  const ctx = Buffer.alloc(24);
+  ctx.writeUInt32LE(frameLength, 4); // data_end
+  ctx.writeUInt32LE(ifindex, 12); // ingress_ifindex
+  return ctx;
+}
+
+/** struct __sk_buff (192 bytes, uapi layout) with only gso_size set. */
+function skbCtx(gsoSize: number): Buffer {
+  const ctx = Buffer.alloc(192);
+  ctx.writeUInt16LE(1, 164); // gso_segs: a GSO skb has at least one
+  ctx.writeUInt32LE(gsoSize, 176); // gso_size
+  return ctx;
+}
+
+function run(hook: Hook, frame: Buffer, gsoSize?: number): number {
+  const ctxIn = hook === 'ingress' ? xdpCtx(frame.length, LO) : gsoSize ? skbCtx(gsoSize) : undefined;
+  return progs[hook].testRunSync({ data: frame, ctxIn, dataSizeOut: 0 }).retval;
+}
+
+function lpmKey(cidr: string): Buffer {
+  const [addr = '', len = ''] = cidr.split('/');
+  const family = addr.includes(':') ? 6 : 4;
+  return encodeLpmKey(family, family === 4 ? ipv4Bytes(addr) : ipv6Bytes(addr), Number(len));
+}
+
+/** One value per possible CPU: what user space writes into a per-CPU map. */
+function perCpu(map: BpfMap, value: Buffer): Buffer {
+  const out = Buffer.alloc(map.valueStride);
+  const slot = map.valueStride / cpusOf(map);
+  for (let i = 0; i < cpusOf(map); i++) value.copy(out, i * slot);
+  return out;
+}
+
+function installRules(rules: Rule[]): void {
+  for (const rule of rules) {
+    const value = encodeRuleValue({ ruleId: rule.ruleId, action: rule.action ?? Action.deny, flags: 0 });
+    maps[rule.map]!.update(lpmKey(rule.cidr), value);
+    if (rule.counted ?? true) {
+      const stats = maps[MAPS.ruleStats]!;
+      stats.update(encodeRuleId(rule.ruleId), perCpu(stats, Buffer.alloc(Layout.counter.size)));
+    }
+  }
+}
+
+interface StatsRow {
+  ifindex: number;
+  direction: number;
+  verdict: number;
+  reason: number;
+  packets: bigint;
+  bytes: bigint;
+}
+
+async function statsRows(): Promise<StatsRow[]> {
+  const map = maps[MAPS.stats]!;
+  const { keys, values, count } = await map.lookupAll();
+  const rows: StatsRow[] = [];
+  for (let i = 0; i < count; i++) {
+    const key = decodeStatsKey(keys.subarray(i * map.keySize, (i + 1) * map.keySize));
+    rows.push({ ...key, ...sumCounters(values, i * map.valueStride, map.valueStride, cpusOf(map)) });
+  }
+  return rows;
+}
+
+function ruleCounter(ruleId: number): Counter | null {
+  const map = maps[MAPS.ruleStats]!;
+  const value = map.lookup(encodeRuleId(ruleId));
+  return value ? sumCounters(value, 0, map.valueStride, cpusOf(map)) : null;
+}
+
+function addr16(addr: string): Buffer {
+  return addr.includes(':') ? ipv6Bytes(addr) : ipv4Mapped(addr);
+}
+
+function flowKey(flow: ExpectedFlow): Buffer {
+  const family = flow.src.includes(':') ? 6 : 4;
+  return encodeFlowKey({ src: addr16(flow.src), dst: addr16(flow.dst), sport: flow.sport, dport: flow.dport, ifindex: LO, proto: flow.proto, family });
+}
+
+interface FlowRead {
+  packets: [bigint, bigint];
+  bytes: [bigint, bigint];
+  tcpFlags: [number, number];
+  firstSeenNs: bigint;
+  lastSeenNs: bigint;
+}
+
+/** The flow's value summed over CPUs, per direction; null when absent. */
+function readFlow(flow: ExpectedFlow): FlowRead | null {
+  const map = maps[MAPS.flows]!;
+  const value = map.lookup(flowKey(flow));
+  if (!value) return null;
+  const L = Layout.flowValue;
+  const cpus = cpusOf(map);
+  const slot = map.valueStride / cpus;
+  const dir = (d: number) => sumCounters(value, 0, map.valueStride, cpus, L.dir + d * Layout.counter.size);
+  const read: FlowRead = {
+    packets: [dir(Direction.ingress).packets, dir(Direction.egress).packets],
+    bytes: [dir(Direction.ingress).bytes, dir(Direction.egress).bytes],
+    tcpFlags: [0, 0],
+    firstSeenNs: 0n,
+    lastSeenNs: 0n,
+  };
+  for (let cpu = 0; cpu < cpus; cpu++) {
+    const base = cpu * slot;
+    const first = value.readBigUInt64LE(base + L.firstSeenNs);
+    if (first === 0n) continue;
+    if (read.firstSeenNs === 0n || first < read.firstSeenNs) read.firstSeenNs = first;
+    const last = value.readBigUInt64LE(base + L.lastSeenNs);
+    if (last > read.lastSeenNs) read.lastSeenNs = last;
+    read.tcpFlags[0] |= value.readUInt8(base + L.tcpFlags + Direction.ingress);
+    read.tcpFlags[1] |= value.readUInt8(base + L.tcpFlags + Direction.egress);
+    expect(value.readUInt8(base + L.cachedVerdict)).toBe(0); // reserved, untouched
+    expect(value.readUInt32LE(base + L.rulesGen)).toBe(0);
+  }
+  return read;
+}
+
+async function flowCount(): Promise<number> {
+  return (await maps[MAPS.flows]!.lookupAll()).count;
+}
+
+// ---------------------------------------------------------------- the tables
+
+async function check(f: Fixture): Promise<void> {
+  const hook = f.hook ?? 'ingress';
+  installRules(f.rules ?? []);
+  const before = process.hrtime.bigint(); // CLOCK_MONOTONIC, like bpf_ktime_get_ns()
+  const retval = run(hook, f.frame, f.gsoSize);
+  const after = process.hrtime.bigint();
+
+  if (hook === 'ingress') expect(retval).toBe(f.verdict === 'drop' ? XDP_DROP : XDP_PASS);
+  else expect(retval).toBe(TC_ACT_OK);
+
+  // Exactly one counter moved: this packet, its verdict and reason.
+  expect(await statsRows()).toEqual([
+    {
+      ifindex: LO,
+      direction: Direction[hook],
+      verdict: Verdict[f.verdict],
+      reason: Reason[f.reason],
+      packets: 1n,
+      bytes: BigInt(f.frame.length),
+    },
+  ]);
+
+  const counted = new Set(f.counts ?? []);
+  for (const rule of f.rules ?? []) {
+    const counter = ruleCounter(rule.ruleId);
+    if (!(rule.counted ?? true)) expect(counter).toBeNull();
+    else expect(counter).toEqual(counted.has(rule.ruleId) ? { packets: 1n, bytes: BigInt(f.frame.length) } : { packets: 0n, bytes: 0n });
+  }
+
+  if (!f.flow) {
+    expect(await flowCount()).toBe(0);
+    return;
+  }
+  expect(await flowCount()).toBe(1);
+  const read = readFlow(f.flow);
+  expect(read).not.toBeNull();
+  const d = Direction[hook];
+  const expected: FlowRead = {
+    packets: [0n, 0n],
+    bytes: [0n, 0n],
+    tcpFlags: [0, 0],
+    firstSeenNs: read!.firstSeenNs,
+    lastSeenNs: read!.firstSeenNs,
+  };
+  expected.packets[d] = 1n;
+  expected.bytes[d] = BigInt(f.frame.length);
+  expected.tcpFlags[d] = f.flow.tcpFlags ?? 0;
+  expect(read).toEqual(expected);
+  expect(read!.firstSeenNs >= before && read!.firstSeenNs <= after).toBe(true);
+}
+
+const tables: Record<string, Fixture[]> = {
+  'parse paths': parsePaths,
+  'IPv4 options, fragments and lengths': ipv4Cases,
+  'IPv6 extension chains': ipv6Cases,
+  'VLAN tags': vlanCases,
+  truncation: truncationCases,
+  'deny lists': denyCases,
+  'TC egress': egressCases,
+};
+
+for (const [title, fixtures] of Object.entries(tables)) {
+  describe(title, () => {
+    it.each(fixtures.map((f) => [f.name, f] as const))('%s', async (_name, f) => check(f));
+  });
+}
+
+it('has at least 60 named fixtures with unique names', () => {
+  const names = Object.values(tables).flat().map((f) => f.name);
+  expect(names.length).toBeGreaterThanOrEqual(60);
+  expect(new Set(names).size).toBe(names.length);
+});
+
+// ---------------------------------------------------------------- flows over time
+
+describe('flow accounting across packets', () => {
+  it('a TCP handshake seen both ways ends in one entry', async () => {
+    const t0 = process.hrtime.bigint();
+    const synFrame = ether(v4(syn));
+    const synAck = ether(out4(tcp({ sport: 443, dport: 40000, flags: TCP.syn | TCP.ack })));
+    const ackFrame = ether(v4(tcp({ sport: 40000, dport: 443, flags: TCP.ack, payload: Buffer.from('hello') })));
+    expect(run('ingress', synFrame)).toBe(XDP_PASS);
+    expect(run('egress', synAck)).toBe(TC_ACT_OK);
+    expect(run('ingress', ackFrame)).toBe(XDP_PASS);
+    const t1 = process.hrtime.bigint();
+
+    expect(await flowCount()).toBe(1);
+    const read = readFlow(SYN4)!;
+    expect(read.packets).toEqual([2n, 1n]);
+    expect(read.bytes).toEqual([BigInt(synFrame.length + ackFrame.length), BigInt(synAck.length)]);
+    expect(read.tcpFlags).toEqual([TCP.syn | TCP.ack, TCP.syn | TCP.ack]);
+    expect(t0 <= read.firstSeenNs && read.firstSeenNs < read.lastSeenNs && read.lastSeenNs <= t1).toBe(true);
+
+    const rows = await statsRows();
+    const count = (direction: number) => rows.find((r) => r.direction === direction && r.reason === Reason.pass_no_match)?.packets;
+    expect(count(Direction.ingress)).toBe(2n);
+    expect(count(Direction.egress)).toBe(1n);
+  });
+
+  it('different addresses, ports and protocols are different flows', async () => {
+    run('ingress', ether(v4(syn)));
+    run('ingress', ether(v4(tcp({ sport: 40001, dport: 443 }))));
+    run('ingress', ether(v4(udp({ sport: 40000, dport: 443 }))));
+    run('ingress', ether(ipv4({ src: '198.51.100.8', dst: B4 }, syn)));
+    run('ingress', ether(v4(syn))); // the first one again
+    expect(await flowCount()).toBe(4);
+    expect(readFlow(SYN4)!.packets).toEqual([2n, 0n]);
+  });
+
+  it('denied packets never create or touch a flow', async () => {
+    run('ingress', ether(v4(syn)));
+    const before = readFlow(SYN4)!;
+    installRules([{ map: 'xw_src_v4', cidr: `${A4}/32`, ruleId: 7 }]);
+    for (let i = 0; i < 5; i++) expect(run('ingress', ether(v4(syn)))).toBe(XDP_DROP);
+    expect(readFlow(SYN4)).toEqual(before);
+    expect(ruleCounter(7)?.packets).toBe(5n);
+  });
+
+  it('counts repeated runs once each', async () => {
+    const frame = ether(v6(dns));
+    progs.ingress.testRunSync({ data: frame, ctxIn: xdpCtx(frame.length, LO), dataSizeOut: 0, repeat: 100 });
+    expect(readFlow(DNS6)!.packets).toEqual([100n, 0n]);
+    const rows = await statsRows();
+    expect(rows.map((r) => r.packets)).toEqual([100n]);
+  });
+});
