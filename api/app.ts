@@ -10,9 +10,10 @@ import { registerErrorHandling } from './plugins/errors.js';
 import { registerDocs } from './plugins/docs.js';
 import { blockRoutes } from './routes/blocks.js';
 import { observeRoutes } from './routes/observe.js';
+import { metricsRoutes } from './routes/metrics.js';
 
 /** What the API needs of the firewall. */
-export type ApiFirewall = Pick<Firewall, 'blocks' | 'flows' | 'stats' | 'interfaces' | 'ruleHits' | 'uptimeSeconds'>;
+export type ApiFirewall = Pick<Firewall, 'blocks' | 'flows' | 'flowCount' | 'stats' | 'interfaces' | 'ruleHits' | 'uptimeSeconds'>;
 
 export interface AppOptions {
   firewall: ApiFirewall;
@@ -39,5 +40,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await registerDocs(app, options.version ?? '0.0.0');
   await app.register(blockRoutes, { firewall: options.firewall });
   await app.register(observeRoutes, { firewall: options.firewall });
+  await app.register(metricsRoutes, { firewall: options.firewall });
   return app;
 }

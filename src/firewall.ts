@@ -78,6 +78,11 @@ export class Firewall {
     return queryFlows(entries, query, this.clock, (ifindex) => this.datapath.ifaceName(ifindex));
   }
 
+  /** Entries in the kernel's flow table. */
+  async flowCount(): Promise<number> {
+    return (await this.flowSnapshots.get()).length;
+  }
+
   async stats(): Promise<StatsReport> {
     return buildStatsReport(await this.statsSnapshots.get(), (ifindex) => this.datapath.ifaceName(ifindex));
   }

@@ -2,6 +2,7 @@
 // Firewall: rules land in real kernel tries and packets run through the real
 // ingress program (BPF_PROG_TEST_RUN), so what the API reports is what the
 // kernel did.
+import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../api/app.js';
@@ -275,5 +276,19 @@ describe('traffic through the real programs (BPF_PROG_TEST_RUN)', () => {
     expect(stats.totals.egress.reasons.pass_no_match).toEqual({ packets: 1, bytes: answer.length });
     expect(stats.interfaces).toEqual([expect.objectContaining({ iface: null, ifindex: 1 })]);
     expect((await app.inject('/v1/flows?src=198.18.66.0/24')).json().items).toEqual([]);
+  });
+
+  it('exposes the same counters to Prometheus, in a format promtool accepts', async () => {
+    const res = await app.inject('/metrics');
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+    expect(res.body).toContain(`xdpwall_packets_total{iface="ifindex:1",direction="ingress",verdict="drop",reason="deny_src_cidr"} 1`);
+    expect(res.body).toContain(`xdpwall_bytes_total{iface="ifindex:1",direction="egress",verdict="pass",reason="pass_no_match"} ${answer.length}`);
+    expect(res.body).toMatch(/^xdpwall_flows 2$/m);
+    expect(res.body).toMatch(/^xdpwall_blocks \d+$/m);
+    const check = spawnSync('promtool', ['check', 'metrics'], { input: res.body, encoding: 'utf8' });
+    if (check.error) throw new Error(`promtool is needed for this test (apt-get install prometheus): ${check.error.message}`);
+    expect(check.stdout + check.stderr).toBe('');
+    expect(check.status).toBe(0);
   });
 });
