@@ -2,7 +2,7 @@
 // one readable line on stderr.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostAddress } from '../src/lab/netns.js';
-import { startDaemon, removeStateDir, freeLoopbackPort, type Daemon } from './lib/daemon.js';
+import { startDaemon, removeDaemonState, freeLoopbackPort, type Daemon } from './lib/daemon.js';
 import { assertBuilt, assertRoot, createLabPair, type LabPair } from './lib/lab-env.js';
 import { teardown } from './lib/teardown.js';
 import { xdpwall } from './lib/cli.js';
@@ -30,11 +30,11 @@ describe('xdpwall CLI client', () => {
   });
 
   afterAll(async () => {
-    const stateDir = daemon?.stateDir;
+    const state = daemon?.state;
     await teardown(
       () => daemon?.stop(),
       () => lab?.destroy(),
-      () => stateDir && removeStateDir(stateDir),
+      () => state && removeDaemonState(state),
     );
   });
 

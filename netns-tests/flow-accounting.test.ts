@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { hostAddress } from '../src/lab/netns.js';
 import { ApiClient, type Flow } from './lib/api-client.js';
-import { startDaemon, removeStateDir, type Daemon } from './lib/daemon.js';
+import { startDaemon, removeDaemonState, type Daemon } from './lib/daemon.js';
 import { assertBuilt, assertRoot, createLabPair, type LabPair } from './lib/lab-env.js';
 import { teardown } from './lib/teardown.js';
 import { sendUdp, startUdpEcho, udpFrameLength, waitReachable, type UdpEchoServer } from './lib/traffic.js';
@@ -32,12 +32,12 @@ describe('flow accounting', () => {
   });
 
   afterAll(async () => {
-    const stateDir = daemon?.stateDir;
+    const state = daemon?.state;
     await teardown(
       () => echo?.stop(),
       () => daemon?.stop(),
       () => lab?.destroy(),
-      () => stateDir && removeStateDir(stateDir),
+      () => state && removeDaemonState(state),
     );
   });
 

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostAddress, runInNetnsChecked } from '../src/lab/netns.js';
 import { ApiClient, type BlockRule } from './lib/api-client.js';
-import { newStateDir, removeStateDir, startDaemon, type Daemon } from './lib/daemon.js';
+import { newDaemonState, removeDaemonState, startDaemon, type Daemon } from './lib/daemon.js';
 import { assertBuilt, assertRoot, createLabPair, type LabPair } from './lib/lab-env.js';
 import { teardown } from './lib/teardown.js';
 import { ping, waitReachable } from './lib/traffic.js';
@@ -12,11 +12,11 @@ import { ping, waitReachable } from './lib/traffic.js';
 describe('daemon restart', () => {
   let lab: LabPair;
   let daemon: Daemon | undefined;
-  const stateDir = newStateDir();
+  const state = newDaemonState();
   let rules: BlockRule[] = [];
 
   const start = async (): Promise<ApiClient> => {
-    daemon = await startDaemon({ ifaces: [lab.serverIface], stateDir });
+    daemon = await startDaemon({ ifaces: [lab.serverIface], state });
     return new ApiClient(daemon.baseUrl);
   };
   const pings = async (family: 'ipv4' | 'ipv6'): Promise<number> =>
@@ -36,7 +36,7 @@ describe('daemon restart', () => {
     await teardown(
       () => daemon?.stop(),
       () => lab?.destroy(),
-      () => removeStateDir(stateDir),
+      () => removeDaemonState(state),
     );
   });
 

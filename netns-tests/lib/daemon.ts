@@ -1,18 +1,27 @@
-// The real daemon as a child process: a fresh temporary state directory, a
-// free loopback port, JSON logs to a file, stopped by its own PID.
+// The real daemon as a child process: a fresh temporary state directory and
+// bpffs instance, a free loopback port, JSON logs to a file, stopped by its
+// own PID.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
+import { basename } from 'node:path';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CLI_PATH } from './lab-env.js';
 
+/** What a daemon keeps between runs: its rule store and its pinned maps. */
+export interface DaemonState {
+  stateDir: string;
+  /** --instance: names the pin directory /sys/fs/bpf/xdpwall/INSTANCE. */
+  instance: string;
+}
+
 export interface DaemonOptions {
   /** "NETNS/IFNAME" values for --iface. */
   ifaces: string[];
-  /** Reuse a state directory (a restart); default: a new temporary one. */
-  stateDir?: string;
+  /** Reuse state (a restart); default: new state, removed again if start-up fails. */
+  state?: DaemonState;
   mode?: 'auto' | 'native' | 'generic';
   startTimeoutMs?: number;
 }
@@ -21,7 +30,7 @@ export interface Daemon {
   pid: number;
   /** http://127.0.0.1:PORT */
   baseUrl: string;
-  stateDir: string;
+  state: DaemonState;
   logPath: string;
   /** The daemon's log so far (JSON lines), for failure messages. */
   log(): string;
@@ -29,13 +38,21 @@ export interface Daemon {
   stop(timeoutMs?: number): Promise<number | null>;
 }
 
-export function newStateDir(): string {
-  return mkdtempSync(join(tmpdir(), 'xwt-state-'));
+const STATE_PREFIX = join(tmpdir(), 'xwt-state-');
+const PIN_ROOT = '/sys/fs/bpf/xdpwall';
+
+export function newDaemonState(): DaemonState {
+  const stateDir = mkdtempSync(STATE_PREFIX);
+  return { stateDir, instance: basename(stateDir) };
 }
 
-export function removeStateDir(dir: string): void {
-  if (!dir.startsWith(join(tmpdir(), 'xwt-state-'))) throw new Error(`refusing to remove ${dir}`);
-  rmSync(dir, { recursive: true, force: true });
+/** Removes the state directory and the pinned maps; the daemon must be stopped. */
+export function removeDaemonState(state: DaemonState): void {
+  if (!state.stateDir.startsWith(STATE_PREFIX) || !state.instance.startsWith('xwt-state-')) {
+    throw new Error(`refusing to remove ${state.stateDir} / ${state.instance}`);
+  }
+  rmSync(state.stateDir, { recursive: true, force: true });
+  rmSync(join(PIN_ROOT, state.instance), { recursive: true, force: true });
 }
 
 /** A loopback TCP port that was free a moment ago. */
@@ -65,13 +82,14 @@ async function healthy(baseUrl: string): Promise<boolean> {
 }
 
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
-  const stateDir = options.stateDir ?? newStateDir();
+  const state = options.state ?? newDaemonState();
+  const { stateDir } = state;
   const port = await freeLoopbackPort();
   const baseUrl = `http://127.0.0.1:${port}`;
   const logPath = join(stateDir, 'daemon.log');
   const argv = [
     CLI_PATH, 'serve', ...options.ifaces.flatMap((iface) => ['--iface', iface]),
-    '--listen', `127.0.0.1:${port}`, '--state-dir', stateDir, '--mode', options.mode ?? 'auto',
+    '--listen', `127.0.0.1:${port}`, '--state-dir', stateDir, '--instance', state.instance, '--mode', options.mode ?? 'auto',
   ];
   const logFd = openSync(logPath, 'a');
   const child = spawn(process.execPath, argv, { stdio: ['ignore', logFd, logFd] });
@@ -98,14 +116,17 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
   const deadline = Date.now() + (options.startTimeoutMs ?? 30_000);
   while (!(await healthy(baseUrl))) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`daemon exited (${child.exitCode ?? child.signalCode}) during start-up:\n${log()}`);
-    }
-    if (Date.now() > deadline) {
+    const exitedEarly = child.exitCode !== null || child.signalCode !== null;
+    if (exitedEarly || Date.now() > deadline) {
       await stop();
-      throw new Error(`daemon not healthy at ${baseUrl} in time:\n${log()}`);
+      const message = exitedEarly
+        ? `daemon exited (${child.exitCode ?? child.signalCode}) during start-up`
+        : `daemon not healthy at ${baseUrl} in time`;
+      const output = log();
+      if (!options.state) removeDaemonState(state);
+      throw new Error(`${message}:\n${output}`);
     }
     await sleep(100);
   }
-  return { pid, baseUrl, stateDir, logPath, log, stop };
+  return { pid, baseUrl, state, logPath, log, stop };
 }
