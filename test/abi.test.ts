@@ -1,0 +1,234 @@
+// The TypeScript ABI mirror (src/datapath/abi.ts) against the BTF of the
+// compiled object: struct sizes and field offsets, enum values, map and
+// program names, map key/value types and default capacities, and the ABI
+// version the object carries. Needs bpftool and llvm-objcopy; no kernel.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  ABI_VERSION,
+  Action,
+  DEFAULT_CAPACITY,
+  Direction,
+  Layout,
+  MAPS,
+  PROGRAMS,
+  REASON_FIRST_DROP,
+  REASON_MAX,
+  Reason,
+  RuleFlags,
+  Verdict,
+} from '../src/datapath/abi.js';
+
+const OBJECT_PATH = new URL('../xdp/build/xdpwall.bpf.o', import.meta.url).pathname;
+
+// ---------------------------------------------------------------- BTF access
+
+interface BtfMember {
+  name: string;
+  type_id: number;
+  bits_offset: number;
+}
+interface BtfType {
+  id: number;
+  kind: string;
+  name: string;
+  size?: number;
+  type_id?: number;
+  members?: BtfMember[];
+  values?: { name: string; val: number }[];
+  vars?: { type_id: number; offset: number; size: number }[];
+  nr_elems?: number;
+}
+
+let types: Map<number, BtfType>;
+
+beforeAll(() => {
+  const json = execFileSync('bpftool', ['btf', 'dump', 'file', OBJECT_PATH, 'format', 'raw', '-j'], { encoding: 'utf8' });
+  types = new Map((JSON.parse(json) as { types: BtfType[] }).types.map((t) => [t.id, t]));
+});
+
+function byId(id: number): BtfType {
+  const t = types.get(id);
+  if (!t) throw new Error(`no BTF type ${id}`);
+  return t;
+}
+
+function named(kind: string, name: string): BtfType {
+  const found = [...types.values()].filter((t) => t.kind === kind && t.name === name);
+  if (found.length !== 1) throw new Error(`expected one ${kind} ${name} in the object's BTF, found ${found.length}`);
+  return found[0]!;
+}
+
+/** Strips typedefs and qualifiers (__u32 -> unsigned int, const volatile ...). */
+function resolve(id: number): BtfType {
+  let t = byId(id);
+  while (['TYPEDEF', 'CONST', 'VOLATILE', 'RESTRICT', 'TYPE_TAG'].includes(t.kind)) t = byId(t.type_id!);
+  return t;
+}
+
+/** Bytes the libbpf map-definition macros encode as `int (*name)[value]`. */
+function mapDefNumber(def: BtfType, field: string): number {
+  const member = def.members?.find((m) => m.name === field);
+  if (!member) throw new Error(`map definition has no ${field}`);
+  const array = resolve(byId(member.type_id).type_id!);
+  return array.nr_elems!;
+}
+
+/** The type a map definition's __type(key/value, T) names. */
+function mapDefType(def: BtfType, field: 'key' | 'value'): BtfType {
+  const member = def.members?.find((m) => m.name === field);
+  if (!member) throw new Error(`map definition has no ${field}`);
+  return resolve(byId(member.type_id).type_id!);
+}
+
+function mapDef(name: string): BtfType {
+  return resolve(named('VAR', name).type_id!);
+}
+
+const snake = (camel: string) => camel.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+// ---------------------------------------------------------------- structs
+
+const STRUCTS: Record<keyof typeof Layout, string> = {
+  lpmV4Key: 'xw_lpm_v4_key',
+  lpmV6Key: 'xw_lpm_v6_key',
+  ruleValue: 'xw_rule_value',
+  counter: 'xw_counter',
+  statsKey: 'xw_stats_key',
+  flowKey: 'xw_flow_key',
+  flowValue: 'xw_flow_value',
+};
+
+describe('struct layouts', () => {
+  it.each(Object.entries(STRUCTS))('Layout.%s matches struct %s', (layoutName, structName) => {
+    const struct = named('STRUCT', structName);
+    const { size, ...fields } = Layout[layoutName as keyof typeof Layout] as { size: number } & Record<string, number>;
+    expect(struct.size).toBe(size);
+    const btfOffsets = Object.fromEntries(struct.members!.map((m) => [m.name, m.bits_offset / 8]));
+    const mirrorOffsets = Object.fromEntries(Object.entries(fields).map(([field, offset]) => [snake(field), offset]));
+    // Every C field is mirrored and every mirrored field exists, at the same offset.
+    expect(mirrorOffsets).toEqual(btfOffsets);
+  });
+
+  it('holds no implicit padding: fields tile each struct exactly', () => {
+    for (const structName of Object.values(STRUCTS)) {
+      const struct = named('STRUCT', structName);
+      let end = 0;
+      for (const member of struct.members!) {
+        expect(member.bits_offset / 8, `${structName}.${member.name}`).toBe(end);
+        end += sizeOf(member.type_id);
+      }
+      expect(end, structName).toBe(struct.size);
+    }
+  });
+});
+
+function sizeOf(id: number): number {
+  const t = resolve(id);
+  if (t.kind === 'ARRAY') {
+    const array = t as BtfType & { type_id?: number; nr_elems: number };
+    // bpftool's raw JSON names the element type "type_id"
+    return array.nr_elems * sizeOf(array.type_id!);
+  }
+  if (t.size === undefined) throw new Error(`no size for BTF ${t.kind} ${t.name}`);
+  return t.size;
+}
+
+// ---------------------------------------------------------------- enums
+
+function enumValues(name: string): Record<string, number> {
+  return Object.fromEntries(named('ENUM', name).values!.map((v) => [v.name, v.val]));
+}
+
+const upper = (prefix: string, values: Record<string, number>) =>
+  Object.fromEntries(Object.entries(values).map(([k, v]) => [`${prefix}${snake(k).toUpperCase()}`, v]));
+
+describe('enums', () => {
+  it('xw_direction', () => {
+    expect(enumValues('xw_direction')).toEqual({ ...upper('XW_DIR_', Direction), XW_DIR__MAX: 2 });
+  });
+
+  it('xw_verdict', () => {
+    expect(enumValues('xw_verdict')).toEqual({ ...upper('XW_VERDICT_', Verdict), XW_VERDICT__MAX: 2 });
+  });
+
+  it('xw_reason', () => {
+    expect(enumValues('xw_reason')).toEqual({
+      ...upper('XW_REASON_', Reason),
+      XW_REASON__FIRST_DROP: REASON_FIRST_DROP,
+      XW_REASON__MAX: REASON_MAX,
+    });
+  });
+
+  it('xw_action', () => {
+    expect(enumValues('xw_action')).toEqual(upper('XW_ACTION_', Action));
+  });
+
+  it('xw_rule_flags', () => {
+    expect(enumValues('xw_rule_flags')).toEqual(upper('XW_RULE_F_', RuleFlags));
+  });
+});
+
+// ---------------------------------------------------------------- objects
+
+describe('programs and maps', () => {
+  it('has both programs', () => {
+    for (const name of Object.values(PROGRAMS)) expect(named('FUNC', name).name).toBe(name);
+  });
+
+  const MAP_TYPES: Record<string, [key: string, value: string]> = {
+    [MAPS.srcV4]: ['xw_lpm_v4_key', 'xw_rule_value'],
+    [MAPS.dstV4]: ['xw_lpm_v4_key', 'xw_rule_value'],
+    [MAPS.srcV6]: ['xw_lpm_v6_key', 'xw_rule_value'],
+    [MAPS.dstV6]: ['xw_lpm_v6_key', 'xw_rule_value'],
+    [MAPS.ruleStats]: ['unsigned int', 'xw_counter'],
+    [MAPS.stats]: ['xw_stats_key', 'xw_counter'],
+    [MAPS.flows]: ['xw_flow_key', 'xw_flow_value'],
+  };
+
+  it('names exactly the maps the mirror lists, in .maps', () => {
+    const section = named('DATASEC', '.maps');
+    const names = section.vars!.map((v) => byId(v.type_id).name).sort();
+    expect(names).toEqual(Object.values(MAPS).sort());
+  });
+
+  it.each(Object.entries(MAP_TYPES))('%s maps %s', (name, [key, value]) => {
+    const def = mapDef(name);
+    expect(mapDefType(def, 'key').name).toBe(key);
+    expect(mapDefType(def, 'value').name).toBe(value);
+    expect(mapDefNumber(def, 'pinning')).toBe(1); // LIBBPF_PIN_BY_NAME
+  });
+
+  it('default capacities agree', () => {
+    expect(mapDefNumber(mapDef(MAPS.srcV4), 'max_entries')).toBe(DEFAULT_CAPACITY.cidrV4);
+    expect(mapDefNumber(mapDef(MAPS.dstV4), 'max_entries')).toBe(DEFAULT_CAPACITY.cidrV4);
+    expect(mapDefNumber(mapDef(MAPS.srcV6), 'max_entries')).toBe(DEFAULT_CAPACITY.cidrV6);
+    expect(mapDefNumber(mapDef(MAPS.dstV6), 'max_entries')).toBe(DEFAULT_CAPACITY.cidrV6);
+    expect(mapDefNumber(mapDef(MAPS.flows), 'max_entries')).toBe(DEFAULT_CAPACITY.flows);
+  });
+
+  it('carries ABI_VERSION in .rodata (xw_abi.version)', () => {
+    const abiVar = named('VAR', 'xw_abi');
+    const placement = named('DATASEC', '.rodata').vars!.find((v) => v.type_id === abiVar.id);
+    expect(placement).toBeDefined();
+    const struct = resolve(abiVar.type_id!);
+    const version = struct.members!.find((m) => m.name === 'version')!;
+    const rodata = sectionBytes('.rodata');
+    expect(rodata.readUInt32LE(placement!.offset + version.bits_offset / 8)).toBe(ABI_VERSION);
+  });
+});
+
+/** A section's raw bytes, extracted with llvm-objcopy. */
+function sectionBytes(section: string): Buffer {
+  const dir = mkdtempSync(join(tmpdir(), 'xw-abi-'));
+  try {
+    const out = join(dir, 'section.bin');
+    execFileSync('llvm-objcopy', ['-O', 'binary', `--only-section=${section}`, OBJECT_PATH, out]);
+    return readFileSync(out);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
