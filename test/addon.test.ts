@@ -380,6 +380,17 @@ describe('bpffs and pins', () => {
     }
   });
 
+  it('pins nothing without pinRoot, not even LIBBPF_PIN_BY_NAME maps', async () => {
+    const a = await loaded();
+    const b = await loaded();
+    try {
+      expect(a.map('counters').id).not.toBe(b.map('counters').id);
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
   it('pins every map under pinRoot and reuses the pins on the next load', async () => {
     const pinRoot = join(bpffs, 'xdpwall');
     ensureBpffs(pinRoot);
@@ -473,6 +484,16 @@ describe('XDP and TC attach in network namespaces', () => {
     expect(xdpQuery(iface)).toEqual({ ifindex: index, progId: 0, mode: 'none' });
     xdpDetach(iface);
     expect(readlinkSync('/proc/thread-self/ns/net')).toBe(ownNetns);
+  });
+
+  it('refuses the fd of a program that is not loaded (it would mean "detach")', () => {
+    const unloaded = BpfObject.open(objectPath);
+    try {
+      expectBpfError(() => xdpAttach(`${nsB}/veth1`, unloaded.program('xdp_test').fd, 'native'), 'EBADF', 'bpf_xdp_attach');
+      expectBpfError(() => tcAttach(`${nsB}/veth1`, unloaded.program('tc_test').fd, 'ingress'), 'EBADF', 'bpf_tc_attach');
+    } finally {
+      unloaded.close();
+    }
   });
 
   it('filters real traffic: broadcast ARP (first byte 0xff) is dropped while attached', () => {

@@ -99,6 +99,7 @@ class DeleteBatchWorker : public PromiseWorker {
       int err = NegErrno(bpf_map_delete_batch(fd_.Get(), keys_.data() + size_t{done} * keySize_, &count, &opts));
       deleted_ += count;
       done += count;
+      if (err == 0 && count == 0) break;  // no progress: never spin
       if (err == -ENOENT) {
         ++done;  // the absent key
       } else if (err != 0) {

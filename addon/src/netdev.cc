@@ -72,6 +72,12 @@ class NetnsScope {
   UniqueFd original_;
 };
 
+// A negative fd would make bpf_xdp_attach detach instead: refuse it, e.g. the
+// -1 of a program whose object is not loaded.
+void RequireProgramFd(Napi::Env env, int progFd, const char* op, const Interface& iface) {
+  if (progFd < 0) ThrowBpfError(env, EBADF, op, iface.spec + ": program is not loaded");
+}
+
 // Call inside the interface's NetnsScope.
 int ResolveIfindex(Napi::Env env, const Interface& iface) {
   const unsigned index = if_nametoindex(iface.name.c_str());
@@ -127,6 +133,7 @@ Napi::Value XdpAttach(const Napi::CallbackInfo& info) {
   const Interface iface = ParseInterface(info, 0);
   const int progFd = FdArg(info, 1, "progFd");
   const uint32_t modeFlag = XdpModeFlag(env, info[2]);
+  RequireProgramFd(env, progFd, "bpf_xdp_attach", iface);
   NetnsScope scope(env, iface);
   const int ifindex = ResolveIfindex(env, iface);
   LibbpfLogCapture log;
@@ -209,6 +216,7 @@ Napi::Value TcAttach(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Interface iface = ParseInterface(info, 0);
   const int progFd = FdArg(info, 1, "progFd");
+  RequireProgramFd(env, progFd, "bpf_tc_attach", iface);
   NetnsScope scope(env, iface);
   const int ifindex = ResolveIfindex(env, iface);
   LibbpfLogCapture log;
