@@ -5,9 +5,16 @@
 // (a namespace under /run/netns); the addon enters NETNS on the calling
 // thread for the netlink work and always returns to the original namespace.
 
-/** Every native failure. `code` is the errno name ("E2BIG", "ENOENT", ...). */
+/**
+ * Every native failure. `code` is the errno name ("E2BIG", "ENOENT", ...).
+ * The message reads "<op> (<context>): <strerror> [<code>]", followed by
+ * libbpf's log lines when it logged any (e.g. the verifier log of a failed
+ * load, the kernel's netlink message of a failed attach).
+ * Wrong argument types throw TypeError/RangeError instead.
+ */
 export declare class BpfError extends Error {
   readonly name: 'BpfError';
+  /** Positive errno value, e.g. 7 for E2BIG. */
   readonly errno: number;
   readonly code: string;
   /** The operation that failed, e.g. "bpf_map_update_elem", "bpf_xdp_attach". */
