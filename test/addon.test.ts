@@ -434,9 +434,11 @@ describe('XDP and TC attach in network namespaces', () => {
   let ownNetns = '';
 
   const ip = (...args: string[]): string => execFileSync('ip', args, { encoding: 'utf8' });
-  const pingB = (): boolean =>
-    spawnSync('ip', ['netns', 'exec', nsA, 'ping', '-c', '1', '-W', '1', '198.18.0.2'], { stdio: 'ignore' })
-      .status === 0;
+  /** Whether B answers a ping from A; `attempts` echo requests within `seconds`. */
+  const pingB = (attempts: number, seconds: number): boolean =>
+    spawnSync('ip', ['netns', 'exec', nsA, 'ping', '-c', `${attempts}`, '-i', '0.2', '-w', `${seconds}`, '198.18.0.2'], {
+      stdio: 'ignore',
+    }).status === 0;
 
   beforeAll(async () => {
     ownNetns = readlinkSync('/proc/thread-self/ns/net');
@@ -503,12 +505,12 @@ describe('XDP and TC attach in network namespaces', () => {
     ip('-n', nsA, 'neigh', 'flush', 'dev', 'veth0');
     xdpAttach(iface, object.program('xdp_test').fd, 'native');
     try {
-      expect(pingB()).toBe(false);
+      expect(pingB(1, 1)).toBe(false);
       expect(Number(counters.lookup(u32(0))?.readBigUInt64LE())).toBeGreaterThan(before);
     } finally {
       xdpDetach(iface);
     }
-    expect(pingB()).toBe(true);
+    expect(pingB(1, 5)).toBe(true);
   });
 
   it('attaches, replaces, queries and detaches TC filters', () => {
