@@ -1,0 +1,124 @@
+// Offline checks of deploy/: the systemd unit with systemd-analyze, the
+// Kubernetes manifests against the API schemas, the Dockerfile with
+// dockerfile-utils, and the daemon configuration each of them ships.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { validate as validateDockerfile, ValidationSeverity, type ValidatorSettings } from 'dockerfile-utils';
+import { DaemonSet } from 'kubernetes-models/apps/v1';
+import { ConfigMap } from 'kubernetes-models/v1';
+import { loadConfig } from '../src/config.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const deployFile = (path: string): string => join(ROOT, 'deploy', path);
+const read = (path: string): string => readFileSync(deployFile(path), 'utf8');
+const CLI_ENTRY = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).bin.xdpwall as string;
+
+/** Loads a YAML daemon configuration through the daemon's own parser. */
+function loadConfigText(text: string) {
+  const dir = mkdtempSync(join(tmpdir(), 'xdpwall-deploy-'));
+  try {
+    writeFileSync(join(dir, 'config.yaml'), text);
+    return loadConfig(join(dir, 'config.yaml'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const HAS_SYSTEMD_ANALYZE = spawnSync('systemd-analyze', ['--version']).status === 0;
+if (!HAS_SYSTEMD_ANALYZE) {
+  console.warn('deploy.test: systemd-analyze not found, the unit is NOT verified (apt-get install systemd)');
+}
+
+describe('deploy/systemd', () => {
+  const unit = read('systemd/xdpwall.service');
+
+  it.skipIf(!HAS_SYSTEMD_ANALYZE)('passes systemd-analyze verify with no output (skipped without systemd-analyze)', () => {
+    // The unit names /usr/bin/node (Debian, NodeSource); verify checks that the
+    // executable exists, so on a machine whose node lives elsewhere check that one.
+    const text = existsSync('/usr/bin/node') ? unit : unit.replace('/usr/bin/node ', `${process.execPath} `);
+    const dir = mkdtempSync(join(tmpdir(), 'xdpwall-unit-'));
+    try {
+      const path = join(dir, 'xdpwall.service');
+      writeFileSync(path, text);
+      const result = spawnSync('systemd-analyze', ['verify', path], { encoding: 'utf8' });
+      expect(`${result.stdout}${result.stderr}`).toBe('');
+      expect(result.status).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('runs the packaged CLI entry with bounded capabilities and a state directory', () => {
+    expect(unit).toContain(`/usr/lib/xdpwall/${CLI_ENTRY} serve`);
+    expect(unit).toMatch(/^CapabilityBoundingSet=CAP_BPF CAP_NET_ADMIN CAP_SYS_ADMIN$/m);
+    expect(unit).toMatch(/^StateDirectory=xdpwall$/m);
+    expect(unit).toMatch(/^Restart=on-failure$/m);
+  });
+
+  it('ships an example configuration the daemon accepts', () => {
+    const config = loadConfigText(read('systemd/config.yaml'));
+    expect(config.interfaces.map((i) => i.name)).toEqual(['eth0']);
+    expect(config.stateDir).toBe('/var/lib/xdpwall');
+  });
+});
+
+describe('deploy/kubernetes', () => {
+  const documents = parseAllDocuments(read('kubernetes/daemonset.yaml')).map((doc) => {
+    expect(doc.errors).toEqual([]);
+    return doc.toJS() as { kind: string };
+  });
+
+  it('holds a ConfigMap and a DaemonSet that validate against the Kubernetes schemas', () => {
+    expect(documents.map((doc) => doc.kind)).toEqual(['ConfigMap', 'DaemonSet']);
+    expect(() => new ConfigMap(documents[0] as ConstructorParameters<typeof ConfigMap>[0]).validate()).not.toThrow();
+    expect(() => new DaemonSet(documents[1] as ConstructorParameters<typeof DaemonSet>[0]).validate()).not.toThrow();
+  });
+
+  it('uses the host network, bpffs, a state hostPath and a /healthz liveness probe', () => {
+    const daemonSet = new DaemonSet(documents[1] as ConstructorParameters<typeof DaemonSet>[0]);
+    const pod = daemonSet.spec!.template.spec!;
+    expect(pod.hostNetwork).toBe(true);
+    const hostPaths = (pod.volumes ?? []).map((volume) => volume.hostPath?.path).filter(Boolean);
+    expect(hostPaths).toEqual(expect.arrayContaining(['/sys/fs/bpf', '/var/lib/xdpwall']));
+    const container = pod.containers[0]!;
+    expect(container.livenessProbe?.httpGet?.path).toBe('/healthz');
+    expect(container.securityContext?.capabilities?.add).toEqual(['BPF', 'NET_ADMIN', 'SYS_ADMIN']);
+  });
+
+  it('ships a configuration the daemon accepts', () => {
+    const configMap = new ConfigMap(documents[0] as ConstructorParameters<typeof ConfigMap>[0]);
+    const config = loadConfigText(configMap.data!['config.yaml']!);
+    expect(config.listen).toEqual({ kind: 'tcp', host: '127.0.0.1', port: 7070 });
+  });
+});
+
+describe('deploy/container', () => {
+  const dockerfile = read('container/Dockerfile');
+
+  it('has no dockerfile-utils diagnostics, warnings included', () => {
+    const everything: ValidatorSettings = Object.fromEntries(
+      [
+        'deprecatedMaintainer', 'directiveCasing', 'emptyContinuationLine', 'instructionCasing',
+        'instructionCmdMultiple', 'instructionEntrypointMultiple', 'instructionHealthcheckMultiple',
+        'instructionJSONInSingleQuotes', 'instructionWorkdirRelative',
+      ].map((setting) => [setting, ValidationSeverity.ERROR]),
+    );
+    const diagnostics = validateDockerfile(dockerfile, everything);
+    expect(diagnostics.map((d) => `line ${d.range.start.line + 1}: ${d.message}`)).toEqual([]);
+  });
+
+  it('copies only paths that exist in the repository', () => {
+    const sources = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((match) => match[1]!.split(' '));
+    expect(sources.length).toBeGreaterThan(0);
+    for (const source of sources) expect(existsSync(join(ROOT, source)), source).toBe(true);
+  });
+
+  it('runs the packaged CLI entry', () => {
+    expect(dockerfile).toContain(`"/usr/lib/xdpwall/${CLI_ENTRY}"`);
+  });
+});
