@@ -46,21 +46,21 @@ const volatile struct {
 SEC("xdp")
 int xw_ingress(struct xdp_md *ctx)
 {
-	struct xw_pkt p = {
-		.ifindex = ctx->ingress_ifindex,
-		.len = bpf_xdp_get_buff_len(ctx),
-	};
+	struct xw_pkt *p = xw_pkt_begin(ctx->ingress_ifindex,
+					bpf_xdp_get_buff_len(ctx));
 	const struct xw_rule_value *rule = NULL;
 	struct xw_cursor c;
 	enum xw_reason reason;
 
+	if (!p)
+		return XDP_PASS;
 	xw_cursor_init(&c, (void *)(long)ctx->data, (void *)(long)ctx->data_end,
-		       p.len, false);
-	reason = xw_parse(&c, &p);
+		       p->len, false);
+	reason = xw_parse(&c, p);
 	if (reason == XW_REASON_PASS_NO_MATCH)
-		rule = xw_cidr_deny(&p, &reason);
+		rule = xw_cidr_deny(p, &reason);
 
-	return xw_exit(&p, XW_DIR_INGRESS,
+	return xw_exit(p, XW_DIR_INGRESS,
 		       reason >= XW_REASON__FIRST_DROP ? XW_VERDICT_DROP
 						       : XW_VERDICT_PASS,
 		       reason, rule);
@@ -69,21 +69,20 @@ int xw_ingress(struct xdp_md *ctx)
 SEC("tc")
 int xw_egress(struct __sk_buff *skb)
 {
-	struct xw_pkt p = {
-		.ifindex = skb->ifindex,
-		.len = skb->len,
-	};
-	__u32 want = p.len < XW_TC_PULL_LEN ? p.len : XW_TC_PULL_LEN;
+	struct xw_pkt *p = xw_pkt_begin(skb->ifindex, skb->len);
+	__u32 want = skb->len < XW_TC_PULL_LEN ? skb->len : XW_TC_PULL_LEN;
 	struct xw_cursor c;
 	enum xw_reason reason;
 
+	if (!p)
+		return TC_ACT_OK;
 	/* Locally built packets may keep headers in fragments. */
 	if ((long)skb->data + want > (long)skb->data_end)
 		bpf_skb_pull_data(skb, want);
 
 	xw_cursor_init(&c, (void *)(long)skb->data, (void *)(long)skb->data_end,
-		       p.len, skb->gso_size != 0);
-	reason = xw_parse(&c, &p);
+		       p->len, skb->gso_size != 0);
+	reason = xw_parse(&c, p);
 
-	return xw_exit(&p, XW_DIR_EGRESS, XW_VERDICT_PASS, reason, NULL);
+	return xw_exit(p, XW_DIR_EGRESS, XW_VERDICT_PASS, reason, NULL);
 }

@@ -29,6 +29,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "xdpwall_abi.h"
+#include "pkt.h"
 
 #ifndef ETH_P_8021AD
 #define ETH_P_8021AD 0x88A8
@@ -59,26 +60,6 @@ struct xw_cursor {
 	__u32 off;   /* bytes from the frame start to pos */
 	__u32 limit; /* offset where the current datagram ends; off <= limit */
 	bool gso;    /* TC super-packet: a zero IP length means "the rest" */
-};
-
-/*
- * One packet as it travels from the hook to the exit: where it was seen,
- * filled by the entry point, and what the parser found in it. The direction
- * is not here: it is a property of the hook, passed as a constant so every
- * direction-indexed access compiles to a fixed offset.
- */
-struct xw_pkt {
-	/* set by the entry point */
-	__u32 ifindex;
-	__u32 len;       /* frame bytes as seen by the hook */
-	/* set by the parser, packet order (not flow order) */
-	__u8 family;     /* 0 until an IP header parsed, then 4 or 6 */
-	__u8 proto;      /* IPPROTO_* of the upper layer */
-	__u8 tcp_flags;
-	__be16 sport;    /* or htons(ICMP type); 0 when not parsed */
-	__be16 dport;    /* or htons(ICMP code) */
-	__u8 saddr[16];  /* IPv4 as IPv4-mapped IPv6 */
-	__u8 daddr[16];
 };
 
 static __always_inline void xw_cursor_init(struct xw_cursor *c, void *data,
