@@ -111,6 +111,52 @@ describe('POST /v1/blocks', () => {
   });
 });
 
+describe('POST /v1/blocks/bulk', () => {
+  const bulk = (target: FastifyInstance, items: unknown[]) =>
+    target.inject({ method: 'POST', url: '/v1/blocks/bulk', payload: { items } });
+
+  it('imports many rules in one request: all in the store and the kernel', async () => {
+    const items = Array.from({ length: 300 }, (_, i) => ({ cidr: `198.19.${i >> 2}.${(i & 3) * 64}/26` }));
+    const res = await bulk(app, [...items, { cidr: '198.18.7.0/24' }, { cidr: 'fd00:198:0:3::/64', direction: 'dst' }]);
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ created: 301, existing: 1 });
+    expect(kernelEntry('198.19.74.192/26')).toMatchObject({ action: 1 });
+    expect(kernelEntry('fd00:198:0:3::/64', 'dst')).toMatchObject({ action: 1 });
+    expect((await app.inject('/v1/blocks?contains=198.19.74.200')).json().items).toEqual([
+      expect.objectContaining({ cidr: '198.19.74.192/26', hits: { packets: 0, bytes: 0 } }),
+    ]);
+  });
+
+  it('names the first invalid item and changes nothing', async () => {
+    const before = (await app.inject('/v1/blocks?limit=1')).json().total;
+    const res = await bulk(app, [{ cidr: '198.20.0.0/16' }, { cidr: '198.20.1.1/16' }]);
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error).toEqual({ code: 'INVALID_CIDR', message: expect.stringMatching(/^items\[1\]: .*did you mean 198\.20\.0\.0\/16/) });
+    expect(kernelEntry('198.20.0.0/16')).toBeNull();
+    expect((await app.inject('/v1/blocks?limit=1')).json().total).toBe(before);
+    expect((await bulk(app, [{ cidr: '198.20.0.0/16', colour: 'red' }])).statusCode).toBe(400);
+    expect((await app.inject({ method: 'POST', url: '/v1/blocks/bulk', payload: { items: 'all' } })).statusCode).toBe(400);
+  });
+
+  it('refuses a batch the kernel has no room for with 507, leaving store and kernel as they were', async () => {
+    const small = await openTestFirewall({ cidrV4: 4, cidrV6: 4, flows: 16 });
+    const smallApp = await buildApp({ firewall: small });
+    try {
+      expect((await bulk(smallApp, [{ cidr: '198.18.1.0/24' }])).statusCode).toBe(200);
+      const res = await bulk(smallApp, ['198.18.2.0/24', '198.18.3.0/24', '198.18.4.0/24', '198.18.5.0/24'].map((cidr) => ({ cidr })));
+      expect(res.statusCode).toBe(507);
+      expect(res.json().error.code).toBe('CAPACITY_EXCEEDED');
+      expect((await smallApp.inject('/v1/blocks')).json().items.map((b: { cidr: string }) => b.cidr)).toEqual(['198.18.1.0/24']);
+      const trie = await small.datapath.maps.srcV4.lookupAll();
+      expect(trie.count).toBe(1);
+      expect((await small.datapath.maps.ruleStats.lookupAll()).count).toBe(1);
+    } finally {
+      await smallApp.close();
+      small.close();
+    }
+  });
+});
+
 describe('GET /v1/blocks', () => {
   it('pages and filters by contained address', async () => {
     const all = (await app.inject('/v1/blocks?limit=1000')).json();

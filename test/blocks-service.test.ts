@@ -20,6 +20,10 @@ class RecordingEnforcer implements RuleEnforcer {
     }
     this.installed.set(rule.id, rule);
   }
+  async installMany(rules: readonly BlockRule[]): Promise<void> {
+    if (this.failNextInstall) this.install(rules[0]!); // throws
+    for (const rule of rules) this.install(rule);
+  }
   remove(rule: BlockRule): void {
     this.installed.delete(rule.id);
   }
@@ -38,42 +42,42 @@ describe('BlockService', () => {
     blocks = new BlockService(new RuleStore(dbPath), enforcer, fixedNow);
   });
 
-  it('stores canonical rules, enforces them, and is idempotent per CIDR and direction', () => {
-    const first = blocks.add({ cidr: 'FD00:198:0::/48', comment: 'scanner' });
+  it('stores canonical rules, enforces them, and is idempotent per CIDR and direction', async () => {
+    const first = await blocks.add({ cidr: 'FD00:198:0::/48', comment: 'scanner' });
     expect(first).toMatchObject({ created: true, rule: { cidr: 'fd00:198::/48', direction: 'src', comment: 'scanner', createdAt: '2026-11-25T12:00:00.000Z' } });
     expect(enforcer.installed.get(first.rule.id)).toMatchObject({ family: 6, prefixLen: 48 });
 
-    const again = blocks.add({ cidr: 'fd00:198::/48' });
+    const again = await blocks.add({ cidr: 'fd00:198::/48' });
     expect(again).toEqual({ created: false, rule: first.rule });
 
-    const dst = blocks.add({ cidr: 'fd00:198::/48', direction: 'dst' });
+    const dst = await blocks.add({ cidr: 'fd00:198::/48', direction: 'dst' });
     expect(dst.created).toBe(true);
     expect(enforcer.installed.size).toBe(2);
   });
 
-  it('survives a reopen of the store (durable)', () => {
-    const { rule } = blocks.add({ cidr: '198.18.7.0/24' });
+  it('survives a reopen of the store (durable)', async () => {
+    const { rule } = await blocks.add({ cidr: '198.18.7.0/24' });
     const reopened = new BlockService(new RuleStore(dbPath), enforcer, fixedNow);
     expect(reopened.all()).toEqual([rule]);
     expect(reopened.all()[0]!.network).toEqual(new Uint8Array([198, 18, 7, 0]));
   });
 
-  it('commits nothing when the kernel refuses the rule', () => {
+  it('commits nothing when the kernel refuses the rule', async () => {
     enforcer.failNextInstall = new CapacityError('the kernel map is full');
-    expect(() => blocks.add({ cidr: '198.18.7.0/24' })).toThrow(CapacityError);
+    await expect(blocks.add({ cidr: '198.18.7.0/24' })).rejects.toThrow(CapacityError);
     expect(blocks.all()).toEqual([]);
-    expect(blocks.add({ cidr: '198.18.7.0/24' }).created).toBe(true);
+    expect((await blocks.add({ cidr: '198.18.7.0/24' })).created).toBe(true);
   });
 
-  it('rejects bad input without storing anything', () => {
-    expect(() => blocks.add({ cidr: '198.18.7.1/24' })).toThrow(expect.objectContaining({ code: 'INVALID_CIDR' }));
-    expect(() => blocks.add({ cidr: '198.18.7.0/24', comment: 'x'.repeat(1025) })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  it('rejects bad input without storing anything', async () => {
+    await expect(blocks.add({ cidr: '198.18.7.1/24' })).rejects.toThrow(expect.objectContaining({ code: 'INVALID_CIDR' }));
+    await expect(blocks.add({ cidr: '198.18.7.0/24', comment: 'x'.repeat(1025) })).rejects.toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
     expect(blocks.all()).toEqual([]);
     expect(enforcer.installed.size).toBe(0);
   });
 
-  it('pages, and filters by an address the prefix contains', () => {
-    for (const cidr of ['198.18.0.0/15', '198.18.7.0/24', '198.19.0.0/16', 'fd00:198::/48']) blocks.add({ cidr });
+  it('pages, and filters by an address the prefix contains', async () => {
+    for (const cidr of ['198.18.0.0/15', '198.18.7.0/24', '198.19.0.0/16', 'fd00:198::/48']) await blocks.add({ cidr });
     expect(blocks.list({ limit: 2 })).toMatchObject({ total: 4, items: [{ cidr: '198.18.0.0/15' }, { cidr: '198.18.7.0/24' }] });
     expect(blocks.list({ limit: 2, offset: 2 }).items.map((r) => r.cidr)).toEqual(['198.19.0.0/16', 'fd00:198::/48']);
     expect(blocks.list({ contains: '198.18.7.7' }).items.map((r) => r.cidr)).toEqual(['198.18.0.0/15', '198.18.7.0/24']);
@@ -83,16 +87,49 @@ describe('BlockService', () => {
     expect(() => blocks.list({ limit: 0 })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
   });
 
-  it('removes by id and by CIDR (one direction or both), with NOT_FOUND when absent', () => {
-    const src = blocks.add({ cidr: '198.18.7.0/24' }).rule;
-    blocks.add({ cidr: '198.18.7.0/24', direction: 'dst' });
-    blocks.add({ cidr: '198.18.9.0/24' });
-    expect(blocks.removeById(src.id)).toEqual(src);
-    expect(() => blocks.removeById(src.id)).toThrow(expect.objectContaining({ code: 'NOT_FOUND' }));
-    expect(blocks.removeByCidr('198.18.7.0/24').map((r) => r.direction)).toEqual(['dst']);
-    expect(() => blocks.removeByCidr('198.18.7.0/24')).toThrow(expect.objectContaining({ code: 'NOT_FOUND' }));
-    expect(() => blocks.removeByCidr('198.18.9.0/24', 'dst')).toThrow(expect.objectContaining({ code: 'NOT_FOUND' }));
-    expect(blocks.removeByCidr('198.18.9.0/24', 'src')).toHaveLength(1);
+  it('imports many rules at once, counting existing and repeated ones', async () => {
+    await blocks.add({ cidr: '198.18.1.0/24' });
+    const result = await blocks.addMany([
+      { cidr: '198.18.1.0/24' },
+      { cidr: '198.18.2.0/24', comment: 'feed' },
+      { cidr: '198.18.2.0/24' },
+      { cidr: 'fd00:198::/48', direction: 'dst' },
+    ]);
+    expect(result).toEqual({ created: 2, existing: 2 });
+    expect(blocks.all().map((r) => `${r.cidr} ${r.direction}`)).toEqual(['198.18.1.0/24 src', '198.18.2.0/24 src', 'fd00:198::/48 dst']);
+    expect(enforcer.installed.size).toBe(3);
+  });
+
+  it('imports all or nothing: an invalid item or a kernel refusal leaves no trace', async () => {
+    await expect(blocks.addMany([{ cidr: '198.18.1.0/24' }, { cidr: '198.18.2.1/24' }])).rejects.toThrow(
+      expect.objectContaining({ code: 'INVALID_CIDR', message: expect.stringMatching(/^items\[1\]: .*host bits/) }),
+    );
+    await expect(blocks.addMany([{ cidr: '198.18.1.0/24', comment: 'x'.repeat(2000) }])).rejects.toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^items\[0\]: comment/) }),
+    );
+    enforcer.failNextInstall = new CapacityError('the kernel map is full');
+    await expect(blocks.addMany([{ cidr: '198.18.1.0/24' }, { cidr: '198.18.2.0/24' }])).rejects.toThrow(CapacityError);
+    expect(blocks.all()).toEqual([]);
+    expect(enforcer.installed.size).toBe(0);
+  });
+
+  it('serialises changes: a single add waits for a bulk import in flight', async () => {
+    const bulk = blocks.addMany([{ cidr: '198.18.1.0/24' }]);
+    const single = blocks.add({ cidr: '198.18.1.0/24' });
+    expect(await bulk).toEqual({ created: 1, existing: 0 });
+    expect((await single).created).toBe(false);
+  });
+
+  it('removes by id and by CIDR (one direction or both), with NOT_FOUND when absent', async () => {
+    const src = (await blocks.add({ cidr: '198.18.7.0/24' })).rule;
+    await blocks.add({ cidr: '198.18.7.0/24', direction: 'dst' });
+    await blocks.add({ cidr: '198.18.9.0/24' });
+    expect(await blocks.removeById(src.id)).toEqual(src);
+    await expect(blocks.removeById(src.id)).rejects.toThrow(expect.objectContaining({ code: 'NOT_FOUND' }));
+    expect((await blocks.removeByCidr('198.18.7.0/24')).map((r) => r.direction)).toEqual(['dst']);
+    await expect(blocks.removeByCidr('198.18.7.0/24')).rejects.toThrow(expect.objectContaining({ code: 'NOT_FOUND' }));
+    await expect(blocks.removeByCidr('198.18.9.0/24', 'dst')).rejects.toThrow(expect.objectContaining({ code: 'NOT_FOUND' }));
+    expect(await blocks.removeByCidr('198.18.9.0/24', 'src')).toHaveLength(1);
     expect(enforcer.installed.size).toBe(0);
     expect(blocks.all()).toEqual([]);
   });

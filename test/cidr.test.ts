@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cidrContains, formatIp, fromMappedV6, parseCidr, parseIp, toMappedV6 } from '../src/rules/cidr.js';
+import { cidrContains, formatIp, fromMappedV6, parseCidr, parseCidrGeneral, parseIp, toMappedV6 } from '../src/rules/cidr.js';
 import { prefixesContaining } from '../src/rules/blocks.js';
 
 describe('parseCidr', () => {
@@ -71,5 +71,43 @@ describe('containment', () => {
     expect(formatIp(mapped)).toBe('::ffff:c612:1');
     expect(fromMappedV6(mapped)).toMatchObject({ family: 4, text: '198.18.0.1' });
     expect(fromMappedV6(toMappedV6(parseIp('fd00:198::2')))).toMatchObject({ family: 6, text: 'fd00:198::2' });
+  });
+});
+
+describe('the IPv4 fast path', () => {
+  // mulberry32: a seeded PRNG, so a failure names its input and reproduces.
+  function prng(seed: number): () => number {
+    return () => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+  const outcome = (parse: () => unknown) => {
+    try {
+      return parse();
+    } catch (error) {
+      return (error as Error).message;
+    }
+  };
+
+  it('agrees with the general (ip-cidr) path on 20,000 seeded near-miss inputs', () => {
+    const random = prng(2026);
+    const pick = <T>(xs: readonly T[]) => xs[Math.floor(random() * xs.length)]!;
+    const octets = ['0', '1', '9', '10', '99', '100', '198', '199', '255', '256', '300', '01', '001', '', '-1', '1a'];
+    const lengths = ['', '/0', '/1', '/8', '/15', '/16', '/24', '/31', '/32', '/33', '/015', '/', '/-1', '/3 2'];
+    for (let i = 0; i < 20_000; i++) {
+      const dots = random() < 0.05 ? 2 : 3;
+      let text = pick(octets);
+      for (let d = 0; d < dots; d++) text += `.${pick(octets)}`;
+      text += pick(lengths);
+      const fast = outcome(() => parseCidr(text));
+      const general = outcome(() => parseCidrGeneral(text.trim(), text));
+      // Both must accept the same texts with the same result; error wording may differ
+      // only between "not a CIDR" phrasings, never between accept and reject.
+      if (typeof general === 'string') expect(typeof fast, text).toBe('string');
+      else expect(fast, text).toEqual(general);
+    }
   });
 });

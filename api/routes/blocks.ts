@@ -1,9 +1,12 @@
 import { Type } from 'typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { BlockCreate, BlockDeleteQuery, BlockIdParams, BlockList, BlockListQuery } from '../schemas/blocks.js';
+import { BlockBulk, BlockBulkResult, BlockCreate, BlockDeleteQuery, BlockIdParams, BlockList, BlockListQuery } from '../schemas/blocks.js';
 import { errorResponses } from '../schemas/common.js';
 import type { BlockRule } from '../../src/rules/model.js';
 import type { ApiFirewall } from '../app.js';
+
+/** A million IPv4 CIDRs as JSON items is about 30 MB. */
+export const BULK_BODY_LIMIT_BYTES = 128 << 20;
 
 export interface BlockRoutesOptions {
   firewall: ApiFirewall;
@@ -27,9 +30,22 @@ export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async 
       response: { 200: Type.Ref('Block'), 201: Type.Ref('Block'), ...errorResponses(400, 413, 415, 507) },
     },
   }, async (request, reply) => {
-    const { rule, created } = firewall.blocks.add(request.body);
+    const { rule, created } = await firewall.blocks.add(request.body);
     return reply.status(created ? 201 : 200).send(view(rule));
   });
+
+  app.post('/v1/blocks/bulk', {
+    bodyLimit: BULK_BODY_LIMIT_BYTES,
+    schema: {
+      tags: ['blocks'],
+      summary: 'Block many CIDRs at once',
+      description:
+        'All or nothing: 200 once every item is on disk and in the kernel, or a 4xx/5xx and no change. ' +
+        'Items already blocked (or repeated) count as existing. The first invalid item is named by its index.',
+      body: BlockBulk,
+      response: { 200: BlockBulkResult, ...errorResponses(400, 413, 415, 507) },
+    },
+  }, async (request) => firewall.blocks.addMany(request.body.items));
 
   app.get('/v1/blocks', {
     schema: {
@@ -61,7 +77,7 @@ export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async 
       response: { 204: Type.Null(), ...errorResponses(400, 404) },
     },
   }, async (request, reply) => {
-    firewall.blocks.removeById(request.params.id);
+    await firewall.blocks.removeById(request.params.id);
     return reply.status(204).send(null);
   });
 
@@ -73,7 +89,7 @@ export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async 
       response: { 204: Type.Null(), ...errorResponses(400, 404) },
     },
   }, async (request, reply) => {
-    firewall.blocks.removeByCidr(request.query.cidr, request.query.direction);
+    await firewall.blocks.removeByCidr(request.query.cidr, request.query.direction);
     return reply.status(204).send(null);
   });
 };

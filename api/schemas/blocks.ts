@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox';
-import { MAX_COMMENT_LENGTH, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE } from '../../src/rules/blocks.js';
+import { MAX_BULK_ITEMS, MAX_COMMENT_LENGTH, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE } from '../../src/rules/blocks.js';
 
 const Direction = Type.Union([Type.Literal('src'), Type.Literal('dst')], {
   description: 'Match the packet source (default) or destination address',
@@ -14,6 +14,17 @@ export const BlockCreate = Type.Object(
   { additionalProperties: false },
 );
 export type BlockCreate = Static<typeof BlockCreate>;
+
+export const BlockBulk = Type.Object(
+  { items: Type.Array(BlockCreate, { maxItems: MAX_BULK_ITEMS }) },
+  { additionalProperties: false },
+);
+export type BlockBulk = Static<typeof BlockBulk>;
+
+export const BlockBulkResult = Type.Object({
+  created: Type.Integer({ description: 'Rules added by this request' }),
+  existing: Type.Integer({ description: 'Items that were already blocked or repeated' }),
+});
 
 export const Block = Type.Object(
   {

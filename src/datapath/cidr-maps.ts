@@ -35,6 +35,32 @@ export class CidrMaps implements RuleEnforcer {
     }
   }
 
+  async installMany(rules: readonly BlockRule[]): Promise<void> {
+    if (rules.length === 0) return;
+    const { ruleStats } = this.maps;
+    const byTrie = new Map<BpfMap, BlockRule[]>();
+    for (const rule of rules) {
+      const trie = this.trie(rule);
+      const group = byTrie.get(trie);
+      if (group) group.push(rule);
+      else byTrie.set(trie, [rule]);
+    }
+    const ruleKeys = Buffer.concat(rules.map((r) => encodeRuleId(r.id)));
+    const written: Array<[BpfMap, Buffer, number]> = [[ruleStats, ruleKeys, rules.length]];
+    try {
+      await ruleStats.updateBatch(ruleKeys, Buffer.alloc(rules.length * ruleStats.valueStride), rules.length);
+      for (const [trie, group] of byTrie) {
+        const keys = Buffer.concat(group.map(lpmKey));
+        written.push([trie, keys, group.length]);
+        await trie.updateBatch(keys, Buffer.concat(group.map(ruleValue)), group.length);
+      }
+    } catch (error) {
+      // All or nothing: these rules are new, so removing every key restores the kernel.
+      for (const [map, keys, count] of written) await map.deleteBatch(keys, count).catch(() => 0);
+      throw kernelError(error, `cannot install ${rules.length} rules`);
+    }
+  }
+
   remove(rule: BlockRule): void {
     try {
       this.trie(rule).delete(lpmKey(rule));

@@ -2,14 +2,18 @@
 // A rule is written to disk and into the kernel inside one SQLite
 // transaction; if the kernel refuses it (a full trie, say) nothing is
 // committed, so the store and the maps never disagree after a 2xx or a 4xx.
-import { parseCidr, parseIp, formatCidr } from './cidr.js';
+// Changes are serialised by a WriteLock, so each sees the previous one done.
+import { parseCidr, parseIp, formatCidr, type Cidr } from './cidr.js';
 import { MAX_RULE_ID, type BlockDirection, type BlockRule } from './model.js';
 import type { RuleStore } from './store.js';
-import { DatapathError, InvalidArgumentError, NotFoundError } from '../errors.js';
+import { WriteLock } from './write-lock.js';
+import { DatapathError, InvalidArgumentError, InvalidCidrError, NotFoundError, XdpwallError } from '../errors.js';
 
 /** Puts rules into, and takes them out of, the kernel's maps. */
 export interface RuleEnforcer {
   install(rule: BlockRule): void;
+  /** All or nothing: on failure none of `rules` is left in the kernel. */
+  installMany(rules: readonly BlockRule[]): Promise<void>;
   remove(rule: BlockRule): void;
 }
 
@@ -29,8 +33,30 @@ export interface BlockListQuery {
 export const MAX_COMMENT_LENGTH = 1024;
 export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
+export const MAX_BULK_ITEMS = 2_000_000;
+
+interface ValidBlock {
+  cidr: Cidr;
+  direction: BlockDirection;
+  comment: string | null;
+}
+
+function validate(input: BlockInput): ValidBlock {
+  const comment = input.comment ?? null;
+  if (comment !== null && comment.length > MAX_COMMENT_LENGTH) {
+    throw new InvalidArgumentError(`comment is longer than ${MAX_COMMENT_LENGTH} characters`);
+  }
+  return { cidr: parseCidr(input.cidr), direction: input.direction ?? 'src', comment };
+}
+
+function checkRuleId(rule: BlockRule): BlockRule {
+  if (rule.id > MAX_RULE_ID) throw new DatapathError(`rule id ${rule.id} does not fit the kernel's 32-bit rule id`);
+  return rule;
+}
 
 export class BlockService {
+  private readonly lock = new WriteLock();
+
   constructor(
     private readonly store: RuleStore,
     private readonly enforcer: RuleEnforcer,
@@ -38,29 +64,56 @@ export class BlockService {
   ) {}
 
   /** Blocks a CIDR; `created` is false when the same CIDR and direction was already blocked. */
-  add(input: BlockInput): { rule: BlockRule; created: boolean } {
-    const cidr = parseCidr(input.cidr);
-    const direction = input.direction ?? 'src';
-    const comment = input.comment ?? null;
-    if (comment !== null && comment.length > MAX_COMMENT_LENGTH) {
-      throw new InvalidArgumentError(`comment is longer than ${MAX_COMMENT_LENGTH} characters`);
-    }
-    let installed: BlockRule | undefined;
-    try {
-      return this.store.transaction(() => {
-        const [existing] = this.store.findByCidr(cidr.text, direction);
-        if (existing) return { rule: existing, created: false };
-        const rule = this.store.insert({ cidr, direction, comment, createdAt: this.now().toISOString() });
-        if (rule.id > MAX_RULE_ID) throw new DatapathError(`rule id ${rule.id} does not fit the kernel's 32-bit rule id`);
-        this.enforcer.install(rule);
-        installed = rule;
-        return { rule, created: true };
-      });
-    } catch (error) {
-      // The commit itself failed after the kernel took the rule: take it out again.
-      if (installed && !this.store.get(installed.id)) this.enforcer.remove(installed);
-      throw error;
-    }
+  async add(input: BlockInput): Promise<{ rule: BlockRule; created: boolean }> {
+    const block = validate(input);
+    return this.lock.run(() => {
+      let installed: BlockRule | undefined;
+      try {
+        return this.store.transaction(() => {
+          const rule = this.store.insertIfAbsent({ ...block, createdAt: this.now().toISOString() });
+          if (!rule) return { rule: this.store.findByCidr(block.cidr.text, block.direction)[0]!, created: false };
+          this.enforcer.install(checkRuleId(rule));
+          installed = rule;
+          return { rule, created: true };
+        });
+      } catch (error) {
+        // The commit itself failed after the kernel took the rule: take it out again.
+        if (installed && !this.store.get(installed.id)) this.enforcer.remove(installed);
+        throw error;
+      }
+    });
+  }
+
+  /**
+   * Blocks many CIDRs in one transaction and one kernel batch: all are
+   * committed and enforced, or none (the first invalid item fails the lot,
+   * named by its index). Items already blocked, or repeated, count as existing.
+   */
+  async addMany(inputs: readonly BlockInput[]): Promise<{ created: number; existing: number }> {
+    if (inputs.length > MAX_BULK_ITEMS) throw new InvalidArgumentError(`at most ${MAX_BULK_ITEMS} items per request`);
+    const blocks = inputs.map((input, index) => {
+      try {
+        return validate(input);
+      } catch (error) {
+        if (error instanceof XdpwallError) {
+          const Type = error instanceof InvalidCidrError ? InvalidCidrError : InvalidArgumentError;
+          throw new Type(`items[${index}]: ${error.message}`);
+        }
+        throw error;
+      }
+    });
+    return this.lock.run(() =>
+      this.store.transactionAsync(async () => {
+        const createdAt = this.now().toISOString();
+        const created: BlockRule[] = [];
+        for (const block of blocks) {
+          const rule = this.store.insertIfAbsent({ ...block, createdAt });
+          if (rule) created.push(checkRuleId(rule));
+        }
+        await this.enforcer.installMany(created);
+        return { created: created.length, existing: blocks.length - created.length };
+      }),
+    );
   }
 
   get(id: number): BlockRule {
@@ -84,27 +137,31 @@ export class BlockService {
     return this.store.all();
   }
 
-  removeById(id: number): BlockRule {
-    return this.store.transaction(() => {
-      const rule = this.get(id);
-      this.store.delete(id);
-      this.enforcer.remove(rule);
-      return rule;
-    });
+  async removeById(id: number): Promise<BlockRule> {
+    return this.lock.run(() =>
+      this.store.transaction(() => {
+        const rule = this.get(id);
+        this.store.delete(id);
+        this.enforcer.remove(rule);
+        return rule;
+      }),
+    );
   }
 
   /** Removes the rules for this CIDR: one direction, or both when none is given. */
-  removeByCidr(cidrText: string, direction?: BlockDirection): BlockRule[] {
+  async removeByCidr(cidrText: string, direction?: BlockDirection): Promise<BlockRule[]> {
     const cidr = parseCidr(cidrText);
-    return this.store.transaction(() => {
-      const rules = this.store.findByCidr(cidr.text, direction);
-      if (rules.length === 0) throw new NotFoundError(`no block for ${cidr.text}${direction ? ` (${direction})` : ''}`);
-      for (const rule of rules) {
-        this.store.delete(rule.id);
-        this.enforcer.remove(rule);
-      }
-      return rules;
-    });
+    return this.lock.run(() =>
+      this.store.transaction(() => {
+        const rules = this.store.findByCidr(cidr.text, direction);
+        if (rules.length === 0) throw new NotFoundError(`no block for ${cidr.text}${direction ? ` (${direction})` : ''}`);
+        for (const rule of rules) {
+          this.store.delete(rule.id);
+          this.enforcer.remove(rule);
+        }
+        return rules;
+      }),
+    );
   }
 }
 

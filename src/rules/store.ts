@@ -58,9 +58,9 @@ export class RuleStore {
     this.db.pragma('foreign_keys = ON');
     this.migrate();
     this.statements = {
-      insert: this.db.prepare<[string, number, number, Buffer, string, string | null, string], BlockRow>(
+      insertIfAbsent: this.db.prepare<[string, number, number, Buffer, string, string | null, string], BlockRow>(
         `INSERT INTO blocks (cidr, family, prefix_len, network, direction, comment, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *`,
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cidr, direction) DO NOTHING RETURNING *`,
       ),
       byId: this.db.prepare<[number], BlockRow>('SELECT * FROM blocks WHERE id = ?'),
       byCidr: this.db.prepare<[string], BlockRow>('SELECT * FROM blocks WHERE cidr = ? ORDER BY id'),
@@ -93,13 +93,29 @@ export class RuleStore {
     return this.db.transaction(work).immediate();
   }
 
-  insert(block: NewBlock): BlockRule {
+  /**
+   * Like transaction(), for work that awaits (a kernel batch update). The
+   * caller must keep other writes out until it settles (see WriteLock).
+   */
+  async transactionAsync<T>(work: () => Promise<T>): Promise<T> {
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      const result = await work();
+      this.db.exec('COMMIT');
+      return result;
+    } catch (error) {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      throw error;
+    }
+  }
+
+  /** Inserts the rule unless the same CIDR and direction exists; undefined then. */
+  insertIfAbsent(block: NewBlock): BlockRule | undefined {
     const { cidr } = block;
-    const network = Buffer.from(cidr.bytes);
-    const row = this.statements.insert.get(
-      cidr.text, cidr.family, cidr.prefixLen, network, block.direction, block.comment, block.createdAt,
+    const row = this.statements.insertIfAbsent.get(
+      cidr.text, cidr.family, cidr.prefixLen, Buffer.from(cidr.bytes), block.direction, block.comment, block.createdAt,
     );
-    return toRule(row!);
+    return row && toRule(row);
   }
 
   get(id: number): BlockRule | undefined {
