@@ -37,9 +37,10 @@ const volatile struct {
 } xw_abi = { .version = XW_ABI_VERSION };
 
 /*
- * Bytes made linear before parsing on egress: enough for two VLAN tags, an
- * IPv6 header with a few extension headers and TCP with options. Headers
- * beyond it are reported as truncated.
+ * Egress only: how much of a non-linear skb to make linear when its headers
+ * did not fit the linear part. Enough for two VLAN tags, IPv6 with several
+ * extension headers and TCP with options; headers beyond it count as
+ * truncated.
  */
 #define XW_TC_PULL_LEN 256
 
@@ -66,23 +67,44 @@ int xw_ingress(struct xdp_md *ctx)
 		       reason, rule);
 }
 
+/*
+ * A global (not inlined) function: the verifier checks it once on its own,
+ * however many times and from whatever states egress calls it.
+ */
+__noinline int xw_parse_skb(struct __sk_buff *skb, struct xw_pkt *p)
+{
+	struct xw_cursor c;
+
+	if (!p) /* never: callers pass their scratch slot; the verifier asks */
+		return XW_REASON_MALFORMED_L2;
+	xw_cursor_init(&c, (void *)(long)skb->data, (void *)(long)skb->data_end,
+		       skb->len, skb->gso_size != 0);
+	return xw_parse(&c, p);
+}
+
 SEC("tc")
 int xw_egress(struct __sk_buff *skb)
 {
+	__u32 pull = skb->len < XW_TC_PULL_LEN ? skb->len : XW_TC_PULL_LEN;
 	struct xw_pkt *p = xw_pkt_begin(skb->ifindex, skb->len);
-	__u32 want = skb->len < XW_TC_PULL_LEN ? skb->len : XW_TC_PULL_LEN;
-	struct xw_cursor c;
 	enum xw_reason reason;
 
 	if (!p)
 		return TC_ACT_OK;
-	/* Locally built packets may keep headers in fragments. */
-	if ((long)skb->data + want > (long)skb->data_end)
-		bpf_skb_pull_data(skb, want);
-
-	xw_cursor_init(&c, (void *)(long)skb->data, (void *)(long)skb->data_end,
-		       p->len, skb->gso_size != 0);
-	reason = xw_parse(&c, p);
+	reason = xw_parse_skb(skb, p);
+	/*
+	 * The stack builds headers in the linear part, so this is rare. Pulling
+	 * up front instead would copy every cloned skb (all of TCP's) whose
+	 * payload sits in fragments.
+	 */
+	if (reason >= XW_REASON__FIRST_DROP &&
+	    (long)skb->data + pull > (long)skb->data_end &&
+	    !bpf_skb_pull_data(skb, pull)) {
+		p = xw_pkt_begin(skb->ifindex, skb->len);
+		if (!p)
+			return TC_ACT_OK;
+		reason = xw_parse_skb(skb, p);
+	}
 
 	return xw_exit(p, XW_DIR_EGRESS, XW_VERDICT_PASS, reason, NULL);
 }

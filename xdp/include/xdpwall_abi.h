@@ -29,6 +29,9 @@
  *             xw_rule_stats          PERCPU_HASH  __u32 rule_id -> xw_counter
  *             xw_stats               PERCPU_HASH  xw_stats_key -> xw_counter
  *             xw_flows               LRU_PERCPU_HASH  xw_flow_key -> xw_flow_value
+ *   .rodata   xw_abi.version         XW_ABI_VERSION the object was built with
+ * The object also holds maps that are not part of this ABI (the data plane's
+ * per-CPU scratch state, xw_pkt_scratch); user space leaves them alone.
  */
 
 /* Default capacities; the loader overrides max_entries from configuration. */
