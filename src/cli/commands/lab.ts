@@ -9,12 +9,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ATTACH_MODES, type AttachMode } from '../../config.js';
+import { pinDirFor } from '../../firewall.js';
 import { createVethPair, deleteNetns, hostAddress, netnsExists, type VethEnd } from '../../lab/netns.js';
 import { CliError } from '../client.js';
 
 const CLIENT: VethEnd = { netns: 'xwlab-client', ifname: 'xwc0', ipv4: '198.18.0.1/24', ipv6: 'fd00:198::1/64' };
 const SERVER: VethEnd = { netns: 'xwlab-server', ifname: 'xws0', ipv4: '198.18.0.2/24', ipv6: 'fd00:198::2/64' };
 const STATE_DIR = '/var/lib/xdpwall-lab';
+/** Names the lab's bpffs pin directory, so `down --purge` knows what to remove. */
+const INSTANCE = 'xdpwall-lab';
 const PID_FILE = join(STATE_DIR, 'xdpwall.pid');
 const LOG_FILE = join(STATE_DIR, 'xdpwall.log');
 const LISTEN = '127.0.0.1:7070';
@@ -87,7 +90,7 @@ async function startDaemon(mode: AttachMode, api: string): Promise<number> {
   const log = openSync(LOG_FILE, 'a');
   const argv = [
     CLI_MAIN, 'serve', '--iface', `${SERVER.netns}/${SERVER.ifname}`,
-    '--listen', LISTEN, '--state-dir', STATE_DIR, '--mode', mode,
+    '--listen', LISTEN, '--state-dir', STATE_DIR, '--instance', INSTANCE, '--mode', mode,
   ];
   const child = spawn(process.execPath, argv, { detached: true, stdio: ['ignore', log, log] });
   closeSync(log);
@@ -126,7 +129,7 @@ Block the client, watch the ping stop, then unblock it:
 Look at what the firewall saw:
   curl -s '${api}/v1/flows?limit=5'      (or: xdpwall flows --top 5)
   curl -s ${api}/v1/stats                (or: xdpwall stats)
-Daemon log: ${LOG_FILE}. Tear it all down with: xdpwall lab down`);
+Daemon log: ${LOG_FILE}. Rules persist across lab down/up; start afresh with: xdpwall lab down --purge`);
 }
 
 async function labUp(flags: { mode: AttachMode }): Promise<void> {
@@ -160,13 +163,19 @@ async function stopDaemon(pid: number): Promise<void> {
   console.log(`daemon (pid ${pid}) stopped`);
 }
 
-async function labDown(): Promise<void> {
+async function labDown(flags: { purge?: boolean }): Promise<void> {
   if (process.getuid?.() !== 0) throw new CliError('lab down needs root');
   const pid = labDaemonPid();
   if (pid === undefined) console.log('daemon not running');
   else await stopDaemon(pid);
   for (const netns of [CLIENT.netns, SERVER.netns]) {
     console.log((await deleteNetns(netns)) ? `deleted namespace ${netns}` : `namespace ${netns} not present`);
+  }
+  if (flags.purge) {
+    const pinDir = pinDirFor('/sys/fs/bpf', INSTANCE);
+    rmSync(STATE_DIR, { recursive: true, force: true });
+    rmSync(pinDir, { recursive: true, force: true });
+    console.log(`removed the lab's rules and log (${STATE_DIR}) and pinned maps (${pinDir})`);
   }
 }
 
@@ -182,6 +191,7 @@ export function labCommand(): Command {
   lab
     .command('down')
     .description('stop the lab daemon and delete the namespaces; idempotent')
+    .option('--purge', `also forget the lab's rules: remove ${STATE_DIR} and its pinned maps`)
     .action(labDown);
   return lab;
 }
