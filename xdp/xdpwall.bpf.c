@@ -25,9 +25,10 @@ char LICENSE[] SEC("license") = "GPL";
 /*
  * Anchors the ABI enums in the object's BTF (nothing else refers to the
  * types, only to their values) and records the ABI version, so user space
- * and test/abi.test.ts can check the object they load.
+ * and test/abi.test.ts can check the object they load. Plain const, not
+ * const volatile: this is a fact about the build, not load-time config.
  */
-const volatile struct {
+const struct {
 	__u32 version;
 	enum xw_direction direction;
 	enum xw_verdict verdict;
