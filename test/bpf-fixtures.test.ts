@@ -253,114 +253,28 @@ const truncationCases: Fixture[] = [
   ...truncations('802.1Q IPv4 UDP', ether(v4(dns), { vlans: [q(10)] }), 18, 'malformed_ipv4', DNS4),
 ];
 
+const rule = (map: Rule['map'], cidr: string, ruleId: number, extra: Partial<Rule> = {}): Rule => ({ map, cidr, ruleId, ...extra });
+/** A fixture with rules installed first; `counts` lists the rules that must count the packet. */
+const withRules = (f: Fixture, rules: Rule[], counts: number[] = []): Fixture => ({ ...f, rules, counts });
+const SRC_A4 = rule('xw_src_v4', '198.51.100.0/24', 11);
+
 const denyCases: Fixture[] = [
-  {
-    name: 'deny source v4 /24',
-    frame: ether(v4(syn)),
-    rules: [{ map: 'xw_src_v4', cidr: '198.51.100.0/24', ruleId: 11 }],
-    verdict: 'drop',
-    reason: 'deny_src_cidr',
-    counts: [11],
-  },
-  {
-    name: 'deny destination v4 /32',
-    frame: ether(v4(dns)),
-    rules: [{ map: 'xw_dst_v4', cidr: `${B4}/32`, ruleId: 12 }],
-    verdict: 'drop',
-    reason: 'deny_dst_cidr',
-    counts: [12],
-  },
-  {
-    name: 'deny source v6 /48',
-    frame: ether(v6(syn)),
-    rules: [{ map: 'xw_src_v6', cidr: '2001:db8:aaaa::/48', ruleId: 13 }],
-    verdict: 'drop',
-    reason: 'deny_src_cidr',
-    counts: [13],
-  },
-  {
-    name: 'deny destination v6 /64',
-    frame: ether(v6(dns)),
-    rules: [{ map: 'xw_dst_v6', cidr: '2001:db8:bbbb::/64', ruleId: 14 }],
-    verdict: 'drop',
-    reason: 'deny_dst_cidr',
-    counts: [14],
-  },
-  {
-    name: 'deny source v4 /0 catches everything, VLAN-tagged too',
-    frame: ether(v4(dns), { vlans: [ad(100), q(10)] }),
-    rules: [{ map: 'xw_src_v4', cidr: '0.0.0.0/0', ruleId: 15 }],
-    verdict: 'drop',
-    reason: 'deny_src_cidr',
-    counts: [15],
-  },
-  {
-    name: 'source is checked before destination',
-    frame: ether(v4(syn)),
-    rules: [
-      { map: 'xw_src_v4', cidr: '198.51.100.0/24', ruleId: 21 },
-      { map: 'xw_dst_v4', cidr: '192.0.2.0/24', ruleId: 22 },
-    ],
-    verdict: 'drop',
-    reason: 'deny_src_cidr',
-    counts: [21],
-  },
-  {
-    name: 'deny rule without a counter entry still drops',
-    frame: ether(v4(syn)),
-    rules: [{ map: 'xw_src_v4', cidr: '198.51.100.0/24', ruleId: 23, counted: false }],
-    verdict: 'drop',
-    reason: 'deny_src_cidr',
-  },
-  {
-    name: 'deny IPv4 fragment by source (no ports needed)',
-    frame: ether(v4(rawL4(IPPROTO.udp, Buffer.alloc(16)), { fragOffset: 64 })),
-    rules: [{ map: 'xw_src_v4', cidr: '198.51.100.0/24', ruleId: 24 }],
-    verdict: 'drop',
-    reason: 'deny_src_cidr',
-    counts: [24],
-  },
-  {
-    name: 'more specific allow entry inside a deny prefix passes',
-    frame: ether(v4(syn)),
-    rules: [
-      { map: 'xw_src_v4', cidr: '198.51.100.0/24', ruleId: 31 },
-      { map: 'xw_src_v4', cidr: `${A4}/32`, ruleId: 32, action: Action.allow },
-    ],
-    verdict: 'pass',
-    reason: 'pass_no_match',
-    flow: SYN4,
-  },
-  {
-    name: 'v4 deny prefix does not match the v6 family',
-    frame: ether(ipv6({ src: '::ffff:c633:6407', dst: B6 }, dns)), // ::ffff:198.51.100.7
-    rules: [{ map: 'xw_src_v4', cidr: '198.51.100.0/24', ruleId: 33 }],
-    verdict: 'pass',
-    reason: 'pass_no_match',
-    flow: { src: '::ffff:c633:6407', dst: B6, sport: 53000, dport: 53, proto: IPPROTO.udp },
-  },
-  {
-    name: 'neighbouring v6 prefix does not match',
-    frame: ether(v6(dns)),
-    rules: [{ map: 'xw_src_v6', cidr: '2001:db8:aaab::/48', ruleId: 34 }],
-    verdict: 'pass',
-    reason: 'pass_no_match',
-    flow: DNS6,
-  },
-  {
-    name: 'malformed packets are dropped before lookups (no rule counted)',
-    frame: ether(v4(syn, { ihl: 4 })),
-    rules: [{ map: 'xw_src_v4', cidr: '0.0.0.0/0', ruleId: 35 }],
-    verdict: 'drop',
-    reason: 'malformed_ipv4',
-  },
-  {
-    name: 'ARP passes a catch-all deny',
-    frame: ether(arp({ senderIp: A4, targetIp: B4 })),
-    rules: [{ map: 'xw_src_v4', cidr: '0.0.0.0/0', ruleId: 36 }],
-    verdict: 'pass',
-    reason: 'pass_non_ip',
-  },
+  withRules(drop('deny source v4 /24', ether(v4(syn)), 'deny_src_cidr'), [SRC_A4], [11]),
+  withRules(drop('deny destination v4 /32', ether(v4(dns)), 'deny_dst_cidr'), [rule('xw_dst_v4', `${B4}/32`, 12)], [12]),
+  withRules(drop('deny source v6 /48', ether(v6(syn)), 'deny_src_cidr'), [rule('xw_src_v6', '2001:db8:aaaa::/48', 13)], [13]),
+  withRules(drop('deny destination v6 /64', ether(v6(dns)), 'deny_dst_cidr'), [rule('xw_dst_v6', '2001:db8:bbbb::/64', 14)], [14]),
+  withRules(drop('deny source v4 /0 catches everything, VLAN-tagged too', ether(v4(dns), { vlans: [ad(100), q(10)] }), 'deny_src_cidr'), [rule('xw_src_v4', '0.0.0.0/0', 15)], [15]),
+  withRules(drop('source is checked before destination', ether(v4(syn)), 'deny_src_cidr'), [SRC_A4, rule('xw_dst_v4', '192.0.2.0/24', 22)], [11]),
+  withRules(drop('deny rule without a counter entry still drops', ether(v4(syn)), 'deny_src_cidr'), [{ ...SRC_A4, counted: false }]),
+  withRules(drop('deny IPv4 fragment by source (no ports needed)', ether(v4(rawL4(IPPROTO.udp, Buffer.alloc(16)), { fragOffset: 64 })), 'deny_src_cidr'), [SRC_A4], [11]),
+  withRules(pass('more specific allow entry inside a deny prefix passes', ether(v4(syn)), SYN4), [SRC_A4, rule('xw_src_v4', `${A4}/32`, 32, { action: Action.allow })]),
+  withRules(
+    pass('v4 deny prefix does not match the v6 family', ether(ipv6({ src: '::ffff:c633:6407', dst: B6 }, dns)), { ...DNS6, src: '::ffff:c633:6407' }), // ::ffff:198.51.100.7
+    [SRC_A4],
+  ),
+  withRules(pass('neighbouring v6 prefix does not match', ether(v6(dns)), DNS6), [rule('xw_src_v6', '2001:db8:aaab::/48', 34)]),
+  withRules(drop('malformed packets are dropped before lookups (no rule counted)', ether(v4(syn, { ihl: 4 })), 'malformed_ipv4'), [rule('xw_src_v4', '0.0.0.0/0', 35)]),
+  withRules(pass('ARP passes a catch-all deny', ether(arp({ senderIp: A4, targetIp: B4 }))), [rule('xw_src_v4', '0.0.0.0/0', 36)]),
 ];
 
 // Egress: the packet leaves this host, so the flow key swaps to remote -> local.
@@ -376,15 +290,7 @@ const egressCases: Fixture[] = [
   { name: 'egress IPv6 extension limit passes, counted', frame: ether(ipv6({ src: B6, dst: A6, ext: Array.from({ length: 7 }, () => ext('dstopts')) }, dns)), hook: 'egress', verdict: 'pass', reason: 'ipv6_ext_limit' },
   { name: 'egress three VLAN tags pass, counted', frame: ether(out4(dns), { vlans: [q(1), q(2), q(3)] }), hook: 'egress', verdict: 'pass', reason: 'malformed_l2' },
   { name: 'egress truncated UDP passes, counted', frame: ether(out4(rawL4(IPPROTO.udp, Buffer.alloc(5)))), hook: 'egress', verdict: 'pass', reason: 'malformed_l4' },
-  {
-    name: 'egress does not filter: a deny rule matching the peer',
-    frame: ether(out4(syn)),
-    hook: 'egress',
-    rules: [{ map: 'xw_dst_v4', cidr: '198.51.100.0/24', ruleId: 41 }],
-    verdict: 'pass',
-    reason: 'pass_no_match',
-    flow: { ...flow4(443, 40000, IPPROTO.tcp, TCP.syn) },
-  },
+  { ...withRules(pass('egress does not filter: a deny rule matching the peer', ether(out4(syn)), flow4(443, 40000, IPPROTO.tcp, TCP.syn)), [rule('xw_dst_v4', '198.51.100.0/24', 41)]), hook: 'egress' },
   {
     name: 'egress GSO super-packet with IPv4 total length 0 (BIG TCP)',
     frame: ether(out4(syn, { totalLength: 0 })),
@@ -667,7 +573,7 @@ describe('flow accounting across packets', () => {
   it('denied packets never create or touch a flow', async () => {
     run('ingress', ether(v4(syn)));
     const before = readFlow(SYN4)!;
-    installRules([{ map: 'xw_src_v4', cidr: `${A4}/32`, ruleId: 7 }]);
+    installRules([rule('xw_src_v4', `${A4}/32`, 7)]);
     for (let i = 0; i < 5; i++) expect(run('ingress', ether(v4(syn)))).toBe(XDP_DROP);
     expect(readFlow(SYN4)).toEqual(before);
     expect(ruleCounter(7)?.packets).toBe(5n);
