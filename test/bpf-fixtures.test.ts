@@ -75,7 +75,7 @@ interface Rule {
   cidr: string;
   ruleId: number;
   action?: number;
-  /** Whether the control plane created the rule's xw_rule_stats entry. Default true. */
+  /** Whether the control plane created the rule's xw_rule_stats entry in advance. Default true. */
   counted?: boolean;
 }
 
@@ -265,7 +265,8 @@ const denyCases: Fixture[] = [
   withRules(drop('deny destination v6 /64', ether(v6(dns)), 'deny_dst_cidr'), [rule('xw_dst_v6', '2001:db8:bbbb::/64', 14)], [14]),
   withRules(drop('deny source v4 /0 catches everything, VLAN-tagged too', ether(v4(dns), { vlans: [ad(100), q(10)] }), 'deny_src_cidr'), [rule('xw_src_v4', '0.0.0.0/0', 15)], [15]),
   withRules(drop('source is checked before destination', ether(v4(syn)), 'deny_src_cidr'), [SRC_A4, rule('xw_dst_v4', '192.0.2.0/24', 22)], [11]),
-  withRules(drop('deny rule without a counter entry still drops', ether(v4(syn)), 'deny_src_cidr'), [{ ...SRC_A4, counted: false }]),
+  withRules(drop('deny rule without a counter entry drops and creates it', ether(v4(syn)), 'deny_src_cidr'), [{ ...SRC_A4, counted: false }], [11]),
+  withRules(pass('a rule that does not match gets no counter entry', ether(v4(syn)), SYN4), [rule('xw_src_v4', '203.0.113.0/24', 37, { counted: false })]),
   withRules(drop('deny IPv4 fragment by source (no ports needed)', ether(v4(rawL4(IPPROTO.udp, Buffer.alloc(16)), { fragOffset: 64 })), 'deny_src_cidr'), [SRC_A4], [11]),
   withRules(pass('more specific allow entry inside a deny prefix passes', ether(v4(syn)), SYN4), [SRC_A4, rule('xw_src_v4', `${A4}/32`, 32, { action: Action.allow })]),
   withRules(
@@ -483,11 +484,12 @@ async function check(f: Fixture): Promise<void> {
     },
   ]);
 
+  // Counters of rules that did not decide stay as the control plane left them.
   const counted = new Set(f.counts ?? []);
   for (const rule of f.rules ?? []) {
-    const counter = ruleCounter(rule.ruleId);
-    if (!(rule.counted ?? true)) expect(counter).toBeNull();
-    else expect(counter).toEqual(counted.has(rule.ruleId) ? { packets: 1n, bytes: BigInt(f.frame.length) } : { packets: 0n, bytes: 0n });
+    const untouched = (rule.counted ?? true) ? { packets: 0n, bytes: 0n } : null;
+    const hit = { packets: 1n, bytes: BigInt(f.frame.length) };
+    expect(ruleCounter(rule.ruleId)).toEqual(counted.has(rule.ruleId) ? hit : untouched);
   }
 
   if (!f.flow) {
@@ -573,7 +575,7 @@ describe('flow accounting across packets', () => {
   it('denied packets never create or touch a flow', async () => {
     run('ingress', ether(v4(syn)));
     const before = readFlow(SYN4)!;
-    installRules([rule('xw_src_v4', `${A4}/32`, 7)]);
+    installRules([rule('xw_src_v4', `${A4}/32`, 7, { counted: false })]);
     for (let i = 0; i < 5; i++) expect(run('ingress', ether(v4(syn)))).toBe(XDP_DROP);
     expect(readFlow(SYN4)).toEqual(before);
     expect(ruleCounter(7)?.packets).toBe(5n);

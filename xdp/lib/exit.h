@@ -13,8 +13,25 @@
 #include "maps.h"
 #include "parse.h"
 
-static __always_inline void xw_counter_add(struct xw_counter *ctr, __u32 bytes)
+/*
+ * Adds one packet to this CPU's slot of the counter under key, creating the
+ * entry on first use. If another CPU creates it between our lookup and
+ * insert, the insert fails and we count into the entry it made; if the map
+ * is full the packet goes uncounted.
+ */
+static __always_inline void xw_count(void *map, const void *key, __u32 bytes)
 {
+	struct xw_counter *ctr = bpf_map_lookup_elem(map, key);
+
+	if (!ctr) {
+		struct xw_counter first = { .packets = 1, .bytes = bytes };
+
+		if (!bpf_map_update_elem(map, key, &first, BPF_NOEXIST))
+			return;
+		ctr = bpf_map_lookup_elem(map, key);
+		if (!ctr)
+			return;
+	}
 	ctr->packets++;
 	ctr->bytes += bytes;
 }
@@ -30,30 +47,22 @@ static __always_inline void xw_stats_count(const struct xw_pkt *p,
 		.verdict = verdict,
 		.reason = reason,
 	};
-	struct xw_counter *ctr = bpf_map_lookup_elem(&xw_stats, &key);
 
-	if (!ctr) {
-		struct xw_counter first = { .packets = 1, .bytes = p->len };
-
-		if (!bpf_map_update_elem(&xw_stats, &key, &first, BPF_NOEXIST))
-			return;
-		/* Lost the race to another CPU (or the map is full). */
-		ctr = bpf_map_lookup_elem(&xw_stats, &key);
-		if (!ctr)
-			return;
-	}
-	xw_counter_add(ctr, p->len);
+	xw_count(&xw_stats, &key, p->len);
 }
 
-/* The control plane owns the entries; a rule without one is not counted. */
+/*
+ * Per-rule counters appear on a rule's first hit, so their per-CPU memory
+ * follows the rules that match traffic, not all rules; an entry the control
+ * plane created in advance is simply counted into. rule_id comes from the
+ * control plane's trie values, so packets cannot invent keys.
+ */
 static __always_inline void xw_rule_count(const struct xw_rule_value *rule,
 					  __u32 bytes)
 {
 	__u32 rule_id = rule->rule_id;
-	struct xw_counter *ctr = bpf_map_lookup_elem(&xw_rule_stats, &rule_id);
 
-	if (ctr)
-		xw_counter_add(ctr, bytes);
+	xw_count(&xw_rule_stats, &rule_id, bytes);
 }
 
 /*

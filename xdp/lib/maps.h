@@ -34,10 +34,10 @@ XW_LPM_MAP(xw_src_v6, struct xw_lpm_v6_key, XW_DEFAULT_CIDR_V6_ENTRIES);
 XW_LPM_MAP(xw_dst_v6, struct xw_lpm_v6_key, XW_DEFAULT_CIDR_V6_ENTRIES);
 
 /*
- * Per-rule counters. The control plane creates an entry with each rule and
- * deletes it with the rule; the data plane only increments existing ones.
- * Not preallocated: it is sized for every possible rule, and most never
- * exist.
+ * Per-rule counters. The data plane creates a rule's entry on its first hit
+ * (the control plane may also create it in advance); the control plane
+ * deletes it with the rule. Not preallocated: it is sized for every
+ * possible rule, and most rules never match anything.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
