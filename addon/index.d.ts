@@ -26,10 +26,11 @@ export type TcDirection = 'ingress' | 'egress';
 
 export interface OpenOptions {
   /**
-   * bpffs directory for maps: each map is pinned at `${pinRoot}/${mapName}`
-   * on load, and an existing compatible pin there is reused instead of creating
-   * a new map (libbpf's pin_root_path semantics). Without pinRoot nothing is
-   * pinned, even maps the object marks LIBBPF_PIN_BY_NAME.
+   * bpffs directory for maps: each map the object marks LIBBPF_PIN_BY_NAME is
+   * pinned at `${pinRoot}/${mapName}` on load, and an existing compatible pin
+   * there is reused instead of creating a new map (libbpf's pin_root_path
+   * semantics); unmarked maps stay private. Without pinRoot nothing is pinned,
+   * even marked maps.
    */
   pinRoot?: string;
 }

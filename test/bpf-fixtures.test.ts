@@ -141,14 +141,16 @@ const drop = (name: string, frame: Buffer, reason: ReasonName): Fixture => ({ na
 const parsePaths: Fixture[] = [
   pass('IPv4 TCP SYN', ether(v4(syn)), SYN4),
   pass('IPv4 UDP', ether(v4(dns)), DNS4),
-  pass('IPv4 ICMP echo request (type, code as ports)', ether(v4(ping)), flow4(8, 0, IPPROTO.icmp)),
+  pass('IPv4 ICMP echo request (identifier as both ports)', ether(v4(ping)), flow4(1, 1, IPPROTO.icmp)),
+  pass('IPv4 ICMP time exceeded (type, code as ports)', ether(v4(icmp({ type: 11, code: 1 }))), flow4(11, 1, IPPROTO.icmp)),
   pass('IPv4 GRE (no ports)', ether(v4(rawL4(IPPROTO.gre))), flow4(0, 0, IPPROTO.gre)),
   pass('IPv4 TCP with options (MSS, SACK-permitted)', ether(v4(tcp({ sport: 40000, dport: 443, flags: TCP.syn, options: Buffer.from([2, 4, 0x05, 0xb4, 4, 2, 1, 1]) }))), SYN4),
   pass('IPv4 TCP ACK|PSH records the flag byte', ether(v4(tcp({ sport: 40000, dport: 443, flags: TCP.ack | TCP.psh, payload: Buffer.from('GET /') }))), flow4(40000, 443, IPPROTO.tcp, TCP.ack | TCP.psh)),
   pass('IPv4 UDP in a frame padded to 60 bytes', ether(v4(udp({ sport: 53000, dport: 53 })), { pad: true }), DNS4),
   pass('IPv6 TCP SYN', ether(v6(syn)), flow6(40000, 443, IPPROTO.tcp, TCP.syn)),
   pass('IPv6 UDP', ether(v6(dns)), DNS6),
-  pass('IPv6 ICMPv6 echo request', ether(v6(ping6)), flow6(128, 0, IPPROTO.icmpv6)),
+  pass('IPv6 ICMPv6 echo request (identifier as both ports)', ether(v6(ping6)), flow6(1, 1, IPPROTO.icmpv6)),
+  pass('IPv6 ICMPv6 packet too big (type, code as ports)', ether(v6(icmpv6({ type: 2, rest: 1280 }))), flow6(2, 0, IPPROTO.icmpv6)),
   pass('IPv6 no next header (59)', ether(v6(rawL4(IPPROTO.none, Buffer.alloc(0)))), flow6(0, 0, IPPROTO.none)),
   pass('IPv6 ESP (no ports)', ether(v6(rawL4(IPPROTO.esp, Buffer.alloc(16)))), flow6(0, 0, IPPROTO.esp)),
   pass('ARP request', ether(arp({ senderIp: A4, targetIp: B4 }))),
@@ -560,6 +562,17 @@ describe('flow accounting across packets', () => {
     const count = (direction: number) => rows.find((r) => r.direction === direction && r.reason === Reason.pass_no_match)?.packets;
     expect(count(Direction.ingress)).toBe(2n);
     expect(count(Direction.egress)).toBe(1n);
+  });
+
+  it('a ping and its reply end in one entry, v4 and v6', async () => {
+    const reply = ether(out4(icmp({ type: 0, rest: 0x00010001 })));
+    expect(run('ingress', ether(v4(ping)))).toBe(XDP_PASS);
+    expect(run('egress', reply)).toBe(TC_ACT_OK);
+    expect(readFlow(flow4(1, 1, IPPROTO.icmp))!.packets).toEqual([1n, 1n]);
+    expect(run('ingress', ether(v6(ping6)))).toBe(XDP_PASS);
+    expect(run('egress', ether(ipv6({ src: B6, dst: A6 }, icmpv6({ type: 129, rest: 0x00010001 }))))).toBe(TC_ACT_OK);
+    expect(readFlow(flow6(1, 1, IPPROTO.icmpv6))!.packets).toEqual([1n, 1n]);
+    expect(await flowCount()).toBe(2);
   });
 
   it('different addresses, ports and protocols are different flows', async () => {

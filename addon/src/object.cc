@@ -19,25 +19,6 @@ namespace xdpwall {
 
 namespace {
 
-// Pins every map without a pinning attribute under pinRoot, like
-// LIBBPF_PIN_BY_NAME does for the others. Internal maps (.rodata, .bss, ...)
-// are left alone: reusing a pinned, frozen .rodata would silently keep the
-// previous load's constants.
-int PinAllMapsUnder(bpf_object* object, const std::string& pinRoot, std::string& failedMap) {
-  bpf_map* map;
-  bpf_object__for_each_map(map, object) {
-    if (bpf_map__is_internal(map) || bpf_map__pin_path(map) != nullptr) continue;
-    const std::string path = pinRoot + "/" + bpf_map__name(map);
-    if (path.size() >= PATH_MAX) return -ENAMETOOLONG;
-    int err = bpf_map__set_pin_path(map, path.c_str());
-    if (err != 0) {
-      failedMap = bpf_map__name(map);
-      return NegErrno(err);
-    }
-  }
-  return 0;
-}
-
 // Without a pinRoot nothing is pinned: clears the pin path that
 // LIBBPF_PIN_BY_NAME gave a map (libbpf's default root, /sys/fs/bpf), so
 // tests and benchmarks get private maps that vanish with the object.
@@ -185,16 +166,9 @@ Napi::Value BpfObject::Open(const Napi::CallbackInfo& info) {
     ThrowBpfError(env, err, "bpf_object__open_file", path, capture.Take());
   }
 
-  if (!pinRoot.empty()) {
-    std::string failedMap;
-    int err = PinAllMapsUnder(object, pinRoot, failedMap);
-    if (err != 0) {
-      bpf_object__close(object);
-      ThrowBpfError(env, err, "bpf_map__set_pin_path", "map '" + failedMap + "'", capture.Take());
-    }
-  } else {
-    UnpinAllMaps(object);
-  }
+  // With a pinRoot, libbpf pins the maps marked LIBBPF_PIN_BY_NAME there
+  // (and only those: scratch and internal maps stay private to this load).
+  if (pinRoot.empty()) UnpinAllMaps(object);
   // The wrapper owns the object from here on, even if construction throws later.
   return AddonState::Of(env).objectClass.New({Napi::External<bpf_object>::New(env, object)});
 }

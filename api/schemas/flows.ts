@@ -18,9 +18,9 @@ export const Flow = Type.Object(
   {
     proto: Type.String(),
     src: Type.String({ description: 'Remote peer' }),
-    srcPort: Type.Integer({ description: 'Port, or ICMP type' }),
+    srcPort: Type.Integer({ description: 'Port; for ICMP echo the identifier, for other ICMP the type' }),
     dst: Type.String({ description: 'Local address' }),
-    dstPort: Type.Integer({ description: 'Port, or ICMP code' }),
+    dstPort: Type.Integer({ description: 'Port; for ICMP echo the identifier, for other ICMP the code' }),
     iface: Type.Union([Type.String(), Type.Null()]),
     ingress: Type.Ref('CounterPair'),
     egress: Type.Ref('CounterPair'),

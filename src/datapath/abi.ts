@@ -71,11 +71,19 @@ export const Layout = {
 // Host byte order is little-endian on every platform xdpwall targets;
 // fields marked __be in the header are written big-endian explicitly.
 
+export function lpmKeySize(family: 4 | 6): number {
+  return family === 4 ? Layout.lpmV4Key.size : Layout.lpmV6Key.size;
+}
+
+/** Writes an LPM key at `offset` (batch buffers hold many back to back); v4 and v6 keys share offsets. */
+export function writeLpmKey(target: Buffer, offset: number, bytes: Uint8Array, prefixLen: number): void {
+  target.writeUInt32LE(prefixLen, offset + Layout.lpmV4Key.prefixlen);
+  target.set(bytes, offset + Layout.lpmV4Key.addr);
+}
+
 export function encodeLpmKey(family: 4 | 6, bytes: Uint8Array, prefixLen: number): Buffer {
-  const layout = family === 4 ? Layout.lpmV4Key : Layout.lpmV6Key;
-  const key = Buffer.alloc(layout.size);
-  key.writeUInt32LE(prefixLen, layout.prefixlen);
-  key.set(bytes, layout.addr);
+  const key = Buffer.alloc(lpmKeySize(family));
+  writeLpmKey(key, 0, bytes, prefixLen);
   return key;
 }
 
@@ -98,11 +106,15 @@ export interface RuleValue {
   flags: number;
 }
 
+export function writeRuleValue(target: Buffer, offset: number, value: RuleValue): void {
+  target.writeUInt32LE(value.ruleId, offset + Layout.ruleValue.ruleId);
+  target.writeUInt8(value.action, offset + Layout.ruleValue.action);
+  target.writeUInt8(value.flags, offset + Layout.ruleValue.flags);
+}
+
 export function encodeRuleValue(value: RuleValue): Buffer {
   const out = Buffer.alloc(Layout.ruleValue.size);
-  out.writeUInt32LE(value.ruleId, Layout.ruleValue.ruleId);
-  out.writeUInt8(value.action, Layout.ruleValue.action);
-  out.writeUInt8(value.flags, Layout.ruleValue.flags);
+  writeRuleValue(out, 0, value);
   return out;
 }
 

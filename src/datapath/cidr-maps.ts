@@ -1,8 +1,11 @@
-// Keeps the kernel's CIDR tries and per-rule counters in step with the rule
-// store: one rule at a time as the API changes them, and all at once when
-// the daemon starts (adopted pinned maps may hold stale or missing entries).
+// Keeps the kernel's CIDR tries in step with the rule store: one rule at a
+// time as the API changes them, a batch for bulk imports, and all at once
+// when the daemon starts (adopted pinned maps may hold stale or missing
+// entries). Per-rule counters (xw_rule_stats) are created by the data plane
+// on a rule's first hit, so their per-CPU memory follows the rules that
+// actually drop traffic; this side only deletes them with their rule.
 import { BpfError, type BpfMap } from '@xdpwall/addon';
-import { Action, cpusOf, encodeLpmKey, encodeRuleId, encodeRuleValue, sumCounters, type Counter } from './abi.js';
+import { Action, cpusOf, encodeLpmKey, encodeRuleId, encodeRuleValue, lpmKeySize, sumCounters, writeLpmKey, writeRuleValue, Layout, type Counter } from './abi.js';
 import type { DatapathMaps } from './datapath.js';
 import { describe } from './datapath.js';
 import type { RuleEnforcer } from '../rules/blocks.js';
@@ -15,6 +18,13 @@ export interface ReconcileReport {
   kept: number;
 }
 
+/** Keys and values of many rules, packed for one batch call. */
+interface PackedRules {
+  keys: Buffer;
+  values: Buffer;
+  count: number;
+}
+
 export class CidrMaps implements RuleEnforcer {
   constructor(private readonly maps: DatapathMaps) {}
 
@@ -24,39 +34,24 @@ export class CidrMaps implements RuleEnforcer {
   }
 
   install(rule: BlockRule): void {
-    const ruleKey = encodeRuleId(rule.id);
     try {
-      // Counter first, so the first dropped packet is already counted.
-      this.maps.ruleStats.update(ruleKey, Buffer.alloc(this.maps.ruleStats.valueStride));
       this.trie(rule).update(lpmKey(rule), ruleValue(rule));
     } catch (error) {
-      this.maps.ruleStats.delete(ruleKey);
       throw kernelError(error, `cannot install ${rule.cidr} (${rule.direction})`);
     }
   }
 
   async installMany(rules: readonly BlockRule[]): Promise<void> {
-    if (rules.length === 0) return;
-    const { ruleStats } = this.maps;
-    const byTrie = new Map<BpfMap, BlockRule[]>();
-    for (const rule of rules) {
-      const trie = this.trie(rule);
-      const group = byTrie.get(trie);
-      if (group) group.push(rule);
-      else byTrie.set(trie, [rule]);
-    }
-    const ruleKeys = Buffer.concat(rules.map((r) => encodeRuleId(r.id)));
-    const written: Array<[BpfMap, Buffer, number]> = [[ruleStats, ruleKeys, rules.length]];
+    const written: Array<[BpfMap, PackedRules]> = [];
     try {
-      await ruleStats.updateBatch(ruleKeys, Buffer.alloc(rules.length * ruleStats.valueStride), rules.length);
-      for (const [trie, group] of byTrie) {
-        const keys = Buffer.concat(group.map(lpmKey));
-        written.push([trie, keys, group.length]);
-        await trie.updateBatch(keys, Buffer.concat(group.map(ruleValue)), group.length);
+      for (const [trie, group] of this.groupByTrie(rules)) {
+        const packed = pack(group);
+        written.push([trie, packed]);
+        await trie.updateBatch(packed.keys, packed.values, packed.count);
       }
     } catch (error) {
       // All or nothing: these rules are new, so removing every key restores the kernel.
-      for (const [map, keys, count] of written) await map.deleteBatch(keys, count).catch(() => 0);
+      for (const [trie, { keys, count }] of written) await trie.deleteBatch(keys, count).catch(() => 0);
       throw kernelError(error, `cannot install ${rules.length} rules`);
     }
   }
@@ -70,70 +65,90 @@ export class CidrMaps implements RuleEnforcer {
     }
   }
 
-  /** Packets and bytes dropped by one rule, summed over CPUs; undefined if the kernel has no counter. */
-  hits(ruleId: number): Counter | undefined {
+  /** Packets and bytes dropped by one rule, summed over CPUs (zero before its first hit). */
+  hits(ruleId: number): Counter {
     const { ruleStats } = this.maps;
     const value = ruleStats.lookup(encodeRuleId(ruleId));
-    return value ? sumCounters(value, 0, ruleStats.valueStride, cpusOf(ruleStats)) : undefined;
+    return value ? sumCounters(value, 0, ruleStats.valueStride, cpusOf(ruleStats)) : { packets: 0n, bytes: 0n };
   }
 
   /** Makes the kernel hold exactly `rules`, keeping counters of rules it already had. */
   async reconcile(rules: readonly BlockRule[]): Promise<ReconcileReport> {
     const report: ReconcileReport = { added: 0, removed: 0, kept: 0 };
-    const tries: Array<[BpfMap, BlockRule[]]> = [
-      [this.maps.srcV4, []],
-      [this.maps.dstV4, []],
-      [this.maps.srcV6, []],
-      [this.maps.dstV6, []],
-    ];
-    for (const rule of rules) tries.find(([map]) => map === this.trie(rule))![1].push(rule);
+    const byTrie = this.groupByTrie(rules);
     try {
-      await syncMap(this.maps.ruleStats, rules.map((r) => [encodeRuleId(r.id), null]), report);
-      for (const [map, wanted] of tries) {
-        await syncMap(map, wanted.map((r) => [lpmKey(r), ruleValue(r)]), report);
+      for (const trie of [this.maps.srcV4, this.maps.dstV4, this.maps.srcV6, this.maps.dstV6]) {
+        await syncTrie(trie, pack(byTrie.get(trie) ?? []), report);
       }
+      await dropStaleCounters(this.maps.ruleStats, new Set(rules.map((r) => r.id)));
     } catch (error) {
       throw kernelError(error, 'cannot restore rules into the kernel');
     }
     return report;
   }
+
+  private groupByTrie(rules: readonly BlockRule[]): Map<BpfMap, BlockRule[]> {
+    const byTrie = new Map<BpfMap, BlockRule[]>();
+    for (const rule of rules) {
+      const trie = this.trie(rule);
+      const group = byTrie.get(trie);
+      if (group) group.push(rule);
+      else byTrie.set(trie, [rule]);
+    }
+    return byTrie;
+  }
 }
 
-/**
- * Brings `map` to exactly the wanted entries with batch calls. A null value
- * means "any value is fine; create zeroed if missing" (counters).
- */
-async function syncMap(map: BpfMap, wanted: Array<[Buffer, Buffer | null]>, report: ReconcileReport): Promise<void> {
-  const current = await map.lookupAll();
+/** Rules of one family, packed as that family's LPM keys and rule values. */
+function pack(rules: readonly BlockRule[]): PackedRules {
+  const keySize = rules[0] ? lpmKeySize(rules[0].family) : 0;
+  const valueSize = Layout.ruleValue.size;
+  const keys = Buffer.alloc(rules.length * keySize);
+  const values = Buffer.alloc(rules.length * valueSize);
+  rules.forEach((rule, i) => {
+    writeLpmKey(keys, i * keySize, rule.network, rule.prefixLen);
+    writeRuleValue(values, i * valueSize, { ruleId: rule.id, action: Action.deny, flags: 0 });
+  });
+  return { keys, values, count: rules.length };
+}
+
+/** Brings a trie to exactly the wanted entries with batch calls. */
+async function syncTrie(trie: BpfMap, wanted: PackedRules, report: ReconcileReport): Promise<void> {
+  const { keySize, valueSize } = trie;
+  const current = await trie.lookupAll();
   const have = new Map<string, Buffer>();
   for (let i = 0; i < current.count; i++) {
-    const key = current.keys.subarray(i * map.keySize, (i + 1) * map.keySize);
-    have.set(key.toString('hex'), current.values.subarray(i * map.valueStride, (i + 1) * map.valueStride));
+    const key = current.keys.subarray(i * keySize, (i + 1) * keySize);
+    have.set(key.toString('latin1'), current.values.subarray(i * valueSize, (i + 1) * valueSize));
   }
-  const toWrite: Array<[Buffer, Buffer]> = [];
-  for (const [key, value] of wanted) {
-    const hex = key.toString('hex');
-    const existing = have.get(hex);
-    have.delete(hex);
-    if (existing && (value === null || existing.equals(value))) {
-      report.kept++;
-      continue;
-    }
-    toWrite.push([key, value ?? Buffer.alloc(map.valueStride)]);
+  const toWrite: number[] = [];
+  for (let i = 0; i < wanted.count; i++) {
+    const key = wanted.keys.subarray(i * keySize, (i + 1) * keySize).toString('latin1');
+    const existing = have.get(key);
+    have.delete(key);
+    if (existing?.equals(wanted.values.subarray(i * valueSize, (i + 1) * valueSize))) report.kept++;
+    else toWrite.push(i);
   }
-  const stale = [...have.keys()];
-  if (stale.length > 0) {
-    await map.deleteBatch(Buffer.concat(stale.map((hex) => Buffer.from(hex, 'hex'))), stale.length);
-    report.removed += stale.length;
+  if (have.size > 0) {
+    await trie.deleteBatch(Buffer.concat([...have.keys()].map((k) => Buffer.from(k, 'latin1'))), have.size);
+    report.removed += have.size;
   }
   if (toWrite.length > 0) {
-    await map.updateBatch(
-      Buffer.concat(toWrite.map(([k]) => k)),
-      Buffer.concat(toWrite.map(([, v]) => v)),
-      toWrite.length,
-    );
+    const pick = (buf: Buffer, size: number) => Buffer.concat(toWrite.map((i) => buf.subarray(i * size, (i + 1) * size)));
+    await trie.updateBatch(pick(wanted.keys, keySize), pick(wanted.values, valueSize), toWrite.length);
     report.added += toWrite.length;
   }
+}
+
+/** Deletes counters of rules that no longer exist (removed while the daemon was down). */
+async function dropStaleCounters(ruleStats: BpfMap, ruleIds: ReadonlySet<number>): Promise<void> {
+  const { keys, count } = await ruleStats.lookupAll();
+  const stale: Buffer[] = [];
+  for (let i = 0; i < count; i++) {
+    const key = keys.subarray(i * 4, (i + 1) * 4);
+    if (!ruleIds.has(key.readUInt32LE(0))) stale.push(key);
+  }
+  if (stale.length > 0) await ruleStats.deleteBatch(Buffer.concat(stale), stale.length);
 }
 
 function lpmKey(rule: BlockRule): Buffer {

@@ -132,7 +132,9 @@ struct xw_stats_key {
  * (src, dst) are the packet's (saddr, daddr); on egress the TC program swaps
  * them, so both directions of a conversation share one key and one entry.
  * IPv4 addresses are stored as IPv4-mapped IPv6 (::ffff:a.b.c.d).
- * For ICMP and ICMPv6, sport = htons(type) and dport = htons(code).
+ * For ICMP and ICMPv6 echo request/reply, sport = dport = the echo identifier
+ * (so a ping and its replies are one flow); for other ICMP types,
+ * sport = htons(type) and dport = htons(code).
  */
 struct xw_flow_key {
 	__u8 src[16];   /* network byte order */

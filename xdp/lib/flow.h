@@ -11,8 +11,9 @@
 /*
  * The flow key is oriented remote -> local: on egress the packet's source is
  * this host, so addresses and ports swap and both directions of a
- * conversation land in one entry. ICMP type and code are not endpoints and
- * keep their places (sport = type, dport = code) in both directions.
+ * conversation land in one entry. ICMP "ports" are not endpoints and keep
+ * their places: the echo identifier in both (so a ping is one flow), or
+ * sport = type, dport = code.
  */
 static __always_inline void xw_flow_key_of(const struct xw_pkt *p,
 					   enum xw_direction dir,

@@ -257,8 +257,17 @@ static __always_inline int xw_skip_ipv6_ext(struct xw_cursor *c, int nexthdr,
 	return nexthdr;
 }
 
+/* ICMP echo request/reply (8/0) or ICMPv6 echo request/reply (128/129). */
+static __always_inline bool xw_icmp_is_echo(__u8 proto, __u8 type)
+{
+	if (proto == IPPROTO_ICMP)
+		return type == 8 || type == 0;
+	return type == 128 || type == 129;
+}
+
 /*
- * Ports (or ICMP type and code) and TCP flags of a first fragment or an
+ * Ports (the echo identifier for ICMP echo, else ICMP type and code) and
+ * TCP flags of a first fragment or an
  * unfragmented packet. Returns 0, or -1 if the header is truncated.
  * Other protocols carry no ports and always succeed.
  */
@@ -293,8 +302,17 @@ static __always_inline int xw_parse_l4(struct xw_cursor *c, struct xw_pkt *p)
 
 		if (!ih)
 			return -1;
-		p->sport = bpf_htons(ih[0]); /* type */
-		p->dport = bpf_htons(ih[1]); /* code */
+		if (xw_icmp_is_echo(p->proto, ih[0])) {
+			/*
+			 * Echo request and reply share the identifier, as in
+			 * conntrack: both directions of a ping are one flow.
+			 */
+			p->sport = *(__be16 *)&ih[4];
+			p->dport = p->sport;
+		} else {
+			p->sport = bpf_htons(ih[0]); /* type */
+			p->dport = bpf_htons(ih[1]); /* code */
+		}
 		return 0;
 	}
 	default:
