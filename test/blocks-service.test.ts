@@ -59,7 +59,7 @@ describe('BlockService', () => {
     const { rule } = await blocks.add({ cidr: '198.18.7.0/24' });
     const reopened = new BlockService(new RuleStore(dbPath), enforcer, fixedNow);
     expect(reopened.all()).toEqual([rule]);
-    expect(reopened.all()[0]!.network).toEqual(new Uint8Array([198, 18, 7, 0]));
+    expect(reopened.all()[0]!.network).toEqual(Buffer.from([198, 18, 7, 0]));
   });
 
   it('commits nothing when the kernel refuses the rule', async () => {

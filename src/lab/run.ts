@@ -56,3 +56,13 @@ export async function runChecked(argv: readonly string[], options: RunOptions = 
   if (result.code !== 0) throw new CommandError(argv, result);
   return result.stdout;
 }
+
+/** True while a process with this PID exists (signal 0 probes without signalling). */
+export function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -10,7 +10,7 @@ export interface Cidr {
   readonly family: IpFamily;
   readonly prefixLen: number;
   /** Network address in network byte order: 4 or 16 bytes, host bits zero. */
-  readonly bytes: Uint8Array;
+  readonly bytes: Buffer;
   /** Canonical text: lowercase, IPv6 compressed (RFC 5952), e.g. "fd00:198::/48". */
   readonly text: string;
 }
@@ -23,8 +23,8 @@ export interface IpAddress {
 
 const addressBits = (family: IpFamily): number => (family === 4 ? 32 : 128);
 
-function bigintToBytes(value: bigint, length: number): Uint8Array {
-  const bytes = new Uint8Array(length);
+function bigintToBytes(value: bigint, length: number): Buffer {
+  const bytes = Buffer.alloc(length);
   for (let i = length - 1; i >= 0; i--) {
     bytes[i] = Number(value & 0xffn);
     value >>= 8n;
@@ -63,7 +63,10 @@ function parseCidrV4Fast(text: string, input: string): Cidr | undefined {
   const prefixLen = m[5] === undefined ? 32 : Number(m[5]);
   const mask = prefixLen === 0 ? 0 : (0xffff_ffff << (32 - prefixLen)) >>> 0;
   const network = (address & mask) >>> 0;
-  const bytes = new Uint8Array([network >>> 24, (network >>> 16) & 0xff, (network >>> 8) & 0xff, network & 0xff]);
+  // A pooled Buffer (also a Uint8Array): cheap to allocate by the million
+  // and bound to SQLite without a copy.
+  const bytes = Buffer.allocUnsafe(4);
+  bytes.writeUInt32BE(network);
   const canonical = `${bytes.join('.')}/${prefixLen}`;
   if (network !== address) throw new InvalidCidrError(`"${input}" has host bits set; did you mean ${canonical}?`);
   return { family: 4, prefixLen, bytes, text: canonical };

@@ -17,7 +17,7 @@ export interface BlockRule {
   family: IpFamily;
   prefixLen: number;
   /** Network address, 4 or 16 bytes in network order. */
-  network: Uint8Array;
+  network: Buffer;
   direction: BlockDirection;
   comment: string | null;
   /** ISO 8601. */

@@ -55,6 +55,7 @@ export class RuleStore {
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
+    this.db.pragma('cache_size = -65536'); // 64 MiB: a million-rule import keeps its index pages in memory
     this.db.pragma('foreign_keys = ON');
     this.migrate();
     this.statements = {
@@ -115,7 +116,7 @@ export class RuleStore {
   insertIfAbsent(block: NewBlock): BlockRule | undefined {
     const { cidr, direction, comment, createdAt } = block;
     const { changes, lastInsertRowid } = this.statements.insertIfAbsent.run(
-      cidr.text, cidr.family, cidr.prefixLen, Buffer.from(cidr.bytes), direction, comment, createdAt,
+      cidr.text, cidr.family, cidr.prefixLen, asBuffer(cidr.bytes), direction, comment, createdAt,
     );
     if (changes === 0) return undefined;
     return {
@@ -172,13 +173,16 @@ export class RuleStore {
   }
 }
 
+const asBuffer = (bytes: Uint8Array): Buffer =>
+  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
 function toRule(row: BlockRow): BlockRule {
   return {
     id: row.id,
     cidr: row.cidr,
     family: row.family,
     prefixLen: row.prefix_len,
-    network: new Uint8Array(row.network),
+    network: row.network,
     direction: row.direction,
     comment: row.comment,
     createdAt: row.created_at,

@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ATTACH_MODES, type AttachMode } from '../../config.js';
 import { pinDirFor } from '../../firewall.js';
 import { createVethPair, deleteNetns, hostAddress, netnsExists, type VethEnd } from '../../lab/netns.js';
+import { processExists } from '../../lab/run.js';
 import { CliError } from '../client.js';
 
 const CLIENT: VethEnd = { netns: 'xwlab-client', ifname: 'xwc0', ipv4: '198.18.0.1/24', ipv6: 'fd00:198::1/64' };
@@ -25,15 +26,6 @@ const CLI_MAIN = fileURLToPath(new URL('../main.js', import.meta.url));
 
 const HEALTH_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 15_000;
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** The PID in the PID file if that process is still our lab daemon; a stale file is removed. */
 function labDaemonPid(): number | undefined {
@@ -150,7 +142,7 @@ async function labUp(flags: { mode: AttachMode }): Promise<void> {
 async function stopDaemon(pid: number): Promise<void> {
   process.kill(pid, 'SIGTERM');
   const deadline = Date.now() + STOP_TIMEOUT_MS;
-  while (isAlive(pid)) {
+  while (processExists(pid)) {
     if (Date.now() > deadline) {
       // Deleting the namespaces below removes the veth and with it any program still attached.
       console.error(`daemon (pid ${pid}) did not stop within ${STOP_TIMEOUT_MS / 1000} s; sending SIGKILL`);
