@@ -2,55 +2,32 @@
 // and removing them lets the same traffic through again, for IPv4 and IPv6.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostAddress } from '../src/lab/netns.js';
-import { ApiClient, type ApiErrorBody } from './lib/api-client.js';
-import { startDaemon, removeDaemonState, type Daemon } from './lib/daemon.js';
-import { assertBuilt, assertRoot, createLabPair, type LabPair } from './lib/lab-env.js';
-import { teardown } from './lib/teardown.js';
-import { ping, sendUdp, startUdpEcho, waitReachable, type UdpEchoServer } from './lib/traffic.js';
+import type { ApiErrorBody } from './lib/api-client.js';
+import { FirewallLab } from './lib/firewall-lab.js';
+import { ping, sendUdp } from './lib/traffic.js';
 
 const ECHO_PORT = 9000;
 type Family = 'ipv4' | 'ipv6';
 
 describe('blocking through the REST API', () => {
-  let lab: LabPair;
-  let daemon: Daemon | undefined;
-  let echo: UdpEchoServer | undefined;
-  let api: ApiClient;
+  const world = new FirewallLab({ subnet: 20, echo: { port: ECHO_PORT, replyBytes: 32 } });
   let srcPort = 41000;
 
   /** Replies to 3 pings and 3 UDP datagrams from the client to the server. */
   async function replies(family: Family): Promise<{ ping: number; udp: number }> {
-    const address = lab.server[family];
-    const pings = await ping(lab.client.netns, address, 3);
-    const udp = await sendUdp(lab.client.netns, { address, port: ECHO_PORT, srcPort: srcPort++, count: 3, size: 32 });
+    const { client, server } = world.lab;
+    const pings = await ping(client.netns, server[family], 3);
+    const udp = await sendUdp(client.netns, { address: server[family], port: ECHO_PORT, srcPort: srcPort++, count: 3, size: 32 });
     return { ping: pings.received, udp: udp.received };
   }
 
-  beforeAll(async () => {
-    assertRoot();
-    assertBuilt();
-    lab = await createLabPair(20);
-    await waitReachable(lab.client.netns, lab.server.ipv4);
-    await waitReachable(lab.client.netns, lab.server.ipv6);
-    echo = await startUdpEcho(lab.server.netns, ECHO_PORT, 32);
-    daemon = await startDaemon({ ifaces: [lab.serverIface] });
-    api = new ApiClient(daemon.baseUrl);
-  });
-
-  afterAll(async () => {
-    const state = daemon?.state;
-    await teardown(
-      () => echo?.stop(),
-      () => daemon?.stop(),
-      () => lab?.destroy(),
-      () => state && removeDaemonState(state),
-    );
-  });
+  beforeAll(() => world.setUp());
+  afterAll(() => world.tearDown());
 
   it('attaches to the server interface and lets traffic through with no rules', async () => {
-    const { status, body } = await api.interfaces();
+    const { status, body } = await world.api.interfaces();
     expect(status).toBe(200);
-    expect(body.items).toEqual([expect.objectContaining({ iface: lab.serverIface, egress: true })]);
+    expect(body.items).toEqual([expect.objectContaining({ iface: world.lab.serverIface, egress: true })]);
     expect(await replies('ipv4')).toEqual({ ping: 3, udp: 3 });
     expect(await replies('ipv6')).toEqual({ ping: 3, udp: 3 });
   });
@@ -59,27 +36,27 @@ describe('blocking through the REST API', () => {
     ['ipv4', 32],
     ['ipv6', 128],
   ] as const)('blocks and unblocks a single %s client address (by id)', async (family, bits) => {
-    const cidr = `${hostAddress(lab.client[family])}/${bits}`;
-    const created = await api.createBlock(cidr, { comment: 'netns test' });
+    const cidr = `${hostAddress(world.lab.client[family])}/${bits}`;
+    const created = await world.api.createBlock(cidr, { comment: 'netns test' });
     expect(created.status).toBe(201);
     expect(created.body).toMatchObject({ cidr, direction: 'src', comment: 'netns test' });
     expect(await replies(family)).toEqual({ ping: 0, udp: 0 });
 
-    const listed = await api.listBlocks({ contains: hostAddress(lab.client[family]) });
+    const listed = await world.api.listBlocks({ contains: hostAddress(world.lab.client[family]) });
     expect(listed.body.items.map((rule) => rule.id)).toContain(created.body.id);
 
-    expect((await api.deleteBlock(created.body.id)).status).toBe(204);
+    expect((await world.api.deleteBlock(created.body.id)).status).toBe(204);
     expect(await replies(family)).toEqual({ ping: 3, udp: 3 });
-    expect((await api.deleteBlock(created.body.id)).status).toBe(404);
+    expect((await world.api.deleteBlock(created.body.id)).status).toBe(404);
   });
 
   it.each([
     ['ipv4', '198.18.20.0/28'],
     ['ipv6', 'fd00:198:0:14::/120'],
   ] as const)('blocks and unblocks a %s prefix covering the client (by CIDR)', async (family, cidr) => {
-    const created = await api.createBlock(cidr);
+    const created = await world.api.createBlock(cidr);
     expect(created.status).toBe(201);
-    const again = await api.createBlock(cidr);
+    const again = await world.api.createBlock(cidr);
     expect(again).toEqual({ status: 200, body: created.body });
     expect(await replies(family)).toEqual({ ping: 0, udp: 0 });
 
@@ -87,22 +64,22 @@ describe('blocking through the REST API', () => {
     const other: Family = family === 'ipv4' ? 'ipv6' : 'ipv4';
     expect(await replies(other)).toEqual({ ping: 3, udp: 3 });
 
-    expect((await api.deleteBlockByCidr(cidr)).status).toBe(204);
+    expect((await world.api.deleteBlockByCidr(cidr)).status).toBe(204);
     expect(await replies(family)).toEqual({ ping: 3, udp: 3 });
-    expect((await api.deleteBlockByCidr(cidr)).status).toBe(404);
+    expect((await world.api.deleteBlockByCidr(cidr)).status).toBe(404);
   });
 
   it('rejects a CIDR with host bits set, and blocks nothing', async () => {
-    const { status, body } = await api.request<ApiErrorBody>('POST', '/v1/blocks', { cidr: '198.18.20.1/24' });
+    const { status, body } = await world.api.request<ApiErrorBody>('POST', '/v1/blocks', { cidr: '198.18.20.1/24' });
     expect(status).toBe(400);
     expect(body.error.code).toBe('INVALID_CIDR');
-    expect((await api.listBlocks()).body.total).toBe(0);
+    expect((await world.api.listBlocks()).body.total).toBe(0);
     expect(await replies('ipv4')).toEqual({ ping: 3, udp: 3 });
   });
 
   it('counts the dropped packets under the deny_src_cidr reason', async () => {
     interface Reasons { reasons: Record<string, { packets: number; bytes: number } | undefined> }
-    const { body } = await api.request<{ totals: { ingress: Reasons } }>('GET', '/v1/stats');
+    const { body } = await world.api.request<{ totals: { ingress: Reasons } }>('GET', '/v1/stats');
     // 4 blocked rounds above, each 3 pings + 3 datagrams; IPv6 neighbour
     // solicitations from a blocked client are dropped too, so "at least".
     expect(body.totals.ingress.reasons.deny_src_cidr?.packets).toBeGreaterThanOrEqual(4 * 6);

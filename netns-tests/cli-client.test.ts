@@ -2,11 +2,10 @@
 // one readable line on stderr.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostAddress } from '../src/lab/netns.js';
-import { startDaemon, removeDaemonState, freeLoopbackPort, type Daemon } from './lib/daemon.js';
-import { assertBuilt, assertRoot, createLabPair, type LabPair } from './lib/lab-env.js';
-import { teardown } from './lib/teardown.js';
+import { freeLoopbackPort } from './lib/daemon.js';
+import { FirewallLab } from './lib/firewall-lab.js';
 import { xdpwall } from './lib/cli.js';
-import { ping, waitReachable } from './lib/traffic.js';
+import { ping } from './lib/traffic.js';
 
 /** stderr is exactly one non-empty line. */
 function expectOneLine(stderr: string): void {
@@ -16,38 +15,25 @@ function expectOneLine(stderr: string): void {
 }
 
 describe('xdpwall CLI client', () => {
-  let lab: LabPair;
-  let daemon: Daemon | undefined;
+  const world = new FirewallLab({ subnet: 50 });
   let api = '';
 
   beforeAll(async () => {
-    assertRoot();
-    assertBuilt();
-    lab = await createLabPair(50);
-    await waitReachable(lab.client.netns, lab.server.ipv4);
-    daemon = await startDaemon({ ifaces: [lab.serverIface] });
-    api = daemon.baseUrl;
+    await world.setUp();
+    api = world.daemon.baseUrl;
   });
-
-  afterAll(async () => {
-    const state = daemon?.state;
-    await teardown(
-      () => daemon?.stop(),
-      () => lab?.destroy(),
-      () => state && removeDaemonState(state),
-    );
-  });
+  afterAll(() => world.tearDown());
 
   it('block adds a rule that stops traffic, and says so', async () => {
-    const client = `${hostAddress(lab.client.ipv4)}/32`;
+    const client = `${hostAddress(world.lab.client.ipv4)}/32`;
     const result = await xdpwall(['block', client, '--comment', 'cli test'], api);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain(client);
-    expect((await ping(lab.client.netns, lab.server.ipv4, 3)).received).toBe(0);
+    expect((await ping(world.lab.client.netns, world.lab.server.ipv4, 3)).received).toBe(0);
   });
 
   it('block of an existing rule succeeds again', async () => {
-    const result = await xdpwall(['block', `${hostAddress(lab.client.ipv4)}/32`], api);
+    const result = await xdpwall(['block', `${hostAddress(world.lab.client.ipv4)}/32`], api);
     expect(result.code, result.stderr).toBe(0);
   });
 
@@ -61,7 +47,7 @@ describe('xdpwall CLI client', () => {
   it('unblock removes the rule and traffic resumes', async () => {
     const result = await xdpwall(['unblock', '198.18.50.1/32'], api);
     expect(result.code, result.stderr).toBe(0);
-    expect((await ping(lab.client.netns, lab.server.ipv4, 3)).received).toBe(3);
+    expect((await ping(world.lab.client.netns, world.lab.server.ipv4, 3)).received).toBe(3);
   });
 
   it('flows --top and stats print tables', async () => {

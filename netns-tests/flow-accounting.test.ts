@@ -3,11 +3,9 @@
 // bytes: requests as ingress, replies as egress, oriented peer → local host.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { hostAddress } from '../src/lab/netns.js';
-import { ApiClient, type Flow } from './lib/api-client.js';
-import { startDaemon, removeDaemonState, type Daemon } from './lib/daemon.js';
-import { assertBuilt, assertRoot, createLabPair, type LabPair } from './lib/lab-env.js';
-import { teardown } from './lib/teardown.js';
-import { sendUdp, startUdpEcho, udpFrameLength, waitReachable, type UdpEchoServer } from './lib/traffic.js';
+import type { Flow } from './lib/api-client.js';
+import { FirewallLab } from './lib/firewall-lab.js';
+import { sendUdp, udpFrameLength } from './lib/traffic.js';
 
 const ECHO_PORT = 9100;
 const REQUEST_BYTES = 100;
@@ -15,36 +13,16 @@ const REPLY_BYTES = 60;
 const COUNT = 7;
 
 describe('flow accounting', () => {
-  let lab: LabPair;
-  let daemon: Daemon | undefined;
-  let echo: UdpEchoServer | undefined;
-  let api: ApiClient;
+  const world = new FirewallLab({ subnet: 30, echo: { port: ECHO_PORT, replyBytes: REPLY_BYTES } });
 
-  beforeAll(async () => {
-    assertRoot();
-    assertBuilt();
-    lab = await createLabPair(30);
-    await waitReachable(lab.client.netns, lab.server.ipv4);
-    await waitReachable(lab.client.netns, lab.server.ipv6);
-    echo = await startUdpEcho(lab.server.netns, ECHO_PORT, REPLY_BYTES);
-    daemon = await startDaemon({ ifaces: [lab.serverIface] });
-    api = new ApiClient(daemon.baseUrl);
-  });
-
-  afterAll(async () => {
-    const state = daemon?.state;
-    await teardown(
-      () => echo?.stop(),
-      () => daemon?.stop(),
-      () => lab?.destroy(),
-      () => state && removeDaemonState(state),
-    );
-  });
+  beforeAll(() => world.setUp());
+  afterAll(() => world.tearDown());
 
   it.each([
     ['ipv4', 42001, 32],
     ['ipv6', 42002, 128],
   ] as const)('counts %s requests as ingress and replies as egress, frame bytes included', async (family, srcPort, bits) => {
+    const { lab, api } = world;
     const client = hostAddress(lab.client[family]);
     const server = hostAddress(lab.server[family]);
     const sent = await sendUdp(lab.client.netns, {
@@ -82,6 +60,7 @@ describe('flow accounting', () => {
   });
 
   it('filters flows by peer, local address, protocol and port', async () => {
+    const { api } = world;
     const v4 = await api.flows({ src: '198.18.30.1/32', proto: 'udp', port: String(ECHO_PORT) });
     expect(v4.body.items.map((f) => f.srcPort)).toEqual([42001]);
     const v6 = await api.flows({ dst: 'fd00:198:0:1e::/64', proto: 'udp' });
@@ -91,14 +70,14 @@ describe('flow accounting', () => {
   });
 
   it('sorts by bytes and honours limit', async () => {
-    const { body } = await api.flows({ sort: 'bytes', limit: '1', proto: 'udp' });
+    const { body } = await world.api.flows({ sort: 'bytes', limit: '1', proto: 'udp' });
     expect(body.items).toHaveLength(1);
     // The IPv6 flow has 20 more bytes of IP header per frame.
     expect(body.items[0]?.srcPort).toBe(42002);
   });
 
   it('rejects a malformed filter with 400', async () => {
-    const { status } = await api.request('GET', '/v1/flows?src=not-a-cidr');
+    const { status } = await world.api.request('GET', '/v1/flows?src=not-a-cidr');
     expect(status).toBe(400);
   });
 });

@@ -3,48 +3,27 @@
 // and enforces the same blocks.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostAddress, runInNetnsChecked } from '../src/lab/netns.js';
-import { ApiClient, type BlockRule } from './lib/api-client.js';
-import { newDaemonState, removeDaemonState, startDaemon, type Daemon } from './lib/daemon.js';
-import { assertBuilt, assertRoot, createLabPair, type LabPair } from './lib/lab-env.js';
-import { teardown } from './lib/teardown.js';
-import { ping, waitReachable } from './lib/traffic.js';
+import type { BlockRule } from './lib/api-client.js';
+import { FirewallLab } from './lib/firewall-lab.js';
+import { ping } from './lib/traffic.js';
 
 describe('daemon restart', () => {
-  let lab: LabPair;
-  let daemon: Daemon | undefined;
-  const state = newDaemonState();
+  const world = new FirewallLab({ subnet: 40, daemon: false });
   let rules: BlockRule[] = [];
 
-  const start = async (): Promise<ApiClient> => {
-    daemon = await startDaemon({ ifaces: [lab.serverIface], state });
-    return new ApiClient(daemon.baseUrl);
-  };
   const pings = async (family: 'ipv4' | 'ipv6'): Promise<number> =>
-    (await ping(lab.client.netns, lab.server[family], 3)).received;
+    (await ping(world.lab.client.netns, world.lab.server[family], 3)).received;
   const linkDetails = (): Promise<string> =>
-    runInNetnsChecked(lab.server.netns, ['ip', '-d', 'link', 'show', 'dev', lab.server.ifname]);
+    runInNetnsChecked(world.lab.server.netns, ['ip', '-d', 'link', 'show', 'dev', world.lab.server.ifname]);
 
-  beforeAll(async () => {
-    assertRoot();
-    assertBuilt();
-    lab = await createLabPair(40);
-    await waitReachable(lab.client.netns, lab.server.ipv4);
-    await waitReachable(lab.client.netns, lab.server.ipv6);
-  });
-
-  afterAll(async () => {
-    await teardown(
-      () => daemon?.stop(),
-      () => lab?.destroy(),
-      () => removeDaemonState(state),
-    );
-  });
+  beforeAll(() => world.setUp());
+  afterAll(() => world.tearDown());
 
   it('blocks an IPv4 and an IPv6 client address', async () => {
-    const api = await start();
+    const api = await world.startDaemon();
     for (const family of ['ipv4', 'ipv6'] as const) {
       const bits = family === 'ipv4' ? 32 : 128;
-      const { status, body } = await api.createBlock(`${hostAddress(lab.client[family])}/${bits}`, { comment: family });
+      const { status, body } = await api.createBlock(`${hostAddress(world.lab.client[family])}/${bits}`, { comment: family });
       expect(status).toBe(201);
       rules.push(body);
     }
@@ -54,14 +33,14 @@ describe('daemon restart', () => {
   });
 
   it('detaches on SIGTERM and exits 0, so traffic flows unfiltered', async () => {
-    expect(await daemon!.stop()).toBe(0);
+    expect(await world.daemon.stop()).toBe(0);
     expect(await linkDetails()).not.toMatch(/xdp/);
     expect(await pings('ipv4')).toBe(3);
     expect(await pings('ipv6')).toBe(3);
   });
 
   it('restores the same blocks from the state directory and enforces them again', async () => {
-    const api = await start();
+    const api = await world.startDaemon();
     const { body } = await api.listBlocks();
     expect(body.total).toBe(2);
     expect(body.items.map(({ id, cidr, direction, comment, createdAt }) => ({ id, cidr, direction, comment, createdAt })))
@@ -71,7 +50,7 @@ describe('daemon restart', () => {
   });
 
   it('still removes a restored block', async () => {
-    const api = new ApiClient(daemon!.baseUrl);
+    const { api } = world;
     for (const rule of rules) expect((await api.deleteBlock(rule.id)).status).toBe(204);
     rules = [];
     expect(await pings('ipv4')).toBe(3);

@@ -12,6 +12,7 @@ import {
   deleteNetns,
   type VethEnd,
 } from '../../src/lab/netns.js';
+import { processExists } from '../../src/lab/run.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI_PATH = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -33,20 +34,11 @@ export function uniquePrefix(): string {
   return `${TEST_NETNS_PREFIX}${process.pid}-${randomBytes(2).toString('hex')}-`;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Deletes test namespaces whose creating process no longer exists. */
 export async function sweepStaleTestNetns(): Promise<string[]> {
   const stale = (await listNetns(TEST_NETNS_PREFIX)).filter((name) => {
     const pid = Number(/^xwt-(\d+)-/.exec(name)?.[1]);
-    return Number.isInteger(pid) && pid > 0 && !isAlive(pid);
+    return Number.isInteger(pid) && pid > 0 && !processExists(pid);
   });
   for (const name of stale) await deleteNetns(name);
   return stale;
