@@ -77,7 +77,8 @@ export class Datapath {
       object.setMapMaxEntries(MAPS.dstV4, cidrV4);
       object.setMapMaxEntries(MAPS.srcV6, cidrV6);
       object.setMapMaxEntries(MAPS.dstV6, cidrV6);
-      object.setMapMaxEntries(MAPS.ruleStats, 2 * (cidrV4 + cidrV6));
+      // Counters exist only for rules that dropped something (created on first hit).
+      object.setMapMaxEntries(MAPS.ruleStats, cidrV4 + cidrV6);
       object.setMapMaxEntries(MAPS.flows, flows);
       await object.load();
     } catch (error) {
