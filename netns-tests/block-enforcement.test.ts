@@ -16,7 +16,7 @@ describe('blocking through the REST API', () => {
   /** Replies to 3 pings and 3 UDP datagrams from the client to the server. */
   async function replies(family: Family): Promise<{ ping: number; udp: number }> {
     const { client, server } = world.lab;
-    const pings = await ping(client.netns, server[family], 3);
+    const pings = await ping(client.netns, server[family]);
     const udp = await sendUdp(client.netns, { address: server[family], port: ECHO_PORT, srcPort: srcPort++, count: 3, size: 32 });
     return { ping: pings.received, udp: udp.received };
   }

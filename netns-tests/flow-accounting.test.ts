@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { hostAddress } from '../src/lab/netns.js';
 import type { Flow } from './lib/api-client.js';
 import { FirewallLab } from './lib/firewall-lab.js';
-import { sendUdp, udpFrameLength } from './lib/traffic.js';
+import { ping, sendUdp, udpFrameLength } from './lib/traffic.js';
 
 const ECHO_PORT = 9100;
 const REQUEST_BYTES = 100;
@@ -57,6 +57,29 @@ describe('flow accounting', () => {
     const [first, last] = [Date.parse(flow.firstSeen), Date.parse(flow.lastSeen)];
     expect(first).toBeLessThanOrEqual(last);
     expect(Math.abs(Date.now() - last)).toBeLessThan(60_000);
+  });
+
+  it.each([
+    ['ipv4', 'icmp', 4101, 14 + 20 + 8 + 56],
+    ['ipv6', 'icmpv6', 4102, 14 + 40 + 8 + 56],
+  ] as const)('counts an %s ping and its replies as one flow keyed by the echo identifier', async (family, proto, id, frame) => {
+    const { lab, api } = world;
+    expect(await ping(lab.client.netns, lab.server[family], { count: 3, identifier: id })).toEqual({ transmitted: 3, received: 3 });
+    const flow = await vi.waitFor(
+      async () => {
+        const { body } = await api.flows({ proto, limit: '100' });
+        const match = body.items.find((f: Flow) => f.srcPort === id && f.dstPort === id);
+        expect(match?.egress.packets).toBe(3);
+        return match!;
+      },
+      { timeout: 3_000, interval: 200 },
+    );
+    expect(flow).toMatchObject({
+      src: hostAddress(lab.client[family]),
+      dst: hostAddress(lab.server[family]),
+      ingress: { packets: 3, bytes: 3 * frame },
+      egress: { packets: 3, bytes: 3 * frame },
+    });
   });
 
   it('filters flows by peer, local address, protocol and port', async () => {

@@ -12,7 +12,7 @@ describe('daemon restart', () => {
   let rules: BlockRule[] = [];
 
   const pings = async (family: 'ipv4' | 'ipv6'): Promise<number> =>
-    (await ping(world.lab.client.netns, world.lab.server[family], 3)).received;
+    (await ping(world.lab.client.netns, world.lab.server[family])).received;
   const linkDetails = (): Promise<string> =>
     runInNetnsChecked(world.lab.server.netns, ['ip', '-d', 'link', 'show', 'dev', world.lab.server.ifname]);
 

@@ -18,13 +18,21 @@ export interface PingResult {
   received: number;
 }
 
+export interface PingOptions {
+  /** Echo requests to send; default 3. */
+  count?: number;
+  /** ICMP echo identifier (ping -e); default random. */
+  identifier?: number;
+}
+
 /** `ping -c COUNT -W 1 -i 0.2` from the namespace; never throws on loss. */
-export async function ping(netns: string, address: string, count = 3): Promise<PingResult> {
+export async function ping(netns: string, address: string, options: PingOptions = {}): Promise<PingResult> {
   const target = hostAddress(address);
   assertLabTarget(target);
-  const result = await runInNetns(netns, ['ping', '-n', '-q', '-c', String(count), '-W', '1', '-i', '0.2', target], {
-    timeoutMs: 5_000 + count * 1_200,
-  });
+  const count = options.count ?? 3;
+  const argv = ['ping', '-n', '-q', '-c', String(count), '-W', '1', '-i', '0.2', target];
+  if (options.identifier !== undefined) argv.push('-e', String(options.identifier));
+  const result = await runInNetns(netns, argv, { timeoutMs: 5_000 + count * 1_200 });
   const match = /(\d+) packets transmitted, (\d+) received/.exec(result.stdout);
   if (!match) throw new Error(`unexpected ping output: ${result.stdout}${result.stderr}`);
   return { transmitted: Number(match[1]), received: Number(match[2]) };
@@ -37,7 +45,7 @@ export async function ping(netns: string, address: string, count = 3): Promise<P
 export async function waitReachable(netns: string, address: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if ((await ping(netns, address, 1)).received === 1) return;
+    if ((await ping(netns, address, { count: 1 })).received === 1) return;
   }
   throw new Error(`${address} not reachable from ${netns} within ${timeoutMs} ms`);
 }
