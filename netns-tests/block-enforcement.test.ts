@@ -69,6 +69,28 @@ describe('blocking through the REST API', () => {
     expect((await world.api.deleteBlockByCidr(cidr)).status).toBe(404);
   });
 
+  it('blocks by destination address with direction "dst"', async () => {
+    const cidr = `${hostAddress(world.lab.server.ipv4)}/32`;
+    const created = await world.api.createBlock(cidr, { direction: 'dst' });
+    expect(created.status).toBe(201);
+    expect(created.body.direction).toBe('dst');
+    expect(await replies('ipv4')).toEqual({ ping: 0, udp: 0 });
+    expect((await world.api.deleteBlock(created.body.id)).status).toBe(204);
+    expect(await replies('ipv4')).toEqual({ ping: 3, udp: 3 });
+  });
+
+  it('pages the block list with limit and offset', async () => {
+    const cidrs = ['198.18.21.0/24', '198.18.22.0/24', '198.18.23.0/24'];
+    for (const cidr of cidrs) expect((await world.api.createBlock(cidr)).status).toBe(201);
+    const first = await world.api.listBlocks({ limit: '2', offset: '0' });
+    const rest = await world.api.listBlocks({ limit: '2', offset: '2' });
+    expect(first.body.total).toBe(3);
+    expect(first.body.items).toHaveLength(2);
+    expect(rest.body.items).toHaveLength(1);
+    expect([...first.body.items, ...rest.body.items].map((rule) => rule.cidr).sort()).toEqual(cidrs);
+    for (const cidr of cidrs) expect((await world.api.deleteBlockByCidr(cidr)).status).toBe(204);
+  });
+
   it('rejects a CIDR with host bits set, and blocks nothing', async () => {
     const { status, body } = await world.api.request<ApiErrorBody>('POST', '/v1/blocks', { cidr: '198.18.20.1/24' });
     expect(status).toBe(400);
@@ -80,9 +102,10 @@ describe('blocking through the REST API', () => {
   it('counts the dropped packets under the deny_src_cidr reason', async () => {
     interface Reasons { reasons: Record<string, { packets: number; bytes: number } | undefined> }
     const { body } = await world.api.request<{ totals: { ingress: Reasons } }>('GET', '/v1/stats');
-    // 4 blocked rounds above, each 3 pings + 3 datagrams; IPv6 neighbour
+    // 4 source-blocked rounds above, each 3 pings + 3 datagrams; IPv6 neighbour
     // solicitations from a blocked client are dropped too, so "at least".
     expect(body.totals.ingress.reasons.deny_src_cidr?.packets).toBeGreaterThanOrEqual(4 * 6);
+    expect(body.totals.ingress.reasons.deny_dst_cidr?.packets).toBe(6);
     expect(body.totals.ingress.reasons.pass_no_match?.packets).toBeGreaterThan(0);
   });
 });
