@@ -18,6 +18,7 @@ import {
   REASON_FIRST_DROP,
   REASON_MAX,
   Reason,
+  Cache,
   RuleFlags,
   Verdict,
 } from '../src/datapath/abi.js';
@@ -100,6 +101,7 @@ const STRUCTS: Record<keyof typeof Layout, string> = {
   statsKey: 'xw_stats_key',
   flowKey: 'xw_flow_key',
   flowValue: 'xw_flow_value',
+  config: 'xw_config',
 };
 
 describe('struct layouts', () => {
@@ -170,6 +172,10 @@ describe('enums', () => {
   it('xw_rule_flags', () => {
     expect(enumValues('xw_rule_flags')).toEqual(upper('XW_RULE_F_', RuleFlags));
   });
+
+  it('xw_cache', () => {
+    expect(enumValues('xw_cache')).toEqual(upper('XW_CACHE_', Cache));
+  });
 });
 
 // ---------------------------------------------------------------- objects
@@ -187,6 +193,7 @@ describe('programs and maps', () => {
     [MAPS.ruleStats]: ['unsigned int', 'xw_counter'],
     [MAPS.stats]: ['xw_stats_key', 'xw_counter'],
     [MAPS.flows]: ['xw_flow_key', 'xw_flow_value'],
+    [MAPS.config]: ['unsigned int', 'xw_config'],
   };
 
   // Maps of the data plane's own working state: in the object, not in the ABI.

@@ -324,13 +324,24 @@ describe('traffic through the real programs (BPF_PROG_TEST_RUN)', () => {
     expect((await app.inject('/v1/flows?src=198.18.66.0/24')).json().items).toEqual([]);
   });
 
+  it('drops an established flow as soon as its source is blocked (cached verdicts retired)', async () => {
+    const established = ether(ipv4({ src: '198.18.0.77', dst: '198.18.0.2' }, udp({ sport: 5000, dport: 53 })));
+    for (let i = 0; i < 2; i++) expect(firewall.datapath.ingress.testRunSync({ data: established }).retval).toBe(XDP_PASS);
+    const { id } = (await post({ cidr: '198.18.0.77/32' })).json();
+    expect(firewall.datapath.ingress.testRunSync({ data: established }).retval).toBe(XDP_DROP);
+    await app.inject({ method: 'DELETE', url: `/v1/blocks/${id}` });
+    expect(firewall.datapath.ingress.testRunSync({ data: established }).retval).toBe(XDP_PASS);
+  });
+
   it('exposes the same counters to Prometheus, in a format promtool accepts', async () => {
     const res = await app.inject('/metrics');
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
-    expect(res.body).toContain(`xdpwall_packets_total{iface="ifindex:1",direction="ingress",verdict="drop",reason="deny_src_cidr"} 1`);
+    const denied = (await app.inject('/v1/stats')).json().totals.ingress.reasons.deny_src_cidr.packets;
+    expect(denied).toBeGreaterThanOrEqual(1);
+    expect(res.body).toContain(`xdpwall_packets_total{iface="ifindex:1",direction="ingress",verdict="drop",reason="deny_src_cidr"} ${denied}`);
     expect(res.body).toContain(`xdpwall_bytes_total{iface="ifindex:1",direction="egress",verdict="pass",reason="pass_no_match"} ${answer.length}`);
-    expect(res.body).toMatch(/^xdpwall_flows 2$/m);
+    expect(res.body).toMatch(/^xdpwall_flows 3$/m);
     expect(res.body).toMatch(/^xdpwall_blocks \d+$/m);
     const check = spawnSync('promtool', ['check', 'metrics'], { input: res.body, encoding: 'utf8' });
     if (check.error) throw new Error(`promtool is needed for this test (apt-get install prometheus): ${check.error.message}`);

@@ -8,6 +8,7 @@ import { BpfObject, type BpfMap, type BpfProgram } from '@xdpwall/addon';
 import {
   Action,
   Direction,
+  Cache,
   Layout,
   MAPS,
   PROGRAMS,
@@ -335,7 +336,25 @@ beforeEach(() => {
 });
 
 function clearMap(map: BpfMap): void {
+  if (map.type === 'array') {
+    // Array slots cannot be deleted: zero them.
+    for (let slot = 0; slot < map.maxEntries; slot++) map.update(encodeRuleId(slot), Buffer.alloc(map.valueStride));
+    return;
+  }
   for (let key = map.nextKey(null); key; key = map.nextKey(null)) map.delete(key);
+}
+
+function currentRulesGen(): number {
+  return maps[MAPS.config]!.lookup(encodeRuleId(0))!.readUInt32LE(Layout.config.rulesGen);
+}
+
+/** What the control plane does after each rule change (see struct xw_config). */
+function bumpRulesGen(): void {
+  const config = maps[MAPS.config]!;
+  const slot = encodeRuleId(0);
+  const value = config.lookup(slot)!;
+  value.writeUInt32LE(value.readUInt32LE(Layout.config.rulesGen) + 1, Layout.config.rulesGen);
+  config.update(slot, value);
 }
 
 /** struct xdp_md with ingress_ifindex set; data_end must equal the frame length. */
@@ -373,7 +392,8 @@ function perCpu(map: BpfMap, value: Buffer): Buffer {
   return out;
 }
 
-function installRules(rules: Rule[]): void {
+/** Installs rules as the control plane does: tries first, then a new rule-set generation. */
+function installRules(rules: Rule[], { bumpGen = true } = {}): void {
   for (const rule of rules) {
     const value = encodeRuleValue({ ruleId: rule.ruleId, action: rule.action ?? Action.deny, flags: 0 });
     maps[rule.map]!.update(lpmKey(rule.cidr), value);
@@ -382,6 +402,7 @@ function installRules(rules: Rule[]): void {
       stats.update(encodeRuleId(rule.ruleId), perCpu(stats, Buffer.alloc(Layout.counter.size)));
     }
   }
+  if (bumpGen) bumpRulesGen();
 }
 
 interface StatsRow {
@@ -423,6 +444,9 @@ interface FlowRead {
   packets: [bigint, bigint];
   bytes: [bigint, bigint];
   tcpFlags: [number, number];
+  /** OR over CPUs of the cached verdict (enum xw_cache) and the largest generation. */
+  cachedVerdict: number;
+  rulesGen: number;
   firstSeenNs: bigint;
   lastSeenNs: bigint;
 }
@@ -440,6 +464,8 @@ function readFlow(flow: ExpectedFlow): FlowRead | null {
     packets: [dir(Direction.ingress).packets, dir(Direction.egress).packets],
     bytes: [dir(Direction.ingress).bytes, dir(Direction.egress).bytes],
     tcpFlags: [0, 0],
+    cachedVerdict: Cache.none,
+    rulesGen: 0,
     firstSeenNs: 0n,
     lastSeenNs: 0n,
   };
@@ -452,8 +478,8 @@ function readFlow(flow: ExpectedFlow): FlowRead | null {
     if (last > read.lastSeenNs) read.lastSeenNs = last;
     read.tcpFlags[0] |= value.readUInt8(base + L.tcpFlags + Direction.ingress);
     read.tcpFlags[1] |= value.readUInt8(base + L.tcpFlags + Direction.egress);
-    expect(value.readUInt8(base + L.cachedVerdict)).toBe(0); // reserved, untouched
-    expect(value.readUInt32LE(base + L.rulesGen)).toBe(0);
+    read.cachedVerdict |= value.readUInt8(base + L.cachedVerdict);
+    read.rulesGen = Math.max(read.rulesGen, value.readUInt32LE(base + L.rulesGen));
   }
   return read;
 }
@@ -506,6 +532,10 @@ async function check(f: Fixture): Promise<void> {
     packets: [0n, 0n],
     bytes: [0n, 0n],
     tcpFlags: [0, 0],
+    // Ingress caches its pass under the current generation;
+    // egress evaluates no rules, so it caches nothing.
+    cachedVerdict: hook === 'ingress' ? Cache.pass : Cache.none,
+    rulesGen: hook === 'ingress' ? currentRulesGen() : 0,
     firstSeenNs: read!.firstSeenNs,
     lastSeenNs: read!.firstSeenNs,
   };
@@ -573,6 +603,22 @@ describe('flow accounting across packets', () => {
     expect(run('egress', ether(ipv6({ src: B6, dst: A6 }, icmpv6({ type: 129, rest: 0x00010001 }))))).toBe(TC_ACT_OK);
     expect(readFlow(flow6(1, 1, IPPROTO.icmpv6))!.packets).toEqual([1n, 1n]);
     expect(await flowCount()).toBe(2);
+  });
+
+  it('an established flow skips the rule lookups until the rule-set generation changes', () => {
+    const frame = ether(v4(syn));
+    expect(run('ingress', frame)).toBe(XDP_PASS); // new flow: rules evaluated, pass cached
+    installRules([rule('xw_src_v4', `${A4}/32`, 31)], { bumpGen: false });
+    expect(run('ingress', frame)).toBe(XDP_PASS); // the cached pass is trusted
+    bumpRulesGen();
+    expect(run('ingress', frame)).toBe(XDP_DROP);
+    expect(ruleCounter(31)?.packets).toBe(1n);
+  });
+
+  it('a flow first seen leaving the host has no cached verdict for what comes in', () => {
+    expect(run('egress', ether(out4(tcp({ sport: 443, dport: 40000, flags: TCP.syn | TCP.ack }))))).toBe(TC_ACT_OK);
+    installRules([rule('xw_src_v4', `${A4}/32`, 32)], { bumpGen: false });
+    expect(run('ingress', ether(v4(syn)))).toBe(XDP_DROP);
   });
 
   it('different addresses, ports and protocols are different flows', async () => {

@@ -35,6 +35,7 @@ const struct {
 	enum xw_reason reason;
 	enum xw_action action;
 	enum xw_rule_flags rule_flags;
+	enum xw_cache cache;
 } xw_abi = { .version = XW_ABI_VERSION };
 
 /*
@@ -51,6 +52,8 @@ int xw_ingress(struct xdp_md *ctx)
 	struct xw_pkt *p = xw_pkt_begin(ctx->ingress_ifindex,
 					bpf_xdp_get_buff_len(ctx));
 	const struct xw_rule_value *rule = NULL;
+	struct xw_flow_value *flow = NULL;
+	__u32 rules_gen = xw_rules_gen();
 	struct xw_cursor c;
 	enum xw_reason reason;
 
@@ -59,13 +62,17 @@ int xw_ingress(struct xdp_md *ctx)
 	xw_cursor_init(&c, (void *)(long)ctx->data, (void *)(long)ctx->data_end,
 		       p->len, false);
 	reason = xw_parse(&c, p);
-	if (reason == XW_REASON_PASS_NO_MATCH)
-		rule = xw_cidr_deny(p, &reason);
+	if (reason == XW_REASON_PASS_NO_MATCH) {
+		/* Denied packets never have a flow, so only passes are cached. */
+		flow = xw_flow_find(p, XW_DIR_INGRESS);
+		if (!xw_flow_pass_cached(flow, rules_gen))
+			rule = xw_cidr_deny(p, &reason);
+	}
 
 	return xw_exit(p, XW_DIR_INGRESS,
 		       reason >= XW_REASON__FIRST_DROP ? XW_VERDICT_DROP
 						       : XW_VERDICT_PASS,
-		       reason, rule);
+		       reason, rule, flow, rules_gen);
 }
 
 /*
@@ -107,5 +114,5 @@ int xw_egress(struct __sk_buff *skb)
 		reason = xw_parse_skb(skb, p);
 	}
 
-	return xw_exit(p, XW_DIR_EGRESS, XW_VERDICT_PASS, reason, NULL);
+	return xw_exit(p, XW_DIR_EGRESS, XW_VERDICT_PASS, reason, NULL, NULL, 0);
 }

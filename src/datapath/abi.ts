@@ -14,6 +14,7 @@ export const MAPS = {
   ruleStats: 'xw_rule_stats',
   stats: 'xw_stats',
   flows: 'xw_flows',
+  config: 'xw_config',
 } as const;
 
 export const DEFAULT_CAPACITY = {
@@ -46,6 +47,8 @@ export const REASON_FIRST_DROP = 16;
 export const REASON_MAX = 23;
 
 export const Action = { deny: 1, allow: 2 } as const;
+/** enum xw_cache: xw_flow_value.cachedVerdict. */
+export const Cache = { none: 0, pass: 1 } as const;
 export const RuleFlags = { dryRun: 1 << 0 } as const;
 
 /** Sizes and field offsets of the ABI structs, in bytes. */
@@ -56,6 +59,7 @@ export const Layout = {
   counter: { size: 16, packets: 0, bytes: 8 },
   statsKey: { size: 8, ifindex: 0, direction: 4, verdict: 5, reason: 6 },
   flowKey: { size: 44, src: 0, dst: 16, sport: 32, dport: 34, ifindex: 36, proto: 40, family: 41, pad: 42 },
+  config: { size: 8, rulesGen: 0, pad: 4 },
   flowValue: {
     size: 56,
     dir: 0, // struct xw_counter[2]

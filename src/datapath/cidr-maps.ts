@@ -1,7 +1,9 @@
 // Keeps the kernel's CIDR tries in step with the rule store: one rule at a
 // time as the API changes them, a batch for bulk imports, and all at once
 // when the daemon starts (adopted pinned maps may hold stale or missing
-// entries). Per-rule counters (xw_rule_stats) are created by the data plane
+// entries). After every change the rule-set generation is bumped, which
+// retires the pass verdicts flows cached under the old rules (xw_config).
+// Per-rule counters (xw_rule_stats) are created by the data plane
 // on a rule's first hit, so their per-CPU memory follows the rules that
 // actually drop traffic; this side only deletes them with their rule.
 import { BpfError, type BpfMap } from '@xdpwall/addon';
@@ -36,6 +38,7 @@ export class CidrMaps implements RuleEnforcer {
   install(rule: BlockRule): void {
     try {
       this.trie(rule).update(lpmKey(rule), ruleValue(rule));
+      this.bumpRulesGen();
     } catch (error) {
       throw kernelError(error, `cannot install ${rule.cidr} (${rule.direction})`);
     }
@@ -49,6 +52,7 @@ export class CidrMaps implements RuleEnforcer {
         written.push([trie, packed]);
         await trie.updateBatch(packed.keys, packed.values, packed.count);
       }
+      this.bumpRulesGen();
     } catch (error) {
       // All or nothing: these rules are new, so removing every key restores the kernel.
       for (const [trie, { keys, count }] of written) await trie.deleteBatch(keys, count).catch(() => 0);
@@ -60,6 +64,7 @@ export class CidrMaps implements RuleEnforcer {
     try {
       this.trie(rule).delete(lpmKey(rule));
       this.maps.ruleStats.delete(encodeRuleId(rule.id));
+      this.bumpRulesGen();
     } catch (error) {
       throw kernelError(error, `cannot remove ${rule.cidr} (${rule.direction})`);
     }
@@ -81,10 +86,29 @@ export class CidrMaps implements RuleEnforcer {
         await syncTrie(trie, pack(byTrie.get(trie) ?? []), report);
       }
       await dropStaleCounters(this.maps.ruleStats, new Set(rules.map((r) => r.id)));
+      this.bumpRulesGen();
     } catch (error) {
       throw kernelError(error, 'cannot restore rules into the kernel');
     }
     return report;
+  }
+
+  /**
+   * Called after the tries changed, never before: ingress reads the
+   * generation before its lookups, so a pass it caches under the old
+   * generation was decided without the new rules and is retired here.
+   */
+  private bumpRulesGen(): void {
+    const { config } = this.maps;
+    const slot = Buffer.alloc(4);
+    const value = config.lookup(slot) ?? Buffer.alloc(Layout.config.size);
+    value.writeUInt32LE((value.readUInt32LE(Layout.config.rulesGen) + 1) >>> 0, Layout.config.rulesGen);
+    config.update(slot, value);
+  }
+
+  /** The current rule-set generation. */
+  rulesGen(): number {
+    return this.maps.config.lookup(Buffer.alloc(4))?.readUInt32LE(Layout.config.rulesGen) ?? 0;
   }
 
   private groupByTrie(rules: readonly BlockRule[]): Map<BpfMap, BlockRule[]> {

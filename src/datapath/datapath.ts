@@ -27,6 +27,7 @@ export interface DatapathMaps {
   ruleStats: BpfMap;
   stats: BpfMap;
   flows: BpfMap;
+  config: BpfMap;
 }
 
 export interface AttachedInterface {
@@ -95,6 +96,7 @@ export class Datapath {
       ruleStats: object.map(MAPS.ruleStats),
       stats: object.map(MAPS.stats),
       flows: object.map(MAPS.flows),
+      config: object.map(MAPS.config),
     };
     return new Datapath(object, maps, object.program(PROGRAMS.ingress), object.program(PROGRAMS.egress), log);
   }

@@ -29,6 +29,7 @@
  *             xw_rule_stats          PERCPU_HASH  __u32 rule_id -> xw_counter
  *             xw_stats               PERCPU_HASH  xw_stats_key -> xw_counter
  *             xw_flows               LRU_PERCPU_HASH  xw_flow_key -> xw_flow_value
+ *             xw_config              ARRAY[1]  __u32 0 -> xw_config
  *   .rodata   xw_abi.version         XW_ABI_VERSION the object was built with
  * The object also holds maps that are not part of this ABI (the data plane's
  * per-CPU scratch state, xw_pkt_scratch); user space leaves them alone.
@@ -81,6 +82,24 @@ enum xw_reason {
 enum xw_action {
 	XW_ACTION_DENY  = 1,
 	XW_ACTION_ALLOW = 2, /* reserved for allow-list mode */
+};
+
+/* xw_flow_value.cached_verdict: what ingress may skip for this flow. */
+enum xw_cache {
+	XW_CACHE_NONE = 0, /* evaluate the rules */
+	XW_CACHE_PASS = 1, /* passed every rule at rules_gen: skip the lookups */
+};
+
+/*
+ * Runtime settings the control plane writes, in xw_config[0]. rules_gen
+ * counts rule-set changes: the control plane bumps it after every change to
+ * the tries, and ingress reads it before its lookups, so a verdict cached
+ * under an older generation is never reused. Pinned, so it only grows, even
+ * across restarts that adopt the flow table.
+ */
+struct xw_config {
+	__u32 rules_gen;
+	__u32 pad;
 };
 
 /* Bits of xw_rule_value.flags. */
@@ -157,9 +176,9 @@ struct xw_flow_value {
 	__u64 first_seen_ns;
 	__u64 last_seen_ns;
 	__u8 tcp_flags[XW_DIR__MAX]; /* OR of TCP flag bytes seen per direction */
-	__u8 cached_verdict;         /* reserved: verdict cache for established flows */
+	__u8 cached_verdict;         /* enum xw_cache, ingress only */
 	__u8 pad0;
-	__u32 rules_gen;             /* reserved: rule-set generation of cached_verdict */
+	__u32 rules_gen;             /* xw_config.rules_gen when cached_verdict was set */
 };
 
 #endif /* XDPWALL_ABI_H */

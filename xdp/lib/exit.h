@@ -85,19 +85,22 @@ static __always_inline int xw_hook_action(enum xw_direction dir,
 
 /*
  * dir: the hook's direction, a constant; rule: the rule that decided the
- * verdict, or NULL.
+ * verdict, or NULL; flow: the packet's flow entry if already looked up, or
+ * NULL; rules_gen: the generation the verdict was reached under.
  */
 static __always_inline int xw_exit(const struct xw_pkt *p,
 				   enum xw_direction dir,
 				   enum xw_verdict verdict,
 				   enum xw_reason reason,
-				   const struct xw_rule_value *rule)
+				   const struct xw_rule_value *rule,
+				   struct xw_flow_value *flow,
+				   __u32 rules_gen)
 {
 	xw_stats_count(p, dir, verdict, reason);
 	if (rule)
 		xw_rule_count(rule, p->len);
 	if (verdict == XW_VERDICT_PASS && xw_reason_has_flow(reason))
-		xw_flow_account(p, dir);
+		xw_flow_account(p, dir, flow, rules_gen);
 	return xw_hook_action(dir, verdict);
 }
 

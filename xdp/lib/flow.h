@@ -33,26 +33,64 @@ static __always_inline void xw_flow_key_of(const struct xw_pkt *p,
 	key->pad = 0;
 }
 
-/*
- * Counts the packet in its flow, creating the entry on first sight. Values
- * are per CPU and only this CPU writes its slot, so plain increments are
- * exact; user space merges the slots (see struct xw_flow_value).
- */
-static __always_inline void xw_flow_account(const struct xw_pkt *p,
-					    enum xw_direction dir)
+/* The rule-set generation, read before any rule lookup (see struct xw_config). */
+static __always_inline __u32 xw_rules_gen(void)
+{
+	__u32 slot = 0;
+	const struct xw_config *cfg = bpf_map_lookup_elem(&xw_config, &slot);
+
+	return cfg ? cfg->rules_gen : 0;
+}
+
+/* This CPU's slot of the packet's flow entry, or NULL. */
+static __always_inline struct xw_flow_value *xw_flow_find(const struct xw_pkt *p,
+							  enum xw_direction dir)
 {
 	struct xw_flow_key key;
-	struct xw_flow_value *val;
-	__u64 now = bpf_ktime_get_ns();
 
 	xw_flow_key_of(p, dir, &key);
-	val = bpf_map_lookup_elem(&xw_flows, &key);
+	return bpf_map_lookup_elem(&xw_flows, &key);
+}
+
+/*
+ * True when this flow passed every rule of the current generation on this
+ * CPU, so ingress may skip the lookups: established flows then cost a hash
+ * lookup instead of two trie walks, until the next rule change.
+ */
+static __always_inline bool xw_flow_pass_cached(const struct xw_flow_value *val,
+						__u32 rules_gen)
+{
+	return val && val->cached_verdict == XW_CACHE_PASS &&
+	       val->rules_gen == rules_gen;
+}
+
+/*
+ * Counts a passed packet in its flow, creating the entry on first sight.
+ * val: the entry if the caller already looked it up, else NULL. On ingress
+ * the pass is cached under rules_gen. Values are per CPU and only this CPU
+ * writes its slot, so plain increments are exact; user space merges the
+ * slots (see struct xw_flow_value).
+ */
+static __always_inline void xw_flow_account(const struct xw_pkt *p,
+					    enum xw_direction dir,
+					    struct xw_flow_value *val,
+					    __u32 rules_gen)
+{
+	bool ingress = dir == XW_DIR_INGRESS;
+	__u64 now = bpf_ktime_get_ns();
+
+	if (!val)
+		val = xw_flow_find(p, dir);
 	if (!val) {
+		struct xw_flow_key key;
 		struct xw_flow_value init = {
 			.first_seen_ns = now,
 			.last_seen_ns = now,
+			.cached_verdict = ingress ? XW_CACHE_PASS : XW_CACHE_NONE,
+			.rules_gen = rules_gen,
 		};
 
+		xw_flow_key_of(p, dir, &key);
 		init.dir[dir].packets = 1;
 		init.dir[dir].bytes = p->len;
 		init.tcp_flags[dir] = p->tcp_flags;
@@ -70,6 +108,10 @@ static __always_inline void xw_flow_account(const struct xw_pkt *p,
 	val->dir[dir].packets++;
 	val->dir[dir].bytes += p->len;
 	val->tcp_flags[dir] |= p->tcp_flags;
+	if (ingress) {
+		val->cached_verdict = XW_CACHE_PASS;
+		val->rules_gen = rules_gen;
+	}
 }
 
 #endif /* XW_FLOW_H */

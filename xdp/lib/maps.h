@@ -76,4 +76,13 @@ struct {
 	__type(value, struct xw_flow_value);
 } xw_flows SEC(".maps");
 
+/* Runtime settings (struct xw_config), written by the control plane. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, __u32);
+	__type(value, struct xw_config);
+} xw_config SEC(".maps");
+
 #endif /* XW_MAPS_H */
