@@ -1,0 +1,181 @@
+// Data-plane cost ladder: ns per packet under BPF_PROG_TEST_RUN, from a bare
+// XDP_DROP through xdpwall's parser alone to xw_ingress with 1 .. 1M
+// prefixes loaded. Nothing is sent anywhere: packets exist only in the
+// test run. The process is pinned to one CPU; the cases of one size are
+// interleaved round by round, and each figure is the median over rounds.
+import { BpfObject, type BpfMap, type BpfProgram } from '@xdpwall/addon';
+import { Datapath } from '../../src/datapath/datapath.js';
+import { ether, ipv4, ipv6, udp } from '../../test/lib/packets.js';
+import { BPF_OBJECT_PATH, requireObject } from '../lib/bpf.js';
+import { BENCH_CPU, allCpus, pinProcess } from '../lib/cpu.js';
+import { prefixCount, sizeLabel, type SuiteContext } from '../lib/context.js';
+import { Prng } from '../lib/prng.js';
+import {
+  denyValues, formatV6, generateV4, generateV6, u32ToIpv4, v4AddressIn, v4Keys, v4Uncovered,
+  v6AddressIn, v6Keys, v6Uncovered,
+} from '../lib/prefixes.js';
+import { median } from '../lib/stats.js';
+
+export const LADDER_SIZES_V4 = [1, 1000, 100_000, 1_000_000];
+export const LADDER_SIZES_V6 = [1, 1000, 100_000, 256_000];
+export const BARE = 'bare XDP_DROP';
+export const PARSE = 'parse-only (xdpwall parser) + XDP_DROP';
+export const CHURN_DRIVER = 'churn driver + bare XDP_DROP';
+export type LadderKind = 'deny v4' | 'deny v6' | 'established v4' | 'established v6' | 'new flow v4' | 'new flow v6';
+export const ladderCase = (kind: LadderKind, v4: number, v6: number): string =>
+  `xdpwall ${kind} (${prefixCount(kind.endsWith('v6') ? v6 : v4)})`;
+
+const FLOW_CAPACITY = 1 << 18;
+const quietLog = { info: () => {}, warn: () => {} };
+
+interface Case {
+  name: string;
+  run(): number; // ns per packet of one call
+}
+
+export async function runLadder(ctx: SuiteContext): Promise<void> {
+  const rounds = ctx.quick ? 3 : 10;
+  const repeat = ctx.quick ? 200_000 : 1_000_000;
+  const sizesV4 = ctx.quick ? LADDER_SIZES_V4.slice(0, 3) : LADDER_SIZES_V4;
+  const sizesV6 = ctx.quick ? LADDER_SIZES_V6.slice(0, 3) : LADDER_SIZES_V6;
+
+  await pinProcess(process.pid, String(BENCH_CPU));
+  ctx.cleanup.add('unpin the bench process', () => pinProcess(process.pid, allCpus()));
+
+  const bare = await loadProgram(requireObject(ctx.bpf, 'xdp_drop'), 'bench_drop', ctx);
+  const churnObject = await loadObject(requireObject(ctx.bpf, 'churn'), ctx);
+  const churn = churnObject.program('bench_churn');
+  const parsePath = ctx.bpf.objects.parse_drop;
+  const parse = parsePath ? await loadProgram(parsePath, 'bench_parse_drop', ctx) : null;
+  if (!parse) ctx.note(`ladder: no parse-only rung, bench/bpf/parse_drop.bpf.c did not compile against xdp/lib: ${ctx.bpf.failures.parse_drop ?? '?'}`);
+
+  const datapath = await Datapath.load(
+    {
+      objectPath: BPF_OBJECT_PATH,
+      pin: null,
+      capacity: { cidrV4: 1 << 20, cidrV6: 1 << 18, flows: FLOW_CAPACITY },
+    },
+    quietLog,
+  );
+  ctx.cleanup.add('close the ladder data plane', () => datapath.close());
+  const { maps } = datapath;
+  const ingress = datapath.ingress;
+
+  const maxV4 = sizesV4[sizesV4.length - 1] as number;
+  const maxV6 = sizesV6[sizesV6.length - 1] as number;
+  ctx.log(`ladder: generating ${maxV4} IPv4 and ${maxV6} IPv6 prefixes (seed ${ctx.seed})`);
+  const v4 = generateV4(maxV4, ctx.seed);
+  const v6 = generateV6(maxV6, ctx.seed + 1);
+  const prng = new Prng(ctx.seed + 2);
+  const deniedV4 = u32ToIpv4(v4AddressIn(v4, 0, prng));
+  const passedV4 = u32ToIpv4(v4Uncovered(v4, prng));
+  const deniedV6 = formatV6(v6AddressIn(v6, 0, prng));
+  const passedV6 = formatV6(v6Uncovered(v6, prng));
+  const payload = Buffer.alloc(18);
+  const packet = {
+    deniedV4: ether(ipv4({ src: deniedV4, dst: '198.19.255.2' }, udp({ sport: 40000, dport: 53, payload }))),
+    passedV4: ether(ipv4({ src: passedV4, dst: '198.19.255.2' }, udp({ sport: 40001, dport: 53, payload }))),
+    deniedV6: ether(ipv6({ src: deniedV6, dst: 'fd00:198:ffff::2' }, udp({ sport: 40000, dport: 53, payload }))),
+    passedV6: ether(ipv6({ src: passedV6, dst: 'fd00:198:ffff::2' }, udp({ sport: 40001, dport: 53, payload }))),
+  };
+  ctx.note(
+    `ladder: packets are 60-byte UDP frames; denied sources ${deniedV4} / ${deniedV6} lie in prefix #1, ` +
+      `passed sources ${passedV4} / ${passedV6} in none; repeat ${repeat.toLocaleString('en-US')} per call, ${rounds} rounds, CPU ${BENCH_CPU}`,
+  );
+  ctx.note(
+    `ladder: IPv4 prefixes: the first 2048 (/24../32) inside 198.18.0.0/15, the rest (/20../32) elsewhere (a /15 holds < 2^18 prefixes); ` +
+      `IPv6 /64../128 inside fd00:198::/48; a rule-counter entry per prefix, as the daemon keeps`,
+  );
+  ctx.note(
+    `ladder: new-flow cases run the churn driver (bench/bpf/churn.bpf.c), which rewrites the UDP source port and the low 16 bits ` +
+      `of the destination per repetition and tail-calls xw_ingress: every packet is a new flow, in an LRU flow table of ` +
+      `${FLOW_CAPACITY.toLocaleString('en-US')} entries that stays full (evicting); "${CHURN_DRIVER}" is the driver's own cost`,
+  );
+
+  const slot = Buffer.alloc(4);
+  const setChurnTarget = (program: BpfProgram): void => {
+    const fd = Buffer.alloc(4);
+    fd.writeUInt32LE(program.fd);
+    churnObject.map('churn_target').update(slot, fd);
+  };
+  const timed = (program: BpfProgram, data: Buffer, expect: number) => (): number => {
+    const result = program.testRunSync({ data, repeat, dataSizeOut: 0 });
+    if (result.retval !== expect) throw new Error(`${program.name}: XDP action ${result.retval}, expected ${expect}`);
+    return result.durationNs;
+  };
+  const XDP_DROP = 1;
+  const XDP_PASS = 2;
+  const churnVia = (target: BpfProgram, data: Buffer, expect: number) => (): number => {
+    setChurnTarget(target);
+    return timed(churn, data, expect)();
+  };
+
+  const samples = new Map<string, number[]>();
+  const record = (name: string, ns: number): void => {
+    samples.set(name, [...(samples.get(name) ?? []), ns]);
+  };
+
+  let loadedV4 = 0;
+  let loadedV6 = 0;
+  for (let step = 0; step < sizesV4.length; step++) {
+    const nV4 = sizesV4[step] as number;
+    const nV6 = sizesV6[step] as number;
+    const started = performance.now();
+    await maps.srcV4.updateBatch(v4Keys(v4, loadedV4, nV4), denyValues(1 + loadedV4, nV4 - loadedV4), nV4 - loadedV4);
+    await maps.srcV6.updateBatch(v6Keys(v6, loadedV6, nV6), denyValues(2_000_001 + loadedV6, nV6 - loadedV6), nV6 - loadedV6);
+    await addRuleCounters(maps.ruleStats, 1 + loadedV4, nV4 - loadedV4);
+    await addRuleCounters(maps.ruleStats, 2_000_001 + loadedV6, nV6 - loadedV6);
+    loadedV4 = nV4;
+    loadedV6 = nV6;
+    ctx.log(`ladder: ${sizeLabel(nV4)} IPv4 + ${sizeLabel(nV6)} IPv6 prefixes loaded in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+
+    // The established flows exist before their cases are timed.
+    ingress.testRunSync({ data: packet.passedV4, dataSizeOut: 0 });
+    ingress.testRunSync({ data: packet.passedV6, dataSizeOut: 0 });
+
+    const cases: Case[] = [
+      { name: BARE, run: timed(bare, packet.deniedV4, XDP_DROP) },
+      ...(parse ? [{ name: PARSE, run: timed(parse, packet.deniedV4, XDP_DROP) }] : []),
+      { name: ladderCase('deny v4', nV4, nV6), run: timed(ingress, packet.deniedV4, XDP_DROP) },
+      { name: ladderCase('deny v6', nV4, nV6), run: timed(ingress, packet.deniedV6, XDP_DROP) },
+      { name: ladderCase('established v4', nV4, nV6), run: timed(ingress, packet.passedV4, XDP_PASS) },
+      { name: ladderCase('established v6', nV4, nV6), run: timed(ingress, packet.passedV6, XDP_PASS) },
+      { name: CHURN_DRIVER, run: churnVia(bare, packet.passedV4, XDP_DROP) },
+      { name: ladderCase('new flow v4', nV4, nV6), run: churnVia(ingress, packet.passedV4, XDP_PASS) },
+      { name: ladderCase('new flow v6', nV4, nV6), run: churnVia(ingress, packet.passedV6, XDP_PASS) },
+    ];
+    for (let round = 0; round < rounds; round++) {
+      for (const c of cases) record(c.name, c.run());
+    }
+  }
+
+  for (const [name, ns] of samples) {
+    ctx.results.add({
+      suite: 'ladder',
+      case: name,
+      metric: 'time',
+      value: median(ns),
+      unit: 'ns/packet',
+      ...(name === BARE ? {} : { baseline: BARE }),
+    });
+  }
+}
+
+async function loadObject(path: string, ctx: SuiteContext): Promise<BpfObject> {
+  const object = BpfObject.open(path);
+  ctx.cleanup.add(`close ${path}`, () => object.close());
+  await object.load();
+  return object;
+}
+
+async function loadProgram(path: string, name: string, ctx: SuiteContext): Promise<BpfProgram> {
+  return (await loadObject(path, ctx)).program(name);
+}
+
+/** Zeroed per-rule counters, as the control plane creates with each rule. */
+async function addRuleCounters(map: BpfMap, firstId: number, count: number): Promise<void> {
+  if (count === 0) return;
+  const keys = Buffer.alloc(count * 4);
+  for (let i = 0; i < count; i++) keys.writeUInt32LE(firstId + i, i * 4);
+  await map.updateBatch(keys, Buffer.alloc(count * map.valueStride), count);
+}

@@ -1,0 +1,2 @@
+import type { SuiteContext } from '../lib/context.js';
+export async function runVeth(ctx: SuiteContext): Promise<void> { ctx.log('todo'); }
