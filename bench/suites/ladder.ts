@@ -75,8 +75,8 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
   const packet = {
     deniedV4: ether(ipv4({ src: deniedV4, dst: '198.19.255.2' }, udp({ sport: 40000, dport: 53, payload }))),
     passedV4: ether(ipv4({ src: passedV4, dst: '198.19.255.2' }, udp({ sport: 40001, dport: 53, payload }))),
-    deniedV6: ether(ipv6({ src: deniedV6, dst: 'fd00:198:ffff::2' }, udp({ sport: 40000, dport: 53, payload }))),
-    passedV6: ether(ipv6({ src: passedV6, dst: 'fd00:198:ffff::2' }, udp({ sport: 40001, dport: 53, payload }))),
+    deniedV6: ether(ipv6({ src: deniedV6, dst: 'fd00:198:0:ffff::2' }, udp({ sport: 40000, dport: 53, payload }))),
+    passedV6: ether(ipv6({ src: passedV6, dst: 'fd00:198:0:ffff::2' }, udp({ sport: 40001, dport: 53, payload }))),
   };
   ctx.note(
     `ladder: packets are 60-byte UDP frames; denied sources ${deniedV4} / ${deniedV6} lie in prefix #1, ` +
