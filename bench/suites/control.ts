@@ -1,2 +1,186 @@
-import type { SuiteContext } from '../lib/context.js';
-export async function runControl(ctx: SuiteContext): Promise<void> { ctx.log('todo'); }
+// Control plane: the daemon's pieces in this process (Firewall.open +
+// buildApp, listening on 127.0.0.1:0, SQLite store in a temp dir, maps not
+// pinned), driven over real HTTP. Compares a 1M-CIDR bulk import with the
+// raw bpf_map_update_batch of the same prefixes, times single-block
+// requests, flow listing with 1M flows, and GET /v1/stats under autocannon.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BpfObject } from '@xdpwall/addon';
+import { buildApp } from '../../api/app.js';
+import { Firewall } from '../../src/firewall.js';
+import { MAPS, Layout, cpusOf, encodeFlowKey } from '../../src/datapath/abi.js';
+import { run } from '../../src/lab/run.js';
+import { BPF_OBJECT_PATH, PACKAGE_ROOT } from '../../src/paths.js';
+import { BENCH_CPU, allCpus, pinProcess } from '../lib/cpu.js';
+import { sizeLabel, type SuiteContext } from '../lib/context.js';
+import { denyValues, generateV4, v4Cidr, v4Keys } from '../lib/prefixes.js';
+import { median, quantile } from '../lib/stats.js';
+
+const SINGLE = 'POST /v1/blocks (one CIDR), sequential';
+const quietLog = { info: () => {}, warn: () => {} };
+
+export async function runControl(ctx: SuiteContext): Promise<void> {
+  const imported = ctx.quick ? 100_000 : 1_000_000;
+  const singles = ctx.quick ? 300 : 1000;
+  const throughputRequests = ctx.quick ? 1000 : 3000;
+  const flows = ctx.quick ? 100_000 : 1_000_000;
+  const statsSeconds = ctx.quick ? 3 : 10;
+  const IMPORT = `import ${sizeLabel(imported)} IPv4 CIDRs via POST /v1/blocks/bulk`;
+  const RAW = `raw bpf_map_update_batch of the same ${sizeLabel(imported)}`;
+  const prefixes = generateV4(imported + singles + throughputRequests, ctx.seed + 10);
+
+  const state = mkdtempSync(join(tmpdir(), `${ctx.runId}-control-`));
+  ctx.cleanup.add(`remove ${state}`, () => rmSync(state, { recursive: true, force: true }));
+  const { firewall } = await Firewall.open(
+    {
+      objectPath: BPF_OBJECT_PATH,
+      storePath: join(state, 'rules.sqlite'),
+      pin: null,
+      capacity: { cidrV4: 1 << 21, cidrV6: 1024, flows: 1 << 21 },
+      countersCacheMs: 250,
+    },
+    quietLog,
+  );
+  ctx.cleanup.add('close the control-plane firewall', () => firewall.close());
+  const app = await buildApp({ firewall });
+  ctx.cleanup.add('close the API', () => app.close());
+  const base = await app.listen({ host: '127.0.0.1', port: 0 });
+  ctx.log(`control: API on ${base}, state in ${state}`);
+
+  // 1. Raw batch of the same prefixes into a fresh trie: the floor for the import.
+  const keys = v4Keys(prefixes, 0, imported);
+  const values = denyValues(1, imported);
+  const raw = BpfObject.open(BPF_OBJECT_PATH);
+  try {
+    raw.setMapMaxEntries(MAPS.srcV4, 1 << 21);
+    await raw.load();
+    const t0 = performance.now();
+    await raw.map(MAPS.srcV4).updateBatch(keys, values, imported);
+    ctx.results.add({ suite: 'control', case: RAW, metric: 'time', value: (performance.now() - t0) / 1000, unit: 's' });
+  } finally {
+    raw.close();
+  }
+
+  // 2. The same prefixes through the API, end to end.
+  const items: string[] = [];
+  for (let i = 0; i < imported; i++) items.push(`{"cidr":"${v4Cidr(prefixes, i)}"}`);
+  const body = `{"items":[${items.join(',')}]}`;
+  {
+    const t0 = performance.now();
+    const response = await fetch(`${base}/v1/blocks/bulk`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const text = await response.text();
+    const seconds = (performance.now() - t0) / 1000;
+    if (response.status === 404) {
+      ctx.note('control: POST /v1/blocks/bulk does not exist yet: the 1M import was not measured');
+    } else if (!response.ok) {
+      ctx.note(`control: bulk import answered ${response.status}: ${text.slice(0, 200)}`);
+    } else {
+      ctx.results.add({ suite: 'control', case: IMPORT, metric: 'time', value: seconds, unit: 's', baseline: RAW });
+      ctx.note(`control: bulk import of ${imported.toLocaleString('en-US')} CIDRs (${(body.length / 1e6).toFixed(1)} MB of JSON) answered ${text}`);
+    }
+  }
+
+  // 3. Single blocks, one at a time, with the big rule set in place.
+  const latencies: number[] = [];
+  const post = async (i: number): Promise<void> => {
+    const response = await fetch(`${base}/v1/blocks`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ cidr: v4Cidr(prefixes, i), comment: 'bench' }),
+    });
+    await response.arrayBuffer();
+    if (response.status !== 201) throw new Error(`POST /v1/blocks answered ${response.status}`);
+  };
+  for (let i = imported; i < imported + singles; i++) {
+    const t0 = performance.now();
+    await post(i);
+    latencies.push(performance.now() - t0);
+  }
+  for (const [metric, q] of [['p50', 0.5], ['p99', 0.99]] as const) {
+    ctx.results.add({ suite: 'control', case: SINGLE, metric, value: quantile(latencies, q), unit: 'ms' });
+  }
+  {
+    const concurrency = 16;
+    let next = imported + singles;
+    const end = next + throughputRequests;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < end) await post(next++);
+      }),
+    );
+    ctx.results.add({
+      suite: 'control',
+      case: `POST /v1/blocks (one CIDR), ${concurrency} in flight`,
+      metric: 'throughput',
+      value: throughputRequests / ((performance.now() - t0) / 1000),
+      unit: 'req/s',
+    });
+  }
+  ctx.note(`control: single-block latency over ${singles} sequential requests with ${imported.toLocaleString('en-US')} rules stored; the HTTP client runs in the daemon's process`);
+
+  // 4. A full flow table, then GET /v1/flows?limit=100 (each request re-reads the table).
+  await fillFlows(firewall, flows);
+  const flowTimes: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 300)); // past the counters cache
+    const t0 = performance.now();
+    const response = await fetch(`${base}/v1/flows?limit=100`);
+    const json = (await response.json()) as { items: unknown[] };
+    flowTimes.push(performance.now() - t0);
+    if (!response.ok || json.items.length !== 100) throw new Error(`GET /v1/flows answered ${response.status} with ${json.items.length} items`);
+  }
+  ctx.results.add({ suite: 'control', case: `GET /v1/flows?limit=100, ${sizeLabel(flows)} flows`, metric: 'p50', value: median(flowTimes), unit: 'ms' });
+  ctx.note(`control: flow table holds ${(await firewall.flowCount()).toLocaleString('en-US')} flows for the /v1/flows request (filled with bpf_map_update_batch)`);
+
+  // 5. GET /v1/stats under autocannon, a separate process.
+  const cannon = await run(
+    [join(PACKAGE_ROOT, 'node_modules', '.bin', 'autocannon'), '--json', '--connections', '10', '--duration', String(statsSeconds), `${base}/v1/stats`],
+    { timeoutMs: (statsSeconds + 30) * 1000 },
+  );
+  if (cannon.code !== 0) throw new Error(`autocannon exited ${cannon.code}: ${cannon.stderr.slice(0, 300)}`);
+  const report = JSON.parse(cannon.stdout) as { requests: { average: number }; latency: { p99: number }; non2xx: number; errors: number };
+  ctx.results.add({ suite: 'control', case: 'GET /v1/stats under autocannon', metric: 'throughput', value: report.requests.average, unit: 'req/s' });
+  ctx.results.add({ suite: 'control', case: 'GET /v1/stats under autocannon', metric: 'p99', value: report.latency.p99, unit: 'ms' });
+  ctx.note(`control: autocannon, 10 connections, ${statsSeconds} s: ${report.non2xx} non-2xx, ${report.errors} errors`);
+}
+
+/**
+ * Fills xw_flows with `count` distinct IPv4 UDP flows. The table is a
+ * per-CPU-LRU hash (BPF_F_NO_COMMON_LRU): user-space inserts draw on the
+ * calling CPU's share, so half are inserted from each CPU.
+ */
+async function fillFlows(firewall: Firewall, count: number): Promise<void> {
+  const map = firewall.datapath.maps.flows;
+  const cpus = cpusOf(map);
+  const now = process.hrtime.bigint();
+  const chunk = 1 << 16;
+  try {
+    for (let start = 0; start < count; start += chunk) {
+      const n = Math.min(chunk, count - start);
+      const cpu = start < count / 2 ? 0 : BENCH_CPU;
+      if (start === 0 || (start >= count / 2 && start - chunk < count / 2)) await pinProcess(process.pid, String(cpu));
+      const keys = Buffer.alloc(n * map.keySize);
+      const values = Buffer.alloc(n * map.valueStride);
+      for (let i = 0; i < n; i++) {
+        const id = start + i;
+        const src = Buffer.alloc(16);
+        src.writeUInt16BE(0xffff, 10);
+        src.writeUInt32BE((0xc6120000 | (id >>> 8)) >>> 0, 12); // 198.18.x.y
+        const dst = Buffer.alloc(16);
+        dst.writeUInt16BE(0xffff, 10);
+        dst.writeUInt32BE(0xc613ff02, 12); // 198.19.255.2
+        encodeFlowKey({ src, dst, sport: 1024 + (id & 0xff), dport: 53, ifindex: 1, proto: 17, family: 4 }).copy(keys, i * map.keySize);
+        const at = i * map.valueStride + (cpu % cpus) * (map.valueStride / cpus);
+        values.writeBigUInt64LE(BigInt(1 + (id % 1000)), at + Layout.flowValue.dir); // ingress packets
+        values.writeBigUInt64LE(BigInt(64 * (1 + (id % 1000))), at + Layout.flowValue.dir + 8);
+        values.writeBigUInt64LE(now, at + Layout.flowValue.firstSeenNs);
+        values.writeBigUInt64LE(now, at + Layout.flowValue.lastSeenNs);
+      }
+      await map.updateBatch(keys, values, n);
+    }
+  } finally {
+    await pinProcess(process.pid, allCpus());
+  }
+}
