@@ -5,7 +5,7 @@ import { dirname } from 'node:path';
 import { parseSizeLabel } from './context.js';
 import { formatValue, type Result } from './results.js';
 
-const WIDTH = 1280;
+const WIDTH = 1290;
 const HEIGHT = 560;
 const FONT = 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif"';
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf'];
@@ -25,7 +25,7 @@ function barPanel(rows: readonly Result[], box: Box): string {
   const bars = rows.filter((r) => r.suite === 'veth' && r.metric === 'received');
   const out = [text(box.x, box.y - 28, 'Real packets on veth: packets/s handled by the receiver (one CPU)', 'font-size="15" font-weight="bold"')];
   if (bars.length === 0) return [...out, text(box.x, box.y + 20, 'no veth results yet', 'font-size="13"')].join('\n');
-  const labelW = 250;
+  const labelW = 330;
   const max = Math.max(...bars.map((b) => b.value));
   const rowH = box.h / bars.length;
   const scale = (v: number): number => ((box.w - labelW - 70) * v) / max;
@@ -33,7 +33,7 @@ function barPanel(rows: readonly Result[], box: Box): string {
     const y = box.y + i * rowH;
     const w = Math.max(1, scale(bar.value));
     const color = bar.case.startsWith('xdpwall') ? '#1f77b4' : bar.case.startsWith('bare') ? '#7f7f7f' : '#ff7f0e';
-    out.push(text(box.x + labelW - 8, y + rowH * 0.55 + 4, bar.case, 'font-size="12" text-anchor="end"'));
+    out.push(text(box.x + labelW - 8, y + rowH * 0.55 + 4, bar.case, 'font-size="11" text-anchor="end"'));
     out.push(`<rect x="${box.x + labelW}" y="${(y + rowH * 0.15).toFixed(1)}" width="${w.toFixed(1)}" height="${(rowH * 0.7).toFixed(1)}" fill="${color}"/>`);
     out.push(text(box.x + labelW + w + 6, y + rowH * 0.55 + 4, `${formatValue(bar.value, bar.unit)} pps`, 'font-size="12"'));
   });
@@ -99,7 +99,7 @@ function linePanel(rows: readonly Result[], box: Box): string {
   flat.forEach((f, i) => {
     const y = py(f.y);
     out.push(`<line x1="${plot.x}" y1="${y.toFixed(1)}" x2="${plot.x + plot.w}" y2="${y.toFixed(1)}" stroke="#555" stroke-dasharray="${i === 0 ? '6 4' : '2 3'}"/>`);
-    out.push(text(plot.x + 6, y - 4, `${f.name}: ${f.y.toFixed(1)} ns`, 'font-size="11" fill="#333"'));
+    out.push(text(plot.x + plot.w - 6, y - 4, `${f.name}: ${f.y.toFixed(1)} ns`, 'font-size="11" fill="#333" text-anchor="end"'));
   });
   series.forEach((s, i) => {
     const color = COLORS[i % COLORS.length] as string;
@@ -107,8 +107,11 @@ function linePanel(rows: readonly Result[], box: Box): string {
     const d = s.points.map((p, j) => `${j === 0 ? 'M' : 'L'}${px(p.x).toFixed(1)},${py(p.y).toFixed(1)}`).join(' ');
     out.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="2.2"${dash}/>`);
     for (const p of s.points) out.push(`<circle cx="${px(p.x).toFixed(1)}" cy="${py(p.y).toFixed(1)}" r="3.2" fill="${color}"/>`);
+    // Legend, top left inside the plot, with the figure at the largest size.
     const last = s.points[s.points.length - 1];
-    if (last) out.push(text(px(last.x) - 6, py(last.y) - 7, `${s.name} ${last.y.toFixed(0)}`, `font-size="11" fill="${color}" text-anchor="end"`));
+    const ly = plot.y + plot.h * 0.36 + i * 16;
+    out.push(`<line x1="${plot.x + plot.w * 0.42}" y1="${ly - 4}" x2="${plot.x + plot.w * 0.42 + 24}" y2="${ly - 4}" stroke="${color}" stroke-width="2.2"${dash}/>`);
+    out.push(text(plot.x + plot.w * 0.42 + 30, ly, `${s.name}${last ? `: ${last.y.toFixed(0)} ns at ${last.x.toLocaleString('en-US')}` : ''}`, 'font-size="11"'));
   });
   return out.join('\n');
 }
@@ -117,8 +120,8 @@ export function renderPlot(rows: readonly Result[]): string {
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}">`,
     `<rect width="${WIDTH}" height="${HEIGHT}" fill="#fff"/>`,
-    barPanel(rows, { x: 20, y: 60, w: 640, h: 420 }),
-    linePanel(rows, { x: 690, y: 60, w: 570, h: 460 }),
+    barPanel(rows, { x: 10, y: 60, w: 700, h: 420 }),
+    linePanel(rows, { x: 720, y: 60, w: 550, h: 460 }),
     '</svg>',
     '',
   ].join('\n');
