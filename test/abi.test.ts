@@ -96,6 +96,7 @@ const snake = (camel: string) => camel.replace(/[A-Z]/g, (c) => `_${c.toLowerCas
 const STRUCTS: Record<keyof typeof Layout, string> = {
   lpmV4Key: 'xw_lpm_v4_key',
   lpmV6Key: 'xw_lpm_v6_key',
+  hostV6Key: 'xw_host_v6_key',
   ruleValue: 'xw_rule_value',
   counter: 'xw_counter',
   statsKey: 'xw_stats_key',
@@ -190,6 +191,10 @@ describe('programs and maps', () => {
     [MAPS.dstV4]: ['xw_lpm_v4_key', 'xw_rule_value'],
     [MAPS.srcV6]: ['xw_lpm_v6_key', 'xw_rule_value'],
     [MAPS.dstV6]: ['xw_lpm_v6_key', 'xw_rule_value'],
+    [MAPS.srcHostV4]: ['unsigned int', 'xw_rule_value'], // __be32, resolved through its typedef
+    [MAPS.dstHostV4]: ['unsigned int', 'xw_rule_value'],
+    [MAPS.srcHostV6]: ['xw_host_v6_key', 'xw_rule_value'],
+    [MAPS.dstHostV6]: ['xw_host_v6_key', 'xw_rule_value'],
     [MAPS.ruleStats]: ['unsigned int', 'xw_counter'],
     [MAPS.stats]: ['xw_stats_key', 'xw_counter'],
     [MAPS.flows]: ['xw_flow_key', 'xw_flow_value'],

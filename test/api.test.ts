@@ -31,8 +31,13 @@ const post = (payload: unknown) => app.inject({ method: 'POST', url: '/v1/blocks
 function kernelEntry(cidrText: string, direction: 'src' | 'dst' = 'src') {
   const cidr = parseCidr(cidrText);
   const { maps } = firewall.datapath;
-  const map = cidr.family === 4 ? (direction === 'src' ? maps.srcV4 : maps.dstV4) : direction === 'src' ? maps.srcV6 : maps.dstV6;
-  const value = map.lookup(encodeLpmKey(cidr.family, cidr.bytes, cidr.prefixLen));
+  const src = direction === 'src';
+  // Host routes live in exact-match hashes keyed by the address, other prefixes in tries.
+  const host = cidr.prefixLen === (cidr.family === 4 ? 32 : 128);
+  const map = host
+    ? cidr.family === 4 ? (src ? maps.srcHostV4 : maps.dstHostV4) : src ? maps.srcHostV6 : maps.dstHostV6
+    : cidr.family === 4 ? (src ? maps.srcV4 : maps.dstV4) : src ? maps.srcV6 : maps.dstV6;
+  const value = map.lookup(host ? cidr.bytes : encodeLpmKey(cidr.family, cidr.bytes, cidr.prefixLen));
   return value && { ruleId: value.readUInt32LE(0), action: value.readUInt8(4) };
 }
 
@@ -328,8 +333,10 @@ describe('traffic through the real programs (BPF_PROG_TEST_RUN)', () => {
     const established = ether(ipv4({ src: '198.18.0.77', dst: '198.18.0.2' }, udp({ sport: 5000, dport: 53 })));
     for (let i = 0; i < 2; i++) expect(firewall.datapath.ingress.testRunSync({ data: established }).retval).toBe(XDP_PASS);
     const { id } = (await post({ cidr: '198.18.0.77/32' })).json();
+    expect(kernelEntry('198.18.0.77/32')).toEqual({ ruleId: id, action: 1 });
     expect(firewall.datapath.ingress.testRunSync({ data: established }).retval).toBe(XDP_DROP);
     await app.inject({ method: 'DELETE', url: `/v1/blocks/${id}` });
+    expect(kernelEntry('198.18.0.77/32')).toBeNull();
     expect(firewall.datapath.ingress.testRunSync({ data: established }).retval).toBe(XDP_PASS);
   });
 

@@ -72,7 +72,9 @@ interface ExpectedFlow {
 }
 
 interface Rule {
-  map: 'xw_src_v4' | 'xw_dst_v4' | 'xw_src_v6' | 'xw_dst_v6';
+  map:
+    | 'xw_src_v4' | 'xw_dst_v4' | 'xw_src_v6' | 'xw_dst_v6'
+    | 'xw_src_host_v4' | 'xw_dst_host_v4' | 'xw_src_host_v6' | 'xw_dst_host_v6';
   cidr: string;
   ruleId: number;
   action?: number;
@@ -267,6 +269,10 @@ const denyCases: Fixture[] = [
   withRules(drop('deny source v6 /48', ether(v6(syn)), 'deny_src_cidr'), [rule('xw_src_v6', '2001:db8:aaaa::/48', 13)], [13]),
   withRules(drop('deny destination v6 /64', ether(v6(dns)), 'deny_dst_cidr'), [rule('xw_dst_v6', '2001:db8:bbbb::/64', 14)], [14]),
   withRules(drop('deny source v4 /0 catches everything, VLAN-tagged too', ether(v4(dns), { vlans: [ad(100), q(10)] }), 'deny_src_cidr'), [rule('xw_src_v4', '0.0.0.0/0', 15)], [15]),
+  withRules(drop('deny source v4 host (hash)', ether(v4(syn)), 'deny_src_cidr'), [rule('xw_src_host_v4', `${A4}/32`, 41)], [41]),
+  withRules(drop('deny destination v6 host (hash)', ether(v6(dns)), 'deny_dst_cidr'), [rule('xw_dst_host_v6', `${B6}/128`, 42)], [42]),
+  withRules(pass('a host route for another address does not match', ether(v4(syn)), SYN4), [rule('xw_src_host_v4', '198.51.100.99/32', 43)]),
+  withRules(drop('the host hash is consulted before the trie', ether(v4(syn)), 'deny_src_cidr'), [rule('xw_src_host_v4', `${A4}/32`, 44), SRC_A4], [44]),
   withRules(drop('source is checked before destination', ether(v4(syn)), 'deny_src_cidr'), [SRC_A4, rule('xw_dst_v4', '192.0.2.0/24', 22)], [11]),
   withRules(drop('deny rule without a counter entry drops and creates it', ether(v4(syn)), 'deny_src_cidr'), [{ ...SRC_A4, counted: false }], [11]),
   withRules(pass('a rule that does not match gets no counter entry', ether(v4(syn)), SYN4), [rule('xw_src_v4', '203.0.113.0/24', 37, { counted: false })]),
@@ -384,6 +390,12 @@ function lpmKey(cidr: string): Buffer {
   return encodeLpmKey(family, family === 4 ? ipv4Bytes(addr) : ipv6Bytes(addr), Number(len));
 }
 
+/** Host hashes are keyed by the bare address. */
+function hostKey(cidr: string): Buffer {
+  const [addr = ''] = cidr.split('/');
+  return addr.includes(':') ? ipv6Bytes(addr) : ipv4Bytes(addr);
+}
+
 /** One value per possible CPU: what user space writes into a per-CPU map. */
 function perCpu(map: BpfMap, value: Buffer): Buffer {
   const out = Buffer.alloc(map.valueStride);
@@ -396,7 +408,7 @@ function perCpu(map: BpfMap, value: Buffer): Buffer {
 function installRules(rules: Rule[], { bumpGen = true } = {}): void {
   for (const rule of rules) {
     const value = encodeRuleValue({ ruleId: rule.ruleId, action: rule.action ?? Action.deny, flags: 0 });
-    maps[rule.map]!.update(lpmKey(rule.cidr), value);
+    maps[rule.map]!.update(rule.map.includes('_host_') ? hostKey(rule.cidr) : lpmKey(rule.cidr), value);
     if (rule.counted ?? true) {
       const stats = maps[MAPS.ruleStats]!;
       stats.update(encodeRuleId(rule.ruleId), perCpu(stats, Buffer.alloc(Layout.counter.size)));

@@ -11,6 +11,10 @@ export const MAPS = {
   dstV4: 'xw_dst_v4',
   srcV6: 'xw_src_v6',
   dstV6: 'xw_dst_v6',
+  srcHostV4: 'xw_src_host_v4',
+  dstHostV4: 'xw_dst_host_v4',
+  srcHostV6: 'xw_src_host_v6',
+  dstHostV6: 'xw_dst_host_v6',
   ruleStats: 'xw_rule_stats',
   stats: 'xw_stats',
   flows: 'xw_flows',
@@ -55,6 +59,7 @@ export const RuleFlags = { dryRun: 1 << 0 } as const;
 export const Layout = {
   lpmV4Key: { size: 8, prefixlen: 0, addr: 4 },
   lpmV6Key: { size: 20, prefixlen: 0, addr: 4 },
+  hostV6Key: { size: 16, addr: 0 },
   ruleValue: { size: 8, ruleId: 0, action: 4, flags: 5, pad: 6 },
   counter: { size: 16, packets: 0, bytes: 8 },
   statsKey: { size: 8, ifindex: 0, direction: 4, verdict: 5, reason: 6 },

@@ -24,6 +24,10 @@ export interface DatapathMaps {
   dstV4: BpfMap;
   srcV6: BpfMap;
   dstV6: BpfMap;
+  srcHostV4: BpfMap;
+  dstHostV4: BpfMap;
+  srcHostV6: BpfMap;
+  dstHostV6: BpfMap;
   ruleStats: BpfMap;
   stats: BpfMap;
   flows: BpfMap;
@@ -78,6 +82,10 @@ export class Datapath {
       object.setMapMaxEntries(MAPS.dstV4, cidrV4);
       object.setMapMaxEntries(MAPS.srcV6, cidrV6);
       object.setMapMaxEntries(MAPS.dstV6, cidrV6);
+      object.setMapMaxEntries(MAPS.srcHostV4, cidrV4);
+      object.setMapMaxEntries(MAPS.dstHostV4, cidrV4);
+      object.setMapMaxEntries(MAPS.srcHostV6, cidrV6);
+      object.setMapMaxEntries(MAPS.dstHostV6, cidrV6);
       // Counters exist only for rules that dropped something (created on first hit).
       object.setMapMaxEntries(MAPS.ruleStats, cidrV4 + cidrV6);
       object.setMapMaxEntries(MAPS.flows, flows);
@@ -93,6 +101,10 @@ export class Datapath {
       dstV4: object.map(MAPS.dstV4),
       srcV6: object.map(MAPS.srcV6),
       dstV6: object.map(MAPS.dstV6),
+      srcHostV4: object.map(MAPS.srcHostV4),
+      dstHostV4: object.map(MAPS.dstHostV4),
+      srcHostV6: object.map(MAPS.srcHostV6),
+      dstHostV6: object.map(MAPS.dstHostV6),
       ruleStats: object.map(MAPS.ruleStats),
       stats: object.map(MAPS.stats),
       flows: object.map(MAPS.flows),

@@ -26,6 +26,8 @@
  *             xw_egress    TC clsact egress, same interfaces
  *   maps      xw_src_v4, xw_dst_v4   LPM_TRIE  xw_lpm_v4_key -> xw_rule_value
  *             xw_src_v6, xw_dst_v6   LPM_TRIE  xw_lpm_v6_key -> xw_rule_value
+ *             xw_src_host_v4, xw_dst_host_v4  HASH  __be32 -> xw_rule_value
+ *             xw_src_host_v6, xw_dst_host_v6  HASH  xw_host_v6_key -> xw_rule_value
  *             xw_rule_stats          PERCPU_HASH  __u32 rule_id -> xw_counter
  *             xw_stats               PERCPU_HASH  xw_stats_key -> xw_counter
  *             xw_flows               LRU_PERCPU_HASH  xw_flow_key -> xw_flow_value
@@ -122,7 +124,17 @@ struct xw_lpm_v6_key {
 };
 
 /*
- * Value of every CIDR trie: which rule matched and what it does, not a bare
+ * Host routes (/32, /128) live in exact-match hashes, not in the tries: a
+ * host route is always the longest match, so one hash lookup settles it,
+ * and blocklists (fail2ban, CrowdSec) are mostly single addresses. IPv4
+ * keys are a bare __be32.
+ */
+struct xw_host_v6_key {
+	__u8 addr[16]; /* network byte order */
+};
+
+/*
+ * Value of every CIDR trie and host hash: which rule matched and what it does, not a bare
  * flag, so allow lists, dry-run and per-rule counters fit without a new ABI.
  */
 struct xw_rule_value {

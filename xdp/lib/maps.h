@@ -34,6 +34,25 @@ XW_LPM_MAP(xw_src_v6, struct xw_lpm_v6_key, XW_DEFAULT_CIDR_V6_ENTRIES);
 XW_LPM_MAP(xw_dst_v6, struct xw_lpm_v6_key, XW_DEFAULT_CIDR_V6_ENTRIES);
 
 /*
+ * Host routes (/32 and /128), looked up before the tries. Not preallocated:
+ * sized for a full blocklist, but memory follows the rules that exist.
+ */
+#define XW_HOST_MAP(_name, _key, _entries)                      \
+	struct {                                                \
+		__uint(type, BPF_MAP_TYPE_HASH);                \
+		__uint(max_entries, _entries);                  \
+		__uint(map_flags, BPF_F_NO_PREALLOC);           \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);            \
+		__type(key, _key);                              \
+		__type(value, struct xw_rule_value);            \
+	} _name SEC(".maps")
+
+XW_HOST_MAP(xw_src_host_v4, __be32, XW_DEFAULT_CIDR_V4_ENTRIES);
+XW_HOST_MAP(xw_dst_host_v4, __be32, XW_DEFAULT_CIDR_V4_ENTRIES);
+XW_HOST_MAP(xw_src_host_v6, struct xw_host_v6_key, XW_DEFAULT_CIDR_V6_ENTRIES);
+XW_HOST_MAP(xw_dst_host_v6, struct xw_host_v6_key, XW_DEFAULT_CIDR_V6_ENTRIES);
+
+/*
  * Per-rule counters. The data plane creates a rule's entry on its first hit
  * (the control plane may also create it in advance); the control plane
  * deletes it with the rule. Not preallocated: it is sized for every
