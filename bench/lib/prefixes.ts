@@ -9,6 +9,7 @@
 // IPv6 prefixes (/56../128) all lie inside fd00:198::/48.
 import { Prng } from './prng.js';
 import { Action, Layout } from '../../src/datapath/abi.js';
+import type { BlockRule } from '../../src/rules/model.js';
 
 export const LAB_V4_NET = ipv4ToU32('198.18.0.0');
 export const LAB_V4_BITS = 15;
@@ -189,4 +190,54 @@ export function formatV6(bytes: Buffer): string {
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(bytes.readUInt16BE(i).toString(16));
   return groups.join(':');
+}
+
+/** Prefixes [from, to) as source deny rules with ids from firstId, as the daemon holds them. */
+export function v4Rules(p: V4Prefixes, from: number, to: number, firstId: number): BlockRule[] {
+  const rules: BlockRule[] = [];
+  for (let i = from; i < to; i++) {
+    const network = Buffer.alloc(4);
+    network.writeUInt32BE(p.addrs[i] as number);
+    rules.push(denyRule(firstId + i - from, v4Cidr(p, i), 4, p.lens[i] as number, network));
+  }
+  return rules;
+}
+
+export function v6Rules(p: V6Prefixes, from: number, to: number, firstId: number): BlockRule[] {
+  const rules: BlockRule[] = [];
+  for (let i = from; i < to; i++) {
+    const network = Buffer.from(p.addrs.subarray(i * 16, i * 16 + 16));
+    rules.push(denyRule(firstId + i - from, `${formatV6(network)}/${p.lens[i] as number}`, 6, p.lens[i] as number, network));
+  }
+  return rules;
+}
+
+function denyRule(id: number, cidr: string, family: 4 | 6, prefixLen: number, network: Buffer): BlockRule {
+  return { id, cidr, family, prefixLen, network, direction: 'src', comment: null, createdAt: '' };
+}
+
+/**
+ * Reorders so prefix #0 is a network prefix (trie) and #1 a host route
+ * (hash), both from the first `within` prefixes: the ladder's denied
+ * packets need one of each loaded at every size from 2 on.
+ */
+export function placeHostSecond(lens: Uint8Array, swap: (a: number, b: number) => void, hostLen: number, within: number): void {
+  const find = (from: number, host: boolean) => {
+    for (let i = from; i < within; i++) if ((lens[i] === hostLen) === host) return i;
+    throw new Error(`no ${host ? 'host route' : 'network prefix'} among the first ${within} prefixes`);
+  };
+  swap(0, find(0, false));
+  swap(1, find(1, true));
+}
+
+export function swapV4(p: V4Prefixes, a: number, b: number): void {
+  [p.addrs[a], p.addrs[b]] = [p.addrs[b] as number, p.addrs[a] as number];
+  [p.lens[a], p.lens[b]] = [p.lens[b] as number, p.lens[a] as number];
+}
+
+export function swapV6(p: V6Prefixes, a: number, b: number): void {
+  const tmp = Buffer.from(p.addrs.subarray(a * 16, a * 16 + 16));
+  p.addrs.copy(p.addrs, a * 16, b * 16, b * 16 + 16);
+  tmp.copy(p.addrs, b * 16);
+  [p.lens[a], p.lens[b]] = [p.lens[b] as number, p.lens[a] as number];
 }

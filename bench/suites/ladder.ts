@@ -3,7 +3,7 @@
 // prefixes loaded. Nothing is sent anywhere: packets exist only in the
 // test run. The process is pinned to one CPU; the cases of one size are
 // interleaved round by round, and each figure is the median over rounds.
-import { BpfObject, type BpfMap, type BpfProgram } from '@xdpwall/addon';
+import { BpfObject, type BpfProgram } from '@xdpwall/addon';
 import { Datapath } from '../../src/datapath/datapath.js';
 import { ether, ipv4, ipv6, udp } from '../../test/lib/packets.js';
 import { BPF_OBJECT_PATH, requireObject } from '../lib/bpf.js';
@@ -11,9 +11,10 @@ import { BENCH_CPU, allCpus, pinProcess } from '../lib/cpu.js';
 import { prefixCount, sizeLabel, type SuiteContext } from '../lib/context.js';
 import { Prng } from '../lib/prng.js';
 import {
-  denyValues, formatV6, generateV4, generateV6, u32ToIpv4, v4AddressIn, v4Keys, v4Uncovered,
-  v6AddressIn, v6Keys, v6Uncovered,
+  formatV6, generateV4, generateV6, placeHostSecond, swapV4, swapV6, u32ToIpv4, v4AddressIn, v4Rules, v4Uncovered,
+  v6AddressIn, v6Rules, v6Uncovered,
 } from '../lib/prefixes.js';
+import { CidrMaps } from '../../src/datapath/cidr-maps.js';
 import { median } from '../lib/stats.js';
 
 export const LADDER_SIZES_V4 = [1, 1000, 100_000, 1_000_000];
@@ -21,7 +22,9 @@ export const LADDER_SIZES_V6 = [1, 1000, 100_000, 256_000];
 export const BARE = 'bare XDP_DROP';
 export const PARSE = 'parse-only (xdpwall parser) + XDP_DROP';
 export const CHURN_DRIVER = 'churn driver + bare XDP_DROP';
-export type LadderKind = 'deny v4' | 'deny v6' | 'established v4' | 'established v6' | 'new flow v4' | 'new flow v6';
+export type LadderKind =
+  | 'deny v4' | 'deny v6' | 'deny v4 host route' | 'deny v6 host route'
+  | 'established v4' | 'established v6' | 'new flow v4' | 'new flow v6';
 export const ladderCase = (kind: LadderKind, v4: number, v6: number): string =>
   `xdpwall ${kind} (${prefixCount(kind.endsWith('v6') ? v6 : v4)})`;
 
@@ -58,7 +61,7 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
     quietLog,
   );
   ctx.cleanup.add('close the ladder data plane', () => datapath.close());
-  const { maps } = datapath;
+  const ruleTables = new CidrMaps(datapath.maps);
   const ingress = datapath.ingress;
 
   const maxV4 = sizesV4[sizesV4.length - 1] as number;
@@ -66,25 +69,34 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
   ctx.log(`ladder: generating ${maxV4} IPv4 and ${maxV6} IPv6 prefixes (seed ${ctx.seed})`);
   const v4 = generateV4(maxV4, ctx.seed);
   const v6 = generateV6(maxV6, ctx.seed + 1);
+  placeHostSecond(v4.lens, (a, b) => swapV4(v4, a, b), 32, v4.labCount);
+  placeHostSecond(v6.lens, (a, b) => swapV6(v6, a, b), 128, v6.count);
   const prng = new Prng(ctx.seed + 2);
   const deniedV4 = u32ToIpv4(v4AddressIn(v4, 0, prng));
+  const deniedHostV4 = u32ToIpv4(v4AddressIn(v4, 1, prng));
   const passedV4 = u32ToIpv4(v4Uncovered(v4, prng));
   const deniedV6 = formatV6(v6AddressIn(v6, 0, prng));
+  const deniedHostV6 = formatV6(v6AddressIn(v6, 1, prng));
   const passedV6 = formatV6(v6Uncovered(v6, prng));
   const payload = Buffer.alloc(18);
   const packet = {
     deniedV4: ether(ipv4({ src: deniedV4, dst: '198.19.255.2' }, udp({ sport: 40000, dport: 53, payload }))),
     passedV4: ether(ipv4({ src: passedV4, dst: '198.19.255.2' }, udp({ sport: 40001, dport: 53, payload }))),
     deniedV6: ether(ipv6({ src: deniedV6, dst: 'fd00:198:0:ffff::2' }, udp({ sport: 40000, dport: 53, payload }))),
+    deniedHostV4: ether(ipv4({ src: deniedHostV4, dst: '198.19.255.2' }, udp({ sport: 40000, dport: 53, payload }))),
+    deniedHostV6: ether(ipv6({ src: deniedHostV6, dst: 'fd00:198:0:ffff::2' }, udp({ sport: 40000, dport: 53, payload }))),
     passedV6: ether(ipv6({ src: passedV6, dst: 'fd00:198:0:ffff::2' }, udp({ sport: 40001, dport: 53, payload }))),
   };
   ctx.note(
-    `ladder: packets are 60-byte UDP frames; denied sources ${deniedV4} / ${deniedV6} lie in prefix #1, ` +
+    `ladder: packets are 60-byte UDP frames; denied sources ${deniedV4} / ${deniedV6} lie in a network prefix ` +
+      `(${v4.lens[0]} / ${v6.lens[0]} bits, in the LPM tries), ${deniedHostV4} / ${deniedHostV6} in a host route ` +
+      `(exact-match hash, from 2 prefixes on); ` +
       `passed sources ${passedV4} / ${passedV6} in none; repeat ${repeat.toLocaleString('en-US')} per call, ${rounds} rounds, CPU ${BENCH_CPU}`,
   );
   ctx.note(
     `ladder: IPv4 prefixes: the first 2048 (/24../32) inside 198.18.0.0/15, the rest (/20../32) elsewhere (a /15 holds < 2^18 prefixes); ` +
-      `IPv6 /64../128 inside fd00:198::/48; a rule-counter entry per prefix, as the daemon keeps`,
+      `IPv6 /64../128 inside fd00:198::/48; loaded through the control plane's CidrMaps.installMany (host routes to the ` +
+      `hashes, the rest to the tries, rule counters created on first hit), as the daemon does`,
   );
   ctx.note(
     `ladder: new-flow cases run the churn driver (bench/bpf/churn.bpf.c), which rewrites the UDP source port and the low 16 bits ` +
@@ -121,10 +133,8 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
     const nV4 = sizesV4[step] as number;
     const nV6 = sizesV6[step] as number;
     const started = performance.now();
-    await maps.srcV4.updateBatch(v4Keys(v4, loadedV4, nV4), denyValues(1 + loadedV4, nV4 - loadedV4), nV4 - loadedV4);
-    await maps.srcV6.updateBatch(v6Keys(v6, loadedV6, nV6), denyValues(2_000_001 + loadedV6, nV6 - loadedV6), nV6 - loadedV6);
-    await addRuleCounters(maps.ruleStats, 1 + loadedV4, nV4 - loadedV4);
-    await addRuleCounters(maps.ruleStats, 2_000_001 + loadedV6, nV6 - loadedV6);
+    await ruleTables.installMany(v4Rules(v4, loadedV4, nV4, 1 + loadedV4));
+    await ruleTables.installMany(v6Rules(v6, loadedV6, nV6, 2_000_001 + loadedV6));
     loadedV4 = nV4;
     loadedV6 = nV6;
     ctx.log(`ladder: ${sizeLabel(nV4)} IPv4 + ${sizeLabel(nV6)} IPv6 prefixes loaded in ${((performance.now() - started) / 1000).toFixed(1)} s`);
@@ -138,6 +148,8 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
       ...(parse ? [{ name: PARSE, run: timed(parse, packet.deniedV4, XDP_DROP) }] : []),
       { name: ladderCase('deny v4', nV4, nV6), run: timed(ingress, packet.deniedV4, XDP_DROP) },
       { name: ladderCase('deny v6', nV4, nV6), run: timed(ingress, packet.deniedV6, XDP_DROP) },
+      ...(nV4 >= 2 ? [{ name: ladderCase('deny v4 host route', nV4, nV6), run: timed(ingress, packet.deniedHostV4, XDP_DROP) }] : []),
+      ...(nV6 >= 2 ? [{ name: ladderCase('deny v6 host route', nV4, nV6), run: timed(ingress, packet.deniedHostV6, XDP_DROP) }] : []),
       { name: ladderCase('established v4', nV4, nV6), run: timed(ingress, packet.passedV4, XDP_PASS) },
       { name: ladderCase('established v6', nV4, nV6), run: timed(ingress, packet.passedV6, XDP_PASS) },
       { name: CHURN_DRIVER, run: churnVia(bare, packet.passedV4, XDP_DROP) },
@@ -170,12 +182,4 @@ async function loadObject(path: string, ctx: SuiteContext): Promise<BpfObject> {
 
 async function loadProgram(path: string, name: string, ctx: SuiteContext): Promise<BpfProgram> {
   return (await loadObject(path, ctx)).program(name);
-}
-
-/** Zeroed per-rule counters, as the control plane creates with each rule. */
-async function addRuleCounters(map: BpfMap, firstId: number, count: number): Promise<void> {
-  if (count === 0) return;
-  const keys = Buffer.alloc(count * 4);
-  for (let i = 0; i < count; i++) keys.writeUInt32LE(firstId + i, i * 4);
-  await map.updateBatch(keys, Buffer.alloc(count * map.valueStride), count);
 }

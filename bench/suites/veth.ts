@@ -20,7 +20,8 @@ import { BENCH_CPU, busyNsPerCpu, diff, netRxSoftirqs, pinProcess, allCpus } fro
 import { prefixCount, type SuiteContext } from '../lib/context.js';
 import { LineChild, createBenchLab, rootFirewallDigest, rxPackets, type BenchLab } from '../lib/lab.js';
 import { Prng } from '../lib/prng.js';
-import { denyValues, generateV4, u32ToIpv4, v4AddressIn, v4Cidr, v4Keys, type V4Prefixes } from '../lib/prefixes.js';
+import { generateV4, u32ToIpv4, v4AddressIn, v4Cidr, v4Rules, type V4Prefixes } from '../lib/prefixes.js';
+import { CidrMaps } from '../../src/datapath/cidr-maps.js';
 import { median } from '../lib/stats.js';
 import type { GeneratorReply, GeneratorRequest } from '../child/generator.js';
 
@@ -127,7 +128,8 @@ export async function runVeth(ctx: SuiteContext): Promise<void> {
         ctx.cleanup.add('close the veth data plane', () => dp.close());
       }
       const dp = datapath;
-      await dp.maps.srcV4.updateBatch(v4Keys(prefixes, loaded, count), denyValues(1 + loaded, count - loaded), count - loaded);
+      // As the daemon holds them: host routes in the hash, network prefixes in the trie.
+      await new CidrMaps(dp.maps).installMany(v4Rules(prefixes, loaded, count, 1 + loaded));
       loaded = count;
       dp.attach({ name: iface, mode: 'native' });
       return async () => dp.detach(iface);
