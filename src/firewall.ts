@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import { Datapath, type AttachedInterface, type Logger } from './datapath/datapath.js';
 import { CidrMaps, type ReconcileReport } from './datapath/cidr-maps.js';
-import { readFlows, readStats, type FlowEntry, type StatsEntry } from './datapath/counters.js';
+import { readFlows, readStats, type FlowTable, type StatsEntry } from './datapath/counters.js';
 import type { Counter } from './datapath/abi.js';
 import { BlockService } from './rules/blocks.js';
 import { RuleStore } from './rules/store.js';
@@ -27,7 +27,7 @@ export interface FirewallOptions {
 
 export class Firewall {
   readonly blocks: BlockService;
-  private readonly flowSnapshots: SnapshotCache<FlowEntry[]>;
+  private readonly flowSnapshots: SnapshotCache<FlowTable>;
   private readonly statsSnapshots: SnapshotCache<StatsEntry[]>;
   private readonly startedAt: number;
 
@@ -74,13 +74,13 @@ export class Firewall {
   }
 
   async flows(query: FlowQuery): Promise<FlowRecord[]> {
-    const entries = await this.flowSnapshots.get();
-    return queryFlows(entries, query, this.clock, (ifindex) => this.datapath.ifaceName(ifindex));
+    const table = await this.flowSnapshots.get();
+    return queryFlows(table, query, this.clock, (ifindex) => this.datapath.ifaceName(ifindex));
   }
 
   /** Entries in the kernel's flow table. */
   async flowCount(): Promise<number> {
-    return (await this.flowSnapshots.get()).length;
+    return (await this.flowSnapshots.get()).count;
   }
 
   async stats(): Promise<StatsReport> {

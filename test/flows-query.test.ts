@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { queryFlows, tcpFlagNames } from '../src/flows/query.js';
 import { toMappedV6, parseIp } from '../src/rules/cidr.js';
-import type { FlowEntry } from '../src/datapath/counters.js';
+import type { FlowEntry, FlowTable } from '../src/datapath/counters.js';
+import { Layout, encodeFlowKey } from '../src/datapath/abi.js';
 import type { Clock } from '../src/clock.js';
 
 const clock: Clock = { wallMs: () => Date.parse('2026-11-25T12:00:10.000Z'), monotonicNs: () => 10_000_000_000n };
@@ -19,11 +20,37 @@ function flow(src: string, dst: string, proto: number, sport: number, dport: num
   };
 }
 
-const entries = [
+/**
+ * Packs flows as the kernel hands them over, split over two CPUs: ingress
+ * counted on CPU 0, egress on CPU 1, first seen on 0, last seen on 1.
+ */
+function pack(flows: FlowEntry[]): FlowTable {
+  const L = Layout.flowValue;
+  const cpus = 2;
+  const stride = L.size * cpus;
+  const keys = Buffer.concat(flows.map((f) => encodeFlowKey(f.key)));
+  const values = Buffer.alloc(flows.length * stride);
+  flows.forEach(({ totals }, i) => {
+    const cpu0 = i * stride;
+    const cpu1 = cpu0 + L.size;
+    values.writeBigUInt64LE(totals.ingress.packets, cpu0 + L.dir);
+    values.writeBigUInt64LE(totals.ingress.bytes, cpu0 + L.dir + 8);
+    values.writeBigUInt64LE(totals.egress.packets, cpu1 + L.dir + 16);
+    values.writeBigUInt64LE(totals.egress.bytes, cpu1 + L.dir + 24);
+    values.writeBigUInt64LE(totals.firstSeenNs, cpu0 + L.firstSeenNs);
+    values.writeBigUInt64LE(totals.firstSeenNs, cpu0 + L.lastSeenNs);
+    values.writeBigUInt64LE(totals.firstSeenNs + 1n, cpu1 + L.firstSeenNs);
+    values.writeBigUInt64LE(totals.lastSeenNs, cpu1 + L.lastSeenNs);
+    values.writeUInt8(totals.tcpFlags, cpu0 + L.tcpFlags);
+  });
+  return { keys, values, count: flows.length, stride, cpus };
+}
+
+const entries = pack([
   flow('198.18.0.1', '198.18.0.2', 17, 40000, 53, 1000, 10, 9_000_000_000n),
   flow('198.18.5.1', '198.18.0.2', 6, 40001, 443, 5000, 3, 8_000_000_000n),
   flow('fd00:198::1', 'fd00:198::2', 58, 128, 0, 300, 50, 9_500_000_000n),
-];
+]);
 const names = (ifindex: number) => (ifindex === 7 ? 'lab/veth0' : undefined);
 
 describe('queryFlows', () => {
@@ -59,6 +86,20 @@ describe('queryFlows', () => {
     [{ src: '198.18.0.1/8' }, 'INVALID_CIDR'],
   ])('rejects %j', (query, code) => {
     expect(() => queryFlows(entries, query, clock, names)).toThrow(expect.objectContaining({ code }));
+  });
+
+  it('returns the same top N as a full sort, ties in table order (seeded, 2,000 flows)', () => {
+    let seed = 7;
+    const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const many = Array.from({ length: 2000 }, (_, i) =>
+      flow(`198.18.${i >> 8}.${i & 255}`, '198.18.0.2', 17, 1000 + i, 53, Math.floor(random() * 50) * 100, 1, 1_000_000_000n + BigInt(i)),
+    );
+    const expected = many
+      .map((f, i) => ({ i, bytes: Number(f.totals.ingress.bytes + f.totals.egress.bytes) }))
+      .sort((a, b) => b.bytes - a.bytes || a.i - b.i)
+      .slice(0, 25)
+      .map(({ i }) => 1000 + i);
+    expect(queryFlows(pack(many), { limit: 25 }, clock, names).map((f) => f.srcPort)).toEqual(expected);
   });
 
   it('names TCP flags', () => {

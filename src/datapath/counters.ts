@@ -25,15 +25,29 @@ export async function readStats(map: BpfMap): Promise<StatsEntry[]> {
   return entries;
 }
 
-export async function readFlows(map: BpfMap): Promise<FlowEntry[]> {
-  const { keys, values, count } = await map.lookupAll();
-  const cpus = cpusOf(map);
-  const entries: FlowEntry[] = [];
-  for (let i = 0; i < count; i++) {
-    entries.push({
-      key: decodeFlowKey(keys, i * Layout.flowKey.size),
-      totals: sumFlowValue(values, i * map.valueStride, map.valueStride, cpus),
-    });
-  }
-  return entries;
+/**
+ * The flow table as the kernel handed it over: packed keys and per-CPU
+ * values. Queries scan these bytes directly and decode only the flows they
+ * return, so a million-entry table costs one pass, not a million objects.
+ */
+export interface FlowTable {
+  keys: Buffer;
+  values: Buffer;
+  count: number;
+  /** Bytes of one element's values (all CPUs). */
+  stride: number;
+  cpus: number;
+}
+
+export async function readFlows(map: BpfMap): Promise<FlowTable> {
+  const { keys, values, count } = await map.lookupAll(65536);
+  return { keys, values, count, stride: map.valueStride, cpus: cpusOf(map) };
+}
+
+/** Decodes one flow of the table. */
+export function flowAt(table: FlowTable, index: number): FlowEntry {
+  return {
+    key: decodeFlowKey(table.keys, index * Layout.flowKey.size),
+    totals: sumFlowValue(table.values, index * table.stride, table.stride, table.cpus),
+  };
 }
