@@ -1,6 +1,6 @@
 // Time sources, injectable so tests are deterministic. The data plane stamps
-// flows with bpf_ktime_get_ns() (CLOCK_MONOTONIC), the same clock as
-// process.hrtime.bigint() on Linux.
+// flows with bpf_ktime_get_coarse_ns(): CLOCK_MONOTONIC at tick granularity,
+// the clock of process.hrtime.bigint() on Linux, a few milliseconds behind.
 export interface Clock {
   wallMs(): number;
   monotonicNs(): bigint;

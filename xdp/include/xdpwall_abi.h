@@ -181,7 +181,9 @@ struct xw_flow_key {
 /*
  * Flow value, per CPU (user space sums counters, takes min first_seen and
  * max last_seen over CPUs with a non-zero first_seen, ORs the flags).
- * Times are bpf_ktime_get_ns() (CLOCK_MONOTONIC); user space converts.
+ * Times are bpf_ktime_get_coarse_ns(): CLOCK_MONOTONIC as of the last tick
+ * (milliseconds are all a flow listing needs, and it costs a third of an
+ * established flow's time less than the precise clock); user space converts.
  */
 struct xw_flow_value {
 	struct xw_counter dir[XW_DIR__MAX]; /* indexed by enum xw_direction */

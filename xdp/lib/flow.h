@@ -77,7 +77,7 @@ static __always_inline void xw_flow_account(const struct xw_pkt *p,
 					    __u32 rules_gen)
 {
 	bool ingress = dir == XW_DIR_INGRESS;
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = bpf_ktime_get_coarse_ns();
 
 	if (!val)
 		val = xw_flow_find(p, dir);
