@@ -103,15 +103,18 @@ function linePanel(rows: readonly Result[], box: Box): string {
   });
   series.forEach((s, i) => {
     const color = COLORS[i % COLORS.length] as string;
-    const dash = s.name.endsWith('v6') ? ' stroke-dasharray="7 3"' : '';
+    const dash = s.name.includes('v6') ? ' stroke-dasharray="7 3"' : '';
     const d = s.points.map((p, j) => `${j === 0 ? 'M' : 'L'}${px(p.x).toFixed(1)},${py(p.y).toFixed(1)}`).join(' ');
     out.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="2.2"${dash}/>`);
     for (const p of s.points) out.push(`<circle cx="${px(p.x).toFixed(1)}" cy="${py(p.y).toFixed(1)}" r="3.2" fill="${color}"/>`);
-    // Legend, top left inside the plot, with the figure at the largest size.
+    // Legend in two columns in the empty band under the bare XDP_DROP line, with
+    // the figure at the largest size.
     const last = s.points[s.points.length - 1];
-    const ly = plot.y + plot.h * 0.36 + i * 16;
-    out.push(`<line x1="${plot.x + plot.w * 0.42}" y1="${ly - 4}" x2="${plot.x + plot.w * 0.42 + 24}" y2="${ly - 4}" stroke="${color}" stroke-width="2.2"${dash}/>`);
-    out.push(text(plot.x + plot.w * 0.42 + 30, ly, `${s.name}${last ? `: ${last.y.toFixed(0)} ns at ${last.x.toLocaleString('en-US')}` : ''}`, 'font-size="11"'));
+    const rows = Math.ceil(series.length / 2);
+    const lx = plot.x + 10 + (i >= rows ? plot.w / 2 : 0);
+    const ly = plot.y + plot.h - 8 - (rows - 1 - (i % rows)) * 15;
+    out.push(`<line x1="${lx}" y1="${ly - 4}" x2="${lx + 24}" y2="${ly - 4}" stroke="${color}" stroke-width="2.2"${dash}/>`);
+    out.push(text(lx + 30, ly, `${s.name}${last ? `: ${last.y.toFixed(0)} ns at ${last.x.toLocaleString('en-US')}` : ''}`, 'font-size="11"'));
   });
   return out.join('\n');
 }

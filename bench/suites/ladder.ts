@@ -26,7 +26,7 @@ export type LadderKind =
   | 'deny v4' | 'deny v6' | 'deny v4 host route' | 'deny v6 host route'
   | 'established v4' | 'established v6' | 'new flow v4' | 'new flow v6';
 export const ladderCase = (kind: LadderKind, v4: number, v6: number): string =>
-  `xdpwall ${kind} (${prefixCount(kind.endsWith('v6') ? v6 : v4)})`;
+  `xdpwall ${kind} (${prefixCount(kind.includes('v6') ? v6 : v4)})`;
 
 const FLOW_CAPACITY = 1 << 18;
 const quietLog = { info: () => {}, warn: () => {} };

@@ -96,19 +96,6 @@ export function encodeLpmKey(family: 4 | 6, bytes: Uint8Array, prefixLen: number
   return key;
 }
 
-export interface LpmEntry {
-  prefixLen: number;
-  bytes: Uint8Array;
-}
-
-export function decodeLpmKey(key: Buffer): LpmEntry {
-  const addrLen = key.length - Layout.lpmV4Key.addr;
-  return {
-    prefixLen: key.readUInt32LE(0),
-    bytes: new Uint8Array(key.subarray(4, 4 + addrLen)),
-  };
-}
-
 export interface RuleValue {
   ruleId: number;
   action: number;
@@ -125,14 +112,6 @@ export function encodeRuleValue(value: RuleValue): Buffer {
   const out = Buffer.alloc(Layout.ruleValue.size);
   writeRuleValue(out, 0, value);
   return out;
-}
-
-export function decodeRuleValue(buf: Buffer): RuleValue {
-  return {
-    ruleId: buf.readUInt32LE(Layout.ruleValue.ruleId),
-    action: buf.readUInt8(Layout.ruleValue.action),
-    flags: buf.readUInt8(Layout.ruleValue.flags),
-  };
 }
 
 export function encodeRuleId(ruleId: number): Buffer {

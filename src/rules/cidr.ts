@@ -21,8 +21,6 @@ export interface IpAddress {
   readonly text: string;
 }
 
-const addressBits = (family: IpFamily): number => (family === 4 ? 32 : 128);
-
 function bigintToBytes(value: bigint, length: number): Buffer {
   const bytes = Buffer.alloc(length);
   for (let i = length - 1; i >= 0; i--) {
@@ -30,12 +28,6 @@ function bigintToBytes(value: bigint, length: number): Buffer {
     value >>= 8n;
   }
   return bytes;
-}
-
-function bytesToBigint(bytes: Uint8Array): bigint {
-  let value = 0n;
-  for (const byte of bytes) value = (value << 8n) | BigInt(byte);
-  return value;
 }
 
 /**
@@ -103,13 +95,6 @@ export function parseIp(input: string): IpAddress {
   }
   const { family, bytes } = parseCidr(text);
   return { family, bytes, text: formatIp(bytes) };
-}
-
-/** True when `ip` lies inside `cidr` (families must match). */
-export function cidrContains(cidr: Cidr, ip: { family: IpFamily; bytes: Uint8Array }): boolean {
-  if (cidr.family !== ip.family) return false;
-  const shift = BigInt(addressBits(cidr.family) - cidr.prefixLen);
-  return bytesToBigint(cidr.bytes) >> shift === bytesToBigint(ip.bytes) >> shift;
 }
 
 export function formatCidr(family: IpFamily, bytes: Uint8Array, prefixLen: number): string {
