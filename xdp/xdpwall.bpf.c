@@ -95,6 +95,7 @@ int xw_egress(struct __sk_buff *skb)
 {
 	__u32 pull = skb->len < XW_TC_PULL_LEN ? skb->len : XW_TC_PULL_LEN;
 	struct xw_pkt *p = xw_pkt_begin(skb->ifindex, skb->len);
+	struct xw_flow_value *flow = NULL;
 	enum xw_reason reason;
 
 	if (!p)
@@ -114,5 +115,8 @@ int xw_egress(struct __sk_buff *skb)
 		reason = xw_parse_skb(skb, p);
 	}
 
-	return xw_exit(p, XW_DIR_EGRESS, XW_VERDICT_PASS, reason, NULL, NULL, 0);
+	if (xw_reason_has_flow(reason))
+		flow = xw_flow_find(p, XW_DIR_EGRESS);
+
+	return xw_exit(p, XW_DIR_EGRESS, XW_VERDICT_PASS, reason, NULL, flow, 0);
 }

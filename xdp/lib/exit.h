@@ -85,8 +85,9 @@ static __always_inline int xw_hook_action(enum xw_direction dir,
 
 /*
  * dir: the hook's direction, a constant; rule: the rule that decided the
- * verdict, or NULL; flow: the packet's flow entry if already looked up, or
- * NULL; rules_gen: the generation the verdict was reached under.
+ * verdict, or NULL; flow: the packet's xw_flow_find() result (NULL: a new
+ * flow, or none looked up because the packet will not be accounted);
+ * rules_gen: the generation the verdict was reached under.
  */
 static __always_inline int xw_exit(const struct xw_pkt *p,
 				   enum xw_direction dir,

@@ -66,8 +66,9 @@ static __always_inline bool xw_flow_pass_cached(const struct xw_flow_value *val,
 
 /*
  * Counts a passed packet in its flow, creating the entry on first sight.
- * val: the entry if the caller already looked it up, else NULL. On ingress
- * the pass is cached under rules_gen. Values are per CPU and only this CPU
+ * val: the caller's xw_flow_find() result, NULL when the flow is new (one
+ * lookup per packet: in a full table each one is a cache-missing bucket
+ * walk). On ingress the pass is cached under rules_gen. Values are per CPU and only this CPU
  * writes its slot, so plain increments are exact; user space merges the
  * slots (see struct xw_flow_value).
  */
@@ -79,8 +80,6 @@ static __always_inline void xw_flow_account(const struct xw_pkt *p,
 	bool ingress = dir == XW_DIR_INGRESS;
 	__u64 now = bpf_ktime_get_coarse_ns();
 
-	if (!val)
-		val = xw_flow_find(p, dir);
 	if (!val) {
 		struct xw_flow_key key;
 		struct xw_flow_value init = {
