@@ -1,13 +1,13 @@
 // Keeps the kernel's rule tables in step with the rule store: one rule at a
 // time as the API changes them, a batch for bulk imports, and all at once
 // when the daemon starts (adopted pinned maps may hold stale or missing
-// entries). Host routes (/32, /128) go to exact-match hashes, other
-// prefixes to LPM tries; the data plane looks in the hash first. After every
-// change the rule-set generation is bumped, which
-// retires the pass verdicts flows cached under the old rules (xw_config).
-// Per-rule counters (xw_rule_stats) are created by the data plane
-// on a rule's first hit, so their per-CPU memory follows the rules that
-// actually drop traffic; this side only deletes them with their rule.
+// entries). Host routes (/32, /128) go to exact-match hashes, other prefixes
+// to LPM tries; the data plane looks in the hash first. After every change
+// the rule-set generation is bumped, which retires the pass verdicts flows
+// cached under the old rules (xw_config). Per-rule counters (xw_rule_stats)
+// are created by the data plane on a rule's first hit, so their per-CPU
+// memory follows the rules that actually drop traffic; this side only
+// deletes them with their rule.
 import { BpfError, type BpfMap } from '@xdpwall/addon';
 import { Action, cpusOf, encodeRuleId, encodeRuleValue, lpmKeySize, sumCounters, writeLpmKey, writeRuleValue, Layout, type Counter } from './abi.js';
 import type { DatapathMaps } from './datapath.js';
