@@ -6,7 +6,7 @@ import type { Firewall } from '../src/firewall.js';
 import { Block } from './schemas/blocks.js';
 import { Flow } from './schemas/flows.js';
 import { CounterPair, ErrorBody } from './schemas/common.js';
-import { registerErrorHandling } from './plugins/errors.js';
+import { frameworkErrors, registerErrorHandling } from './plugins/errors.js';
 import { registerDocs } from './plugins/docs.js';
 import { blockRoutes } from './routes/blocks.js';
 import { observeRoutes } from './routes/observe.js';
@@ -31,6 +31,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // Unknown fields are rejected, not silently dropped: a typo in a firewall
     // rule must not turn into a different rule.
     ajv: { customOptions: { removeAdditional: false } },
+    frameworkErrors,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // JSON only: anything else is 415, not a string the schema then rejects.

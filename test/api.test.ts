@@ -255,6 +255,15 @@ describe('observability routes', () => {
     expect(ui.headers['content-type']).toMatch(/text\/html/);
   });
 
+  it('answers URLs the router refuses in the same error shape', async () => {
+    const long = await app.inject(`/v1/blocks/${'9'.repeat(200)}`);
+    expect(long.statusCode).toBe(414);
+    expect(long.json()).toEqual({ error: { code: 'URI_TOO_LONG', message: expect.any(String) } });
+    const bad = await app.inject('/v1/blocks/%E0%A4%A');
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json()).toEqual({ error: { code: 'BAD_URL', message: expect.any(String) } });
+  });
+
   it('answers unknown routes with 404 ROUTE_NOT_FOUND', async () => {
     const res = await app.inject('/v2/blocks');
     expect(res.statusCode).toBe(404);

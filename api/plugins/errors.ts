@@ -1,6 +1,6 @@
 // Every error leaves the API here, as {error: {code, message}} with a status
 // chosen in this one place.
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { XdpwallError, type ErrorCode } from '../../src/errors.js';
 
 const STATUS_BY_CODE: Record<ErrorCode, number> = {
@@ -21,6 +21,19 @@ const FASTIFY_CODES: Record<string, string> = {
   FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'BAD_REQUEST',
 };
+
+/**
+ * Failures the router raises before any route or error handler runs (a URL
+ * that does not decode, a path parameter over the length limit): same body
+ * shape, stable codes. Passed to Fastify as its frameworkErrors option.
+ */
+export function frameworkErrors(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    reply.code(414).send(errorBody('URI_TOO_LONG', 'a path parameter is longer than the router accepts'));
+    return;
+  }
+  reply.code(400).send(errorBody('BAD_URL', 'the URL is not valid'));
+}
 
 export function errorBody(code: string, message: string) {
   return { error: { code, message } };
