@@ -2,6 +2,7 @@
 // compiled object: struct sizes and field offsets, enum values, map and
 // program names, map key/value types and default capacities, and the ABI
 // version the object carries. Needs bpftool and llvm-objcopy; no kernel.
+import { DIR24_SLOTS } from '../src/datapath/dir24.js';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -219,6 +220,14 @@ describe('programs and maps', () => {
     expect(mapDefType(def, 'key').name).toBe(key);
     expect(mapDefType(def, 'value').name).toBe(value);
     expect(mapDefNumber(def, 'pinning')).toBe(1); // LIBBPF_PIN_BY_NAME
+  });
+
+  it.each([MAPS.srcDir24, MAPS.dstDir24])('%s is a DIR-24 table: u32 slots for every /24, not pinned (rebuilt on start)', (name) => {
+    const def = mapDef(name);
+    expect(mapDefType(def, 'key').name).toBe('unsigned int');
+    expect(mapDefType(def, 'value').name).toBe('unsigned int');
+    expect(mapDefNumber(def, 'max_entries')).toBe(DIR24_SLOTS);
+    expect(def.members!.map((m) => m.name)).not.toContain('pinning');
   });
 
   it('default capacities agree', () => {

@@ -10,6 +10,7 @@ import type { Firewall } from '../src/firewall.js';
 import { encodeLpmKey } from '../src/datapath/abi.js';
 import { parseCidr } from '../src/rules/cidr.js';
 import { openTestFirewall } from './lib/firewall.js';
+import { DIR24_MAX_RULE_ID } from '../src/datapath/dir24.js';
 import { ether, ipv4, ipv6, tcp, udp, TCP } from './lib/packets.js';
 
 let firewall: Firewall;
@@ -27,13 +28,20 @@ afterAll(async () => {
 
 const post = (payload: unknown) => app.inject({ method: 'POST', url: '/v1/blocks', payload: payload as object });
 
-/** The rule value the kernel trie holds for a CIDR, or null. */
+/** The rule the kernel holds for a CIDR, wherever the control plane put it; null when absent. */
 function kernelEntry(cidrText: string, direction: 'src' | 'dst' = 'src') {
   const cidr = parseCidr(cidrText);
   const { maps } = firewall.datapath;
   const src = direction === 'src';
-  // Host routes live in exact-match hashes keyed by the address, other prefixes in tries.
   const host = cidr.prefixLen === (cidr.family === 4 ? 32 : 128);
+  if (cidr.family === 4 && !host && cidr.prefixLen <= 24) {
+    // The DIR-24 slot of the prefix's first /24 carries its rule id.
+    const slot = Buffer.alloc(4);
+    slot.writeUInt32LE(cidr.bytes.readUInt32BE(0) >>> 8);
+    const value = (src ? maps.srcDir24 : maps.dstDir24).lookup(slot)!.readUInt32LE(0) & DIR24_MAX_RULE_ID;
+    return value === 0 ? null : { ruleId: value, action: 1 };
+  }
+  // Host routes live in exact-match hashes keyed by the address, other prefixes in tries.
   const map = host
     ? cidr.family === 4 ? (src ? maps.srcHostV4 : maps.dstHostV4) : src ? maps.srcHostV6 : maps.dstHostV6
     : cidr.family === 4 ? (src ? maps.srcV4 : maps.dstV4) : src ? maps.srcV6 : maps.dstV6;
@@ -99,14 +107,15 @@ describe('POST /v1/blocks', () => {
     const small = await openTestFirewall({ cidrV4: 2, cidrV6: 2, flows: 16 });
     const smallApp = await buildApp({ firewall: small });
     try {
-      for (const cidr of ['198.18.1.0/24', '198.18.2.0/24']) {
+      // /25s live in the IPv4 trie (prefixes up to /24 go to the DIR-24 table, which cannot fill up).
+      for (const cidr of ['198.18.1.0/25', '198.18.2.0/25']) {
         expect((await smallApp.inject({ method: 'POST', url: '/v1/blocks', payload: { cidr } })).statusCode).toBe(201);
       }
-      const full = await smallApp.inject({ method: 'POST', url: '/v1/blocks', payload: { cidr: '198.18.3.0/24' } });
+      const full = await smallApp.inject({ method: 'POST', url: '/v1/blocks', payload: { cidr: '198.18.3.0/25' } });
       expect(full.statusCode).toBe(507);
       expect(full.json().error).toMatchObject({ code: 'CAPACITY_EXCEEDED', message: expect.stringMatching(/full/) });
       const listed = (await smallApp.inject('/v1/blocks')).json();
-      expect(listed.items.map((b: { cidr: string }) => b.cidr)).toEqual(['198.18.1.0/24', '198.18.2.0/24']);
+      expect(listed.items.map((b: { cidr: string }) => b.cidr)).toEqual(['198.18.1.0/25', '198.18.2.0/25']);
       // IPv6 has its own trie with room left.
       expect((await smallApp.inject({ method: 'POST', url: '/v1/blocks', payload: { cidr: 'fd00:198::/48' } })).statusCode).toBe(201);
     } finally {
@@ -147,13 +156,21 @@ describe('POST /v1/blocks/bulk', () => {
     const small = await openTestFirewall({ cidrV4: 4, cidrV6: 4, flows: 16 });
     const smallApp = await buildApp({ firewall: small });
     try {
-      expect((await bulk(smallApp, [{ cidr: '198.18.1.0/24' }])).statusCode).toBe(200);
-      const res = await bulk(smallApp, ['198.18.2.0/24', '198.18.3.0/24', '198.18.4.0/24', '198.18.5.0/24'].map((cidr) => ({ cidr })));
+      expect((await bulk(smallApp, [{ cidr: '198.18.1.0/25' }, { cidr: '198.18.9.0/24' }])).statusCode).toBe(200);
+      const items = ['198.18.2.0/25', '198.18.3.0/25', '198.18.4.0/25', '198.18.5.0/25', '198.18.10.0/24'].map((cidr) => ({ cidr }));
+      const res = await bulk(smallApp, items);
       expect(res.statusCode).toBe(507);
       expect(res.json().error.code).toBe('CAPACITY_EXCEEDED');
-      expect((await smallApp.inject('/v1/blocks')).json().items.map((b: { cidr: string }) => b.cidr)).toEqual(['198.18.1.0/24']);
+      expect((await smallApp.inject('/v1/blocks')).json().items.map((b: { cidr: string }) => b.cidr)).toEqual(['198.18.1.0/25', '198.18.9.0/24']);
       const trie = await small.datapath.maps.srcV4.lookupAll();
       expect(trie.count).toBe(1);
+      const slotOf = (a: number, b: number, c: number) => {
+        const key = Buffer.alloc(4);
+        key.writeUInt32LE((a << 16) | (b << 8) | c);
+        return small.datapath.maps.srcDir24.lookup(key)!.readUInt32LE(0);
+      };
+      expect(slotOf(198, 18, 9) & DIR24_MAX_RULE_ID).not.toBe(0);
+      expect(slotOf(198, 18, 10)).toBe(0);
       expect((await small.datapath.maps.ruleStats.lookupAll()).count).toBe(0); // created on a rule's first hit
     } finally {
       await smallApp.close();

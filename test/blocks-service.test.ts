@@ -12,20 +12,16 @@ import { CapacityError } from '../src/errors.js';
 class RecordingEnforcer implements RuleEnforcer {
   readonly installed = new Map<number, BlockRule>();
   failNextInstall: Error | undefined;
-  install(rule: BlockRule): void {
+  async installMany(rules: readonly BlockRule[]): Promise<void> {
     if (this.failNextInstall) {
       const error = this.failNextInstall;
       this.failNextInstall = undefined;
-      throw error;
+      throw error; // all or nothing: none of them installed
     }
-    this.installed.set(rule.id, rule);
+    for (const rule of rules) this.installed.set(rule.id, rule);
   }
-  async installMany(rules: readonly BlockRule[]): Promise<void> {
-    if (this.failNextInstall) this.install(rules[0]!); // throws
-    for (const rule of rules) this.install(rule);
-  }
-  remove(rule: BlockRule): void {
-    this.installed.delete(rule.id);
+  async removeMany(rules: readonly BlockRule[]): Promise<void> {
+    for (const rule of rules) this.installed.delete(rule.id);
   }
 }
 

@@ -4,6 +4,7 @@
 // the flow entry it must leave (or that it must leave none). Maps are private
 // to this file's object and emptied before every fixture. Needs root.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Dir24Index } from '../src/datapath/dir24.js';
 import { BpfObject, type BpfMap, type BpfProgram } from '@xdpwall/addon';
 import {
   Action,
@@ -278,13 +279,19 @@ const denyCases: Fixture[] = [
   withRules(pass('a rule that does not match gets no counter entry', ether(v4(syn)), SYN4), [rule('xw_src_v4', '203.0.113.0/24', 37, { counted: false })]),
   withRules(drop('deny IPv4 fragment by source (no ports needed)', ether(v4(rawL4(IPPROTO.udp, Buffer.alloc(16)), { fragOffset: 64 })), 'deny_src_cidr'), [SRC_A4], [11]),
   withRules(pass('more specific allow entry inside a deny prefix passes', ether(v4(syn)), SYN4), [SRC_A4, rule('xw_src_v4', `${A4}/32`, 32, { action: Action.allow })]),
+  // DIR-24 (IPv4 up to /24) and the trie behind it for /25../31. A4 is 198.51.100.7.
+  withRules(drop('deny v4 /16 via the DIR-24 table', ether(v4(syn)), 'deny_src_cidr'), [rule('xw_src_v4', '198.51.0.0/16', 51)], [51]),
+  withRules(drop('a /25 inside a /24 wins over it (trie behind a flagged slot)', ether(v4(syn)), 'deny_src_cidr'), [rule('xw_src_v4', '198.51.100.0/24', 52), rule('xw_src_v4', '198.51.100.0/25', 53)], [53]),
+  withRules(drop('the /24 still matches where its /25 does not cover', ether(v4(dns)), 'deny_dst_cidr'), [rule('xw_dst_v4', '192.0.2.0/24', 54), rule('xw_dst_v4', '192.0.2.128/25', 55)], [54]),
+  withRules(pass('an allow /24 inside a deny /16 passes', ether(v4(syn)), SYN4), [rule('xw_src_v4', '198.51.0.0/16', 56), rule('xw_src_v4', '198.51.100.0/24', 57, { action: Action.allow })]),
+  withRules(pass('a /25 beside the address does not match, nor does its flag', ether(v4(syn)), SYN4), [rule('xw_src_v4', '198.51.100.128/25', 58)]),
   withRules(
     pass('v4 deny prefix does not match the v6 family', ether(ipv6({ src: '::ffff:c633:6407', dst: B6 }, dns)), { ...DNS6, src: '::ffff:c633:6407' }), // ::ffff:198.51.100.7
     [SRC_A4],
   ),
   withRules(pass('neighbouring v6 prefix does not match', ether(v6(dns)), DNS6), [rule('xw_src_v6', '2001:db8:aaab::/48', 34)]),
-  withRules(drop('malformed packets are dropped before lookups (no rule counted)', ether(v4(syn, { ihl: 4 })), 'malformed_ipv4'), [rule('xw_src_v4', '0.0.0.0/0', 35)]),
-  withRules(pass('ARP passes a catch-all deny', ether(arp({ senderIp: A4, targetIp: B4 }))), [rule('xw_src_v4', '0.0.0.0/0', 36)]),
+  withRules(drop('malformed packets are dropped before lookups (no rule counted)', ether(v4(syn, { ihl: 4 })), 'malformed_ipv4'), [rule('xw_src_v4', '198.0.0.0/8', 35)]),
+  withRules(pass('ARP passes a deny covering its sender', ether(arp({ senderIp: A4, targetIp: B4 }))), [rule('xw_src_v4', '198.0.0.0/8', 36)]),
 ];
 
 // Egress: the packet leaves this host, so the flow key swaps to remote -> local.
@@ -337,9 +344,19 @@ beforeAll(async () => {
 
 afterAll(() => object?.close());
 
-beforeEach(() => {
-  for (const map of Object.values(maps)) clearMap(map);
+beforeEach(async () => {
+  for (const [name, map] of Object.entries(maps)) if (!DIR24_MAPS.has(name)) clearMap(map);
+  for (const [name, slots] of dir24Touched) {
+    await writeSlots(name, [...slots], () => 0);
+    slots.clear();
+  }
+  dir24Indexes = new Map();
 });
+
+// The DIR-24 tables have 2^24 slots: zero only those a test wrote.
+const DIR24_MAPS = new Set<string>([MAPS.srcDir24, MAPS.dstDir24]);
+const dir24Touched = new Map<string, Set<number>>([[MAPS.srcDir24, new Set()], [MAPS.dstDir24, new Set()]]);
+let dir24Indexes = new Map<string, Dir24Index>();
 
 function clearMap(map: BpfMap): void {
   if (map.type === 'array') {
@@ -412,16 +429,44 @@ function perCpu(map: BpfMap, value: Buffer): Buffer {
 }
 
 /** Installs rules as the control plane does: tries first, then a new rule-set generation. */
-function installRules(rules: Rule[], { bumpGen = true } = {}): void {
+async function installRules(rules: Rule[], { bumpGen = true } = {}): Promise<void> {
   for (const rule of rules) {
     const value = encodeRuleValue({ ruleId: rule.ruleId, action: rule.action ?? Action.deny, flags: 0 });
-    maps[rule.map]!.update(rule.map.includes('_host_') ? hostKey(rule.cidr) : lpmKey(rule.cidr), value);
+    const prefixLen = Number(rule.cidr.split('/')[1]);
+    const v4Prefix = rule.map === 'xw_src_v4' || rule.map === 'xw_dst_v4';
+    // IPv4 prefixes up to /24 live only in the DIR-24 table; /25../31 in the trie, flagged there.
+    if (!v4Prefix || !Dir24Index.holds(prefixLen)) {
+      maps[rule.map]!.update(rule.map.includes('_host_') ? hostKey(rule.cidr) : lpmKey(rule.cidr), value);
+    }
+    if (v4Prefix) await placeInDir24(rule.map === 'xw_src_v4' ? MAPS.srcDir24 : MAPS.dstDir24, rule, prefixLen);
     if (rule.counted ?? true) {
       const stats = maps[MAPS.ruleStats]!;
       stats.update(encodeRuleId(rule.ruleId), perCpu(stats, Buffer.alloc(Layout.counter.size)));
     }
   }
   if (bumpGen) bumpRulesGen();
+}
+
+/** Places an IPv4 prefix rule in the DIR-24 table the way the control plane does, through its index. */
+async function placeInDir24(mapName: string, rule: Rule, prefixLen: number): Promise<void> {
+  const index = dir24Indexes.get(mapName) ?? new Dir24Index();
+  dir24Indexes.set(mapName, index);
+  const network = ipv4Bytes(rule.cidr.split('/')[0]!).readUInt32BE(0);
+  const slots = index.add({ network, prefixLen, ruleId: rule.ruleId, allow: rule.action === Action.allow });
+  await writeSlots(mapName, slots, (slot) => index.value(slot));
+  for (const slot of slots) dir24Touched.get(mapName)!.add(slot);
+}
+
+/** One batch call: a /0 rewrites all 2^24 slots. */
+async function writeSlots(mapName: string, slots: number[], value: (slot: number) => number): Promise<void> {
+  if (slots.length === 0) return;
+  const keys = Buffer.alloc(slots.length * 4);
+  const values = Buffer.alloc(slots.length * 4);
+  slots.forEach((slot, i) => {
+    keys.writeUInt32LE(slot, i * 4);
+    values.writeUInt32LE(value(slot), i * 4);
+  });
+  await maps[mapName]!.updateBatch(keys, values, slots.length);
 }
 
 interface StatsRow {
@@ -511,8 +556,8 @@ async function flowCount(): Promise<number> {
 
 async function check(f: Fixture): Promise<void> {
   const hook = f.hook ?? 'ingress';
-  installRules(f.rules ?? []);
-  const before = process.hrtime.bigint(); // CLOCK_MONOTONIC, like bpf_ktime_get_ns()
+  await installRules(f.rules ?? []);
+  const before = process.hrtime.bigint(); // CLOCK_MONOTONIC, the clock flow times come from
   const retval = run(hook, f.frame, f.gsoSize);
   const after = process.hrtime.bigint();
 
@@ -624,19 +669,19 @@ describe('flow accounting across packets', () => {
     expect(await flowCount()).toBe(2);
   });
 
-  it('an established flow skips the rule lookups until the rule-set generation changes', () => {
+  it('an established flow skips the rule lookups until the rule-set generation changes', async () => {
     const frame = ether(v4(syn));
     expect(run('ingress', frame)).toBe(XDP_PASS); // new flow: rules evaluated, pass cached
-    installRules([rule('xw_src_v4', `${A4}/32`, 31)], { bumpGen: false });
+    await installRules([rule('xw_src_v4', `${A4}/32`, 31)], { bumpGen: false });
     expect(run('ingress', frame)).toBe(XDP_PASS); // the cached pass is trusted
     bumpRulesGen();
     expect(run('ingress', frame)).toBe(XDP_DROP);
     expect(ruleCounter(31)?.packets).toBe(1n);
   });
 
-  it('a flow first seen leaving the host has no cached verdict for what comes in', () => {
+  it('a flow first seen leaving the host has no cached verdict for what comes in', async () => {
     expect(run('egress', ether(out4(tcp({ sport: 443, dport: 40000, flags: TCP.syn | TCP.ack }))))).toBe(TC_ACT_OK);
-    installRules([rule('xw_src_v4', `${A4}/32`, 32)], { bumpGen: false });
+    await installRules([rule('xw_src_v4', `${A4}/32`, 32)], { bumpGen: false });
     expect(run('ingress', ether(v4(syn)))).toBe(XDP_DROP);
   });
 
@@ -653,7 +698,7 @@ describe('flow accounting across packets', () => {
   it('denied packets never create or touch a flow', async () => {
     run('ingress', ether(v4(syn)));
     const before = readFlow(SYN4)!;
-    installRules([rule('xw_src_v4', `${A4}/32`, 7, { counted: false })]);
+    await installRules([rule('xw_src_v4', `${A4}/32`, 7, { counted: false })]);
     for (let i = 0; i < 5; i++) expect(run('ingress', ether(v4(syn)))).toBe(XDP_DROP);
     expect(readFlow(SYN4)).toEqual(before);
     expect(ruleCounter(7)?.packets).toBe(5n);

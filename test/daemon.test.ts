@@ -34,7 +34,7 @@ describe('daemon lifecycle', () => {
     const client = new ApiClient(`unix:${socket}`);
     let blockId: number;
     try {
-      const created = await client.call<{ id: number; cidr: string }>('POST', '/v1/blocks', { cidr: '198.18.42.0/24', comment: 'kept' });
+      const created = await client.call<{ id: number; cidr: string }>('POST', '/v1/blocks', { cidr: '198.18.42.0/25', comment: 'kept' });
       expect(created.status).toBe(201);
       blockId = created.body.id;
       expect(existsSync(join(pinDir, 'xw_src_v4'))).toBe(true);
@@ -43,8 +43,8 @@ describe('daemon lifecycle', () => {
     }
     expect(existsSync(socket)).toBe(false);
 
-    // While the daemon is down, the pinned trie still holds the rule: the kernel keeps enforcing.
-    const cidr = parseCidr('198.18.42.0/24');
+    // While the daemon is down, the pinned trie (where a /25 lives) still holds the rule.
+    const cidr = parseCidr('198.18.42.0/25');
     const adopted = await Datapath.load({ objectPath: BPF_OBJECT_PATH, pin: { bpffsRoot: config.bpffsRoot, dir: pinDir }, capacity: config.capacity }, silent);
     try {
       expect(adopted.maps.srcV4.lookup(encodeLpmKey(4, cidr.bytes, cidr.prefixLen))?.readUInt32LE(0)).toBe(blockId);
@@ -55,9 +55,9 @@ describe('daemon lifecycle', () => {
     const second = await startDaemon(config, silent);
     try {
       const listed = await client.call<{ items: Array<{ id: number; cidr: string; comment: string }> }>('GET', '/v1/blocks');
-      expect(listed.body.items).toEqual([expect.objectContaining({ id: blockId, cidr: '198.18.42.0/24', comment: 'kept' })]);
+      expect(listed.body.items).toEqual([expect.objectContaining({ id: blockId, cidr: '198.18.42.0/25', comment: 'kept' })]);
       expect(second.firewall.datapath.maps.srcV4.lookup(encodeLpmKey(4, cidr.bytes, cidr.prefixLen))?.readUInt32LE(0)).toBe(blockId);
-      await expect(client.call('POST', '/v1/blocks', { cidr: '198.18.42.1/24' })).rejects.toThrow(/^INVALID_CIDR: .*host bits/);
+      await expect(client.call('POST', '/v1/blocks', { cidr: '198.18.42.1/25' })).rejects.toThrow(/^INVALID_CIDR: .*host bits/);
     } finally {
       await second.stop();
     }

@@ -51,9 +51,9 @@ int xw_ingress(struct xdp_md *ctx)
 {
 	struct xw_pkt *p = xw_pkt_begin(ctx->ingress_ifindex,
 					bpf_xdp_get_buff_len(ctx));
-	const struct xw_rule_value *rule = NULL;
 	struct xw_flow_value *flow = NULL;
 	__u32 rules_gen = xw_rules_gen();
+	__u32 rule_id = 0;
 	struct xw_cursor c;
 	enum xw_reason reason;
 
@@ -66,13 +66,13 @@ int xw_ingress(struct xdp_md *ctx)
 		/* Denied packets never have a flow, so only passes are cached. */
 		flow = xw_flow_find(p, XW_DIR_INGRESS);
 		if (!xw_flow_pass_cached(flow, rules_gen))
-			rule = xw_cidr_deny(p, &reason);
+			rule_id = xw_cidr_deny(p, &reason);
 	}
 
 	return xw_exit(p, XW_DIR_INGRESS,
 		       reason >= XW_REASON__FIRST_DROP ? XW_VERDICT_DROP
 						       : XW_VERDICT_PASS,
-		       reason, rule, flow, rules_gen);
+		       reason, rule_id, flow, rules_gen);
 }
 
 /*
@@ -118,5 +118,5 @@ int xw_egress(struct __sk_buff *skb)
 	if (xw_reason_has_flow(reason))
 		flow = xw_flow_find(p, XW_DIR_EGRESS);
 
-	return xw_exit(p, XW_DIR_EGRESS, XW_VERDICT_PASS, reason, NULL, flow, 0);
+	return xw_exit(p, XW_DIR_EGRESS, XW_VERDICT_PASS, reason, 0, flow, 0);
 }

@@ -15,6 +15,8 @@ export const MAPS = {
   dstHostV4: 'xw_dst_host_v4',
   srcHostV6: 'xw_src_host_v6',
   dstHostV6: 'xw_dst_host_v6',
+  srcDir24: 'xw_src_dir24',
+  dstDir24: 'xw_dst_dir24',
   ruleStats: 'xw_rule_stats',
   stats: 'xw_stats',
   flows: 'xw_flows',

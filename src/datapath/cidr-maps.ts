@@ -1,19 +1,25 @@
-// Keeps the kernel's rule tables in step with the rule store: one rule at a
-// time as the API changes them, a batch for bulk imports, and all at once
-// when the daemon starts (adopted pinned maps may hold stale or missing
-// entries). Host routes (/32, /128) go to exact-match hashes, other prefixes
-// to LPM tries; the data plane looks in the hash first. After every change
-// the rule-set generation is bumped, which retires the pass verdicts flows
-// cached under the old rules (xw_config). Per-rule counters (xw_rule_stats)
-// are created by the data plane on a rule's first hit, so their per-CPU
-// memory follows the rules that actually drop traffic; this side only
-// deletes them with their rule.
+// Keeps the kernel's rule tables in step with the rule store: as the API
+// changes rules, and all at once when the daemon starts (adopted pinned maps
+// may hold stale or missing entries). Where a rule goes:
+//   /32, /128                 exact-match host hashes
+//   IPv4 up to /24            the DIR-24 table (dir24.ts keeps its contents)
+//   IPv4 /25../31             the IPv4 trie, and a flag on its /24's slot
+//   other IPv6                the IPv6 trie
+// The data plane asks the hash first, then the table or trie. Every change
+// is applied in batches (a /8 rewrites 65,536 slots) and then bumps the
+// rule-set generation, which retires the pass verdicts flows cached under
+// the old rules (xw_config). Per-rule counters (xw_rule_stats) are created
+// by the data plane on a rule's first hit, so their per-CPU memory follows
+// the rules that drop traffic; this side only deletes them with their rule.
 import { BpfError, type BpfMap } from '@xdpwall/addon';
-import { Action, cpusOf, encodeRuleId, encodeRuleValue, lpmKeySize, sumCounters, writeLpmKey, writeRuleValue, Layout, type Counter } from './abi.js';
+import {
+  Action, Layout, cpusOf, encodeRuleId, lpmKeySize, sumCounters, writeLpmKey, writeRuleValue, type Counter,
+} from './abi.js';
+import { Dir24Index, DIR24_MAX_RULE_ID, type Dir24Rule } from './dir24.js';
 import type { DatapathMaps } from './datapath.js';
 import { describe } from './datapath.js';
 import type { RuleEnforcer } from '../rules/blocks.js';
-import type { BlockRule } from '../rules/model.js';
+import type { BlockDirection, BlockRule } from '../rules/model.js';
 import { CapacityError, DatapathError } from '../errors.js';
 
 export interface ReconcileReport {
@@ -29,10 +35,26 @@ interface PackedRules {
   count: number;
 }
 
+const isHostRoute = (rule: Pick<BlockRule, 'family' | 'prefixLen'>): boolean =>
+  rule.prefixLen === (rule.family === 4 ? 32 : 128);
+
+/** IPv4 network prefixes: the DIR-24 table holds or flags them. */
+const inDir24 = (rule: BlockRule): boolean => rule.family === 4 && !isHostRoute(rule);
+
+/** Rules that need a trie or hash entry (all but IPv4 prefixes up to /24). */
+const hasTableEntry = (rule: BlockRule): boolean => !(inDir24(rule) && Dir24Index.holds(rule.prefixLen));
+
+function dir24Rule(rule: BlockRule): Dir24Rule {
+  if (rule.id > DIR24_MAX_RULE_ID) throw new DatapathError(`rule id ${rule.id} does not fit a DIR-24 slot`);
+  return { network: rule.network.readUInt32BE(0), prefixLen: rule.prefixLen, ruleId: rule.id };
+}
+
 export class CidrMaps implements RuleEnforcer {
+  private dir24: Record<BlockDirection, Dir24Index> = { src: new Dir24Index(), dst: new Dir24Index() };
+
   constructor(private readonly maps: DatapathMaps) {}
 
-  /** The map that holds this rule: a host hash or an LPM trie, by family and direction. */
+  /** The hash or trie that holds this rule's entry. */
   private table(rule: Pick<BlockRule, 'family' | 'direction' | 'prefixLen'>): BpfMap {
     const { maps } = this;
     const src = rule.direction === 'src';
@@ -49,38 +71,43 @@ export class CidrMaps implements RuleEnforcer {
     return [maps.srcV4, maps.dstV4, maps.srcV6, maps.dstV6, maps.srcHostV4, maps.dstHostV4, maps.srcHostV6, maps.dstHostV6];
   }
 
-  install(rule: BlockRule): void {
-    try {
-      this.table(rule).update(ruleKey(rule), ruleValue(rule));
-      this.bumpRulesGen();
-    } catch (error) {
-      throw kernelError(error, `cannot install ${rule.cidr} (${rule.direction})`);
-    }
+  private dir24Map(direction: BlockDirection): BpfMap {
+    return direction === 'src' ? this.maps.srcDir24 : this.maps.dstDir24;
   }
 
+  /** All or nothing: on failure none of `rules` is left in the kernel. */
   async installMany(rules: readonly BlockRule[]): Promise<void> {
     const written: Array<[BpfMap, PackedRules]> = [];
+    const indexed: BlockRule[] = [];
     try {
-      for (const [table, group] of this.groupByTable(rules)) {
+      for (const [table, group] of this.groupByTable(rules.filter(hasTableEntry))) {
         const packed = pack(group);
         written.push([table, packed]);
         await table.updateBatch(packed.keys, packed.values, packed.count);
       }
+      const slots = this.changeDir24(rules.filter(inDir24), 'add', indexed);
+      await this.writeSlots(slots);
       this.bumpRulesGen();
     } catch (error) {
-      // All or nothing: these rules are new, so removing every key restores the kernel.
+      // These rules are new, so taking every entry out again restores the kernel.
       for (const [table, { keys, count }] of written) await table.deleteBatch(keys, count).catch(() => 0);
-      throw kernelError(error, `cannot install ${rules.length} rules`);
+      await this.writeSlots(this.changeDir24(indexed.reverse(), 'remove', [])).catch(() => undefined);
+      throw kernelError(error, `cannot install ${rules.length} rule${rules.length === 1 ? '' : 's'}`);
     }
   }
 
-  remove(rule: BlockRule): void {
+  async removeMany(rules: readonly BlockRule[]): Promise<void> {
     try {
-      this.table(rule).delete(ruleKey(rule));
-      this.maps.ruleStats.delete(encodeRuleId(rule.id));
+      for (const [table, group] of this.groupByTable(rules.filter(hasTableEntry))) {
+        const { keys, count } = pack(group);
+        await table.deleteBatch(keys, count);
+      }
+      await this.writeSlots(this.changeDir24(rules.filter(inDir24), 'remove', []));
+      const counters = Buffer.concat(rules.map((r) => encodeRuleId(r.id)));
+      await this.maps.ruleStats.deleteBatch(counters, rules.length);
       this.bumpRulesGen();
     } catch (error) {
-      throw kernelError(error, `cannot remove ${rule.cidr} (${rule.direction})`);
+      throw kernelError(error, `cannot remove ${rules.length} rule${rules.length === 1 ? '' : 's'}`);
     }
   }
 
@@ -91,18 +118,57 @@ export class CidrMaps implements RuleEnforcer {
     return value ? sumCounters(value, 0, ruleStats.valueStride, cpusOf(ruleStats)) : { packets: 0n, bytes: 0n };
   }
 
-  /** Makes the kernel hold exactly `rules`, keeping counters of rules it already had. */
+  /**
+   * Makes the kernel hold exactly `rules`, keeping counters of rules it
+   * already had. The DIR-24 tables are not pinned: they start empty with
+   * every load and are written whole here.
+   */
   async reconcile(rules: readonly BlockRule[]): Promise<ReconcileReport> {
     const report: ReconcileReport = { added: 0, removed: 0, kept: 0 };
-    const byTable = this.groupByTable(rules);
+    const byTable = this.groupByTable(rules.filter(hasTableEntry));
     try {
       for (const table of this.tables()) await syncTable(table, pack(byTable.get(table) ?? []), report);
+      this.dir24 = { src: new Dir24Index(), dst: new Dir24Index() };
+      await this.writeSlots(this.changeDir24(rules.filter(inDir24), 'add', []));
+      report.added += rules.filter((r) => inDir24(r) && !hasTableEntry(r)).length;
       await dropStaleCounters(this.maps.ruleStats, new Set(rules.map((r) => r.id)));
       this.bumpRulesGen();
     } catch (error) {
       throw kernelError(error, 'cannot restore rules into the kernel');
     }
     return report;
+  }
+
+  /**
+   * Applies rules to the DIR-24 indexes; returns the changed slots per
+   * direction. `done` collects the rules applied, for undoing a failure.
+   */
+  private changeDir24(rules: readonly BlockRule[], change: 'add' | 'remove', done: BlockRule[]): Map<BlockDirection, Set<number>> {
+    const changed = new Map<BlockDirection, Set<number>>();
+    for (const rule of rules) {
+      const slots = this.dir24[rule.direction][change](dir24Rule(rule));
+      done.push(rule);
+      let set = changed.get(rule.direction);
+      if (!set) changed.set(rule.direction, (set = new Set()));
+      for (const slot of slots) set.add(slot);
+    }
+    return changed;
+  }
+
+  /** Writes the current value of the given slots, one batch per direction. */
+  private async writeSlots(changed: Map<BlockDirection, Set<number>>): Promise<void> {
+    for (const [direction, slots] of changed) {
+      if (slots.size === 0) continue;
+      const keys = Buffer.alloc(slots.size * 4);
+      const values = Buffer.alloc(slots.size * 4);
+      let i = 0;
+      for (const slot of slots) {
+        keys.writeUInt32LE(slot, i * 4);
+        values.writeUInt32LE(this.dir24[direction].value(slot), i * 4);
+        i++;
+      }
+      await this.dir24Map(direction).updateBatch(keys, values, slots.size);
+    }
   }
 
   /**
@@ -118,11 +184,6 @@ export class CidrMaps implements RuleEnforcer {
     config.update(slot, value);
   }
 
-  /** The current rule-set generation. */
-  rulesGen(): number {
-    return this.maps.config.lookup(Buffer.alloc(4))?.readUInt32LE(Layout.config.rulesGen) ?? 0;
-  }
-
   private groupByTable(rules: readonly BlockRule[]): Map<BpfMap, BlockRule[]> {
     const byTable = new Map<BpfMap, BlockRule[]>();
     for (const rule of rules) {
@@ -135,9 +196,6 @@ export class CidrMaps implements RuleEnforcer {
   }
 }
 
-const isHostRoute = (rule: Pick<BlockRule, 'family' | 'prefixLen'>): boolean =>
-  rule.prefixLen === (rule.family === 4 ? 32 : 128);
-
 /** A host hash is keyed by the bare address, a trie by prefix length and address. */
 function ruleKeySize(rule: BlockRule): number {
   return isHostRoute(rule) ? rule.network.length : lpmKeySize(rule.family);
@@ -146,12 +204,6 @@ function ruleKeySize(rule: BlockRule): number {
 function writeRuleKey(target: Buffer, offset: number, rule: BlockRule): void {
   if (isHostRoute(rule)) target.set(rule.network, offset);
   else writeLpmKey(target, offset, rule.network, rule.prefixLen);
-}
-
-function ruleKey(rule: BlockRule): Buffer {
-  const key = Buffer.alloc(ruleKeySize(rule));
-  writeRuleKey(key, 0, rule);
-  return key;
 }
 
 /** Rules of one table, packed as its keys and rule values. */
@@ -204,10 +256,6 @@ async function dropStaleCounters(ruleStats: BpfMap, ruleIds: ReadonlySet<number>
     if (!ruleIds.has(key.readUInt32LE(0))) stale.push(key);
   }
   if (stale.length > 0) await ruleStats.deleteBatch(Buffer.concat(stale), stale.length);
-}
-
-function ruleValue(rule: BlockRule): Buffer {
-  return encodeRuleValue({ ruleId: rule.id, action: Action.deny, flags: 0 });
 }
 
 /** E2BIG (full hash) and ENOSPC (full trie) are capacity errors the API maps to 507. */

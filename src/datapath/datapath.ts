@@ -28,6 +28,8 @@ export interface DatapathMaps {
   dstHostV4: BpfMap;
   srcHostV6: BpfMap;
   dstHostV6: BpfMap;
+  srcDir24: BpfMap;
+  dstDir24: BpfMap;
   ruleStats: BpfMap;
   stats: BpfMap;
   flows: BpfMap;
@@ -105,6 +107,8 @@ export class Datapath {
       dstHostV4: object.map(MAPS.dstHostV4),
       srcHostV6: object.map(MAPS.srcHostV6),
       dstHostV6: object.map(MAPS.dstHostV6),
+      srcDir24: object.map(MAPS.srcDir24),
+      dstDir24: object.map(MAPS.dstDir24),
       ruleStats: object.map(MAPS.ruleStats),
       stats: object.map(MAPS.stats),
       flows: object.map(MAPS.flows),

@@ -11,10 +11,9 @@ import { DatapathError, InvalidArgumentError, InvalidCidrError, NotFoundError, X
 
 /** Puts rules into, and takes them out of, the kernel's maps. */
 export interface RuleEnforcer {
-  install(rule: BlockRule): void;
   /** All or nothing: on failure none of `rules` is left in the kernel. */
   installMany(rules: readonly BlockRule[]): Promise<void>;
-  remove(rule: BlockRule): void;
+  removeMany(rules: readonly BlockRule[]): Promise<void>;
 }
 
 export interface BlockInput {
@@ -66,19 +65,19 @@ export class BlockService {
   /** Blocks a CIDR; `created` is false when the same CIDR and direction was already blocked. */
   async add(input: BlockInput): Promise<{ rule: BlockRule; created: boolean }> {
     const block = validate(input);
-    return this.lock.run(() => {
+    return this.lock.run(async () => {
       let installed: BlockRule | undefined;
       try {
-        return this.store.transaction(() => {
+        return await this.store.transactionAsync(async () => {
           const rule = this.store.insertIfAbsent({ ...block, createdAt: this.now().toISOString() });
           if (!rule) return { rule: this.store.findByCidr(block.cidr.text, block.direction)[0]!, created: false };
-          this.enforcer.install(checkRuleId(rule));
+          await this.enforcer.installMany([checkRuleId(rule)]);
           installed = rule;
           return { rule, created: true };
         });
       } catch (error) {
         // The commit itself failed after the kernel took the rule: take it out again.
-        if (installed && !this.store.get(installed.id)) this.enforcer.remove(installed);
+        if (installed && !this.store.get(installed.id)) await this.enforcer.removeMany([installed]);
         throw error;
       }
     });
@@ -138,30 +137,37 @@ export class BlockService {
   }
 
   async removeById(id: number): Promise<BlockRule> {
-    return this.lock.run(() =>
-      this.store.transaction(() => {
-        const rule = this.get(id);
-        this.store.delete(id);
-        this.enforcer.remove(rule);
-        return rule;
-      }),
-    );
+    return (await this.remove(() => [this.get(id)]))[0]!;
   }
 
   /** Removes the rules for this CIDR: one direction, or both when none is given. */
   async removeByCidr(cidrText: string, direction?: BlockDirection): Promise<BlockRule[]> {
     const cidr = parseCidr(cidrText);
-    return this.lock.run(() =>
-      this.store.transaction(() => {
-        const rules = this.store.findByCidr(cidr.text, direction);
-        if (rules.length === 0) throw new NotFoundError(`no block for ${cidr.text}${direction ? ` (${direction})` : ''}`);
-        for (const rule of rules) {
-          this.store.delete(rule.id);
-          this.enforcer.remove(rule);
-        }
-        return rules;
-      }),
-    );
+    return this.remove(() => {
+      const rules = this.store.findByCidr(cidr.text, direction);
+      if (rules.length === 0) throw new NotFoundError(`no block for ${cidr.text}${direction ? ` (${direction})` : ''}`);
+      return rules;
+    });
+  }
+
+  /** Deletes the rules `find` names from the store and the kernel, in one transaction. */
+  private async remove(find: () => BlockRule[]): Promise<BlockRule[]> {
+    return this.lock.run(async () => {
+      let removed: BlockRule[] = [];
+      try {
+        return await this.store.transactionAsync(async () => {
+          const rules = find();
+          for (const rule of rules) this.store.delete(rule.id);
+          await this.enforcer.removeMany(rules);
+          removed = rules;
+          return rules;
+        });
+      } catch (error) {
+        // The commit failed after the kernel let the rules go: put them back.
+        if (removed.length > 0 && this.store.get(removed[0]!.id)) await this.enforcer.installMany(removed);
+        throw error;
+      }
+    });
   }
 }
 

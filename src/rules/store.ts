@@ -88,17 +88,10 @@ export class RuleStore {
   }
 
   /**
-   * Runs `work` in one transaction: it commits when `work` returns and rolls
-   * back when it throws, so a kernel update inside `work` that fails leaves
-   * nothing on disk.
-   */
-  transaction<T>(work: () => T): T {
-    return this.db.transaction(work).immediate();
-  }
-
-  /**
-   * Like transaction(), for work that awaits (a kernel batch update). The
-   * caller must keep other writes out until it settles (see WriteLock).
+   * Runs `work` in one transaction: it commits when `work` resolves and rolls
+   * back when it rejects, so a kernel update inside `work` that fails leaves
+   * nothing on disk. `work` awaits (kernel batch updates): the caller must
+   * keep other writes out until it settles (see WriteLock).
    */
   async transactionAsync<T>(work: () => Promise<T>): Promise<T> {
     this.db.exec('BEGIN IMMEDIATE');

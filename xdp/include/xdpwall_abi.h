@@ -28,6 +28,7 @@
  *             xw_src_v6, xw_dst_v6   LPM_TRIE  xw_lpm_v6_key -> xw_rule_value
  *             xw_src_host_v4, xw_dst_host_v4  HASH  __be32 -> xw_rule_value
  *             xw_src_host_v6, xw_dst_host_v6  HASH  xw_host_v6_key -> xw_rule_value
+ *             xw_src_dir24, xw_dst_dir24      ARRAY[2^24]  __u32 /24 -> __u32 slot
  *             xw_rule_stats          PERCPU_HASH  __u32 rule_id -> xw_counter
  *             xw_stats               PERCPU_HASH  xw_stats_key -> xw_counter
  *             xw_flows               LRU_PERCPU_HASH  xw_flow_key -> xw_flow_value
@@ -132,6 +133,22 @@ struct xw_lpm_v6_key {
 struct xw_host_v6_key {
 	__u8 addr[16]; /* network byte order */
 };
+
+/*
+ * IPv4 network prefixes up to /24 live in a DIR-24 table (DPDK's DIR-24-8
+ * without its second level): one slot per /24 of the address space, indexed
+ * by the address's top 24 bits, holding the rule of the longest prefix
+ * <= /24 covering that /24. /25../31 prefixes stay in the IPv4 trie, and a
+ * slot whose /24 holds any of them carries XW_DIR24_DEEPER so only those
+ * /24s pay a trie walk. With host routes in the hash, an IPv4 lookup is a
+ * hash probe and an array read whatever the number of prefixes. Not pinned:
+ * the control plane rebuilds it on every start. Mirror of these constants:
+ * src/datapath/dir24.ts.
+ */
+#define XW_DIR24_SLOTS     (1u << 24)
+#define XW_DIR24_DEEPER    (1u << 31) /* a /25../31 prefix lies here: ask the trie */
+#define XW_DIR24_ALLOW     (1u << 30) /* the covering rule allows */
+#define XW_DIR24_RULE_MASK 0x3fffffffu /* its rule_id; 0: no prefix <= /24 covers */
 
 /*
  * Value of every CIDR trie and host hash: which rule matched and what it does, not a bare

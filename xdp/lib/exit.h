@@ -57,11 +57,8 @@ static __always_inline void xw_stats_count(const struct xw_pkt *p,
  * plane created in advance is simply counted into. rule_id comes from the
  * control plane's trie values, so packets cannot invent keys.
  */
-static __always_inline void xw_rule_count(const struct xw_rule_value *rule,
-					  __u32 bytes)
+static __always_inline void xw_rule_count(__u32 rule_id, __u32 bytes)
 {
-	__u32 rule_id = rule->rule_id;
-
 	xw_count(&xw_rule_stats, &rule_id, bytes);
 }
 
@@ -84,8 +81,8 @@ static __always_inline int xw_hook_action(enum xw_direction dir,
 }
 
 /*
- * dir: the hook's direction, a constant; rule: the rule that decided the
- * verdict, or NULL; flow: the packet's xw_flow_find() result (NULL: a new
+ * dir: the hook's direction, a constant; rule_id: the rule that decided the
+ * verdict, or 0; flow: the packet's xw_flow_find() result (NULL: a new
  * flow, or none looked up because the packet will not be accounted);
  * rules_gen: the generation the verdict was reached under.
  */
@@ -93,13 +90,13 @@ static __always_inline int xw_exit(const struct xw_pkt *p,
 				   enum xw_direction dir,
 				   enum xw_verdict verdict,
 				   enum xw_reason reason,
-				   const struct xw_rule_value *rule,
+				   __u32 rule_id,
 				   struct xw_flow_value *flow,
 				   __u32 rules_gen)
 {
 	xw_stats_count(p, dir, verdict, reason);
-	if (rule)
-		xw_rule_count(rule, p->len);
+	if (rule_id)
+		xw_rule_count(rule_id, p->len);
 	if (verdict == XW_VERDICT_PASS && xw_reason_has_flow(reason))
 		xw_flow_account(p, dir, flow, rules_gen);
 	return xw_hook_action(dir, verdict);

@@ -52,6 +52,18 @@ XW_HOST_MAP(xw_dst_host_v4, __be32, XW_DEFAULT_CIDR_V4_ENTRIES);
 XW_HOST_MAP(xw_src_host_v6, struct xw_host_v6_key, XW_DEFAULT_CIDR_V6_ENTRIES);
 XW_HOST_MAP(xw_dst_host_v6, struct xw_host_v6_key, XW_DEFAULT_CIDR_V6_ENTRIES);
 
+/* IPv4 prefixes up to /24, expanded per /24 (see XW_DIR24_SLOTS). */
+#define XW_DIR24_MAP(_name)                                     \
+	struct {                                                \
+		__uint(type, BPF_MAP_TYPE_ARRAY);               \
+		__uint(max_entries, XW_DIR24_SLOTS);            \
+		__type(key, __u32);                             \
+		__type(value, __u32);                           \
+	} _name SEC(".maps")
+
+XW_DIR24_MAP(xw_src_dir24);
+XW_DIR24_MAP(xw_dst_dir24);
+
 /*
  * Per-rule counters. The data plane creates a rule's entry on its first hit
  * (the control plane may also create it in advance); the control plane
