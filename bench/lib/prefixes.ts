@@ -217,17 +217,17 @@ function denyRule(id: number, cidr: string, family: 4 | 6, prefixLen: number, ne
 }
 
 /**
- * Reorders so prefix #0 is a network prefix (trie) and #1 a host route
- * (hash), both from the first `within` prefixes: the ladder's denied
- * packets need one of each loaded at every size from 2 on.
+ * Reorders so that prefix #k satisfies wanted[k], each drawn from the first
+ * `within` prefixes: the ladder's denied packets need one prefix of each
+ * kind loaded at every size from wanted.length on.
  */
-export function placeHostSecond(lens: Uint8Array, swap: (a: number, b: number) => void, hostLen: number, within: number): void {
-  const find = (from: number, host: boolean) => {
-    for (let i = from; i < within; i++) if ((lens[i] === hostLen) === host) return i;
-    throw new Error(`no ${host ? 'host route' : 'network prefix'} among the first ${within} prefixes`);
-  };
-  swap(0, find(0, false));
-  swap(1, find(1, true));
+export function arrange(lens: Uint8Array, swap: (a: number, b: number) => void, within: number, wanted: Array<(len: number) => boolean>): void {
+  wanted.forEach((fits, k) => {
+    let i = k;
+    while (i < within && !fits(lens[i] as number)) i++;
+    if (i === within) throw new Error(`no prefix of kind #${k} among the first ${within} prefixes`);
+    swap(k, i);
+  });
 }
 
 export function swapV4(p: V4Prefixes, a: number, b: number): void {

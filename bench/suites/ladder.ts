@@ -11,7 +11,7 @@ import { BENCH_CPU, allCpus, pinProcess } from '../lib/cpu.js';
 import { prefixCount, sizeLabel, type SuiteContext } from '../lib/context.js';
 import { Prng } from '../lib/prng.js';
 import {
-  formatV6, generateV4, generateV6, placeHostSecond, swapV4, swapV6, u32ToIpv4, v4AddressIn, v4Rules, v4Uncovered,
+  type V4Prefixes, arrange, formatV6, generateV4, generateV6, swapV4, swapV6, u32ToIpv4, v4AddressIn, v4Rules, v4Uncovered,
   v6AddressIn, v6Rules, v6Uncovered,
 } from '../lib/prefixes.js';
 import { CidrMaps } from '../../src/datapath/cidr-maps.js';
@@ -23,7 +23,7 @@ export const BARE = 'bare XDP_DROP';
 export const PARSE = 'parse-only (xdpwall parser) + XDP_DROP';
 export const CHURN_DRIVER = 'churn driver + bare XDP_DROP';
 export type LadderKind =
-  | 'deny v4' | 'deny v6' | 'deny v4 host route' | 'deny v6 host route'
+  | 'deny v4' | 'deny v6' | 'deny v4 host route' | 'deny v6 host route' | 'deny v4 /25../31' | 'deny v4 clean /24'
   | 'established v4' | 'established v6' | 'new flow v4' | 'new flow v6';
 export const ladderCase = (kind: LadderKind, v4: number, v6: number): string =>
   `xdpwall ${kind} (${prefixCount(kind.includes('v6') ? v6 : v4)})`;
@@ -69,11 +69,17 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
   ctx.log(`ladder: generating ${maxV4} IPv4 and ${maxV6} IPv6 prefixes (seed ${ctx.seed})`);
   const v4 = generateV4(maxV4, ctx.seed);
   const v6 = generateV6(maxV6, ctx.seed + 1);
-  placeHostSecond(v4.lens, (a, b) => swapV4(v4, a, b), 32, v4.labCount);
-  placeHostSecond(v6.lens, (a, b) => swapV6(v6, a, b), 128, v6.count);
+  // #0 a prefix up to /24 (DIR-24 table), #1 a host route (hash), #2 a /25../31 (trie behind a flagged slot).
+  arrange(v4.lens, (a, b) => swapV4(v4, a, b), v4.labCount, [(l) => l <= 24, (l) => l === 32, (l) => l > 24 && l < 32]);
+  arrange(v6.lens, (a, b) => swapV6(v6, a, b), v6.count, [(l) => l < 128, (l) => l === 128]);
+  // #3: a prefix up to /24 with a /24 that holds no longer prefix, so its DIR-24 slot answers alone: the
+  // common shape of real blocklists, and rare in this dense lab set, where most /24s hold a /25../32 too.
+  const cleanV4 = placeCleanPrefix(v4, 3);
   const prng = new Prng(ctx.seed + 2);
   const deniedV4 = u32ToIpv4(v4AddressIn(v4, 0, prng));
   const deniedHostV4 = u32ToIpv4(v4AddressIn(v4, 1, prng));
+  const deniedDeepV4 = u32ToIpv4(v4AddressIn(v4, 2, prng));
+  const deniedCleanV4 = u32ToIpv4(cleanV4);
   const passedV4 = u32ToIpv4(v4Uncovered(v4, prng));
   const deniedV6 = formatV6(v6AddressIn(v6, 0, prng));
   const deniedHostV6 = formatV6(v6AddressIn(v6, 1, prng));
@@ -84,13 +90,16 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
     passedV4: ether(ipv4({ src: passedV4, dst: '198.19.255.2' }, udp({ sport: 40001, dport: 53, payload }))),
     deniedV6: ether(ipv6({ src: deniedV6, dst: 'fd00:198:0:ffff::2' }, udp({ sport: 40000, dport: 53, payload }))),
     deniedHostV4: ether(ipv4({ src: deniedHostV4, dst: '198.19.255.2' }, udp({ sport: 40000, dport: 53, payload }))),
+    deniedDeepV4: ether(ipv4({ src: deniedDeepV4, dst: '198.19.255.2' }, udp({ sport: 40000, dport: 53, payload }))),
+    deniedCleanV4: ether(ipv4({ src: deniedCleanV4, dst: '198.19.255.2' }, udp({ sport: 40000, dport: 53, payload }))),
     deniedHostV6: ether(ipv6({ src: deniedHostV6, dst: 'fd00:198:0:ffff::2' }, udp({ sport: 40000, dport: 53, payload }))),
     passedV6: ether(ipv6({ src: passedV6, dst: 'fd00:198:0:ffff::2' }, udp({ sport: 40001, dport: 53, payload }))),
   };
   ctx.note(
-    `ladder: packets are 60-byte UDP frames; denied sources ${deniedV4} / ${deniedV6} lie in a network prefix ` +
-      `(${v4.lens[0]} / ${v6.lens[0]} bits, in the LPM tries), ${deniedHostV4} / ${deniedHostV6} in a host route ` +
-      `(exact-match hash, from 2 prefixes on); ` +
+    `ladder: packets are 60-byte UDP frames; denied sources ${deniedV4} in a /${v4.lens[0]} (IPv4 DIR-24 table) and ` +
+      `${deniedV6} in a /${v6.lens[0]} (IPv6 trie), ${deniedHostV4} / ${deniedHostV6} in a host route (exact-match hash, ` +
+      `from 2 prefixes on), ${deniedDeepV4} in a /${v4.lens[2]} (IPv4 trie behind a flagged DIR-24 slot, from 3 prefixes on), ` +
+      `${deniedCleanV4} in a /${v4.lens[3]} whose /24 holds no longer prefix (DIR-24 slot alone, from 4 prefixes on); ` +
       `passed sources ${passedV4} / ${passedV6} in none; repeat ${repeat.toLocaleString('en-US')} per call, ${rounds} rounds, CPU ${BENCH_CPU}`,
   );
   ctx.note(
@@ -150,6 +159,8 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
       { name: ladderCase('deny v6', nV4, nV6), run: timed(ingress, packet.deniedV6, XDP_DROP) },
       ...(nV4 >= 2 ? [{ name: ladderCase('deny v4 host route', nV4, nV6), run: timed(ingress, packet.deniedHostV4, XDP_DROP) }] : []),
       ...(nV6 >= 2 ? [{ name: ladderCase('deny v6 host route', nV4, nV6), run: timed(ingress, packet.deniedHostV6, XDP_DROP) }] : []),
+      ...(nV4 >= 3 ? [{ name: ladderCase('deny v4 /25../31', nV4, nV6), run: timed(ingress, packet.deniedDeepV4, XDP_DROP) }] : []),
+      ...(nV4 >= 4 ? [{ name: ladderCase('deny v4 clean /24', nV4, nV6), run: timed(ingress, packet.deniedCleanV4, XDP_DROP) }] : []),
       { name: ladderCase('established v4', nV4, nV6), run: timed(ingress, packet.passedV4, XDP_PASS) },
       { name: ladderCase('established v6', nV4, nV6), run: timed(ingress, packet.passedV6, XDP_PASS) },
       { name: CHURN_DRIVER, run: churnVia(bare, packet.passedV4, XDP_DROP) },
@@ -182,4 +193,24 @@ async function loadObject(path: string, ctx: SuiteContext): Promise<BpfObject> {
 
 async function loadProgram(path: string, name: string, ctx: SuiteContext): Promise<BpfProgram> {
   return (await loadObject(path, ctx)).program(name);
+}
+
+/**
+ * Moves a lab prefix of length <= 24 that covers a /24 holding no longer lab
+ * prefix to position `at`; returns an address in that /24.
+ */
+function placeCleanPrefix(v4: V4Prefixes, at: number): number {
+  const busy = new Set<number>();
+  for (let i = 0; i < v4.labCount; i++) if ((v4.lens[i] as number) > 24) busy.add((v4.addrs[i] as number) >>> 8);
+  for (let i = at; i < v4.labCount; i++) {
+    const len = v4.lens[i] as number;
+    if (len > 24) continue;
+    const first = (v4.addrs[i] as number) >>> 8;
+    for (let slot = first; slot < first + (1 << (24 - len)); slot++) {
+      if (busy.has(slot)) continue;
+      swapV4(v4, at, i);
+      return ((slot << 8) | 7) >>> 0;
+    }
+  }
+  throw new Error('no lab prefix up to /24 with a /24 free of longer prefixes');
 }
