@@ -1,7 +1,7 @@
 // The DIR-24 index against a brute-force longest-prefix oracle: seeded
 // random prefixes, nested on purpose, added and removed in random order.
 import { describe, expect, it } from 'vitest';
-import { DIR24_ALLOW, DIR24_DEEPER, Dir24Index, type Dir24Rule } from '../src/datapath/dir24.js';
+import { DIR24_ALLOW, DIR24_DEEPER, Dir24Index, SlotSet, type Dir24Rule } from '../src/datapath/dir24.js';
 
 function prng(seed: number): () => number {
   return () => {
@@ -91,5 +91,17 @@ describe('Dir24Index', () => {
     expect(index.add({ network: ip('10.0.0.64'), prefixLen: 26, ruleId: 7 })).toEqual([ip('10.0.0.0') >>> 8]);
     expect(index.add({ network: ip('10.0.0.128'), prefixLen: 26, ruleId: 8 })).toEqual([]); // already flagged
     expect(() => index.add({ network: 0, prefixLen: 8, ruleId: 2 ** 30 })).toThrow(RangeError);
+  });
+});
+
+describe('SlotSet', () => {
+  it('keeps each slot once, below and above the switch to marks', () => {
+    const set = new SlotSet();
+    for (let round = 0; round < 2; round++) for (let slot = 0; slot < 10_000; slot += 2) set.add(slot);
+    set.add(5);
+    expect(set.size).toBe(5001);
+    expect([...set.slots()].slice(0, 3)).toEqual([0, 2, 4]);
+    expect(set.slots()[5000]).toBe(5);
+    expect(new Set(set.slots()).size).toBe(5001);
   });
 });

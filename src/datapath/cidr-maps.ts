@@ -15,7 +15,7 @@ import { BpfError, type BpfMap } from '@xdpwall/addon';
 import {
   Action, Layout, cpusOf, encodeRuleId, lpmKeySize, sumCounters, writeLpmKey, writeRuleValue, type Counter,
 } from './abi.js';
-import { Dir24Index, DIR24_MAX_RULE_ID, type Dir24Rule } from './dir24.js';
+import { Dir24Index, DIR24_MAX_RULE_ID, SlotSet, type Dir24Rule } from './dir24.js';
 import type { DatapathMaps } from './datapath.js';
 import { describe } from './datapath.js';
 import type { RuleEnforcer } from '../rules/blocks.js';
@@ -143,31 +143,29 @@ export class CidrMaps implements RuleEnforcer {
    * Applies rules to the DIR-24 indexes; returns the changed slots per
    * direction. `done` collects the rules applied, for undoing a failure.
    */
-  private changeDir24(rules: readonly BlockRule[], change: 'add' | 'remove', done: BlockRule[]): Map<BlockDirection, Set<number>> {
-    const changed = new Map<BlockDirection, Set<number>>();
+  private changeDir24(rules: readonly BlockRule[], change: 'add' | 'remove', done: BlockRule[]): Map<BlockDirection, SlotSet> {
+    const changed = new Map<BlockDirection, SlotSet>();
     for (const rule of rules) {
       const slots = this.dir24[rule.direction][change](dir24Rule(rule));
       done.push(rule);
       let set = changed.get(rule.direction);
-      if (!set) changed.set(rule.direction, (set = new Set()));
+      if (!set) changed.set(rule.direction, (set = new SlotSet()));
       for (const slot of slots) set.add(slot);
     }
     return changed;
   }
 
   /** Writes the current value of the given slots, one batch per direction. */
-  private async writeSlots(changed: Map<BlockDirection, Set<number>>): Promise<void> {
-    for (const [direction, slots] of changed) {
-      if (slots.size === 0) continue;
-      const keys = Buffer.alloc(slots.size * 4);
-      const values = Buffer.alloc(slots.size * 4);
-      let i = 0;
-      for (const slot of slots) {
-        keys.writeUInt32LE(slot, i * 4);
-        values.writeUInt32LE(this.dir24[direction].value(slot), i * 4);
-        i++;
-      }
-      await this.dir24Map(direction).updateBatch(keys, values, slots.size);
+  private async writeSlots(changed: Map<BlockDirection, SlotSet>): Promise<void> {
+    for (const [direction, set] of changed) {
+      if (set.size === 0) continue;
+      const slots = set.slots();
+      const index = this.dir24[direction];
+      const values = new Uint32Array(slots.length);
+      for (let i = 0; i < slots.length; i++) values[i] = index.value(slots[i]!);
+      // Host order u32 arrays are exactly the batch's packed keys and values.
+      const keys = Buffer.from(slots.buffer, slots.byteOffset, slots.byteLength);
+      await this.dir24Map(direction).updateBatch(keys, Buffer.from(values.buffer), slots.length);
     }
   }
 

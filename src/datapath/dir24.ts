@@ -25,13 +25,13 @@ const mask = (len: number): number => (len === 0 ? 0 : (0xffff_ffff << (32 - len
 const prefixId = (network: number, len: number): number => network * 64 + len; // exact in a double
 
 export class Dir24Index {
-  // Allocated on the first rule: 80 MiB a direction that a daemon without
+  // Allocated on the first rule: 96 MiB a direction that a daemon without
   // IPv4 network prefixes never needs.
   private slots: Uint32Array | null = null;
   /** Length + 1 of the prefix that owns each slot; 0: none. */
   private depth: Uint8Array | null = null;
-  /** /24 slot -> how many /25../31 prefixes lie in it. */
-  private readonly deeper = new Map<number, number>();
+  /** How many /25../31 prefixes lie in each /24 (at most 254, so a byte). */
+  private deeper: Uint8Array | null = null;
   /** Prefixes of length <= 24 by prefixId, for the successor of a removed one. */
   private readonly owners = new Map<number, Dir24Rule>();
 
@@ -89,13 +89,53 @@ export class Dir24Index {
   private countDeeper(slot: number, delta: 1 | -1): number[] {
     const slots = (this.slots ??= new Uint32Array(DIR24_SLOTS));
     this.depth ??= new Uint8Array(DIR24_SLOTS);
-    const count = (this.deeper.get(slot) ?? 0) + delta;
+    const deeper = (this.deeper ??= new Uint8Array(DIR24_SLOTS));
+    const count = deeper[slot]! + delta;
     if (count < 0) throw new Error(`no /25../31 prefix to remove in slot ${slot}`);
-    if (count === 0) this.deeper.delete(slot);
-    else this.deeper.set(slot, count);
+    deeper[slot] = count;
     const next = (count > 0 ? slots[slot]! | DIR24_DEEPER : slots[slot]! & ~DIR24_DEEPER) >>> 0;
     if (next === slots[slot]) return [];
     slots[slot] = next;
     return [slot];
+  }
+}
+
+/**
+ * A set of slots without duplicates, cheap at millions of members (a bulk
+ * import of /20s touches 16 slots each): a plain Set while small, then a
+ * mark per slot and a list, so single-rule changes allocate nothing large.
+ */
+export class SlotSet {
+  private static readonly SMALL = 4096;
+  private small: Set<number> | null = new Set();
+  private marks: Uint8Array | null = null;
+  private list = new Uint32Array(SlotSet.SMALL * 2);
+  size = 0;
+
+  add(slot: number): void {
+    if (this.small) {
+      if (this.small.has(slot)) return;
+      if (this.small.size < SlotSet.SMALL) {
+        this.small.add(slot);
+        this.list[this.size++] = slot;
+        return;
+      }
+      this.marks = new Uint8Array(DIR24_SLOTS);
+      for (const known of this.small) this.marks[known] = 1;
+      this.small = null;
+    }
+    const marks = this.marks!;
+    if (marks[slot]) return;
+    marks[slot] = 1;
+    if (this.size === this.list.length) {
+      const grown = new Uint32Array(this.list.length * 2);
+      grown.set(this.list);
+      this.list = grown;
+    }
+    this.list[this.size++] = slot;
+  }
+
+  slots(): Uint32Array {
+    return this.list.subarray(0, this.size);
   }
 }
