@@ -8,7 +8,7 @@ import { formatValue, type Result } from './results.js';
 const WIDTH = 1290;
 const HEIGHT = 560;
 const FONT = 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif"';
-const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf'];
+const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf', '#bcbd22', '#7f7f7f', '#393b79', '#637939'];
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 const text = (x: number, y: number, s: string, attrs = ''): string =>
