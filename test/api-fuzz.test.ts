@@ -2,6 +2,7 @@
 // every route of a real firewall must never produce a 5xx or a malformed
 // error body, and must leave the rules that were there intact.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { prng } from './lib/prng.js';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../api/app.js';
 import type { Firewall } from '../src/firewall.js';
@@ -20,16 +21,6 @@ afterAll(async () => {
   await app?.close();
   firewall?.close();
 });
-
-// mulberry32: seeded, so a failing request is reproducible from its index.
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const random = prng(20261125);
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;

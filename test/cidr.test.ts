@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { prng } from './lib/prng.js';
 import { formatIp, fromMappedV6, parseCidr, parseCidrGeneral, parseIp, toMappedV6 } from '../src/rules/cidr.js';
 import { prefixesContaining } from '../src/rules/blocks.js';
 
@@ -67,15 +68,6 @@ describe('containment', () => {
 });
 
 describe('the IPv4 fast path', () => {
-  // mulberry32: a seeded PRNG, so a failure names its input and reproduces.
-  function prng(seed: number): () => number {
-    return () => {
-      seed = (seed + 0x6d2b79f5) | 0;
-      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-  }
   const outcome = (parse: () => unknown) => {
     try {
       return parse();

@@ -1,16 +1,9 @@
 // The DIR-24 index against a brute-force longest-prefix oracle: seeded
 // random prefixes, nested on purpose, added and removed in random order.
 import { describe, expect, it } from 'vitest';
+import { prng } from './lib/prng.js';
 import { DIR24_ALLOW, DIR24_DEEPER, Dir24Index, SlotSet, type Dir24Rule } from '../src/datapath/dir24.js';
 
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const mask = (len: number): number => (len === 0 ? 0 : (0xffff_ffff << (32 - len)) >>> 0);
 const ip = (text: string) => text.split('.').reduce((a, b) => a * 256 + Number(b), 0);
 
