@@ -1,9 +1,8 @@
 import { Type, type Static } from 'typebox';
 import { MAX_BULK_ITEMS, MAX_COMMENT_LENGTH, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE } from '../../src/rules/blocks.js';
 
-const Direction = Type.Union([Type.Literal('src'), Type.Literal('dst')], {
-  description: 'Match the packet source (default) or destination address',
-});
+const direction = (description: string) => Type.Union([Type.Literal('src'), Type.Literal('dst')], { description });
+const Direction = direction('Match the packet source (default) or destination address');
 
 export const BlockCreate = Type.Object(
   {
@@ -61,9 +60,7 @@ export type BlockIdParams = Static<typeof BlockIdParams>;
 export const BlockDeleteQuery = Type.Object(
   {
     cidr: Type.String({ minLength: 1, maxLength: 64 }),
-    direction: Type.Optional(Type.Union([Type.Literal('src'), Type.Literal('dst')], {
-      description: 'Remove only this direction; both when omitted',
-    })),
+    direction: Type.Optional(direction('Remove only this direction; both when omitted')),
   },
   { additionalProperties: false },
 );

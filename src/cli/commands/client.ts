@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { ApiClient, CliError, DEFAULT_API } from '../client.js';
 import { humanBytes, table } from '../format.js';
-import type { BlockRule } from '../../rules/model.js';
+import { isBlockDirection, type BlockDirection, type BlockRule } from '../../rules/model.js';
 import type { FlowRecord } from '../../flows/query.js';
 import type { StatsReport } from '../../stats/report.js';
 
@@ -26,8 +26,8 @@ function print(flags: ClientFlags, body: unknown, text: () => string): void {
   console.log(flags.json ? JSON.stringify(body, null, 2) : text());
 }
 
-const direction = (value: string): 'src' | 'dst' => {
-  if (value !== 'src' && value !== 'dst') throw new CliError(`--direction must be src or dst, not "${value}"`, 2);
+const direction = (value: string): BlockDirection => {
+  if (!isBlockDirection(value)) throw new CliError(`--direction must be src or dst, not "${value}"`, 2);
   return value;
 };
 
@@ -36,7 +36,7 @@ export function blockCommand(): Command {
     .argument('<CIDR>')
     .option('--direction <src|dst>', 'match the source (default) or destination address', direction)
     .option('--comment <TEXT>', 'why, for the next person')
-    .action(async (cidr: string, flags: ClientFlags & { direction?: 'src' | 'dst'; comment?: string }) => {
+    .action(async (cidr: string, flags: ClientFlags & { direction?: BlockDirection; comment?: string }) => {
       const { status, body } = await new ApiClient(flags.api).call<BlockView>('POST', '/v1/blocks', {
         cidr,
         ...(flags.direction && { direction: flags.direction }),
@@ -50,7 +50,7 @@ export function unblockCommand(): Command {
   return clientCommand('unblock', 'remove the block(s) for a CIDR')
     .argument('<CIDR>')
     .option('--direction <src|dst>', 'only this direction (default: both)', direction)
-    .action(async (cidr: string, flags: ClientFlags & { direction?: 'src' | 'dst' }) => {
+    .action(async (cidr: string, flags: ClientFlags & { direction?: BlockDirection }) => {
       const query = new URLSearchParams({ cidr, ...(flags.direction && { direction: flags.direction }) });
       await new ApiClient(flags.api).call('DELETE', `/v1/blocks?${query}`);
       print(flags, { unblocked: cidr }, () => `unblocked ${cidr}`);
