@@ -52,7 +52,7 @@ int xw_ingress(struct xdp_md *ctx)
 	struct xw_pkt *p = xw_pkt_begin(ctx->ingress_ifindex,
 					bpf_xdp_get_buff_len(ctx));
 	struct xw_flow_value *flow = NULL;
-	__u32 rules_gen = xw_rules_gen();
+	__u32 rules_gen = 0;
 	__u32 rule_id = 0;
 	struct xw_cursor c;
 	enum xw_reason reason;
@@ -63,6 +63,8 @@ int xw_ingress(struct xdp_md *ctx)
 		       p->len, false);
 	reason = xw_parse(&c, p);
 	if (reason == XW_REASON_PASS_NO_MATCH) {
+		/* Read before any lookup: see struct xw_config. */
+		rules_gen = xw_rules_gen();
 		/* Denied packets never have a flow, so only passes are cached. */
 		flow = xw_flow_find(p, XW_DIR_INGRESS);
 		if (!xw_flow_pass_cached(flow, rules_gen))
