@@ -9,7 +9,12 @@ export type ErrorCode =
   | 'CAPACITY_EXCEEDED'
   | 'DATAPATH_ERROR'
   | 'STORE_ERROR'
-  | 'CONFIG_ERROR';
+  | 'CONFIG_ERROR'
+  | 'UNAUTHENTICATED'
+  | 'FORBIDDEN'
+  | 'MISDIRECTED_REQUEST'
+  | 'RATE_LIMITED'
+  | 'SELF_LOCKOUT';
 
 export class XdpwallError extends Error {
   override readonly name: string = 'XdpwallError';

@@ -4,21 +4,40 @@ import type { FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 
-export async function registerDocs(app: FastifyInstance, version: string): Promise<void> {
+/** `publicRoutes` are served without a token on TCP; every other operation needs one. */
+export async function registerDocs(app: FastifyInstance, version: string, publicRoutes: readonly string[]): Promise<void> {
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
       info: {
         title: 'xdpwall',
-        description: 'XDP firewall: block CIDRs, read per-flow counters, stats and health.',
+        description:
+          'XDP firewall: block CIDRs, read per-flow counters, stats and health. On TCP every request needs ' +
+          '`Authorization: Bearer TOKEN` (`xdpwall token create NAME --scope read|write|admin`) except the health ' +
+          'check (and /metrics unless configured otherwise); clients of the unix socket need none.',
         version,
       },
       tags: [
         { name: 'blocks', description: 'CIDR deny rules' },
         { name: 'observe', description: 'Flows, counters and attached interfaces' },
+        { name: 'access', description: 'Tokens and the audit log (scope admin)' },
         { name: 'health' },
       ],
+      components: {
+        securitySchemes: {
+          bearer: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'A token from `xdpwall token create`, scope read, write or admin',
+          },
+        },
+      },
+      security: [{ bearer: [] }],
     },
+    transform: ({ schema, url }) => ({
+      schema: publicRoutes.includes(url) ? { ...schema, security: [] } : schema,
+      url,
+    }),
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 }

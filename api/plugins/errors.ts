@@ -2,6 +2,7 @@
 // chosen in this one place.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { XdpwallError, type ErrorCode } from '../../src/errors.js';
+import { AccessError } from '../../src/auth/errors.js';
 
 const STATUS_BY_CODE: Record<ErrorCode, number> = {
   INVALID_CIDR: 400,
@@ -11,6 +12,11 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   DATAPATH_ERROR: 500,
   STORE_ERROR: 500,
   CONFIG_ERROR: 500,
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
+  MISDIRECTED_REQUEST: 421,
+  RATE_LIMITED: 429,
+  SELF_LOCKOUT: 409,
 };
 
 /** Fastify's own client errors, by their FST_ code, mapped to ours. */
@@ -43,6 +49,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | XdpwallError | Error, request, reply) => {
     if (error instanceof XdpwallError) {
       const status = STATUS_BY_CODE[error.code];
+      if (error instanceof AccessError) reply.headers(error.headers);
       if (status >= 500) request.log.error({ err: error }, 'request failed');
       return reply.status(status).send(errorBody(error.code, error.message));
     }

@@ -4,6 +4,8 @@ import { BlockBulk, BlockBulkResult, BlockCreate, BlockDeleteQuery, BlockIdParam
 import { errorResponses } from '../schemas/common.js';
 import type { BlockRule } from '../../src/rules/model.js';
 import type { ApiFirewall } from '../app.js';
+import { SelfLockoutGuard } from '../../src/auth/lockout.js';
+import { clientPeer } from '../plugins/auth.js';
 
 /** A million IPv4 CIDRs as JSON items is about 30 MB. */
 export const BULK_BODY_LIMIT_BYTES = 128 << 20;
@@ -27,10 +29,12 @@ export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async 
       summary: 'Block a CIDR',
       description: '201 with the new rule once it is on disk and in the kernel; 200 with the existing rule if already blocked.',
       body: BlockCreate,
-      response: { 200: Type.Ref('Block'), 201: Type.Ref('Block'), ...errorResponses(400, 413, 415, 507) },
+      response: { 200: Type.Ref('Block'), 201: Type.Ref('Block'), ...errorResponses(400, 409, 413, 415, 507) },
     },
   }, async (request, reply) => {
+    new SelfLockoutGuard(clientPeer(request)).check(request.body);
     const { rule, created } = await firewall.blocks.add(request.body);
+    request.audit({ ruleId: rule.id, cidr: rule.cidr });
     return reply.status(created ? 201 : 200).send(view(rule));
   });
 
@@ -43,9 +47,14 @@ export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async 
         'All or nothing: 200 once every item is on disk and in the kernel, or a 4xx/5xx and no change. ' +
         'Items already blocked (or repeated) count as existing. The first invalid item is named by its index.',
       body: BlockBulk,
-      response: { 200: BlockBulkResult, ...errorResponses(400, 413, 415, 507) },
+      response: { 200: BlockBulkResult, ...errorResponses(400, 409, 413, 415, 507) },
     },
-  }, async (request) => firewall.blocks.addMany(request.body.items));
+  }, async (request) => {
+    await new SelfLockoutGuard(clientPeer(request)).checkMany(request.body.items, request.body.force);
+    const result = await firewall.blocks.addMany(request.body.items);
+    request.audit(result);
+    return result;
+  });
 
   app.get('/v1/blocks', {
     schema: {
@@ -77,7 +86,8 @@ export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async 
       response: { 204: Type.Null(), ...errorResponses(400, 404) },
     },
   }, async (request, reply) => {
-    await firewall.blocks.removeById(request.params.id);
+    const rule = await firewall.blocks.removeById(request.params.id);
+    request.audit({ cidr: rule.cidr, direction: rule.direction });
     return reply.status(204).send(null);
   });
 
@@ -89,7 +99,8 @@ export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async 
       response: { 204: Type.Null(), ...errorResponses(400, 404) },
     },
   }, async (request, reply) => {
-    await firewall.blocks.removeByCidr(request.query.cidr, request.query.direction);
+    const removed = await firewall.blocks.removeByCidr(request.query.cidr, request.query.direction);
+    request.audit({ cidr: removed[0]!.cidr, count: removed.length });
     return reply.status(204).send(null);
   });
 };
