@@ -44,16 +44,8 @@ export interface AuditQuery {
   since?: string;
 }
 
-interface AuditRow {
-  id: number;
-  time: string;
-  principal: string;
-  remote: string | null;
-  method: string;
-  route: string;
-  status: number;
-  detail: string;
-}
+/** A row as stored: detail as JSON text. */
+type AuditRow = Omit<AuditRecord, 'detail'> & { detail: string };
 
 export const DEFAULT_AUDIT_RETENTION = 100_000;
 /** Pruning is a range delete; doing it once every so many inserts keeps inserts cheap. */
