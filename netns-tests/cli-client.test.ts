@@ -76,7 +76,7 @@ describe('xdpwall CLI client', () => {
     expect(result.stdout).toBe('');
   });
 
-  it('fails with one line without a token, and with a read token on a change', async () => {
+  it('fails with one line without a token, and with a read token on a change', { timeout: 120_000 }, async () => {
     const anonymous = await xdpwall(['blocks'], api, { XDPWALL_TOKEN: '' });
     expect(anonymous.code).not.toBe(0);
     expectOneLine(anonymous.stderr);

@@ -49,6 +49,15 @@ export function validateTokenName(name: string): void {
 
 export class TokenStore {
   private readonly statements;
+  /**
+   * Tokens verified since the table last changed, by digest (secrets are
+   * never kept): a hit skips the query on every request. Only
+   * live tokens are cached, so unknown secrets cannot grow it. Emptied when
+   * PRAGMA data_version says another connection (the token CLI) committed,
+   * and on this store's own create/revoke.
+   */
+  private readonly verified = new Map<string, TokenInfo>();
+  private seenDataVersion = -1;
 
   constructor(
     db: Database.Database,
@@ -60,6 +69,7 @@ export class TokenStore {
       liveByDigest: db.prepare<[Buffer], TokenRow>('SELECT * FROM tokens WHERE digest = ? AND revoked_at IS NULL'),
       live: db.prepare<[], TokenRow>('SELECT * FROM tokens WHERE revoked_at IS NULL ORDER BY id'),
       revoke: db.prepare<[string, number]>('UPDATE tokens SET revoked_at = ? WHERE id = ?'),
+      dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
     };
   }
 
@@ -71,6 +81,7 @@ export class TokenStore {
     const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
     const createdAt = this.now().toISOString();
     const { lastInsertRowid } = this.statements.insert.run(name, scope, digestOf(token), createdAt);
+    this.verified.clear();
     return { token, info: { id: Number(lastInsertRowid), name, scope, createdAt } };
   }
 
@@ -81,10 +92,21 @@ export class TokenStore {
    * final comparison is constant-time anyway.
    */
   verify(token: string): TokenInfo | undefined {
+    const dataVersion = this.statements.dataVersion.get()!;
+    if (dataVersion !== this.seenDataVersion) {
+      this.verified.clear();
+      this.seenDataVersion = dataVersion;
+    }
     if (!TOKEN_PATTERN.test(token)) return undefined;
     const digest = digestOf(token);
+    const key = digest.toString('base64');
+    const cached = this.verified.get(key);
+    if (cached) return cached;
     const row = this.statements.liveByDigest.get(digest);
-    return row && timingSafeEqual(row.digest, digest) ? info(row) : undefined;
+    if (!row || !timingSafeEqual(row.digest, digest)) return undefined;
+    const live = info(row);
+    this.verified.set(key, live);
+    return live;
   }
 
   list(): TokenInfo[] {
@@ -95,6 +117,7 @@ export class TokenStore {
     const row = this.statements.liveByName.get(name);
     if (!row) throw new NotFoundError(`no token named "${name}"`);
     this.statements.revoke.run(this.now().toISOString(), row.id);
+    this.verified.clear();
     return info(row);
   }
 }
