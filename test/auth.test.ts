@@ -12,6 +12,7 @@ import { SelfLockoutGuard } from '../src/auth/lockout.js';
 import { scopeAllows } from '../src/auth/tokens.js';
 import { parseApiConfig, DEFAULT_RATE_LIMIT } from '../src/auth/config.js';
 import { ensureLabToken, LAB_TOKEN_FILE } from '../src/lab/token.js';
+import { listenPrivately } from '../src/auth/unix-socket.js';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -201,5 +202,13 @@ describe('lab token', () => {
     } finally {
       store.close();
     }
+  });
+});
+
+describe('listenPrivately', () => {
+  it('says which directory is missing, in one line', async () => {
+    await expect(listenPrivately('/nonexistent-xw/api.sock', { mode: 0o660 }, async () => {})).rejects.toThrow(
+      'cannot create the API socket /nonexistent-xw/api.sock: directory /nonexistent-xw does not exist',
+    );
   });
 });

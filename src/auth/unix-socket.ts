@@ -24,7 +24,13 @@ export interface SocketPermissions {
  * 107 bytes.
  */
 export async function listenPrivately(path: string, permissions: SocketPermissions, listenAt: (privatePath: string) => Promise<unknown>): Promise<void> {
-  const dir = mkdtempSync(join(dirname(path), '.xw-')); // mkdtemp makes it 0700
+  let dir: string;
+  try {
+    dir = mkdtempSync(join(dirname(path), '.xw-')); // mkdtemp makes it 0700
+  } catch (error) {
+    const { code, message } = error as NodeJS.ErrnoException;
+    throw new ConfigError(`cannot create the API socket ${path}: ${code === 'ENOENT' ? `directory ${dirname(path)} does not exist` : message}`);
+  }
   const privatePath = join(dir, 's');
   try {
     await listenAt(privatePath);
