@@ -308,6 +308,9 @@ describe('OpenAPI', () => {
     expect(doc.paths['/healthz'].get.security).toEqual([]);
     expect(doc.paths['/metrics'].get.security).toEqual([]);
     expect(doc.paths['/v1/blocks'].post.security).toBeUndefined();
+    expect(Object.keys(doc.paths['/v1/blocks'].post.responses)).toEqual(expect.arrayContaining(['401', '403', '421', '429', '409']));
+    expect(Object.keys(doc.paths['/v1/blocks'].get.responses)).not.toContain('429');
+    expect(Object.keys(doc.paths['/healthz'].get.responses)).not.toContain('401');
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/audit', '/v1/tokens', '/v1/tokens/{name}']));
   });
 });

@@ -3,6 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import { errorResponses } from '../schemas/common.js';
 
 /** `publicRoutes` are served without a token on TCP; every other operation needs one. */
 export async function registerDocs(app: FastifyInstance, version: string, publicRoutes: readonly string[]): Promise<void> {
@@ -34,10 +35,13 @@ export async function registerDocs(app: FastifyInstance, version: string, public
       },
       security: [{ bearer: [] }],
     },
-    transform: ({ schema, url }) => ({
-      schema: publicRoutes.includes(url) ? { ...schema, security: [] } : schema,
-      url,
-    }),
+    // Public routes need no token; every other one may also answer with the access layer's refusals.
+    transform: ({ schema, url, route }) => {
+      if (publicRoutes.includes(url)) return { schema: { ...schema, security: [] }, url };
+      const methods = [route.method].flat();
+      const refusals = [401, 403, 421, ...(methods.every((m) => m === 'GET' || m === 'HEAD') ? [] : [429])];
+      return { schema: { ...schema, response: { ...errorResponses(...refusals), ...(schema?.response as object) } }, url };
+    },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 }
