@@ -4,6 +4,7 @@
 // and self lock-out (409) on a real Firewall whose kernel maps are checked.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FastifyInstance, InjectOptions } from 'fastify';
+import { pino } from 'pino';
 import { buildApp } from '../api/app.js';
 import type { Firewall } from '../src/firewall.js';
 import { AccessStore } from '../src/auth/access.js';
@@ -242,6 +243,22 @@ describe('audit trail', () => {
     await as(null, { method: 'POST', url: '/v1/blocks', payload: { cidr: '198.18.73.0/24' } });
     await as('admin', { method: 'POST', url: '/v1/blocks', payload: { cidr: '198.18.73.0/24' }, headers: { host: 'evil.example' } });
     expect(latestAudit()!.id).toBe(before);
+  });
+
+  it('writes each row to the log too, and logs refusals it does not store', async () => {
+    const lines: Array<{ msg: string; audit: { principal: string; status: number; detail: object } }> = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const logged = await buildApp({ firewall, logger, access: { listener: LISTENER, store } });
+    try {
+      await logged.inject({ method: 'POST', url: '/v1/blocks', payload: { cidr: '198.18.76.0/24' }, headers: { authorization: `Bearer ${token.writer}` } });
+      await logged.inject({ method: 'POST', url: '/v1/blocks', payload: { cidr: '198.18.77.0/24' } });
+    } finally {
+      await logged.close();
+    }
+    expect(lines.filter((line) => line.audit).map(({ msg, audit }) => [msg, audit.principal, audit.status, audit.detail])).toEqual([
+      ['audit', 'writer', 201, { list: 'blocks', cidr: '198.18.76.0/24', ruleId: expect.any(Number) }],
+      ['mutation refused before authentication', 'anonymous', 401, { list: 'blocks', error: 'UNAUTHENTICATED' }],
+    ]);
   });
 
   it('serves GET /v1/audit with limit and since', async () => {
