@@ -151,24 +151,16 @@ describe('api config', () => {
     expect(parseApiConfig(undefined)).toEqual({ hostNames: [], publicMetrics: true, rateLimit: DEFAULT_RATE_LIMIT, auditRetention: 100_000 });
   });
 
-  it('reads every key', () => {
-    expect(
-      parseApiConfig({
-        hostNames: ['FW1.example.net'],
-        publicMetrics: false,
-        socketGroup: 'xdpwall',
-        tls: { cert: '/c', key: '/k' },
-        rateLimit: { burst: 5, perSecond: 0.5 },
-        auditRetention: 10,
-      }),
-    ).toEqual({
-      hostNames: ['fw1.example.net'],
+  it('reads every key, host names lowercased', () => {
+    const api = {
+      hostNames: ['FW1.example.net'],
       publicMetrics: false,
       socketGroup: 'xdpwall',
       tls: { cert: '/c', key: '/k' },
       rateLimit: { burst: 5, perSecond: 0.5 },
       auditRetention: 10,
-    });
+    };
+    expect(parseApiConfig(api)).toEqual({ ...api, hostNames: ['fw1.example.net'] });
   });
 
   it.each([
