@@ -8,6 +8,7 @@ import { Flow } from './schemas/flows.js';
 import { CounterPair, ErrorBody } from './schemas/common.js';
 import { frameworkErrors, registerErrorHandling } from './plugins/errors.js';
 import { registerDocs } from './plugins/docs.js';
+import { ajvOptions, buildValidator, registerStrictJson, schemaErrorFormatter } from './plugins/strict-input.js';
 import { blockRoutes } from './routes/blocks.js';
 import { observeRoutes } from './routes/observe.js';
 import { metricsRoutes } from './routes/metrics.js';
@@ -28,14 +29,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     bodyLimit: options.bodyLimitBytes ?? 1 << 20,
-    // Unknown fields are rejected, not silently dropped: a typo in a firewall
-    // rule must not turn into a different rule.
-    ajv: { customOptions: { removeAdditional: false } },
+    ajv: ajvOptions,
+    schemaController: { compilersFactory: { buildValidator } },
+    schemaErrorFormatter,
     frameworkErrors,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // JSON only: anything else is 415, not a string the schema then rejects.
   app.removeContentTypeParser('text/plain');
+  registerStrictJson(app);
   for (const schema of [ErrorBody, CounterPair, Block, Flow]) app.addSchema(schema);
   registerErrorHandling(app);
   await registerDocs(app, options.version ?? '0.0.0');

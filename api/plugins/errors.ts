@@ -6,6 +6,7 @@ import { XdpwallError, type ErrorCode } from '../../src/errors.js';
 const STATUS_BY_CODE: Record<ErrorCode, number> = {
   INVALID_CIDR: 400,
   INVALID_ARGUMENT: 400,
+  INVALID_UTF8: 400,
   NOT_FOUND: 404,
   CAPACITY_EXCEEDED: 507,
   DATAPATH_ERROR: 500,
