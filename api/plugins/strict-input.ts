@@ -2,25 +2,10 @@
 // that the server "fixed up" is a different rule from the one the operator
 // meant. Three things here make Fastify strict where its defaults are lenient.
 import { isUtf8 } from 'node:buffer';
-import { AjvCompiler, type Options } from '@fastify/ajv-compiler';
+import { AjvCompiler } from '@fastify/ajv-compiler';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import { XdpwallError } from '../../src/errors.js';
-
-/**
- * C0 and C1 controls, DEL, the line/paragraph separators and the bidi
- * embedding/override/isolate marks: characters that rewrite a terminal or
- * reorder what a reader sees (a comment holding ESC[2J clears the operator's
- * screen; one holding U+202E shows text backwards).
- */
-const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
-
-/** A surrogate without its other half: JSON's "\\ud800" decodes to one, UTF-8 cannot store it. */
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-
-/** Text a person will read: well-formed UTF-16 and no control characters. */
-export function isPrintableText(text: string): boolean {
-  return !CONTROL_CHARACTER.test(text) && !LONE_SURROGATE.test(text);
-}
+import { isPrintableText } from '../../src/text.js';
 
 /** The ajv options for buildApp: no silent drops, and the `printable` string format. */
 export const ajvOptions: FastifyServerOptions['ajv'] = {

@@ -6,6 +6,7 @@ import { serveCommand } from './commands/serve.js';
 import { labCommand } from './commands/lab.js';
 import { blockCommand, blocksCommand, flowsCommand, statsCommand, unblockCommand } from './commands/client.js';
 import { XdpwallError } from '../errors.js';
+import { terminalSafe } from './format.js';
 import { VERSION } from '../version.js';
 
 const program = new Command('xdpwall')
@@ -29,7 +30,7 @@ try {
       error instanceof CliError || error instanceof XdpwallError
         ? (error instanceof XdpwallError ? `${error.code}: ${error.message}` : error.message)
         : String((error as Error)?.message ?? error);
-    process.stderr.write(`xdpwall: ${message}\n`);
+    process.stderr.write(`xdpwall: ${terminalSafe(message)}\n`);
     process.exitCode = error instanceof CliError ? error.exitCode : 1;
   }
 }

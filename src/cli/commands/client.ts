@@ -1,7 +1,7 @@
 // Commands that talk to a running daemon through its API.
 import { Command } from 'commander';
 import { ApiClient, CliError, DEFAULT_API } from '../client.js';
-import { humanBytes, table } from '../format.js';
+import { humanBytes, table, terminalJson, terminalLines } from '../format.js';
 import { isBlockDirection, type BlockDirection, type BlockRule } from '../../rules/model.js';
 import type { FlowRecord } from '../../flows/query.js';
 import type { StatsReport } from '../../stats/report.js';
@@ -23,7 +23,7 @@ function clientCommand(name: string, description: string): Command {
 }
 
 function print(flags: ClientFlags, body: unknown, text: () => string): void {
-  console.log(flags.json ? JSON.stringify(body, null, 2) : text());
+  console.log(flags.json ? terminalJson(body) : terminalLines(text()));
 }
 
 const direction = (value: string): BlockDirection => {
