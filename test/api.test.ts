@@ -255,10 +255,10 @@ describe('observability routes', () => {
     expect((await app.inject('/v1/interfaces')).json()).toEqual({ items: [] });
   });
 
-  it('reports health', async () => {
+  it('reports health, with a warning while no interface is attached', async () => {
     const res = await app.inject('/healthz');
     expect(res.statusCode).toBe(200);
-    expect(res.json()).toMatchObject({ status: 'ok', interfaces: 0, blocks: expect.any(Number) });
+    expect(res.json()).toMatchObject({ status: 'ok', interfaces: 0, blocks: expect.any(Number), warnings: ['no interface is attached: nothing is filtered'] });
   });
 
   it('serves the OpenAPI document and its UI', async () => {
