@@ -53,11 +53,31 @@ describe('deploy/systemd', () => {
     }
   });
 
-  it('runs the packaged CLI entry with bounded capabilities and a state directory', () => {
+  it('runs the packaged CLI entry as its own user with three capabilities and a state directory', () => {
     expect(unit).toContain(`/usr/lib/xdpwall/${CLI_ENTRY} serve`);
-    expect(unit).toMatch(/^CapabilityBoundingSet=CAP_BPF CAP_NET_ADMIN CAP_SYS_ADMIN$/m);
+    expect(unit).toMatch(/^User=xdpwall$/m);
+    expect(unit).toMatch(/^CapabilityBoundingSet=CAP_BPF CAP_PERFMON CAP_NET_ADMIN$/m);
+    expect(unit).toMatch(/^AmbientCapabilities=CAP_BPF CAP_PERFMON CAP_NET_ADMIN$/m);
+    expect(unit).toMatch(/^ExecStartPre=\+\/usr\/bin\/install -d -o xdpwall -g xdpwall -m 0700 \/sys\/fs\/bpf\/xdpwall$/m);
+    expect(unit).toMatch(/^ReadWritePaths=\/sys\/fs\/bpf\/xdpwall$/m);
+    expect(unit).toMatch(/^IPAddressDeny=any$/m);
     expect(unit).toMatch(/^StateDirectory=xdpwall$/m);
     expect(unit).toMatch(/^Restart=on-failure$/m);
+    expect(read('systemd/xdpwall.sysusers')).toMatch(/^u xdpwall - /m);
+  });
+
+  it.skipIf(!HAS_SYSTEMD_ANALYZE)('rates 2.5 or better in systemd-analyze security (was 4.4 as root)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'xdpwall-unit-'));
+    try {
+      const path = join(dir, 'xdpwall.service');
+      writeFileSync(path, unit);
+      const result = spawnSync('systemd-analyze', ['security', '--offline=true', '--no-pager', path], { encoding: 'utf8' });
+      const exposure = /Overall exposure level for xdpwall\.service: (\d+\.\d)/.exec(result.stdout);
+      expect(exposure, `${result.stdout}${result.stderr}`).not.toBeNull();
+      expect(Number(exposure![1])).toBeLessThanOrEqual(2.5);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('ships an example configuration the daemon accepts', () => {
@@ -79,21 +99,43 @@ describe('deploy/kubernetes', () => {
     expect(() => new DaemonSet(documents[1] as ConstructorParameters<typeof DaemonSet>[0]).validate()).not.toThrow();
   });
 
-  it('uses the host network, bpffs, a state hostPath and a /healthz liveness probe', () => {
-    const daemonSet = new DaemonSet(documents[1] as ConstructorParameters<typeof DaemonSet>[0]);
-    const pod = daemonSet.spec!.template.spec!;
-    expect(pod.hostNetwork).toBe(true);
-    const hostPaths = (pod.volumes ?? []).map((volume) => volume.hostPath?.path).filter(Boolean);
+  const pod = () => new DaemonSet(documents[1] as ConstructorParameters<typeof DaemonSet>[0]).spec!.template.spec!;
+  const shippedConfig = () =>
+    loadConfigText(new ConfigMap(documents[0] as ConstructorParameters<typeof ConfigMap>[0]).data!['config.yaml']!);
+
+  it('uses the host network, bpffs, a state hostPath and /healthz probes', () => {
+    expect(pod().hostNetwork).toBe(true);
+    const hostPaths = (pod().volumes ?? []).map((volume) => volume.hostPath?.path).filter(Boolean);
     expect(hostPaths).toEqual(expect.arrayContaining(['/sys/fs/bpf', '/var/lib/xdpwall']));
-    const container = pod.containers[0]!;
+    const container = pod().containers[0]!;
     expect(container.livenessProbe?.httpGet?.path).toBe('/healthz');
-    expect(container.securityContext?.capabilities?.add).toEqual(['BPF', 'NET_ADMIN', 'SYS_ADMIN']);
+    expect(container.readinessProbe?.httpGet?.path).toBe('/healthz');
   });
 
-  it('ships a configuration the daemon accepts', () => {
-    const configMap = new ConfigMap(documents[0] as ConstructorParameters<typeof ConfigMap>[0]);
-    const config = loadConfigText(configMap.data!['config.yaml']!);
-    expect(config.listen).toEqual({ kind: 'tcp', host: '127.0.0.1', port: 7070 });
+  it('runs the daemon as non-root with three capabilities, RuntimeDefault seccomp and no blanket toleration', () => {
+    const container = pod().containers[0]!;
+    expect(container.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      runAsUser: 10001,
+      privileged: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'], add: ['BPF', 'PERFMON', 'NET_ADMIN'] },
+    });
+    expect(pod().securityContext?.seccompProfile?.type).toBe('RuntimeDefault');
+    for (const toleration of pod().tolerations ?? []) expect(toleration.key, JSON.stringify(toleration)).toBeTruthy();
+    // Only the init container that chowns the pin and state directories runs as root, with CAP_CHOWN.
+    const init = pod().initContainers ?? [];
+    expect(init.map((c) => c.securityContext?.capabilities?.add)).toEqual([['CHOWN', 'FOWNER']]);
+    expect(init[0]!.command).toEqual(expect.arrayContaining(['10001', '/sys/fs/bpf/xdpwall', '/var/lib/xdpwall']));
+  });
+
+  it('probes the port the shipped configuration listens on', () => {
+    const { listen } = shippedConfig();
+    expect(listen.kind).toBe('tcp');
+    const container = pod().containers[0]!;
+    for (const probe of [container.livenessProbe, container.readinessProbe]) {
+      expect(probe?.httpGet).toMatchObject({ host: (listen as { host: string }).host, port: (listen as { port: number }).port });
+    }
   });
 });
 
@@ -118,7 +160,9 @@ describe('deploy/container', () => {
     for (const source of sources) expect(existsSync(join(ROOT, source)), source).toBe(true);
   });
 
-  it('runs the packaged CLI entry', () => {
-    expect(dockerfile).toContain(`"/usr/lib/xdpwall/${CLI_ENTRY}"`);
+  it('runs the packaged CLI entry as uid 10001 through a node with exactly three file capabilities', () => {
+    expect(dockerfile).toContain(`ENTRYPOINT ["/usr/lib/xdpwall/bin/node", "/usr/lib/xdpwall/${CLI_ENTRY}"]`);
+    expect(dockerfile).toMatch(/^USER 10001:10001$/m);
+    expect(dockerfile).toMatch(/setcap cap_bpf,cap_perfmon,cap_net_admin\+ep \/usr\/lib\/xdpwall\/bin\/node/);
   });
 });
