@@ -59,7 +59,7 @@ describe('deploy/systemd', () => {
     expect(unit).toMatch(/^CapabilityBoundingSet=CAP_BPF CAP_PERFMON CAP_NET_ADMIN$/m);
     expect(unit).toMatch(/^AmbientCapabilities=CAP_BPF CAP_PERFMON CAP_NET_ADMIN$/m);
     expect(unit).toMatch(/^ExecStartPre=\+\/usr\/bin\/install -d -o xdpwall -g xdpwall -m 0700 \/sys\/fs\/bpf\/xdpwall$/m);
-    expect(unit).toMatch(/^ReadWritePaths=\/sys\/fs\/bpf\/xdpwall$/m);
+    expect(unit).toMatch(/^BindPaths=\/sys\/fs\/bpf\/xdpwall:\/run\/xdpwall\/bpffs$/m);
     expect(unit).toMatch(/^IPAddressDeny=any$/m);
     expect(unit).toMatch(/^StateDirectory=xdpwall$/m);
     expect(unit).toMatch(/^Restart=on-failure$/m);
@@ -84,6 +84,7 @@ describe('deploy/systemd', () => {
     const config = loadConfigText(read('systemd/config.yaml'));
     expect(config.interfaces.map((i) => i.name)).toEqual(['eth0']);
     expect(config.stateDir).toBe('/var/lib/xdpwall');
+    expect(config.bpffsRoot).toBe('/run/xdpwall/bpffs');
   });
 });
 
