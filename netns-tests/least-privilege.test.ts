@@ -142,6 +142,6 @@ describe('least privilege', () => {
     const run = await serveAs(['bpf', 'net_admin'], world.lab.server.ifname, world.lab.server.netns);
     expect(await started(run)).toBe(1);
     const lastLine = run.output().trimEnd().split('\n').at(-1)!;
-    expect(lastLine).toMatch(/^xdpwall: DATAPATH_ERROR: .*CAP_PERFMON/);
+    expect(lastLine).toMatch(/^xdpwall: DATAPATH_ERROR: cannot load \S+: EACCES: the daemon lacks CAP_PERFMON: it needs CAP_BPF, CAP_PERFMON \(the verifier refuses the data plane's pointer comparisons without it\) and CAP_NET_ADMIN$/);
   });
 });

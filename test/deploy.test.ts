@@ -12,6 +12,9 @@ import { validate as validateDockerfile, ValidationSeverity, type ValidatorSetti
 import { DaemonSet } from 'kubernetes-models/apps/v1';
 import { ConfigMap } from 'kubernetes-models/v1';
 import { loadConfig } from '../src/config.js';
+import { plannedMapMemory } from '../src/datapath/datapath.js';
+import { memoryLimitBytes } from '../src/datapath/memory.js';
+import { BPF_OBJECT_PATH } from '../src/paths.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const deployFile = (path: string): string => join(ROOT, 'deploy', path);
@@ -128,6 +131,16 @@ describe('deploy/kubernetes', () => {
     const init = pod().initContainers ?? [];
     expect(init.map((c) => c.securityContext?.capabilities?.add)).toEqual([['CHOWN', 'FOWNER']]);
     expect(init[0]!.command).toEqual(expect.arrayContaining(['10001', '/sys/fs/bpf/xdpwall', '/var/lib/xdpwall']));
+  });
+
+  it("limits memory to the maps' size at the shipped capacities on the annotated CPU count, plus the daemon", () => {
+    const daemonSet = new DaemonSet(documents[1] as ConstructorParameters<typeof DaemonSet>[0]);
+    const cpus = Number(daemonSet.metadata!.annotations!['xdpwall.io/memory-sized-for-cpus']);
+    expect(cpus).toBeGreaterThan(0);
+    const limit = memoryLimitBytes(plannedMapMemory(BPF_OBJECT_PATH, shippedConfig().capacity, cpus));
+    const { resources } = pod().containers[0]!;
+    expect(resources?.limits?.memory).toBe(`${limit / 2 ** 20}Mi`);
+    expect(resources?.requests?.memory).toBe(`${limit / 2 ** 20}Mi`);
   });
 
   it('probes the port the shipped configuration listens on', () => {
