@@ -179,4 +179,10 @@ describe('deploy/container', () => {
     expect(dockerfile).toMatch(/^USER 10001:10001$/m);
     expect(dockerfile).toMatch(/setcap cap_bpf,cap_perfmon,cap_net_admin\+ep \/usr\/lib\/xdpwall\/bin\/node/);
   });
+
+  it("checks health at the address the daemon's configuration names", () => {
+    const config = /^CMD \["serve", "--config", "([^"]+)"/m.exec(dockerfile)?.[1];
+    expect(config).toBeDefined();
+    expect(dockerfile).toContain(`CMD ["node", "/usr/lib/xdpwall/${CLI_ENTRY}", "health", "--config", "${config}"]`);
+  });
 });

@@ -1,6 +1,6 @@
 // Start-up failures are one clear line on stderr and a non-zero exit, from
 // the built CLI as an operator runs it; nothing is left behind in bpffs.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -60,6 +60,28 @@ describe('start-up errors', () => {
     } finally {
       holder.close();
     }
+  });
+
+  it('serves with no interface but says so in health, which `xdpwall health --config` reports', async () => {
+    const config = join(work, 'no-iface.yaml');
+    writeFileSync(config, `listen: unix:${work}/api.sock\nstateDir: ${work}/s4\nlogLevel: warn\n`);
+    const health = () => spawnSync(process.execPath, [CLI, 'health', '--config', config], { encoding: 'utf8' });
+    const child = spawn(process.execPath, [CLI, 'serve', '--instance', instance, '--config', config], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let log = '';
+    child.stdout.on('data', (chunk: Buffer) => (log += chunk.toString()));
+    try {
+      let result = health();
+      for (let i = 0; i < 200 && result.status !== 0; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        result = health();
+      }
+      expect(result).toMatchObject({ status: 0, stdout: 'ok\nwarning: no interface is attached: nothing is filtered\n' });
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+    }
+    expect(log).toContain('no interface configured');
+    expect(health()).toMatchObject({ status: 1, stderr: expect.stringMatching(/^xdpwall: cannot reach the xdpwall daemon at unix:.*api\.sock: ENOENT\n$/) });
   });
 
   it('creates a missing state directory and its parents, private to the daemon', () => {

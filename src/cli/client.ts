@@ -1,8 +1,14 @@
 // A small client for the daemon's API, over TCP or a unix socket
 // (`--api unix:/run/xdpwall/api.sock`), which fetch() cannot reach.
 import { request } from 'node:http';
+import { formatListen, type ListenAddress } from '../config.js';
 
 export const DEFAULT_API = 'http://127.0.0.1:7070';
+
+/** The --api value that reaches a daemon listening at `listen`. */
+export function apiUrl(listen: ListenAddress): string {
+  return listen.kind === 'unix' ? `unix:${listen.path}` : `http://${formatListen(listen)}`;
+}
 
 /** An error the CLI prints as one line and exits non-zero for. */
 export class CliError extends Error {

@@ -5,7 +5,7 @@ import { CliError } from './client.js';
 import { serveCommand } from './commands/serve.js';
 import { labCommand } from './commands/lab.js';
 import { memoryCommand } from './commands/memory.js';
-import { blockCommand, blocksCommand, flowsCommand, statsCommand, unblockCommand } from './commands/client.js';
+import { blockCommand, blocksCommand, flowsCommand, healthCommand, statsCommand, unblockCommand } from './commands/client.js';
 import { XdpwallError } from '../errors.js';
 import { terminalSafe } from './format.js';
 import { VERSION } from '../version.js';
@@ -16,7 +16,7 @@ const program = new Command('xdpwall')
   .exitOverride()
   .configureOutput({ outputError: (text, write) => write(text) });
 
-for (const command of [serveCommand(), labCommand(), blockCommand(), unblockCommand(), blocksCommand(), flowsCommand(), statsCommand(), memoryCommand()]) {
+for (const command of [serveCommand(), labCommand(), blockCommand(), unblockCommand(), blocksCommand(), flowsCommand(), statsCommand(), healthCommand(), memoryCommand()]) {
   program.addCommand(command.exitOverride());
 }
 

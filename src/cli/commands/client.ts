@@ -1,6 +1,7 @@
 // Commands that talk to a running daemon through its API.
 import { Command } from 'commander';
-import { ApiClient, CliError, DEFAULT_API } from '../client.js';
+import { ApiClient, CliError, DEFAULT_API, apiUrl } from '../client.js';
+import { loadConfig } from '../../config.js';
 import { humanBytes, table, terminalJson, terminalLines } from '../format.js';
 import { isBlockDirection, type BlockDirection, type BlockRule } from '../../rules/model.js';
 import type { FlowRecord } from '../../flows/query.js';
@@ -113,4 +114,14 @@ export function statsCommand(): Command {
       return table(['IFACE', 'DIR', 'REASON', 'PACKETS', 'BYTES'], rows);
     });
   });
+}
+
+export function healthCommand(): Command {
+  return clientCommand('health', "the daemon's /healthz; exit 0 when it answers ok (for container health checks)")
+    .option('--config <FILE>', "ask the daemon at this configuration's listen address instead of --api")
+    .action(async (flags: ClientFlags & { config?: string }) => {
+      const api = flags.config ? apiUrl(loadConfig(flags.config).listen) : flags.api;
+      const { body } = await new ApiClient(api).call<{ status: string; warnings?: string[] }>('GET', '/healthz');
+      print(flags, body, () => [body.status, ...(body.warnings ?? []).map((warning) => `warning: ${warning}`)].join('\n'));
+    });
 }
