@@ -97,6 +97,14 @@ describe('accepted input', () => {
     expect(res.json()).toMatchObject({ limit: 2, offset: 0 });
   });
 
+  it('answers the largest offset and id it accepts without a 5xx', async () => {
+    const page = await app.inject(`/v1/blocks?offset=${Number.MAX_SAFE_INTEGER}`);
+    expect(page.statusCode, page.body).toBe(200);
+    expect(page.json()).toMatchObject({ items: [], offset: Number.MAX_SAFE_INTEGER });
+    const one = await app.inject(`/v1/blocks/${Number.MAX_SAFE_INTEGER}`);
+    expect(one.statusCode, one.body).toBe(404);
+  });
+
   it('filters flows with an IPv4-mapped CIDR as the IPv4 prefix it stands for', async () => {
     for (const src of ['::ffff:198.18.0.0/111', '2001:db8::198.18.0.1/128']) {
       const res = await app.inject(`/v1/flows?src=${encodeURIComponent(src)}`);
