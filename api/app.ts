@@ -13,6 +13,7 @@ import { frameworkErrors, registerErrorHandling } from './plugins/errors.js';
 import { registerDocs } from './plugins/docs.js';
 import { registerAuth } from './plugins/auth.js';
 import { registerAudit } from './plugins/audit.js';
+import { ajvOptions, buildValidator, registerStrictJson, schemaErrorFormatter } from './plugins/strict-input.js';
 import { blockRoutes } from './routes/blocks.js';
 import { observeRoutes } from './routes/observe.js';
 import { metricsRoutes } from './routes/metrics.js';
@@ -59,9 +60,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     ...(options.tls && { https: options.tls }),
     bodyLimit: options.bodyLimitBytes ?? 1 << 20,
-    // Unknown fields are rejected, not silently dropped: a typo in a firewall
-    // rule must not turn into a different rule.
-    ajv: { customOptions: { removeAdditional: false } },
+    ajv: ajvOptions,
+    schemaController: { compilersFactory: { buildValidator } },
+    schemaErrorFormatter,
     frameworkErrors,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
@@ -72,6 +73,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   // JSON only: anything else is 415, not a string the schema then rejects.
   app.removeContentTypeParser('text/plain');
+  registerStrictJson(app);
   for (const schema of [ErrorBody, CounterPair, Block, Flow]) app.addSchema(schema);
   registerErrorHandling(app);
   // Before any route, so every route (including ones added later) is covered.

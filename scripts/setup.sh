@@ -30,7 +30,8 @@ if ((${#missing[@]})); then
 fi
 
 # The daemon mounts bpffs itself when missing; tools and tests expect it too.
-mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+# Mode 0700: pinned maps are root's (or the daemon user's, under /sys/fs/bpf/xdpwall), no one else's.
+mountpoint -q /sys/fs/bpf || mount -t bpf -o mode=0700 bpf /sys/fs/bpf
 
 # node-gyp: use this Node's own headers instead of downloading them.
 node_prefix=$(node -p 'require("node:path").resolve(process.execPath, "../..")')

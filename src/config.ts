@@ -10,6 +10,8 @@ import { parseApiConfig, type ApiConfig } from './auth/config.js';
 export const ATTACH_MODES = ['auto', 'native', 'generic'] as const;
 export type AttachMode = (typeof ATTACH_MODES)[number];
 
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 export interface InterfaceConfig {
   /** "IFNAME" or "NETNS/IFNAME" (a namespace under /run/netns). */
   name: string;
@@ -30,7 +32,7 @@ export interface Config {
   bodyLimitBytes: number;
   /** How long counter snapshots are reused by hot API reads. */
   countersCacheMs: number;
-  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  logLevel: LogLevel;
   /** Tokens, Host names, TLS, the socket's group, rate limits: src/auth/config.ts. */
   api: ApiConfig;
 }
@@ -69,6 +71,10 @@ export function formatListen(listen: ListenAddress): string {
 
 function isAttachMode(value: unknown): value is AttachMode {
   return typeof value === 'string' && (ATTACH_MODES as readonly string[]).includes(value);
+}
+
+function isLogLevel(value: string): value is LogLevel {
+  return (LOG_LEVELS as readonly string[]).includes(value);
 }
 
 function positiveInt(value: unknown, what: string, fallback: number): number {
@@ -132,7 +138,8 @@ export function loadConfig(configFile: string | undefined, overrides: ConfigOver
 
   const stateDir = resolve(overrides.stateDir ?? stringField(file, 'stateDir') ?? DEFAULT_STATE_DIR);
   const capacity = (file.capacity ?? {}) as Record<string, unknown>;
-  const logLevel = overrides.logLevel ?? (stringField(file, 'logLevel') as Config['logLevel'] | undefined) ?? 'info';
+  const logLevel = overrides.logLevel ?? stringField(file, 'logLevel') ?? 'info';
+  if (!isLogLevel(logLevel)) throw new ConfigError(`logLevel "${logLevel}" must be one of ${LOG_LEVELS.join(', ')}`);
   const instance =
     overrides.instance ?? stringField(file, 'instance') ?? createHash('sha256').update(stateDir).digest('hex').slice(0, 12);
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(instance) || instance.startsWith('.')) {

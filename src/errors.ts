@@ -5,6 +5,7 @@
 export type ErrorCode =
   | 'INVALID_CIDR'
   | 'INVALID_ARGUMENT'
+  | 'INVALID_UTF8'
   | 'NOT_FOUND'
   | 'CAPACITY_EXCEEDED'
   | 'DATAPATH_ERROR'

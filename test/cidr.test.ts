@@ -35,6 +35,49 @@ describe('parseCidr', () => {
   });
 });
 
+describe('IPv6 with a dotted IPv4 tail', () => {
+  // Only the IPv4-mapped range ::ffff:0:0/96 (and longer) is IPv4; the
+  // length shrinks by 96. Every other notation stays IPv6.
+  it.each([
+    ['2001:db8::198.19.42.1/128', '2001:db8::c613:2a01/128', 6],
+    ['2001:db8::198.19.42.1', '2001:db8::c613:2a01/128', 6],
+    ['64:ff9b::192.0.2.0/120', '64:ff9b::c000:200/120', 6],
+    ['::192.0.2.1', '::c000:201/128', 6],
+    ['1:2:3:4:5:6:198.18.0.1', '1:2:3:4:5:6:c612:1/128', 6],
+    ['::ffff:192.0.2.0/120', '192.0.2.0/24', 4],
+    ['::ffff:192.0.2.7', '192.0.2.7/32', 4],
+    ['::FFFF:c000:200/119', '192.0.2.0/23', 4],
+    ['::ffff:0:0/96', '0.0.0.0/0', 4],
+    ['::fffe:0:0/95', '::fffe:0:0/95', 6],
+    ['0:0:0:0:0:ffff:198.18.0.0/111', '198.18.0.0/15', 4],
+  ])('%s → %s', (input, text, family) => {
+    expect(parseCidr(input)).toMatchObject({ text, family });
+  });
+
+  it.each([
+    // host bits are checked after the conversion, and named in the stored form
+    ['::ffff:192.0.2.1/120', /did you mean 192\.0\.2\.0\/24\?/],
+    ['64:ff9b::192.0.2.0/96', /did you mean 64:ff9b::\/96\?/],
+    ['::ffff:1.2.3.04', /not an IPv4 or IPv6 CIDR/],
+    ['::ffff:1.2.3', /not an IPv4 or IPv6 CIDR/],
+    ['1:2:3:4:5:6:7:1.2.3.4', /not an IPv4 or IPv6 CIDR/],
+    ['1.2.3.4::', /not an IPv4 or IPv6 CIDR/],
+    ['1::2::3', /not an IPv4 or IPv6 CIDR/],
+    ['1:2:3:4:5:6:7:8:9', /not an IPv4 or IPv6 CIDR/],
+    ['12345::/16', /not an IPv4 or IPv6 CIDR/],
+    ['fd00::/048', /not an IPv4 or IPv6 CIDR/],
+    ['fd00::/129', /not an IPv4 or IPv6 CIDR/],
+    [':::', /not an IPv4 or IPv6 CIDR/],
+  ])('rejects %s', (input, message) => {
+    expect(() => parseCidr(input)).toThrow(expect.objectContaining({ code: 'INVALID_CIDR', message: expect.stringMatching(message) }));
+  });
+
+  it('reads an IPv4-mapped address as the IPv4 address, anything else as IPv6', () => {
+    expect(parseIp('::ffff:198.18.0.1')).toMatchObject({ family: 4, text: '198.18.0.1' });
+    expect(parseIp('2001:db8::198.18.0.1')).toMatchObject({ family: 6, text: '2001:db8::c612:1' });
+  });
+});
+
 describe('formatIp (RFC 5952)', () => {
   const v6 = (groups: number[]) => new Uint8Array(groups.flatMap((g) => [g >> 8, g & 0xff]));
   it.each([

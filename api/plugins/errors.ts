@@ -7,6 +7,7 @@ import { AccessError } from '../../src/auth/errors.js';
 const STATUS_BY_CODE: Record<ErrorCode, number> = {
   INVALID_CIDR: 400,
   INVALID_ARGUMENT: 400,
+  INVALID_UTF8: 400,
   NOT_FOUND: 404,
   CAPACITY_EXCEEDED: 507,
   DATAPATH_ERROR: 500,

@@ -4,6 +4,8 @@ import { Health, InterfaceList, Stats } from '../schemas/stats.js';
 import { errorResponses } from '../schemas/common.js';
 import type { ApiFirewall } from '../app.js';
 
+export const NO_INTERFACE_WARNING = 'no interface is attached: nothing is filtered';
+
 export interface ObserveRoutesOptions {
   firewall: ApiFirewall;
 }
@@ -40,10 +42,15 @@ export const observeRoutes: FastifyPluginAsyncTypebox<ObserveRoutesOptions> = as
 
   app.get('/healthz', {
     schema: { tags: ['health'], summary: 'Liveness', response: { 200: Health } },
-  }, async () => ({
-    status: 'ok' as const,
-    uptimeSeconds: firewall.uptimeSeconds(),
-    interfaces: firewall.interfaces().length,
-    blocks: firewall.blocks.list({ limit: 1 }).total,
-  }));
+  }, async () => {
+    const interfaces = firewall.interfaces().length;
+    return {
+      status: 'ok' as const,
+      uptimeSeconds: firewall.uptimeSeconds(),
+      interfaces,
+      blocks: firewall.blocks.list({ limit: 1 }).total,
+      // Alive but protecting nothing: say so rather than look healthy.
+      warnings: interfaces === 0 ? [NO_INTERFACE_WARNING] : [],
+    };
+  });
 };

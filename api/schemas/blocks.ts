@@ -10,7 +10,12 @@ const Force = Type.Optional(
 export const BlockCreate = Type.Object(
   {
     cidr: Type.String({ minLength: 1, maxLength: 64, examples: ['198.18.7.0/24', 'fd00:198::/48'] }),
-    comment: Type.Optional(Type.Union([Type.String({ maxLength: MAX_COMMENT_LENGTH }), Type.Null()])),
+    comment: Type.Optional(
+      Type.Union([
+        Type.String({ maxLength: MAX_COMMENT_LENGTH, format: 'printable', description: 'Free text without control characters' }),
+        Type.Null(),
+      ]),
+    ),
     direction: Type.Optional(Direction),
     force: Force,
   },
@@ -51,14 +56,14 @@ export const BlockList = Type.Object({
 export const BlockListQuery = Type.Object(
   {
     limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: DEFAULT_PAGE_SIZE }),
-    offset: Type.Integer({ minimum: 0, default: 0 }),
+    offset: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0 }),
     contains: Type.Optional(Type.String({ maxLength: 64, description: 'Only blocks whose prefix contains this IP' })),
   },
   { additionalProperties: false },
 );
 export type BlockListQuery = Static<typeof BlockListQuery>;
 
-export const BlockIdParams = Type.Object({ id: Type.Integer({ minimum: 1 }) });
+export const BlockIdParams = Type.Object({ id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }) });
 export type BlockIdParams = Static<typeof BlockIdParams>;
 
 export const BlockDeleteQuery = Type.Object(

@@ -42,4 +42,5 @@ export const Health = Type.Object({
   uptimeSeconds: Type.Integer(),
   interfaces: Type.Integer(),
   blocks: Type.Integer(),
+  warnings: Type.Array(Type.String(), { description: 'What an operator should know, e.g. that no interface is attached' }),
 });

@@ -4,8 +4,14 @@
 // standard Node way, NODE_EXTRA_CA_CERTS=FILE.
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { formatListen, type ListenAddress } from '../config.js';
 
 export const DEFAULT_API = 'http://127.0.0.1:7070';
+
+/** The --api value that reaches a daemon listening at `listen`. */
+export function apiUrl(listen: ListenAddress, tls = false): string {
+  return listen.kind === 'unix' ? `unix:${listen.path}` : `${tls ? 'https' : 'http'}://${formatListen(listen)}`;
+}
 
 /** An error the CLI prints as one line and exits non-zero for. */
 export class CliError extends Error {

@@ -5,8 +5,10 @@ import { CliError } from './client.js';
 import { serveCommand } from './commands/serve.js';
 import { labCommand } from './commands/lab.js';
 import { accessCommands } from './commands/access.js';
-import { blockCommand, blocksCommand, flowsCommand, statsCommand, unblockCommand } from './commands/client.js';
+import { memoryCommand } from './commands/memory.js';
+import { blockCommand, blocksCommand, flowsCommand, healthCommand, statsCommand, unblockCommand } from './commands/client.js';
 import { XdpwallError } from '../errors.js';
+import { terminalSafe } from './format.js';
 import { VERSION } from '../version.js';
 
 const program = new Command('xdpwall')
@@ -15,7 +17,7 @@ const program = new Command('xdpwall')
   .exitOverride()
   .configureOutput({ outputError: (text, write) => write(text) });
 
-for (const command of [serveCommand(), labCommand(), blockCommand(), unblockCommand(), blocksCommand(), flowsCommand(), statsCommand(), ...accessCommands()]) {
+for (const command of [serveCommand(), labCommand(), blockCommand(), unblockCommand(), blocksCommand(), flowsCommand(), statsCommand(), healthCommand(), memoryCommand(), ...accessCommands()]) {
   program.addCommand(command.exitOverride());
 }
 
@@ -30,7 +32,7 @@ try {
       error instanceof CliError || error instanceof XdpwallError
         ? (error instanceof XdpwallError ? `${error.code}: ${error.message}` : error.message)
         : String((error as Error)?.message ?? error);
-    process.stderr.write(`xdpwall: ${message}\n`);
+    process.stderr.write(`xdpwall: ${terminalSafe(message)}\n`);
     process.exitCode = error instanceof CliError ? error.exitCode : 1;
   }
 }

@@ -2,16 +2,18 @@
 // detach and stop. Failing to attach any configured interface is fatal: a
 // firewall that starts without protecting what it was told to is worse than
 // one that refuses to start.
-import { mkdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../api/app.js';
 import { Firewall, pinDirFor, storePathIn } from '../firewall.js';
 import { BPF_OBJECT_PATH } from '../paths.js';
 import { formatListen, type Config } from '../config.js';
+import { ConfigError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { openDaemonAccess, type DaemonAccess } from './access.js';
 import { listenPrivately } from '../auth/unix-socket.js';
+import { checkSocketDir, ensureStateDir, listenError } from './startup.js';
 
 export interface RunningDaemon {
   app: FastifyInstance;
@@ -21,7 +23,8 @@ export interface RunningDaemon {
 }
 
 export async function startDaemon(config: Config, log: Logger = pino({ level: config.logLevel })): Promise<RunningDaemon> {
-  mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  ensureStateDir(config.stateDir);
+  if (config.listen.kind === 'unix') checkSocketDir(config.listen.path);
   const access = openDaemonAccess(config);
   const pinDir = pinDirFor(config.bpffsRoot, config.instance);
   const { firewall, restored } = await Firewall.open(
@@ -51,6 +54,7 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
     throw error;
   }
   log.info({ listen: formatListen(config.listen), interfaces: config.interfaces.length }, 'xdpwall serving');
+  if (config.interfaces.length === 0) log.warn('no interface configured (--iface or interfaces:): nothing is filtered');
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
@@ -66,12 +70,17 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
 
 async function listen(app: FastifyInstance, config: Config, access: DaemonAccess): Promise<void> {
   const { listen } = config;
-  if (listen.kind === 'tcp') {
-    await app.listen({ host: listen.host, port: listen.port });
-    return;
+  try {
+    if (listen.kind === 'tcp') {
+      await app.listen({ host: listen.host, port: listen.port });
+      return;
+    }
+    rmSync(listen.path, { force: true }); // a socket left by a crashed run
+    // Mode 0660 and the configured group before the socket accepts anyone.
+    await listenPrivately(listen.path, access.socket, (path) => app.listen({ path }));
+  } catch (error) {
+    throw error instanceof ConfigError ? error : listenError(formatListen(listen), error);
   }
-  // Mode 0660 and the configured group before the socket accepts anyone.
-  await listenPrivately(listen.path, access.socket, (path) => app.listen({ path }));
 }
 
 /** Runs until SIGTERM or SIGINT, then shuts down cleanly. */

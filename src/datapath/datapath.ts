@@ -18,6 +18,8 @@ import {
 import { MAPS, PROGRAMS } from './abi.js';
 import type { AttachMode, Config, InterfaceConfig } from '../config.js';
 import { DatapathError } from '../errors.js';
+import { explainLoadFailure } from './load-errors.js';
+import { mapMemory, type MapMemory } from './memory.js';
 
 export interface DatapathMaps {
   srcV4: BpfMap;
@@ -79,21 +81,15 @@ export class Datapath {
     }
     const object = BpfObject.open(options.objectPath, pin ? { pinRoot: pin.dir } : {});
     try {
-      const { cidrV4, cidrV6, flows } = options.capacity;
-      object.setMapMaxEntries(MAPS.srcV4, cidrV4);
-      object.setMapMaxEntries(MAPS.dstV4, cidrV4);
-      object.setMapMaxEntries(MAPS.srcV6, cidrV6);
-      object.setMapMaxEntries(MAPS.dstV6, cidrV6);
-      object.setMapMaxEntries(MAPS.srcHostV4, cidrV4);
-      object.setMapMaxEntries(MAPS.dstHostV4, cidrV4);
-      object.setMapMaxEntries(MAPS.srcHostV6, cidrV6);
-      object.setMapMaxEntries(MAPS.dstHostV6, cidrV6);
-      // Counters exist only for rules that dropped something (created on first hit).
-      object.setMapMaxEntries(MAPS.ruleStats, cidrV4 + cidrV6);
-      object.setMapMaxEntries(MAPS.flows, flows);
+      applyCapacity(object, options.capacity);
       await object.load();
     } catch (error) {
+      const explained = explainLoadFailure(error, object, numPossibleCpus());
       object.close();
+      if (explained) {
+        log.warn({ err: error }, 'loading the BPF object failed');
+        throw new DatapathError(`cannot load ${options.objectPath}: ${(error as BpfError).code}: ${explained}`, { cause: error });
+      }
       throw new DatapathError(`cannot load ${options.objectPath}: ${describe(error)}${pinHint(error, pin?.dir)}`, {
         cause: error,
       });
@@ -199,6 +195,32 @@ export class Datapath {
   close(): void {
     this.detachAll();
     this.object.close();
+  }
+}
+
+/** Sizes the maps from the configuration; before load(). */
+export function applyCapacity(object: BpfObject, { cidrV4, cidrV6, flows }: Config['capacity']): void {
+  object.setMapMaxEntries(MAPS.srcV4, cidrV4);
+  object.setMapMaxEntries(MAPS.dstV4, cidrV4);
+  object.setMapMaxEntries(MAPS.srcV6, cidrV6);
+  object.setMapMaxEntries(MAPS.dstV6, cidrV6);
+  object.setMapMaxEntries(MAPS.srcHostV4, cidrV4);
+  object.setMapMaxEntries(MAPS.dstHostV4, cidrV4);
+  object.setMapMaxEntries(MAPS.srcHostV6, cidrV6);
+  object.setMapMaxEntries(MAPS.dstHostV6, cidrV6);
+  // Counters exist only for rules that dropped something (created on first hit).
+  object.setMapMaxEntries(MAPS.ruleStats, cidrV4 + cidrV6);
+  object.setMapMaxEntries(MAPS.flows, flows);
+}
+
+/** Per-map kernel memory of the data plane at a capacity, from the object's map definitions (nothing is loaded). */
+export function plannedMapMemory(objectPath: string, capacity: Config['capacity'], cpus: number): MapMemory[] {
+  const object = BpfObject.open(objectPath);
+  try {
+    applyCapacity(object, capacity);
+    return mapMemory(object.mapNames().map((name) => object.map(name)), cpus);
+  } finally {
+    object.close();
   }
 }
 

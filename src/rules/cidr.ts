@@ -1,6 +1,7 @@
-// CIDR parsing and canonicalisation. ip-cidr validates the text; the
-// canonical form and the byte layout the kernel tries use are derived here,
-// because ip-cidr silently accepts host bits and prints IPv6 uncompressed.
+// CIDR parsing and canonicalisation. ip-cidr validates IPv4 text; IPv6 is
+// parsed here, and the canonical form and the byte layout the kernel tries
+// use are derived here, because ip-cidr silently accepts host bits, prints
+// IPv6 uncompressed and reads an IPv6 address with a dotted tail as IPv4.
 import IPCIDR from 'ip-cidr';
 import { InvalidCidrError } from '../errors.js';
 
@@ -64,37 +65,115 @@ function parseCidrV4Fast(text: string, input: string): Cidr | undefined {
   return { family: 4, prefixLen, bytes, text: canonical };
 }
 
-/** Any form ip-cidr accepts, IPv6 included. */
+/**
+ * Any IPv4 form ip-cidr accepts, and IPv6 (RFC 4291 text, dotted IPv4 tail
+ * included) parsed here: ip-cidr turns "2001:db8::198.19.42.1" into the IPv4
+ * address 198.19.42.1, which would block the wrong host.
+ */
 export function parseCidrGeneral(text: string, input: string = text): Cidr {
   if (text.includes('%')) throw new InvalidCidrError(`"${input}" has a zone index; use a plain address`);
-  let withLen = text;
-  if (!text.includes('/')) {
-    if (!IPCIDR.isValidAddress(text)) throw new InvalidCidrError(`"${input}" is not an IPv4 or IPv6 CIDR`);
-    withLen = `${text}/${text.includes(':') ? 128 : 32}`;
+  const parsed = text.includes(':') ? parseV6Cidr(text) : parseV4Cidr(text);
+  if (!parsed) throw new InvalidCidrError(`"${input}" is not an IPv4 or IPv6 CIDR`);
+  const { family, bytes, prefixLen } = unmapV4(parsed);
+  const network = networkOf(bytes, prefixLen);
+  if (!network.equals(bytes)) {
+    throw new InvalidCidrError(`"${input}" has host bits set; did you mean ${formatCidr(family, network, prefixLen)}?`);
   }
-  if (!IPCIDR.isValidCIDR(withLen)) throw new InvalidCidrError(`"${input}" is not an IPv4 or IPv6 CIDR`);
-  const cidr = new IPCIDR(withLen);
-  const family: IpFamily = cidr.address.v4 ? 4 : 6;
-  const prefixLen = cidr.address.subnetMask;
-  // ip-address returns a jsbn BigInteger here, ip-cidr a native bigint below.
-  const given = BigInt(cidr.address.bigInteger().toString());
-  const network = cidr.start<bigint>({ type: 'bigInteger' });
-  if (given !== network) {
-    const canonical = formatCidr(family, bigintToBytes(network, family === 4 ? 4 : 16), prefixLen);
-    throw new InvalidCidrError(`"${input}" has host bits set; did you mean ${canonical}?`);
-  }
-  const bytes = bigintToBytes(network, family === 4 ? 4 : 16);
   return { family, prefixLen, bytes, text: formatCidr(family, bytes, prefixLen) };
 }
 
-/** Parses a single IPv4 or IPv6 address. */
+interface ParsedCidr {
+  family: IpFamily;
+  bytes: Buffer;
+  prefixLen: number;
+}
+
+function parseV4Cidr(text: string): ParsedCidr | undefined {
+  const withLen = text.includes('/') ? text : `${text}/32`;
+  if (!IPCIDR.isValidCIDR(withLen)) return undefined;
+  const cidr = new IPCIDR(withLen);
+  if (!cidr.address.v4) return undefined;
+  // ip-address returns a jsbn BigInteger here.
+  return { family: 4, bytes: bigintToBytes(BigInt(cidr.address.bigInteger().toString()), 4), prefixLen: cidr.address.subnetMask };
+}
+
+const HEX_GROUP = /^[0-9a-fA-F]{1,4}$/;
+const DOTTED_QUAD = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}$`);
+const PREFIX_LEN = /^(0|[1-9]\d{0,2})$/;
+
+/** RFC 4291 section 2.2 text, with an optional "/LEN" (0-128, no leading zeros). */
+function parseV6Cidr(text: string): ParsedCidr | undefined {
+  const slash = text.indexOf('/');
+  const address = slash < 0 ? text : text.slice(0, slash);
+  let prefixLen = 128;
+  if (slash >= 0) {
+    const len = text.slice(slash + 1);
+    if (!PREFIX_LEN.test(len) || Number(len) > 128) return undefined;
+    prefixLen = Number(len);
+  }
+  const bytes = parseV6Address(address);
+  return bytes && { family: 6, bytes, prefixLen };
+}
+
+function parseV6Address(text: string): Buffer | undefined {
+  const halves = text.split('::');
+  if (halves.length > 2) return undefined;
+  const groupsOf = (half: string) => (half === '' ? [] : half.split(':'));
+  const head = groupsOf(halves[0]!);
+  const tail = halves.length === 2 ? groupsOf(halves[1]!) : [];
+  // A dotted IPv4 tail stands for the last two groups.
+  const last = (halves.length === 2 ? tail : head).at(-1);
+  let v4Tail: number[] = [];
+  if (last !== undefined && last.includes('.')) {
+    const m = DOTTED_QUAD.exec(last);
+    if (!m) return undefined;
+    const [a, b, c, d] = m.slice(1, 5).map(Number) as [number, number, number, number];
+    v4Tail = [(a << 8) | b, (c << 8) | d];
+    (halves.length === 2 ? tail : head).pop();
+  }
+  if (![...head, ...tail].every((g) => HEX_GROUP.test(g))) return undefined;
+  const given = head.length + tail.length + v4Tail.length;
+  // "::" stands for at least one zero group; without it there must be eight.
+  if (halves.length === 2 ? given > 7 : given !== 8) return undefined;
+  const groups = [...head.map(hex), ...Array<number>(8 - given).fill(0), ...tail.map(hex), ...v4Tail];
+  const bytes = Buffer.alloc(16);
+  groups.forEach((group, i) => bytes.writeUInt16BE(group, i * 2));
+  return bytes;
+}
+
+const hex = (group: string) => parseInt(group, 16);
+
+const V4_MAPPED_PREFIX = new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+
+/**
+ * The IPv4-mapped range ::ffff:0:0/96 and its sub-prefixes are IPv4 (the
+ * data plane sees those packets as IPv4): "::ffff:192.0.2.0/120" is
+ * 192.0.2.0/24. Every other IPv6 prefix, NAT64 and IPv4-compatible forms
+ * included, stays IPv6.
+ */
+function unmapV4(cidr: ParsedCidr): ParsedCidr {
+  if (cidr.family === 4 || cidr.prefixLen < 96 || !V4_MAPPED_PREFIX.every((b, i) => cidr.bytes[i] === b)) return cidr;
+  return { family: 4, bytes: Buffer.from(cidr.bytes.subarray(12, 16)), prefixLen: cidr.prefixLen - 96 };
+}
+
+/** The bytes with every bit past prefixLen cleared. */
+function networkOf(bytes: Buffer, prefixLen: number): Buffer {
+  const network = Buffer.from(bytes);
+  for (let bit = prefixLen; bit < network.length * 8; bit++) network[bit >> 3]! &= ~(0x80 >> (bit & 7));
+  return network;
+}
+
+/** Parses a single IPv4 or IPv6 address; an IPv4-mapped IPv6 address is IPv4. */
 export function parseIp(input: string): IpAddress {
   const text = input.trim();
-  if (text.includes('/') || text.includes('%') || !IPCIDR.isValidAddress(text)) {
+  if (text.includes('/')) throw new InvalidCidrError(`"${input}" is not an IPv4 or IPv6 address`);
+  let cidr: Cidr;
+  try {
+    cidr = parseCidr(text);
+  } catch {
     throw new InvalidCidrError(`"${input}" is not an IPv4 or IPv6 address`);
   }
-  const { family, bytes } = parseCidr(text);
-  return { family, bytes, text: formatIp(bytes) };
+  return { family: cidr.family, bytes: cidr.bytes, text: formatIp(cidr.bytes) };
 }
 
 export function formatCidr(family: IpFamily, bytes: Uint8Array, prefixLen: number): string {
@@ -124,8 +203,6 @@ export function formatIp(bytes: Uint8Array): string {
   if (bestStart < 0) return hex(groups);
   return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLen))}`;
 }
-
-const V4_MAPPED_PREFIX = new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
 
 /** The data plane stores IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d) in flow keys. */
 export function toMappedV6(ip: { family: IpFamily; bytes: Uint8Array }): Uint8Array {

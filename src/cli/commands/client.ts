@@ -1,7 +1,8 @@
 // Commands that talk to a running daemon through its API.
 import { Command } from 'commander';
-import { ApiClient, CliError, DEFAULT_API } from '../client.js';
-import { humanBytes, table } from '../format.js';
+import { ApiClient, CliError, DEFAULT_API, apiUrl } from '../client.js';
+import { loadConfig } from '../../config.js';
+import { humanBytes, table, terminalJson, terminalLines } from '../format.js';
 import { isBlockDirection, type BlockDirection, type BlockRule } from '../../rules/model.js';
 import type { FlowRecord } from '../../flows/query.js';
 import type { StatsReport } from '../../stats/report.js';
@@ -27,7 +28,7 @@ export function clientCommand(name: string, description: string): Command {
 export const apiClient = (flags: ClientFlags): ApiClient => new ApiClient(flags.api, flags.token);
 
 export function print(flags: { json?: boolean }, body: unknown, text: () => string): void {
-  console.log(flags.json ? JSON.stringify(body, null, 2) : text());
+  console.log(flags.json ? terminalJson(body) : terminalLines(text()));
 }
 
 const direction = (value: string): BlockDirection => {
@@ -119,4 +120,15 @@ export function statsCommand(): Command {
       return table(['IFACE', 'DIR', 'REASON', 'PACKETS', 'BYTES'], rows);
     });
   });
+}
+
+export function healthCommand(): Command {
+  return clientCommand('health', "the daemon's /healthz; exit 0 when it answers ok (for container health checks)")
+    .option('--config <FILE>', "ask the daemon at this configuration's listen address instead of --api")
+    .action(async (flags: ClientFlags & { config?: string }) => {
+      const config = flags.config ? loadConfig(flags.config) : undefined;
+      const api = config ? apiUrl(config.listen, config.api.tls !== undefined) : flags.api;
+      const { body } = await new ApiClient(api, flags.token).call<{ status: string; warnings?: string[] }>('GET', '/healthz');
+      print(flags, body, () => [body.status, ...(body.warnings ?? []).map((warning) => `warning: ${warning}`)].join('\n'));
+    });
 }

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { ATTACH_MODES, loadConfig, type AttachMode } from '../../config.js';
+import { ATTACH_MODES, LOG_LEVELS, loadConfig, type AttachMode, type LogLevel } from '../../config.js';
 import { runDaemon } from '../../daemon/serve.js';
 
 interface ServeFlags {
@@ -9,7 +9,7 @@ interface ServeFlags {
   mode?: AttachMode;
   config?: string;
   instance?: string;
-  logLevel?: 'info';
+  logLevel?: LogLevel;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -23,7 +23,7 @@ export function serveCommand(): Command {
     .addOption(new Option('--mode <MODE>', 'XDP attach mode (default auto)').choices(ATTACH_MODES))
     .option('--config <FILE>', 'YAML or JSON configuration file; flags override it')
     .option('--instance <NAME>', 'names the bpffs pin directory (default: derived from --state-dir)')
-    .addOption(new Option('--log-level <LEVEL>').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .addOption(new Option('--log-level <LEVEL>').choices(LOG_LEVELS))
     .action(async (flags: ServeFlags) => {
       const config = loadConfig(flags.config, {
         interfaces: flags.iface,
