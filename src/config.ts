@@ -30,6 +30,10 @@ export interface Config {
   /** How long counter snapshots are reused by hot API reads. */
   countersCacheMs: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Take XDP hooks that run a program this instance does not own (serve --force). */
+  force: boolean;
+  /** How often the daemon checks that its links are still attached (and re-attaches). */
+  healthCheckMs: number;
 }
 
 /** Flags as the CLI hands them over; every field optional. */
@@ -40,6 +44,7 @@ export interface ConfigOverrides {
   stateDir?: string;
   instance?: string;
   logLevel?: Config['logLevel'];
+  force?: boolean;
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070';
@@ -149,6 +154,8 @@ export function loadConfig(configFile: string | undefined, overrides: ConfigOver
     bodyLimitBytes: positiveInt(file.bodyLimitBytes, 'bodyLimitBytes', 1 << 20),
     countersCacheMs: positiveInt(file.countersCacheMs, 'countersCacheMs', 250),
     logLevel,
+    force: overrides.force ?? false,
+    healthCheckMs: positiveInt(file.healthCheckMs, 'healthCheckMs', 1000),
   };
 }
 

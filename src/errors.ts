@@ -9,7 +9,9 @@ export type ErrorCode =
   | 'CAPACITY_EXCEEDED'
   | 'DATAPATH_ERROR'
   | 'STORE_ERROR'
-  | 'CONFIG_ERROR';
+  | 'CONFIG_ERROR'
+  | 'INSTANCE_LOCKED'
+  | 'HOOK_BUSY';
 
 export class XdpwallError extends Error {
   override readonly name: string = 'XdpwallError';
@@ -62,5 +64,21 @@ export class ConfigError extends XdpwallError {
   override readonly name = 'ConfigError';
   constructor(message: string) {
     super('CONFIG_ERROR', message);
+  }
+}
+
+/** Another process holds the state or pin directory (a second daemon). */
+export class LockedError extends XdpwallError {
+  override readonly name = 'LockedError';
+  constructor(message: string) {
+    super('INSTANCE_LOCKED', message);
+  }
+}
+
+/** The interface runs an XDP program this instance does not own. */
+export class HookBusyError extends XdpwallError {
+  override readonly name = 'HookBusyError';
+  constructor(message: string) {
+    super('HOOK_BUSY', message);
   }
 }

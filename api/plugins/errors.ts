@@ -11,6 +11,8 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   DATAPATH_ERROR: 500,
   STORE_ERROR: 500,
   CONFIG_ERROR: 500,
+  INSTANCE_LOCKED: 409,
+  HOOK_BUSY: 409,
 };
 
 /** Fastify's own client errors, by their FST_ code, mapped to ours. */

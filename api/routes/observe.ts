@@ -33,17 +33,23 @@ export const observeRoutes: FastifyPluginAsyncTypebox<ObserveRoutesOptions> = as
       response: { 200: InterfaceList },
     },
   }, async () => ({
-    items: firewall.interfaces().map(({ iface, ifindex, xdpMode, requestedMode, egress }) => ({
-      iface, ifindex, xdpMode, requestedMode, egress,
+    items: firewall.interfaces().map(({ iface, ifindex, xdpMode, requestedMode, egress, state, reason }) => ({
+      iface, ifindex, xdpMode, requestedMode, egress, state, ...(reason === undefined ? {} : { reason }),
     })),
   }));
 
   app.get('/healthz', {
     schema: { tags: ['health'], summary: 'Liveness', response: { 200: Health } },
-  }, async () => ({
-    status: 'ok' as const,
-    uptimeSeconds: firewall.uptimeSeconds(),
-    interfaces: firewall.interfaces().length,
-    blocks: firewall.blocks.list({ limit: 1 }).total,
-  }));
+  }, async () => {
+    const interfaces = firewall.interfaces();
+    const degraded = interfaces.flatMap(({ iface, state, reason }) => (state === 'degraded' ? [{ iface, reason: reason ?? 'unknown' }] : []));
+    return {
+      // Still 200: a liveness probe must not restart the daemon for an interface it cannot fix.
+      status: degraded.length > 0 ? ('degraded' as const) : ('ok' as const),
+      ...(degraded.length > 0 ? { degraded } : {}),
+      uptimeSeconds: firewall.uptimeSeconds(),
+      interfaces: interfaces.length,
+      blocks: firewall.blocks.list({ limit: 1 }).total,
+    };
+  });
 };
