@@ -3,7 +3,7 @@
 // setUp() builds it step by step; tearDown() removes whatever was built, even
 // after a failure half-way.
 import { ApiClient } from './api-client.js';
-import { newDaemonState, removeDaemonState, startDaemon, type Daemon, type DaemonState } from './daemon.js';
+import { newDaemonState, removeDaemonState, startDaemon, type Daemon, type DaemonOptions, type DaemonState } from './daemon.js';
 import { assertBuilt, assertRoot, createLabPair, type LabPair } from './lab-env.js';
 import { teardown } from './teardown.js';
 import { startUdpEcho, waitReachable, type UdpEchoServer } from './traffic.js';
@@ -54,9 +54,9 @@ export class FirewallLab {
   }
 
   /** Starts the daemon on the server interface; the state directory is the same on every start. */
-  async startDaemon(): Promise<ApiClient> {
+  async startDaemon(extra: Pick<DaemonOptions, 'args' | 'env'> = {}): Promise<ApiClient> {
     this.daemonState ??= newDaemonState();
-    this.daemonProcess = await startDaemon({ ifaces: [this.lab.serverIface], state: this.daemonState });
+    this.daemonProcess = await startDaemon({ ifaces: [this.lab.serverIface], state: this.daemonState, ...extra });
     return this.api;
   }
 
