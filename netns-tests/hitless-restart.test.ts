@@ -42,7 +42,7 @@ describe('hitless restart, upgrade and hook ownership', () => {
   const mapDirs = (): string[] => readdirSync(pinDir()).filter((name) => name.startsWith('maps-'));
   const pings = async (family: 'ipv4' | 'ipv6'): Promise<number> =>
     (await ping(world.lab.client.netns, world.lab.server[family])).received;
-  const interfaces = async (): Promise<InterfaceInfo[]> => (await world.api.listInterfaces()).body.items;
+  const interfaces = async (): Promise<InterfaceInfo[]> => (await world.api.interfaces()).body.items;
 
   beforeAll(async () => {
     // The "upgrade": the same sources built as another ABI version.
@@ -189,7 +189,7 @@ describe('hitless restart, upgrade and hook ownership', () => {
     const { stateDir, instance } = world.daemon.state;
     const result = spawnSync(process.execPath, [CLI_PATH, 'detach', '--state-dir', stateDir, '--instance', instance], { encoding: 'utf8' });
     expect(result.status).toBe(1);
-    expect(result.stderr).toMatch(new RegExp(`is locked by another xdpwall process \\(pid ${world.daemon.pid}\\); stop the daemon first`));
+    expect(result.stderr).toMatch(new RegExp(`is locked by another xdpwall process \\(pid ${world.daemon.pid}\\)[^\\n]*; stop the daemon first`));
   });
 
   it('reports degraded while its interface is gone and re-attaches when it comes back', async () => {
