@@ -54,7 +54,7 @@ export class FirewallLab {
   }
 
   /** Starts the daemon on the server interface; the state directory is the same on every start. */
-  async startDaemon(extra: Pick<DaemonOptions, 'args' | 'env'> = {}): Promise<ApiClient> {
+  async startDaemon(extra: Pick<DaemonOptions, 'args' | 'env' | 'startTimeoutMs'> = {}): Promise<ApiClient> {
     this.daemonState ??= newDaemonState();
     this.daemonProcess = await startDaemon({ ifaces: [this.lab.serverIface], state: this.daemonState, ...extra });
     return this.api;

@@ -123,7 +123,7 @@ export class Datapath {
     readonly egress: BpfProgram,
     private readonly log: Logger,
     /** The instance's pin directory and the map directory in use; undefined when unpinned. */
-    readonly pins: { dir: string; maps: string; adopted: boolean } | undefined,
+    readonly pins: { dir: string; maps: string } | undefined,
     lock: DirLock | undefined,
   ) {
     this.lock = lock;
@@ -151,7 +151,7 @@ export class Datapath {
         mapsDir = mapsDirFor(options.objectPath, options.capacity, pin.dir);
         adopted = existsSync(mapsDir);
         mkdirSync(mapsDir, { recursive: true, mode: 0o700 });
-        log.info({ mapsDir, adopted }, adopted ? 'adopting pinned maps' : 'new ABI version or map layout: fresh maps, refilled from the store');
+        log.info({ mapsDir, adopted }, adopted ? 'adopting pinned maps' : 'no maps pinned for this ABI version and layout: new maps, filled from the store');
       }
       object = BpfObject.open(options.objectPath, mapsDir ? { pinRoot: mapsDir } : {});
       configure(object, options.capacity);
@@ -178,7 +178,7 @@ export class Datapath {
       flows: object.map(MAPS.flows),
       config: object.map(MAPS.config),
     };
-    const pins = pin && mapsDir ? { dir: pin.dir, maps: mapsDir, adopted } : undefined;
+    const pins = pin && mapsDir ? { dir: pin.dir, maps: mapsDir } : undefined;
     return new Datapath(object, maps, object.program(PROGRAMS.ingress), object.program(PROGRAMS.egress), log, pins, lock);
   }
 
