@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
+import { objPin } from '@xdpwall/addon';
 import { loadConfig } from '../src/config.js';
 import { startDaemon } from '../src/daemon/serve.js';
 import { pinDirFor } from '../src/firewall.js';
@@ -113,7 +114,7 @@ describe('daemon lifecycle', () => {
         expect(second.maps.flows.maxEntries).toBe(8192);
         // A flow table of the wrong size where the 4096-entry layout expects its own.
         rmSync(join(firstMaps, 'xw_flows'));
-        second.maps.flows.pin(join(firstMaps, 'xw_flows'));
+        objPin(second.maps.flows.fd, join(firstMaps, 'xw_flows'));
       } finally {
         second.close();
       }
