@@ -26,6 +26,8 @@ const ECHO_PORT = 7600;
 const PIN_ROOT = '/sys/fs/bpf/xdpwall';
 /** What the issue asks for: back to attached (or reported degraded) within 5 s. */
 const REATTACH_MS = 5_000;
+/** Bounds a stream (one datagram every 10 ms); it stops 2 s after the restart. */
+const STREAM = 10_000;
 
 interface Streams {
   blocked: UdpSendResult;
@@ -33,7 +35,7 @@ interface Streams {
 }
 
 describe('hitless restart, upgrade and hook ownership', () => {
-  const world = new FirewallLab({ subnet: 60, echo: { port: ECHO_PORT, replyBytes: 16 } });
+  const world = new FirewallLab({ subnet: 60, echo: { port: ECHO_PORT, replyBytes: 16, lifetimeMs: 1_500_000 } });
   const workDir = mkdtempSync(join(tmpdir(), 'xwt-restart-'));
   const upgradedObject = join(workDir, 'xdpwall.bpf.o');
   const fixtureObject = join(workDir, 'addon-test.bpf.o');
@@ -57,27 +59,35 @@ describe('hitless restart, upgrade and hook ownership', () => {
 
   /**
    * A blocked (IPv4) and an allowed (IPv6) UDP stream from the client to the
-   * echo responder, both running before, through and after `during`.
+   * echo responder, both running before, through and 2 s after `during`.
+   * STREAM only bounds them: they stop once `during` is done.
    */
-  async function streamsThrough(count: number, during: () => Promise<void>): Promise<Streams> {
+  async function streamsThrough(during: () => Promise<void>): Promise<Streams> {
     const { client, server } = world.lab;
+    const stop = new AbortController();
     const send = (address: string, srcPort: number) =>
-      sendUdp(client.netns, { address, port: ECHO_PORT, srcPort, count, size: 32, intervalMs: 10, waitMs: 1_000 });
+      sendUdp(client.netns, { address, port: ECHO_PORT, srcPort, count: STREAM, size: 32, intervalMs: 10, waitMs: 1_000, stop: stop.signal });
     const [blocked, allowed] = [send(server.ipv4, 41_000), send(server.ipv6, 41_001)];
-    const settled = Promise.allSettled([blocked, allowed]); // handles a sender failing while `during` runs
+    let sending = true;
+    // Also handles a sender failing while `during` runs.
+    const settled = Promise.allSettled([blocked, allowed]).finally(() => (sending = false));
     await sleep(500);
     try {
       await during();
+      await sleep(2_000);
+      // Streams that ended before the new daemon served would prove nothing about the swap.
+      expect(sending, 'the streams outlast the restart').toBe(true);
     } finally {
+      stop.abort();
       await settled;
     }
     return { blocked: await blocked, allowed: await allowed };
   }
 
   /** Restarts the world's daemon (stop or kill, then start) inside the streams; logs what it measured. */
-  async function restartUnderTraffic(what: string, count: number, go: (daemon: Daemon) => Promise<unknown>, env?: Record<string, string>): Promise<Streams> {
+  async function restartUnderTraffic(what: string, go: (daemon: Daemon) => Promise<unknown>, env?: Record<string, string>): Promise<Streams> {
     let servingMs = 0;
-    const streams = await streamsThrough(count, async () => {
+    const streams = await streamsThrough(async () => {
       await go(world.daemon);
       const start = performance.now();
       await world.startDaemon({ startTimeoutMs: 300_000, ...(env ? { env } : {}) });
@@ -87,33 +97,35 @@ describe('hitless restart, upgrade and hook ownership', () => {
     return streams;
   }
 
-  const expectNoGap = ({ blocked, allowed }: Streams, count: number): void => {
-    expect(blocked).toMatchObject({ sent: count, received: 0 });
-    expect(allowed).toMatchObject({ sent: count, received: count });
+  const expectNoGap = ({ blocked, allowed }: Streams): void => {
+    expect(blocked.sent).toBeGreaterThan(0);
+    expect(blocked.received).toBe(0);
+    expect(allowed.sent).toBeGreaterThan(0);
+    expect(allowed.received).toBe(allowed.sent);
   };
 
   it('a restart (SIGTERM, start) lets no blocked packet through and loses no allowed one', async () => {
-    expectNoGap(await restartUnderTraffic('restart', 800, async (daemon) => expect(await daemon.stop()).toBe(0)), 800);
+    expectNoGap(await restartUnderTraffic('restart', async (daemon) => expect(await daemon.stop()).toBe(0)));
     expect(world.daemon.log()).toMatch(/programs swapped into the pinned links/);
     expect(world.daemon.log()).toMatch(/adopting pinned maps/);
   });
 
   it('kill -9 and a start: the same', async () => {
-    expectNoGap(await restartUnderTraffic('kill -9', 800, (daemon) => daemon.kill()), 800);
+    expectNoGap(await restartUnderTraffic('kill -9', (daemon) => daemon.kill()));
   });
 
   it('an upgrade to another ABI version swaps the programs in with fresh maps refilled from the store, and back', async () => {
     const before = mapDirs();
     expect(before).toEqual([expect.stringMatching(new RegExp(`^maps-v${ABI_VERSION}-[0-9a-f]{12}$`))]);
-    const streams = await restartUnderTraffic('upgrade', 800, async (daemon) => expect(await daemon.stop()).toBe(0), {
+    const streams = await restartUnderTraffic('upgrade', async (daemon) => expect(await daemon.stop()).toBe(0), {
       XDPWALL_BPF_OBJECT: upgradedObject,
     });
-    expectNoGap(streams, 800);
+    expectNoGap(streams);
     expect(mapDirs()).toEqual([expect.stringMatching(new RegExp(`^maps-v${ABI_VERSION + 100}-[0-9a-f]{12}$`))]);
     expect(world.daemon.log()).toMatch(/new maps, filled from the store/);
     expect((await world.api.listBlocks()).body.total).toBe(1);
 
-    expectNoGap(await restartUnderTraffic('downgrade', 800, async (daemon) => expect(await daemon.stop()).toBe(0)), 800);
+    expectNoGap(await restartUnderTraffic('downgrade', async (daemon) => expect(await daemon.stop()).toBe(0)));
     expect(mapDirs()).toEqual(before.map((name) => expect.stringMatching(new RegExp(`^${name.slice(0, -12)}`))));
   });
 
@@ -192,6 +204,14 @@ describe('hitless restart, upgrade and hook ownership', () => {
     expect(result.stderr).toMatch(new RegExp(`is locked by another xdpwall process \\(pid ${world.daemon.pid}\\)[^\\n]*; stop the daemon first`));
   });
 
+  it('SIGHUP is logged, re-checks the interfaces and leaves the daemon serving', async () => {
+    process.kill(world.daemon.pid, 'SIGHUP');
+    expect(await waitFor(async () => /"msg":"interfaces checked"/.test(world.daemon.log()))).toBe(true);
+    expect(world.daemon.log()).toMatch(/"signal":"SIGHUP","msg":"re-checking interfaces and links"/);
+    expect((await world.api.request<{ status: string }>('GET', '/healthz')).body.status).toBe('ok');
+    expect(await pings('ipv4')).toBe(0);
+  });
+
   it('reports degraded while its interface is gone and re-attaches when it comes back', async () => {
     const { client, server, serverIface } = world.lab;
     const before = (await interfaces())[0]!;
@@ -238,12 +258,10 @@ describe('hitless restart, upgrade and hook ownership', () => {
       expect(response.status).toBe(200);
     }
     expect((await world.api.listBlocks()).body.total).toBe(total + 1);
-    // 60 s of traffic or more: longer than a start with 1M rules on a busy 2-CPU machine.
-    const count = 6_000;
-    expectNoGap(await restartUnderTraffic('restart, 1M rules', count, async (daemon) => expect(await daemon.stop(60_000)).toBe(0)), count);
-    expectNoGap(await restartUnderTraffic('upgrade, 1M rules', count, async (daemon) => expect(await daemon.stop(60_000)).toBe(0), {
+    expectNoGap(await restartUnderTraffic('restart, 1M rules', async (daemon) => expect(await daemon.stop(60_000)).toBe(0)));
+    expectNoGap(await restartUnderTraffic('upgrade, 1M rules', async (daemon) => expect(await daemon.stop(60_000)).toBe(0), {
       XDPWALL_BPF_OBJECT: upgradedObject,
-    }), count);
+    }));
   });
 });
 

@@ -12,7 +12,7 @@ export interface FirewallLabOptions {
   /** Third IPv4 octet / IPv6 /64 of this suite's addresses (unique per suite). */
   subnet: number;
   /** Start a UDP responder on the server answering with replyBytes-byte payloads. */
-  echo?: { port: number; replyBytes: number };
+  echo?: { port: number; replyBytes: number; lifetimeMs?: number };
   /** Start the daemon in setUp(); default true. */
   daemon?: boolean;
 }
@@ -49,7 +49,7 @@ export class FirewallLab {
     await waitReachable(this.pair.client.netns, this.pair.server.ipv4);
     await waitReachable(this.pair.client.netns, this.pair.server.ipv6);
     const { echo } = this.options;
-    if (echo) this.echoServer = await startUdpEcho(this.pair.server.netns, echo.port, echo.replyBytes);
+    if (echo) this.echoServer = await startUdpEcho(this.pair.server.netns, echo.port, echo.replyBytes, echo.lifetimeMs);
     if (this.options.daemon !== false) await this.startDaemon();
   }
 

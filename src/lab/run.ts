@@ -5,6 +5,8 @@ import { execFile } from 'node:child_process';
 export interface RunOptions {
   /** Kill the command after this long. Default 10 s. */
   timeoutMs?: number;
+  /** On abort the command gets SIGTERM (to finish early, in its own way). */
+  stop?: AbortSignal;
 }
 
 export interface RunResult {
@@ -32,7 +34,7 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
   const [file, ...args] = argv;
   if (!file) throw new Error('run: empty argv');
   return new Promise((resolve) => {
-    execFile(
+    const child = execFile(
       file,
       args,
       { timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS, killSignal: 'SIGKILL', encoding: 'utf8' },
@@ -47,6 +49,7 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
         resolve({ code, stdout, stderr });
       },
     );
+    options.stop?.addEventListener('abort', () => child.kill('SIGTERM'), { once: true });
   });
 }
 
