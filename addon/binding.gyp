@@ -8,7 +8,8 @@
         "src/object.cc",
         "src/program.cc",
         "src/map.cc",
-        "src/netdev.cc"
+        "src/netdev.cc",
+        "src/link.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": [

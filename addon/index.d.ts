@@ -48,6 +48,11 @@ export declare class BpfObject {
   /** Throws BpfError (code "ENOENT") for an unknown name. */
   program(name: string): BpfProgram;
   map(name: string): BpfMap;
+  /**
+   * A global variable's initial bytes (e.g. a `const` in .rodata), found
+   * through the object's BTF; works before load(). ENOENT if unknown.
+   */
+  variable(name: string): Buffer;
   /** Frees the object and its fds. Idempotent; pins stay in bpffs. */
   close(): void;
 }
@@ -111,6 +116,8 @@ export declare class BpfMap {
   readonly keySize: number;
   readonly valueSize: number;
   readonly maxEntries: number;
+  /** BPF_F_* creation flags, e.g. BPF_F_NO_PREALLOC (1). */
+  readonly mapFlags: number;
   readonly perCpu: boolean;
   /**
    * Bytes of one element's value as user space reads and writes it: valueSize,
@@ -182,8 +189,16 @@ export declare function ensureBpffs(path: string): boolean;
 
 /** bpf_xdp_attach, replacing whatever XDP program is attached in that mode. */
 export declare function xdpAttach(iface: string, progFd: number, mode: XdpMode): XdpAttachResult;
+export interface XdpDetachOptions {
+  /**
+   * Detach only if this program is the one attached (XDP_FLAGS_REPLACE);
+   * otherwise the kernel refuses with EEXIST and nothing changes.
+   */
+  expectedProgId?: number;
+}
+
 /** Detaches XDP in `mode` (both modes when omitted). No error if nothing is attached. */
-export declare function xdpDetach(iface: string, mode?: XdpMode): void;
+export declare function xdpDetach(iface: string, mode?: XdpMode, options?: XdpDetachOptions): void;
 export declare function xdpQuery(iface: string): XdpState;
 
 /** Creates the clsact qdisc if needed and attaches a direct-action filter. */
@@ -191,3 +206,70 @@ export declare function tcAttach(iface: string, progFd: number, direction: TcDir
 /** Removes the filter; no error if it is absent. Leaves the clsact qdisc. */
 export declare function tcDetach(iface: string, direction: TcDirection, options?: TcAttachOptions): void;
 export declare function tcQuery(iface: string, direction: TcDirection, options?: TcAttachOptions): TcState;
+
+/** Where a bpf_link attaches: the XDP hook, or the tcx chain of one direction (kernel 6.6+). */
+export type LinkHook = 'xdp' | 'tcx_ingress' | 'tcx_egress';
+
+export interface LinkCreateOptions {
+  /** Required for 'xdp'. */
+  xdpMode?: XdpMode;
+}
+
+export interface LinkCreateResult {
+  /** The link's file descriptor: the caller closes it (fs.closeSync) once pinned or detached. */
+  fd: number;
+  ifindex: number;
+}
+
+export interface LinkInfo {
+  id: number;
+  /** libbpf link type name: "xdp", "tcx", "cgroup", ... */
+  type: string;
+  progId: number;
+  /** For xdp and tcx links; 0 when the device has gone (the link is defunct). */
+  ifindex: number;
+  /** BPF_XDP (37), BPF_TCX_INGRESS (46) or BPF_TCX_EGRESS (47); 0 for other links. */
+  attachType: number;
+}
+
+export interface ProgInfo {
+  id: number;
+  /** The kernel's (truncated, 15 bytes) program name. */
+  name: string;
+  /** libbpf program type name, e.g. "xdp", "sched_cls". */
+  type: string;
+}
+
+/**
+ * bpf_link_create: attaches the program to the interface through a link.
+ * An XDP link fails with EBUSY while any XDP program is attached in any way;
+ * tcx links append to the chain (other programs stay).
+ */
+export declare function linkCreate(iface: string, progFd: number, hook: LinkHook, options?: LinkCreateOptions): LinkCreateResult;
+
+export interface LinkUpdateOptions {
+  /** Swap only if the link still runs this program (BPF_F_REPLACE); else EPERM. */
+  expectedProgId?: number;
+}
+
+/** bpf_link_update: replaces the link's program atomically. */
+export declare function linkUpdate(linkFd: number, progFd: number, options?: LinkUpdateOptions): void;
+/** bpf_link_detach: the hook stops running the program; the link turns defunct. */
+export declare function linkDetach(linkFd: number): void;
+export declare function linkInfo(linkFd: number): LinkInfo;
+/** Every bpf_link in the system. */
+export declare function linkList(): LinkInfo[];
+/** A new fd for the link with this id (the caller closes it). */
+export declare function linkFdById(id: number): number;
+export declare function progInfo(id: number): ProgInfo;
+
+/** bpf_obj_pin: pins a map, program or link fd at a bpffs path. */
+export declare function objPin(fd: number, path: string): void;
+/** bpf_obj_get: a new fd for the pinned object (the caller closes it); ENOENT if no pin. */
+export declare function objGet(path: string): number;
+
+/**
+ * flock(fd, LOCK_EX | LOCK_NB): true if taken, false if another open file
+ * description holds it. The lock goes with the fd (and the process).
+ */
+export declare function flockExclusive(fd: number): boolean;

@@ -35,6 +35,10 @@ export interface Config {
   logLevel: LogLevel;
   /** Tokens, Host names, TLS, the socket's group, rate limits: src/auth/config.ts. */
   api: ApiConfig;
+  /** Take XDP hooks that run a program this instance does not own (serve --force). */
+  force: boolean;
+  /** How often the daemon checks that its links are still attached (and re-attaches). */
+  healthCheckMs: number;
 }
 
 /** Flags as the CLI hands them over; every field optional. */
@@ -45,6 +49,7 @@ export interface ConfigOverrides {
   stateDir?: string;
   instance?: string;
   logLevel?: Config['logLevel'];
+  force?: boolean;
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070';
@@ -160,6 +165,8 @@ export function loadConfig(configFile: string | undefined, overrides: ConfigOver
     countersCacheMs: positiveInt(file.countersCacheMs, 'countersCacheMs', 250),
     logLevel,
     api: parseApiConfig(file.api),
+    force: overrides.force ?? false,
+    healthCheckMs: positiveInt(file.healthCheckMs, 'healthCheckMs', 1000),
   };
 }
 

@@ -15,7 +15,9 @@ export type ErrorCode =
   | 'FORBIDDEN'
   | 'MISDIRECTED_REQUEST'
   | 'RATE_LIMITED'
-  | 'SELF_LOCKOUT';
+  | 'SELF_LOCKOUT'
+  | 'INSTANCE_LOCKED'
+  | 'HOOK_BUSY';
 
 export class XdpwallError extends Error {
   override readonly name: string = 'XdpwallError';
@@ -68,5 +70,21 @@ export class ConfigError extends XdpwallError {
   override readonly name = 'ConfigError';
   constructor(message: string) {
     super('CONFIG_ERROR', message);
+  }
+}
+
+/** Another process holds the state or pin directory (a second daemon). */
+export class LockedError extends XdpwallError {
+  override readonly name = 'LockedError';
+  constructor(message: string) {
+    super('INSTANCE_LOCKED', message);
+  }
+}
+
+/** The interface runs an XDP program this instance does not own. */
+export class HookBusyError extends XdpwallError {
+  override readonly name = 'HookBusyError';
+  constructor(message: string) {
+    super('HOOK_BUSY', message);
   }
 }

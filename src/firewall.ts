@@ -2,7 +2,7 @@
 // reads wired together. The daemon and the API tests both build it; the API
 // sees only this.
 import { join } from 'node:path';
-import { Datapath, type AttachedInterface, type Logger } from './datapath/datapath.js';
+import { Datapath, type AttachedInterface, type AttachOptions, type Logger } from './datapath/datapath.js';
 import { CidrMaps, type ReconcileReport } from './datapath/cidr-maps.js';
 import { readFlows, readStats, type FlowTable, type StatsEntry } from './datapath/counters.js';
 import type { Counter } from './datapath/abi.js';
@@ -61,8 +61,13 @@ export class Firewall {
     }
   }
 
-  attach(iface: InterfaceConfig): AttachedInterface {
-    return this.datapath.attach(iface);
+  attach(iface: InterfaceConfig, options?: AttachOptions): AttachedInterface {
+    return this.datapath.attach(iface, options);
+  }
+
+  /** Re-checks the interfaces, re-attaching where our programs are gone; see Datapath.verify. */
+  verifyInterfaces(): AttachedInterface[] {
+    return this.datapath.verify();
   }
 
   interfaces(): AttachedInterface[] {
@@ -91,7 +96,7 @@ export class Firewall {
     return Math.floor((this.clock.wallMs() - this.startedAt) / 1000);
   }
 
-  /** Detaches from every interface and frees kernel handles; pinned maps stay. */
+  /** Frees kernel handles; the pinned links and maps stay, enforcing (see Datapath.close). */
   close(): void {
     this.datapath.close();
     this.store.close();

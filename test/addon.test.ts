@@ -1,7 +1,7 @@
 // The native addon against the real kernel: objects, maps, test runs, pins,
 // and XDP/TC attach inside network namespaces this suite creates. Needs root.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,8 +11,18 @@ import {
   BpfError,
   BpfObject,
   ensureBpffs,
+  flockExclusive,
   ifindex,
+  linkCreate,
+  linkDetach,
+  linkFdById,
+  linkInfo,
+  linkList,
+  linkUpdate,
   numPossibleCpus,
+  objGet,
+  objPin,
+  progInfo,
   tcAttach,
   tcDetach,
   tcQuery,
@@ -100,6 +110,19 @@ describe('BpfObject', () => {
       const lpm = object.map('lpm');
       expect(lpm).toMatchObject({ type: 'lpm_trie', keySize: 8, valueSize: 4, maxEntries: 1024, perCpu: false, fd: -1 });
       expectBpfError(() => lpm.lookup(lpmKey(32, '198.18.0.1')), 'EBADF', 'bpf_map_lookup_elem');
+    } finally {
+      object.close();
+    }
+  });
+
+  it('reads global variables and map flags before load', () => {
+    const object = BpfObject.open(objectPath);
+    try {
+      const info = object.variable('fixture_info');
+      expect([info.length, info.readUInt32LE(0), info.readUInt32LE(4)]).toEqual([8, 7, 0x58575746]);
+      expectBpfError(() => object.variable('no_such_variable'), 'ENOENT', 'btf__find_by_name_kind');
+      expect(object.map('lpm').mapFlags).toBe(1); // BPF_F_NO_PREALLOC
+      expect(object.map('hash').mapFlags).toBe(0);
     } finally {
       object.close();
     }
@@ -356,6 +379,24 @@ describe('BpfProgram.testRun', () => {
 });
 
 describe('bpffs and pins', () => {
+  it('flockExclusive: one holder per directory, released with the fd', () => {
+    const first = openSync(workDir, 'r');
+    const second = openSync(workDir, 'r');
+    try {
+      expect(flockExclusive(first)).toBe(true);
+      expect(flockExclusive(second)).toBe(false);
+      closeSync(first);
+      expect(flockExclusive(second)).toBe(true);
+    } finally {
+      closeSync(second);
+      try {
+        closeSync(first);
+      } catch {
+        // closed above
+      }
+    }
+  });
+
   it('mounts bpffs once', () => {
     expect(ensureBpffs(bpffs)).toBe(true);
     expect(ensureBpffs(bpffs)).toBe(false);
@@ -538,5 +579,98 @@ describe('XDP and TC attach in network namespaces', () => {
     tcDetach(`${nsB}/veth1`, 'egress');
     expect(tcQuery(`${nsB}/veth1`, 'egress').progId).toBe(0);
     expect(readlinkSync('/proc/thread-self/ns/net')).toBe(ownNetns);
+  });
+  describe('bpf_links', () => {
+    let other: BpfObject;
+    const linkPin = () => join(bpffs, 'link-xdp');
+    beforeAll(async () => {
+      ensureBpffs(bpffs);
+      other = await loaded();
+    });
+    afterAll(() => {
+      other?.close();
+      rmSync(linkPin(), { force: true });
+    });
+
+    it('attaches XDP through a pinned link that outlives its fd, and swaps programs atomically', () => {
+      const iface = `${nsB}/veth1`;
+      const first = object.program('xdp_test');
+      const second = other.program('xdp_test');
+      const { fd, ifindex: index } = linkCreate(iface, first.fd, 'xdp', { xdpMode: 'native' });
+      try {
+        expect(index).toBe(ifindex(iface));
+        expect(xdpQuery(iface)).toEqual({ ifindex: index, progId: first.id, mode: 'native' });
+        const info = linkInfo(fd);
+        expect(info).toEqual({ id: info.id, type: 'xdp', progId: first.id, ifindex: index, attachType: 37 });
+        expect(linkList()).toContainEqual(info);
+        // The hook is taken: neither a second link nor a netlink attach may replace it.
+        expectBpfError(() => linkCreate(iface, second.fd, 'xdp', { xdpMode: 'native' }), 'EBUSY', 'bpf_link_create');
+        expectBpfError(() => xdpAttach(iface, second.fd, 'native'), 'EBUSY', 'bpf_xdp_attach');
+        objPin(fd, linkPin());
+      } finally {
+        closeSync(fd);
+      }
+      // Only the pin holds the link now, and it still filters.
+      expect(xdpQuery(iface).progId).toBe(first.id);
+      const pinned = objGet(linkPin());
+      try {
+        expectBpfError(() => linkUpdate(pinned, second.fd, { expectedProgId: second.id }), 'EPERM', 'bpf_link_update');
+        linkUpdate(pinned, second.fd, { expectedProgId: first.id });
+        expect(xdpQuery(iface).progId).toBe(second.id);
+        expect(progInfo(second.id)).toEqual({ id: second.id, name: 'xdp_test', type: 'xdp' });
+        const byId = linkFdById(linkInfo(pinned).id);
+        try {
+          expect(linkInfo(byId).progId).toBe(second.id);
+        } finally {
+          closeSync(byId);
+        }
+        linkDetach(pinned);
+        expect(xdpQuery(iface)).toEqual({ ifindex: index, progId: 0, mode: 'none' });
+        expect(linkInfo(pinned)).toMatchObject({ type: 'xdp', ifindex: 0 });
+      } finally {
+        closeSync(pinned);
+        rmSync(linkPin());
+      }
+      expectBpfError(() => objGet(linkPin()), 'ENOENT', 'bpf_obj_get');
+    });
+
+    it('attaches TC egress through a tcx link, next to other programs', () => {
+      const iface = `${nsA}/veth0`;
+      const index = ifindex(iface);
+      const a = linkCreate(iface, object.program('tc_test').fd, 'tcx_egress');
+      const b = linkCreate(iface, other.program('tc_test').fd, 'tcx_egress');
+      try {
+        expect(linkInfo(a.fd)).toMatchObject({ type: 'tcx', progId: object.program('tc_test').id, ifindex: index, attachType: 47 });
+        expect(linkInfo(b.fd)).toMatchObject({ type: 'tcx', ifindex: index, attachType: 47 });
+        linkDetach(a.fd);
+        expect(linkInfo(a.fd).ifindex).toBe(0);
+        expect(linkInfo(b.fd).ifindex).toBe(index);
+      } finally {
+        closeSync(a.fd);
+        closeSync(b.fd);
+      }
+      expect(() => linkCreate(iface, object.program('tc_test').fd, 'tc' as 'xdp')).toThrow(TypeError);
+    });
+
+    it('reports a link whose device was deleted as defunct (ifindex 0)', () => {
+      ip('-n', nsA, 'link', 'add', 'gone0', 'type', 'veth', 'peer', 'name', 'gone1');
+      const { fd } = linkCreate(`${nsA}/gone0`, object.program('xdp_test').fd, 'xdp', { xdpMode: 'generic' });
+      try {
+        expect(linkInfo(fd).ifindex).toBe(ifindex(`${nsA}/gone0`));
+        ip('-n', nsA, 'link', 'del', 'gone0');
+        expect(linkInfo(fd).ifindex).toBe(0);
+      } finally {
+        closeSync(fd);
+      }
+    });
+
+    it('detaches a netlink-attached XDP program only if it is the expected one', () => {
+      const iface = `${nsB}/veth1`;
+      xdpAttach(iface, object.program('xdp_test').fd, 'generic');
+      expectBpfError(() => xdpDetach(iface, 'generic', { expectedProgId: other.program('xdp_test').id }), 'EEXIST', 'bpf_xdp_detach');
+      expect(xdpQuery(iface).progId).toBe(object.program('xdp_test').id);
+      xdpDetach(iface, 'generic', { expectedProgId: object.program('xdp_test').id });
+      expect(xdpQuery(iface).progId).toBe(0);
+    });
   });
 });

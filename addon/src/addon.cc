@@ -8,6 +8,7 @@
 
 #include "addon.h"
 #include "errors.h"
+#include "link.h"
 #include "map.h"
 #include "netdev.h"
 #include "object.h"
@@ -59,6 +60,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("BPF_F_TEST_RUN_ON_CPU", Napi::Number::New(env, BPF_F_TEST_RUN_ON_CPU));
   exports.Set("BPF_F_TEST_XDP_LIVE_FRAMES", Napi::Number::New(env, BPF_F_TEST_XDP_LIVE_FRAMES));
   InitNetdev(env, exports);
+  InitLink(env, exports);
   return exports;
 }
 

@@ -231,6 +231,7 @@ Napi::Function BpfMap::Init(Napi::Env env) {
                          InstanceAccessor<&BpfMap::GetKeySize>("keySize"),
                          InstanceAccessor<&BpfMap::GetValueSize>("valueSize"),
                          InstanceAccessor<&BpfMap::GetMaxEntries>("maxEntries"),
+                         InstanceAccessor<&BpfMap::GetMapFlags>("mapFlags"),
                          InstanceAccessor<&BpfMap::GetPerCpu>("perCpu"),
                          InstanceAccessor<&BpfMap::GetValueStride>("valueStride"),
                          InstanceMethod<&BpfMap::Lookup>("lookup"),
@@ -265,6 +266,7 @@ BpfMap::BpfMap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BpfMap>(info) 
   keySize_ = bpf_map__key_size(map_);
   valueSize_ = bpf_map__value_size(map_);
   maxEntries_ = bpf_map__max_entries(map_);
+  mapFlags_ = bpf_map__map_flags(map_);
   perCpu_ = IsPerCpu(type);
   valueStride_ = valueSize_;
   if (perCpu_) {
@@ -318,6 +320,10 @@ Napi::Value BpfMap::GetValueSize(const Napi::CallbackInfo& info) {
 
 Napi::Value BpfMap::GetValueStride(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), valueStride_);
+}
+
+Napi::Value BpfMap::GetMapFlags(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), mapFlags_);
 }
 
 Napi::Value BpfMap::GetMaxEntries(const Napi::CallbackInfo& info) {

@@ -30,6 +30,7 @@ class BpfMap : public Napi::ObjectWrap<BpfMap> {
   Napi::Value GetKeySize(const Napi::CallbackInfo& info);
   Napi::Value GetValueSize(const Napi::CallbackInfo& info);
   Napi::Value GetMaxEntries(const Napi::CallbackInfo& info);
+  Napi::Value GetMapFlags(const Napi::CallbackInfo& info);
   Napi::Value GetPerCpu(const Napi::CallbackInfo& info);
   Napi::Value GetValueStride(const Napi::CallbackInfo& info);
 
@@ -64,6 +65,7 @@ class BpfMap : public Napi::ObjectWrap<BpfMap> {
   uint32_t keySize_ = 0;
   uint32_t valueSize_ = 0;
   uint32_t maxEntries_ = 0;
+  uint32_t mapFlags_ = 0;
   bool perCpu_ = false;
   uint32_t valueStride_ = 0;
 };

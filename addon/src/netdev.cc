@@ -1,5 +1,6 @@
 #include "netdev.h"
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 #include <linux/magic.h>
@@ -150,11 +151,24 @@ void XdpDetach(const Napi::CallbackInfo& info) {
   const Interface iface = ParseInterface(info, 0);
   const bool allModes = IsAbsent(info[1]);
   const uint32_t modeFlag = allModes ? 0 : XdpModeFlag(env, info[1]);
+  const uint32_t expectedId = OptionalU32(env, OptionsArg(info, 2, "options").Get("expectedProgId"), "options.expectedProgId", 0);
+  // With an expected program the kernel detaches only if that one is still
+  // attached (XDP_FLAGS_REPLACE): never someone else's that replaced it.
+  UniqueFd expected;
+  if (expectedId != 0) {
+    expected = UniqueFd(bpf_prog_get_fd_by_id(expectedId));
+    if (!expected.Valid()) ThrowErrno(env, "bpf_prog_get_fd_by_id", iface.spec + ", program id " + std::to_string(expectedId));
+  }
   NetnsScope scope(env, iface);
   const int ifindex = ResolveIfindex(env, iface);
   LibbpfLogCapture log;
+  // Zeroed in place: libbpf rejects non-zero padding, and a copy may not keep it.
+  bpf_xdp_attach_opts opts;
+  std::memset(&opts, 0, sizeof opts);
+  opts.sz = sizeof opts;
+  opts.old_prog_fd = expected.Get();  // libbpf adds XDP_FLAGS_REPLACE
   auto detach = [&](uint32_t flag) {
-    Check(env, bpf_xdp_detach(ifindex, flag, nullptr), "bpf_xdp_detach", iface, log);
+    Check(env, bpf_xdp_detach(ifindex, flag, expected.Valid() ? &opts : nullptr), "bpf_xdp_detach", iface, log);
   };
   if (!allModes) return detach(modeFlag);
   const bpf_xdp_query_opts state = QueryXdp(env, iface, ifindex, log);
@@ -178,6 +192,41 @@ Napi::Value XdpQuery(const Napi::CallbackInfo& info) {
   result.Set("ifindex", ifindex);
   result.Set("progId", progId);
   result.Set("mode", XdpModeName(state.attach_mode));
+  return result;
+}
+
+// Attach types of tcx links (kernel 6.6); not in Debian 12's uapi headers.
+constexpr bpf_attach_type kTcxIngress = static_cast<bpf_attach_type>(46);
+constexpr bpf_attach_type kTcxEgress = static_cast<bpf_attach_type>(47);
+
+// A bpf_link from the program to the interface's XDP hook (flags: the mode)
+// or to its tcx ingress/egress chain (appended after existing programs).
+// The link lives as long as an fd or a pin refers to it.
+Napi::Value LinkCreate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Interface iface = ParseInterface(info, 0);
+  const int progFd = FdArg(info, 1, "progFd");
+  const std::string hook = StringArg(info, 2, "hook");
+  Napi::Object options = OptionsArg(info, 3, "options");
+  auto opts = ZeroedOpts<bpf_link_create_opts>();
+  bpf_attach_type type;
+  if (hook == "xdp") {
+    type = BPF_XDP;
+    opts.flags = XdpModeFlag(env, options.Get("xdpMode"));
+  } else if (hook == "tcx_ingress" || hook == "tcx_egress") {
+    type = hook == "tcx_ingress" ? kTcxIngress : kTcxEgress;
+  } else {
+    throw Napi::TypeError::New(env, "hook must be 'xdp', 'tcx_ingress' or 'tcx_egress'");
+  }
+  RequireProgramFd(env, progFd, "bpf_link_create", iface);
+  NetnsScope scope(env, iface);
+  const int ifindex = ResolveIfindex(env, iface);
+  LibbpfLogCapture log;
+  const int fd = bpf_link_create(progFd, ifindex, type, &opts);
+  if (fd < 0) Check(env, NegErrno(fd), "bpf_link_create", iface, log);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("fd", fd);
+  result.Set("ifindex", ifindex);
   return result;
 }
 
@@ -285,6 +334,7 @@ void InitNetdev(Napi::Env env, Napi::Object exports) {
   exports.Set("xdpAttach", Napi::Function::New<XdpAttach>(env, "xdpAttach"));
   exports.Set("xdpDetach", Napi::Function::New<XdpDetach>(env, "xdpDetach"));
   exports.Set("xdpQuery", Napi::Function::New<XdpQuery>(env, "xdpQuery"));
+  exports.Set("linkCreate", Napi::Function::New<LinkCreate>(env, "linkCreate"));
   exports.Set("tcAttach", Napi::Function::New<TcAttach>(env, "tcAttach"));
   exports.Set("tcDetach", Napi::Function::New<TcDetach>(env, "tcDetach"));
   exports.Set("tcQuery", Napi::Function::New<TcQuery>(env, "tcQuery"));

@@ -1,6 +1,7 @@
 #include "object.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <linux/limits.h>
 
@@ -108,6 +109,7 @@ Napi::Function BpfObject::Init(Napi::Env env) {
                          InstanceMethod<&BpfObject::MapNames>("mapNames"),
                          InstanceMethod<&BpfObject::Program>("program"),
                          InstanceMethod<&BpfObject::Map>("map"),
+                         InstanceMethod<&BpfObject::Variable>("variable"),
                          InstanceMethod<&BpfObject::CloseMethod>("close"),
                      });
 }
@@ -243,6 +245,36 @@ Napi::Value BpfObject::Map(const Napi::CallbackInfo& info) {
   bpf_map* map = bpf_object__find_map_by_name(object, name.c_str());
   if (map == nullptr) ThrowBpfError(env, ENOENT, op, "map '" + name + "'");
   return BpfMap::NewInstance(env, Value(), map);
+}
+
+// The global's initial bytes: BTF names the data section (.rodata, .data)
+// and the offset; the section's internal map holds the bytes from open() on.
+Napi::Value BpfObject::Variable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "btf__find_by_name_kind";
+  bpf_object* object = Require(env, op);
+  const std::string name = StringArg(info, 0, "name");
+  const btf* types = bpf_object__btf(object);
+  const int varId = types == nullptr ? -ENOENT : btf__find_by_name_kind(types, name.c_str(), BTF_KIND_VAR);
+  if (varId < 0) ThrowBpfError(env, ENOENT, op, "variable '" + name + "'");
+  const uint32_t count = btf__type_cnt(types);
+  for (uint32_t id = 1; id < count; ++id) {
+    const btf_type* section = btf__type_by_id(types, id);
+    if (!btf_is_datasec(section)) continue;
+    const btf_var_secinfo* vars = btf_var_secinfos(section);
+    for (uint16_t i = 0; i < btf_vlen(section); ++i) {
+      if (vars[i].type != static_cast<uint32_t>(varId)) continue;
+      const char* sectionName = btf__name_by_offset(types, section->name_off);
+      bpf_map* map = bpf_object__find_map_by_name(object, sectionName);
+      size_t size = 0;
+      const void* data = map == nullptr ? nullptr : bpf_map__initial_value(map, &size);
+      if (data == nullptr || vars[i].offset + vars[i].size > size) {
+        ThrowBpfError(env, ENOENT, "bpf_map__initial_value", "variable '" + name + "' in " + sectionName);
+      }
+      return Napi::Buffer<uint8_t>::Copy(env, static_cast<const uint8_t*>(data) + vars[i].offset, vars[i].size);
+    }
+  }
+  ThrowBpfError(env, ENOENT, op, "variable '" + name + "' is in no data section");
 }
 
 void BpfObject::CloseMethod(const Napi::CallbackInfo&) { Close(); }

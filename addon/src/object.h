@@ -37,6 +37,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   Napi::Value MapNames(const Napi::CallbackInfo& info);
   Napi::Value Program(const Napi::CallbackInfo& info);
   Napi::Value Map(const Napi::CallbackInfo& info);
+  Napi::Value Variable(const Napi::CallbackInfo& info);
   void CloseMethod(const Napi::CallbackInfo& info);
 
   // Throws EBADF when closed, naming op.

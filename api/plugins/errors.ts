@@ -18,6 +18,8 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   MISDIRECTED_REQUEST: 421,
   RATE_LIMITED: 429,
   SELF_LOCKOUT: 409,
+  INSTANCE_LOCKED: 409,
+  HOOK_BUSY: 409,
 };
 
 /** Fastify's own client errors, by their FST_ code, mapped to ours. */

@@ -20,6 +20,8 @@ export const metricsRoutes: FastifyPluginAsync<MetricsRoutesOptions> = async (ap
   const blocks = new Gauge({ name: 'xdpwall_blocks', help: 'CIDR block rules in force', registers: [registry] });
   const flows = new Gauge({ name: 'xdpwall_flows', help: 'Entries in the flow table', registers: [registry] });
   const interfaces = new Gauge({ name: 'xdpwall_interface_info', help: 'Attached interfaces and their XDP mode', labelNames: ['iface', 'xdp_mode'], registers: [registry] });
+  const attached = new Gauge({ name: 'xdpwall_interface_attached', help: '1 while our programs are on the interface, 0 while it is degraded', labelNames: ['iface'], registers: [registry] });
+  const degraded = new Gauge({ name: 'xdpwall_degraded', help: '1 while some configured interface is not filtered', registers: [registry] });
 
   app.get('/metrics', { schema: { tags: ['observe'], summary: 'Prometheus metrics', produces: ['text/plain'] } }, async (_request, reply) => {
     const stats = await firewall.stats();
@@ -38,7 +40,13 @@ export const metricsRoutes: FastifyPluginAsync<MetricsRoutesOptions> = async (ap
     blocks.set(firewall.blocks.list({ limit: 1 }).total);
     flows.set(await firewall.flowCount());
     interfaces.reset();
-    for (const { iface, xdpMode } of firewall.interfaces()) interfaces.set({ iface, xdp_mode: xdpMode }, 1);
+    attached.reset();
+    const current = firewall.interfaces();
+    for (const { iface, xdpMode, state } of current) {
+      interfaces.set({ iface, xdp_mode: xdpMode }, 1);
+      attached.set({ iface }, state === 'attached' ? 1 : 0);
+    }
+    degraded.set(current.some(({ state }) => state === 'degraded') ? 1 : 0);
     return reply.type(registry.contentType).send(await registry.metrics());
   });
 };

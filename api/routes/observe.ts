@@ -35,22 +35,25 @@ export const observeRoutes: FastifyPluginAsyncTypebox<ObserveRoutesOptions> = as
       response: { 200: InterfaceList },
     },
   }, async () => ({
-    items: firewall.interfaces().map(({ iface, ifindex, xdpMode, requestedMode, egress }) => ({
-      iface, ifindex, xdpMode, requestedMode, egress,
+    items: firewall.interfaces().map(({ iface, ifindex, xdpMode, requestedMode, egress, state, reason }) => ({
+      iface, ifindex, xdpMode, requestedMode, egress, state, ...(reason === undefined ? {} : { reason }),
     })),
   }));
 
   app.get('/healthz', {
     schema: { tags: ['health'], summary: 'Liveness', response: { 200: Health } },
   }, async () => {
-    const interfaces = firewall.interfaces().length;
+    const interfaces = firewall.interfaces();
+    const degraded = interfaces.flatMap(({ iface, state, reason }) => (state === 'degraded' ? [{ iface, reason: reason ?? 'unknown' }] : []));
     return {
-      status: 'ok' as const,
+      // Still 200: a liveness probe must not restart the daemon for an interface it cannot fix.
+      status: degraded.length > 0 ? ('degraded' as const) : ('ok' as const),
+      ...(degraded.length > 0 ? { degraded } : {}),
       uptimeSeconds: firewall.uptimeSeconds(),
-      interfaces,
+      interfaces: interfaces.length,
       blocks: firewall.blocks.list({ limit: 1 }).total,
       // Alive but protecting nothing: say so rather than look healthy.
-      warnings: interfaces === 0 ? [NO_INTERFACE_WARNING] : [],
+      warnings: interfaces.length === 0 ? [NO_INTERFACE_WARNING] : [],
     };
   });
 };

@@ -33,12 +33,19 @@ export const InterfaceList = Type.Object({
       xdpMode: XdpMode,
       requestedMode: Type.Union([XdpMode, Type.Literal('auto')]),
       egress: Type.Boolean({ description: 'TC egress accounting attached' }),
+      state: Type.Union([Type.Literal('attached'), Type.Literal('degraded')], {
+        description: 'degraded: our programs are not on the interface now (see reason); the daemon keeps re-attaching',
+      }),
+      reason: Type.Optional(Type.String()),
     }),
   ),
 });
 
 export const Health = Type.Object({
-  status: Type.Literal('ok'),
+  status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')], {
+    description: 'degraded: some interface is not filtered now (see degraded); the process itself is alive',
+  }),
+  degraded: Type.Optional(Type.Array(Type.Object({ iface: Type.String(), reason: Type.String() }))),
   uptimeSeconds: Type.Integer(),
   interfaces: Type.Integer(),
   blocks: Type.Integer(),

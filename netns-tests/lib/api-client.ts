@@ -46,6 +46,8 @@ export interface InterfaceInfo {
   ifindex: number;
   xdpMode: string;
   egress: boolean;
+  state: 'attached' | 'degraded';
+  reason?: string;
 }
 
 export class ApiClient {

@@ -26,6 +26,10 @@ export interface DaemonOptions {
   state?: DaemonState;
   mode?: 'auto' | 'native' | 'generic';
   startTimeoutMs?: number;
+  /** More `serve` arguments, e.g. ['--force']. */
+  args?: string[];
+  /** Extra environment, e.g. XDPWALL_BPF_OBJECT for an upgrade. */
+  env?: Record<string, string>;
 }
 
 export interface Daemon {
@@ -38,6 +42,8 @@ export interface Daemon {
   log(): string;
   /** SIGTERM, wait for exit; SIGKILL after timeoutMs. Resolves to the exit code (null if killed). */
   stop(timeoutMs?: number): Promise<number | null>;
+  /** SIGKILL (a crash: no shutdown code runs) and wait for the exit. */
+  kill(): Promise<void>;
 }
 
 const STATE_PREFIX = join(tmpdir(), 'xwt-state-');
@@ -95,9 +101,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const argv = [
     CLI_PATH, 'serve', ...options.ifaces.flatMap((iface) => ['--iface', iface]),
     '--listen', `127.0.0.1:${port}`, '--state-dir', stateDir, '--instance', state.instance, '--mode', options.mode ?? 'auto',
+    ...(options.args ?? []),
   ];
   const logFd = openSync(logPath, 'a');
-  const child = spawn(process.execPath, argv, { stdio: ['ignore', logFd, logFd] });
+  const child = spawn(process.execPath, argv, { stdio: ['ignore', logFd, logFd], env: { ...process.env, ...options.env } });
   closeSync(logFd);
   const pid = child.pid;
   if (pid === undefined) throw new Error('could not spawn the daemon');
@@ -119,6 +126,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     return code;
   };
 
+  const kill = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGKILL');
+    await exited;
+  };
+
   const deadline = Date.now() + (options.startTimeoutMs ?? 30_000);
   while (!(await healthy(baseUrl))) {
     const exitedEarly = child.exitCode !== null || child.signalCode !== null;
@@ -133,5 +146,5 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     }
     await sleep(100);
   }
-  return { pid, baseUrl, state, logPath, log, stop };
+  return { pid, baseUrl, state, logPath, log, stop, kill };
 }

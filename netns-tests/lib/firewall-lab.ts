@@ -3,7 +3,7 @@
 // setUp() builds it step by step; tearDown() removes whatever was built, even
 // after a failure half-way.
 import { ApiClient } from './api-client.js';
-import { newDaemonState, removeDaemonState, startDaemon, type Daemon, type DaemonState } from './daemon.js';
+import { newDaemonState, removeDaemonState, startDaemon, type Daemon, type DaemonOptions, type DaemonState } from './daemon.js';
 import { assertBuilt, assertRoot, createLabPair, type LabPair } from './lab-env.js';
 import { teardown } from './teardown.js';
 import { startUdpEcho, waitReachable, type UdpEchoServer } from './traffic.js';
@@ -12,7 +12,7 @@ export interface FirewallLabOptions {
   /** Third IPv4 octet / IPv6 /64 of this suite's addresses (unique per suite). */
   subnet: number;
   /** Start a UDP responder on the server answering with replyBytes-byte payloads. */
-  echo?: { port: number; replyBytes: number };
+  echo?: { port: number; replyBytes: number; lifetimeMs?: number };
   /** Start the daemon in setUp(); default true. */
   daemon?: boolean;
 }
@@ -49,14 +49,14 @@ export class FirewallLab {
     await waitReachable(this.pair.client.netns, this.pair.server.ipv4);
     await waitReachable(this.pair.client.netns, this.pair.server.ipv6);
     const { echo } = this.options;
-    if (echo) this.echoServer = await startUdpEcho(this.pair.server.netns, echo.port, echo.replyBytes);
+    if (echo) this.echoServer = await startUdpEcho(this.pair.server.netns, echo.port, echo.replyBytes, echo.lifetimeMs);
     if (this.options.daemon !== false) await this.startDaemon();
   }
 
   /** Starts the daemon on the server interface; the state directory is the same on every start. */
-  async startDaemon(): Promise<ApiClient> {
+  async startDaemon(extra: Pick<DaemonOptions, 'args' | 'env' | 'startTimeoutMs'> = {}): Promise<ApiClient> {
     this.daemonState ??= newDaemonState();
-    this.daemonProcess = await startDaemon({ ifaces: [this.lab.serverIface], state: this.daemonState });
+    this.daemonProcess = await startDaemon({ ifaces: [this.lab.serverIface], state: this.daemonState, ...extra });
     return this.api;
   }
 

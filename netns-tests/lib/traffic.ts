@@ -103,6 +103,8 @@ export interface UdpSendOptions {
   intervalMs?: number;
   /** How long to wait for replies after the last datagram. */
   waitMs?: number;
+  /** Stop sending early when this aborts (the result counts what was sent). */
+  stop?: AbortSignal;
 }
 
 export interface UdpSendResult {
@@ -120,7 +122,8 @@ export async function sendUdp(netns: string, options: UdpSendOptions): Promise<U
   const argv = [
     process.execPath, UDP_SEND, target, options.port, options.srcPort, options.count, options.size, intervalMs, waitMs,
   ].map(String);
-  const result = await runInNetns(netns, argv, { timeoutMs: 5_000 + options.count * intervalMs + waitMs });
+  // Timers run late on a busy machine: allow twice the nominal sending time.
+  const result = await runInNetns(netns, argv, { timeoutMs: 5_000 + options.count * intervalMs * 2 + waitMs, stop: options.stop });
   if (result.code !== 0) throw new Error(`udp-send failed (${result.code}): ${result.stderr}`);
   return JSON.parse(result.stdout) as UdpSendResult;
 }

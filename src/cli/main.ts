@@ -5,6 +5,7 @@ import { CliError } from './client.js';
 import { serveCommand } from './commands/serve.js';
 import { labCommand } from './commands/lab.js';
 import { accessCommands } from './commands/access.js';
+import { detachCommand } from './commands/detach.js';
 import { memoryCommand } from './commands/memory.js';
 import { blockCommand, blocksCommand, flowsCommand, healthCommand, statsCommand, unblockCommand } from './commands/client.js';
 import { XdpwallError } from '../errors.js';
@@ -17,7 +18,7 @@ const program = new Command('xdpwall')
   .exitOverride()
   .configureOutput({ outputError: (text, write) => write(text) });
 
-for (const command of [serveCommand(), labCommand(), blockCommand(), unblockCommand(), blocksCommand(), flowsCommand(), statsCommand(), healthCommand(), memoryCommand(), ...accessCommands()]) {
+for (const command of [serveCommand(), detachCommand(), labCommand(), blockCommand(), unblockCommand(), blocksCommand(), flowsCommand(), statsCommand(), healthCommand(), memoryCommand(), ...accessCommands()]) {
   program.addCommand(command.exitOverride());
 }
 

@@ -1,15 +1,21 @@
-// The daemon: load and restore, attach, serve the API, and on SIGTERM/SIGINT
-// detach and stop. Failing to attach any configured interface is fatal: a
-// firewall that starts without protecting what it was told to is worse than
-// one that refuses to start.
-import { rmSync } from 'node:fs';
+// The daemon: lock the state and pin directories, load and restore, put the
+// programs on the interfaces (swapping them into the links a previous run
+// left), serve the API, and keep checking that the links are still attached.
+// Stopping leaves the links and pinned maps: the kernel keeps enforcing
+// until the next start swaps them or `xdpwall detach` removes them. A start
+// that fails never detaches anything. Failing to attach any configured
+// interface is fatal: a firewall that starts without protecting what it was
+// told to is worse than one that refuses to start.
+import { rmSync, statSync } from 'node:fs';
+import { connect } from 'node:net';
 import { pino, type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../api/app.js';
 import { Firewall, pinDirFor, storePathIn } from '../firewall.js';
 import { BPF_OBJECT_PATH } from '../paths.js';
 import { formatListen, type Config } from '../config.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, LockedError } from '../errors.js';
+import { lockDirectory } from '../lock.js';
 import { VERSION } from '../version.js';
 import { openDaemonAccess, type DaemonAccess } from './access.js';
 import { listenPrivately } from '../auth/unix-socket.js';
@@ -18,78 +24,141 @@ import { checkSocketDir, ensureStateDir, listenError } from './startup.js';
 export interface RunningDaemon {
   app: FastifyInstance;
   firewall: Firewall;
-  /** Stops serving, detaches from every interface, closes the store. Idempotent. */
+  /** Re-checks the links now (what the periodic check and SIGHUP do). */
+  verify(): void;
+  /** Stops serving and checking, closes the store; the links stay. Idempotent. */
   stop(): Promise<void>;
 }
 
+/** The compiled data plane; XDPWALL_BPF_OBJECT points elsewhere (upgrade tests, packagers). */
+const objectPath = (): string => process.env.XDPWALL_BPF_OBJECT || BPF_OBJECT_PATH;
+
 export async function startDaemon(config: Config, log: Logger = pino({ level: config.logLevel })): Promise<RunningDaemon> {
+  const startedAt = performance.now();
   ensureStateDir(config.stateDir);
   if (config.listen.kind === 'unix') checkSocketDir(config.listen.path);
-  const access = openDaemonAccess(config);
-  const pinDir = pinDirFor(config.bpffsRoot, config.instance);
-  const { firewall, restored } = await Firewall.open(
-    {
-      objectPath: BPF_OBJECT_PATH,
-      storePath: storePathIn(config.stateDir),
-      pin: { bpffsRoot: config.bpffsRoot, dir: pinDir },
-      capacity: config.capacity,
-      countersCacheMs: config.countersCacheMs,
-    },
-    log,
-  ).catch((error: unknown) => {
-    access.close();
-    throw error;
-  });
-  log.info({ pinDir, ...restored }, 'rules restored into the kernel');
-
+  const stateLock = lockDirectory(config.stateDir, 'state directory');
+  let firewall: Firewall | undefined;
+  let access: DaemonAccess | undefined;
   let app: FastifyInstance | undefined;
+  let removeSocket = (): void => undefined;
   try {
-    for (const iface of config.interfaces) firewall.attach(iface);
+    // Before anything reaches the kernel: a live socket belongs to another daemon.
+    if (config.listen.kind === 'unix') await assertSocketFree(config.listen.path);
+    access = openDaemonAccess(config);
+    const pinDir = pinDirFor(config.bpffsRoot, config.instance);
+    const opened = await Firewall.open(
+      {
+        objectPath: objectPath(),
+        storePath: storePathIn(config.stateDir),
+        pin: { bpffsRoot: config.bpffsRoot, dir: pinDir },
+        capacity: config.capacity,
+        countersCacheMs: config.countersCacheMs,
+      },
+      log,
+    );
+    firewall = opened.firewall;
+    log.info({ pinDir, ...opened.restored }, 'rules reconciled with the kernel');
+    for (const iface of config.interfaces) firewall.attach(iface, { force: config.force });
+    firewall.datapath.retire();
     app = await buildApp({ firewall, access: access.access, tls: access.tls, bodyLimitBytes: config.bodyLimitBytes, logger: log, version: VERSION });
-    await listen(app, config, access);
+    removeSocket = await listen(app, config, access);
   } catch (error) {
     await app?.close();
-    firewall.close();
-    access.close();
+    firewall?.close();
+    access?.close();
+    stateLock.release();
     throw error;
   }
-  log.info({ listen: formatListen(config.listen), interfaces: config.interfaces.length }, 'xdpwall serving');
+  log.info(
+    { listen: formatListen(config.listen), interfaces: config.interfaces.length, startMs: Math.round(performance.now() - startedAt) },
+    'xdpwall serving',
+  );
   if (config.interfaces.length === 0) log.warn('no interface configured (--iface or interfaces:): nothing is filtered');
+
+  const running = firewall;
+  const runningAccess = access!;
+  const verify = (): void => {
+    try {
+      running.verifyInterfaces();
+    } catch (error) {
+      log.error({ err: error }, 'interface check failed');
+    }
+  };
+  const monitor = setInterval(verify, config.healthCheckMs);
+  monitor.unref();
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
+      clearInterval(monitor);
       await app.close();
-      firewall.close();
-      access.close();
-      if (config.listen.kind === 'unix') rmSync(config.listen.path, { force: true });
-      log.info('xdpwall stopped');
+      running.close();
+      runningAccess.close();
+      removeSocket();
+      stateLock.release();
+      log.info('xdpwall stopped; the programs stay attached and enforcing (xdpwall detach removes them)');
     })());
-  return { app, firewall, stop };
+  return { app, firewall: running, verify, stop };
 }
 
-async function listen(app: FastifyInstance, config: Config, access: DaemonAccess): Promise<void> {
+/** Refuses a unix socket path another process still answers on; a dead one (crashed run) is fine. */
+async function assertSocketFree(path: string): Promise<void> {
+  const answered = await new Promise<boolean | Error>((resolve) => {
+    const socket = connect(path);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => {
+      resolve(error.code === 'ECONNREFUSED' || error.code === 'ENOENT' ? false : error);
+    });
+  });
+  if (answered === false) return;
+  const why = answered === true ? 'another process is listening on it' : `cannot tell whether it is in use (${answered.message})`;
+  throw new LockedError(`unix socket ${path}: ${why}; not removing it`);
+}
+
+/** Listens; resolves to a cleanup that removes the socket file only while it is still ours. */
+async function listen(app: FastifyInstance, config: Config, access: DaemonAccess): Promise<() => void> {
   const { listen } = config;
   try {
     if (listen.kind === 'tcp') {
       await app.listen({ host: listen.host, port: listen.port });
-      return;
+      return () => undefined;
     }
+    await assertSocketFree(listen.path); // again: the check before loading was a while ago
     rmSync(listen.path, { force: true }); // a socket left by a crashed run
     // Mode 0660 and the configured group before the socket accepts anyone.
     await listenPrivately(listen.path, access.socket, (path) => app.listen({ path }));
   } catch (error) {
-    throw error instanceof ConfigError ? error : listenError(formatListen(listen), error);
+    throw error instanceof ConfigError || error instanceof LockedError ? error : listenError(formatListen(listen), error);
   }
+  const { ino } = statSync(listen.path);
+  return () => {
+    try {
+      if (statSync(listen.path).ino === ino) rmSync(listen.path);
+    } catch {
+      // already gone
+    }
+  };
 }
 
-/** Runs until SIGTERM or SIGINT, then shuts down cleanly. */
+/** Runs until SIGTERM or SIGINT, then shuts down; SIGHUP re-checks the interfaces at once. */
 export async function runDaemon(config: Config): Promise<void> {
   const log = pino({ level: config.logLevel });
   const daemon = await startDaemon(config, log);
+  // Logs go to stdout (journald or the container runtime): there is no log file to reopen.
+  const onHangup = () => {
+    log.info({ signal: 'SIGHUP' }, 're-checking interfaces and links');
+    daemon.verify();
+    log.info({ interfaces: daemon.firewall.interfaces().map(({ iface, state, reason }) => ({ iface, state, reason })) }, 'interfaces checked');
+  };
+  process.on('SIGHUP', onHangup);
   await new Promise<void>((resolve) => {
     const onSignal = (signal: NodeJS.Signals) => {
       log.info({ signal }, 'shutting down');
+      process.off('SIGHUP', onHangup);
       daemon.stop().then(resolve, (error: unknown) => {
         log.error({ err: error }, 'shutdown failed');
         process.exitCode = 1;

@@ -1,15 +1,19 @@
-// Loads the data plane, pins its maps for the next start to adopt, and
-// attaches it to interfaces: XDP on ingress, TC (clsact) on egress.
-import { mkdirSync } from 'node:fs';
+// Loads the data plane and keeps it on the interfaces through pinned
+// bpf_links: XDP on ingress, tcx on egress. Stopping the daemon leaves the
+// links, so the kernel keeps enforcing with the pinned maps; the next start
+// loads the programs again, fills their maps, and swaps them into the links
+// (see pins.ts for what is reused and hooks.ts for ownership).
+import { closeSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import {
   BpfError,
   BpfObject,
   ensureBpffs,
+  ifindex as resolveIfindex,
+  linkCreate,
+  linkDetach,
+  linkInfo,
   numPossibleCpus,
-  tcAttach,
-  tcDetach,
-  xdpAttach,
-  xdpDetach,
   xdpQuery,
   type BpfMap,
   type BpfProgram,
@@ -17,9 +21,14 @@ import {
 } from '@xdpwall/addon';
 import { MAPS, PROGRAMS } from './abi.js';
 import type { AttachMode, Config, InterfaceConfig } from '../config.js';
-import { DatapathError } from '../errors.js';
+import { DatapathError, XdpwallError } from '../errors.js';
 import { explainLoadFailure } from './load-errors.js';
 import { mapMemory, type MapMemory } from './memory.js';
+import { lockDirectory, type DirLock } from '../lock.js';
+import { linkPinName, linksDir, mapsDirName, removePins, retiredPins } from './pins.js';
+import {
+  claimXdpHook, createXdpLink, detachPinnedLink, linkIsLive, pinnedLinks, putOnHook, type OwnedLink, type Program,
+} from './hooks.js';
 
 export interface DatapathMaps {
   srcV4: BpfMap;
@@ -47,11 +56,14 @@ export interface AttachedInterface {
   requestedMode: AttachMode;
   /** TC egress accounting attached. */
   egress: boolean;
+  /** 'degraded': our programs are not on the interface now (see reason); the daemon keeps trying. */
+  state: 'attached' | 'degraded';
+  reason?: string;
 }
 
 export interface DatapathOptions {
   objectPath: string;
-  /** Where to pin this instance's maps (mounting bpffs if needed); null keeps them unpinned. */
+  /** Where to pin this instance's maps and links (mounting bpffs if needed); null keeps them unpinned. */
   pin: { bpffsRoot: string; dir: string } | null;
   capacity: Config['capacity'];
 }
@@ -61,9 +73,34 @@ export interface Logger {
   warn(obj: object, msg: string): void;
 }
 
+export interface AttachOptions {
+  /** Replace an XDP program this instance does not own. */
+  force?: boolean;
+}
+
+/** What one interface has of ours: the config, the last attach, and the open link fds. */
+interface Hooked {
+  config: InterfaceConfig;
+  force: boolean;
+  state: AttachedInterface;
+  links: OwnedLink[];
+}
+
+/** The map directory this object (as configured) pins into: parsed from the ELF, nothing loaded. */
+function mapsDirFor(objectPath: string, capacity: Config['capacity'], pinDir: string): string {
+  const probe = BpfObject.open(objectPath);
+  try {
+    applyCapacity(probe, capacity);
+    return join(pinDir, mapsDirName(probe));
+  } finally {
+    probe.close();
+  }
+}
+
 export class Datapath {
   readonly cpus = numPossibleCpus();
-  private readonly attached = new Map<string, AttachedInterface>();
+  private readonly hooked = new Map<string, Hooked>();
+  private lock: DirLock | undefined;
 
   private constructor(
     private readonly object: BpfObject,
@@ -71,28 +108,50 @@ export class Datapath {
     readonly ingress: BpfProgram,
     readonly egress: BpfProgram,
     private readonly log: Logger,
-  ) {}
+    /** The instance's pin directory and the map directory in use; undefined when unpinned. */
+    readonly pins: { dir: string; maps: string } | undefined,
+    lock: DirLock | undefined,
+  ) {
+    this.lock = lock;
+  }
 
+  /**
+   * Locks the pin directory (one daemon per instance), then loads the
+   * programs, reusing the maps pinned for exactly this ABI version and
+   * layout. Nothing is attached or detached here: what a previous run left
+   * on the interfaces keeps enforcing until attach() swaps.
+   */
   static async load(options: DatapathOptions, log: Logger): Promise<Datapath> {
     const { pin } = options;
+    let lock: DirLock | undefined;
+    let mapsDir: string | undefined;
+    let adopted = false;
     if (pin) {
       if (ensureBpffs(pin.bpffsRoot)) log.info({ path: pin.bpffsRoot }, 'mounted bpffs');
       mkdirSync(pin.dir, { recursive: true, mode: 0o700 });
+      lock = lockDirectory(pin.dir, 'pin directory');
     }
-    const object = BpfObject.open(options.objectPath, pin ? { pinRoot: pin.dir } : {});
+    let object: BpfObject | undefined;
     try {
+      if (pin) {
+        mapsDir = mapsDirFor(options.objectPath, options.capacity, pin.dir);
+        adopted = existsSync(mapsDir);
+        mkdirSync(mapsDir, { recursive: true, mode: 0o700 });
+        log.info({ mapsDir, adopted }, adopted ? 'adopting pinned maps' : 'no maps pinned for this ABI version and layout: new maps, filled from the store');
+      }
+      object = BpfObject.open(options.objectPath, mapsDir ? { pinRoot: mapsDir } : {});
       applyCapacity(object, options.capacity);
       await object.load();
     } catch (error) {
-      const explained = explainLoadFailure(error, object, numPossibleCpus());
-      object.close();
+      const explained = object && explainLoadFailure(error, object, numPossibleCpus());
+      object?.close();
+      lock?.release();
+      if (error instanceof XdpwallError) throw error;
       if (explained) {
         log.warn({ err: error }, 'loading the BPF object failed');
         throw new DatapathError(`cannot load ${options.objectPath}: ${(error as BpfError).code}: ${explained}`, { cause: error });
       }
-      throw new DatapathError(`cannot load ${options.objectPath}: ${describe(error)}${pinHint(error, pin?.dir)}`, {
-        cause: error,
-      });
+      throw new DatapathError(`cannot load ${options.objectPath}: ${describe(error)}${pinHint(error, mapsDir)}`, { cause: error });
     }
     const maps: DatapathMaps = {
       srcV4: object.map(MAPS.srcV4),
@@ -110,92 +169,171 @@ export class Datapath {
       flows: object.map(MAPS.flows),
       config: object.map(MAPS.config),
     };
-    return new Datapath(object, maps, object.program(PROGRAMS.ingress), object.program(PROGRAMS.egress), log);
+    const pins = pin && mapsDir ? { dir: pin.dir, maps: mapsDir } : undefined;
+    return new Datapath(object, maps, object.program(PROGRAMS.ingress), object.program(PROGRAMS.egress), log, pins, lock);
   }
 
-  /** Attaches XDP (in the configured mode) and TC egress; replaces earlier programs there. */
-  attach({ name, mode }: InterfaceConfig): AttachedInterface {
-    const xdpMode = this.attachXdp(name, mode);
-    let state: AttachedInterface;
+  private get linksDir(): string | undefined {
+    return this.pins && linksDir(this.pins.dir);
+  }
+
+  /**
+   * Puts our programs on the interface: swaps them into our pinned links
+   * when those are still attached (a restart or an upgrade: no moment
+   * without a program), or creates and pins new links on a free hook. An
+   * XDP program we do not own is refused unless `force`.
+   */
+  attach(config: InterfaceConfig, options: AttachOptions = {}): AttachedInterface {
+    const { name, mode } = config;
+    const force = options.force ?? false;
+    const dir = this.linksDir;
+    if (dir) mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const ingress: Program = { fd: this.ingress.fd, id: this.ingress.id };
+    const egress: Program = { fd: this.egress.fd, id: this.egress.id };
+    const links: OwnedLink[] = [];
     try {
-      const { ifindex } = tcAttach(name, this.egress.fd, 'egress');
-      state = { iface: name, ifindex, xdpMode, requestedMode: mode, egress: true };
+      links.push(putOnHook({
+        iface: name, hook: 'xdp', program: ingress, linksDir: dir, log: this.log,
+        create: () => {
+          claimXdpHook(name, force, this.log);
+          return createXdpLink(name, ingress, mode, this.log);
+        },
+      }));
+      links.push(putOnHook({
+        iface: name, hook: 'tcx_egress', program: egress, linksDir: dir, log: this.log,
+        create: () => linkCreate(name, egress.fd, 'tcx_egress'),
+      }));
     } catch (error) {
-      xdpDetach(name, xdpMode);
-      throw new DatapathError(`cannot attach TC egress to ${name}: ${describe(error)}`, { cause: error });
+      // Links we made stay pinned (they run our current programs); only the fds close.
+      for (const link of links) closeSync(link.fd);
+      if (error instanceof XdpwallError) throw error;
+      throw new DatapathError(`cannot attach to ${name}: ${describe(error)}`, { cause: error });
     }
-    for (const other of this.attached.values()) {
-      if (other.ifindex === state.ifindex) {
-        this.log.warn({ iface: name, other: other.iface, ifindex: state.ifindex }, 'two interfaces share an ifindex (different namespaces): their counters are merged');
+    const ifindex = links[0]!.ifindex;
+    const xdpMode = currentXdpMode(name);
+    if (mode !== 'auto' && mode !== xdpMode) {
+      this.log.warn({ iface: name, requested: mode, inEffect: xdpMode }, 'the pinned link keeps its XDP mode: run `xdpwall detach` and restart to change it');
+    }
+    const state: AttachedInterface = { iface: name, ifindex, xdpMode, requestedMode: mode, egress: true, state: 'attached' };
+    for (const other of this.hooked.values()) {
+      if (other.config.name !== name && other.state.ifindex === ifindex) {
+        this.log.warn({ iface: name, other: other.config.name, ifindex }, 'two interfaces share an ifindex (different namespaces): their counters are merged');
       }
     }
-    this.attached.set(name, state);
-    this.log.info({ iface: name, ifindex: state.ifindex, xdpMode }, 'attached');
+    this.forget(name);
+    this.hooked.set(name, { config, force, state, links });
+    this.log.info({ iface: name, ifindex, xdpMode, swapped: links.every((l) => l.swapped) }, links.every((l) => l.swapped) ? 'programs swapped into the pinned links' : 'attached');
     return state;
   }
 
-  private attachXdp(name: string, mode: AttachMode): XdpMode {
-    if (mode !== 'auto') {
+  /**
+   * Checks that every attached interface still runs our programs (the
+   * interface or its namespace may have been deleted and recreated) and
+   * re-attaches where it does not. What cannot be re-attached is reported
+   * degraded, with the reason, until it can.
+   */
+  verify(): AttachedInterface[] {
+    for (const [name, hooked] of [...this.hooked]) {
+      const problem = this.problem(hooked);
+      if (problem === undefined) {
+        if (hooked.state.state === 'degraded') this.markAttached(hooked);
+        continue;
+      }
       try {
-        return xdpAttach(name, this.ingress.fd, mode).mode;
+        this.attach(hooked.config, { force: hooked.force });
+        this.log.info({ iface: name, was: problem }, 're-attached');
       } catch (error) {
-        throw new DatapathError(`cannot attach XDP (${mode}) to ${name}: ${describe(error)}`, { cause: error });
+        const reason = `${problem}; re-attach failed: ${describe(error)}`;
+        if (hooked.state.reason !== reason) this.log.warn({ iface: name, reason }, 'interface degraded: not filtering');
+        hooked.state = { ...hooked.state, state: 'degraded', reason };
       }
     }
+    return this.interfaces();
+  }
+
+  private problem({ config, links }: Hooked): string | undefined {
+    let ifindexNow: number;
     try {
-      return xdpAttach(name, this.ingress.fd, 'native').mode;
-    } catch (nativeError) {
-      this.log.warn({ iface: name, error: describe(nativeError) }, 'native XDP failed, falling back to generic mode');
-      try {
-        return xdpAttach(name, this.ingress.fd, 'generic').mode;
-      } catch (error) {
-        throw new DatapathError(`cannot attach XDP to ${name} (native: ${describe(nativeError)}; generic: ${describe(error)})`, {
-          cause: error,
-        });
-      }
+      ifindexNow = resolveIfindex(config.name);
+    } catch (error) {
+      return `${config.name} is gone (${describe(error)})`;
     }
-  }
-
-  /** Removes our programs from one interface; tolerates an interface that is gone. */
-  detach(iface: string): void {
-    const state = this.attached.get(iface);
-    if (!state) return;
-    this.attached.delete(iface);
-    for (const undo of [() => xdpDetach(iface, state.xdpMode), () => tcDetach(iface, 'egress')]) {
-      try {
-        undo();
-      } catch (error) {
-        this.log.warn({ iface, error: describe(error) }, 'detach failed');
-      }
+    for (const link of links) {
+      const info = linkInfo(link.fd);
+      if (!linkIsLive(info, ifindexNow)) return `${link.hook} link ${info.id} is no longer attached to ${config.name}`;
     }
-    this.log.info({ iface }, 'detached');
-  }
-
-  detachAll(): void {
-    for (const iface of [...this.attached.keys()]) this.detach(iface);
-  }
-
-  /** The attached interfaces, with the XDP mode the kernel reports now. */
-  interfaces(): AttachedInterface[] {
-    return [...this.attached.values()].map((state) => {
-      try {
-        const { mode } = xdpQuery(state.iface);
-        return mode === 'native' || mode === 'generic' ? { ...state, xdpMode: mode } : state;
-      } catch {
-        return state; // interface gone or namespace removed: report what we attached
-      }
-    });
-  }
-
-  ifaceName(ifindex: number): string | undefined {
-    for (const state of this.attached.values()) if (state.ifindex === ifindex) return state.iface;
     return undefined;
   }
 
-  close(): void {
-    this.detachAll();
-    this.object.close();
+  private markAttached(hooked: Hooked): void {
+    const { reason: _, ...attached } = hooked.state;
+    hooked.state = { ...attached, state: 'attached' };
+    this.log.info({ iface: hooked.config.name }, 'interface healthy again');
   }
+
+  private forget(name: string): void {
+    for (const link of this.hooked.get(name)?.links ?? []) closeSync(link.fd);
+    this.hooked.delete(name);
+  }
+
+  /**
+   * After a successful start: drops map pins of other versions and layouts
+   * (the old programs hold their maps until the swaps release them) and
+   * detaches our links from interfaces no longer configured.
+   */
+  retire(): void {
+    if (!this.pins) return;
+    const retired = retiredPins(this.pins.dir, basename(this.pins.maps));
+    if (retired.length > 0) {
+      removePins(retired);
+      this.log.info({ removed: retired }, 'removed pins of an earlier ABI version or map layout');
+    }
+    for (const entry of pinnedLinks(this.pins.dir)) {
+      if (this.hooked.has(entry.iface)) continue;
+      this.log.warn(detachPinnedLink(entry), 'detached a link of an interface no longer configured');
+    }
+  }
+
+  /** Takes our programs off one interface now: its links detached and unpinned. */
+  detach(iface: string): void {
+    const hooked = this.hooked.get(iface);
+    if (!hooked) return;
+    const dir = this.linksDir;
+    for (const link of hooked.links) {
+      if (linkInfo(link.fd).ifindex !== 0) linkDetach(link.fd);
+      if (dir) rmSync(join(dir, linkPinName(link.hook, iface)), { force: true });
+    }
+    this.forget(iface);
+    this.log.info({ iface }, 'detached');
+  }
+
+  /** The configured interfaces, attached or degraded, with the XDP mode the kernel reports. */
+  interfaces(): AttachedInterface[] {
+    return [...this.hooked.values()].map(({ state }) => state);
+  }
+
+  ifaceName(ifindex: number): string | undefined {
+    for (const { state } of this.hooked.values()) if (state.ifindex === ifindex) return state.iface;
+    return undefined;
+  }
+
+  /**
+   * Frees our handles and the pin directory lock. The pinned links stay:
+   * the kernel keeps enforcing until the next start swaps or `xdpwall
+   * detach` removes them. (Unpinned links, in tests, go with their fds.)
+   */
+  close(): void {
+    for (const name of [...this.hooked.keys()]) this.forget(name);
+    this.object.close();
+    this.lock?.release();
+    this.lock = undefined;
+  }
+}
+
+/** The XDP mode the kernel reports for the interface ('native' when it cannot tell). */
+function currentXdpMode(iface: string): XdpMode {
+  const { mode } = xdpQuery(iface);
+  return mode === 'generic' ? 'generic' : 'native';
 }
 
 /** Sizes the maps from the configuration; before load(). */
@@ -229,7 +367,7 @@ export function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-function pinHint(error: unknown, pinDir: string | undefined): string {
-  if (!pinDir || !(error instanceof BpfError) || error.code !== 'EINVAL') return '';
-  return `; if the capacity changed since the maps in ${pinDir} were pinned, remove that directory to recreate them (flow counters are lost, rules are restored from the store)`;
+function pinHint(error: unknown, mapsDir: string | undefined): string {
+  if (!mapsDir || !(error instanceof BpfError) || error.code !== 'EINVAL') return '';
+  return `; a map pinned in ${mapsDir} does not match the object although its ABI version and layout digest do: it is not reused; remove that directory to recreate the maps (rules are restored from the store)`;
 }

@@ -7,6 +7,8 @@ export interface RunOptions {
   timeoutMs?: number;
   /** Extra environment variables, on top of this process's. */
   env?: Record<string, string>;
+  /** On abort the command gets SIGTERM (to finish early, in its own way). */
+  stop?: AbortSignal;
 }
 
 export interface RunResult {
@@ -34,7 +36,7 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
   const [file, ...args] = argv;
   if (!file) throw new Error('run: empty argv');
   return new Promise((resolve) => {
-    execFile(
+    const child = execFile(
       file,
       args,
       {
@@ -54,6 +56,7 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
         resolve({ code, stdout, stderr });
       },
     );
+    options.stop?.addEventListener('abort', () => child.kill('SIGTERM'), { once: true });
   });
 }
 

@@ -18,7 +18,10 @@
 
 #include <linux/types.h>
 
+/* Overridable (-DXW_ABI_VERSION=N) so tests can build an object of another version. */
+#ifndef XW_ABI_VERSION
 #define XW_ABI_VERSION 1
+#endif
 
 /*
  * Object names user space looks up (xdp/build/xdpwall.bpf.o):

@@ -1,6 +1,7 @@
 // Bounded UDP sender for the lab: sends COUNT datagrams of SIZE payload bytes
-// from SRC_PORT to ADDR:PORT, one every INTERVAL_MS, then waits up to WAIT_MS
-// for replies and prints {"sent","received","receivedBytes"} as JSON.
+// from SRC_PORT to ADDR:PORT, one every INTERVAL_MS (fewer if SIGTERM stops
+// it early), then waits up to WAIT_MS for replies and prints
+// {"sent","received","receivedBytes"} as JSON.
 // Usage: node udp-send.mjs ADDR PORT SRC_PORT COUNT SIZE INTERVAL_MS WAIT_MS
 import { createSocket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
@@ -38,9 +39,15 @@ socket.on('error', (error) => {
   process.exit(1);
 });
 
+// SIGTERM: stop sending, still wait for replies and report.
+let stopped = false;
+process.on('SIGTERM', () => {
+  stopped = true;
+});
+
 socket.bind(srcPort, () => {
   const sendOne = () => {
-    if (sent === count) {
+    if (sent === count || stopped) {
       setTimeout(finish, waitMs);
       return;
     }

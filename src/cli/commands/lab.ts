@@ -14,6 +14,7 @@ import { createVethPair, deleteNetns, hostAddress, netnsExists, type VethEnd } f
 import { processExists } from '../../lab/run.js';
 import { CliError } from '../client.js';
 import { ensureLabToken, LAB_TOKEN_FILE, LAB_TOKEN_NAME } from '../../lab/token.js';
+import { detachInstance } from './detach.js';
 
 const CLIENT: VethEnd = { netns: 'xwlab-client', ifname: 'xwc0', ipv4: '198.18.0.1/24', ipv6: 'fd00:198::1/64' };
 const SERVER: VethEnd = { netns: 'xwlab-server', ifname: 'xws0', ipv4: '198.18.0.2/24', ipv6: 'fd00:198::2/64' };
@@ -167,6 +168,8 @@ async function labDown(flags: { purge?: boolean }): Promise<void> {
   const pid = labDaemonPid();
   if (pid === undefined) console.log('daemon not running');
   else await stopDaemon(pid);
+  // The daemon leaves its programs attached when it stops: take them off before the namespaces go.
+  detachInstance(pinDirFor('/sys/fs/bpf', INSTANCE), [], (line) => console.log(line));
   for (const netns of [CLIENT.netns, SERVER.netns]) {
     console.log((await deleteNetns(netns)) ? `deleted namespace ${netns}` : `namespace ${netns} not present`);
   }

@@ -10,6 +10,7 @@ interface ServeFlags {
   config?: string;
   instance?: string;
   logLevel?: LogLevel;
+  force?: boolean;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -23,6 +24,7 @@ export function serveCommand(): Command {
     .addOption(new Option('--mode <MODE>', 'XDP attach mode (default auto)').choices(ATTACH_MODES))
     .option('--config <FILE>', 'YAML or JSON configuration file; flags override it')
     .option('--instance <NAME>', 'names the bpffs pin directory (default: derived from --state-dir)')
+    .option('--force', 'replace an XDP program this instance does not own (another tool\'s or instance\'s)')
     .addOption(new Option('--log-level <LEVEL>').choices(LOG_LEVELS))
     .action(async (flags: ServeFlags) => {
       const config = loadConfig(flags.config, {
@@ -32,6 +34,7 @@ export function serveCommand(): Command {
         mode: flags.mode,
         instance: flags.instance,
         logLevel: flags.logLevel,
+        force: flags.force,
       });
       await runDaemon(config);
     });
