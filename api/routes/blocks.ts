@@ -1,11 +1,13 @@
+import type { Readable } from 'node:stream';
 import { Type } from 'typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { BlockBulk, BlockBulkResult, BlockCreate, BlockDeleteQuery, BlockIdParams, BlockList, BlockListQuery } from '../schemas/blocks.js';
 import { errorResponses } from '../schemas/common.js';
 import type { BlockRule } from '../../src/rules/model.js';
 import type { ApiFirewall } from '../app.js';
+import { BULK_CONTENT_TYPES, readBulkItems } from '../bulk-body.js';
 
-/** A million IPv4 CIDRs as JSON items is about 30 MB. */
+/** A million IPv4 CIDRs as JSON items is about 30 MB; the body is streamed, never held whole. */
 export const BULK_BODY_LIMIT_BYTES = 128 << 20;
 
 export interface BlockRoutesOptions {
@@ -34,18 +36,28 @@ export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async 
     return reply.status(created ? 201 : 200).send(view(rule));
   });
 
-  app.post('/v1/blocks/bulk', {
-    bodyLimit: BULK_BODY_LIMIT_BYTES,
-    schema: {
-      tags: ['blocks'],
-      summary: 'Block many CIDRs at once',
-      description:
-        'All or nothing: 200 once every item is on disk and in the kernel, or a 4xx/5xx and no change. ' +
-        'Items already blocked (or repeated) count as existing. The first invalid item is named by its index.',
-      body: BlockBulk,
-      response: { 200: BlockBulkResult, ...errorResponses(400, 413, 415, 507) },
-    },
-  }, async (request) => firewall.blocks.addMany(request.body.items));
+  // The bulk body is read as a stream (bulk-body.ts), in a context of its
+  // own where JSON and NDJSON bodies reach the handler unparsed.
+  await app.register(async (bulk) => {
+    bulk.removeContentTypeParser('application/json');
+    bulk.addContentTypeParser([...BULK_CONTENT_TYPES], (_request, payload, done) => done(null, payload));
+    bulk.post('/v1/blocks/bulk', {
+      schema: {
+        tags: ['blocks'],
+        summary: 'Block many CIDRs at once',
+        description:
+          'All or nothing: 200 once every item is on disk and in the kernel, or a 4xx/5xx and no change. ' +
+          'Items already blocked (or repeated) count as existing. The first invalid item is named by its index. ' +
+          'The body is `{"items": [...]}` (application/json) or one item per line (application/x-ndjson); it is ' +
+          'read as a stream. One import runs at a time: another gets 409 BUSY.',
+        body: BlockBulk,
+        response: { 200: BlockBulkResult, ...errorResponses(400, 409, 413, 415, 503, 507) },
+      },
+      // The schema documents the body; readBulkItems checks it item by item while it streams in.
+      validatorCompiler: () => () => true,
+    }, async (request) =>
+      firewall.blocks.addMany(readBulkItems(request.body as Readable, request.headers['content-type'], BULK_BODY_LIMIT_BYTES)));
+  });
 
   app.get('/v1/blocks', {
     schema: {

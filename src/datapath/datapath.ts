@@ -57,6 +57,8 @@ export interface DatapathOptions {
 export interface Logger {
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
+  /** Failures that need an operator (pino has it; warn stands in where absent). */
+  error?(obj: object, msg: string): void;
 }
 
 export class Datapath {
