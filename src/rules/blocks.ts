@@ -58,7 +58,7 @@ export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
 export const MAX_BULK_ITEMS = 2_000_000;
 /** Rules per installMany call: bounds the synchronous packing work between kernel batches. */
-export const KERNEL_CHUNK = 32_768;
+export const KERNEL_CHUNK = 8192;
 
 /** Ids of the rules one change created, in the order of its batch. */
 interface Created {
@@ -194,10 +194,18 @@ export class BlockService {
     } catch (error) {
       // Take out what went in: the chunks before the failed one and, if the
       // failed one could not undo itself, that one too (absent entries are
-      // skipped). Keep the rows if the kernel keeps the rules.
+      // skipped). Then delete the rows, except those of chunks the kernel
+      // kept: a rule may be stored and not enforced until the next start,
+      // never enforced and unlisted.
       const last = undoFailuresOf(error).length > 0 ? installed : installed - 1;
-      const undo = await collectFailures(Array.from({ length: last + 1 }, (_, i) => () => this.enforcer.removeMany(chunk(last - i))));
-      if (undo.length === 0) undo.push(...(await collectFailures([() => this.deleteCreated(created)])));
+      const kept = new Set<number>();
+      const undo: unknown[] = [];
+      for (let c = last; c >= 0; c--) {
+        const failed = await collectFailures([() => this.enforcer.removeMany(chunk(c))]);
+        if (failed.length > 0) kept.add(c);
+        undo.push(...failed);
+      }
+      undo.push(...(await collectFailures([() => this.deleteCreated(created, kept)])));
       throw this.undone(error, undo, `installing ${plural(created.ids.length)}`);
     }
     return { created: created.ids.length, rules: created.ids.length <= 1 ? chunk(0) : [] };
@@ -229,20 +237,27 @@ export class BlockService {
     });
   }
 
-  /** Deletes the rows a failed change created (their ids are one range: writes are serialised). */
-  private async deleteCreated(created: Created): Promise<void> {
-    if (created.ids.length === 0) return;
-    const first = created.ids[0]!;
-    const last = created.ids[created.ids.length - 1]!;
-    await this.store.transaction(`cannot delete the ${plural(created.ids.length)} just stored`, async () => {
+  /**
+   * Deletes the rows a failed change created, but those of the chunks in
+   * `kept`. A chunk's ids are one range: writes are serialised.
+   */
+  private async deleteCreated(created: Created, kept: ReadonlySet<number>): Promise<void> {
+    const { ids } = created;
+    const ranges: Array<[number, number]> = [];
+    for (let c = 0; c * KERNEL_CHUNK < ids.length; c++) {
+      if (!kept.has(c)) ranges.push([ids[c * KERNEL_CHUNK]!, ids[Math.min(ids.length, (c + 1) * KERNEL_CHUNK) - 1]!]);
+    }
+    if (ranges.length === 0) return;
+    const deleted = { 4: 0, 6: 0 };
+    await this.store.transaction(`cannot delete the rules just stored`, async () => {
       const slicer = new TimeSlicer();
-      for (let from = first; from <= last; from += 4096) {
+      for (const [first, last] of ranges) {
         if (slicer.due) await slicer.next();
-        this.store.deleteRange(from, Math.min(last, from + 4095));
+        for (const family of [4, 6] as const) deleted[family] += this.store.deleteRange(first, last, family);
       }
     });
-    this.counts[4] -= created.perFamily[4];
-    this.counts[6] -= created.perFamily[6];
+    this.counts[4] -= deleted[4];
+    this.counts[6] -= deleted[6];
   }
 
   /** The created rules from position `from` up to `to` (exclusive), as the kernel takes them. */

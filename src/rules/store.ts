@@ -99,7 +99,7 @@ export class RuleStore {
       page: this.db.prepare<[number, number], BlockRow>('SELECT * FROM blocks ORDER BY id LIMIT ? OFFSET ?'),
       count: this.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM blocks'),
       countByFamily: this.db.prepare<[], { family: 4 | 6; n: number }>('SELECT family, count(*) AS n FROM blocks GROUP BY family'),
-      deleteRange: this.db.prepare<[number, number]>('DELETE FROM blocks WHERE id >= ? AND id <= ?'),
+      deleteRange: this.db.prepare<[number, number, number]>('DELETE FROM blocks WHERE id >= ? AND id <= ? AND family = ?'),
     };
   }
 
@@ -175,9 +175,9 @@ export class RuleStore {
     return changes === 0 ? 0 : Number(lastInsertRowid);
   }
 
-  /** Deletes the rules with ids from `first` to `last`; the count deleted. */
-  deleteRange(first: number, last: number): number {
-    return this.statements.deleteRange.run(first, last).changes;
+  /** Deletes the rules of one family with ids from `first` to `last`; the count deleted. */
+  deleteRange(first: number, last: number, family: 4 | 6): number {
+    return this.statements.deleteRange.run(first, last, family).changes;
   }
 
   /** Stored rules per address family. */
