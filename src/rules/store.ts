@@ -203,8 +203,13 @@ export class RuleStore {
     return this.statements.deleteById.run(id).changes > 0;
   }
 
+  /** Every rule, oldest first (start-up reads them all, so a damaged file shows here). */
   all(): BlockRule[] {
-    return this.statements.all.all().map(toRule);
+    try {
+      return this.statements.all.all().map(toRule);
+    } catch (error) {
+      throw storeError(error, `cannot read the rule store ${this.path}`);
+    }
   }
 
   list(query: ListQuery): { items: BlockRule[]; total: number } {
