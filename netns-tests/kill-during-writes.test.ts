@@ -6,7 +6,8 @@
 // all (whole if it was acknowledged). Bounded: XW_KILL_ROUNDS rounds
 // (default 3), each stopped by its kill; the kill point is seeded.
 import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
+import { readdirSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { prng } from '../test/lib/prng.js';
 import { ApiClient, type BlockRule } from './lib/api-client.js';
@@ -34,9 +35,16 @@ async function listAll(api: ApiClient): Promise<BlockRule[]> {
   }
 }
 
-/** The IPv4 host routes in the pinned source host hash, as "a.b.c.d/32". */
+/**
+ * The IPv4 host routes in the pinned source host hash, as "a.b.c.d/32".
+ * Looked up anywhere under the instance's pin directory (its layout may
+ * group the maps in a versioned subdirectory).
+ */
 function kernelHostRoutes(instance: string): Set<string> {
-  const path = join('/sys/fs/bpf/xdpwall', instance, 'xw_src_host_v4');
+  const root = join('/sys/fs/bpf/xdpwall', instance);
+  const pins = readdirSync(root, { recursive: true }).map(String).filter((name) => basename(name) === 'xw_src_host_v4');
+  expect(pins, `one pinned source host hash under ${root}`).toHaveLength(1);
+  const path = join(root, pins[0]!);
   const entries = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'pinned', path], { maxBuffer: 256 << 20 }).toString()) as Array<{ key: string[] }>;
   return new Set(entries.map(({ key }) => `${key.map((byte) => Number.parseInt(byte, 16)).join('.')}/32`));
 }
