@@ -140,7 +140,10 @@ class ItemScanner {
 
   /** At the end of the body: anything unfinished is a syntax error. */
   finish(): void {
-    if (this.carry.trim() !== '') throw new InvalidJsonError('the body ends inside an item');
+    if (this.carry.trim() !== '') {
+      const tail = JSON.stringify(this.carry.trim().slice(0, 20));
+      throw new InvalidJsonError(this.expect === 'end' ? `unexpected ${tail}; expected the end of the body` : 'the body ends inside an item');
+    }
     if (this.form === 'envelope' && this.expect !== 'end') {
       throw new InvalidJsonError(this.expect === 'open' ? 'the body is empty' : 'the body ends before the JSON does');
     }
@@ -156,7 +159,10 @@ class ItemScanner {
     switch (this.expect) {
       case 'item':
       case 'itemAfterComma':
-        if (single === ']' && this.expect === 'item' && this.form === 'envelope') return this.closeItems();
+        if (single === ']' && this.form === 'envelope') {
+          if (this.expect === 'itemAfterComma') fail("an item after ','");
+          return this.closeItems();
+        }
         this.expect = this.form === 'envelope' ? 'separator' : 'end';
         return text.slice(start, end);
       case 'separator':

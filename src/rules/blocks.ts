@@ -58,7 +58,7 @@ export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
 export const MAX_BULK_ITEMS = 2_000_000;
 /** Rules per installMany call: bounds the synchronous packing work between kernel batches. */
-export const KERNEL_CHUNK = 8192;
+export const KERNEL_CHUNK = 4096;
 
 /** Ids of the rules one change created, in the order of its batch. */
 interface Created {

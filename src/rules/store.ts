@@ -9,6 +9,7 @@ import { dirname } from 'node:path';
 import type { Cidr } from './cidr.js';
 import type { BlockDirection, BlockRule } from './model.js';
 import { StoreBusyError, StoreError, StoreFullError } from '../errors.js';
+import { Checkpointer } from './checkpointer.js';
 
 /**
  * How long a write waits for another process's write lock. better-sqlite3
@@ -59,6 +60,7 @@ export interface ListQuery {
 export class RuleStore {
   private readonly db: Database.Database;
   private readonly statements;
+  private readonly checkpointer: Checkpointer | undefined;
 
   /** Opens (or creates) the store; a StoreError says why it cannot. */
   constructor(readonly path: string) {
@@ -75,6 +77,10 @@ export class RuleStore {
       this.db.pragma('foreign_keys = ON');
       this.migrate();
       this.statements = this.prepare();
+      if (path !== ':memory:') {
+        this.db.pragma('wal_autocheckpoint = 0'); // a worker checkpoints instead (checkpointer.ts)
+        this.checkpointer = new Checkpointer(path);
+      }
     } catch (error) {
       this.db.close();
       throw storeError(error, `cannot open the rule store ${path}`);
@@ -144,6 +150,7 @@ export class RuleStore {
 
   protected commit(): void {
     this.db.exec('COMMIT');
+    this.checkpointer?.committed();
   }
 
   protected rollback(): void {
@@ -230,6 +237,7 @@ export class RuleStore {
   }
 
   close(): void {
+    this.checkpointer?.close();
     if (this.db.open) this.db.close();
   }
 }
