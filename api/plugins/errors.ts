@@ -50,6 +50,8 @@ export function registerErrorHandling(app: FastifyInstance): void {
     if (error instanceof XdpwallError) {
       const status = STATUS_BY_CODE[error.code];
       if (status >= 500) request.log.error({ err: error }, 'request failed');
+      // Both pass once the other writer is done: say when to try again.
+      if (error.code === 'STORE_BUSY' || error.code === 'BUSY') reply.header('retry-after', '1');
       return reply.status(status).send(errorBody(error.code, error.message));
     }
     const fastifyError = error as FastifyError;
