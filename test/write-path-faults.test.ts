@@ -106,14 +106,18 @@ function mountTmpfs(size: string, options = ''): { dir: string; unmount: () => v
   };
 }
 
-/** Writes zeros into `path` until the file system is full. */
+/** Writes zeros into `path` until the file system is full, down to its last free byte. */
 function fillDisk(path: string): void {
   const fd = openSync(path, 'w');
-  const chunk = Buffer.alloc(64 << 10);
   try {
-    for (;;) writeSync(fd, chunk);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+    for (const size of [64 << 10, 4096, 512, 1]) {
+      const chunk = Buffer.alloc(size);
+      try {
+        for (;;) writeSync(fd, chunk);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+      }
+    }
   } finally {
     closeSync(fd);
   }
