@@ -3,20 +3,50 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Firewall } from '../src/firewall.js';
+import type { ListenAddress } from '../src/config.js';
+import { AccessStore } from '../src/auth/access.js';
+import type { RateLimiter } from '../src/auth/rate-limit.js';
 import { Block } from './schemas/blocks.js';
 import { Flow } from './schemas/flows.js';
 import { CounterPair, ErrorBody } from './schemas/common.js';
 import { frameworkErrors, registerErrorHandling } from './plugins/errors.js';
 import { registerDocs } from './plugins/docs.js';
+import { registerAuth } from './plugins/auth.js';
+import { registerAudit } from './plugins/audit.js';
 import { blockRoutes } from './routes/blocks.js';
 import { observeRoutes } from './routes/observe.js';
 import { metricsRoutes } from './routes/metrics.js';
+import { accessRoutes } from './routes/access.js';
 
 /** What the API needs of the firewall. */
 export type ApiFirewall = Pick<Firewall, 'blocks' | 'flows' | 'flowCount' | 'stats' | 'interfaces' | 'ruleHits' | 'uptimeSeconds'>;
 
+/** Who may use the API and how it is audited; see api/plugins/auth.ts. */
+export interface ApiAccess {
+  /** The listener the app serves: TCP clients need tokens, unix-socket clients are "unix". */
+  listener: ListenAddress;
+  store: AccessStore;
+  /** Host header names accepted besides the address the client connected to. */
+  hostNames?: readonly string[];
+  /** Whether /metrics is served without a token on TCP (default true). */
+  publicMetrics?: boolean;
+  /** Limits mutations per principal; none when absent. */
+  rateLimiter?: RateLimiter;
+  /** Timestamps for audit rows. */
+  now?: () => Date;
+}
+
 export interface AppOptions {
   firewall: ApiFirewall;
+  /**
+   * Access control. The daemon always passes its listener and store. Absent,
+   * the app behaves as the unix socket does (every client is the trusted
+   * principal "unix") with an in-memory store: for tests and benches that
+   * drive it through inject().
+   */
+  access?: ApiAccess;
+  /** Serve HTTPS with this certificate chain and key (PEM). */
+  tls?: { cert: Buffer; key: Buffer };
   /** Request bodies above this many bytes get 413. */
   bodyLimitBytes?: number;
   /** A pino logger for requests; silent when absent. */
@@ -27,6 +57,7 @@ export interface AppOptions {
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    ...(options.tls && { https: options.tls }),
     bodyLimit: options.bodyLimitBytes ?? 1 << 20,
     // Unknown fields are rejected, not silently dropped: a typo in a firewall
     // rule must not turn into a different rule.
@@ -34,13 +65,28 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     frameworkErrors,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  const ownStore = options.access ? undefined : AccessStore.open(':memory:', { synchronous: 'NORMAL' });
+  const access = options.access ?? { listener: { kind: 'unix', path: '' }, store: ownStore! };
+  if (ownStore) app.addHook('onClose', async () => ownStore.close());
+  const publicRoutes = ['/healthz', ...(access.publicMetrics === false ? [] : ['/metrics'])];
+
   // JSON only: anything else is 415, not a string the schema then rejects.
   app.removeContentTypeParser('text/plain');
   for (const schema of [ErrorBody, CounterPair, Block, Flow]) app.addSchema(schema);
   registerErrorHandling(app);
-  await registerDocs(app, options.version ?? '0.0.0');
+  // Before any route, so every route (including ones added later) is covered.
+  registerAuth(app, {
+    listener: access.listener,
+    tokens: access.store.tokens,
+    hostNames: access.hostNames ?? [],
+    publicRoutes,
+    rateLimiter: access.rateLimiter,
+  });
+  registerAudit(app, { audit: access.store.audit, now: access.now });
+  await registerDocs(app, options.version ?? '0.0.0', publicRoutes);
   await app.register(blockRoutes, { firewall: options.firewall });
   await app.register(observeRoutes, { firewall: options.firewall });
   await app.register(metricsRoutes, { firewall: options.firewall });
+  await app.register(accessRoutes, { access: access.store });
   return app;
 }

@@ -3,7 +3,7 @@
 // text or as a JSON tree) and parsing never blocks the event loop for long.
 //
 // Two forms:
-//   application/json      {"items": [ITEM, ITEM, ...]}   (the original contract)
+//   application/json      {"items": [ITEM, ITEM, ...], "force"?: BOOL}   (the original contract)
 //   application/x-ndjson  one ITEM per line
 // The scanner below only finds where each item starts and ends (strings,
 // escapes and nesting tracked); the items of a chunk are then parsed by one
@@ -28,17 +28,30 @@ const BACKSLASH = 0x5c;
 const COMMA = 0x2c;
 const NEWLINE = 0x0a;
 
+/** The envelope's fields besides items; known once the body has been read. */
+export interface BulkEnvelope {
+  force?: boolean;
+}
+
+export type BulkItem = BlockInput & { force?: boolean };
+
 /**
  * Yields the body's items in chunks, each item checked against the schema.
  * Errors: PAYLOAD_TOO_LARGE past `limitBytes`, INVALID_JSON for syntax,
  * INVALID_REQUEST for a body or item of the wrong shape (named by index).
+ * `envelope` receives the top-level fields (they may follow the items).
  */
-export async function* readBulkItems(body: Readable, contentType: string | undefined, limitBytes: number): AsyncGenerator<BlockInput[]> {
-  const scanner = /^application\/x-ndjson\b/i.test(contentType ?? '') ? new ItemScanner('lines') : new ItemScanner('envelope');
+export async function* readBulkItems(
+  body: Readable,
+  contentType: string | undefined,
+  limitBytes: number,
+  envelope: BulkEnvelope = {},
+): AsyncGenerator<BulkItem[]> {
+  const scanner = new ItemScanner(/^application\/x-ndjson\b/i.test(contentType ?? '') ? 'lines' : 'envelope', envelope);
   const decoder = new StringDecoder('utf8');
   let bytes = 0;
   let index = 0;
-  const checked = (texts: string[]): BlockInput[] => {
+  const checked = (texts: string[]): BulkItem[] => {
     const items = parseItems(texts, index);
     for (const item of items) {
       if (!checkItem.Check(item)) {
@@ -47,7 +60,7 @@ export async function* readBulkItems(body: Readable, contentType: string | undef
       }
       index++;
     }
-    return items as BlockInput[];
+    return items as BulkItem[];
   };
   for await (const chunk of body as AsyncIterable<Buffer>) {
     bytes += chunk.length;
@@ -81,10 +94,11 @@ type Expect =
   | 'key' // a key, or '}' of an empty envelope
   | 'colon'
   | 'array' // '[' of items
+  | 'force' // true or false
   | 'item' // an item, or ']' of an empty array
   | 'itemAfterComma' // an item
   | 'separator' // ',' or ']'
-  | 'afterItems' // ',' or '}'
+  | 'afterValue' // ',' or '}'
   | 'nextKey' // a key after ','
   | 'end'; // only whitespace
 
@@ -97,9 +111,13 @@ class ItemScanner {
   private expect: Expect;
   /** Text of an unfinished token carried into the next piece. */
   private carry = '';
-  private sawItems = false;
+  private readonly seen = new Set<string>();
+  private key = '';
 
-  constructor(private readonly form: 'envelope' | 'lines') {
+  constructor(
+    private readonly form: 'envelope' | 'lines',
+    private readonly envelope: BulkEnvelope,
+  ) {
     this.expect = form === 'envelope' ? 'open' : 'item';
   }
 
@@ -178,21 +196,29 @@ class ItemScanner {
       case 'nextKey':
         if (single === '}' && this.expect === 'key') return this.closeEnvelope();
         if (c !== QUOTE) fail('a key');
-        if (JSON.parse(text.slice(start, end)) !== 'items' || this.sawItems) {
-          throw new InvalidRequestError(`unexpected field ${text.slice(start, end)}: the body is {"items": [...]}`);
+        this.key = JSON.parse(text.slice(start, end)) as string;
+        if ((this.key !== 'items' && this.key !== 'force') || this.seen.has(this.key)) {
+          throw new InvalidRequestError(`unexpected field ${text.slice(start, end)}: the body is {"items": [...], "force"?: true|false}`);
         }
-        this.sawItems = true;
+        this.seen.add(this.key);
         this.expect = 'colon';
         return undefined;
       case 'colon':
         if (single !== ':') fail("':'");
-        this.expect = 'array';
+        this.expect = this.key === 'items' ? 'array' : 'force';
         return undefined;
+      case 'force': {
+        const value = text.slice(start, end);
+        if (value !== 'true' && value !== 'false') throw new InvalidRequestError('force must be true or false');
+        this.envelope.force = value === 'true';
+        this.expect = 'afterValue';
+        return undefined;
+      }
       case 'array':
         if (single !== '[') throw new InvalidRequestError('items must be an array');
         this.expect = 'item';
         return undefined;
-      case 'afterItems':
+      case 'afterValue':
         if (single === ',') this.expect = 'nextKey';
         else if (single === '}') this.closeEnvelope();
         else fail("',' or '}'");
@@ -203,12 +229,12 @@ class ItemScanner {
   }
 
   private closeItems(): undefined {
-    this.expect = 'afterItems';
+    this.expect = 'afterValue';
     return undefined;
   }
 
   private closeEnvelope(): undefined {
-    if (!this.sawItems) throw new InvalidRequestError('the body must have items');
+    if (!this.seen.has('items')) throw new InvalidRequestError('the body must have items');
     this.expect = 'end';
     return undefined;
   }

@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from './errors.js';
 import { DEFAULT_CAPACITY } from './datapath/abi.js';
+import { parseApiConfig, type ApiConfig } from './auth/config.js';
 
 export const ATTACH_MODES = ['auto', 'native', 'generic'] as const;
 export type AttachMode = (typeof ATTACH_MODES)[number];
@@ -30,6 +31,8 @@ export interface Config {
   /** How long counter snapshots are reused by hot API reads. */
   countersCacheMs: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Tokens, Host names, TLS, the socket's group, rate limits: src/auth/config.ts. */
+  api: ApiConfig;
 }
 
 /** Flags as the CLI hands them over; every field optional. */
@@ -149,6 +152,7 @@ export function loadConfig(configFile: string | undefined, overrides: ConfigOver
     bodyLimitBytes: positiveInt(file.bodyLimitBytes, 'bodyLimitBytes', 1 << 20),
     countersCacheMs: positiveInt(file.countersCacheMs, 'countersCacheMs', 250),
     logLevel,
+    api: parseApiConfig(file.api),
   };
 }
 

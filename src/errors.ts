@@ -15,7 +15,12 @@ export type ErrorCode =
   | 'INVALID_JSON'
   | 'INVALID_REQUEST'
   | 'PAYLOAD_TOO_LARGE'
-  | 'CONFIG_ERROR';
+  | 'CONFIG_ERROR'
+  | 'UNAUTHENTICATED'
+  | 'FORBIDDEN'
+  | 'MISDIRECTED_REQUEST'
+  | 'RATE_LIMITED'
+  | 'SELF_LOCKOUT';
 
 export class XdpwallError extends Error {
   override readonly name: string = 'XdpwallError';

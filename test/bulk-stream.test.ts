@@ -42,6 +42,14 @@ describe('readBulkItems', () => {
     expect(await readAll(pieces(text, Array.from({ length }, (_, i) => i)))).toEqual(items); // one byte at a time
   });
 
+  it('reports the envelope\'s force, before or after the items', async () => {
+    for (const text of ['{"force":true,"items":[{"cidr":"198.18.0.0/15"}]}', '{"items":[{"cidr":"198.18.0.0/15"}],"force":true}']) {
+      const envelope: { force?: boolean } = {};
+      for await (const chunk of readBulkItems(pieces(text, [11]), 'application/json', 1 << 20, envelope)) expect(chunk).toHaveLength(1);
+      expect(envelope).toEqual({ force: true });
+    }
+  });
+
   it('reads NDJSON, one item per line, blank lines allowed', async () => {
     const text = `${items.map((item) => JSON.stringify(item)).join('\n')}\n\n`;
     expect(await readAll(pieces(text, [5, 40, 41]), 'application/x-ndjson')).toEqual(items);
@@ -58,7 +66,8 @@ describe('readBulkItems', () => {
     ['[{"cidr":"198.18.0.0/15"}]', 'INVALID_JSON', /expected '\{'/],
     ['{"items":"all"}', 'INVALID_REQUEST', /items must be an array/],
     ['{}', 'INVALID_REQUEST', /must have items/],
-    ['{"items":[],"force":true}', 'INVALID_REQUEST', /unexpected field "force"/],
+    ['{"items":[],"colour":true}', 'INVALID_REQUEST', /unexpected field "colour"/],
+    ['{"force":"yes","items":[]}', 'INVALID_REQUEST', /force must be true or false/],
     ['{"items":[],"items":[]}', 'INVALID_REQUEST', /unexpected field "items"/],
     ['{"items":[{"cidr":["198.18.0.0/15"]}]}', 'INVALID_REQUEST', /^items\[0\]\/cidr must be string/],
     ['{"items":[{"cidr":"198.18.0.0/15","colour":"red"}]}', 'INVALID_REQUEST', /^items\[0\]/],

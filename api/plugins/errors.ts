@@ -2,6 +2,7 @@
 // chosen in this one place.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { XdpwallError, type ErrorCode } from '../../src/errors.js';
+import { AccessError } from '../../src/auth/errors.js';
 
 const STATUS_BY_CODE: Record<ErrorCode, number> = {
   INVALID_CIDR: 400,
@@ -17,6 +18,11 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   INVALID_REQUEST: 400,
   PAYLOAD_TOO_LARGE: 413,
   CONFIG_ERROR: 500,
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
+  MISDIRECTED_REQUEST: 421,
+  RATE_LIMITED: 429,
+  SELF_LOCKOUT: 409,
 };
 
 /** Fastify's own client errors, by their FST_ code, mapped to ours. */
@@ -49,6 +55,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | XdpwallError | Error, request, reply) => {
     if (error instanceof XdpwallError) {
       const status = STATUS_BY_CODE[error.code];
+      if (error instanceof AccessError) reply.headers(error.headers);
       if (status >= 500) request.log.error({ err: error }, 'request failed');
       // Both pass once the other writer is done: say when to try again.
       if (error.code === 'STORE_BUSY' || error.code === 'BUSY') reply.header('retry-after', '1');

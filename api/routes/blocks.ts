@@ -5,7 +5,9 @@ import { BlockBulk, BlockBulkResult, BlockCreate, BlockDeleteQuery, BlockIdParam
 import { errorResponses } from '../schemas/common.js';
 import type { BlockRule } from '../../src/rules/model.js';
 import type { ApiFirewall } from '../app.js';
-import { BULK_CONTENT_TYPES, readBulkItems } from '../bulk-body.js';
+import { BULK_CONTENT_TYPES, readBulkItems, type BulkEnvelope, type BulkItem } from '../bulk-body.js';
+import { SelfLockoutGuard } from '../../src/auth/lockout.js';
+import { clientPeer } from '../plugins/auth.js';
 
 /** A million IPv4 CIDRs as JSON items is about 30 MB; the body is streamed, never held whole. */
 export const BULK_BODY_LIMIT_BYTES = 128 << 20;
@@ -29,10 +31,12 @@ export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async 
       summary: 'Block a CIDR',
       description: '201 with the new rule once it is on disk and in the kernel; 200 with the existing rule if already blocked.',
       body: BlockCreate,
-      response: { 200: Type.Ref('Block'), 201: Type.Ref('Block'), ...errorResponses(400, 413, 415, 507) },
+      response: { 200: Type.Ref('Block'), 201: Type.Ref('Block'), ...errorResponses(400, 409, 413, 415, 507) },
     },
   }, async (request, reply) => {
+    new SelfLockoutGuard(clientPeer(request)).check(request.body);
     const { rule, created } = await firewall.blocks.add(request.body);
+    request.audit({ ruleId: rule.id, cidr: rule.cidr });
     return reply.status(created ? 201 : 200).send(view(rule));
   });
 
@@ -55,8 +59,14 @@ export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async 
       },
       // The schema documents the body; readBulkItems checks it item by item while it streams in.
       validatorCompiler: () => () => true,
-    }, async (request) =>
-      firewall.blocks.addMany(readBulkItems(request.body as Readable, request.headers['content-type'], BULK_BODY_LIMIT_BYTES)));
+    }, async (request) => {
+      const envelope: BulkEnvelope = {};
+      const items = readBulkItems(request.body as Readable, request.headers['content-type'], BULK_BODY_LIMIT_BYTES, envelope);
+      const result = await firewall.blocks.addMany(guarded(items, new SelfLockoutGuard(clientPeer(request)), envelope));
+      // The body is a stream here, so the audit plugin cannot count its items: say it.
+      request.audit({ ...result, count: result.created + result.existing, ...(envelope.force && { force: true }) });
+      return result;
+    });
   });
 
   app.get('/v1/blocks', {
@@ -89,7 +99,8 @@ export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async 
       response: { 204: Type.Null(), ...errorResponses(400, 404) },
     },
   }, async (request, reply) => {
-    await firewall.blocks.removeById(request.params.id);
+    const rule = await firewall.blocks.removeById(request.params.id);
+    request.audit({ cidr: rule.cidr, direction: rule.direction });
     return reply.status(204).send(null);
   });
 
@@ -101,8 +112,33 @@ export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async 
       response: { 204: Type.Null(), ...errorResponses(400, 404) },
     },
   }, async (request, reply) => {
-    await firewall.blocks.removeByCidr(request.query.cidr, request.query.direction);
+    const removed = await firewall.blocks.removeByCidr(request.query.cidr, request.query.direction);
+    request.audit({ cidr: removed[0]!.cidr, count: removed.length });
     return reply.status(204).send(null);
   });
 };
 
+/**
+ * Passes the items through, and after the last one (before anything is
+ * stored) throws SELF_LOCKOUT for the first item that would cut the client
+ * off, unless it or the envelope (whose "force" may follow the items) says
+ * "force": true.
+ */
+async function* guarded(items: AsyncIterable<BulkItem[]>, guard: SelfLockoutGuard, envelope: BulkEnvelope): AsyncGenerator<BulkItem[]> {
+  let index = 0;
+  let offence: unknown;
+  for await (const chunk of items) {
+    if (!guard.idle && offence === undefined) {
+      for (const item of chunk) {
+        try {
+          guard.check(item, false, `items[${index}]: `);
+        } catch (error) {
+          offence ??= error;
+        }
+        index++;
+      }
+    }
+    yield chunk;
+  }
+  if (offence !== undefined && envelope.force !== true) throw offence;
+}

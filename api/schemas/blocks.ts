@@ -3,19 +3,23 @@ import { MAX_BULK_ITEMS, MAX_COMMENT_LENGTH, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE } 
 
 const direction = (description: string) => Type.Union([Type.Literal('src'), Type.Literal('dst')], { description });
 const Direction = direction('Match the packet source (default) or destination address');
+const Force = Type.Optional(
+  Type.Boolean({ description: 'Block even if this cuts the requesting client off from the API (otherwise 409 SELF_LOCKOUT)' }),
+);
 
 export const BlockCreate = Type.Object(
   {
     cidr: Type.String({ minLength: 1, maxLength: 64, examples: ['198.18.7.0/24', 'fd00:198::/48'] }),
     comment: Type.Optional(Type.Union([Type.String({ maxLength: MAX_COMMENT_LENGTH }), Type.Null()])),
     direction: Type.Optional(Direction),
+    force: Force,
   },
   { additionalProperties: false },
 );
 export type BlockCreate = Static<typeof BlockCreate>;
 
 export const BlockBulk = Type.Object(
-  { items: Type.Array(BlockCreate, { maxItems: MAX_BULK_ITEMS }) },
+  { items: Type.Array(BlockCreate, { maxItems: MAX_BULK_ITEMS }), force: Force },
   { additionalProperties: false },
 );
 export type BlockBulk = Static<typeof BlockBulk>;

@@ -1,7 +1,7 @@
 // The real daemon as a child process: a fresh temporary state directory and
 // bpffs instance, a free loopback port, JSON logs to a file, stopped by its
 // own PID.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
 import { basename } from 'node:path';
 import { createServer } from 'node:net';
@@ -15,6 +15,8 @@ export interface DaemonState {
   stateDir: string;
   /** --instance: names the pin directory /sys/fs/bpf/xdpwall/INSTANCE. */
   instance: string;
+  /** An admin token made with `xdpwall token create` in stateDir: the API on TCP needs one. */
+  token: string;
 }
 
 export interface DaemonOptions {
@@ -43,7 +45,10 @@ const PIN_ROOT = '/sys/fs/bpf/xdpwall';
 
 export function newDaemonState(): DaemonState {
   const stateDir = mkdtempSync(STATE_PREFIX);
-  return { stateDir, instance: basename(stateDir) };
+  const token = execFileSync(process.execPath, [CLI_PATH, 'token', 'create', 'netns-test', '--scope', 'admin', '--state-dir', stateDir], {
+    encoding: 'utf8',
+  }).trim();
+  return { stateDir, instance: basename(stateDir), token };
 }
 
 /** Removes the state directory and the pinned maps; the daemon must be stopped. */

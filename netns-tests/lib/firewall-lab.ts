@@ -39,7 +39,7 @@ export class FirewallLab {
   }
 
   get api(): ApiClient {
-    return new ApiClient(this.daemon.baseUrl);
+    return new ApiClient(this.daemon.baseUrl, this.daemon.state.token);
   }
 
   async setUp(): Promise<void> {

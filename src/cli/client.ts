@@ -1,6 +1,9 @@
-// A small client for the daemon's API, over TCP or a unix socket
-// (`--api unix:/run/xdpwall/api.sock`), which fetch() cannot reach.
-import { request } from 'node:http';
+// A small client for the daemon's API, over TCP (http or https) or a unix
+// socket (`--api unix:/run/xdpwall/api.sock`), which fetch() cannot reach.
+// Over TCP it sends the bearer token; a private CA for https comes the
+// standard Node way, NODE_EXTRA_CA_CERTS=FILE.
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 
 export const DEFAULT_API = 'http://127.0.0.1:7070';
 
@@ -17,6 +20,7 @@ export interface ApiResponse<T> {
 }
 
 interface Endpoint {
+  tls: boolean;
   socketPath?: string;
   host?: string;
   port?: number;
@@ -24,34 +28,44 @@ interface Endpoint {
 }
 
 function endpoint(api: string): Endpoint {
-  if (api.startsWith('unix:')) return { socketPath: api.slice('unix:'.length), label: api };
+  if (api.startsWith('unix:')) return { tls: false, socketPath: api.slice('unix:'.length), label: api };
   let url: URL;
   try {
     url = new URL(api);
   } catch {
     throw new CliError(`--api "${api}" is neither an http:// URL nor unix:PATH`, 2);
   }
-  if (url.protocol !== 'http:') throw new CliError(`--api "${api}": only http:// and unix: are supported`, 2);
-  return { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 80), label: api };
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new CliError(`--api "${api}": only http://, https:// and unix: are supported`, 2);
+  const tls = url.protocol === 'https:';
+  return { tls, host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || (tls ? 443 : 80)), label: api };
 }
 
 export class ApiClient {
   private readonly target: Endpoint;
 
-  constructor(api: string) {
+  /** `token`: sent as "Authorization: Bearer" (the unix socket needs none). */
+  constructor(
+    api: string,
+    private readonly token?: string,
+  ) {
     this.target = endpoint(api);
   }
 
   /** Sends a request; a 4xx/5xx becomes a CliError carrying the API's code and message. */
   async call<T>(method: string, path: string, body?: unknown): Promise<ApiResponse<T>> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
+    const { tls, ...target } = this.target;
+    const headers = {
+      ...(payload !== undefined && { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
+      ...(this.token && { authorization: `Bearer ${this.token}` }),
+    };
     const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const req = request(
+      const req = (tls ? httpsRequest : httpRequest)(
         {
-          ...this.target,
+          ...target,
           method,
           path,
-          headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+          headers,
           timeout: 30_000,
         },
         (res) => {

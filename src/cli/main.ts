@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { CliError } from './client.js';
 import { serveCommand } from './commands/serve.js';
 import { labCommand } from './commands/lab.js';
+import { accessCommands } from './commands/access.js';
 import { blockCommand, blocksCommand, flowsCommand, statsCommand, unblockCommand } from './commands/client.js';
 import { XdpwallError } from '../errors.js';
 import { VERSION } from '../version.js';
@@ -14,7 +15,7 @@ const program = new Command('xdpwall')
   .exitOverride()
   .configureOutput({ outputError: (text, write) => write(text) });
 
-for (const command of [serveCommand(), labCommand(), blockCommand(), unblockCommand(), blocksCommand(), flowsCommand(), statsCommand()]) {
+for (const command of [serveCommand(), labCommand(), blockCommand(), unblockCommand(), blocksCommand(), flowsCommand(), statsCommand(), ...accessCommands()]) {
   program.addCommand(command.exitOverride());
 }
 

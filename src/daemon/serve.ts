@@ -2,7 +2,7 @@
 // detach and stop. Failing to attach any configured interface is fatal: a
 // firewall that starts without protecting what it was told to is worse than
 // one that refuses to start.
-import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../api/app.js';
@@ -10,6 +10,8 @@ import { Firewall, pinDirFor, storePathIn } from '../firewall.js';
 import { BPF_OBJECT_PATH } from '../paths.js';
 import { formatListen, type Config } from '../config.js';
 import { VERSION } from '../version.js';
+import { openDaemonAccess, type DaemonAccess } from './access.js';
+import { listenPrivately } from '../auth/unix-socket.js';
 
 export interface RunningDaemon {
   app: FastifyInstance;
@@ -20,6 +22,7 @@ export interface RunningDaemon {
 
 export async function startDaemon(config: Config, log: Logger = pino({ level: config.logLevel })): Promise<RunningDaemon> {
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  const access = openDaemonAccess(config);
   const pinDir = pinDirFor(config.bpffsRoot, config.instance);
   const { firewall, restored } = await Firewall.open(
     {
@@ -30,17 +33,21 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
       countersCacheMs: config.countersCacheMs,
     },
     log,
-  );
+  ).catch((error: unknown) => {
+    access.close();
+    throw error;
+  });
   log.info({ pinDir, ...restored }, 'rules restored into the kernel');
 
   let app: FastifyInstance | undefined;
   try {
     for (const iface of config.interfaces) firewall.attach(iface);
-    app = await buildApp({ firewall, bodyLimitBytes: config.bodyLimitBytes, logger: log, version: VERSION });
-    await listen(app, config);
+    app = await buildApp({ firewall, access: access.access, tls: access.tls, bodyLimitBytes: config.bodyLimitBytes, logger: log, version: VERSION });
+    await listen(app, config, access);
   } catch (error) {
     await app?.close();
     firewall.close();
+    access.close();
     throw error;
   }
   log.info({ listen: formatListen(config.listen), interfaces: config.interfaces.length }, 'xdpwall serving');
@@ -50,21 +57,21 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
     (stopping ??= (async () => {
       await app.close();
       firewall.close();
+      access.close();
       if (config.listen.kind === 'unix') rmSync(config.listen.path, { force: true });
       log.info('xdpwall stopped');
     })());
   return { app, firewall, stop };
 }
 
-async function listen(app: FastifyInstance, config: Config): Promise<void> {
+async function listen(app: FastifyInstance, config: Config, access: DaemonAccess): Promise<void> {
   const { listen } = config;
   if (listen.kind === 'tcp') {
     await app.listen({ host: listen.host, port: listen.port });
     return;
   }
-  rmSync(listen.path, { force: true }); // a socket left by a crashed run
-  await app.listen({ path: listen.path });
-  chmodSync(listen.path, 0o660);
+  // Mode 0660 and the configured group before the socket accepts anyone.
+  await listenPrivately(listen.path, access.socket, (path) => app.listen({ path }));
 }
 
 /** Runs until SIGTERM or SIGINT, then shuts down cleanly. */

@@ -5,6 +5,8 @@ import { execFile } from 'node:child_process';
 export interface RunOptions {
   /** Kill the command after this long. Default 10 s. */
   timeoutMs?: number;
+  /** Extra environment variables, on top of this process's. */
+  env?: Record<string, string>;
 }
 
 export interface RunResult {
@@ -35,7 +37,12 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
     execFile(
       file,
       args,
-      { timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS, killSignal: 'SIGKILL', encoding: 'utf8' },
+      {
+        timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+        killSignal: 'SIGKILL',
+        encoding: 'utf8',
+        ...(options.env && { env: { ...process.env, ...options.env } }),
+      },
       (error, stdout, stderr) => {
         let code: number | null = 0;
         if (error) code = typeof error.code === 'number' ? error.code : null;

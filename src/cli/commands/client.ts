@@ -12,17 +12,21 @@ type BlockView = Pick<BlockRule, 'id' | 'cidr' | 'direction' | 'comment' | 'crea
 
 interface ClientFlags {
   api: string;
+  token?: string;
   json?: boolean;
 }
 
-function clientCommand(name: string, description: string): Command {
+export function clientCommand(name: string, description: string): Command {
   return new Command(name)
     .description(description)
-    .option('--api <URL>', 'daemon API: http://HOST:PORT or unix:PATH', process.env.XDPWALL_API ?? DEFAULT_API)
+    .option('--api <URL>', 'daemon API: http(s)://HOST:PORT or unix:PATH', process.env.XDPWALL_API ?? DEFAULT_API)
+    .option('--token <TOKEN>', 'API token for TCP (default $XDPWALL_TOKEN; the environment keeps it out of ps)', process.env.XDPWALL_TOKEN)
     .option('--json', 'print the API response as JSON');
 }
 
-function print(flags: ClientFlags, body: unknown, text: () => string): void {
+export const apiClient = (flags: ClientFlags): ApiClient => new ApiClient(flags.api, flags.token);
+
+export function print(flags: { json?: boolean }, body: unknown, text: () => string): void {
   console.log(flags.json ? JSON.stringify(body, null, 2) : text());
 }
 
@@ -36,11 +40,13 @@ export function blockCommand(): Command {
     .argument('<CIDR>')
     .option('--direction <src|dst>', 'match the source (default) or destination address', direction)
     .option('--comment <TEXT>', 'why, for the next person')
-    .action(async (cidr: string, flags: ClientFlags & { direction?: BlockDirection; comment?: string }) => {
-      const { status, body } = await new ApiClient(flags.api).call<BlockView>('POST', '/v1/blocks', {
+    .option('--force', 'block even if it cuts this client off from the API (otherwise SELF_LOCKOUT)')
+    .action(async (cidr: string, flags: ClientFlags & { direction?: BlockDirection; comment?: string; force?: boolean }) => {
+      const { status, body } = await apiClient(flags).call<BlockView>('POST', '/v1/blocks', {
         cidr,
         ...(flags.direction && { direction: flags.direction }),
         ...(flags.comment !== undefined && { comment: flags.comment }),
+        ...(flags.force && { force: true }),
       });
       print(flags, body, () => `${status === 201 ? 'blocked' : 'already blocked'} ${body.cidr} (${body.direction}, id ${body.id})`);
     });
@@ -52,7 +58,7 @@ export function unblockCommand(): Command {
     .option('--direction <src|dst>', 'only this direction (default: both)', direction)
     .action(async (cidr: string, flags: ClientFlags & { direction?: BlockDirection }) => {
       const query = new URLSearchParams({ cidr, ...(flags.direction && { direction: flags.direction }) });
-      await new ApiClient(flags.api).call('DELETE', `/v1/blocks?${query}`);
+      await apiClient(flags).call('DELETE', `/v1/blocks?${query}`);
       print(flags, { unblocked: cidr }, () => `unblocked ${cidr}`);
     });
 }
@@ -61,7 +67,7 @@ export function blocksCommand(): Command {
   return clientCommand('blocks', 'list blocks')
     .option('--contains <IP>', 'only blocks covering this address')
     .action(async (flags: ClientFlags & { contains?: string }) => {
-      const client = new ApiClient(flags.api);
+      const client = apiClient(flags);
       const items: BlockView[] = [];
       for (let offset = 0; ; offset += 1000) {
         const query = new URLSearchParams({ limit: '1000', offset: String(offset), ...(flags.contains && { contains: flags.contains }) });
@@ -84,7 +90,7 @@ export function flowsCommand(): Command {
     .option('--sort <bytes|packets|lastSeen>', 'order', 'bytes')
     .action(async (flags: ClientFlags & { top: string; sort: string }) => {
       const query = new URLSearchParams({ limit: flags.top, sort: flags.sort });
-      const { body } = await new ApiClient(flags.api).call<{ items: FlowRecord[] }>('GET', `/v1/flows?${query}`);
+      const { body } = await apiClient(flags).call<{ items: FlowRecord[] }>('GET', `/v1/flows?${query}`);
       const endpoint = (ip: string, port: number) => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
       print(flags, body.items, () =>
         table(
@@ -100,7 +106,7 @@ export function flowsCommand(): Command {
 
 export function statsCommand(): Command {
   return clientCommand('stats', 'packets and bytes by verdict and drop reason').action(async (flags: ClientFlags) => {
-    const { body } = await new ApiClient(flags.api).call<StatsReport>('GET', '/v1/stats');
+    const { body } = await apiClient(flags).call<StatsReport>('GET', '/v1/stats');
     print(flags, body, () => {
       const rows: Array<Array<string | number>> = [];
       for (const iface of body.interfaces) {

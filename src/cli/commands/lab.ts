@@ -13,6 +13,7 @@ import { pinDirFor } from '../../firewall.js';
 import { createVethPair, deleteNetns, hostAddress, netnsExists, type VethEnd } from '../../lab/netns.js';
 import { processExists } from '../../lab/run.js';
 import { CliError } from '../client.js';
+import { ensureLabToken, LAB_TOKEN_FILE, LAB_TOKEN_NAME } from '../../lab/token.js';
 
 const CLIENT: VethEnd = { netns: 'xwlab-client', ifname: 'xwc0', ipv4: '198.18.0.1/24', ipv6: 'fd00:198::1/64' };
 const SERVER: VethEnd = { netns: 'xwlab-server', ifname: 'xws0', ipv4: '198.18.0.2/24', ipv6: 'fd00:198::2/64' };
@@ -107,20 +108,25 @@ async function startDaemon(mode: AttachMode, api: string): Promise<number> {
   return pid;
 }
 
-function printWalkthrough(api: string): void {
+function printWalkthrough(api: string, token: string): void {
   const client = `nsenter --net=/run/netns/${CLIENT.netns}`;
   const server = hostAddress(SERVER.ipv4);
+  const auth = `-H "authorization: Bearer $XDPWALL_TOKEN"`;
   console.log(`
+The API on TCP needs a token; the lab made an admin token named "${LAB_TOKEN_NAME}" (also in ${join(STATE_DIR, LAB_TOKEN_FILE)}).
+The xdpwall client commands read it from $XDPWALL_TOKEN too:
+  export XDPWALL_TOKEN=${token}
 Send traffic from the client namespace to the filtered server:
   ${client} ping -c 3 ${server}
   ${client} ping -c 3 ${hostAddress(SERVER.ipv6)}
 Block the client, watch the ping stop, then unblock it:
-  curl -s -X POST ${api}/v1/blocks -H 'content-type: application/json' -d '{"cidr":"198.18.0.1/32","comment":"lab"}'
+  curl -s -X POST ${api}/v1/blocks ${auth} -H 'content-type: application/json' -d '{"cidr":"198.18.0.1/32","comment":"lab"}'
   ${client} ping -c 3 -W 1 ${server}
-  curl -s -X DELETE '${api}/v1/blocks?cidr=198.18.0.1/32'
+  curl -s -X DELETE '${api}/v1/blocks?cidr=198.18.0.1/32' ${auth}
 Look at what the firewall saw:
-  curl -s '${api}/v1/flows?limit=5'      (or: xdpwall flows --top 5)
-  curl -s ${api}/v1/stats                (or: xdpwall stats)
+  curl -s '${api}/v1/flows?limit=5' ${auth}      (or: xdpwall flows --top 5)
+  curl -s ${api}/v1/stats ${auth}                (or: xdpwall stats)
+  xdpwall audit                                  (who changed what)
 Daemon log: ${LOG_FILE}. Rules persist across lab down/up; start afresh with: xdpwall lab down --purge`);
 }
 
@@ -128,6 +134,7 @@ async function labUp(flags: { mode: AttachMode }): Promise<void> {
   if (process.getuid?.() !== 0) throw new CliError('lab up needs root (network namespaces, XDP)');
   const api = `http://${LISTEN}`;
   await ensureNamespaces();
+  const token = ensureLabToken(STATE_DIR);
   const running = labDaemonPid();
   if (running !== undefined) {
     console.log(`daemon already running (pid ${running})`);
@@ -136,7 +143,7 @@ async function labUp(flags: { mode: AttachMode }): Promise<void> {
     const pid = await startDaemon(flags.mode, api);
     console.log(`daemon started (pid ${pid}), filtering ${SERVER.netns}/${SERVER.ifname}, API ${api}`);
   }
-  printWalkthrough(api);
+  printWalkthrough(api, token);
 }
 
 async function stopDaemon(pid: number): Promise<void> {
