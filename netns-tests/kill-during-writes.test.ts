@@ -6,7 +6,7 @@
 // all (whole if it was acknowledged). Bounded: XW_KILL_ROUNDS rounds
 // (default 3), each stopped by its kill; the kill point is seeded.
 import { execFileSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { prng } from '../test/lib/prng.js';
@@ -65,9 +65,13 @@ describe('kill -9 during writes', () => {
   });
 
   it(`loses nothing acknowledged over ${ROUNDS} rounds`, { timeout: 60_000 + ROUNDS * 60_000 }, async () => {
+    // This test writes as fast as it can: lift the per-principal rate limit.
+    const config = join(state.stateDir, 'config.json');
+    writeFileSync(config, JSON.stringify({ api: { rateLimit: { burst: 1_000_000, perSecond: 1_000_000 } } }));
+    const start = () => startDaemon({ ifaces: [], state, config });
     for (let round = 0; round < ROUNDS; round++) {
-      daemon = await startDaemon({ ifaces: [], state });
-      const api = new ApiClient(daemon.baseUrl);
+      daemon = await start();
+      const api = new ApiClient(daemon.baseUrl, state.token);
       const killAfter = 100 + Math.floor(random() * 800); // acknowledgements this round
       let acks = 0;
       let next = 0;
@@ -80,7 +84,7 @@ describe('kill -9 during writes', () => {
       };
       const bulk = fetch(`${daemon.baseUrl}/v1/blocks/bulk`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${state.token}` },
         body: JSON.stringify({ items: Array.from({ length: BULK_ITEMS }, (_, i) => ({ cidr: bulkAddress(round, i) })) }),
       }).then((response) => response.ok, () => false);
       const worker = async () => {
@@ -101,8 +105,8 @@ describe('kill -9 during writes', () => {
       bulks.push({ round, acknowledged: await bulk });
       await daemon.stop(); // reaps the killed process
 
-      daemon = await startDaemon({ ifaces: [], state });
-      const restarted = new ApiClient(daemon.baseUrl);
+      daemon = await start();
+      const restarted = new ApiClient(daemon.baseUrl, state.token);
       const stored = await listAll(restarted);
       const byId = new Map(stored.map((rule) => [rule.id, rule.cidr]));
       for (const [id, cidr] of acknowledged) expect(byId.get(id), `acknowledged rule ${id} ${cidr}`).toBe(cidr);

@@ -26,6 +26,8 @@ export interface DaemonOptions {
   state?: DaemonState;
   mode?: 'auto' | 'native' | 'generic';
   startTimeoutMs?: number;
+  /** A configuration file (--config); flags still set the rest. */
+  config?: string;
 }
 
 export interface Daemon {
@@ -96,6 +98,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     CLI_PATH, 'serve', ...options.ifaces.flatMap((iface) => ['--iface', iface]),
     '--listen', `127.0.0.1:${port}`, '--state-dir', stateDir, '--instance', state.instance, '--mode', options.mode ?? 'auto',
   ];
+  if (options.config) argv.push('--config', options.config);
   const logFd = openSync(logPath, 'a');
   const child = spawn(process.execPath, argv, { stdio: ['ignore', logFd, logFd] });
   closeSync(logFd);
