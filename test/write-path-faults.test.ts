@@ -100,7 +100,8 @@ function mountTmpfs(size: string, options = ''): { dir: string; unmount: () => v
   return {
     dir,
     unmount: () => {
-      execFileSync('umount', [dir]);
+      // Lazy: the store's checkpoint worker closes its connection a moment after RuleStore.close().
+      execFileSync('umount', ['--lazy', dir]);
       rmSync(dir, { recursive: true, force: true });
     },
   };
