@@ -10,6 +10,12 @@ export type ErrorCode =
   | 'CAPACITY_EXCEEDED'
   | 'DATAPATH_ERROR'
   | 'STORE_ERROR'
+  | 'STORE_BUSY'
+  | 'STORE_FULL'
+  | 'BUSY'
+  | 'INVALID_JSON'
+  | 'INVALID_REQUEST'
+  | 'PAYLOAD_TOO_LARGE'
   | 'CONFIG_ERROR'
   | 'UNAUTHENTICATED'
   | 'FORBIDDEN'
@@ -87,4 +93,85 @@ export class HookBusyError extends XdpwallError {
   constructor(message: string) {
     super('HOOK_BUSY', message);
   }
+}
+
+/** The rule store failed (I/O error, corrupt or read-only file). */
+export class StoreError extends XdpwallError {
+  override readonly name: string = 'StoreError';
+  constructor(message: string, options?: { cause?: unknown }, code: 'STORE_ERROR' | 'STORE_BUSY' | 'STORE_FULL' = 'STORE_ERROR') {
+    super(code, message, options);
+  }
+}
+
+/** Another process holds the store's write lock (SQLITE_BUSY): retry later. */
+export class StoreBusyError extends StoreError {
+  override readonly name = 'StoreBusyError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options, 'STORE_BUSY');
+  }
+}
+
+/** The disk holding the store is full (SQLITE_FULL / ENOSPC). */
+export class StoreFullError extends StoreError {
+  override readonly name = 'StoreFullError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options, 'STORE_FULL');
+  }
+}
+
+/** The operation excludes others of its kind (one bulk import at a time). */
+export class BusyError extends XdpwallError {
+  override readonly name = 'BusyError';
+  constructor(message: string) {
+    super('BUSY', message);
+  }
+}
+
+/** A request body that is not the JSON (or NDJSON) it claims to be. */
+export class InvalidJsonError extends XdpwallError {
+  override readonly name = 'InvalidJsonError';
+  constructor(message: string) {
+    super('INVALID_JSON', message);
+  }
+}
+
+/** A body of the wrong shape (what schema validation reports for other routes). */
+export class InvalidRequestError extends XdpwallError {
+  override readonly name = 'InvalidRequestError';
+  constructor(message: string) {
+    super('INVALID_REQUEST', message);
+  }
+}
+
+export class PayloadTooLargeError extends XdpwallError {
+  override readonly name = 'PayloadTooLargeError';
+  constructor(message: string) {
+    super('PAYLOAD_TOO_LARGE', message);
+  }
+}
+
+/**
+ * Undoing a failed change failed too. The original error stays the one the
+ * caller sees (its code decides the status); the undo failures ride along in
+ * `undoFailures` and in the message, which says the two sides may differ.
+ */
+export function withUndoFailures<E extends Error>(original: E, failures: readonly unknown[]): E {
+  if (failures.length === 0) return original;
+  const reasons = failures.map((f) => (f instanceof Error ? f.message : String(f))).join('; ');
+  original.message += `; undoing it failed too (${reasons}): the store and the kernel may differ until the daemon restarts`;
+  Object.defineProperty(original, 'undoFailures', { value: failures, enumerable: true });
+  return original;
+}
+
+/** The undo failures withUndoFailures attached, if any. */
+export function undoFailuresOf(error: unknown): readonly unknown[] {
+  const failures = (error as { undoFailures?: unknown[] } | null)?.undoFailures;
+  return Array.isArray(failures) ? failures : [];
+}
+
+/** Runs every step, even after one fails (an undo does all it can); returns the failures. */
+export async function collectFailures(steps: ReadonlyArray<() => Promise<unknown>>): Promise<unknown[]> {
+  const failures: unknown[] = [];
+  for (const step of steps) await step().catch((error: unknown) => failures.push(error));
+  return failures;
 }

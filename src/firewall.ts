@@ -37,8 +37,14 @@ export class Firewall {
     private readonly cidrMaps: CidrMaps,
     private readonly clock: Clock,
     countersCacheMs: number,
+    capacity: Config['capacity'],
+    log: Logger,
   ) {
-    this.blocks = new BlockService(store, cidrMaps, () => new Date(clock.wallMs()));
+    this.blocks = new BlockService(store, cidrMaps, {
+      now: () => new Date(clock.wallMs()),
+      limits: { 4: capacity.cidrV4, 6: capacity.cidrV6 },
+      log: { error: (details, message) => (log.error ?? log.warn).call(log, details, message) },
+    });
     this.flowSnapshots = new SnapshotCache(() => readFlows(datapath.maps.flows), countersCacheMs);
     this.statsSnapshots = new SnapshotCache(() => readStats(datapath.maps.stats), countersCacheMs);
     this.startedAt = clock.wallMs();
@@ -52,7 +58,9 @@ export class Firewall {
       datapath = await Datapath.load(options, log);
       const cidrMaps = new CidrMaps(datapath.maps);
       const restored = await cidrMaps.reconcile(store.all());
-      const firewall = new Firewall(store, datapath, cidrMaps, options.clock ?? systemClock, options.countersCacheMs);
+      const firewall = new Firewall(
+        store, datapath, cidrMaps, options.clock ?? systemClock, options.countersCacheMs, options.capacity, log,
+      );
       return { firewall, restored };
     } catch (error) {
       datapath?.close();

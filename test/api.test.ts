@@ -103,19 +103,19 @@ describe('POST /v1/blocks', () => {
     expect(huge.json().error.code).toBe('PAYLOAD_TOO_LARGE');
   });
 
-  it('answers 507 CAPACITY_EXCEEDED when a trie is full, and keeps nothing of the refused rule', async () => {
+  it('answers 507 CAPACITY_EXCEEDED when the IPv4 capacity is used up, and keeps nothing of the refused rule', async () => {
     const small = await openTestFirewall({ cidrV4: 2, cidrV6: 2, flows: 16 });
     const smallApp = await buildApp({ firewall: small });
     try {
-      // /25s live in the IPv4 trie (prefixes up to /24 go to the DIR-24 table, which cannot fill up).
-      for (const cidr of ['198.18.1.0/25', '198.18.2.0/25']) {
+      // Every form counts: a /25 (IPv4 trie) and a /24 (DIR-24 table, which itself cannot fill up).
+      for (const cidr of ['198.18.1.0/25', '198.18.2.0/24']) {
         expect((await smallApp.inject({ method: 'POST', url: '/v1/blocks', payload: { cidr } })).statusCode).toBe(201);
       }
       const full = await smallApp.inject({ method: 'POST', url: '/v1/blocks', payload: { cidr: '198.18.3.0/25' } });
       expect(full.statusCode).toBe(507);
-      expect(full.json().error).toMatchObject({ code: 'CAPACITY_EXCEEDED', message: expect.stringMatching(/full/) });
+      expect(full.json().error).toMatchObject({ code: 'CAPACITY_EXCEEDED', message: expect.stringMatching(/capacity of 2 \(capacity.cidrV4\)/) });
       const listed = (await smallApp.inject('/v1/blocks')).json();
-      expect(listed.items.map((b: { cidr: string }) => b.cidr)).toEqual(['198.18.1.0/25', '198.18.2.0/25']);
+      expect(listed.items.map((b: { cidr: string }) => b.cidr)).toEqual(['198.18.1.0/25', '198.18.2.0/24']);
       // IPv6 has its own trie with room left.
       expect((await smallApp.inject({ method: 'POST', url: '/v1/blocks', payload: { cidr: 'fd00:198::/48' } })).statusCode).toBe(201);
     } finally {

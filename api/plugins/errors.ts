@@ -12,6 +12,12 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   CAPACITY_EXCEEDED: 507,
   DATAPATH_ERROR: 500,
   STORE_ERROR: 500,
+  STORE_BUSY: 503,
+  STORE_FULL: 507,
+  BUSY: 409,
+  INVALID_JSON: 400,
+  INVALID_REQUEST: 400,
+  PAYLOAD_TOO_LARGE: 413,
   CONFIG_ERROR: 500,
   UNAUTHENTICATED: 401,
   FORBIDDEN: 403,
@@ -54,6 +60,8 @@ export function registerErrorHandling(app: FastifyInstance): void {
       const status = STATUS_BY_CODE[error.code];
       if (error instanceof AccessError) reply.headers(error.headers);
       if (status >= 500) request.log.error({ err: error }, 'request failed');
+      // Both pass once the other writer is done: say when to try again.
+      if (error.code === 'STORE_BUSY' || error.code === 'BUSY') reply.header('retry-after', '1');
       return reply.status(status).send(errorBody(error.code, error.message));
     }
     const fastifyError = error as FastifyError;

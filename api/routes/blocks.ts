@@ -1,13 +1,15 @@
+import type { Readable } from 'node:stream';
 import { Type } from 'typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { BlockBulk, BlockBulkResult, BlockCreate, BlockDeleteQuery, BlockIdParams, BlockList, BlockListQuery } from '../schemas/blocks.js';
 import { errorResponses } from '../schemas/common.js';
 import type { BlockRule } from '../../src/rules/model.js';
 import type { ApiFirewall } from '../app.js';
+import { BULK_CONTENT_TYPES, readBulkItems, type BulkEnvelope, type BulkItem } from '../bulk-body.js';
 import { SelfLockoutGuard } from '../../src/auth/lockout.js';
 import { clientPeer } from '../plugins/auth.js';
 
-/** A million IPv4 CIDRs as JSON items is about 30 MB. */
+/** A million IPv4 CIDRs as JSON items is about 30 MB; the body is streamed, never held whole. */
 export const BULK_BODY_LIMIT_BYTES = 128 << 20;
 
 export interface BlockRoutesOptions {
@@ -38,22 +40,33 @@ export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async 
     return reply.status(created ? 201 : 200).send(view(rule));
   });
 
-  app.post('/v1/blocks/bulk', {
-    bodyLimit: BULK_BODY_LIMIT_BYTES,
-    schema: {
-      tags: ['blocks'],
-      summary: 'Block many CIDRs at once',
-      description:
-        'All or nothing: 200 once every item is on disk and in the kernel, or a 4xx/5xx and no change. ' +
-        'Items already blocked (or repeated) count as existing. The first invalid item is named by its index.',
-      body: BlockBulk,
-      response: { 200: BlockBulkResult, ...errorResponses(400, 409, 413, 415, 507) },
-    },
-  }, async (request) => {
-    await new SelfLockoutGuard(clientPeer(request)).checkMany(request.body.items, request.body.force);
-    const result = await firewall.blocks.addMany(request.body.items);
-    request.audit(result);
-    return result;
+  // The bulk body is read as a stream (bulk-body.ts), in a context of its
+  // own where JSON and NDJSON bodies reach the handler unparsed.
+  await app.register(async (bulk) => {
+    bulk.removeContentTypeParser('application/json');
+    bulk.addContentTypeParser([...BULK_CONTENT_TYPES], (_request, payload, done) => done(null, payload));
+    bulk.post('/v1/blocks/bulk', {
+      schema: {
+        tags: ['blocks'],
+        summary: 'Block many CIDRs at once',
+        description:
+          'All or nothing: 200 once every item is on disk and in the kernel, or a 4xx/5xx and no change. ' +
+          'Items already blocked (or repeated) count as existing. The first invalid item is named by its index. ' +
+          'The body is `{"items": [...]}` (application/json) or one item per line (application/x-ndjson); it is ' +
+          'read as a stream. One import runs at a time: another gets 409 BUSY.',
+        body: BlockBulk,
+        response: { 200: BlockBulkResult, ...errorResponses(400, 409, 413, 415, 503, 507) },
+      },
+      // The schema documents the body; readBulkItems checks it item by item while it streams in.
+      validatorCompiler: () => () => true,
+    }, async (request) => {
+      const envelope: BulkEnvelope = {};
+      const items = readBulkItems(request.body as Readable, request.headers['content-type'], BULK_BODY_LIMIT_BYTES, envelope);
+      const result = await firewall.blocks.addMany(guarded(items, new SelfLockoutGuard(clientPeer(request)), envelope));
+      // The body is a stream here, so the audit plugin cannot count its items: say it.
+      request.audit({ ...result, count: result.created + result.existing, ...(envelope.force && { force: true }) });
+      return result;
+    });
   });
 
   app.get('/v1/blocks', {
@@ -105,3 +118,27 @@ export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async 
   });
 };
 
+/**
+ * Passes the items through, and after the last one (before anything is
+ * stored) throws SELF_LOCKOUT for the first item that would cut the client
+ * off, unless it or the envelope (whose "force" may follow the items) says
+ * "force": true.
+ */
+async function* guarded(items: AsyncIterable<BulkItem[]>, guard: SelfLockoutGuard, envelope: BulkEnvelope): AsyncGenerator<BulkItem[]> {
+  let index = 0;
+  let offence: unknown;
+  for await (const chunk of items) {
+    if (!guard.idle && offence === undefined) {
+      for (const item of chunk) {
+        try {
+          guard.check(item, false, `items[${index}]: `);
+        } catch (error) {
+          offence ??= error;
+        }
+        index++;
+      }
+    }
+    yield chunk;
+  }
+  if (offence !== undefined && envelope.force !== true) throw offence;
+}

@@ -30,6 +30,8 @@ export interface DaemonOptions {
   args?: string[];
   /** Extra environment, e.g. XDPWALL_BPF_OBJECT for an upgrade. */
   env?: Record<string, string>;
+  /** A configuration file (--config); flags still set the rest. */
+  config?: string;
 }
 
 export interface Daemon {
@@ -103,6 +105,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     '--listen', `127.0.0.1:${port}`, '--state-dir', stateDir, '--instance', state.instance, '--mode', options.mode ?? 'auto',
     ...(options.args ?? []),
   ];
+  if (options.config) argv.push('--config', options.config);
   const logFd = openSync(logPath, 'a');
   const child = spawn(process.execPath, argv, { stdio: ['ignore', logFd, logFd], env: { ...process.env, ...options.env } });
   closeSync(logFd);

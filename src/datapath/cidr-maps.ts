@@ -20,7 +20,7 @@ import type { DatapathMaps } from './datapath.js';
 import { describe } from './datapath.js';
 import type { RuleEnforcer } from '../rules/blocks.js';
 import type { BlockDirection, BlockRule } from '../rules/model.js';
-import { CapacityError, DatapathError } from '../errors.js';
+import { CapacityError, DatapathError, collectFailures, withUndoFailures } from '../errors.js';
 
 export interface ReconcileReport {
   added: number;
@@ -90,24 +90,37 @@ export class CidrMaps implements RuleEnforcer {
       this.bumpRulesGen();
     } catch (error) {
       // These rules are new, so taking every entry out again restores the kernel.
-      for (const [table, { keys, count }] of written) await table.deleteBatch(keys, count).catch(() => 0);
-      await this.writeSlots(this.changeDir24(indexed.reverse(), 'remove', [])).catch(() => undefined);
-      throw kernelError(error, `cannot install ${rules.length} rule${rules.length === 1 ? '' : 's'}`);
+      const undo = await collectFailures([
+        ...written.map(([table, { keys, count }]) => () => table.deleteBatch(keys, count)),
+        () => this.writeSlots(this.changeDir24(indexed.reverse(), 'remove', [])),
+      ]);
+      throw withUndoFailures(kernelError(error, `cannot install ${plural(rules.length)}`), undo);
     }
   }
 
+  /** All or nothing: on failure every one of `rules` is back in the kernel. */
   async removeMany(rules: readonly BlockRule[]): Promise<void> {
+    const deleted: Array<[BpfMap, PackedRules]> = [];
+    const unindexed: BlockRule[] = [];
     try {
       for (const [table, group] of this.groupByTable(rules.filter(hasTableEntry))) {
-        const { keys, count } = pack(group);
-        await table.deleteBatch(keys, count);
+        const packed = pack(group);
+        deleted.push([table, packed]);
+        await table.deleteBatch(packed.keys, packed.count);
       }
-      await this.writeSlots(this.changeDir24(rules.filter(inDir24), 'remove', []));
+      await this.writeSlots(this.changeDir24(rules.filter(inDir24), 'remove', unindexed));
       const counters = Buffer.concat(rules.map((r) => encodeRuleId(r.id)));
       await this.maps.ruleStats.deleteBatch(counters, rules.length);
       this.bumpRulesGen();
     } catch (error) {
-      throw kernelError(error, `cannot remove ${rules.length} rule${rules.length === 1 ? '' : 's'}`);
+      // Put back what was taken out (counters of these rules may be lost),
+      // then retire passes cached while the rules were gone.
+      const undo = await collectFailures([
+        ...deleted.map(([table, { keys, values, count }]) => () => table.updateBatch(keys, values, count)),
+        () => this.writeSlots(this.changeDir24(unindexed.reverse(), 'add', [])),
+        async () => this.bumpRulesGen(),
+      ]);
+      throw withUndoFailures(kernelError(error, `cannot remove ${plural(rules.length)}`), undo);
     }
   }
 
@@ -255,6 +268,9 @@ async function dropStaleCounters(ruleStats: BpfMap, ruleIds: ReadonlySet<number>
   }
   if (stale.length > 0) await ruleStats.deleteBatch(Buffer.concat(stale), stale.length);
 }
+
+const plural = (n: number): string => `${n} rule${n === 1 ? '' : 's'}`;
+
 
 /** E2BIG (full hash) and ENOSPC (full trie) are capacity errors the API maps to 507. */
 export function kernelError(error: unknown, what: string): Error {

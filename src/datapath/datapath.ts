@@ -71,6 +71,8 @@ export interface DatapathOptions {
 export interface Logger {
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
+  /** Failures that need an operator (pino has it; warn stands in where absent). */
+  error?(obj: object, msg: string): void;
 }
 
 export interface AttachOptions {

@@ -1,18 +1,34 @@
 // Block rules: validation, durable storage and enforcement as one step.
-// A rule is written to disk and into the kernel inside one SQLite
-// transaction; if the kernel refuses it (a full trie, say) nothing is
-// committed, so the store and the maps never disagree after a 2xx or a 4xx.
-// Changes are serialised by a WriteLock, so each sees the previous one done.
-import { parseCidr, parseIp, formatCidr, type Cidr } from './cidr.js';
+//
+// The store is the truth and the kernel is derived from it (every start
+// re-derives it). Each change is ordered so that no SQLite transaction is
+// open while the kernel works, and so that a failure at any step is undone:
+//   add:    rows written and committed -> rules installed in the kernel;
+//           if the kernel refuses, the rows are deleted again.
+//   remove: rules taken out of the kernel -> rows deleted and committed;
+//           if the delete fails, the rules go back into the kernel.
+// A crash between the steps leaves the stored state, which the next start
+// enforces: a bulk import is then there whole or not at all. If an undo
+// fails as well, the original error is the one reported (with the undo's
+// failure appended and logged), and the rules stay stored rather than
+// enforced but unlisted. Changes are serialised by a WriteLock, and long
+// loops yield to the event loop (see event-loop.ts).
+import { parseCidr, parseIp, formatCidr } from './cidr.js';
 import { MAX_RULE_ID, type BlockDirection, type BlockRule } from './model.js';
 import type { RuleStore } from './store.js';
 import { WriteLock } from './write-lock.js';
-import { DatapathError, InvalidArgumentError, InvalidCidrError, NotFoundError, XdpwallError } from '../errors.js';
+import { BlockBatch, type ValidBlock } from './block-batch.js';
+import { TimeSlicer } from '../event-loop.js';
+import {
+  BusyError, CapacityError, DatapathError, InvalidArgumentError, InvalidCidrError, NotFoundError, XdpwallError,
+  collectFailures, undoFailuresOf, withUndoFailures,
+} from '../errors.js';
 
 /** Puts rules into, and takes them out of, the kernel's maps. */
 export interface RuleEnforcer {
   /** All or nothing: on failure none of `rules` is left in the kernel. */
   installMany(rules: readonly BlockRule[]): Promise<void>;
+  /** All or nothing: on failure all of `rules` are still in the kernel. */
   removeMany(rules: readonly BlockRule[]): Promise<void>;
 }
 
@@ -29,15 +45,27 @@ export interface BlockListQuery {
   offset?: number;
 }
 
+export interface BlockServiceOptions {
+  now?: () => Date;
+  /** Rules per address family, both directions together (capacity.cidrV4 / cidrV6). */
+  limits?: Record<4 | 6, number>;
+  /** Where failed undos are reported. */
+  log?: { error(details: object, message: string): void };
+}
+
 export const MAX_COMMENT_LENGTH = 1024;
 export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
 export const MAX_BULK_ITEMS = 2_000_000;
+/** Rules per installMany call: bounds the synchronous packing work between kernel batches. */
+export const KERNEL_CHUNK = 4096;
 
-interface ValidBlock {
-  cidr: Cidr;
-  direction: BlockDirection;
-  comment: string | null;
+/** Ids of the rules one change created, in the order of its batch. */
+interface Created {
+  /** Index in the batch of each created rule. */
+  index: number[];
+  ids: number[];
+  perFamily: Record<4 | 6, number>;
 }
 
 function validate(input: BlockInput): ValidBlock {
@@ -48,71 +76,69 @@ function validate(input: BlockInput): ValidBlock {
   return { cidr: parseCidr(input.cidr), direction: input.direction ?? 'src', comment };
 }
 
-function checkRuleId(rule: BlockRule): BlockRule {
-  if (rule.id > MAX_RULE_ID) throw new DatapathError(`rule id ${rule.id} does not fit the kernel's 32-bit rule id`);
-  return rule;
+/** validate(), with the item's index in the message. */
+export function validateItem(input: BlockInput, index: number): ValidBlock {
+  try {
+    return validate(input);
+  } catch (error) {
+    if (error instanceof XdpwallError) {
+      const Type = error instanceof InvalidCidrError ? InvalidCidrError : InvalidArgumentError;
+      throw new Type(`items[${index}]: ${error.message}`);
+    }
+    throw error;
+  }
 }
+
+const plural = (n: number): string => `${n} rule${n === 1 ? '' : 's'}`;
 
 export class BlockService {
   private readonly lock = new WriteLock();
+  private readonly now: () => Date;
+  private readonly limits: Record<4 | 6, number>;
+  private readonly log: BlockServiceOptions['log'];
+  private readonly counts: Record<4 | 6, number>;
+  private bulkRunning = false;
 
   constructor(
     private readonly store: RuleStore,
     private readonly enforcer: RuleEnforcer,
-    private readonly now: () => Date = () => new Date(),
-  ) {}
+    options: BlockServiceOptions = {},
+  ) {
+    this.now = options.now ?? (() => new Date());
+    this.limits = options.limits ?? { 4: Infinity, 6: Infinity };
+    this.log = options.log;
+    this.counts = store.countByFamily();
+  }
 
   /** Blocks a CIDR; `created` is false when the same CIDR and direction was already blocked. */
   async add(input: BlockInput): Promise<{ rule: BlockRule; created: boolean }> {
     const block = validate(input);
+    const batch = new BlockBatch();
+    batch.push(block);
     return this.lock.run(async () => {
-      let installed: BlockRule | undefined;
-      try {
-        return await this.store.transactionAsync(async () => {
-          const rule = this.store.insertIfAbsent({ ...block, createdAt: this.now().toISOString() });
-          if (!rule) return { rule: this.store.findByCidr(block.cidr.text, block.direction)[0]!, created: false };
-          await this.enforcer.installMany([checkRuleId(rule)]);
-          installed = rule;
-          return { rule, created: true };
-        });
-      } catch (error) {
-        // The commit itself failed after the kernel took the rule: take it out again.
-        if (installed && !this.store.get(installed.id)) await this.enforcer.removeMany([installed]);
-        throw error;
-      }
+      const { rules } = await this.apply(batch);
+      if (rules[0]) return { rule: rules[0], created: true };
+      return { rule: this.store.findByCidr(block.cidr.text, block.direction)[0]!, created: false };
     });
   }
 
   /**
-   * Blocks many CIDRs in one transaction and one kernel batch: all are
-   * committed and enforced, or none (the first invalid item fails the lot,
-   * named by its index). Items already blocked, or repeated, count as existing.
+   * Blocks many CIDRs: all are committed and enforced, or none (the first
+   * invalid item fails the lot, named by its index). Items already blocked,
+   * or repeated, count as existing. `items` may arrive in chunks as a body
+   * is read; one import runs at a time, a second gets BUSY at once (before
+   * its body is read).
    */
-  async addMany(inputs: readonly BlockInput[]): Promise<{ created: number; existing: number }> {
-    if (inputs.length > MAX_BULK_ITEMS) throw new InvalidArgumentError(`at most ${MAX_BULK_ITEMS} items per request`);
-    const blocks = inputs.map((input, index) => {
-      try {
-        return validate(input);
-      } catch (error) {
-        if (error instanceof XdpwallError) {
-          const Type = error instanceof InvalidCidrError ? InvalidCidrError : InvalidArgumentError;
-          throw new Type(`items[${index}]: ${error.message}`);
-        }
-        throw error;
-      }
-    });
-    return this.lock.run(() =>
-      this.store.transactionAsync(async () => {
-        const createdAt = this.now().toISOString();
-        const created: BlockRule[] = [];
-        for (const block of blocks) {
-          const rule = this.store.insertIfAbsent({ ...block, createdAt });
-          if (rule) created.push(checkRuleId(rule));
-        }
-        await this.enforcer.installMany(created);
-        return { created: created.length, existing: blocks.length - created.length };
-      }),
-    );
+  async addMany(items: Iterable<BlockInput> | AsyncIterable<readonly BlockInput[]>): Promise<{ created: number; existing: number }> {
+    if (this.bulkRunning) throw new BusyError('another bulk import is running; retry when it has finished');
+    this.bulkRunning = true;
+    try {
+      const batch = await collectValid(items);
+      const { created } = await this.lock.run(() => this.apply(batch));
+      return { created, existing: batch.count - created };
+    } finally {
+      this.bulkRunning = false;
+    }
   }
 
   get(id: number): BlockRule {
@@ -150,26 +176,166 @@ export class BlockService {
     });
   }
 
-  /** Deletes the rules `find` names from the store and the kernel, in one transaction. */
-  private async remove(find: () => BlockRule[]): Promise<BlockRule[]> {
-    return this.lock.run(async () => {
-      let removed: BlockRule[] = [];
-      try {
-        return await this.store.transactionAsync(async () => {
-          const rules = find();
-          for (const rule of rules) this.store.delete(rule.id);
-          await this.enforcer.removeMany(rules);
-          removed = rules;
-          return rules;
-        });
-      } catch (error) {
-        // The commit failed after the kernel let the rules go: put them back.
-        if (removed.length > 0 && this.store.get(removed[0]!.id)) await this.enforcer.installMany(removed);
-        throw error;
+  /**
+   * Stores the batch's new rules and then enforces them (under the lock).
+   * `rules` holds the created rules when there are at most a few (single
+   * adds); bulk imports report the count only.
+   */
+  private async apply(batch: BlockBatch): Promise<{ created: number; rules: BlockRule[] }> {
+    const createdAt = this.now().toISOString();
+    const created = await this.insert(batch, createdAt);
+    this.counts[4] += created.perFamily[4];
+    this.counts[6] += created.perFamily[6];
+    const chunks = Math.ceil(created.ids.length / KERNEL_CHUNK);
+    const chunk = (c: number): BlockRule[] => this.rulesOf(batch, created, createdAt, c * KERNEL_CHUNK, (c + 1) * KERNEL_CHUNK);
+    let installed = 0;
+    try {
+      for (; installed < chunks; installed++) await this.enforcer.installMany(chunk(installed));
+    } catch (error) {
+      // Take out what went in: the chunks before the failed one and, if the
+      // failed one could not undo itself, that one too (absent entries are
+      // skipped). Then delete the rows, except those of chunks the kernel
+      // kept: a rule may be stored and not enforced until the next start,
+      // never enforced and unlisted.
+      const last = undoFailuresOf(error).length > 0 ? installed : installed - 1;
+      const kept = new Set<number>();
+      const undo: unknown[] = [];
+      for (let c = last; c >= 0; c--) {
+        const failed = await collectFailures([() => this.enforcer.removeMany(chunk(c))]);
+        if (failed.length > 0) kept.add(c);
+        undo.push(...failed);
       }
+      undo.push(...(await collectFailures([() => this.deleteCreated(created, kept)])));
+      throw this.undone(error, undo, `installing ${plural(created.ids.length)}`);
+    }
+    return { created: created.ids.length, rules: created.ids.length <= 1 ? chunk(0) : [] };
+  }
+
+  /** Writes the batch's rules that do not exist yet, in one transaction, within capacity. */
+  private async insert(batch: BlockBatch, createdAt: string): Promise<Created> {
+    return this.store.transaction(`cannot store ${plural(batch.count)}`, async () => {
+      const created: Created = { index: [], ids: [], perFamily: { 4: 0, 6: 0 } };
+      const slicer = new TimeSlicer();
+      for (let i = 0; i < batch.count; i++) {
+        if ((i & 255) === 0 && slicer.due) await slicer.next();
+        const id = this.store.insertRow(batch.cidr(i), batch.direction(i), batch.comment(i), createdAt);
+        if (id === 0) continue;
+        if (id > MAX_RULE_ID) throw new DatapathError(`rule id ${id} does not fit the kernel's 32-bit rule id`);
+        created.index.push(i);
+        created.ids.push(id);
+        created.perFamily[batch.family(i)]++;
+      }
+      for (const family of [4, 6] as const) {
+        const total = this.counts[family] + created.perFamily[family];
+        if (total > this.limits[family]) {
+          throw new CapacityError(
+            `${total} IPv${family} rules would exceed the capacity of ${this.limits[family]} (capacity.cidrV${family}); nothing was stored`,
+          );
+        }
+      }
+      return created;
     });
   }
+
+  /**
+   * Deletes the rows a failed change created, but those of the chunks in
+   * `kept`. A chunk's ids are one range: writes are serialised.
+   */
+  private async deleteCreated(created: Created, kept: ReadonlySet<number>): Promise<void> {
+    const { ids } = created;
+    const ranges: Array<[number, number]> = [];
+    for (let c = 0; c * KERNEL_CHUNK < ids.length; c++) {
+      if (!kept.has(c)) ranges.push([ids[c * KERNEL_CHUNK]!, ids[Math.min(ids.length, (c + 1) * KERNEL_CHUNK) - 1]!]);
+    }
+    if (ranges.length === 0) return;
+    const deleted = { 4: 0, 6: 0 };
+    await this.store.transaction(`cannot delete the rules just stored`, async () => {
+      const slicer = new TimeSlicer();
+      for (const [first, last] of ranges) {
+        if (slicer.due) await slicer.next();
+        for (const family of [4, 6] as const) deleted[family] += this.store.deleteRange(first, last, family);
+      }
+    });
+    this.counts[4] -= deleted[4];
+    this.counts[6] -= deleted[6];
+  }
+
+  /** The created rules from position `from` up to `to` (exclusive), as the kernel takes them. */
+  private rulesOf(batch: BlockBatch, created: Created, createdAt: string, from: number, to: number): BlockRule[] {
+    const rules: BlockRule[] = [];
+    for (let k = from; k < Math.min(to, created.ids.length); k++) {
+      const i = created.index[k]!;
+      const cidr = batch.cidr(i);
+      rules.push({
+        id: created.ids[k]!,
+        cidr: cidr.text,
+        family: cidr.family,
+        prefixLen: cidr.prefixLen,
+        network: cidr.bytes,
+        direction: batch.direction(i),
+        comment: batch.comment(i),
+        createdAt,
+      });
+    }
+    return rules;
+  }
+
+  /** Deletes the rules `find` names from the kernel, then from the store. */
+  private async remove(find: () => BlockRule[]): Promise<BlockRule[]> {
+    return this.lock.run(async () => {
+      const rules = find();
+      try {
+        await this.enforcer.removeMany(rules);
+      } catch (error) {
+        throw this.undone(error, [], `removing ${plural(rules.length)}`);
+      }
+      try {
+        await this.store.transaction(`cannot delete ${plural(rules.length)}`, () => {
+          for (const rule of rules) this.store.delete(rule.id);
+        });
+      } catch (error) {
+        const undo = await collectFailures([() => this.enforcer.installMany(rules)]);
+        throw this.undone(error, undo, `removing ${plural(rules.length)}`);
+      }
+      for (const rule of rules) this.counts[rule.family]--;
+      return rules;
+    });
+  }
+
+  /** The error to report for a failed change; logs undo failures (its own, or the enforcer's). */
+  private undone(error: unknown, undo: unknown[], what: string): unknown {
+    const failures = [...undoFailuresOf(error), ...undo];
+    if (failures.length > 0) {
+      this.log?.error({ err: error, undoFailures: failures }, `${what} failed, and undoing it failed too`);
+    }
+    return error instanceof Error ? withUndoFailures(error, undo) : error;
+  }
 }
+
+/** Validates items into a batch, yielding to the event loop between slices. */
+async function collectValid(items: Iterable<BlockInput> | AsyncIterable<readonly BlockInput[]>): Promise<BlockBatch> {
+  const batch = new BlockBatch();
+  const slicer = new TimeSlicer();
+  const take = (item: BlockInput) => {
+    if (batch.count === MAX_BULK_ITEMS) throw new InvalidArgumentError(`at most ${MAX_BULK_ITEMS} items per request`);
+    batch.push(validateItem(item, batch.count));
+  };
+  if (Symbol.asyncIterator in items) {
+    for await (const chunk of items) {
+      for (const item of chunk) {
+        take(item);
+        if ((batch.count & 255) === 0 && slicer.due) await slicer.next();
+      }
+    }
+  } else {
+    for (const item of items) {
+      take(item);
+      if ((batch.count & 255) === 0 && slicer.due) await slicer.next();
+    }
+  }
+  return batch;
+}
+
 
 /**
  * Every canonical prefix that contains `ip`: at most 33 (IPv4) or 129 (IPv6),

@@ -1,11 +1,22 @@
 // Durable rule store: SQLite in WAL mode with synchronous=FULL, so a
 // committed transaction survives a crash or power loss: that is what a 2xx
-// promises. The schema is versioned with PRAGMA user_version.
+// promises. The schema is versioned with PRAGMA user_version. SQLite's
+// failures leave here as StoreErrors with codes the API maps to statuses
+// (busy 503, disk full 507) and messages that say what to do.
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Cidr } from './cidr.js';
 import type { BlockDirection, BlockRule } from './model.js';
+import { StoreBusyError, StoreError, StoreFullError } from '../errors.js';
+import { Checkpointer } from './checkpointer.js';
+
+/**
+ * How long a write waits for another process's write lock. better-sqlite3
+ * waits synchronously, stalling the event loop: keep it short and let the
+ * client retry on 503 STORE_BUSY.
+ */
+const BUSY_TIMEOUT_MS = 20;
 
 interface BlockRow {
   id: number;
@@ -49,16 +60,35 @@ export interface ListQuery {
 export class RuleStore {
   private readonly db: Database.Database;
   private readonly statements;
+  private readonly checkpointer: Checkpointer | undefined;
 
-  constructor(path: string) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('cache_size = -65536'); // 64 MiB: a million-rule import keeps its index pages in memory
-    this.db.pragma('foreign_keys = ON');
-    this.migrate();
-    this.statements = {
+  /** Opens (or creates) the store; a StoreError says why it cannot. */
+  constructor(readonly path: string) {
+    try {
+      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      this.db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
+    } catch (error) {
+      throw storeError(error, `cannot open the rule store ${path}`);
+    }
+    try {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = FULL');
+      this.db.pragma('cache_size = -65536'); // 64 MiB: a million-rule import keeps its index pages in memory
+      this.db.pragma('foreign_keys = ON');
+      this.migrate();
+      this.statements = this.prepare();
+      if (path !== ':memory:') {
+        this.db.pragma('wal_autocheckpoint = 0'); // a worker checkpoints instead (checkpointer.ts)
+        this.checkpointer = new Checkpointer(path);
+      }
+    } catch (error) {
+      this.db.close();
+      throw storeError(error, `cannot open the rule store ${path}`);
+    }
+  }
+
+  private prepare() {
+    return {
       // run() and lastInsertRowid, not RETURNING: a bulk import of a million
       // rules spends most of its store time materialising returned rows.
       insertIfAbsent: this.db.prepare<[string, number, number, Buffer, string, string | null, string]>(
@@ -74,6 +104,8 @@ export class RuleStore {
       all: this.db.prepare<[], BlockRow>('SELECT * FROM blocks ORDER BY id'),
       page: this.db.prepare<[number, number], BlockRow>('SELECT * FROM blocks ORDER BY id LIMIT ? OFFSET ?'),
       count: this.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM blocks'),
+      countByFamily: this.db.prepare<[], { family: 4 | 6; n: number }>('SELECT family, count(*) AS n FROM blocks GROUP BY family'),
+      deleteRange: this.db.prepare<[number, number, number]>('DELETE FROM blocks WHERE id >= ? AND id <= ? AND family = ?'),
     };
   }
 
@@ -88,40 +120,78 @@ export class RuleStore {
   }
 
   /**
-   * Runs `work` in one transaction: it commits when `work` resolves and rolls
-   * back when it rejects, so a kernel update inside `work` that fails leaves
-   * nothing on disk. `work` awaits (kernel batch updates): the caller must
-   * keep other writes out until it settles (see WriteLock).
+   * Runs `work` in one write transaction: it commits when `work` resolves
+   * and rolls back when it rejects. `work` may yield to the event loop
+   * between slices of statements, but must not wait for the kernel: the
+   * transaction keeps every other writer out while it is open. In-process
+   * writers are kept out by the caller (see WriteLock).
    */
-  async transactionAsync<T>(work: () => Promise<T>): Promise<T> {
-    this.db.exec('BEGIN IMMEDIATE');
+  async transaction<T>(what: string, work: () => T | Promise<T>): Promise<T> {
     try {
+      this.begin();
       const result = await work();
-      this.db.exec('COMMIT');
+      this.commit();
       return result;
     } catch (error) {
-      if (this.db.inTransaction) this.db.exec('ROLLBACK');
-      throw error;
+      try {
+        if (this.db.inTransaction) this.rollback();
+      } catch {
+        // SQLite rolls back by itself when ROLLBACK fails (the journal stays
+        // for the next open); the original failure is the one to report.
+      }
+      throw storeError(error, what);
     }
+  }
+
+  // One method per transaction step, so a test can make COMMIT fail.
+  protected begin(): void {
+    this.db.exec('BEGIN IMMEDIATE');
+  }
+
+  protected commit(): void {
+    this.db.exec('COMMIT');
+    this.checkpointer?.committed();
+  }
+
+  protected rollback(): void {
+    this.db.exec('ROLLBACK');
   }
 
   /** Inserts the rule unless the same CIDR and direction exists; undefined then. */
   insertIfAbsent(block: NewBlock): BlockRule | undefined {
     const { cidr, direction, comment, createdAt } = block;
-    const { changes, lastInsertRowid } = this.statements.insertIfAbsent.run(
-      cidr.text, cidr.family, cidr.prefixLen, asBuffer(cidr.bytes), direction, comment, createdAt,
-    );
-    if (changes === 0) return undefined;
+    const id = this.insertRow(cidr, direction, comment, createdAt);
+    if (id === 0) return undefined;
     return {
-      id: Number(lastInsertRowid),
+      id,
       cidr: cidr.text,
       family: cidr.family,
       prefixLen: cidr.prefixLen,
-      network: cidr.bytes,
+      network: asBuffer(cidr.bytes),
       direction,
       comment,
       createdAt,
     };
+  }
+
+  /** insertIfAbsent without building the rule: its id, or 0 when it existed. */
+  insertRow(cidr: Cidr, direction: BlockDirection, comment: string | null, createdAt: string): number {
+    const { changes, lastInsertRowid } = this.statements.insertIfAbsent.run(
+      cidr.text, cidr.family, cidr.prefixLen, asBuffer(cidr.bytes), direction, comment, createdAt,
+    );
+    return changes === 0 ? 0 : Number(lastInsertRowid);
+  }
+
+  /** Deletes the rules of one family with ids from `first` to `last`; the count deleted. */
+  deleteRange(first: number, last: number, family: 4 | 6): number {
+    return this.statements.deleteRange.run(first, last, family).changes;
+  }
+
+  /** Stored rules per address family. */
+  countByFamily(): Record<4 | 6, number> {
+    const counts = { 4: 0, 6: 0 };
+    for (const { family, n } of this.statements.countByFamily.all()) counts[family] = n;
+    return counts;
   }
 
   get(id: number): BlockRule | undefined {
@@ -140,8 +210,13 @@ export class RuleStore {
     return this.statements.deleteById.run(id).changes > 0;
   }
 
+  /** Every rule, oldest first (start-up reads them all, so a damaged file shows here). */
   all(): BlockRule[] {
-    return this.statements.all.all().map(toRule);
+    try {
+      return this.statements.all.all().map(toRule);
+    } catch (error) {
+      throw storeError(error, `cannot read the rule store ${this.path}`);
+    }
   }
 
   list(query: ListQuery): { items: BlockRule[]; total: number } {
@@ -162,8 +237,38 @@ export class RuleStore {
   }
 
   close(): void {
+    this.checkpointer?.close();
     if (this.db.open) this.db.close();
   }
+}
+
+/**
+ * SQLite's failures as StoreErrors: BUSY (another process writes) and FULL
+ * (no disk space) get their own codes; corrupt or unwritable files say what
+ * to do. Errors that are not SQLite's pass through.
+ */
+export function storeError(error: unknown, what: string): unknown {
+  if (error instanceof StoreError) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  if (!(error instanceof Database.SqliteError) && code !== 'ENOSPC' && code !== 'EACCES' && code !== 'EROFS') return error;
+  const options = { cause: error };
+  if (typeof code !== 'string') return new StoreError(`${what}: ${(error as Error).message}`, options);
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+    return new StoreBusyError(`${what}: another process is writing the rule store (${code}); retry shortly`, options);
+  }
+  if (code === 'SQLITE_FULL' || code === 'ENOSPC') {
+    return new StoreFullError(`${what}: the disk holding the rule store is full (${code}); free space and retry`, options);
+  }
+  if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') {
+    return new StoreError(
+      `${what}: the file is corrupt or truncated (${code}); restore it from a backup, or move it away to start with no rules`,
+      options,
+    );
+  }
+  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code === 'EACCES' || code === 'EROFS') {
+    return new StoreError(`${what}: the state directory is not writable by the daemon (${code})`, options);
+  }
+  return new StoreError(`${what}: ${code}: ${(error as Error).message}`, options);
 }
 
 const asBuffer = (bytes: Uint8Array): Buffer =>
