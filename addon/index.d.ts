@@ -19,6 +19,7 @@ export declare class BpfError extends Error {
   readonly code: string;
   /** The operation that failed, e.g. "bpf_map_update_elem", "bpf_xdp_attach". */
   readonly op: string;
+  constructor(message: string, errno: number, code: string, op: string);
 }
 
 export type XdpMode = 'native' | 'generic';

@@ -99,7 +99,9 @@ describe('POST /v1/blocks/bulk over HTTP', () => {
     firewall?.close();
   });
 
-  const post = (body: BodyInit, contentType = 'application/json') =>
+  type Body = string | ReadableStream<Uint8Array>;
+
+  const post = (body: Body, contentType = 'application/json') =>
     fetch(`${base}/v1/blocks/bulk`, { method: 'POST', headers: { 'content-type': contentType }, body, duplex: 'half' } as RequestInit);
 
   it('takes NDJSON', async () => {
@@ -119,7 +121,7 @@ describe('POST /v1/blocks/bulk over HTTP', () => {
         controller.close();
       },
     });
-    const first = post(slowBody as unknown as BodyInit);
+    const first = post(slowBody);
     // The first request has reached the handler once its first item is in (it is in the store's lock queue or reading).
     let second: Response;
     for (;;) {
@@ -128,7 +130,7 @@ describe('POST /v1/blocks/bulk over HTTP', () => {
       await post('{"items":[]}'); // raced ahead of the first: undo nothing, try again
     }
     expect(second.status).toBe(409);
-    expect((await second.json()).error.code).toBe('BUSY');
+    expect(((await second.json()) as { error: { code: string } }).error.code).toBe('BUSY');
     release();
     expect(await (await first).json()).toEqual({ created: 1, existing: 0 });
   });
