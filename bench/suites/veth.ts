@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BpfObject, xdpAttach, xdpDetach } from '@xdpwall/addon';
 import { Datapath } from '../../src/datapath/datapath.js';
-import { Reason, Verdict, decodeStatsKey, sumCounters, cpusOf } from '../../src/datapath/abi.js';
+import { Reason, Verdict, statsIndexParts, sumCounters, cpusOf } from '../../src/datapath/abi.js';
 import { netnsPath, nsenterArgv, runInNetnsChecked } from '../../src/lab/netns.js';
 import { runChecked } from '../../src/lab/run.js';
 import { PACKAGE_ROOT } from '../../src/paths.js';
@@ -317,7 +317,7 @@ async function deniedBySource(datapath: Datapath): Promise<number> {
   const { keys, values, count } = await stats.lookupAll();
   let packets = 0n;
   for (let i = 0; i < count; i++) {
-    const key = decodeStatsKey(keys.subarray(i * stats.keySize, (i + 1) * stats.keySize));
+    const key = statsIndexParts(keys.readUInt32LE(i * 4));
     if (key.verdict !== Verdict.drop || key.reason !== Reason.deny_src_cidr) continue;
     packets += sumCounters(values, i * stats.valueStride, stats.valueStride, cpusOf(stats)).packets;
   }
