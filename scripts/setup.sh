@@ -10,6 +10,8 @@ BUILD_PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev build-essential pkg-
 # Run and test: namespaces and veth (iproute2, util-linux nsenter), ping, bpftool,
 # systemd-analyze and promtool for the offline deploy/ and metrics checks.
 RUN_PACKAGES=(bpftool iproute2 util-linux iputils-ping tcpdump xdp-tools systemd prometheus)
+# The benchmark's veth suite compares against these peers (npm run bench).
+BENCH_PACKAGES=(nftables iptables)
 
 die() { echo "setup: $*" >&2; exit 1; }
 
@@ -19,7 +21,7 @@ node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.ex
   || die "Node.js >= 20.12 is needed, found $(node --version)"
 
 missing=()
-for package in "${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}"; do
+for package in "${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}" "${BENCH_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
 done
 if ((${#missing[@]})); then

@@ -56,7 +56,7 @@ export class Firewall {
       log: { error: (details, message) => (log.error ?? log.warn).call(log, details, message) },
     });
     this.flowSnapshots = new SnapshotCache(() => readFlows(datapath.maps.flows), countersCacheMs);
-    this.statsSnapshots = new SnapshotCache(() => readStats(datapath.maps.stats), countersCacheMs);
+    this.statsSnapshots = new SnapshotCache(() => readStats(datapath.maps.stats, (slot) => datapath.ifslots.ifindexOf(slot)), countersCacheMs);
     this.startedAt = clock.wallMs();
   }
 

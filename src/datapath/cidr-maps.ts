@@ -2,8 +2,10 @@
 // changes rules, and all at once when the daemon starts (adopted pinned maps
 // may hold stale or missing entries). Where a rule goes:
 //   /32, /128                 exact-match host hashes
-//   IPv4 up to /24            the DIR-24 table (dir24.ts keeps its contents)
-//   IPv4 /25../31             the IPv4 trie, and a flag on its /24's slot
+//   IPv4 /1../24              the DIR-24 table (dir24.ts keeps its contents)
+//   IPv4 /25../31             the DIR-24 second level (a block per /24), and the
+//                             IPv4 trie, asked only for /24s left without a block
+//   IPv4 /0                   xw_config.v4_default, written with the generation
 //   other IPv6                the IPv6 trie
 // The data plane asks the hash first, then the table or trie. Every change
 // is applied in batches (a /8 rewrites 65,536 slots) and then bumps the
@@ -15,7 +17,7 @@ import { BpfError, type BpfMap } from '@xdpwall/addon';
 import {
   Action, Layout, cpusOf, encodeRuleId, lpmKeySize, sumCounters, writeLpmKey, writeRuleValue, type Counter, POLICY_RULE_ID_BASE,
 } from './abi.js';
-import { Dir24Index, DIR24_MAX_RULE_ID, SlotSet, type Dir24Rule } from './dir24.js';
+import { DIR24_BLOCK_PAIRS, Dir24Index, DIR24_MAX_RULE_ID, SlotSet, packBlocks, packSlotPairs, type Dir24Rule } from './dir24.js';
 import type { DatapathMaps } from './datapath.js';
 import { describe } from './datapath.js';
 import type { RuleEnforcer } from '../rules/blocks.js';
@@ -50,9 +52,16 @@ function dir24Rule(rule: BlockRule): Dir24Rule {
 }
 
 export class CidrMaps implements RuleEnforcer {
-  private dir24: Record<BlockDirection, Dir24Index> = { src: new Dir24Index(), dst: new Dir24Index() };
+  private dir24: Record<BlockDirection, Dir24Index>;
 
-  constructor(private readonly maps: DatapathMaps) {}
+  constructor(private readonly maps: DatapathMaps) {
+    this.dir24 = this.emptyDir24();
+  }
+
+  private emptyDir24(): Record<BlockDirection, Dir24Index> {
+    const blocks = (map: BpfMap) => Math.floor(map.maxEntries / DIR24_BLOCK_PAIRS);
+    return { src: new Dir24Index(blocks(this.maps.srcDir24L2)), dst: new Dir24Index(blocks(this.maps.dstDir24L2)) };
+  }
 
   /** The hash or trie that holds this rule's entry. */
   private table(rule: Pick<BlockRule, 'family' | 'direction' | 'prefixLen'>): BpfMap {
@@ -71,8 +80,9 @@ export class CidrMaps implements RuleEnforcer {
     return [maps.srcV4, maps.dstV4, maps.srcV6, maps.dstV6, maps.srcHostV4, maps.dstHostV4, maps.srcHostV6, maps.dstHostV6];
   }
 
-  private dir24Map(direction: BlockDirection): BpfMap {
-    return direction === 'src' ? this.maps.srcDir24 : this.maps.dstDir24;
+  private dir24Maps(direction: BlockDirection): { first: BpfMap; second: BpfMap } {
+    const { maps } = this;
+    return direction === 'src' ? { first: maps.srcDir24, second: maps.srcDir24L2 } : { first: maps.dstDir24, second: maps.dstDir24L2 };
   }
 
   /** All or nothing: on failure none of `rules` is left in the kernel. */
@@ -93,6 +103,7 @@ export class CidrMaps implements RuleEnforcer {
       const undo = await collectFailures([
         ...written.map(([table, { keys, count }]) => () => table.deleteBatch(keys, count)),
         () => this.writeSlots(this.changeDir24(indexed.reverse(), 'remove', [])),
+        async () => this.bumpRulesGen(),
       ]);
       throw withUndoFailures(kernelError(error, `cannot install ${plural(rules.length)}`), undo);
     }
@@ -141,7 +152,7 @@ export class CidrMaps implements RuleEnforcer {
     const byTable = this.groupByTable(rules.filter(hasTableEntry));
     try {
       for (const table of this.tables()) await syncTable(table, pack(byTable.get(table) ?? []), report);
-      this.dir24 = { src: new Dir24Index(), dst: new Dir24Index() };
+      this.dir24 = this.emptyDir24();
       await this.writeSlots(this.changeDir24(rules.filter(inDir24), 'add', []));
       report.added += rules.filter((r) => inDir24(r) && !hasTableEntry(r)).length;
       await dropStaleCounters(this.maps.ruleStats, new Set(rules.map((r) => r.id)));
@@ -168,22 +179,29 @@ export class CidrMaps implements RuleEnforcer {
     return changed;
   }
 
-  /** Writes the current value of the given slots, one batch per direction. */
+  /**
+   * Writes what a change touched, per direction: the second-level blocks
+   * first, then the first-level slots (two to an array element) that point
+   * to them, so a packet never follows a slot into an unwritten block.
+   */
   private async writeSlots(changed: Map<BlockDirection, SlotSet>): Promise<void> {
-    for (const [direction, set] of changed) {
-      if (set.size === 0) continue;
-      const slots = set.slots();
+    for (const direction of ['src', 'dst'] as const) {
       const index = this.dir24[direction];
-      const values = new Uint32Array(slots.length);
-      for (let i = 0; i < slots.length; i++) values[i] = index.value(slots[i]!);
-      // Host order u32 arrays are exactly the batch's packed keys and values.
-      const keys = Buffer.from(slots.buffer, slots.byteOffset, slots.byteLength);
-      await this.dir24Map(direction).updateBatch(keys, Buffer.from(values.buffer), slots.length);
+      const { first, second } = this.dir24Maps(direction);
+      const blocks = packBlocks(index.takeBlockWrites());
+      if (blocks.count > 0) await second.updateBatch(blocks.keys, blocks.values, blocks.count);
+      const set = changed.get(direction);
+      if (set && set.size > 0) {
+        const pairs = packSlotPairs(index, set.slots());
+        await first.updateBatch(pairs.keys, pairs.values, pairs.count);
+      }
+      index.commitReleased();
     }
   }
 
   /**
-   * Called after the rule tables changed, never before: ingress reads the
+   * Also writes the IPv4 /0 rules (the DIR-24 default). Called after the
+   * rule tables changed, never before: ingress reads the
    * generation before its lookups, so a pass it caches under the old
    * generation was decided without the new rules and is retired here.
    */
@@ -192,6 +210,8 @@ export class CidrMaps implements RuleEnforcer {
     const slot = Buffer.alloc(4);
     const value = config.lookup(slot) ?? Buffer.alloc(Layout.config.size);
     value.writeUInt32LE((value.readUInt32LE(Layout.config.rulesGen) + 1) >>> 0, Layout.config.rulesGen);
+    value.writeUInt32LE(this.dir24.src.defaultValue(), Layout.config.v4Default);
+    value.writeUInt32LE(this.dir24.dst.defaultValue(), Layout.config.v4Default + 4);
     config.update(slot, value);
   }
 
