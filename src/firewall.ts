@@ -39,8 +39,10 @@ export class Firewall {
     countersCacheMs: number,
     capacity: Config['capacity'],
     log: Logger,
+    counts?: Record<4 | 6, number>,
   ) {
     this.blocks = new BlockService(store, cidrMaps, {
+      counts,
       now: () => new Date(clock.wallMs()),
       limits: { 4: capacity.cidrV4, 6: capacity.cidrV6 },
       log: { error: (details, message) => (log.error ?? log.warn).call(log, details, message) },
@@ -57,9 +59,12 @@ export class Firewall {
     try {
       datapath = await Datapath.load(options, log);
       const cidrMaps = new CidrMaps(datapath.maps);
-      const restored = await cidrMaps.reconcile(store.all());
+      // Columns, not BlockRule objects: a million rules restore in seconds
+      // and are garbage (a few typed arrays) once the kernel holds them.
+      const rules = await store.readColumns();
+      const restored = await cidrMaps.reconcile(rules);
       const firewall = new Firewall(
-        store, datapath, cidrMaps, options.clock ?? systemClock, options.countersCacheMs, options.capacity, log,
+        store, datapath, cidrMaps, options.clock ?? systemClock, options.countersCacheMs, options.capacity, log, rules.perFamily,
       );
       return { firewall, restored };
     } catch (error) {
