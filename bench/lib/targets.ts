@@ -39,6 +39,11 @@ export function evaluateTargets(rows: readonly Result[]): TargetOutcome[] {
       op: '≤', limit: 3, unit: '×',
     },
     { name: 'import 1M IPv4 CIDRs via API', measured: get('control', 'import 1M IPv4 CIDRs via POST /v1/blocks/bulk', 'time'), op: '<', limit: 10, unit: ' s' },
+    { name: 'import 1M mixed IPv4/IPv6 over HTTP from another process', measured: get('control', 'import 1M mixed IPv4 /32 + IPv6 /128 over HTTP (NDJSON, another process)', 'time'), op: '<', limit: 15, unit: ' s' },
+    { name: 'GET /healthz p99 during the 1M mixed import', measured: get('control', 'GET /healthz during the 1M mixed import', 'p99'), op: '<', limit: 50, unit: ' ms' },
+    { name: 'daemon RSS during the 1M mixed import', measured: get('control', 'daemon RSS during the 1M mixed import', 'max'), op: '≤', limit: 600, unit: ' MB' },
+    { name: 'restart to serving with 1M rules', measured: get('control', 'restart to serving with 1M rules (maps pinned)', 'time'), op: '≤', limit: 5, unit: ' s' },
+    { name: 'daemon RSS with 1M rules stored', measured: get('control', 'daemon RSS serving 1M rules after restart', 'rss'), op: '≤', limit: 600, unit: ' MB' },
     { name: 'single-block POST /v1/blocks p99', measured: get('control', 'POST /v1/blocks (one CIDR), sequential', 'p99'), op: '≤', limit: 10, unit: ' ms' },
     { name: 'GET /v1/stats throughput', measured: get('control', 'GET /v1/stats under autocannon', 'throughput'), op: '≥', limit: 5000, unit: ' req/s' },
   ];
