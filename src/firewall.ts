@@ -45,12 +45,14 @@ export class Firewall {
     countersCacheMs: number,
     capacity: Config['capacity'],
     log: Logger,
+    counts?: Record<4 | 6, number>,
   ) {
     this.rules = new RuleService(store, policy, {
       now: () => new Date(clock.wallMs()),
       log: { error: (details, message) => (log.error ?? log.warn).call(log, details, message) },
     });
     this.blocks = new BlockService(store, cidrMaps, {
+      counts,
       now: () => new Date(clock.wallMs()),
       limits: { 4: capacity.cidrV4, 6: capacity.cidrV6 },
       log: { error: (details, message) => (log.error ?? log.warn).call(log, details, message) },
@@ -67,7 +69,10 @@ export class Firewall {
     try {
       datapath = await Datapath.load(options, log);
       const cidrMaps = new CidrMaps(datapath.maps);
-      const restored = await cidrMaps.reconcile(store.all());
+      // Columns, not BlockRule objects: a million rules restore in seconds
+      // and are garbage (a few typed arrays) once the kernel holds them.
+      const rules = await store.readColumns();
+      const restored = await cidrMaps.reconcile(rules);
       const clock = options.clock ?? systemClock;
       const opened = datapath;
       const policy = new PolicyEngine(await PolicyTables.open(datapath.maps.policy), {
@@ -76,7 +81,7 @@ export class Firewall {
         ruleStats: datapath.maps.ruleStats,
       });
       const firewall = new Firewall(
-        store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log,
+        store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log, rules.perFamily,
       );
       await firewall.rules.installAll();
       return { firewall, restored };

@@ -57,6 +57,11 @@ export function evaluateTargets(rows: readonly Result[]): TargetOutcome[] {
   const imported = get('control', 'import 1M IPv4 CIDRs via POST /v1/blocks/bulk', 'time');
   add('import 1M IPv4 CIDRs via API vs raw map batch', div(imported, get('control', 'raw bpf_map_update_batch of the same 1M', 'time')), '≤', 3, '×');
   add('import 1M IPv4 CIDRs via API', imported, '<', 5, ' s');
+  add('import 1M mixed IPv4/IPv6 over HTTP from another process', get('control', 'import 1M mixed IPv4 /32 + IPv6 /128 over HTTP (NDJSON, another process)', 'time'), '<', 15, ' s');
+  add('GET /healthz p99 during the 1M mixed import', get('control', 'GET /healthz during the 1M mixed import', 'p99'), '<', 50, ' ms');
+  add('daemon RSS during the 1M mixed import', get('control', 'daemon RSS during the 1M mixed import', 'max'), '≤', 600, ' MB');
+  add('restart to serving with 1M rules', get('control', 'restart to serving with 1M rules (maps pinned)', 'time'), '≤', 5, ' s');
+  add('daemon RSS with 1M rules stored', get('control', 'daemon RSS serving 1M rules after restart', 'rss'), '≤', 600, ' MB');
   add('GET /v1/flows?limit=100 with 1M flows (p50)', get('control', 'GET /v1/flows?limit=100, 1M flows', 'p50'), '≤', 250, ' ms');
   add('single-block POST /v1/blocks p99', get('control', 'POST /v1/blocks (one CIDR), sequential', 'p99'), '≤', 10, ' ms');
   add('GET /v1/stats throughput', get('control', 'GET /v1/stats under autocannon', 'throughput'), '≥', 5000, ' req/s');

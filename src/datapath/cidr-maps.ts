@@ -23,6 +23,8 @@ import { describe } from './datapath.js';
 import type { RuleEnforcer } from '../rules/blocks.js';
 import type { BlockDirection, BlockRule } from '../rules/model.js';
 import { CapacityError, DatapathError, collectFailures, withUndoFailures } from '../errors.js';
+import { ADDRESS_BYTES, RuleColumns } from '../rules/rule-columns.js';
+import { dropStaleIds, packRows, planRows, syncPacked, type PackedRules } from './reconcile.js';
 
 export interface ReconcileReport {
   added: number;
@@ -30,12 +32,6 @@ export interface ReconcileReport {
   kept: number;
 }
 
-/** Keys and values of many rules, packed for one batch call. */
-interface PackedRules {
-  keys: Buffer;
-  values: Buffer;
-  count: number;
-}
 
 const isHostRoute = (rule: Pick<BlockRule, 'family' | 'prefixLen'>): boolean =>
   rule.prefixLen === (rule.family === 4 ? 32 : 128);
@@ -145,17 +141,37 @@ export class CidrMaps implements RuleEnforcer {
   /**
    * Makes the kernel hold exactly `rules`, keeping counters of rules it
    * already had. The DIR-24 tables are not pinned: they start empty with
-   * every load and are written whole here.
+   * every load and are written whole here. Start-up passes the store's
+   * columns (a million rules without an object each); see reconcile.ts.
    */
-  async reconcile(rules: readonly BlockRule[]): Promise<ReconcileReport> {
+  async reconcile(input: RuleColumns | readonly BlockRule[]): Promise<ReconcileReport> {
+    const rules = input instanceof RuleColumns ? input : RuleColumns.fromRules(input);
     const report: ReconcileReport = { added: 0, removed: 0, kept: 0 };
-    const byTable = this.groupByTable(rules.filter(hasTableEntry));
     try {
-      for (const table of this.tables()) await syncTable(table, pack(byTable.get(table) ?? []), report);
+      const plan = planRows(rules, (family, prefixLen, dst) => {
+        const probe = probeRule(family, prefixLen, dst ? 'dst' : 'src');
+        const table = hasTableEntry(probe) ? this.table(probe) : null;
+        return { table, hostKey: isHostRoute(probe), dir24: inDir24(probe) };
+      });
+      for (const table of this.tables()) {
+        const group = plan.byTable.get(table);
+        const wanted = group ? packRows(rules, group.rows, group.hostKey, table.keySize) : pack([]);
+        await syncTable(table, wanted, report);
+      }
       this.dir24 = this.emptyDir24();
-      await this.writeSlots(this.changeDir24(rules.filter(inDir24), 'add', []));
-      report.added += rules.filter((r) => inDir24(r) && !hasTableEntry(r)).length;
-      await dropStaleCounters(this.maps.ruleStats, new Set(rules.map((r) => r.id)));
+      // In chunks of short-lived rules, so the index code stays the one installMany uses.
+      const slots = new Map<BlockDirection, SlotSet>();
+      for (let from = 0; from < plan.dir24Rows.length; from += DIR24_CHUNK) {
+        const chunk = rulesAt(rules, plan.dir24Rows.subarray(from, from + DIR24_CHUNK));
+        for (const [direction, set] of this.changeDir24(chunk, 'add', [])) {
+          let all = slots.get(direction);
+          if (!all) slots.set(direction, (all = new SlotSet()));
+          for (const slot of set.slots()) all.add(slot);
+        }
+      }
+      await this.writeSlots(slots);
+      report.added += plan.dir24Only;
+      await dropStaleCounters(this.maps.ruleStats, rules.sortedIds());
       this.bumpRulesGen();
     } catch (error) {
       throw kernelError(error, 'cannot restore rules into the kernel');
@@ -250,44 +266,41 @@ function pack(rules: readonly BlockRule[]): PackedRules {
   return { keys, values, count: rules.length };
 }
 
-/** Brings a table to exactly the wanted entries with batch calls. */
+/** Brings a table to exactly the wanted entries with batch calls (a diff of packed keys, reconcile.ts). */
 async function syncTable(table: BpfMap, wanted: PackedRules, report: ReconcileReport): Promise<void> {
-  const { keySize, valueSize } = table;
-  const current = await table.lookupAll();
-  const have = new Map<string, Buffer>();
-  for (let i = 0; i < current.count; i++) {
-    const key = current.keys.subarray(i * keySize, (i + 1) * keySize);
-    have.set(key.toString('latin1'), current.values.subarray(i * valueSize, (i + 1) * valueSize));
-  }
-  const toWrite: number[] = [];
-  for (let i = 0; i < wanted.count; i++) {
-    const key = wanted.keys.subarray(i * keySize, (i + 1) * keySize).toString('latin1');
-    const existing = have.get(key);
-    have.delete(key);
-    if (existing?.equals(wanted.values.subarray(i * valueSize, (i + 1) * valueSize))) report.kept++;
-    else toWrite.push(i);
-  }
-  if (have.size > 0) {
-    await table.deleteBatch(Buffer.concat([...have.keys()].map((k) => Buffer.from(k, 'latin1'))), have.size);
-    report.removed += have.size;
-  }
-  if (toWrite.length > 0) {
-    const pick = (buf: Buffer, size: number) => Buffer.concat(toWrite.map((i) => buf.subarray(i * size, (i + 1) * size)));
-    await table.updateBatch(pick(wanted.keys, keySize), pick(wanted.values, valueSize), toWrite.length);
-    report.added += toWrite.length;
-  }
+  await syncPacked(table, wanted, report);
 }
 
-/** Deletes counters of rules that no longer exist (removed while the daemon was down). */
-async function dropStaleCounters(ruleStats: BpfMap, ruleIds: ReadonlySet<number>): Promise<void> {
-  const { keys, count } = await ruleStats.lookupAll();
-  const stale: Buffer[] = [];
-  for (let i = 0; i < count; i++) {
-    const key = keys.subarray(i * 4, (i + 1) * 4);
-    const id = key.readUInt32LE(0);
-    if (id < POLICY_RULE_ID_BASE && !ruleIds.has(id)) stale.push(key); // policy rules' counters are src/policy's
+/**
+ * Deletes counters of rules that no longer exist (removed while the daemon
+ * was down); `ruleIds` ascending. Policy rules' counters are src/policy's.
+ */
+async function dropStaleCounters(ruleStats: BpfMap, ruleIds: Uint32Array): Promise<void> {
+  await dropStaleIds(ruleStats, ruleIds, POLICY_RULE_ID_BASE);
+}
+
+/** Rules handed to DIR-24 per changeDir24 call at start-up. */
+const DIR24_CHUNK = 4096;
+
+/** A rule with only the fields that decide where it is stored. */
+function probeRule(family: 4 | 6, prefixLen: number, direction: BlockDirection): BlockRule {
+  const network = Buffer.alloc(family === 4 ? 4 : 16);
+  return { id: 1, cidr: '', family, prefixLen, network, direction, comment: null, createdAt: '' };
+}
+
+/** Short-lived rules for the given rows (their addresses are views into the columns). */
+function rulesAt(rules: RuleColumns, rows: Uint32Array): BlockRule[] {
+  const out: BlockRule[] = [];
+  for (const i of rows) {
+    const family = rules.families[i] as 4 | 6;
+    const start = i * ADDRESS_BYTES;
+    out.push({
+      id: rules.ids[i]!, cidr: '', family, prefixLen: rules.prefixLens[i]!,
+      network: rules.networks.subarray(start, start + (family === 4 ? 4 : 16)),
+      direction: rules.direction(i), comment: null, createdAt: '',
+    });
   }
-  if (stale.length > 0) await ruleStats.deleteBatch(Buffer.concat(stale), stale.length);
+  return out;
 }
 
 const plural = (n: number): string => `${n} rule${n === 1 ? '' : 's'}`;

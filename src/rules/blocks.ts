@@ -49,6 +49,8 @@ export interface BlockServiceOptions {
   now?: () => Date;
   /** Rules per address family, both directions together (capacity.cidrV4 / cidrV6). */
   limits?: Record<4 | 6, number>;
+  /** Stored rules per family when the caller already counted them (start-up); read from the store otherwise. */
+  counts?: Record<4 | 6, number>;
   /** Where failed undos are reported. */
   log?: { error(details: object, message: string): void };
   /** Refuses a CIDR before anything is stored (the failsafe list: FAILSAFE_CONFLICT). */
@@ -116,7 +118,7 @@ export class BlockService {
     this.limits = options.limits ?? { 4: Infinity, 6: Infinity };
     this.log = options.log;
     this.check = options.check;
-    this.counts = store.countByFamily();
+    this.counts = options.counts ? { ...options.counts } : store.countByFamily();
   }
 
   /** Blocks a CIDR; `created` is false when the same CIDR and direction was already blocked. */
