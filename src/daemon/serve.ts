@@ -54,6 +54,8 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
         pin: { bpffsRoot: config.bpffsRoot, dir: pinDir },
         capacity: config.capacity,
         countersCacheMs: config.countersCacheMs,
+        policy: config.policy,
+        failsafe: config.failsafe,
       },
       log,
     );
