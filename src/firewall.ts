@@ -103,6 +103,11 @@ export class Firewall {
     return this.datapath.attach(iface, options);
   }
 
+  /** Removes expired rules from the store and the kernel (the daemon calls it every second). */
+  async sweepExpired(): Promise<{ rules: number[] }> {
+    return { rules: await this.rules.sweepExpired() };
+  }
+
   /** Recompiles the policy (after interfaces attach: rules naming one resolve to its ifindex). */
   async refreshPolicy(): Promise<void> {
     await this.rules.installAll();
