@@ -19,10 +19,11 @@ import { observeRoutes } from './routes/observe.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { accessRoutes } from './routes/access.js';
 import { ruleRoutes } from './routes/rules.js';
+import { policyRoutes } from './routes/policy.js';
 import { Rule } from './schemas/rules.js';
 
 /** What the API needs of the firewall. */
-export type ApiFirewall = Pick<Firewall, 'blocks' | 'rules' | 'flows' | 'flowCount' | 'stats' | 'interfaces' | 'ruleHits' | 'uptimeSeconds'>;
+export type ApiFirewall = Pick<Firewall, 'blocks' | 'rules' | 'policy' | 'failsafe' | 'flows' | 'flowCount' | 'stats' | 'interfaces' | 'ruleHits' | 'uptimeSeconds'>;
 
 /** Who may use the API and how it is audited; see api/plugins/auth.ts. */
 export interface ApiAccess {
@@ -90,6 +91,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await registerDocs(app, options.version ?? '0.0.0', publicRoutes);
   await app.register(blockRoutes, { firewall: options.firewall });
   await app.register(ruleRoutes, { firewall: options.firewall });
+  await app.register(policyRoutes, { firewall: options.firewall });
   await app.register(observeRoutes, { firewall: options.firewall });
   await app.register(metricsRoutes, { firewall: options.firewall });
   await app.register(accessRoutes, { access: access.store });

@@ -15,7 +15,9 @@ import { systemClock, type Clock } from './clock.js';
 import type { Config, InterfaceConfig } from './config.js';
 import { PolicyTables } from './policy/tables.js';
 import { PolicyEngine } from './policy/engine.js';
-import { RuleService } from './policy/rules.js';
+import { POLICY_SETTING, RuleService } from './policy/rules.js';
+import type { PolicyDefaults } from './policy/engine.js';
+import { checkFailsafeCidr, checkFailsafeRule, failsafeRules, type FailsafeEntry } from './policy/failsafe.js';
 
 export interface FirewallOptions {
   objectPath: string;
@@ -26,6 +28,10 @@ export interface FirewallOptions {
   capacity: Config['capacity'];
   countersCacheMs: number;
   clock?: Clock;
+  /** The configuration's default policy; one stored through PUT /v1/policy wins. Default accept. */
+  policy?: PolicyDefaults;
+  /** The failsafe list (configuration file only). Default none. */
+  failsafe?: FailsafeEntry[];
 }
 
 export class Firewall {
@@ -45,16 +51,19 @@ export class Firewall {
     countersCacheMs: number,
     capacity: Config['capacity'],
     log: Logger,
+    readonly failsafe: readonly FailsafeEntry[],
     counts?: Record<4 | 6, number>,
   ) {
     this.rules = new RuleService(store, policy, {
       now: () => new Date(clock.wallMs()),
+      check: (rule) => checkFailsafeRule(failsafe, rule),
       log: { error: (details, message) => (log.error ?? log.warn).call(log, details, message) },
     });
     this.blocks = new BlockService(store, cidrMaps, {
       counts,
       now: () => new Date(clock.wallMs()),
       limits: { 4: capacity.cidrV4, 6: capacity.cidrV6 },
+      check: (cidr) => checkFailsafeCidr(failsafe, cidr, 'block'),
       log: { error: (details, message) => (log.error ?? log.warn).call(log, details, message) },
     });
     this.flowSnapshots = new SnapshotCache(() => readFlows(datapath.maps.flows), countersCacheMs);
@@ -80,8 +89,11 @@ export class Firewall {
         ifindexOf: (iface) => opened.interfaces().find((i) => i.iface === iface)?.ifindex,
         ruleStats: datapath.maps.ruleStats,
       });
+      const failsafe = options.failsafe ?? [];
+      policy.setDefaults(store.getSetting<PolicyDefaults>(POLICY_SETTING) ?? options.policy ?? { ingress: 'accept', egress: 'accept' });
+      await policy.installFailsafe(failsafeRules(failsafe));
       const firewall = new Firewall(
-        store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log, rules.perFamily,
+        store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log, failsafe, rules.perFamily,
       );
       await firewall.rules.installAll();
       return { firewall, restored };
@@ -94,6 +106,11 @@ export class Firewall {
 
   attach(iface: InterfaceConfig, options?: AttachOptions): AttachedInterface {
     return this.datapath.attach(iface, options);
+  }
+
+  /** Removes expired rules from the store and the kernel (the daemon calls it every second). */
+  async sweepExpired(): Promise<{ rules: number[] }> {
+    return { rules: await this.rules.sweepExpired() };
   }
 
   /** Recompiles the policy (after interfaces attach: rules naming one resolve to its ifindex). */
