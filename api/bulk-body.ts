@@ -9,17 +9,21 @@
 // escapes and nesting tracked); the items of a chunk are then parsed by one
 // native JSON.parse, and each is checked against the BlockCreate schema.
 import type { Readable } from 'node:stream';
-import { StringDecoder } from 'node:string_decoder';
 import { Compile } from 'typebox/compile';
+import Format from 'typebox/format';
 import { BlockCreate } from './schemas/blocks.js';
 import type { BlockInput } from '../src/rules/blocks.js';
 import { InvalidJsonError, InvalidRequestError, PayloadTooLargeError } from '../src/errors.js';
+import { isPrintableText } from '../src/text.js';
+import { InvalidUtf8Error } from './plugins/strict-input.js';
 
 export const BULK_CONTENT_TYPES = ['application/json', 'application/x-ndjson'] as const;
 
 /** No single item (or key of the envelope) is longer: bounds what one chunk carries over. */
 export const MAX_ITEM_BYTES = 64 << 10;
 
+// The same `printable` format the route schemas get from ajv (plugins/strict-input.ts).
+Format.Set('printable', isPrintableText);
 const checkItem = Compile(BlockCreate);
 
 const WHITESPACE = new Set([0x20, 0x09, 0x0a, 0x0d]);
@@ -48,7 +52,15 @@ export async function* readBulkItems(
   envelope: BulkEnvelope = {},
 ): AsyncGenerator<BulkItem[]> {
   const scanner = new ItemScanner(/^application\/x-ndjson\b/i.test(contentType ?? '') ? 'lines' : 'envelope', envelope);
-  const decoder = new StringDecoder('utf8');
+  // Fatal: an invalid sequence is refused (INVALID_UTF8), never replaced by U+FFFD.
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  const decode = (chunk?: Buffer): string => {
+    try {
+      return chunk ? decoder.decode(chunk, { stream: true }) : decoder.decode();
+    } catch {
+      throw new InvalidUtf8Error();
+    }
+  };
   let bytes = 0;
   let index = 0;
   const checked = (texts: string[]): BulkItem[] => {
@@ -56,7 +68,8 @@ export async function* readBulkItems(
     for (const item of items) {
       if (!checkItem.Check(item)) {
         const [first] = checkItem.Errors(item);
-        throw new InvalidRequestError(`items[${index}]${first?.instancePath ?? ''} ${first?.message ?? 'is not a block'}`);
+        // Worded like the route schemas' errors (plugins/strict-input.ts).
+        throw new InvalidRequestError(`body/items/${index}${describe(first)}`);
       }
       index++;
     }
@@ -65,12 +78,22 @@ export async function* readBulkItems(
   for await (const chunk of body as AsyncIterable<Buffer>) {
     bytes += chunk.length;
     if (bytes > limitBytes) throw new PayloadTooLargeError(`the body is larger than ${limitBytes} bytes`);
-    const items = scanner.feed(decoder.write(chunk));
+    const items = scanner.feed(decode(chunk));
     if (items.length > 0) yield checked(items);
   }
-  const rest = scanner.feed(decoder.end());
+  const rest = scanner.feed(decode());
   scanner.finish();
   if (rest.length > 0) yield checked(rest);
+}
+
+/** A schema error worded like the route schemas' (ajv via plugins/strict-input.ts). */
+function describe(error: { keyword?: string; instancePath?: string; message?: string } | undefined): string {
+  if (error === undefined) return ' is not a block';
+  const path = error.instancePath ?? '';
+  if (error.keyword === 'format') return `${path} must not contain control characters`;
+  // An unknown field: its subschema is `false` under additionalProperties.
+  if (error.message === 'schema is false') return ` must NOT have additional properties (${path.slice(1)})`;
+  return `${path} ${error.message}`;
 }
 
 /** One native parse for a chunk's items; on a syntax error, the first bad item is named. */

@@ -137,7 +137,7 @@ describe('hitless restart, upgrade and hook ownership', () => {
     try {
       await world.daemon.kill();
       await expect(startDaemon({ ifaces: [world.lab.serverIface], state: world.daemon.state, args: ['--listen', `127.0.0.1:${port}`] }))
-        .rejects.toThrow(/EADDRINUSE/);
+        .rejects.toThrow(/CONFIG_ERROR: cannot listen on .*: the address is already in use/);
       expect(await pings('ipv4')).toBe(0);
       expect(await pings('ipv6')).toBe(3);
     } finally {
@@ -253,7 +253,9 @@ describe('hitless restart, upgrade and hook ownership', () => {
         return { cidr: `10.${n >>> 16}.${(n >>> 8) & 255}.${n & 255}/32` };
       });
       const response = await fetch(`${world.daemon.baseUrl}/v1/blocks/bulk`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ items }), signal: AbortSignal.timeout(300_000),
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${world.daemon.state.token}` },
+        body: JSON.stringify({ items }), signal: AbortSignal.timeout(300_000),
       });
       expect(response.status).toBe(200);
     }

@@ -3,7 +3,7 @@
 // loads, attaches and filters real traffic; CAP_SYS_ADMIN is added only to
 // reach an interface in another network namespace, and without CAP_PERFMON it
 // refuses to start with one line that says why.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -26,25 +26,45 @@ interface Run {
   api: ApiClient;
   pinDir: string;
   output(): string;
+  /** Stopping leaves the programs enforcing (hitless restarts): this removes them. */
+  detach(): void;
 }
 
 describe('least privilege', () => {
   const world = new FirewallLab({ subnet: 60, daemon: false });
   const suffix = `${process.pid}-${randomBytes(2).toString('hex')}`;
-  // bpffs directory and state owned by the daemon's user, as the unit makes them.
-  const bpffsRoot = `/sys/fs/bpf/xwt-lp-${suffix}`;
+  // As deploy/systemd does it: bpffs itself may be root's with mode 0700
+  // (systemd mounts it so, and so does the daemon), which the user cannot even
+  // traverse; a directory made for the user is bound where the user can reach it.
+  const bpffsHost = `/sys/fs/bpf/xwt-lp-${suffix}`;
+  const bindBase = mkdtempSync(join(tmpdir(), 'xwt-lp-bpffs-'));
+  const bpffsRoot = join(bindBase, 'bpffs');
+  let bound = false;
   const runs: Run[] = [];
   const stateDirs: string[] = [];
 
   beforeAll(async () => {
     await world.setUp();
+    mkdirSync(bpffsHost, { mode: 0o700 });
+    chownSync(bpffsHost, UID, UID);
+    chownSync(bindBase, UID, UID);
     mkdirSync(bpffsRoot, { mode: 0o700 });
-    chownSync(bpffsRoot, UID, UID);
+    execFileSync('mount', ['--bind', bpffsHost, bpffsRoot]);
+    bound = true;
   });
 
   afterAll(async () => {
-    for (const run of runs) await stop(run.child);
-    rmSync(bpffsRoot, { recursive: true, force: true });
+    for (const run of runs) {
+      await stop(run.child);
+      try {
+        run.detach();
+      } catch {
+        // nothing attached (it never started), or already detached
+      }
+    }
+    if (bound) execFileSync('umount', [bpffsRoot]);
+    rmSync(bindBase, { recursive: true, force: true });
+    rmSync(bpffsHost, { recursive: true, force: true });
     for (const dir of stateDirs) rmSync(dir, { recursive: true, force: true });
     await world.tearDown();
   });
@@ -71,7 +91,8 @@ describe('least privilege', () => {
     let output = '';
     child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const run: Run = { child, api: new ApiClient(`unix:${socket}`), pinDir: join(bpffsRoot, 'xdpwall', instance), output: () => output };
+    const detach = () => execFileSync(process.execPath, [CLI_PATH, 'detach', '--state-dir', stateDir, '--instance', instance, '--config', configPath]);
+    const run: Run = { child, api: new ApiClient(`unix:${socket}`), pinDir: join(bpffsRoot, 'xdpwall', instance), output: () => output, detach };
     runs.push(run);
     return run;
   }
@@ -127,6 +148,7 @@ describe('least privilege', () => {
     await expectFiltering(run.api);
     await stop(run.child);
     expect(run.child.exitCode, run.output()).toBe(0);
+    run.detach();
   });
 
   it('reaches an interface in another namespace with CAP_SYS_ADMIN added', async () => {
@@ -136,6 +158,7 @@ describe('least privilege', () => {
     await expectFiltering(run.api);
     await stop(run.child);
     expect(run.child.exitCode, run.output()).toBe(0);
+    run.detach();
   });
 
   it('refuses to start without CAP_PERFMON, saying so in one line', async () => {

@@ -22,6 +22,17 @@ import {
   Cache,
   RuleFlags,
   Verdict,
+  POLICY_MAPS,
+  POLICY_SYNC_INNER,
+  POL_MAX_RULES,
+  POL_PORT_SLOTS,
+  POL_REPLY_ENTRIES,
+  POL_TABLES,
+  POL_FIELD_ALL,
+  PolDefault,
+  PolField,
+  PolFlags,
+  PolTable,
 } from '../src/datapath/abi.js';
 
 const OBJECT_PATH = new URL('../xdp/build/xdpwall.bpf.o', import.meta.url).pathname;
@@ -104,6 +115,12 @@ const STRUCTS: Record<keyof typeof Layout, string> = {
   flowKey: 'xw_flow_key',
   flowValue: 'xw_flow_value',
   config: 'xw_config',
+  polMeta: 'xw_pol_meta',
+  polRule: 'xw_pol_rule',
+  polBitmapKey: 'xw_pol_bitmap_key',
+  polBitmap: 'xw_pol_bitmap',
+  polAddrKey: 'xw_pol_addr_key',
+  polPortSlot: 'xw_pol_port_slot',
 };
 
 describe('struct layouts', () => {
@@ -178,6 +195,19 @@ describe('enums', () => {
   it('xw_cache', () => {
     expect(enumValues('xw_cache')).toEqual(upper('XW_CACHE_', Cache));
   });
+
+  it('xw_pol_table', () => {
+    expect(enumValues('xw_pol_table')).toEqual({ ...upper('XW_POL_', PolTable), XW_POL_TABLES: POL_TABLES });
+  });
+
+  it('xw_pol_field', () => {
+    expect(enumValues('xw_pol_field')).toEqual({ ...upper('XW_FIELD_', PolField), XW_FIELD__MAX: POL_FIELD_ALL });
+  });
+
+  it('xw_pol_default and xw_pol_flags', () => {
+    expect(enumValues('xw_pol_default')).toEqual(upper('XW_POL_', PolDefault));
+    expect(enumValues('xw_pol_flags')).toEqual(upper('XW_POL_F_', PolFlags));
+  });
 });
 
 // ---------------------------------------------------------------- objects
@@ -200,15 +230,22 @@ describe('programs and maps', () => {
     [MAPS.stats]: ['xw_stats_key', 'xw_counter'],
     [MAPS.flows]: ['xw_flow_key', 'xw_flow_value'],
     [MAPS.config]: ['unsigned int', 'xw_config'],
+    [POLICY_MAPS.active]: ['unsigned int', 'unsigned int'],
+    [POLICY_MAPS.meta]: ['unsigned int', 'xw_pol_meta'],
+    [POLICY_MAPS.rules]: ['unsigned int', 'xw_pol_rule'],
+    [POLICY_MAPS.bitmaps]: ['xw_pol_bitmap_key', 'xw_pol_bitmap'],
+    [POLICY_MAPS.addrs]: ['xw_pol_addr_key', 'unsigned int'],
+    [POLICY_MAPS.ports]: ['unsigned int', 'xw_pol_port_slot'],
+    [POLICY_MAPS.replies]: ['xw_flow_key', 'unsigned long long'],
   };
 
   // Maps of the data plane's own working state: in the object, not in the ABI.
-  const INTERNAL_MAPS = ['xw_pkt_scratch'];
+  const INTERNAL_MAPS = ['xw_pkt_scratch', POLICY_SYNC_INNER];
 
   it('names exactly the maps the mirror lists (plus internal ones), in .maps', () => {
     const section = named('DATASEC', '.maps');
     const names = section.vars!.map((v) => byId(v.type_id).name).sort();
-    expect(names).toEqual([...Object.values(MAPS), ...INTERNAL_MAPS].sort());
+    expect(names).toEqual([...Object.values(MAPS), ...Object.values(POLICY_MAPS), ...INTERNAL_MAPS].sort());
   });
 
   it('pins every ABI map by name and no internal one', () => {
@@ -236,6 +273,13 @@ describe('programs and maps', () => {
     expect(mapDefNumber(mapDef(MAPS.srcV6), 'max_entries')).toBe(DEFAULT_CAPACITY.cidrV6);
     expect(mapDefNumber(mapDef(MAPS.dstV6), 'max_entries')).toBe(DEFAULT_CAPACITY.cidrV6);
     expect(mapDefNumber(mapDef(MAPS.flows), 'max_entries')).toBe(DEFAULT_CAPACITY.flows);
+  });
+
+  it('policy capacities agree', () => {
+    expect(mapDefNumber(mapDef(POLICY_MAPS.rules), 'max_entries')).toBe(POL_TABLES * 2 * POL_MAX_RULES);
+    expect(mapDefNumber(mapDef(POLICY_MAPS.ports), 'max_entries')).toBe(POL_TABLES * 2 * 2 * POL_PORT_SLOTS);
+    expect(mapDefNumber(mapDef(POLICY_MAPS.replies), 'max_entries')).toBe(POL_REPLY_ENTRIES);
+    expect(mapDefNumber(mapDef(POLICY_MAPS.sync), 'max_entries')).toBe(1);
   });
 
   it('carries ABI_VERSION in .rodata (xw_abi.version)', () => {

@@ -248,7 +248,7 @@ describe('audit trail', () => {
   it('writes each row to the log too, and logs refusals it does not store', async () => {
     const lines: Array<{ msg: string; audit: { principal: string; status: number; detail: object } }> = [];
     const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
-    const logged = await buildApp({ firewall, logger, access: { listener: LISTENER, store } });
+    const logged = await buildApp({ firewall, logger, access: { listener: LISTENER, store, now: () => new Date(Date.UTC(2026, 11, 2, 3, 0, 0) + clockMs) } });
     try {
       await logged.inject({ method: 'POST', url: '/v1/blocks', payload: { cidr: '198.18.76.0/24' }, headers: { authorization: `Bearer ${token.writer}` } });
       await logged.inject({ method: 'POST', url: '/v1/blocks', payload: { cidr: '198.18.77.0/24' } });

@@ -69,9 +69,9 @@ describe('readBulkItems', () => {
     ['{"items":[],"colour":true}', 'INVALID_REQUEST', /unexpected field "colour"/],
     ['{"force":"yes","items":[]}', 'INVALID_REQUEST', /force must be true or false/],
     ['{"items":[],"items":[]}', 'INVALID_REQUEST', /unexpected field "items"/],
-    ['{"items":[{"cidr":["198.18.0.0/15"]}]}', 'INVALID_REQUEST', /^items\[0\]\/cidr must be string/],
-    ['{"items":[{"cidr":"198.18.0.0/15","colour":"red"}]}', 'INVALID_REQUEST', /^items\[0\]/],
-    ['{"items":["198.18.0.0/15"]}', 'INVALID_REQUEST', /^items\[0\]/],
+    ['{"items":[{"cidr":["198.18.0.0/15"]}]}', 'INVALID_REQUEST', /^body\/items\/0\/cidr must be string$/],
+    ['{"items":[{"cidr":"198.18.0.0/15","colour":"red"}]}', 'INVALID_REQUEST', /^body\/items\/0 must NOT have additional properties \(colour\)$/],
+    ['{"items":["198.18.0.0/15"]}', 'INVALID_REQUEST', /^body\/items\/0 must be object$/],
   ])('%s: %s', async (text, code, message) => {
     await expect(readAll(pieces(text, [3, 17]))).rejects.toThrow(expect.objectContaining({ code, message: expect.stringMatching(message) }));
   });

@@ -19,6 +19,7 @@
 #include "parse.h"
 #include "cidr.h"
 #include "exit.h"
+#include "policy.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -36,6 +37,10 @@ const struct {
 	enum xw_action action;
 	enum xw_rule_flags rule_flags;
 	enum xw_cache cache;
+	enum xw_pol_table pol_table;
+	enum xw_pol_field pol_field;
+	enum xw_pol_default pol_default;
+	enum xw_pol_flags pol_flags;
 } xw_abi = { .version = XW_ABI_VERSION };
 
 /*
@@ -69,6 +74,9 @@ int xw_ingress(struct xdp_md *ctx)
 		flow = xw_flow_find(p, XW_DIR_INGRESS);
 		if (!xw_flow_pass_cached(flow, rules_gen))
 			rule_id = xw_cidr_deny(p, &reason);
+		return xw_exit(p, XW_DIR_INGRESS,
+			       xw_policy(p, XW_DIR_INGRESS, &reason, &rule_id),
+			       reason, rule_id, flow, rules_gen);
 	}
 
 	return xw_exit(p, XW_DIR_INGRESS,
@@ -117,8 +125,14 @@ int xw_egress(struct __sk_buff *skb)
 		reason = xw_parse_skb(skb, p);
 	}
 
-	if (xw_reason_has_flow(reason))
-		flow = xw_flow_find(p, XW_DIR_EGRESS);
+	if (reason == XW_REASON_PASS_NO_MATCH) {
+		__u32 rule_id = 0;
+		enum xw_verdict verdict = xw_policy(p, XW_DIR_EGRESS, &reason, &rule_id);
+
+		if (xw_reason_has_flow(reason))
+			flow = xw_flow_find(p, XW_DIR_EGRESS);
+		return xw_exit(p, XW_DIR_EGRESS, verdict, reason, rule_id, flow, 0);
+	}
 
 	return xw_exit(p, XW_DIR_EGRESS, XW_VERDICT_PASS, reason, 0, flow, 0);
 }

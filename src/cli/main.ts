@@ -7,6 +7,7 @@ import { labCommand } from './commands/lab.js';
 import { accessCommands } from './commands/access.js';
 import { detachCommand } from './commands/detach.js';
 import { memoryCommand } from './commands/memory.js';
+import { ruleCommand } from './commands/rule.js';
 import { blockCommand, blocksCommand, flowsCommand, healthCommand, statsCommand, unblockCommand } from './commands/client.js';
 import { XdpwallError } from '../errors.js';
 import { terminalSafe } from './format.js';
@@ -18,7 +19,7 @@ const program = new Command('xdpwall')
   .exitOverride()
   .configureOutput({ outputError: (text, write) => write(text) });
 
-for (const command of [serveCommand(), detachCommand(), labCommand(), blockCommand(), unblockCommand(), blocksCommand(), flowsCommand(), statsCommand(), healthCommand(), memoryCommand(), ...accessCommands()]) {
+for (const command of [serveCommand(), detachCommand(), labCommand(), blockCommand(), unblockCommand(), blocksCommand(), ruleCommand(), flowsCommand(), statsCommand(), healthCommand(), memoryCommand(), ...accessCommands()]) {
   program.addCommand(command.exitOverride());
 }
 

@@ -13,7 +13,7 @@
 // the rules that drop traffic; this side only deletes them with their rule.
 import { BpfError, type BpfMap } from '@xdpwall/addon';
 import {
-  Action, Layout, cpusOf, encodeRuleId, lpmKeySize, sumCounters, writeLpmKey, writeRuleValue, type Counter,
+  Action, Layout, cpusOf, encodeRuleId, lpmKeySize, sumCounters, writeLpmKey, writeRuleValue, type Counter, POLICY_RULE_ID_BASE,
 } from './abi.js';
 import { Dir24Index, DIR24_MAX_RULE_ID, SlotSet, type Dir24Rule } from './dir24.js';
 import type { DatapathMaps } from './datapath.js';
@@ -264,7 +264,8 @@ async function dropStaleCounters(ruleStats: BpfMap, ruleIds: ReadonlySet<number>
   const stale: Buffer[] = [];
   for (let i = 0; i < count; i++) {
     const key = keys.subarray(i * 4, (i + 1) * 4);
-    if (!ruleIds.has(key.readUInt32LE(0))) stale.push(key);
+    const id = key.readUInt32LE(0);
+    if (id < POLICY_RULE_ID_BASE && !ruleIds.has(id)) stale.push(key); // policy rules' counters are src/policy's
   }
   if (stale.length > 0) await ruleStats.deleteBatch(Buffer.concat(stale), stale.length);
 }

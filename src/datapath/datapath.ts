@@ -19,7 +19,8 @@ import {
   type BpfProgram,
   type XdpMode,
 } from '@xdpwall/addon';
-import { MAPS, PROGRAMS } from './abi.js';
+import { MAPS, POLICY_MAPS, POLICY_SYNC_INNER, PROGRAMS } from './abi.js';
+import type { PolicyMaps } from '../policy/tables.js';
 import type { AttachMode, Config, InterfaceConfig } from '../config.js';
 import { DatapathError, XdpwallError } from '../errors.js';
 import { explainLoadFailure } from './load-errors.js';
@@ -45,6 +46,8 @@ export interface DatapathMaps {
   stats: BpfMap;
   flows: BpfMap;
   config: BpfMap;
+  /** The rule tables of the policy stage (src/policy/tables.ts). */
+  policy: PolicyMaps;
 }
 
 export interface AttachedInterface {
@@ -170,6 +173,17 @@ export class Datapath {
       stats: object.map(MAPS.stats),
       flows: object.map(MAPS.flows),
       config: object.map(MAPS.config),
+      policy: {
+        active: object.map(POLICY_MAPS.active),
+        meta: object.map(POLICY_MAPS.meta),
+        rules: object.map(POLICY_MAPS.rules),
+        bitmaps: object.map(POLICY_MAPS.bitmaps),
+        addrs: object.map(POLICY_MAPS.addrs),
+        ports: object.map(POLICY_MAPS.ports),
+        replies: object.map(POLICY_MAPS.replies),
+        sync: object.map(POLICY_MAPS.sync),
+        syncInner: object.map(POLICY_SYNC_INNER),
+      },
     };
     const pins = pin && mapsDir ? { dir: pin.dir, maps: mapsDir } : undefined;
     return new Datapath(object, maps, object.program(PROGRAMS.ingress), object.program(PROGRAMS.egress), log, pins, lock);

@@ -10,6 +10,8 @@ import type { Cidr } from './cidr.js';
 import type { BlockDirection, BlockRule } from './model.js';
 import { StoreBusyError, StoreError, StoreFullError } from '../errors.js';
 import { Checkpointer } from './checkpointer.js';
+import { decodeRuleSpec, encodeRuleSpec, type PolicyRow } from '../policy/codec.js';
+import type { PolicyRule, RuleSpec } from '../policy/model.js';
 
 /**
  * How long a write waits for another process's write lock. better-sqlite3
@@ -41,6 +43,19 @@ const MIGRATIONS: readonly string[] = [
      created_at TEXT NOT NULL,
      UNIQUE (cidr, direction)
    )`,
+  // Policy rules (src/policy): the canonical rule as JSON, with the columns lists filter on.
+  `CREATE TABLE policy_rules (
+     id         INTEGER PRIMARY KEY AUTOINCREMENT,
+     hook       TEXT NOT NULL CHECK (hook IN ('ingress', 'egress')),
+     iface      TEXT,
+     priority   INTEGER NOT NULL,
+     spec       TEXT NOT NULL,
+     created_at TEXT NOT NULL,
+     expires_at TEXT
+   );
+   CREATE INDEX policy_rules_order ON policy_rules (hook, priority, id)`,
+  // Settings changed through the API (the default policy), as JSON values.
+  `CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
 ];
 
 export interface NewBlock {
@@ -106,6 +121,15 @@ export class RuleStore {
       count: this.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM blocks'),
       countByFamily: this.db.prepare<[], { family: 4 | 6; n: number }>('SELECT family, count(*) AS n FROM blocks GROUP BY family'),
       deleteRange: this.db.prepare<[number, number, number]>('DELETE FROM blocks WHERE id >= ? AND id <= ? AND family = ?'),
+      policyInsert: this.db.prepare<[string, string | null, number, string, string, string | null]>(
+        'INSERT INTO policy_rules (hook, iface, priority, spec, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      policyReplace: this.db.prepare<[string, string | null, number, string, string | null, number]>(
+        'UPDATE policy_rules SET hook = ?, iface = ?, priority = ?, spec = ?, expires_at = ? WHERE id = ?',
+      ),
+      policyById: this.db.prepare<[number], PolicyRow>('SELECT * FROM policy_rules WHERE id = ?'),
+      policyDelete: this.db.prepare<[number]>('DELETE FROM policy_rules WHERE id = ?'),
+      policyAll: this.db.prepare<[], PolicyRow>("SELECT * FROM policy_rules ORDER BY hook <> 'ingress', priority, id"),
     };
   }
 
@@ -234,6 +258,70 @@ export class RuleStore {
       items: this.statements.page.all(query.limit, query.offset).map(toRule),
       total: this.statements.count.get()!.n,
     };
+  }
+
+  // ------------------------------------------------------------ settings
+
+  getSetting<T>(key: string): T | undefined {
+    const row = this.db.prepare<[string], { value: string }>('SELECT value FROM settings WHERE key = ?').get(key);
+    return row && (JSON.parse(row.value) as T);
+  }
+
+  setSetting(key: string, value: unknown): void {
+    this.db.prepare<[string, string]>('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
+      .run(key, JSON.stringify(value));
+  }
+
+  // ------------------------------------------------------------ policy rules
+
+  insertPolicyRule(spec: RuleSpec, createdAt: string): PolicyRule {
+    const { lastInsertRowid } = this.statements.policyInsert.run(
+      spec.hook, spec.iface, spec.priority, encodeRuleSpec(spec), createdAt, spec.expiresAt,
+    );
+    return { ...spec, id: Number(lastInsertRowid), createdAt };
+  }
+
+  /** Replaces a rule's fields (its id and creation time stay); false when absent. */
+  replacePolicyRule(id: number, spec: RuleSpec): boolean {
+    return this.statements.policyReplace.run(spec.hook, spec.iface, spec.priority, encodeRuleSpec(spec), spec.expiresAt, id).changes > 0;
+  }
+
+  getPolicyRule(id: number): PolicyRule | undefined {
+    const row = this.statements.policyById.get(id);
+    return row && decodeRuleSpec(row);
+  }
+
+  deletePolicyRule(id: number): boolean {
+    return this.statements.policyDelete.run(id).changes > 0;
+  }
+
+  /** Every policy rule, by hook, then evaluation order (priority, id). */
+  allPolicyRules(): PolicyRule[] {
+    try {
+      return this.statements.policyAll.all().map(decodeRuleSpec);
+    } catch (error) {
+      throw storeError(error, `cannot read the rule store ${this.path}`);
+    }
+  }
+
+  /** A page of policy rules in evaluation order, optionally of one hook and/or interface. */
+  listPolicyRules(query: { hook?: string; iface?: string; limit: number; offset: number }): { items: PolicyRule[]; total: number } {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (query.hook !== undefined) {
+      where.push('hook = ?');
+      args.push(query.hook);
+    }
+    if (query.iface !== undefined) {
+      where.push('iface = ?');
+      args.push(query.iface);
+    }
+    const clause = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
+    const total = this.db.prepare<unknown[], { n: number }>(`SELECT count(*) AS n FROM policy_rules ${clause}`).get(...args)!.n;
+    const rows = this.db
+      .prepare<unknown[], PolicyRow>(`SELECT * FROM policy_rules ${clause} ORDER BY hook <> 'ingress', priority, id LIMIT ? OFFSET ?`)
+      .all(...args, query.limit, query.offset);
+    return { items: rows.map(decodeRuleSpec), total };
   }
 
   close(): void {

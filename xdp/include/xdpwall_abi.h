@@ -73,6 +73,11 @@ enum xw_reason {
 	XW_REASON_PASS_NO_MATCH     = 0,  /* IP packet that matched no rule */
 	XW_REASON_PASS_NON_IP       = 1,  /* ARP, LLDP, ...: never filtered */
 	XW_REASON_PASS_ALLOW        = 2,  /* matched an allow rule (reserved) */
+	XW_REASON_PASS_FAILSAFE     = 3,  /* a failsafe entry (configuration file only) */
+	XW_REASON_PASS_RULE         = 4,  /* a rule with action pass */
+	XW_REASON_PASS_REPLY        = 5,  /* default drop, but a flow this host opened */
+	XW_REASON_WOULD_DROP        = 6,  /* a dry-run block or drop rule matched */
+	XW_REASON_PASS_LOG          = 7,  /* a rule with action log: passed and counted */
 	XW_REASON__FIRST_DROP       = 16,
 	XW_REASON_DENY_SRC_CIDR     = 16, /* source address in a deny prefix */
 	XW_REASON_DENY_DST_CIDR     = 17, /* destination address in a deny prefix */
@@ -81,13 +86,16 @@ enum xw_reason {
 	XW_REASON_MALFORMED_IPV6    = 20, /* truncated fixed header or extension */
 	XW_REASON_IPV6_EXT_LIMIT    = 21, /* more extension headers than XW_MAX_IPV6_EXT */
 	XW_REASON_MALFORMED_L4      = 22, /* truncated TCP/UDP/ICMP header */
-	XW_REASON__MAX              = 23,
+	XW_REASON_DROP_RULE         = 23, /* a rule with action drop */
+	XW_REASON_DROP_POLICY       = 24, /* no rule matched and the hook's policy is drop */
+	XW_REASON__MAX              = 25,
 };
 
 /* What a CIDR rule does when it matches. */
 enum xw_action {
 	XW_ACTION_DENY  = 1,
-	XW_ACTION_ALLOW = 2, /* reserved for allow-list mode */
+	XW_ACTION_ALLOW = 2, /* reserved for allow-list mode; a policy rule's "pass" */
+	XW_ACTION_LOG   = 3, /* policy rules only: pass and count */
 };
 
 /* xw_flow_value.cached_verdict: what ingress may skip for this flow. */
@@ -110,7 +118,7 @@ struct xw_config {
 
 /* Bits of xw_rule_value.flags. */
 enum xw_rule_flags {
-	XW_RULE_F_DRY_RUN = 1u << 0, /* count as if applied, but pass (reserved) */
+	XW_RULE_F_DRY_RUN = 1u << 0, /* count as if applied, but pass */
 };
 
 /*
@@ -213,6 +221,119 @@ struct xw_flow_value {
 	__u8 cached_verdict;         /* enum xw_cache, ingress only */
 	__u8 pad0;
 	__u32 rules_gen;             /* xw_config.rules_gen when cached_verdict was set */
+};
+
+/*
+ * ---------------------------------------------------------------- policy
+ * Rules on ports, protocols and flags, classified without walking them
+ * (the bit-vector scheme of bpf-iptables, Miano et al.): every rule of a
+ * hook has a position, its bit, in priority order; each field's lookup
+ * yields the bitmap of the rules that field lets through, the bitmaps are
+ * ANDed, and the lowest set bit is the first rule that matches. Tables are
+ * double-buffered per hook: the control plane fills the buffer packets do
+ * not read, then flips xw_pol_active[hook] with one write; a packet reads
+ * that index once, so it is classified entirely by one buffer. Mirror:
+ * src/policy/abi.ts (with the rest in src/datapath/abi.ts).
+ *
+ * Maps (all pinned by name):
+ *   xw_pol_active   ARRAY[XW_POL_TABLES]  table -> __u32 buffer (0 or 1)
+ *   xw_pol_meta     ARRAY[XW_POL_TABLES*2]  table*2+buf -> xw_pol_meta
+ *   xw_pol_rules    ARRAY[XW_POL_TABLES*2*XW_POL_MAX_RULES]  -> xw_pol_rule
+ *   xw_pol_bitmaps  HASH  xw_pol_bitmap_key -> xw_pol_bitmap
+ *   xw_pol_addrs    LPM_TRIE  xw_pol_addr_key -> __u32 value of the prefix's bitmap key
+ *   xw_pol_ports    ARRAY  ((table*2+buf)*2+(dport))*16384 + port/4 -> xw_pol_port_slot
+ *   xw_pol_replies  LRU_HASH  xw_flow_key -> __u64 time of the last egress packet
+ *   xw_pol_sync     ARRAY_OF_MAPS[1]: updating it waits for an RCU grace period,
+ *                   after which no packet still reads the buffer flipped away from
+ */
+#define XW_POL_MAX_RULES 4096 /* per table */
+#define XW_POL_WORDS     (XW_POL_MAX_RULES / 64)
+#define XW_POL_PORT_SLOTS (65536 / 4)
+#define XW_POL_WILDCARD  0xffffffffu /* xw_pol_bitmap_key.value: rules that leave the field open */
+#define XW_POL_REPLY_ENTRIES    (1u << 16) /* xw_pol_replies: flows this host opened */
+#define XW_POL_REPLY_TIMEOUT_NS (300ULL * 1000000000ULL) /* a reply must follow egress traffic within this */
+#define XW_POL_REPLY_REFRESH_NS (1000000000ULL) /* egress rewrites a flow's time at most this often */
+
+/* Rule tables: one per hook, and the failsafe list as a table of its own. */
+enum xw_pol_table {
+	XW_POL_INGRESS  = 0,
+	XW_POL_EGRESS   = 1,
+	XW_POL_FAILSAFE = 2, /* ingress, before the blocks: any match passes */
+	XW_POL_TABLES   = 3,
+};
+
+/* Fields a rule can constrain; bit (1 << field) of xw_pol_meta.fields. */
+enum xw_pol_field {
+	XW_FIELD_IFACE     = 0, /* value: ifindex */
+	XW_FIELD_PROTO     = 1, /* value: IP protocol */
+	XW_FIELD_SPORT     = 2, /* value: interval index from xw_pol_ports */
+	XW_FIELD_DPORT     = 3, /* value: interval index from xw_pol_ports */
+	XW_FIELD_TCP_FLAGS = 4, /* value: the TCP flag byte */
+	XW_FIELD_ICMP_TYPE = 5,
+	XW_FIELD_ICMP_CODE = 6,
+	XW_FIELD_VLAN      = 7, /* value: innermost VLAN id */
+	XW_FIELD_SRC       = 8, /* xw_pol_addrs */
+	XW_FIELD_DST       = 9, /* xw_pol_addrs */
+	XW_FIELD__MAX      = 10, /* as a bitmap key's field: the buffer's all-ones bitmap (value 0) */
+};
+
+/* What no rule matching does (xw_pol_meta.default_action). */
+enum xw_pol_default {
+	XW_POL_ACCEPT = 0,
+	XW_POL_DROP   = 1, /* ingress: replies to flows this host opened still pass */
+};
+
+/* Bits of xw_pol_meta.flags. */
+enum xw_pol_flags {
+	XW_POL_F_REPLIES = 1u << 0, /* egress: record flows for ingress pass_reply */
+};
+
+struct xw_pol_meta {
+	__u32 words;          /* 64-bit words of the bitmaps in use: ceil(rules / 64) */
+	__u32 fields;         /* bit per enum xw_pol_field that some rule constrains */
+	__u8 default_action;  /* enum xw_pol_default */
+	__u8 flags;           /* enum xw_pol_flags */
+	__u16 pad;
+	__u32 pad2;
+};
+
+/* A rule by its position (bit). expires_ns: coarse CLOCK_MONOTONIC, 0 = never. */
+struct xw_pol_rule {
+	__u32 rule_id; /* key of xw_rule_stats */
+	__u8 action;   /* enum xw_action: DENY, ALLOW or LOG */
+	__u8 flags;    /* enum xw_rule_flags */
+	__u16 pad;
+	__u64 expires_ns;
+};
+
+struct xw_pol_bitmap_key {
+	__u8 table;  /* enum xw_pol_table */
+	__u8 buf;    /* 0 or 1 */
+	__u8 field;  /* enum xw_pol_field */
+	__u8 pad;
+	__u32 value; /* or XW_POL_WILDCARD */
+};
+
+struct xw_pol_bitmap {
+	__u64 words[XW_POL_WORDS]; /* bit i of word w: the rule at position w * 64 + i */
+};
+
+/*
+ * Address prefixes. prefixlen counts the 32 tag bits (table, buf, field,
+ * family) plus the prefix; an IPv4 address fills addr[0..3].
+ */
+struct xw_pol_addr_key {
+	__u32 prefixlen;
+	__u8 table;
+	__u8 buf;
+	__u8 field;  /* XW_FIELD_SRC or XW_FIELD_DST */
+	__u8 family; /* 4 or 6 */
+	__u8 addr[16];
+};
+
+/* Four consecutive ports' interval indexes (0: no interval, the wildcard). */
+struct xw_pol_port_slot {
+	__u16 interval[4];
 };
 
 #endif /* XDPWALL_ABI_H */

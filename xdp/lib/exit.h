@@ -69,7 +69,7 @@ static __always_inline void xw_rule_count(__u32 rule_id, __u32 bytes)
  */
 static __always_inline bool xw_reason_has_flow(enum xw_reason reason)
 {
-	return reason == XW_REASON_PASS_NO_MATCH || reason == XW_REASON_PASS_ALLOW;
+	return reason < XW_REASON__FIRST_DROP && reason != XW_REASON_PASS_NON_IP;
 }
 
 static __always_inline int xw_hook_action(enum xw_direction dir,
