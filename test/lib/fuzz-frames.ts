@@ -140,7 +140,7 @@ function mutated(r: Random): Buffer {
         out[at] = int(r, 256);
         break;
       case 2:
-        out[at] ^= 1 << int(r, 8);
+        out[at] = out[at]! ^ (1 << int(r, 8));
         break;
       default:
         out = Buffer.concat([out.subarray(0, at), bytes(r, int(r, 3)), out.subarray(at + int(r, 3))]);
