@@ -14,6 +14,8 @@ export default defineConfig({
         test: {
           name: 'netns',
           include: ['netns-tests/**/*.test.ts'],
+          // The suites run dist/, the BPF object and the addon: refuse a build older than its sources.
+          globalSetup: ['netns-tests/lib/fresh-build.ts'],
           // Suites share the kernel and spawn daemons: run them one at a time.
           fileParallelism: false,
           testTimeout: 60_000,

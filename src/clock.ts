@@ -11,8 +11,14 @@ export const systemClock: Clock = {
   monotonicNs: () => process.hrtime.bigint(),
 };
 
-/** Converts a CLOCK_MONOTONIC stamp from the kernel to an ISO wall-clock time. */
-export function monotonicToIso(clock: Clock, stampNs: bigint): string {
-  const ageMs = Number(clock.monotonicNs() - stampNs) / 1e6;
-  return new Date(clock.wallMs() - ageMs).toISOString();
+/**
+ * Converts CLOCK_MONOTONIC stamps from the kernel to ISO wall-clock times,
+ * against one reading of both clocks taken now: every stamp converted by the
+ * returned function shares it, so stamps keep their order (a flow's
+ * firstSeen never comes out later than its lastSeen).
+ */
+export function monotonicToIso(clock: Clock): (stampNs: bigint) => string {
+  const nowNs = clock.monotonicNs();
+  const nowMs = clock.wallMs();
+  return (stampNs) => new Date(nowMs - Number(nowNs - stampNs) / 1e6).toISOString();
 }

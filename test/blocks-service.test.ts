@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BlockService, KERNEL_CHUNK, type RuleEnforcer } from '../src/rules/blocks.js';
 import { RuleStore } from '../src/rules/store.js';
 import type { BlockRule } from '../src/rules/model.js';
-import { CapacityError, DatapathError, undoFailuresOf } from '../src/errors.js';
+import { CapacityError, DatapathError, undoFailuresOf, withUndoFailures } from '../src/errors.js';
 
 /** The kernel side as a map of rule ids; calls can be made to fail (all or nothing, as the real one). */
 class RecordingEnforcer implements RuleEnforcer {
@@ -234,6 +234,21 @@ describe('BlockService', () => {
       // the refused batch's rows are gone.
       expect(blocks.all()).toHaveLength(KERNEL_CHUNK);
       expect([...enforcer.installed.keys()]).toEqual(blocks.all().map((r) => r.id));
+    });
+
+    it('a kernel batch that failed and could not undo itself is taken out by the service too', async () => {
+      await blocks.add({ cidr: '198.18.1.0/24' });
+      const install = enforcer.installMany.bind(enforcer);
+      let calls = 0;
+      // The second batch lands in the kernel, fails, and its own undo fails: it is left in.
+      enforcer.installMany = async (rules) => {
+        if (++calls !== 2) return install(rules);
+        for (const rule of rules) enforcer.installed.set(rule.id, rule);
+        throw withUndoFailures(new DatapathError('injected: batch 2 refused'), [new DatapathError('injected: its undo refused')]);
+      };
+      await expect(blocks.addMany(many(KERNEL_CHUNK * 2))).rejects.toThrow(/injected: batch 2 refused; undoing it failed too \(injected: its undo refused\)/);
+      expectStoreAndKernel(['198.18.1.0/24']);
+      expect(log.lines).toHaveLength(1);
     });
 
     it('a remove the kernel refuses changes nothing', async () => {

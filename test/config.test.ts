@@ -1,11 +1,15 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig, parseListen } from '../src/config.js';
 
+const work = mkdtempSync(join(tmpdir(), 'xw-config-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+let files = 0;
 const file = (text: string) => {
-  const path = join(mkdtempSync(join(tmpdir(), 'xw-config-')), 'xdpwall.yaml');
+  const path = join(work, `xdpwall-${files++}.yaml`);
   writeFileSync(path, text);
   return path;
 };

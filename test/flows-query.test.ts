@@ -1,9 +1,21 @@
 import { describe, expect, it } from 'vitest';
 import { queryFlows, tcpFlagNames } from '../src/flows/query.js';
 import { toMappedV6, parseIp } from '../src/rules/cidr.js';
-import type { FlowEntry, FlowTable } from '../src/datapath/counters.js';
-import { Layout, encodeFlowKey } from '../src/datapath/abi.js';
+import type { FlowTable } from '../src/datapath/counters.js';
+import { Layout, encodeFlowKey, type FlowKey } from '../src/datapath/abi.js';
 import type { Clock } from '../src/clock.js';
+
+/** A flow as this test describes it: counters summed over CPUs, both directions' flags ORed. */
+interface FlowEntry {
+  key: FlowKey;
+  totals: {
+    ingress: { packets: bigint; bytes: bigint };
+    egress: { packets: bigint; bytes: bigint };
+    firstSeenNs: bigint;
+    lastSeenNs: bigint;
+    tcpFlags: number;
+  };
+}
 
 const clock: Clock = { wallMs: () => Date.parse('2026-11-25T12:00:10.000Z'), monotonicNs: () => 10_000_000_000n };
 

@@ -4,7 +4,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { ApiFirewall } from '../app.js';
-import { Reason, reasonPasses, type ReasonName } from '../../src/datapath/abi.js';
 
 export interface MetricsRoutesOptions {
   firewall: ApiFirewall;
@@ -28,15 +27,11 @@ export const metricsRoutes: FastifyPluginAsync<MetricsRoutesOptions> = async (ap
     const stats = await firewall.stats();
     packets.reset();
     bytes.reset();
-    for (const iface of stats.interfaces) {
-      const name = iface.iface ?? `ifindex:${iface.ifindex}`;
-      for (const direction of ['ingress', 'egress'] as const) {
-        for (const [reason, counter] of Object.entries(iface[direction].reasons)) {
-          const verdict = reasonPasses(Reason[reason as ReasonName]) ? 'pass' : 'drop';
-          packets.inc({ iface: name, direction, verdict, reason }, counter!.packets);
-          bytes.inc({ iface: name, direction, verdict, reason }, counter!.bytes);
-        }
-      }
+    // Labels straight from the kernel's counter key: the verdict is the key's own.
+    for (const { iface, ifindex, direction, verdict, reason, packets: p, bytes: b } of stats.series) {
+      const labels = { iface: iface ?? `ifindex:${ifindex}`, direction, verdict, reason };
+      packets.inc(labels, p);
+      bytes.inc(labels, b);
     }
     blocks.set(firewall.blocks.list({ limit: 1 }).total);
     flows.set(await firewall.flowCount());

@@ -236,35 +236,6 @@ export function encodeFlowKey(key: FlowKey): Buffer {
   return buf;
 }
 
-/** A flow value summed over CPUs. Times are CLOCK_MONOTONIC nanoseconds; 0n = never. */
-export interface FlowTotals {
-  ingress: Counter;
-  egress: Counter;
-  firstSeenNs: bigint;
-  lastSeenNs: bigint;
-  tcpFlags: number; // OR over both directions
-}
-
-export function sumFlowValue(values: Buffer, offset: number, stride: number, cpus: number): FlowTotals {
-  const L = Layout.flowValue;
-  const perCpu = stride / cpus;
-  const ingress = sumCounters(values, offset, stride, cpus, L.dir + Direction.ingress * Layout.counter.size);
-  const egress = sumCounters(values, offset, stride, cpus, L.dir + Direction.egress * Layout.counter.size);
-  let firstSeenNs = 0n;
-  let lastSeenNs = 0n;
-  let tcpFlags = 0;
-  for (let cpu = 0; cpu < cpus; cpu++) {
-    const base = offset + cpu * perCpu;
-    const first = values.readBigUInt64LE(base + L.firstSeenNs);
-    if (first === 0n) continue; // this CPU never saw the flow
-    if (firstSeenNs === 0n || first < firstSeenNs) firstSeenNs = first;
-    const last = values.readBigUInt64LE(base + L.lastSeenNs);
-    if (last > lastSeenNs) lastSeenNs = last;
-    tcpFlags |= values.readUInt8(base + L.tcpFlags) | values.readUInt8(base + L.tcpFlags + 1);
-  }
-  return { ingress, egress, firstSeenNs, lastSeenNs, tcpFlags };
-}
-
 // ---------------------------------------------------------------- policy
 // The rule tables of xdp/lib/rules.h and policy.h (see "policy" in the ABI header).
 

@@ -1,15 +1,10 @@
 // Reads the data plane's counters: batch lookups, per-CPU values summed.
 import type { BpfMap } from '@xdpwall/addon';
-import { Layout, cpusOf, decodeFlowKey, statsIndexParts, sumCounters, sumFlowValue, type Counter, type FlowKey, type FlowTotals, type StatsKey } from './abi.js';
+import { cpusOf, statsIndexParts, sumCounters, type Counter, type StatsKey } from './abi.js';
 
 export interface StatsEntry {
   key: StatsKey;
   counter: Counter;
-}
-
-export interface FlowEntry {
-  key: FlowKey;
-  totals: FlowTotals;
 }
 
 /**
@@ -35,7 +30,7 @@ export async function readStats(map: BpfMap, ifindexOf: (slot: number) => number
 
 /**
  * The flow table as the kernel handed it over: packed keys and per-CPU
- * values. Queries scan these bytes directly and decode only the flows they
+ * values (src/flows/merge.ts merges them). Queries scan these bytes directly and decode only the flows they
  * return, so a million-entry table costs one pass, not a million objects.
  */
 export interface FlowTable {
@@ -50,12 +45,4 @@ export interface FlowTable {
 export async function readFlows(map: BpfMap): Promise<FlowTable> {
   const { keys, values, count } = await map.lookupAll(65536);
   return { keys, values, count, stride: map.valueStride, cpus: cpusOf(map) };
-}
-
-/** Decodes one flow of the table. */
-export function flowAt(table: FlowTable, index: number): FlowEntry {
-  return {
-    key: decodeFlowKey(table.keys, index * Layout.flowKey.size),
-    totals: sumFlowValue(table.values, index * table.stride, table.stride, table.cpus),
-  };
 }

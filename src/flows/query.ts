@@ -3,9 +3,10 @@
 // only the flows returned are decoded. Pure functions of their inputs, so
 // they are unit-tested without a kernel.
 import { fromMappedV6, parseCidr, toMappedV6 } from '../rules/cidr.js';
-import { flowAt, type FlowTable } from '../datapath/counters.js';
-import { Direction, Layout } from '../datapath/abi.js';
+import type { FlowTable } from '../datapath/counters.js';
+import { Layout, decodeFlowKey } from '../datapath/abi.js';
 import { monotonicToIso, type Clock } from '../clock.js';
+import { flowSortValue, mergeFlowValue, type FlowSlots } from './merge.js';
 import { InvalidArgumentError } from '../errors.js';
 
 export const FLOW_SORTS = ['bytes', 'packets', 'lastSeen'] as const;
@@ -112,26 +113,10 @@ function compile(query: FlowQuery): CompiledQuery {
   };
 }
 
-const u64 = (buf: Buffer, offset: number): number => buf.readUInt32LE(offset) + buf.readUInt32LE(offset + 4) * 2 ** 32;
-
-/** The flow's sort key, read from its per-CPU values (doubles: exact to 2^53, ample for ordering). */
-function sortValue(table: FlowTable, index: number, sort: FlowSort): number {
-  const slot = table.stride / table.cpus;
-  const L = Layout.flowValue;
-  const field = sort === 'bytes' ? Layout.counter.bytes : Layout.counter.packets;
-  let value = 0;
-  for (let cpu = 0; cpu < table.cpus; cpu++) {
-    const base = index * table.stride + cpu * slot;
-    if (sort === 'lastSeen') {
-      value = Math.max(value, u64(table.values, base + L.lastSeenNs));
-      continue;
-    }
-    for (const dir of [Direction.ingress, Direction.egress]) {
-      value += u64(table.values, base + L.dir + dir * Layout.counter.size + field);
-    }
-  }
-  return value;
-}
+/** One flow's values in the table. */
+const slotsOf = (table: FlowTable, index: number): FlowSlots => ({
+  values: table.values, offset: index * table.stride, stride: table.stride, cpus: table.cpus,
+});
 
 function matches(table: FlowTable, index: number, q: CompiledQuery): boolean {
   const K = Layout.flowKey;
@@ -209,10 +194,12 @@ export function queryFlows(
   const q = compile(query);
   const top = new TopN(q.limit);
   for (let i = 0; i < table.count; i++) {
-    if (matches(table, i, q)) top.offer(sortValue(table, i, q.sort), i);
+    if (matches(table, i, q)) top.offer(flowSortValue(slotsOf(table, i), q.sort), i);
   }
+  const toIso = monotonicToIso(clock);
   return top.ranked().map((index) => {
-    const { key, totals } = flowAt(table, index);
+    const key = decodeFlowKey(table.keys, index * Layout.flowKey.size);
+    const totals = mergeFlowValue(slotsOf(table, index));
     return {
       proto: PROTOCOL_NAMES[key.proto] ?? String(key.proto),
       src: fromMappedV6(key.src).text,
@@ -222,9 +209,9 @@ export function queryFlows(
       iface: ifaceName(key.ifindex) ?? null,
       ingress: { packets: Number(totals.ingress.packets), bytes: Number(totals.ingress.bytes) },
       egress: { packets: Number(totals.egress.packets), bytes: Number(totals.egress.bytes) },
-      firstSeen: monotonicToIso(clock, totals.firstSeenNs),
-      lastSeen: monotonicToIso(clock, totals.lastSeenNs),
-      tcpFlags: tcpFlagNames(totals.tcpFlags),
+      firstSeen: toIso(totals.firstSeenNs),
+      lastSeen: toIso(totals.lastSeenNs),
+      tcpFlags: tcpFlagNames(totals.tcpFlags.ingress | totals.tcpFlags.egress),
     };
   });
 }

@@ -16,9 +16,25 @@ export interface InterfaceStats {
   egress: DirectionStats;
 }
 
+/**
+ * One xw_stats counter as the kernel keyed it: the verdict is the key's, not
+ * a guess from the reason (on egress a malformed packet passes).
+ */
+export interface StatsSeries {
+  iface: string | null;
+  ifindex: number;
+  direction: DirectionName;
+  verdict: VerdictName;
+  reason: ReasonName;
+  packets: number;
+  bytes: number;
+}
+
 export interface StatsReport {
   interfaces: InterfaceStats[];
   totals: Record<DirectionName, DirectionStats>;
+  /** Every counter with a known reason, for /metrics. */
+  series: StatsSeries[];
 }
 
 const nameOf = <K extends string>(table: Record<K, number>, value: number): K | undefined =>
@@ -41,6 +57,7 @@ function add(stats: DirectionStats, verdict: VerdictName, reason: ReasonName | u
 export function buildStatsReport(entries: readonly StatsEntry[], ifaceName: (ifindex: number) => string | undefined): StatsReport {
   const byIfindex = new Map<number, InterfaceStats>();
   const totals = { ingress: emptyDirection(), egress: emptyDirection() };
+  const series: StatsSeries[] = [];
   for (const { key, counter } of entries) {
     const direction = nameOf(Direction, key.direction);
     const verdict = nameOf(Verdict, key.verdict);
@@ -55,6 +72,7 @@ export function buildStatsReport(entries: readonly StatsEntry[], ifaceName: (ifi
     const bytes = Number(counter.bytes);
     add(iface[direction], verdict, reason, packets, bytes);
     add(totals[direction], verdict, reason, packets, bytes);
+    if (reason) series.push({ iface: iface.iface, ifindex: key.ifindex, direction, verdict, reason, packets, bytes });
   }
-  return { interfaces: [...byIfindex.values()].sort((a, b) => a.ifindex - b.ifindex), totals };
+  return { interfaces: [...byIfindex.values()].sort((a, b) => a.ifindex - b.ifindex), totals, series };
 }

@@ -107,7 +107,7 @@ export function flowsCommand(): Command {
 
 export function statsCommand(): Command {
   return clientCommand('stats', 'packets and bytes by verdict and drop reason').action(async (flags: ClientFlags) => {
-    const { body } = await apiClient(flags).call<StatsReport>('GET', '/v1/stats');
+    const { body } = await apiClient(flags).call<Omit<StatsReport, 'series'>>('GET', '/v1/stats');
     print(flags, body, () => {
       const rows: Array<Array<string | number>> = [];
       for (const iface of body.interfaces) {
