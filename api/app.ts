@@ -18,6 +18,7 @@ import { blockRoutes } from './routes/blocks.js';
 import { observeRoutes } from './routes/observe.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { accessRoutes } from './routes/access.js';
+import { UI_ROUTES, uiRoutes } from './routes/ui.js';
 
 /** What the API needs of the firewall. */
 export type ApiFirewall = Pick<Firewall, 'blocks' | 'flows' | 'flowCount' | 'stats' | 'interfaces' | 'ruleHits' | 'uptimeSeconds'>;
@@ -69,7 +70,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const ownStore = options.access ? undefined : AccessStore.open(':memory:', { synchronous: 'NORMAL' });
   const access = options.access ?? { listener: { kind: 'unix', path: '' }, store: ownStore! };
   if (ownStore) app.addHook('onClose', async () => ownStore.close());
-  const publicRoutes = ['/healthz', ...(access.publicMetrics === false ? [] : ['/metrics'])];
+  // The dashboard's files hold no data: the page asks for a token and sends it with every API call.
+  const publicRoutes = ['/healthz', ...(access.publicMetrics === false ? [] : ['/metrics']), ...UI_ROUTES];
 
   // JSON only: anything else is 415, not a string the schema then rejects.
   app.removeContentTypeParser('text/plain');
@@ -90,5 +92,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(observeRoutes, { firewall: options.firewall });
   await app.register(metricsRoutes, { firewall: options.firewall });
   await app.register(accessRoutes, { access: access.store });
+  await app.register(uiRoutes, { tokenRequired: access.listener.kind !== 'unix' });
   return app;
 }
