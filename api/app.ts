@@ -19,9 +19,11 @@ import { observeRoutes } from './routes/observe.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { accessRoutes } from './routes/access.js';
 import { UI_ROUTES, uiRoutes } from './routes/ui.js';
+import { registerRequestDurations, registerTableMetrics } from './plugins/metrics-extra.js';
+import { Registry } from 'prom-client';
 
 /** What the API needs of the firewall. */
-export type ApiFirewall = Pick<Firewall, 'blocks' | 'flows' | 'flowCount' | 'stats' | 'interfaces' | 'ruleHits' | 'uptimeSeconds'>;
+export type ApiFirewall = Pick<Firewall, 'blocks' | 'flows' | 'flowCount' | 'stats' | 'interfaces' | 'ruleHits' | 'uptimeSeconds' | 'tableUsage'>;
 
 /** Who may use the API and how it is audited; see api/plugins/auth.ts. */
 export interface ApiAccess {
@@ -87,10 +89,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     rateLimiter: access.rateLimiter,
   });
   registerAudit(app, { audit: access.store.audit, now: access.now });
+  // One registry for /metrics: the counters (routes/metrics.ts) and the extras.
+  const registry = new Registry();
+  registerRequestDurations(app, registry);
   await registerDocs(app, options.version ?? '0.0.0', publicRoutes);
   await app.register(blockRoutes, { firewall: options.firewall });
   await app.register(observeRoutes, { firewall: options.firewall });
-  await app.register(metricsRoutes, { firewall: options.firewall });
+  registerTableMetrics(registry, options.firewall);
+  await app.register(metricsRoutes, { firewall: options.firewall, registry });
   await app.register(accessRoutes, { access: access.store });
   await app.register(uiRoutes, { tokenRequired: access.listener.kind !== 'unix' });
   return app;

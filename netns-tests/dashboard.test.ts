@@ -10,6 +10,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { hostAddress } from '../src/lab/netns.js';
 import { FirewallLab } from './lib/firewall-lab.js';
 import { ping, sendUdp, type UdpSendResult } from './lib/traffic.js';
+import { dashboardProblems, readDashboard } from '../test/lib/grafana.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ECHO_PORT = 9000;
@@ -103,6 +104,11 @@ describe('the web dashboard at /ui', () => {
     await page.locator('#message', { hasText: `unblocked ${cidr}` }).waitFor({ timeout: 10_000 });
     expect(await ping(client.netns, server.ipv4)).toEqual({ transmitted: 3, received: 3 });
     expect((await world.api.listBlocks()).body.items).toEqual([]);
+  });
+
+  it("deploy/grafana/xdpwall.json queries only metrics and labels the live daemon's /metrics has", async () => {
+    const scrape = await (await fetch(`${world.daemon.baseUrl}/metrics`)).text();
+    expect(dashboardProblems(readDashboard(), scrape, true)).toEqual([]);
   });
 
   it('stays free of console errors and escapes what the API says', async () => {
