@@ -34,6 +34,12 @@ export interface FirewallOptions {
   failsafe?: FailsafeEntry[];
 }
 
+export interface TableUsage {
+  table: 'cidr_v4' | 'cidr_v6' | 'flows';
+  entries: number;
+  capacity: number;
+}
+
 export class Firewall {
   readonly blocks: BlockService;
   /** Policy rules (`/v1/rules`). */
@@ -143,6 +149,20 @@ export class Firewall {
 
   async stats(): Promise<StatsReport> {
     return buildStatsReport(await this.statsSnapshots.get(), (ifindex) => this.datapath.ifaceName(ifindex));
+  }
+
+  /**
+   * Entries and capacity of the tables an operator sizes: CIDR rules per
+   * family (capacity.cidrV4 / cidrV6, all prefix lengths and directions) and
+   * the flow table (an LRU: full means the oldest flows are being evicted).
+   */
+  async tableUsage(): Promise<TableUsage[]> {
+    const rules = this.blocks.usage();
+    return [
+      { table: 'cidr_v4', entries: rules[4].count, capacity: rules[4].limit },
+      { table: 'cidr_v6', entries: rules[6].count, capacity: rules[6].limit },
+      { table: 'flows', entries: await this.flowCount(), capacity: this.datapath.maps.flows.maxEntries },
+    ];
   }
 
   uptimeSeconds(): number {

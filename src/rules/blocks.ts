@@ -121,6 +121,11 @@ export class BlockService {
     this.counts = options.counts ? { ...options.counts } : store.countByFamily();
   }
 
+  /** Stored rules per address family and the configured limit (capacity.cidrV4 / cidrV6). */
+  usage(): Record<4 | 6, { count: number; limit: number }> {
+    return { 4: { count: this.counts[4], limit: this.limits[4] }, 6: { count: this.counts[6], limit: this.limits[6] } };
+  }
+
   /** Blocks a CIDR; `created` is false when the same CIDR and direction was already blocked. */
   async add(input: BlockInput): Promise<{ rule: BlockRule; created: boolean }> {
     const block = validate(input);
