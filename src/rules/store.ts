@@ -11,6 +11,8 @@ import type { BlockDirection, BlockRule } from './model.js';
 import { StoreBusyError, StoreError, StoreFullError } from '../errors.js';
 import { Checkpointer } from './checkpointer.js';
 import { RuleColumns } from './rule-columns.js';
+import type { BlockBatch } from './block-batch.js';
+import { insertOnWorker, type BulkInsertJob, type BulkInsertResult } from './bulk-writer.js';
 import { TimeSlicer } from '../event-loop.js';
 
 /** Rows per page when start-up reads every rule. */
@@ -186,6 +188,27 @@ export class RuleStore {
       comment,
       createdAt,
     };
+  }
+
+  /** True when insertBatch can run on a worker (a file, not ":memory:"). */
+  get writesOffLoop(): boolean {
+    return this.path !== ':memory:';
+  }
+
+  /**
+   * Inserts the batch's rows that do not exist yet in one transaction on a
+   * worker thread (bulk-writer.ts), so neither the inserts nor the COMMIT
+   * block the event loop. All or nothing, like transaction().
+   */
+  async insertBatch(batch: BlockBatch, job: Omit<BulkInsertJob, 'path' | 'busyTimeoutMs'>): Promise<BulkInsertResult> {
+    const columns = await batch.columns();
+    try {
+      const result = await insertOnWorker({ ...job, path: this.path, busyTimeoutMs: BUSY_TIMEOUT_MS }, columns);
+      this.checkpointer?.committed();
+      return result;
+    } catch (error) {
+      throw storeError(error, `cannot store ${batch.count} rules`);
+    }
   }
 
   /** insertIfAbsent without building the rule: its id, or 0 when it existed. */
