@@ -160,7 +160,8 @@ export class BlockService {
     }
     if (!Number.isInteger(offset) || offset < 0) throw new InvalidArgumentError('offset must be a non-negative integer');
     const cidrIn = query.contains === undefined ? undefined : prefixesContaining(query.contains);
-    return this.store.list({ cidrIn, limit, offset });
+    // Unfiltered, the total is the count this service keeps (for capacity): /healthz asks for it on every probe.
+    return this.store.list({ cidrIn, limit, offset, knownTotal: cidrIn ? undefined : this.counts[4] + this.counts[6] });
   }
 
   all(): BlockRule[] {
