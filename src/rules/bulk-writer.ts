@@ -67,7 +67,7 @@ try {
   const bytes = Buffer.from(networks.buffer, networks.byteOffset, networks.byteLength);
   const rows = count === 0 ? [] : Buffer.from(texts.buffer, texts.byteOffset, texts.byteLength).toString('latin1').split('\\n');
   db.exec('BEGIN IMMEDIATE');
-for (let i = 0; i < rows.length; i++) {
+  for (let i = 0; i < rows.length; i++) {
     const text = rows[i];
     const family = families[i];
     const network = bytes.subarray(i * 16, i * 16 + (family === 4 ? 4 : 16));
@@ -79,7 +79,7 @@ for (let i = 0; i < rows.length; i++) {
       ids[created] = id;
       created++;
       perFamily[family]++;
-      }
+    }
   }
   if (!result && (perFamily[4] > job.room[4] || perFamily[6] > job.room[6])) result = { kind: 'capacity', perFamily };
   if (result) db.exec('ROLLBACK');
