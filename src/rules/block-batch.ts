@@ -21,8 +21,9 @@ export interface BlockBatchColumns {
   dsts: Uint8Array;
   /** 16 bytes per row. */
   networks: Uint8Array;
-  /** CIDR texts (ASCII) joined by '\n'. */
+  /** CIDR texts (ASCII) back to back; row i is texts[textEnds[i - 1] .. textEnds[i]). */
   texts: Uint8Array;
+  textEnds: Uint32Array;
   /** [row, comment] of the rows that have one. */
   comments: Array<[number, string]>;
 }
@@ -37,7 +38,11 @@ interface Segment {
   prefixLens: Uint8Array;
   dsts: Uint8Array;
   networks: Buffer;
-  texts: string[];
+  /** CIDR texts as ASCII bytes back to back (a million live strings would cost the GC 50 ms pauses). */
+  text: Buffer;
+  textLength: number;
+  /** End of each row's text in `text`. */
+  textEnds: Uint32Array;
 }
 
 const newSegment = (): Segment => ({
@@ -45,7 +50,9 @@ const newSegment = (): Segment => ({
   prefixLens: new Uint8Array(SEGMENT_ROWS),
   dsts: new Uint8Array(SEGMENT_ROWS),
   networks: Buffer.alloc(SEGMENT_ROWS * ADDRESS_BYTES),
-  texts: [],
+  text: Buffer.alloc(SEGMENT_ROWS * 20),
+  textLength: 0,
+  textEnds: new Uint32Array(SEGMENT_ROWS),
 });
 
 export class BlockBatch {
@@ -63,7 +70,13 @@ export class BlockBatch {
     segment.prefixLens[row] = cidr.prefixLen;
     segment.dsts[row] = direction === 'dst' ? 1 : 0;
     segment.networks.set(cidr.bytes, row * ADDRESS_BYTES);
-    segment.texts.push(cidr.text);
+    if (segment.textLength + cidr.text.length > segment.text.length) {
+      const grown = Buffer.alloc(segment.text.length * 2);
+      segment.text.copy(grown, 0, 0, segment.textLength);
+      segment.text = grown;
+    }
+    segment.textLength += segment.text.write(cidr.text, segment.textLength, 'latin1');
+    segment.textEnds[row] = segment.textLength;
     if (comment !== null) this.comments.set(i, comment);
     this.count++;
   }
@@ -82,7 +95,7 @@ export class BlockBatch {
       family,
       prefixLen: segment.prefixLens[row]!,
       bytes: segment.networks.subarray(start, start + (family === 4 ? 4 : 16)),
-      text: segment.texts[row]!,
+      text: segment.text.toString('latin1', row === 0 ? 0 : segment.textEnds[row - 1]!, segment.textEnds[row]!),
     };
   }
 
@@ -102,8 +115,12 @@ export class BlockBatch {
     const prefixLens = shared(count);
     const dsts = shared(count);
     const networks = shared(count * ADDRESS_BYTES);
-    const joined: string[] = [];
+    const textEnds = new Uint32Array(new SharedArrayBuffer(count * 4));
+    let textBytes = 0;
+    for (const segment of this.segments) textBytes += segment.textLength;
+    const texts = shared(textBytes);
     const slicer = new TimeSlicer();
+    let textAt = 0;
     for (let s = 0; s < this.segments.length; s++) {
       const segment = this.segments[s]!;
       const rows = Math.min(SEGMENT_ROWS, count - s * SEGMENT_ROWS);
@@ -112,19 +129,11 @@ export class BlockBatch {
       prefixLens.set(segment.prefixLens.subarray(0, rows), at);
       dsts.set(segment.dsts.subarray(0, rows), at);
       networks.set(segment.networks.subarray(0, rows * ADDRESS_BYTES), at * ADDRESS_BYTES);
-      joined.push(segment.texts.join('\n'));
+      texts.set(segment.text.subarray(0, segment.textLength), textAt);
+      for (let row = 0; row < rows; row++) textEnds[at + row] = textAt + segment.textEnds[row]!;
+      textAt += segment.textLength;
       if (slicer.due) await slicer.next();
     }
-    let length = Math.max(0, joined.length - 1);
-    for (const text of joined) length += text.length;
-    const texts = shared(length);
-    const out = Buffer.from(texts.buffer, texts.byteOffset, texts.byteLength);
-    let offset = 0;
-    for (const [s, text] of joined.entries()) {
-      if (s > 0) out[offset++] = 0x0a;
-      offset += out.write(text, offset, 'latin1');
-      if (slicer.due) await slicer.next();
-    }
-    return { families, prefixLens, dsts, networks, texts, comments: [...this.comments] };
+    return { families, prefixLens, dsts, networks, texts, textEnds, comments: [...this.comments] };
   }
 }

@@ -47,7 +47,7 @@ export class BulkRuleIdError extends Error {
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.sqlite);
-const { job, families, prefixLens, dsts, networks, texts, comments } = workerData;
+const { job, families, prefixLens, dsts, networks, texts, textEnds, comments } = workerData;
 const db = new Database(job.path, { timeout: job.busyTimeoutMs });
 let result;
 try {
@@ -65,10 +65,10 @@ try {
   const perFamily = { 4: 0, 6: 0 };
   let created = 0;
   const bytes = Buffer.from(networks.buffer, networks.byteOffset, networks.byteLength);
-  const rows = count === 0 ? [] : Buffer.from(texts.buffer, texts.byteOffset, texts.byteLength).toString('latin1').split('\\n');
+  const textBytes = Buffer.from(texts.buffer, texts.byteOffset, texts.byteLength);
   db.exec('BEGIN IMMEDIATE');
-  for (let i = 0; i < rows.length; i++) {
-    const text = rows[i];
+  for (let i = 0; i < count; i++) {
+    const text = textBytes.toString('latin1', i === 0 ? 0 : textEnds[i - 1], textEnds[i]);
     const family = families[i];
     const network = bytes.subarray(i * 16, i * 16 + (family === 4 ? 4 : 16));
     const r = insert.run(text, family, prefixLens[i], network, dsts[i] ? 'dst' : 'src', commentOf.get(i) ?? null, job.createdAt);
