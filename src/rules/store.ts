@@ -13,6 +13,8 @@ import { Checkpointer } from './checkpointer.js';
 import { decodeRuleSpec, encodeRuleSpec, type PolicyRow } from '../policy/codec.js';
 import type { PolicyRule, RuleSpec } from '../policy/model.js';
 import { RuleColumns } from './rule-columns.js';
+import type { BlockBatch } from './block-batch.js';
+import { insertOnWorker, type BulkInsertJob, type BulkInsertResult } from './bulk-writer.js';
 import { TimeSlicer } from '../event-loop.js';
 
 /** Rows per page when start-up reads every rule. */
@@ -73,6 +75,8 @@ export interface NewBlock {
 export interface ListQuery {
   /** Only rules whose CIDR is one of these canonical texts (e.g. all prefixes containing an IP). */
   cidrIn?: readonly string[];
+  /** The total when the caller keeps it (unfiltered lists): count(*) over a million rows costs 100 ms and more. */
+  knownTotal?: number;
   limit: number;
   offset: number;
 }
@@ -212,6 +216,27 @@ export class RuleStore {
     };
   }
 
+  /** True when insertBatch can run on a worker (a file, not ":memory:"). */
+  get writesOffLoop(): boolean {
+    return this.path !== ':memory:';
+  }
+
+  /**
+   * Inserts the batch's rows that do not exist yet in one transaction on a
+   * worker thread (bulk-writer.ts), so neither the inserts nor the COMMIT
+   * block the event loop. All or nothing, like transaction().
+   */
+  async insertBatch(batch: BlockBatch, job: Omit<BulkInsertJob, 'path' | 'busyTimeoutMs'>): Promise<BulkInsertResult> {
+    const columns = await batch.columns();
+    try {
+      const result = await insertOnWorker({ ...job, path: this.path, busyTimeoutMs: BUSY_TIMEOUT_MS }, columns);
+      this.checkpointer?.committed();
+      return result;
+    } catch (error) {
+      throw storeError(error, `cannot store ${batch.count} rules`);
+    }
+  }
+
   /** insertIfAbsent without building the rule: its id, or 0 when it existed. */
   insertRow(cidr: Cidr, direction: BlockDirection, comment: string | null, createdAt: string): number {
     const { changes, lastInsertRowid } = this.statements.insertIfAbsent.run(
@@ -290,7 +315,7 @@ export class RuleStore {
     }
     return {
       items: this.statements.page.all(query.limit, query.offset).map(toRule),
-      total: this.statements.count.get()!.n,
+      total: query.knownTotal ?? this.statements.count.get()!.n,
     };
   }
 
