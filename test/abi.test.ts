@@ -21,6 +21,7 @@ import {
   Reason,
   Cache,
   DEFAULT_DIR24_BLOCKS,
+  Feature,
   IFSLOT_IFINDEX_MAX,
   RuleFlags,
   STATS_ENTRIES,
@@ -185,8 +186,8 @@ describe('enums', () => {
     expect(enumValues('xw_cache')).toEqual(upper('XW_CACHE_', Cache));
   });
 
-  it('xw_feature (no feature bit defined yet)', () => {
-    expect(enumValues('xw_feature')).toEqual({ XW_FEATURE__NONE: 0 });
+  it('xw_feature', () => {
+    expect(enumValues('xw_feature')).toEqual(upper('XW_FEATURE_', Feature));
   });
 
   it('every reason fits the counter array with room to spare', () => {
