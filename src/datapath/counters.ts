@@ -34,8 +34,8 @@ export async function readStats(map: BpfMap, ifindexOf: (slot: number) => number
 }
 
 /**
- * The flow table as the kernel handed it over: packed keys and per-CPU
- * values. Queries scan these bytes directly and decode only the flows they
+ * The flow table as the kernel handed it over: packed keys and values (one
+ * per key: xw_flows is shared by all CPUs). Queries scan these bytes directly and decode only the flows they
  * return, so a million-entry table costs one pass, not a million objects.
  */
 export interface FlowTable {

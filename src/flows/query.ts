@@ -114,7 +114,7 @@ function compile(query: FlowQuery): CompiledQuery {
 
 const u64 = (buf: Buffer, offset: number): number => buf.readUInt32LE(offset) + buf.readUInt32LE(offset + 4) * 2 ** 32;
 
-/** The flow's sort key, read from its per-CPU values (doubles: exact to 2^53, ample for ordering). */
+/** The flow's sort key, read from its value (summed over CPU slots if the table had any; doubles: exact to 2^53, ample for ordering). */
 function sortValue(table: FlowTable, index: number, sort: FlowSort): number {
   const slot = table.stride / table.cpus;
   const L = Layout.flowValue;
