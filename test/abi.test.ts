@@ -21,6 +21,7 @@ import {
   Reason,
   Cache,
   DEFAULT_DIR24_BLOCKS,
+  Feature,
   IFSLOT_IFINDEX_MAX,
   RuleFlags,
   STATS_ENTRIES,
@@ -215,8 +216,8 @@ describe('enums', () => {
     expect(enumValues('xw_pol_flags')).toEqual(upper('XW_POL_F_', PolFlags));
   });
 
-  it('xw_feature (no feature bit defined yet)', () => {
-    expect(enumValues('xw_feature')).toEqual({ XW_FEATURE__NONE: 0 });
+  it('xw_feature', () => {
+    expect(enumValues('xw_feature')).toEqual(upper('XW_FEATURE_', Feature));
   });
 
   it('every reason fits the counter array with room to spare', () => {

@@ -10,6 +10,7 @@ import {
   Action,
   Direction,
   Cache,
+  Feature,
   Layout,
   MAPS,
   PROGRAMS,
@@ -364,6 +365,10 @@ afterAll(() => object?.close());
 
 beforeEach(async () => {
   for (const [name, map] of Object.entries(maps)) if (!KEPT_MAPS.has(name)) await clearMap(map);
+  // Every lookup on, as when rules of every kind exist (the control plane sets these bits).
+  const config = Buffer.alloc(Layout.config.size);
+  config.writeUInt32LE(ALL_FEATURES, Layout.config.features);
+  maps[MAPS.config]!.update(encodeRuleId(0), config);
   for (const [name, slots] of dir24Touched) {
     const { keys, count } = packSlotPairs(new Dir24Index(), [...slots]);
     if (count > 0) await maps[name]!.updateBatch(keys, Buffer.alloc(count * 8), count);
@@ -373,6 +378,7 @@ beforeEach(async () => {
 });
 
 const LO_SLOT = 1;
+const ALL_FEATURES = Feature.srcV4 | Feature.dstV4 | Feature.srcV6 | Feature.dstV6;
 // The DIR-24 tables have 2^24 slots: zero only those a test wrote. Blocks are
 // reachable only through a first-level slot, and are rewritten whole when
 // given out. The interface slots are set once.
@@ -712,6 +718,21 @@ describe('flow accounting across packets', () => {
     expect(run('ingress', frame)).toBe(XDP_DROP);
     expect(readFlow(SYN4)!.packets).toEqual([1n, 0n]);
     expect(ruleCounter(33)?.packets).toBe(1n);
+  });
+
+  it('a kind of rule whose feature bit is clear is not looked up (the control plane sets it once the rule exists)', async () => {
+    await installRules([rule('xw_dst_host_v4', `${B4}/32`, 89), rule('xw_src_v6', '2001:db8:aaaa::/48', 90)]);
+    const config = maps[MAPS.config]!;
+    const value = config.lookup(encodeRuleId(0))!;
+    value.writeUInt32LE(Feature.srcV4 | Feature.dstV6, Layout.config.features);
+    config.update(encodeRuleId(0), value);
+    expect(run('ingress', ether(v4(dns)))).toBe(XDP_PASS);
+    expect(run('ingress', ether(v6(syn)))).toBe(XDP_PASS);
+    value.writeUInt32LE(ALL_FEATURES, Layout.config.features);
+    config.update(encodeRuleId(0), value);
+    bumpRulesGen(); // the IPv6 flow cached its pass
+    expect(run('ingress', ether(v4(dns)))).toBe(XDP_DROP);
+    expect(run('ingress', ether(v6(syn)))).toBe(XDP_DROP);
   });
 
   it('a /24 left without a second-level block asks the trie (the blocks ran out)', async () => {

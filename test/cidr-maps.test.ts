@@ -9,7 +9,7 @@ import { BpfError, type BpfMap } from '@xdpwall/addon';
 import { CidrMaps } from '../src/datapath/cidr-maps.js';
 import { DIR24_BLOCK, DIR24_MAX_RULE_ID, readDir24Slot } from '../src/datapath/dir24.js';
 import { assignIfslot, type DatapathMaps } from '../src/datapath/datapath.js';
-import { Layout, encodeRuleId, sumCounters, cpusOf } from '../src/datapath/abi.js';
+import { Feature, Layout, encodeRuleId, sumCounters, cpusOf } from '../src/datapath/abi.js';
 import { parseCidr } from '../src/rules/cidr.js';
 import type { BlockDirection, BlockRule } from '../src/rules/model.js';
 import type { Firewall } from '../src/firewall.js';
@@ -112,6 +112,19 @@ describe('CidrMaps: IPv4 through the DIR-24-8 table', () => {
     await cidr.removeMany([rule(10, '0.0.0.0/0')]);
     expect(v4Default()).toBe(0);
     expect(verdictFor('9.9.9.9')).toEqual(pass);
+  });
+
+  it('sets a feature bit once a kind of rule exists and clears it with the last one, so other lookups cost nothing', async () => {
+    const features = () => maps.config.lookup(encodeRuleId(0))!.readUInt32LE(Layout.config.features);
+    expect(features()).toBe(0);
+    await cidr.installMany([rule(40, '198.18.20.0/24'), rule(41, '198.19.255.2/32', 'dst')]);
+    expect(features()).toBe(Feature.srcV4 | Feature.dstV4);
+    await cidr.installMany([rule(42, 'fd00:198::/64')]);
+    expect(features()).toBe(Feature.srcV4 | Feature.dstV4 | Feature.srcV6);
+    await cidr.removeMany([rule(41, '198.19.255.2/32', 'dst')]);
+    expect(features()).toBe(Feature.srcV4 | Feature.srcV6);
+    await cidr.reconcile([rule(42, 'fd00:198::/64')]);
+    expect(features()).toBe(Feature.srcV6);
   });
 
   it('a change failing halfway through the index leaves slots, blocks and tries as they were', async () => {

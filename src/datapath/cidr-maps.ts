@@ -15,7 +15,7 @@
 // the rules that drop traffic; this side only deletes them with their rule.
 import { BpfError, type BpfMap } from '@xdpwall/addon';
 import {
-  Action, Layout, cpusOf, encodeRuleId, lpmKeySize, sumCounters, writeLpmKey, writeRuleValue, type Counter, POLICY_RULE_ID_BASE,
+  Action, Feature, Layout, cpusOf, encodeRuleId, lpmKeySize, sumCounters, writeLpmKey, writeRuleValue, type Counter, POLICY_RULE_ID_BASE,
 } from './abi.js';
 import { DIR24_BLOCK_PAIRS, Dir24Index, DIR24_MAX_RULE_ID, SlotSet, packBlocks, packSlotPairs, type Dir24Rule } from './dir24.js';
 import type { DatapathMaps } from './datapath.js';
@@ -49,6 +49,8 @@ function dir24Rule(rule: BlockRule): Dir24Rule {
 
 export class CidrMaps implements RuleEnforcer {
   private dir24: Record<BlockDirection, Dir24Index>;
+  /** Rules in the kernel per lookup the data plane makes (xw_config.features says which exist). */
+  private readonly kinds = new Map<number, number>();
 
   constructor(private readonly maps: DatapathMaps) {
     this.dir24 = this.emptyDir24();
@@ -93,6 +95,7 @@ export class CidrMaps implements RuleEnforcer {
       }
       const slots = this.changeDir24(rules.filter(inDir24), 'add', indexed);
       await this.writeSlots(slots);
+      this.countKinds(rules, +1);
       this.bumpRulesGen();
     } catch (error) {
       // These rules are new, so taking every entry out again restores the kernel.
@@ -118,6 +121,7 @@ export class CidrMaps implements RuleEnforcer {
       await this.writeSlots(this.changeDir24(rules.filter(inDir24), 'remove', unindexed));
       const counters = Buffer.concat(rules.map((r) => encodeRuleId(r.id)));
       await this.maps.ruleStats.deleteBatch(counters, rules.length);
+      this.countKinds(rules, -1);
       this.bumpRulesGen();
     } catch (error) {
       // Put back what was taken out (counters of these rules may be lost),
@@ -172,6 +176,8 @@ export class CidrMaps implements RuleEnforcer {
       await this.writeSlots(slots);
       report.added += plan.dir24Only;
       await dropStaleCounters(this.maps.ruleStats, rules.sortedIds());
+      this.kinds.clear();
+      for (let i = 0; i < rules.count; i++) this.countKind(rules.families[i] as 4 | 6, rules.direction(i), +1);
       this.bumpRulesGen();
     } catch (error) {
       throw kernelError(error, 'cannot restore rules into the kernel');
@@ -216,7 +222,9 @@ export class CidrMaps implements RuleEnforcer {
   }
 
   /**
-   * Also writes the IPv4 /0 rules (the DIR-24 default). Called after the
+   * Also writes which kinds of rules exist (xw_config.features: the data
+   * plane skips the lookups of kinds without rules) and the IPv4 /0 rules
+   * (the DIR-24 default). Called after the
    * rule tables changed, never before: ingress reads the
    * generation before its lookups, so a pass it caches under the old
    * generation was decided without the new rules and is retired here.
@@ -226,9 +234,21 @@ export class CidrMaps implements RuleEnforcer {
     const slot = Buffer.alloc(4);
     const value = config.lookup(slot) ?? Buffer.alloc(Layout.config.size);
     value.writeUInt32LE((value.readUInt32LE(Layout.config.rulesGen) + 1) >>> 0, Layout.config.rulesGen);
+    let features = 0;
+    for (const [feature, count] of this.kinds) if (count > 0) features |= feature;
+    value.writeUInt32LE(features, Layout.config.features);
     value.writeUInt32LE(this.dir24.src.defaultValue(), Layout.config.v4Default);
     value.writeUInt32LE(this.dir24.dst.defaultValue(), Layout.config.v4Default + 4);
     config.update(slot, value);
+  }
+
+  private countKinds(rules: readonly BlockRule[], delta: 1 | -1): void {
+    for (const rule of rules) this.countKind(rule.family, rule.direction, delta);
+  }
+
+  private countKind(family: 4 | 6, direction: BlockDirection, delta: 1 | -1): void {
+    const feature = family === 4 ? (direction === 'src' ? Feature.srcV4 : Feature.dstV4) : direction === 'src' ? Feature.srcV6 : Feature.dstV6;
+    this.kinds.set(feature, (this.kinds.get(feature) ?? 0) + delta);
   }
 
   private groupByTable(rules: readonly BlockRule[]): Map<BpfMap, BlockRule[]> {

@@ -29,8 +29,9 @@ export async function readStats(map: BpfMap, ifindexOf: (slot: number) => number
 }
 
 /**
- * The flow table as the kernel handed it over: packed keys and per-CPU
- * values (src/flows/merge.ts merges them). Queries scan these bytes directly and decode only the flows they
+ * The flow table as the kernel handed it over: packed keys and values (one
+ * per key: xw_flows is shared by all CPUs; src/flows/merge.ts reads any
+ * number of per-CPU slots). Queries scan these bytes directly and decode only the flows they
  * return, so a million-entry table costs one pass, not a million objects.
  */
 export interface FlowTable {

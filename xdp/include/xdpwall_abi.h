@@ -132,12 +132,16 @@ struct xw_config {
 
 /*
  * xw_config.features: a stage whose bit is clear is skipped with one test,
- * so a plain blocklist deployment pays nothing for features it does not use.
- * None is defined yet: later stages (policy rules, rate limits, sampling)
- * take bits here.
+ * so a deployment pays nothing for lookups it has no rules for (a plain
+ * source blocklist never probes the destination tables). The control plane
+ * sets a bit after the tables hold the rules and clears it after they are
+ * gone. Later stages (policy rules, rate limits, sampling) take bits here.
  */
 enum xw_feature {
-	XW_FEATURE__NONE = 0,
+	XW_FEATURE_SRC_V4 = 1u << 0, /* IPv4 source rules exist */
+	XW_FEATURE_DST_V4 = 1u << 1, /* IPv4 destination rules exist */
+	XW_FEATURE_SRC_V6 = 1u << 2,
+	XW_FEATURE_DST_V6 = 1u << 3,
 };
 
 /* Bits of xw_rule_value.flags. */

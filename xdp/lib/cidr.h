@@ -75,7 +75,11 @@ static __always_inline __u32 xw_cidr_lookup(const struct xw_pkt *p,
 					    const struct xw_config *cfg, bool src)
 {
 	const __u8 *addr = src ? p->saddr : p->daddr;
+	__u32 feature = p->family == 4 ? (src ? XW_FEATURE_SRC_V4 : XW_FEATURE_DST_V4)
+				       : (src ? XW_FEATURE_SRC_V6 : XW_FEATURE_DST_V6);
 
+	if (!(cfg->features & feature)) /* no rules of this kind: nothing to ask */
+		return 0;
 	if (p->family == 4)
 		return src ? xw_deny_v4(&xw_src_host_v4, &xw_src_dir24, &xw_src_dir24_l2, &xw_src_v4,
 					cfg->v4_default[0], addr)
