@@ -23,7 +23,7 @@ import { policyRoutes } from './routes/policy.js';
 import { Rule } from './schemas/rules.js';
 
 /** What the API needs of the firewall. */
-export type ApiFirewall = Pick<Firewall, 'blocks' | 'rules' | 'policy' | 'failsafe' | 'flows' | 'flowCount' | 'stats' | 'interfaces' | 'ruleHits' | 'uptimeSeconds'>;
+export type ApiFirewall = Pick<Firewall, 'blocks' | 'addBlock' | 'blockMeta' | 'rules' | 'policy' | 'failsafe' | 'flows' | 'flowCount' | 'stats' | 'interfaces' | 'ruleHits' | 'uptimeSeconds'>;
 
 /** Who may use the API and how it is audited; see api/plugins/auth.ts. */
 export interface ApiAccess {

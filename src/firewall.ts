@@ -17,6 +17,9 @@ import { PolicyTables } from './policy/tables.js';
 import { PolicyEngine } from './policy/engine.js';
 import { POLICY_SETTING, RuleService } from './policy/rules.js';
 import type { PolicyDefaults } from './policy/engine.js';
+import { BlockMetaService, type BlockExtras } from './policy/block-meta.js';
+import type { BlockInput } from './rules/blocks.js';
+import type { BlockRule } from './rules/model.js';
 import { checkFailsafeCidr, checkFailsafeRule, failsafeRules, type FailsafeEntry } from './policy/failsafe.js';
 
 export interface FirewallOptions {
@@ -36,6 +39,8 @@ export interface FirewallOptions {
 
 export class Firewall {
   readonly blocks: BlockService;
+  /** ttl and dryRun of blocks. */
+  readonly blockMeta: BlockMetaService;
   /** Policy rules (`/v1/rules`). */
   readonly rules: RuleService;
   private readonly flowSnapshots: SnapshotCache<FlowTable>;
@@ -52,13 +57,15 @@ export class Firewall {
     capacity: Config['capacity'],
     log: Logger,
     readonly failsafe: readonly FailsafeEntry[],
+    blockMeta: BlockMetaService,
   ) {
     this.rules = new RuleService(store, policy, {
       now: () => new Date(clock.wallMs()),
       check: (rule) => checkFailsafeRule(failsafe, rule),
       log: { error: (details, message) => (log.error ?? log.warn).call(log, details, message) },
     });
-    this.blocks = new BlockService(store, cidrMaps, {
+    this.blockMeta = blockMeta;
+    this.blocks = new BlockService(store, blockMeta.enforcer(cidrMaps), {
       now: () => new Date(clock.wallMs()),
       limits: { 4: capacity.cidrV4, 6: capacity.cidrV6 },
       check: (cidr) => checkFailsafeCidr(failsafe, cidr, 'block'),
@@ -76,7 +83,6 @@ export class Firewall {
     try {
       datapath = await Datapath.load(options, log);
       const cidrMaps = new CidrMaps(datapath.maps);
-      const restored = await cidrMaps.reconcile(store.all());
       const clock = options.clock ?? systemClock;
       const opened = datapath;
       const policy = new PolicyEngine(await PolicyTables.open(datapath.maps.policy), {
@@ -84,11 +90,15 @@ export class Firewall {
         ifindexOf: (iface) => opened.interfaces().find((i) => i.iface === iface)?.ifindex,
         ruleStats: datapath.maps.ruleStats,
       });
+      const blockMeta = new BlockMetaService(store, datapath.maps.policy.blockMeta, (at) => policy.expiresNs(at), () => new Date(clock.wallMs()));
+      const blocks = store.all();
+      await blockMeta.restore(blocks); // before the prefixes: a dry-run block never drops
+      const restored = await cidrMaps.reconcile(blocks);
       const failsafe = options.failsafe ?? [];
       policy.setDefaults(store.getSetting<PolicyDefaults>(POLICY_SETTING) ?? options.policy ?? { ingress: 'accept', egress: 'accept' });
       await policy.installFailsafe(failsafeRules(failsafe));
       const firewall = new Firewall(
-        store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log, failsafe,
+        store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log, failsafe, blockMeta,
       );
       await firewall.rules.installAll();
       return { firewall, restored };
@@ -104,8 +114,13 @@ export class Firewall {
   }
 
   /** Removes expired rules from the store and the kernel (the daemon calls it every second). */
-  async sweepExpired(): Promise<{ rules: number[] }> {
-    return { rules: await this.rules.sweepExpired() };
+  async sweepExpired(): Promise<{ rules: number[]; blocks: number }> {
+    return { rules: await this.rules.sweepExpired(), blocks: await this.blockMeta.sweepExpired(this.blocks) };
+  }
+
+  /** Blocks a CIDR, with an optional ttl/expiresAt and dryRun (see policy/block-meta.ts). */
+  addBlock(input: BlockInput & BlockExtras): Promise<{ rule: BlockRule; created: boolean }> {
+    return this.blockMeta.add(this.blocks, input);
   }
 
   /** Recompiles the policy (after interfaces attach: rules naming one resolve to its ifindex). */

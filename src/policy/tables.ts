@@ -20,6 +20,8 @@ export interface PolicyMaps {
   ports: BpfMap;
   replies: BpfMap;
   sync: BpfMap;
+  /** Blocks' ttl and dryRun (src/policy/block-meta.ts). */
+  blockMeta: BpfMap;
   /** The inner map whose fd xw_pol_sync is updated with. */
   syncInner: BpfMap;
 }
@@ -52,6 +54,23 @@ function addrKey(table: number, buf: number, field: number, family: 4 | 6, bytes
   key.writeUInt8(family, L.family);
   key.set(bytes, L.addr);
   return key;
+}
+
+/** struct xw_pol_bitmap: the summary word (bit w: word w has a rule), then the words. */
+export function encodeBitmap(bits: Uint8Array): Buffer {
+  const value = Buffer.alloc(Layout.polBitmap.size);
+  let summary = 0n;
+  for (let w = 0; w < BITMAP_BYTES / 8; w++) {
+    for (let b = w * 8; b < w * 8 + 8; b++) {
+      if (bits[b] !== 0) {
+        summary |= 1n << BigInt(w);
+        break;
+      }
+    }
+  }
+  value.writeBigUInt64LE(summary, Layout.polBitmap.summary);
+  value.set(bits, Layout.polBitmap.words);
+  return value;
 }
 
 export function encodeRule(rule: CompiledTable['rules'][number]): Buffer {
@@ -129,7 +148,7 @@ export class PolicyTables {
       ...compiled.bitmaps,
     ];
     const bkeys = Buffer.concat(bitmaps.map((b) => bitmapKey(table, next, b.field, b.value)));
-    const bvalues = Buffer.concat(bitmaps.map((b) => Buffer.from(b.bits.buffer, b.bits.byteOffset, BITMAP_BYTES)));
+    const bvalues = Buffer.concat(bitmaps.map((b) => encodeBitmap(b.bits)));
     await maps.bitmaps.updateBatch(bkeys, bvalues, bitmaps.length);
     for (let i = 0; i < bitmaps.length; i++) written.bitmaps.push(bkeys.subarray(i * 8, (i + 1) * 8));
 
