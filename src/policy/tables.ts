@@ -101,6 +101,8 @@ interface Written {
 
 export class PolicyTables {
   private readonly written = new Map<number, Written>();
+  /** What each table last got (rules and settings), to skip a change that changes nothing. */
+  private readonly applied = new Map<number, string>();
 
   private constructor(private readonly maps: PolicyMaps) {}
 
@@ -138,6 +140,11 @@ export class PolicyTables {
 
   /** Makes `compiled` the table packets see, atomically for packets. */
   async apply(table: number, compiled: CompiledTable): Promise<void> {
+    const digest = JSON.stringify([compiled.defaultAction, compiled.flags, compiled.rules], (_key, value: unknown) =>
+      typeof value === 'bigint' ? value.toString() : value instanceof Uint8Array ? [...value] : value,
+    );
+    if (this.applied.get(table) === digest) return;
+    this.applied.delete(table);
     const next = this.activeBuffer(table) ^ 1;
     await this.empty(table, next);
     const written = this.track(table, next);
@@ -175,6 +182,7 @@ export class PolicyTables {
     maps.meta.update(u32(table * 2 + next), encodeMeta(compiled));
     maps.active.update(u32(table), u32(next));
     this.sync();
+    this.applied.set(table, digest);
   }
 
   /** Returns once no running program can still read what it read before this call. */
