@@ -2,11 +2,13 @@
 /*
  * xdpwall data plane: XDP on receive, TC clsact on transmit.
  *
- *   ingress  parse -> deny tries (source, then destination) -> exit
- *   egress   parse -> exit  (no filtering yet: flows and counters only)
+ *   ingress  parse -> deny tries (source, then destination) -> policy -> exit
+ *   egress   parse -> policy (egress rules, default) -> exit
  *
- * Verdicts: on ingress a malformed packet drops under its own reason. On
- * egress nothing is dropped: a malformed packet is counted with verdict PASS
+ * The policy stage (lib/policy.h) applies rules, the default policy and the
+ * failsafe list. Verdicts: on ingress a malformed packet drops under its own
+ * reason. On egress only the policy drops (TC_ACT_SHOT): a malformed packet
+ * is counted with verdict PASS
  * and its malformed reason, so the same xw_stats reasons describe both
  * directions and a "PASS + MALFORMED_*" key means "seen, not filtered".
  * Non-IP frames always pass (PASS_NON_IP). Only passed IP packets have a
