@@ -28,7 +28,8 @@ import { Registry } from 'prom-client';
 /** What the API needs of the firewall. */
 export type ApiFirewall = Pick<
   Firewall,
-  'blocks' | 'rules' | 'policy' | 'failsafe' | 'flows' | 'flowCount' | 'stats' | 'interfaces' | 'ruleHits' | 'uptimeSeconds' | 'tableUsage'
+  | 'blocks' | 'addBlock' | 'blockMeta' | 'rules' | 'policy' | 'failsafe' | 'flows' | 'flowCount' | 'stats' | 'interfaces' | 'ruleHits'
+  | 'uptimeSeconds' | 'tableUsage'
 >;
 
 /** Who may use the API and how it is audited; see api/plugins/auth.ts. */

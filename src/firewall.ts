@@ -17,6 +17,9 @@ import { PolicyTables } from './policy/tables.js';
 import { PolicyEngine } from './policy/engine.js';
 import { POLICY_SETTING, RuleService } from './policy/rules.js';
 import type { PolicyDefaults } from './policy/engine.js';
+import { BlockMetaService, type BlockExtras } from './policy/block-meta.js';
+import type { BlockInput } from './rules/blocks.js';
+import type { BlockRule } from './rules/model.js';
 import { checkFailsafeCidr, checkFailsafeRule, failsafeRules, type FailsafeEntry } from './policy/failsafe.js';
 
 export interface FirewallOptions {
@@ -42,6 +45,8 @@ export interface TableUsage {
 
 export class Firewall {
   readonly blocks: BlockService;
+  /** ttl and dryRun of blocks. */
+  readonly blockMeta: BlockMetaService;
   /** Policy rules (`/v1/rules`). */
   readonly rules: RuleService;
   private readonly flowSnapshots: SnapshotCache<FlowTable>;
@@ -58,6 +63,7 @@ export class Firewall {
     capacity: Config['capacity'],
     log: Logger,
     readonly failsafe: readonly FailsafeEntry[],
+    blockMeta: BlockMetaService,
     counts?: Record<4 | 6, number>,
   ) {
     this.rules = new RuleService(store, policy, {
@@ -65,7 +71,8 @@ export class Firewall {
       check: (rule) => checkFailsafeRule(failsafe, rule),
       log: { error: (details, message) => (log.error ?? log.warn).call(log, details, message) },
     });
-    this.blocks = new BlockService(store, cidrMaps, {
+    this.blockMeta = blockMeta;
+    this.blocks = new BlockService(store, blockMeta.enforcer(cidrMaps), {
       counts,
       now: () => new Date(clock.wallMs()),
       limits: { 4: capacity.cidrV4, 6: capacity.cidrV6 },
@@ -84,10 +91,6 @@ export class Firewall {
     try {
       datapath = await Datapath.load(options, log);
       const cidrMaps = new CidrMaps(datapath.maps);
-      // Columns, not BlockRule objects: a million rules restore in seconds
-      // and are garbage (a few typed arrays) once the kernel holds them.
-      const rules = await store.readColumns();
-      const restored = await cidrMaps.reconcile(rules);
       const clock = options.clock ?? systemClock;
       const opened = datapath;
       const policy = new PolicyEngine(await PolicyTables.open(datapath.maps.policy), {
@@ -95,11 +98,18 @@ export class Firewall {
         ifindexOf: (iface) => opened.interfaces().find((i) => i.iface === iface)?.ifindex,
         ruleStats: datapath.maps.ruleStats,
       });
+      const blockMeta = new BlockMetaService(store, datapath.maps.policy.blockMeta, (at) => policy.expiresNs(at), () => new Date(clock.wallMs()));
+      // Before the prefixes: a dry-run block never drops.
+      await blockMeta.restore(store.blocksWithMeta());
+      // Columns, not BlockRule objects: a million rules restore in seconds
+      // and are garbage (a few typed arrays) once the kernel holds them.
+      const rules = await store.readColumns();
+      const restored = await cidrMaps.reconcile(rules);
       const failsafe = options.failsafe ?? [];
       policy.setDefaults(store.getSetting<PolicyDefaults>(POLICY_SETTING) ?? options.policy ?? { ingress: 'accept', egress: 'accept' });
       await policy.installFailsafe(failsafeRules(failsafe));
       const firewall = new Firewall(
-        store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log, failsafe, rules.perFamily,
+        store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log, failsafe, blockMeta, rules.perFamily,
       );
       await firewall.rules.installAll();
       return { firewall, restored };
@@ -115,8 +125,13 @@ export class Firewall {
   }
 
   /** Removes expired rules from the store and the kernel (the daemon calls it every second). */
-  async sweepExpired(): Promise<{ rules: number[] }> {
-    return { rules: await this.rules.sweepExpired() };
+  async sweepExpired(): Promise<{ rules: number[]; blocks: number }> {
+    return { rules: await this.rules.sweepExpired(), blocks: await this.blockMeta.sweepExpired(this.blocks) };
+  }
+
+  /** Blocks a CIDR, with an optional ttl/expiresAt and dryRun (see policy/block-meta.ts). */
+  addBlock(input: BlockInput & BlockExtras): Promise<{ rule: BlockRule; created: boolean }> {
+    return this.blockMeta.add(this.blocks, input);
   }
 
   /** Recompiles the policy (after interfaces attach: rules naming one resolve to its ifindex). */

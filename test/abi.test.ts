@@ -128,6 +128,7 @@ const STRUCTS: Record<keyof typeof Layout, string> = {
   polBitmap: 'xw_pol_bitmap',
   polAddrKey: 'xw_pol_addr_key',
   polPortSlot: 'xw_pol_port_slot',
+  blockMeta: 'xw_block_meta',
 };
 
 describe('struct layouts', () => {
@@ -253,6 +254,7 @@ describe('programs and maps', () => {
     [POLICY_MAPS.addrs]: ['xw_pol_addr_key', 'unsigned int'],
     [POLICY_MAPS.ports]: ['unsigned int', 'xw_pol_port_slot'],
     [POLICY_MAPS.replies]: ['xw_flow_key', 'unsigned long long'],
+    [POLICY_MAPS.blockMeta]: ['unsigned int', 'xw_block_meta'],
   };
 
   // Maps of the data plane's own working state: in the object, not in the ABI.

@@ -154,6 +154,10 @@ it(`agrees with the reference on ${PACKETS} packets over ${RULE_SETS} random rul
       }
       if (got !== want.verdict || counted !== count || !ruleOk) {
         expectedStats.set(key, counted); // report each disagreement once
+        if (mismatches.length < 3 && process.env.XW_DIFF_DEBUG) {
+          const moved = policy[hook].filter((rule) => rulePackets(loaded, rule.kernelId) !== (hits.get(rule.kernelId) ?? 0n)).map((rule) => ({ id: rule.kernelId, pos: policy[hook].indexOf(rule), got: rulePackets(loaded, rule.kernelId), want: hits.get(rule.kernelId) ?? 0n, rule: JSON.stringify(rule, (_k, v) => (typeof v === 'bigint' ? String(v) : v instanceof Uint8Array ? [...v] : v)) }));
+          console.log(JSON.stringify(moved, (_k, v) => (typeof v === 'bigint' ? String(v) : v)));
+        }
         if (mismatches.length < 20) {
           mismatches.push(`set ${set} packet ${i} ${hook}: want ${JSON.stringify(want)}, got ${got} (reason count ${counted} vs ${count}, rule ok ${ruleOk}); packet ${JSON.stringify({ ...pkt, src: [...pkt.src], dst: [...pkt.dst] })}`);
         }

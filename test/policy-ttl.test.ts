@@ -44,9 +44,9 @@ it('ttl sets expiresAt, the kernel value carries the expiry, and the sweeper rem
   expect(ahead).toBeGreaterThan(55);
   expect(ahead).toBeLessThanOrEqual(60);
 
-  expect(await firewall.sweepExpired()).toEqual({ rules: [] });
+  expect(await firewall.sweepExpired()).toEqual({ rules: [], blocks: 0 });
   wallMs = T0 + 60_000;
-  expect(await firewall.sweepExpired()).toEqual({ rules: [res.json().id] });
+  expect(await firewall.sweepExpired()).toEqual({ rules: [res.json().id], blocks: 0 });
   expect(ingress()).toBe(2);
   expect((await app.inject({ method: 'GET', url: `/v1/rules/${res.json().id}` })).statusCode).toBe(404);
 });

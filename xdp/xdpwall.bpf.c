@@ -4,16 +4,18 @@
  *
  *   ingress  parse -> IPv4: deny lookups (host hash, DIR-24-8) -> flow
  *                     IPv6: flow's cached pass, else deny lookups (hash, trie)
- *            -> exit
+ *            -> policy -> exit
+ *   egress   parse -> policy (egress rules, default) -> exit
  *
  * IPv4 denies are decided before the flow table: two array reads and a hash
  * probe cost less than the flow lookup that would cache them, and a denied
  * packet never touches the flow table. IPv6 still asks the flow table
  * first, whose cached pass skips the trie walk.
- *   egress   parse -> exit  (no filtering yet: flows and counters only)
  *
- * Verdicts: on ingress a malformed packet drops under its own reason. On
- * egress nothing is dropped: a malformed packet is counted with verdict PASS
+ * The policy stage (lib/policy.h) applies rules, the default policy and the
+ * failsafe list. Verdicts: on ingress a malformed packet drops under its own
+ * reason. On egress only the policy drops (TC_ACT_SHOT): a malformed packet
+ * is counted with verdict PASS
  * and its malformed reason, so the same xw_stats reasons describe both
  * directions and a "PASS + MALFORMED_*" key means "seen, not filtered".
  * Non-IP frames always pass (PASS_NON_IP). Only passed IP packets have a

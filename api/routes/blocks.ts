@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { Type } from 'typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { BlockBulk, BlockBulkResult, BlockCreate, BlockDeleteQuery, BlockIdParams, BlockList, BlockListQuery } from '../schemas/blocks.js';
+import { BlockBulk, BlockBulkResult, BlockCreateOne, BlockDeleteQuery, BlockIdParams, BlockList, BlockListQuery } from '../schemas/blocks.js';
 import { errorResponses } from '../schemas/common.js';
 import type { BlockRule } from '../../src/rules/model.js';
 import type { ApiFirewall } from '../app.js';
@@ -19,9 +19,12 @@ export interface BlockRoutesOptions {
 export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async (app, { firewall }) => {
   const view = ({ id, cidr, direction, comment, createdAt }: BlockRule) => {
     const hits = firewall.ruleHits(id);
+    const counters = hits && { packets: Number(hits.packets), bytes: Number(hits.bytes) };
+    const { expiresAt, dryRun } = firewall.blockMeta.meta({ cidr, direction });
     return {
-      id, cidr, direction, comment, createdAt,
-      ...(hits && { hits: { packets: Number(hits.packets), bytes: Number(hits.bytes) } }),
+      id, cidr, direction, comment, createdAt, expiresAt, dryRun,
+      ...(counters && { hits: counters }),
+      ...(dryRun && counters && { wouldDrop: counters }),
     };
   };
 
@@ -30,12 +33,12 @@ export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async 
       tags: ['blocks'],
       summary: 'Block a CIDR',
       description: '201 with the new rule once it is on disk and in the kernel; 200 with the existing rule if already blocked.',
-      body: BlockCreate,
+      body: BlockCreateOne,
       response: { 200: Type.Ref('Block'), 201: Type.Ref('Block'), ...errorResponses(400, 409, 413, 415, 507) },
     },
   }, async (request, reply) => {
     new SelfLockoutGuard(clientPeer(request)).check(request.body);
-    const { rule, created } = await firewall.blocks.add(request.body);
+    const { rule, created } = await firewall.addBlock(request.body);
     request.audit({ ruleId: rule.id, cidr: rule.cidr });
     return reply.status(created ? 201 : 200).send(view(rule));
   });

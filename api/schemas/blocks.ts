@@ -1,5 +1,6 @@
 import { Type, type Static } from 'typebox';
 import { MAX_BULK_ITEMS, MAX_COMMENT_LENGTH, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE } from '../../src/rules/blocks.js';
+import { MAX_TTL_SECONDS } from '../../src/policy/model.js';
 
 const direction = (description: string) => Type.Union([Type.Literal('src'), Type.Literal('dst')], { description });
 const Direction = direction('Match the packet source (default) or destination address');
@@ -23,6 +24,17 @@ export const BlockCreate = Type.Object(
 );
 export type BlockCreate = Static<typeof BlockCreate>;
 
+/** A single block may also expire or be a dry run (bulk items may not). */
+export const BlockCreateOne = Type.Object(
+  {
+    ...BlockCreate.properties,
+    ttl: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: MAX_TTL_SECONDS, description: 'seconds until the block expires' }), Type.Null()])),
+    expiresAt: Type.Optional(Type.Union([Type.String({ maxLength: 40, description: 'ISO 8601; instead of ttl' }), Type.Null()])),
+    dryRun: Type.Optional(Type.Boolean({ description: 'count what the block would drop (would_drop) but pass' })),
+  },
+  { additionalProperties: false },
+);
+
 export const BlockBulk = Type.Object(
   { items: Type.Array(BlockCreate, { maxItems: MAX_BULK_ITEMS }), force: Force },
   { additionalProperties: false },
@@ -41,7 +53,10 @@ export const Block = Type.Object(
     direction: Direction,
     comment: Type.Union([Type.String(), Type.Null()]),
     createdAt: Type.String({ format: 'date-time' }),
+    expiresAt: Type.Optional(Type.Union([Type.String({ format: 'date-time' }), Type.Null()], { description: 'When the block expires; null: never' })),
+    dryRun: Type.Optional(Type.Boolean({ description: 'Counted as would_drop, not dropped' })),
     hits: Type.Optional(Type.Ref('CounterPair', { description: 'Packets and bytes this rule dropped' })),
+    wouldDrop: Type.Optional(Type.Ref('CounterPair', { description: 'Dry-run blocks: what they would have dropped' })),
   },
   { $id: 'Block', title: 'Block' },
 );

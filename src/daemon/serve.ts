@@ -96,7 +96,7 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
     if (sweeping) return;
     sweeping = true;
     running.sweepExpired()
-      .then((swept) => swept.rules.length > 0 && log.info(swept, 'removed expired rules'))
+      .then((swept) => (swept.rules.length > 0 || swept.blocks > 0) && log.info(swept, 'removed expired rules and blocks'))
       .catch((error: unknown) => log.error({ err: error }, 'removing expired rules failed'))
       .finally(() => (sweeping = false));
   }, 1000);

@@ -105,9 +105,10 @@ export const Layout = {
   polMeta: { size: 16, words: 0, fields: 4, defaultAction: 8, flags: 9, pad: 10, pad2: 12 },
   polRule: { size: 16, ruleId: 0, action: 4, flags: 5, pad: 6, expiresNs: 8 },
   polBitmapKey: { size: 8, table: 0, buf: 1, field: 2, pad: 3, value: 4 },
-  polBitmap: { size: 512, words: 0 },
+  polBitmap: { size: 520, summary: 0, words: 8 },
   polAddrKey: { size: 24, prefixlen: 0, table: 4, buf: 5, field: 6, family: 7, addr: 8 },
   polPortSlot: { size: 8, interval: 0 },
+  blockMeta: { size: 16, expiresNs: 0, flags: 8, pad: 9 },
   flowValue: {
     size: 56,
     dir: 0, // struct xw_counter[2]
@@ -251,7 +252,9 @@ export const POLICY_MAPS = {
   ports: 'xw_pol_ports',
   replies: 'xw_pol_replies',
   sync: 'xw_pol_sync',
+  blockMeta: 'xw_block_meta',
 } as const;
+export const BLOCK_META_ENTRIES = 1 << 16;
 export const POLICY_SYNC_INNER = 'xw_pol_sync_inner';
 
 export const POL_MAX_RULES = 4096;

@@ -190,6 +190,7 @@ export class Datapath {
         ports: object.map(POLICY_MAPS.ports),
         replies: object.map(POLICY_MAPS.replies),
         sync: object.map(POLICY_MAPS.sync),
+        blockMeta: object.map(POLICY_MAPS.blockMeta),
         syncInner: object.map(POLICY_SYNC_INNER),
       },
     };

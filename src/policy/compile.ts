@@ -107,11 +107,6 @@ export function compileTable(rules: readonly ClassRule[], options: CompileOption
     addrs: [],
     ports: {},
   };
-  const wildcardOf = (open: (r: ClassRule) => boolean): Uint8Array => {
-    const bits = newBits();
-    rules.forEach((r, i) => open(r) && setBit(bits, i));
-    return bits;
-  };
   const emit = (field: PolFieldName, value: number, bits: Uint8Array) => {
     if (!isEmpty(bits)) out.bitmaps.push({ field: PolField[field], value, bits });
   };
@@ -120,7 +115,7 @@ export function compileTable(rules: readonly ClassRule[], options: CompileOption
     const accepted = rules.map((r) => scalarValues(r, field));
     if (accepted.every((v) => v === null)) continue;
     out.fields |= 1 << PolField[field];
-    const wildcard = wildcardOf((_r) => false);
+    const wildcard = newBits();
     accepted.forEach((v, i) => v === null && setBit(wildcard, i));
     emit(field, POL_WILDCARD, wildcard);
     const byValue = new Map<number, Uint8Array>();

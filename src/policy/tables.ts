@@ -20,6 +20,8 @@ export interface PolicyMaps {
   ports: BpfMap;
   replies: BpfMap;
   sync: BpfMap;
+  /** Blocks' ttl and dryRun (src/policy/block-meta.ts). */
+  blockMeta: BpfMap;
   /** The inner map whose fd xw_pol_sync is updated with. */
   syncInner: BpfMap;
 }
@@ -54,6 +56,23 @@ function addrKey(table: number, buf: number, field: number, family: 4 | 6, bytes
   return key;
 }
 
+/** struct xw_pol_bitmap: the summary word (bit w: word w has a rule), then the words. */
+export function encodeBitmap(bits: Uint8Array): Buffer {
+  const value = Buffer.alloc(Layout.polBitmap.size);
+  let summary = 0n;
+  for (let w = 0; w < BITMAP_BYTES / 8; w++) {
+    for (let b = w * 8; b < w * 8 + 8; b++) {
+      if (bits[b] !== 0) {
+        summary |= 1n << BigInt(w);
+        break;
+      }
+    }
+  }
+  value.writeBigUInt64LE(summary, Layout.polBitmap.summary);
+  value.set(bits, Layout.polBitmap.words);
+  return value;
+}
+
 export function encodeRule(rule: CompiledTable['rules'][number]): Buffer {
   const L = Layout.polRule;
   const value = Buffer.alloc(L.size);
@@ -82,6 +101,8 @@ interface Written {
 
 export class PolicyTables {
   private readonly written = new Map<number, Written>();
+  /** What each table last got (rules and settings), to skip a change that changes nothing. */
+  private readonly applied = new Map<number, string>();
 
   private constructor(private readonly maps: PolicyMaps) {}
 
@@ -119,6 +140,11 @@ export class PolicyTables {
 
   /** Makes `compiled` the table packets see, atomically for packets. */
   async apply(table: number, compiled: CompiledTable): Promise<void> {
+    const digest = JSON.stringify([compiled.defaultAction, compiled.flags, compiled.rules], (_key, value: unknown) =>
+      typeof value === 'bigint' ? value.toString() : value instanceof Uint8Array ? [...value] : value,
+    );
+    if (this.applied.get(table) === digest) return;
+    this.applied.delete(table);
     const next = this.activeBuffer(table) ^ 1;
     await this.empty(table, next);
     const written = this.track(table, next);
@@ -129,7 +155,7 @@ export class PolicyTables {
       ...compiled.bitmaps,
     ];
     const bkeys = Buffer.concat(bitmaps.map((b) => bitmapKey(table, next, b.field, b.value)));
-    const bvalues = Buffer.concat(bitmaps.map((b) => Buffer.from(b.bits.buffer, b.bits.byteOffset, BITMAP_BYTES)));
+    const bvalues = Buffer.concat(bitmaps.map((b) => encodeBitmap(b.bits)));
     await maps.bitmaps.updateBatch(bkeys, bvalues, bitmaps.length);
     for (let i = 0; i < bitmaps.length; i++) written.bitmaps.push(bkeys.subarray(i * 8, (i + 1) * 8));
 
@@ -156,6 +182,7 @@ export class PolicyTables {
     maps.meta.update(u32(table * 2 + next), encodeMeta(compiled));
     maps.active.update(u32(table), u32(next));
     this.sync();
+    this.applied.set(table, digest);
   }
 
   /** Returns once no running program can still read what it read before this call. */

@@ -63,7 +63,22 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX policy_rules_order ON policy_rules (hook, priority, id)`,
   // Settings changed through the API (the default policy), as JSON values.
   `CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+  // ttl and dryRun of blocks (src/policy/block-meta.ts), by the blocks' own unique key.
+  `CREATE TABLE block_meta (
+     cidr       TEXT NOT NULL,
+     direction  TEXT NOT NULL,
+     expires_at TEXT,
+     dry_run    INTEGER NOT NULL DEFAULT 0,
+     PRIMARY KEY (cidr, direction)
+   )`,
 ];
+
+export interface BlockMetaRow {
+  cidr: string;
+  direction: string;
+  expires_at: string | null;
+  dry_run: number;
+}
 
 export interface NewBlock {
   cidr: Cidr;
@@ -329,6 +344,35 @@ export class RuleStore {
   setSetting(key: string, value: unknown): void {
     this.db.prepare<[string, string]>('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
       .run(key, JSON.stringify(value));
+  }
+
+  // ------------------------------------------------------------ block ttl and dryRun
+
+  /** The blocks that carry a ttl or dryRun: start-up restores their extras without reading every block. */
+  blocksWithMeta(): BlockRule[] {
+    try {
+      return this.db
+        .prepare<[], BlockRow>('SELECT b.* FROM blocks b JOIN block_meta m ON m.cidr = b.cidr AND m.direction = b.direction ORDER BY b.id')
+        .all()
+        .map(toRule);
+    } catch (error) {
+      throw storeError(error, `cannot read the rule store ${this.path}`);
+    }
+  }
+
+  allBlockMeta(): BlockMetaRow[] {
+    return this.db.prepare<[], BlockMetaRow>('SELECT * FROM block_meta').all();
+  }
+
+  setBlockMeta(cidr: string, direction: string, expiresAt: string | null, dryRun: boolean): void {
+    this.db.prepare<[string, string, string | null, number]>(
+      `INSERT INTO block_meta (cidr, direction, expires_at, dry_run) VALUES (?, ?, ?, ?)
+       ON CONFLICT (cidr, direction) DO UPDATE SET expires_at = excluded.expires_at, dry_run = excluded.dry_run`,
+    ).run(cidr, direction, expiresAt, dryRun ? 1 : 0);
+  }
+
+  deleteBlockMeta(cidr: string, direction: string): void {
+    this.db.prepare<[string, string]>('DELETE FROM block_meta WHERE cidr = ? AND direction = ?').run(cidr, direction);
   }
 
   // ------------------------------------------------------------ policy rules

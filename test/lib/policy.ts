@@ -110,6 +110,7 @@ export async function loadPolicyObject(objectPath: string): Promise<LoadedPolicy
     ports: object.map(POLICY_MAPS.ports),
     replies: object.map(POLICY_MAPS.replies),
     sync: object.map(POLICY_MAPS.sync),
+    blockMeta: object.map(POLICY_MAPS.blockMeta),
     syncInner: object.map(POLICY_SYNC_INNER),
   };
   const tables = await PolicyTables.open(maps);

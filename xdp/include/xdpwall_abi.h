@@ -286,6 +286,7 @@ struct xw_flow_value {
  *   xw_pol_bitmaps  HASH  xw_pol_bitmap_key -> xw_pol_bitmap
  *   xw_pol_addrs    LPM_TRIE  xw_pol_addr_key -> __u32 value of the prefix's bitmap key
  *   xw_pol_ports    ARRAY  ((table*2+buf)*2+(dport))*16384 + port/4 -> xw_pol_port_slot
+ *   xw_block_meta   HASH  __u32 block rule_id -> xw_block_meta (ttl, dryRun)
  *   xw_pol_replies  LRU_HASH  xw_flow_key -> __u64 time of the last egress packet
  *   xw_pol_sync     ARRAY_OF_MAPS[1]: updating it waits for an RCU grace period,
  *                   after which no packet still reads the buffer flipped away from
@@ -359,6 +360,7 @@ struct xw_pol_bitmap_key {
 };
 
 struct xw_pol_bitmap {
+	__u64 summary;             /* bit w: words[w] is not zero (only those words are visited) */
 	__u64 words[XW_POL_WORDS]; /* bit i of word w: the rule at position w * 64 + i */
 };
 
@@ -373,6 +375,20 @@ struct xw_pol_addr_key {
 	__u8 field;  /* XW_FIELD_SRC or XW_FIELD_DST */
 	__u8 family; /* 4 or 6 */
 	__u8 addr[16];
+};
+
+/*
+ * Blocks with a ttl or dryRun carry this in xw_block_meta (HASH, rule_id ->
+ * xw_block_meta), read only when a block matched: an expired block no
+ * longer matches (the packet goes on to the rules), a dry-run one passes
+ * under would_drop. Blocks without either have no entry.
+ */
+#define XW_BLOCK_META_ENTRIES (1u << 16)
+
+struct xw_block_meta {
+	__u64 expires_ns; /* coarse CLOCK_MONOTONIC, 0 = never */
+	__u8 flags;       /* enum xw_rule_flags */
+	__u8 pad[7];
 };
 
 /* Four consecutive ports' interval indexes (0: no interval, the wildcard). */

@@ -81,7 +81,9 @@ static __always_inline void xw_rule_count(__u32 rule_id, __u32 bytes)
  */
 static __always_inline bool xw_reason_has_flow(enum xw_reason reason)
 {
-	return reason < XW_REASON__FIRST_DROP && reason != XW_REASON_PASS_NON_IP;
+	/* would_drop passes are not cached: a dry-run block must see every packet */
+	return reason < XW_REASON__FIRST_DROP && reason != XW_REASON_PASS_NON_IP &&
+	       reason != XW_REASON_WOULD_DROP;
 }
 
 static __always_inline int xw_hook_action(enum xw_direction dir,

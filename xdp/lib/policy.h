@@ -3,7 +3,8 @@
  * The policy stage: what happens to a parsed IP packet after the block
  * (deny CIDR) lookups. The order, the same as src/policy/reference.ts:
  *
- *   1. a block that matched drops (deny wins);
+ *   1. a block that matched drops (deny wins); a dry-run block passes
+ *      under would_drop, an expired one no longer matches;
  *   2. else the hook's rules, by priority, first match decides:
  *      drop (drop_rule), pass (pass_rule), log (pass_log: passed, counted);
  *      a dry-run drop rule passes under would_drop;
@@ -32,6 +33,15 @@ struct {
 	__type(key, struct xw_flow_key);
 	__type(value, __u64); /* xw_now() of the flow's last egress packet */
 } xw_pol_replies SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XW_BLOCK_META_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, __u32);
+	__type(value, struct xw_block_meta);
+} xw_block_meta SEC(".maps");
 
 static __always_inline bool xw_pol_is_reply(const struct xw_pkt *p)
 {
@@ -77,7 +87,20 @@ static __always_inline enum xw_verdict xw_policy(const struct xw_pkt *p, enum xw
 	enum xw_verdict verdict = XW_VERDICT_PASS;
 
 	if (*reason >= XW_REASON__FIRST_DROP) {
+		const struct xw_block_meta *bm = bpf_map_lookup_elem(&xw_block_meta, rule_id);
+
 		verdict = XW_VERDICT_DROP;
+		if (bm && bm->expires_ns && bm->expires_ns <= xw_now()) {
+			*reason = XW_REASON_PASS_NO_MATCH; /* expired: on to the rules */
+			*rule_id = 0;
+			verdict = XW_VERDICT_PASS;
+		} else if (bm && (bm->flags & XW_RULE_F_DRY_RUN)) {
+			*reason = XW_REASON_WOULD_DROP;
+			verdict = XW_VERDICT_PASS;
+		}
+	}
+	if (verdict == XW_VERDICT_DROP || *reason == XW_REASON_WOULD_DROP) {
+		/* a block decided */
 	} else if (xw_pol_classify(p, ingress ? XW_POL_INGRESS : XW_POL_EGRESS, &rule, &meta)) {
 		*rule_id = rule.rule_id;
 		if (rule.action == XW_ACTION_DENY) {

@@ -207,6 +207,7 @@ static __always_inline bool xw_pol_lookup(const struct xw_pkt *p, __u32 table, _
 /* What the scan reads and fills (bpf_loop context, on the caller's stack). */
 struct xw_pol_scan {
 	struct xw_pol_fields fb;
+	__u64 todo;  /* words not yet visited where every field has some rule */
 	__u64 acc;   /* the current word's matching rules not yet tried */
 	__u32 base;  /* index in xw_pol_rules of the current word's position 0 */
 	__u32 found;
@@ -239,11 +240,20 @@ static long xw_pol_scan_bit(__u64 k, void *ctx)
 	return 1;
 }
 
-/* One 64-rule word: the AND of the fields' words, then its bits. Returns 1 once found. */
-static long xw_pol_scan_word(__u64 w, void *ctx)
+/*
+ * The next word worth a look (lowest first): the AND of the fields' words,
+ * then its bits. Returns 1 once found or when no word is left.
+ */
+static long xw_pol_scan_word(__u64 k, void *ctx)
 {
 	struct xw_pol_scan *s = ctx;
-	__u32 i = w & (XW_POL_WORDS - 1);
+	__u64 todo = s->todo;
+	__u32 i;
+
+	if (!todo)
+		return 1;
+	i = xw_lowest_bit(todo) & (XW_POL_WORDS - 1);
+	s->todo = todo & (todo - 1);
 
 	s->acc = s->fb.bm[0]->words[i] & s->fb.bm[1]->words[i] & s->fb.bm[2]->words[i] &
 		 s->fb.bm[3]->words[i] & s->fb.bm[4]->words[i] & s->fb.bm[5]->words[i] &
@@ -261,8 +271,10 @@ static long xw_pol_scan_word(__u64 w, void *ctx)
  * The first rule of `table` (as its active buffer holds it) that matches
  * the packet and has not expired, copied to *rule; false when none does.
  * *meta_out: the buffer's metadata (NULL before the control plane wrote
- * any). The words are scanned with bpf_loop so the verifier checks one
- * word's work once, not 64 times.
+ * any). Only words set in every field's summary are visited, lowest
+ * first, with bpf_loop so the verifier checks one word's work once, not 64
+ * times: a packet costs the same whether its rule is the first or the
+ * 4,000th.
  */
 static __always_inline bool xw_pol_classify(const struct xw_pkt *p, __u32 table,
 					    struct xw_pol_rule *rule,
@@ -290,6 +302,10 @@ static __always_inline bool xw_pol_classify(const struct xw_pkt *p, __u32 table,
 	if (!xw_pol_lookup(p, table, buf, meta->fields, &s.fb))
 		return false;
 	s.base = index * XW_POL_MAX_RULES;
+	s.todo = s.fb.bm[0]->summary & s.fb.bm[1]->summary & s.fb.bm[2]->summary &
+		 s.fb.bm[3]->summary & s.fb.bm[4]->summary & s.fb.bm[5]->summary &
+		 s.fb.bm[6]->summary & s.fb.bm[7]->summary & s.fb.bm[8]->summary &
+		 s.fb.bm[9]->summary;
 	bpf_loop(words, xw_pol_scan_word, &s, 0);
 	if (!s.found)
 		return false;

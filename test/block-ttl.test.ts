@@ -1,0 +1,86 @@
+// ttl/expiresAt and dryRun on blocks: the kernel carries them (xw_block_meta),
+// re-blocking keeps the later expiry, a dry-run block passes under would_drop,
+// and the sweeper removes expired blocks. The wall clock is injected; the
+// monotonic one is the kernel's. Needs root.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../api/app.js';
+import type { Firewall } from '../src/firewall.js';
+import { openTestFirewall } from './lib/firewall.js';
+import { ether, ipv4, udp } from './lib/packets.js';
+import { xdpCtx } from './lib/policy.js';
+
+const T0 = Date.parse('2026-12-02T12:00:00Z');
+let wallMs = T0;
+let firewall: Firewall;
+let app: FastifyInstance;
+
+beforeAll(async () => {
+  firewall = await openTestFirewall(undefined, { wallMs: () => wallMs, monotonicNs: () => process.hrtime.bigint() });
+  app = await buildApp({ firewall });
+});
+afterAll(async () => {
+  await app?.close();
+  firewall?.close();
+});
+
+const from = (src: string) => ether(ipv4({ src, dst: '198.18.7.9' }, udp({ sport: 1, dport: 7000 })));
+const ingress = (frame: Buffer) => firewall.datapath.ingress.testRunSync({ data: frame, ctxIn: xdpCtx(frame.length, 1), dataSizeOut: 0 }).retval;
+const post = (payload: object) => app.inject({ method: 'POST', url: '/v1/blocks', payload });
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('blocks with ttl', () => {
+  it('re-blocking keeps the later expiry with 200, and a permanent block stays permanent', async () => {
+    const first = await post({ cidr: '198.18.30.0/24', ttl: 60 });
+    expect(first.statusCode).toBe(201);
+    expect(first.json()).toMatchObject({ expiresAt: '2026-12-02T12:01:00.000Z', dryRun: false });
+    expect(ingress(from('198.18.30.1'))).toBe(1);
+    const longer = await post({ cidr: '198.18.30.0/24', ttl: 120 });
+    expect(longer.statusCode).toBe(200);
+    expect(longer.json()).toMatchObject({ id: first.json().id, expiresAt: '2026-12-02T12:02:00.000Z' });
+    expect((await post({ cidr: '198.18.30.0/24', ttl: 30 })).json().expiresAt).toBe('2026-12-02T12:02:00.000Z');
+    expect((await post({ cidr: '198.18.30.0/24' })).json().expiresAt).toBeNull();
+    expect((await post({ cidr: '198.18.30.0/24', ttl: 30 })).json().expiresAt).toBeNull();
+    await app.inject({ method: 'DELETE', url: `/v1/blocks/${first.json().id}` });
+    // Its extras went with it: blocking again starts afresh.
+    expect((await post({ cidr: '198.18.30.0/24' })).json()).toMatchObject({ expiresAt: null, dryRun: false });
+    await app.inject({ method: 'DELETE', url: '/v1/blocks?cidr=198.18.30.0/24' });
+  });
+
+  it('the kernel stops matching an expired block by itself; the sweeper then removes it', async () => {
+    wallMs = T0;
+    const block = (await post({ cidr: '198.18.31.0/24', ttl: 1 })).json();
+    expect(ingress(from('198.18.31.1'))).toBe(1);
+    await sleep(1_100);
+    expect(ingress(from('198.18.31.1'))).toBe(2);
+    expect(firewall.blocks.get(block.id).id).toBe(block.id); // not swept yet: the wall clock stands still
+    wallMs = T0 + 1_000;
+    expect(await firewall.sweepExpired()).toEqual({ rules: [], blocks: 1 });
+    expect((await app.inject({ method: 'GET', url: `/v1/blocks/${block.id}` })).statusCode).toBe(404);
+  });
+
+  it('refuses ttl with expiresAt, and an expiry in the past', async () => {
+    expect((await post({ cidr: '198.18.32.0/24', ttl: 5, expiresAt: '2099-01-01T00:00:00Z' })).json().error.code).toBe('INVALID_ARGUMENT');
+    expect((await post({ cidr: '198.18.32.0/24', expiresAt: '2020-01-01T00:00:00Z' })).json().error.code).toBe('INVALID_ARGUMENT');
+    expect(firewall.blocks.list({ contains: '198.18.32.1' }).total).toBe(0);
+  });
+});
+
+describe('dry-run blocks', () => {
+  it('pass the packet, count it under would_drop and in the block\'s wouldDrop; blocking again without dryRun enforces', async () => {
+    const block = await post({ cidr: '198.18.33.0/24', dryRun: true });
+    expect(block.statusCode).toBe(201);
+    expect(block.json().dryRun).toBe(true);
+    const frame = from('198.18.33.5');
+    expect(ingress(frame)).toBe(2);
+    expect(ingress(frame)).toBe(2); // every packet, not only a flow's first
+    const got = (await app.inject({ method: 'GET', url: `/v1/blocks/${block.json().id}` })).json();
+    expect(got.wouldDrop).toEqual({ packets: 2, bytes: 2 * frame.length });
+    const stats = (await app.inject({ method: 'GET', url: '/v1/stats' })).json();
+    expect(stats.totals.ingress.reasons.would_drop.packets).toBe(2);
+    const enforced = await post({ cidr: '198.18.33.0/24' });
+    expect(enforced.statusCode).toBe(200);
+    expect(enforced.json().dryRun).toBe(false);
+    expect(ingress(frame)).toBe(1);
+  });
+});
