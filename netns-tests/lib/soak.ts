@@ -38,7 +38,10 @@ export interface LatencySummary {
 
 export interface SoakReport {
   durationS: number;
+  /** durationS * rate: what the open loop was to send. */
   requested: number;
+  /** What it did send (fewer when the daemon fell behind by MAX_IN_FLIGHT requests). */
+  sent: number;
   completed: number;
   errors: number;
   /** The first few errors, for the failure message. */
@@ -111,15 +114,21 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const trafficErrors: string[] = [];
     const trafficDone = (async () => {
       for (let round = 0; !stopTraffic.signal.aborted; round++) {
+        // One listener on the soak's signal at a time: each round gets its own.
+        const stopRound = new AbortController();
+        const onStop = () => stopRound.abort();
+        stopTraffic.signal.addEventListener('abort', onStop, { once: true });
         try {
           const result = await sendUdp(lab!.client.netns, {
-            address: server, port: 9000, srcPort: 20000 + (round % 20000), count: 100, size: 64, intervalMs: 10, waitMs: 1000, stop: stopTraffic.signal,
+            address: server, port: 9000, srcPort: 20000 + (round % 20000), count: 100, size: 64, intervalMs: 10, waitMs: 1000, stop: stopRound.signal,
           });
           traffic.sent += result.sent;
           traffic.received += result.received;
         } catch (error) {
           trafficErrors.push((error as Error).message);
           if (trafficErrors.length > 3) return;
+        } finally {
+          stopTraffic.signal.removeEventListener('abort', onStop);
         }
       }
     })();
@@ -131,6 +140,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const errorSamples: string[] = [];
     let errors = 0;
     let completed = 0;
+    let sent = 0;
     let writeTurn = 0;
     const nextWriter = () => writers[writeTurn++ % writers.length]!;
     const reader = state.token;
@@ -195,11 +205,14 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const inFlight = new Set<Promise<void>>();
     let lastProgress = 0;
     try {
-      for (let i = 0; i < total; i++) {
+      // Bounded by time: requests the daemon could not take in the duration are not sent (see `requested`).
+      const endAt = startedAt + options.durationS * 1000;
+      for (let i = 0; i < total && performance.now() < endAt; i++) {
         const due = startedAt + (i * 1000) / options.rate;
         const wait = due - performance.now();
         if (wait > 1) await sleep(wait);
         while (inFlight.size >= MAX_IN_FLIGHT) await Promise.race(inFlight);
+        sent++;
         const request = oneRequest().finally(() => inFlight.delete(request));
         inFlight.add(request);
         const elapsed = (performance.now() - startedAt) / 1000;
@@ -224,6 +237,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     return {
       durationS: round1(durationS),
       requested: total,
+      sent,
       completed,
       errors,
       errorSamples,
