@@ -19,10 +19,17 @@ import { observeRoutes } from './routes/observe.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { accessRoutes } from './routes/access.js';
 import { ruleRoutes } from './routes/rules.js';
+import { policyRoutes } from './routes/policy.js';
 import { Rule } from './schemas/rules.js';
+import { UI_ROUTES, uiRoutes } from './routes/ui.js';
+import { registerRequestDurations, registerTableMetrics } from './plugins/metrics-extra.js';
+import { Registry } from 'prom-client';
 
 /** What the API needs of the firewall. */
-export type ApiFirewall = Pick<Firewall, 'blocks' | 'rules' | 'flows' | 'flowCount' | 'stats' | 'interfaces' | 'ruleHits' | 'uptimeSeconds'>;
+export type ApiFirewall = Pick<
+  Firewall,
+  'blocks' | 'rules' | 'policy' | 'failsafe' | 'flows' | 'flowCount' | 'stats' | 'interfaces' | 'ruleHits' | 'uptimeSeconds' | 'tableUsage'
+>;
 
 /** Who may use the API and how it is audited; see api/plugins/auth.ts. */
 export interface ApiAccess {
@@ -71,7 +78,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const ownStore = options.access ? undefined : AccessStore.open(':memory:', { synchronous: 'NORMAL' });
   const access = options.access ?? { listener: { kind: 'unix', path: '' }, store: ownStore! };
   if (ownStore) app.addHook('onClose', async () => ownStore.close());
-  const publicRoutes = ['/healthz', ...(access.publicMetrics === false ? [] : ['/metrics'])];
+  // The dashboard's files hold no data: the page asks for a token and sends it with every API call.
+  const publicRoutes = ['/healthz', ...(access.publicMetrics === false ? [] : ['/metrics']), ...UI_ROUTES];
 
   // JSON only: anything else is 415, not a string the schema then rejects.
   app.removeContentTypeParser('text/plain');
@@ -87,11 +95,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     rateLimiter: access.rateLimiter,
   });
   registerAudit(app, { audit: access.store.audit, now: access.now });
+  // One registry for /metrics: the counters (routes/metrics.ts) and the extras.
+  const registry = new Registry();
+  registerRequestDurations(app, registry);
   await registerDocs(app, options.version ?? '0.0.0', publicRoutes);
   await app.register(blockRoutes, { firewall: options.firewall });
   await app.register(ruleRoutes, { firewall: options.firewall });
+  await app.register(policyRoutes, { firewall: options.firewall });
   await app.register(observeRoutes, { firewall: options.firewall });
-  await app.register(metricsRoutes, { firewall: options.firewall });
+  registerTableMetrics(registry, options.firewall);
+  await app.register(metricsRoutes, { firewall: options.firewall, registry });
   await app.register(accessRoutes, { access: access.store });
+  await app.register(uiRoutes, { tokenRequired: access.listener.kind !== 'unix' });
   return app;
 }

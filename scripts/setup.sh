@@ -8,8 +8,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Build: BPF object (clang, llvm), native addon over the shared libbpf.
 BUILD_PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev build-essential pkg-config python3)
 # Run and test: namespaces and veth (iproute2, util-linux nsenter), ping, bpftool,
-# systemd-analyze and promtool for the offline deploy/ and metrics checks.
-RUN_PACKAGES=(bpftool iproute2 util-linux iputils-ping tcpdump xdp-tools systemd prometheus)
+# systemd-analyze and promtool for the offline deploy/ and metrics checks,
+# chromium (driven headless by playwright-core) for the dashboard test, tmux for `xdpwall top`.
+RUN_PACKAGES=(bpftool iproute2 util-linux iputils-ping tcpdump xdp-tools systemd prometheus chromium tmux)
+# The benchmark's veth suite compares against these peers (npm run bench).
+BENCH_PACKAGES=(nftables iptables)
 
 die() { echo "setup: $*" >&2; exit 1; }
 
@@ -19,7 +22,7 @@ node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.ex
   || die "Node.js >= 20.12 is needed, found $(node --version)"
 
 missing=()
-for package in "${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}"; do
+for package in "${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}" "${BENCH_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
 done
 if ((${#missing[@]})); then

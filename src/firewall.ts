@@ -15,7 +15,9 @@ import { systemClock, type Clock } from './clock.js';
 import type { Config, InterfaceConfig } from './config.js';
 import { PolicyTables } from './policy/tables.js';
 import { PolicyEngine } from './policy/engine.js';
-import { RuleService } from './policy/rules.js';
+import { POLICY_SETTING, RuleService } from './policy/rules.js';
+import type { PolicyDefaults } from './policy/engine.js';
+import { checkFailsafeCidr, checkFailsafeRule, failsafeRules, type FailsafeEntry } from './policy/failsafe.js';
 
 export interface FirewallOptions {
   objectPath: string;
@@ -26,6 +28,16 @@ export interface FirewallOptions {
   capacity: Config['capacity'];
   countersCacheMs: number;
   clock?: Clock;
+  /** The configuration's default policy; one stored through PUT /v1/policy wins. Default accept. */
+  policy?: PolicyDefaults;
+  /** The failsafe list (configuration file only). Default none. */
+  failsafe?: FailsafeEntry[];
+}
+
+export interface TableUsage {
+  table: 'cidr_v4' | 'cidr_v6' | 'flows';
+  entries: number;
+  capacity: number;
 }
 
 export class Firewall {
@@ -45,18 +57,23 @@ export class Firewall {
     countersCacheMs: number,
     capacity: Config['capacity'],
     log: Logger,
+    readonly failsafe: readonly FailsafeEntry[],
+    counts?: Record<4 | 6, number>,
   ) {
     this.rules = new RuleService(store, policy, {
       now: () => new Date(clock.wallMs()),
+      check: (rule) => checkFailsafeRule(failsafe, rule),
       log: { error: (details, message) => (log.error ?? log.warn).call(log, details, message) },
     });
     this.blocks = new BlockService(store, cidrMaps, {
+      counts,
       now: () => new Date(clock.wallMs()),
       limits: { 4: capacity.cidrV4, 6: capacity.cidrV6 },
+      check: (cidr) => checkFailsafeCidr(failsafe, cidr, 'block'),
       log: { error: (details, message) => (log.error ?? log.warn).call(log, details, message) },
     });
     this.flowSnapshots = new SnapshotCache(() => readFlows(datapath.maps.flows), countersCacheMs);
-    this.statsSnapshots = new SnapshotCache(() => readStats(datapath.maps.stats), countersCacheMs);
+    this.statsSnapshots = new SnapshotCache(() => readStats(datapath.maps.stats, (slot) => datapath.ifslots.ifindexOf(slot)), countersCacheMs);
     this.startedAt = clock.wallMs();
   }
 
@@ -67,7 +84,10 @@ export class Firewall {
     try {
       datapath = await Datapath.load(options, log);
       const cidrMaps = new CidrMaps(datapath.maps);
-      const restored = await cidrMaps.reconcile(store.all());
+      // Columns, not BlockRule objects: a million rules restore in seconds
+      // and are garbage (a few typed arrays) once the kernel holds them.
+      const rules = await store.readColumns();
+      const restored = await cidrMaps.reconcile(rules);
       const clock = options.clock ?? systemClock;
       const opened = datapath;
       const policy = new PolicyEngine(await PolicyTables.open(datapath.maps.policy), {
@@ -75,8 +95,11 @@ export class Firewall {
         ifindexOf: (iface) => opened.interfaces().find((i) => i.iface === iface)?.ifindex,
         ruleStats: datapath.maps.ruleStats,
       });
+      const failsafe = options.failsafe ?? [];
+      policy.setDefaults(store.getSetting<PolicyDefaults>(POLICY_SETTING) ?? options.policy ?? { ingress: 'accept', egress: 'accept' });
+      await policy.installFailsafe(failsafeRules(failsafe));
       const firewall = new Firewall(
-        store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log,
+        store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log, failsafe, rules.perFamily,
       );
       await firewall.rules.installAll();
       return { firewall, restored };
@@ -89,6 +112,11 @@ export class Firewall {
 
   attach(iface: InterfaceConfig, options?: AttachOptions): AttachedInterface {
     return this.datapath.attach(iface, options);
+  }
+
+  /** Removes expired rules from the store and the kernel (the daemon calls it every second). */
+  async sweepExpired(): Promise<{ rules: number[] }> {
+    return { rules: await this.rules.sweepExpired() };
   }
 
   /** Recompiles the policy (after interfaces attach: rules naming one resolve to its ifindex). */
@@ -121,6 +149,20 @@ export class Firewall {
 
   async stats(): Promise<StatsReport> {
     return buildStatsReport(await this.statsSnapshots.get(), (ifindex) => this.datapath.ifaceName(ifindex));
+  }
+
+  /**
+   * Entries and capacity of the tables an operator sizes: CIDR rules per
+   * family (capacity.cidrV4 / cidrV6, all prefix lengths and directions) and
+   * the flow table (an LRU: full means the oldest flows are being evicted).
+   */
+  async tableUsage(): Promise<TableUsage[]> {
+    const rules = this.blocks.usage();
+    return [
+      { table: 'cidr_v4', entries: rules[4].count, capacity: rules[4].limit },
+      { table: 'cidr_v6', entries: rules[6].count, capacity: rules[6].limit },
+      { table: 'flows', entries: await this.flowCount(), capacity: this.datapath.maps.flows.maxEntries },
+    ];
   }
 
   uptimeSeconds(): number {

@@ -2,7 +2,7 @@
 // compiled object: struct sizes and field offsets, enum values, map and
 // program names, map key/value types and default capacities, and the ABI
 // version the object carries. Needs bpftool and llvm-objcopy; no kernel.
-import { DIR24_SLOTS } from '../src/datapath/dir24.js';
+import { DIR24_BLOCK_PAIRS, DIR24_SLOTS } from '../src/datapath/dir24.js';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,7 +20,11 @@ import {
   REASON_MAX,
   Reason,
   Cache,
+  DEFAULT_DIR24_BLOCKS,
+  IFSLOT_IFINDEX_MAX,
   RuleFlags,
+  STATS_ENTRIES,
+  STATS_REASONS,
   Verdict,
   POLICY_MAPS,
   POLICY_SYNC_INNER,
@@ -33,6 +37,8 @@ import {
   PolField,
   PolFlags,
   PolTable,
+  statsIndex,
+  statsIndexParts,
 } from '../src/datapath/abi.js';
 
 const OBJECT_PATH = new URL('../xdp/build/xdpwall.bpf.o', import.meta.url).pathname;
@@ -208,6 +214,14 @@ describe('enums', () => {
     expect(enumValues('xw_pol_default')).toEqual(upper('XW_POL_', PolDefault));
     expect(enumValues('xw_pol_flags')).toEqual(upper('XW_POL_F_', PolFlags));
   });
+
+  it('xw_feature (no feature bit defined yet)', () => {
+    expect(enumValues('xw_feature')).toEqual({ XW_FEATURE__NONE: 0 });
+  });
+
+  it('every reason fits the counter array with room to spare', () => {
+    expect(REASON_MAX).toBeLessThanOrEqual(STATS_REASONS);
+  });
 });
 
 // ---------------------------------------------------------------- objects
@@ -227,7 +241,8 @@ describe('programs and maps', () => {
     [MAPS.srcHostV6]: ['xw_host_v6_key', 'xw_rule_value'],
     [MAPS.dstHostV6]: ['xw_host_v6_key', 'xw_rule_value'],
     [MAPS.ruleStats]: ['unsigned int', 'xw_counter'],
-    [MAPS.stats]: ['xw_stats_key', 'xw_counter'],
+    [MAPS.stats]: ['unsigned int', 'xw_counter'], // XW_STATS_INDEX()
+    [MAPS.ifslots]: ['unsigned int', 'unsigned int'],
     [MAPS.flows]: ['xw_flow_key', 'xw_flow_value'],
     [MAPS.config]: ['unsigned int', 'xw_config'],
     [POLICY_MAPS.active]: ['unsigned int', 'unsigned int'],
@@ -262,9 +277,26 @@ describe('programs and maps', () => {
   it.each([MAPS.srcDir24, MAPS.dstDir24])('%s is a DIR-24 table: u32 slots for every /24, not pinned (rebuilt on start)', (name) => {
     const def = mapDef(name);
     expect(mapDefType(def, 'key').name).toBe('unsigned int');
-    expect(mapDefType(def, 'value').name).toBe('unsigned int');
-    expect(mapDefNumber(def, 'max_entries')).toBe(DIR24_SLOTS);
+    expect(mapDefType(def, 'value').name).toBe('unsigned long long'); // two u32 slots
+    expect(mapDefNumber(def, 'max_entries')).toBe(DIR24_SLOTS / 2);
     expect(def.members!.map((m) => m.name)).not.toContain('pinning');
+  });
+
+  it.each([MAPS.srcDir24L2, MAPS.dstDir24L2])('%s is the DIR-24-8 second level: 256-slot blocks, not pinned', (name) => {
+    const def = mapDef(name);
+    expect(mapDefType(def, 'value').name).toBe('unsigned long long');
+    expect(mapDefNumber(def, 'max_entries')).toBe(DEFAULT_DIR24_BLOCKS * DIR24_BLOCK_PAIRS);
+    expect(def.members!.map((m) => m.name)).not.toContain('pinning');
+  });
+
+  it('xw_stats holds XW_STATS_ENTRIES counters, xw_ifslots one slot per ifindex below the limit', () => {
+    expect(mapDefNumber(mapDef(MAPS.stats), 'max_entries')).toBe(STATS_ENTRIES);
+    expect(mapDefNumber(mapDef(MAPS.ifslots), 'max_entries')).toBe(IFSLOT_IFINDEX_MAX);
+    for (const index of [0, 1, 31, 32, 127, 128, STATS_ENTRIES - 1]) {
+      const { ifslot, direction, verdict, reason } = statsIndexParts(index);
+      expect(statsIndex(ifslot, direction, verdict, reason)).toBe(index);
+    }
+    expect(statsIndexParts(statsIndex(5, 1, 0, 22))).toEqual({ ifslot: 5, direction: 1, verdict: 0, reason: 22 });
   });
 
   it('default capacities agree', () => {

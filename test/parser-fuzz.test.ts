@@ -13,7 +13,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BpfMap } from '@xdpwall/addon';
 import type { Firewall } from '../src/firewall.js';
-import { Direction, Reason, Verdict, cpusOf, encodeFlowKey, encodeRuleId, sumCounters, type ReasonName } from '../src/datapath/abi.js';
+import { Direction, Reason, Verdict, cpusOf, encodeFlowKey, encodeRuleId, statsIndex, sumCounters, type ReasonName } from '../src/datapath/abi.js';
 import { mergeFlowValue } from '../src/flows/merge.js';
 import { openTestFirewall } from './lib/firewall.js';
 import { fuzzFrame } from './lib/fuzz-frames.js';
@@ -55,13 +55,10 @@ function xdpCtx(frameLength: number): Buffer {
   return ctx;
 }
 
-function statsKey(direction: 'ingress' | 'egress', verdict: 'pass' | 'drop', reason: ReasonName): Buffer {
-  const key = Buffer.alloc(8);
-  key.writeUInt32LE(IFINDEX, 0);
-  key.writeUInt8(Direction[direction], 4);
-  key.writeUInt8(Verdict[verdict], 5);
-  key.writeUInt16LE(Reason[reason], 6);
-  return key;
+/** The xw_stats index of (lo's interface slot, direction, verdict, reason); lo without a slot counts in slot 0. */
+function statsKey(ifslots: BpfMap, direction: 'ingress' | 'egress', verdict: 'pass' | 'drop', reason: ReasonName): Buffer {
+  const slot = ifslots.lookup(encodeRuleId(IFINDEX))?.readUInt32LE(0) ?? 0;
+  return encodeRuleId(statsIndex(slot, Direction[direction], Verdict[verdict], Reason[reason]));
 }
 
 const packetsIn = (map: BpfMap, key: Buffer): number => {
@@ -130,7 +127,7 @@ describe('the parser and classifier against a TypeScript reference', () => {
       if (retval !== wantRetval) report(index, hook, frame, 'verdict', wantRetval, retval);
       seen[want.reason] = (seen[want.reason] ?? 0) + 1;
 
-      const key = statsKey(hook, verdict, want.reason);
+      const key = statsKey(maps.ifslots, hook, verdict, want.reason);
       const reason = moved(`stats:${key.toString('hex')}`, packetsIn(maps.stats, key));
       if (!reason.ok) report(index, hook, frame, `packets counted under ${hook}/${verdict}/${want.reason}`, reason.expected, counts.get(`stats:${key.toString('hex')}`));
 

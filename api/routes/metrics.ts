@@ -7,12 +7,14 @@ import type { ApiFirewall } from '../app.js';
 
 export interface MetricsRoutesOptions {
   firewall: ApiFirewall;
+  /** Shared with the other metric sources (plugins/metrics-extra.ts); a private one when absent. */
+  registry?: Registry;
 }
 
-export const metricsRoutes: FastifyPluginAsync<MetricsRoutesOptions> = async (app, { firewall }) => {
+export const metricsRoutes: FastifyPluginAsync<MetricsRoutesOptions> = async (app, { firewall, registry: shared }) => {
   // Only the firewall's own metrics: prom-client's default Node.js metrics
   // fail promtool's lint, and node_exporter already covers the process.
-  const registry = new Registry();
+  const registry = shared ?? new Registry();
 
   const labelNames = ['iface', 'direction', 'verdict', 'reason'] as const;
   const packets = new Counter({ name: 'xdpwall_packets_total', help: 'Packets by interface, direction, verdict and reason', labelNames, registers: [registry] });

@@ -133,3 +133,42 @@ export function udpFrameLength(address: string, payloadBytes: number): number {
   const ipHeader = hostAddress(address).includes(':') ? 40 : 20;
   return 14 + ipHeader + 8 + payloadBytes;
 }
+
+const TCP_LISTEN = fileURLToPath(new URL('./bin/tcp-listen.mjs', import.meta.url));
+const TCP_CONNECT = fileURLToPath(new URL('./bin/tcp-connect.mjs', import.meta.url));
+
+/** Starts TCP listeners on `ports` inside the namespace (each answers "ok"). */
+export async function startTcpListener(netns: string, ports: number[], lifetimeMs = 180_000): Promise<UdpEchoServer> {
+  const child: ChildProcess = spawnInNetns(netns, [process.execPath, TCP_LISTEN, String(lifetimeMs), ...ports.map(String)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const pid = child.pid;
+  if (pid === undefined || !child.stdout) throw new Error('could not start the TCP listener');
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const line = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('tcp-listen not ready within 5 s')), 5_000);
+    createInterface({ input: child.stdout! }).once('line', (text) => {
+      clearTimeout(timer);
+      resolve(text);
+    });
+  });
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      process.kill(pid, 'SIGTERM');
+      await exited;
+    }
+  };
+  if (line !== 'ready') {
+    await stop();
+    throw new Error(`tcp-listen said: ${line}`);
+  }
+  return { pid, stop };
+}
+
+/** One TCP connect from the namespace; true when the server answered. */
+export async function tcpConnects(netns: string, address: string, port: number, timeoutMs = 1_500): Promise<boolean> {
+  const target = hostAddress(address);
+  assertLabTarget(target);
+  const result = await runInNetns(netns, [process.execPath, TCP_CONNECT, target, String(port), String(timeoutMs)], { timeoutMs: timeoutMs + 5_000 });
+  return result.stdout.startsWith('connected ok');
+}

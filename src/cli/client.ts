@@ -2,7 +2,7 @@
 // socket (`--api unix:/run/xdpwall/api.sock`), which fetch() cannot reach.
 // Over TCP it sends the bearer token; a private CA for https comes the
 // standard Node way, NODE_EXTRA_CA_CERTS=FILE.
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type ClientRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { formatListen, type ListenAddress } from '../config.js';
 
@@ -15,7 +15,12 @@ export function apiUrl(listen: ListenAddress, tls = false): string {
 
 /** An error the CLI prints as one line and exits non-zero for. */
 export class CliError extends Error {
-  constructor(message: string, readonly exitCode = 1) {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+    /** The API's error code (e.g. ROUTE_NOT_FOUND), when the API refused. */
+    readonly code?: string,
+  ) {
     super(message);
   }
 }
@@ -60,11 +65,39 @@ export class ApiClient {
   /** Sends a request; a 4xx/5xx becomes a CliError carrying the API's code and message. */
   async call<T>(method: string, path: string, body?: unknown): Promise<ApiResponse<T>> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
+    return this.exchange<T>(method, path, {
+      headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+      timeoutMs: 30_000,
+      send: async (req) => void req.end(payload),
+    });
+  }
+
+  /**
+   * Streams a body (e.g. an ndjson bulk import) chunk by chunk, honouring
+   * back-pressure: `source` is pulled only as fast as the daemon reads.
+   */
+  async upload<T>(method: string, path: string, contentType: string, source: AsyncIterable<Buffer | string>): Promise<ApiResponse<T>> {
+    return this.exchange<T>(method, path, {
+      headers: { 'content-type': contentType },
+      // A million-rule import is installed after the last byte: no response for a while is normal.
+      timeoutMs: 600_000,
+      send: async (req) => {
+        for await (const chunk of source) {
+          if (req.destroyed) return;
+          if (!req.write(chunk)) await new Promise<void>((resolve) => { req.once('drain', resolve); req.once('close', resolve); });
+        }
+        req.end();
+      },
+    });
+  }
+
+  private async exchange<T>(
+    method: string,
+    path: string,
+    options: { headers: Record<string, string | number>; timeoutMs: number; send: (req: ClientRequest) => Promise<void> },
+  ): Promise<ApiResponse<T>> {
     const { tls, ...target } = this.target;
-    const headers = {
-      ...(payload !== undefined && { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
-      ...(this.token && { authorization: `Bearer ${this.token}` }),
-    };
+    const headers = { ...options.headers, ...(this.token && { authorization: `Bearer ${this.token}` }) };
     const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
       const req = (tls ? httpsRequest : httpRequest)(
         {
@@ -72,7 +105,7 @@ export class ApiClient {
           method,
           path,
           headers,
-          timeout: 30_000,
+          timeout: options.timeoutMs,
         },
         (res) => {
           const chunks: Buffer[] = [];
@@ -85,12 +118,13 @@ export class ApiClient {
       req.on('error', (error: NodeJS.ErrnoException) =>
         reject(new CliError(`cannot reach the xdpwall daemon at ${this.target.label}: ${error.code ?? error.message}`)),
       );
-      req.end(payload);
+      // The daemon may answer (an error) before the whole body is sent; the response wins.
+      options.send(req).catch((error: Error) => req.destroy(error));
     });
     const parsed: unknown = text ? safeJson(text) : null;
     if (status >= 400) {
       const error = (parsed as { error?: { code?: string; message?: string } } | null)?.error;
-      throw new CliError(error ? `${error.code}: ${error.message}` : `HTTP ${status}`);
+      throw new CliError(error ? `${error.code}: ${error.message}` : `HTTP ${status}`, 1, error?.code);
     }
     return { status, body: parsed as T };
   }

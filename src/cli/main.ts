@@ -8,6 +8,8 @@ import { accessCommands } from './commands/access.js';
 import { detachCommand } from './commands/detach.js';
 import { memoryCommand } from './commands/memory.js';
 import { ruleCommand } from './commands/rule.js';
+import { topCommand } from './commands/top.js';
+import { blockImportCommand } from './commands/import.js';
 import { blockCommand, blocksCommand, flowsCommand, healthCommand, statsCommand, unblockCommand } from './commands/client.js';
 import { XdpwallError } from '../errors.js';
 import { terminalSafe } from './format.js';
@@ -17,9 +19,11 @@ const program = new Command('xdpwall')
   .description('XDP firewall: block CIDRs at the driver, count every flow')
   .version(VERSION)
   .exitOverride()
+  // Options after a nested subcommand (block import FILE --api ...) belong to it, not its parent.
+  .enablePositionalOptions()
   .configureOutput({ outputError: (text, write) => write(text) });
 
-for (const command of [serveCommand(), detachCommand(), labCommand(), blockCommand(), unblockCommand(), blocksCommand(), ruleCommand(), flowsCommand(), statsCommand(), healthCommand(), memoryCommand(), ...accessCommands()]) {
+for (const command of [serveCommand(), detachCommand(), labCommand(), blockCommand().enablePositionalOptions().addCommand(blockImportCommand().exitOverride()), unblockCommand(), blocksCommand(), ruleCommand(), flowsCommand(), statsCommand(), topCommand(), healthCommand(), memoryCommand(), ...accessCommands()]) {
   program.addCommand(command.exitOverride());
 }
 

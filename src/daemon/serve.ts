@@ -54,6 +54,8 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
         pin: { bpffsRoot: config.bpffsRoot, dir: pinDir },
         capacity: config.capacity,
         countersCacheMs: config.countersCacheMs,
+        policy: config.policy,
+        failsafe: config.failsafe,
       },
       log,
     );
@@ -88,11 +90,23 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
   };
   const monitor = setInterval(verify, config.healthCheckMs);
   monitor.unref();
+  // Expired rules already stopped matching in the kernel; this clears them out.
+  let sweeping = false;
+  const sweeper = setInterval(() => {
+    if (sweeping) return;
+    sweeping = true;
+    running.sweepExpired()
+      .then((swept) => swept.rules.length > 0 && log.info(swept, 'removed expired rules'))
+      .catch((error: unknown) => log.error({ err: error }, 'removing expired rules failed'))
+      .finally(() => (sweeping = false));
+  }, 1000);
+  sweeper.unref();
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
       clearInterval(monitor);
+      clearInterval(sweeper);
       await app.close();
       running.close();
       runningAccess.close();

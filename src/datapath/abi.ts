@@ -2,7 +2,7 @@
 // enum values and the codecs for every map key and value. test/abi.test.ts
 // checks this file against the BTF of the compiled object.
 
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 export const PROGRAMS = { ingress: 'xw_ingress', egress: 'xw_egress' } as const;
 
@@ -17,6 +17,9 @@ export const MAPS = {
   dstHostV6: 'xw_dst_host_v6',
   srcDir24: 'xw_src_dir24',
   dstDir24: 'xw_dst_dir24',
+  srcDir24L2: 'xw_src_dir24_l2',
+  dstDir24L2: 'xw_dst_dir24_l2',
+  ifslots: 'xw_ifslots',
   ruleStats: 'xw_rule_stats',
   stats: 'xw_stats',
   flows: 'xw_flows',
@@ -62,6 +65,26 @@ export const REASON_MAX = 25;
 /** Whether packets counted under this reason passed. */
 export const reasonPasses = (reason: number): boolean => reason < REASON_FIRST_DROP;
 
+/** Dimensions of xw_stats (XW_STATS_INDEX): interface slots x direction x verdict x reason. */
+export const STATS_IFSLOTS = 64;
+export const STATS_REASONS = 32;
+export const IFSLOT_IFINDEX_MAX = 1 << 16;
+export const STATS_ENTRIES = STATS_IFSLOTS * 2 * 2 * STATS_REASONS;
+/** Second-level DIR-24 blocks per direction at the default layout. */
+export const DEFAULT_DIR24_BLOCKS = 4096;
+
+/** XW_STATS_INDEX(ifslot, direction, verdict, reason). */
+export function statsIndex(ifslot: number, direction: number, verdict: number, reason: number): number {
+  return ((ifslot * 2 + direction) * 2 + verdict) * STATS_REASONS + reason;
+}
+
+/** The inverse of statsIndex. */
+export function statsIndexParts(index: number): { ifslot: number; direction: number; verdict: number; reason: number } {
+  const reason = index % STATS_REASONS;
+  const rest = Math.floor(index / STATS_REASONS);
+  return { ifslot: Math.floor(rest / 4), direction: Math.floor(rest / 2) % 2, verdict: rest % 2, reason };
+}
+
 export const Action = { deny: 1, allow: 2, log: 3 } as const;
 /** enum xw_cache: xw_flow_value.cachedVerdict. */
 export const Cache = { none: 0, pass: 1 } as const;
@@ -76,7 +99,7 @@ export const Layout = {
   counter: { size: 16, packets: 0, bytes: 8 },
   statsKey: { size: 8, ifindex: 0, direction: 4, verdict: 5, reason: 6 },
   flowKey: { size: 44, src: 0, dst: 16, sport: 32, dport: 34, ifindex: 36, proto: 40, family: 41, pad: 42 },
-  config: { size: 8, rulesGen: 0, pad: 4 },
+  config: { size: 16, rulesGen: 0, features: 4, v4Default: 8 }, // v4Default: __u32[2], source then destination
   polMeta: { size: 16, words: 0, fields: 4, defaultAction: 8, flags: 9, pad: 10, pad2: 12 },
   polRule: { size: 16, ruleId: 0, action: 4, flags: 5, pad: 6, expiresNs: 8 },
   polBitmapKey: { size: 8, table: 0, buf: 1, field: 2, pad: 3, value: 4 },

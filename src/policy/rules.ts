@@ -142,6 +142,32 @@ export class RuleService {
     });
   }
 
+  /**
+   * Removes rules whose expiresAt has passed, from the kernel and the store
+   * (the kernel already skips them: their expiry is in the rule's value).
+   * Returns the ids removed.
+   */
+  async sweepExpired(): Promise<number[]> {
+    const now = this.now().getTime();
+    const expired = this.store.allPolicyRules().filter((r) => r.expiresAt !== null && Date.parse(r.expiresAt) <= now);
+    if (expired.length === 0) return [];
+    return this.lock.run(async () => {
+      const ids = new Set(expired.map((r) => r.id));
+      const hooks = [...new Set(expired.map((r) => r.hook))];
+      for (const hook of hooks) await this.engine.install(hook, this.hookRules(hook).filter((r) => !ids.has(r.id)));
+      try {
+        await this.store.transaction('cannot delete expired rules', () => {
+          for (const id of ids) this.store.deletePolicyRule(id);
+        });
+      } catch (error) {
+        const undo = await collectFailures(hooks.map((hook) => () => this.engine.install(hook, this.hookRules(hook))));
+        throw this.undone(error, undo, 'removing expired rules');
+      }
+      for (const id of ids) this.engine.dropCounter(id);
+      return [...ids];
+    });
+  }
+
   get(id: number): PolicyRule {
     const rule = this.store.getPolicyRule(id);
     if (!rule) throw new NotFoundError(`no rule with id ${id}`);

@@ -18,6 +18,7 @@ import { MAX_RULE_ID, type BlockDirection, type BlockRule } from './model.js';
 import type { RuleStore } from './store.js';
 import { WriteLock } from './write-lock.js';
 import { BlockBatch, type ValidBlock } from './block-batch.js';
+import { BulkCapacityError, BulkRuleIdError } from './bulk-writer.js';
 import { TimeSlicer } from '../event-loop.js';
 import {
   BusyError, CapacityError, DatapathError, InvalidArgumentError, InvalidCidrError, NotFoundError, TooBroadError, XdpwallError,
@@ -49,6 +50,8 @@ export interface BlockServiceOptions {
   now?: () => Date;
   /** Rules per address family, both directions together (capacity.cidrV4 / cidrV6). */
   limits?: Record<4 | 6, number>;
+  /** Stored rules per family when the caller already counted them (start-up); read from the store otherwise. */
+  counts?: Record<4 | 6, number>;
   /** Where failed undos are reported. */
   log?: { error(details: object, message: string): void };
   /** Refuses a CIDR before anything is stored (the failsafe list: FAILSAFE_CONFLICT). */
@@ -61,12 +64,14 @@ export const MAX_PAGE_SIZE = 1000;
 export const MAX_BULK_ITEMS = 2_000_000;
 /** Rules per installMany call: bounds the synchronous packing work between kernel batches. */
 export const KERNEL_CHUNK = 4096;
+/** Batches this large are stored on a worker thread (bulk-writer.ts): their COMMIT alone would block for long. */
+export const WORKER_BATCH = 16_384;
 
 /** Ids of the rules one change created, in the order of its batch. */
 interface Created {
   /** Index in the batch of each created rule. */
-  index: number[];
-  ids: number[];
+  index: Uint32Array;
+  ids: Float64Array;
   perFamily: Record<4 | 6, number>;
 }
 
@@ -116,7 +121,12 @@ export class BlockService {
     this.limits = options.limits ?? { 4: Infinity, 6: Infinity };
     this.log = options.log;
     this.check = options.check;
-    this.counts = store.countByFamily();
+    this.counts = options.counts ? { ...options.counts } : store.countByFamily();
+  }
+
+  /** Stored rules per address family and the configured limit (capacity.cidrV4 / cidrV6). */
+  usage(): Record<4 | 6, { count: number; limit: number }> {
+    return { 4: { count: this.counts[4], limit: this.limits[4] }, 6: { count: this.counts[6], limit: this.limits[6] } };
   }
 
   /** Blocks a CIDR; `created` is false when the same CIDR and direction was already blocked. */
@@ -166,7 +176,8 @@ export class BlockService {
     }
     if (!Number.isInteger(offset) || offset < 0) throw new InvalidArgumentError('offset must be a non-negative integer');
     const cidrIn = query.contains === undefined ? undefined : prefixesContaining(query.contains);
-    return this.store.list({ cidrIn, limit, offset });
+    // Unfiltered, the total is the count this service keeps (for capacity): /healthz asks for it on every probe.
+    return this.store.list({ cidrIn, limit, offset, knownTotal: cidrIn ? undefined : this.counts[4] + this.counts[6] });
   }
 
   all(): BlockRule[] {
@@ -224,27 +235,42 @@ export class BlockService {
 
   /** Writes the batch's rules that do not exist yet, in one transaction, within capacity. */
   private async insert(batch: BlockBatch, createdAt: string): Promise<Created> {
+    const overCapacity = (family: 4 | 6, created: number) => new CapacityError(
+      `${this.counts[family] + created} IPv${family} rules would exceed the capacity of ${this.limits[family]} (capacity.cidrV${family}); nothing was stored`,
+    );
+    if (batch.count >= WORKER_BATCH && this.store.writesOffLoop) {
+      const room = { 4: this.limits[4] - this.counts[4], 6: this.limits[6] - this.counts[6] };
+      try {
+        return await this.store.insertBatch(batch, { createdAt, room, maxRuleId: MAX_RULE_ID });
+      } catch (error) {
+        if (error instanceof BulkCapacityError) {
+          const family = error.perFamily[4] > room[4] ? 4 : 6;
+          throw overCapacity(family, error.perFamily[family]);
+        }
+        if (error instanceof BulkRuleIdError) throw new DatapathError(`rule id ${error.id} does not fit the kernel's 32-bit rule id`);
+        throw error;
+      }
+    }
     return this.store.transaction(`cannot store ${plural(batch.count)}`, async () => {
-      const created: Created = { index: [], ids: [], perFamily: { 4: 0, 6: 0 } };
+      const index = new Uint32Array(batch.count);
+      const ids = new Float64Array(batch.count);
+      const perFamily = { 4: 0, 6: 0 };
+      let n = 0;
       const slicer = new TimeSlicer();
       for (let i = 0; i < batch.count; i++) {
         if ((i & 255) === 0 && slicer.due) await slicer.next();
         const id = this.store.insertRow(batch.cidr(i), batch.direction(i), batch.comment(i), createdAt);
         if (id === 0) continue;
         if (id > MAX_RULE_ID) throw new DatapathError(`rule id ${id} does not fit the kernel's 32-bit rule id`);
-        created.index.push(i);
-        created.ids.push(id);
-        created.perFamily[batch.family(i)]++;
+        index[n] = i;
+        ids[n] = id;
+        n++;
+        perFamily[batch.family(i)]++;
       }
       for (const family of [4, 6] as const) {
-        const total = this.counts[family] + created.perFamily[family];
-        if (total > this.limits[family]) {
-          throw new CapacityError(
-            `${total} IPv${family} rules would exceed the capacity of ${this.limits[family]} (capacity.cidrV${family}); nothing was stored`,
-          );
-        }
+        if (this.counts[family] + perFamily[family] > this.limits[family]) throw overCapacity(family, perFamily[family]);
       }
-      return created;
+      return { index: index.subarray(0, n), ids: ids.subarray(0, n), perFamily };
     });
   }
 

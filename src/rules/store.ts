@@ -12,6 +12,13 @@ import { StoreBusyError, StoreError, StoreFullError } from '../errors.js';
 import { Checkpointer } from './checkpointer.js';
 import { decodeRuleSpec, encodeRuleSpec, type PolicyRow } from '../policy/codec.js';
 import type { PolicyRule, RuleSpec } from '../policy/model.js';
+import { RuleColumns } from './rule-columns.js';
+import type { BlockBatch } from './block-batch.js';
+import { insertOnWorker, type BulkInsertJob, type BulkInsertResult } from './bulk-writer.js';
+import { TimeSlicer } from '../event-loop.js';
+
+/** Rows per page when start-up reads every rule. */
+const SCAN_PAGE = 16384;
 
 /**
  * How long a write waits for another process's write lock. better-sqlite3
@@ -68,6 +75,8 @@ export interface NewBlock {
 export interface ListQuery {
   /** Only rules whose CIDR is one of these canonical texts (e.g. all prefixes containing an IP). */
   cidrIn?: readonly string[];
+  /** The total when the caller keeps it (unfiltered lists): count(*) over a million rows costs 100 ms and more. */
+  knownTotal?: number;
   limit: number;
   offset: number;
 }
@@ -119,6 +128,15 @@ export class RuleStore {
       all: this.db.prepare<[], BlockRow>('SELECT * FROM blocks ORDER BY id'),
       page: this.db.prepare<[number, number], BlockRow>('SELECT * FROM blocks ORDER BY id LIMIT ? OFFSET ?'),
       count: this.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM blocks'),
+      // What the kernel needs of each rule, a page at a time, as one text per
+      // page ("id,family,prefix_len,dst,HEX;..."): one value per page crosses
+      // into JavaScript instead of five per row, several times faster.
+      scan: this.db
+        .prepare<[number, number], [number, number | null, string | null]>(
+          `SELECT count(*), max(id), group_concat(id || ',' || family || ',' || prefix_len || ',' || (direction = 'dst') || ',' || hex(network), ';')
+           FROM (SELECT id, family, prefix_len, direction, network FROM blocks WHERE id > ? ORDER BY id LIMIT ?)`,
+        )
+        .raw(true),
       countByFamily: this.db.prepare<[], { family: 4 | 6; n: number }>('SELECT family, count(*) AS n FROM blocks GROUP BY family'),
       deleteRange: this.db.prepare<[number, number, number]>('DELETE FROM blocks WHERE id >= ? AND id <= ? AND family = ?'),
       policyInsert: this.db.prepare<[string, string | null, number, string, string, string | null]>(
@@ -198,6 +216,27 @@ export class RuleStore {
     };
   }
 
+  /** True when insertBatch can run on a worker (a file, not ":memory:"). */
+  get writesOffLoop(): boolean {
+    return this.path !== ':memory:';
+  }
+
+  /**
+   * Inserts the batch's rows that do not exist yet in one transaction on a
+   * worker thread (bulk-writer.ts), so neither the inserts nor the COMMIT
+   * block the event loop. All or nothing, like transaction().
+   */
+  async insertBatch(batch: BlockBatch, job: Omit<BulkInsertJob, 'path' | 'busyTimeoutMs'>): Promise<BulkInsertResult> {
+    const columns = await batch.columns();
+    try {
+      const result = await insertOnWorker({ ...job, path: this.path, busyTimeoutMs: BUSY_TIMEOUT_MS }, columns);
+      this.checkpointer?.committed();
+      return result;
+    } catch (error) {
+      throw storeError(error, `cannot store ${batch.count} rules`);
+    }
+  }
+
   /** insertIfAbsent without building the rule: its id, or 0 when it existed. */
   insertRow(cidr: Cidr, direction: BlockDirection, comment: string | null, createdAt: string): number {
     const { changes, lastInsertRowid } = this.statements.insertIfAbsent.run(
@@ -243,6 +282,26 @@ export class RuleStore {
     }
   }
 
+  /**
+   * Every rule as columns (start-up), read a page at a time between turns of
+   * the event loop: no object per rule outlives its page.
+   */
+  async readColumns(): Promise<RuleColumns> {
+    try {
+      const columns = new RuleColumns();
+      const slicer = new TimeSlicer();
+      for (let after = 0; ; ) {
+        const [count, last, text] = this.statements.scan.get(after, SCAN_PAGE)!;
+        if (text !== null) parseScanPage(text, columns);
+        if (count < SCAN_PAGE || last === null) return columns;
+        after = last;
+        if (slicer.due) await slicer.next();
+      }
+    } catch (error) {
+      throw storeError(error, `cannot read the rule store ${this.path}`);
+    }
+  }
+
   list(query: ListQuery): { items: BlockRule[]; total: number } {
     if (query.cidrIn) {
       if (query.cidrIn.length === 0) return { items: [], total: 0 };
@@ -256,7 +315,7 @@ export class RuleStore {
     }
     return {
       items: this.statements.page.all(query.limit, query.offset).map(toRule),
-      total: this.statements.count.get()!.n,
+      total: query.knownTotal ?? this.statements.count.get()!.n,
     };
   }
 
@@ -357,6 +416,32 @@ export function storeError(error: unknown, what: string): unknown {
     return new StoreError(`${what}: the state directory is not writable by the daemon (${code})`, options);
   }
   return new StoreError(`${what}: ${code}: ${(error as Error).message}`, options);
+}
+
+const scratch = { 4: new Uint8Array(4), 6: new Uint8Array(16) };
+const hexDigit = (c: number): number => (c <= 0x39 ? c - 0x30 : (c | 0x20) - 0x57);
+
+/** Parses one page of the scan ("id,family,prefix_len,dst,HEX" rows joined by ';') into `columns`. */
+function parseScanPage(text: string, columns: RuleColumns): void {
+  const end = text.length;
+  let i = 0;
+  const number = (): number => {
+    let value = 0;
+    for (let c = text.charCodeAt(i++); c !== 0x2c; c = text.charCodeAt(i++)) value = value * 10 + (c - 0x30);
+    return value;
+  };
+  while (i < end) {
+    const id = number();
+    const family = number();
+    const prefixLen = number();
+    const dst = number() === 1;
+    if (family !== 4 && family !== 6) throw new StoreError(`rule ${id} has an unknown address family ${family}`);
+    const network = scratch[family];
+    for (let b = 0; b < network.length; b++, i += 2) network[b] = hexDigit(text.charCodeAt(i)) * 16 + hexDigit(text.charCodeAt(i + 1));
+    if (i < end && text.charCodeAt(i) !== 0x3b) throw new StoreError(`rule ${id} has a malformed network address`);
+    i++; // ';' or the end
+    columns.push(id, family, prefixLen, network, dst);
+  }
 }
 
 const asBuffer = (bytes: Uint8Array): Buffer =>

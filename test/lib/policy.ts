@@ -2,7 +2,7 @@
 // from the fields the parser extracts, and the compiled object loaded with
 // its policy maps wrapped for PolicyTables.
 import { BpfObject, type BpfProgram } from '@xdpwall/addon';
-import { POLICY_MAPS, POLICY_SYNC_INNER, MAPS, PROGRAMS, type ReasonName } from '../../src/datapath/abi.js';
+import { Direction, MAPS, POLICY_MAPS, POLICY_SYNC_INNER, PROGRAMS, Reason, Verdict, cpusOf, encodeRuleId, statsIndex, sumCounters, type ReasonName } from '../../src/datapath/abi.js';
 import { parseCidr } from '../../src/rules/cidr.js';
 import { PolicyTables, type PolicyMaps } from '../../src/policy/tables.js';
 import type { ClassRule, PacketFields, Prefix } from '../../src/policy/reference.js';
@@ -136,21 +136,12 @@ export function runIngress(loaded: LoadedPolicy, frame: Buffer, ifindex = 1): nu
 
 export type { ReasonName };
 
-import { Direction, Layout, Reason, Verdict, cpusOf, encodeRuleId, sumCounters } from '../../src/datapath/abi.js';
-
-function statsKey(ifindex: number, direction: number, verdict: number, reason: number): Buffer {
-  const key = Buffer.alloc(Layout.statsKey.size);
-  key.writeUInt32LE(ifindex, Layout.statsKey.ifindex);
-  key.writeUInt8(direction, Layout.statsKey.direction);
-  key.writeUInt8(verdict, Layout.statsKey.verdict);
-  key.writeUInt16LE(reason, Layout.statsKey.reason);
-  return key;
-}
-
-/** Packets counted under one (interface, hook, verdict, reason). */
+/** Packets counted under one (interface, hook, verdict, reason): XW_STATS_INDEX over the interface's slot. */
 export function statsPackets(loaded: LoadedPolicy, hook: 'ingress' | 'egress', verdict: 'pass' | 'drop', reason: ReasonName, ifindex = 1): bigint {
+  // An interface without a slot in xw_ifslots counts in slot 0.
+  const slot = loaded.object.map(MAPS.ifslots).lookup(encodeRuleId(ifindex))?.readUInt32LE(0) ?? 0;
   const map = loaded.object.map(MAPS.stats);
-  const value = map.lookup(statsKey(ifindex, Direction[hook], Verdict[verdict], Reason[reason]));
+  const value = map.lookup(encodeRuleId(statsIndex(slot, Direction[hook], Verdict[verdict], Reason[reason])));
   return value ? sumCounters(value, 0, map.valueStride, cpusOf(map)).packets : 0n;
 }
 

@@ -20,7 +20,7 @@
 
 /* Overridable (-DXW_ABI_VERSION=N) so tests can build an object of another version. */
 #ifndef XW_ABI_VERSION
-#define XW_ABI_VERSION 1
+#define XW_ABI_VERSION 2
 #endif
 
 /*
@@ -31,10 +31,12 @@
  *             xw_src_v6, xw_dst_v6   LPM_TRIE  xw_lpm_v6_key -> xw_rule_value
  *             xw_src_host_v4, xw_dst_host_v4  HASH  __be32 -> xw_rule_value
  *             xw_src_host_v6, xw_dst_host_v6  HASH  xw_host_v6_key -> xw_rule_value
- *             xw_src_dir24, xw_dst_dir24      ARRAY[2^24]  __u32 /24 -> __u32 slot
+ *             xw_src_dir24, xw_dst_dir24      ARRAY[2^23]  __u32 pair -> __u64 (two slots)
+ *             xw_src_dir24_l2, xw_dst_dir24_l2  ARRAY[blocks x 128]  -> __u64 (two slots)
  *             xw_rule_stats          PERCPU_HASH  __u32 rule_id -> xw_counter
- *             xw_stats               PERCPU_HASH  xw_stats_key -> xw_counter
- *             xw_flows               LRU_PERCPU_HASH  xw_flow_key -> xw_flow_value
+ *             xw_stats               PERCPU_ARRAY xw_stats_index() -> xw_counter
+ *             xw_ifslots             ARRAY[2^16]  __u32 ifindex -> __u32 interface slot
+ *             xw_flows               LRU_HASH (shared, atomic counters)  xw_flow_key -> xw_flow_value
  *             xw_config              ARRAY[1]  __u32 0 -> xw_config
  *   .rodata   xw_abi.version         XW_ABI_VERSION the object was built with
  * The object also holds maps that are not part of this ABI (the data plane's
@@ -46,7 +48,18 @@
 #define XW_DEFAULT_CIDR_V6_ENTRIES (1u << 18) /*   262,144 prefixes */
 #define XW_DEFAULT_FLOW_ENTRIES    (1u << 18) /*   262,144 flows */
 #define XW_DEFAULT_RULE_ENTRIES    (XW_DEFAULT_CIDR_V4_ENTRIES + XW_DEFAULT_CIDR_V6_ENTRIES)
-#define XW_STATS_ENTRIES           4096       /* ifindex x direction x reason */
+#define XW_DEFAULT_DIR24_BLOCKS    4096       /* second-level DIR-24 blocks per direction */
+
+/*
+ * Counters are a per-CPU array indexed by (interface slot, direction,
+ * verdict, reason). The control plane gives every attached interface a slot
+ * in xw_ifslots (indexed by ifindex); slot 0 collects interfaces without one
+ * (and ifindexes >= XW_IFSLOT_IFINDEX_MAX).
+ */
+#define XW_MAX_IFSLOTS          64
+#define XW_IFSLOT_IFINDEX_MAX   (1u << 16)
+#define XW_STATS_REASONS        32 /* room for every enum xw_reason, with headroom */
+#define XW_STATS_ENTRIES        (XW_MAX_IFSLOTS * 2 /* dir */ * 2 /* verdict */ * XW_STATS_REASONS)
 
 /* Parser bounds, fixed at compile time so the verifier sees bounded loops. */
 #define XW_MAX_VLAN_DEPTH 2 /* 802.1ad outer + 802.1Q inner; a third tag is malformed */
@@ -113,7 +126,18 @@ enum xw_cache {
  */
 struct xw_config {
 	__u32 rules_gen;
-	__u32 pad;
+	__u32 features;       /* enum xw_feature bits: stages that are configured */
+	__u32 v4_default[2];  /* DIR-24 slot value of an IPv4 /0 rule, [0] source, [1] destination */
+};
+
+/*
+ * xw_config.features: a stage whose bit is clear is skipped with one test,
+ * so a plain blocklist deployment pays nothing for features it does not use.
+ * None is defined yet: later stages (policy rules, rate limits, sampling)
+ * take bits here.
+ */
+enum xw_feature {
+	XW_FEATURE__NONE = 0,
 };
 
 /* Bits of xw_rule_value.flags. */
@@ -146,20 +170,27 @@ struct xw_host_v6_key {
 };
 
 /*
- * IPv4 network prefixes up to /24 live in a DIR-24 table (DPDK's DIR-24-8
- * without its second level): one slot per /24 of the address space, indexed
- * by the address's top 24 bits, holding the rule of the longest prefix
- * <= /24 covering that /24. /25../31 prefixes stay in the IPv4 trie, and a
- * slot whose /24 holds any of them carries XW_DIR24_DEEPER so only those
- * /24s pay a trie walk. With host routes in the hash, an IPv4 lookup is a
- * hash probe and an array read whatever the number of prefixes. Not pinned:
- * the control plane rebuilds it on every start. Mirror of these constants:
- * src/datapath/dir24.ts.
+ * IPv4 network prefixes live in a DIR-24-8 table (DPDK's): one slot per /24
+ * of the address space, indexed by the address's top 24 bits, holding the
+ * rule of the longest prefix <= /24 covering that /24. A /24 that holds a
+ * /25../31 prefix gets a block of 256 slots in the second level (one per
+ * address of the /24) and its first-level slot says XW_DIR24_BLOCK and the
+ * block number. Only when the blocks run out does a /24 fall back to the
+ * trie, flagged XW_DIR24_DEEPER. A slot value of 0 means no prefix in the
+ * tables covers the address: the /0 rule in xw_config.v4_default applies.
+ *
+ * Slots are u32 but stored two to an array element (__u64, low half =
+ * even slot): an ARRAY rounds values up to 8 bytes, so u32 elements would
+ * waste half of the 2^24-slot table. Not pinned: the control plane rebuilds
+ * both levels on every start. Mirror: src/datapath/dir24.ts.
  */
 #define XW_DIR24_SLOTS     (1u << 24)
-#define XW_DIR24_DEEPER    (1u << 31) /* a /25../31 prefix lies here: ask the trie */
+#define XW_DIR24_PAIRS     (XW_DIR24_SLOTS / 2)
+#define XW_DIR24_BLOCK_PAIRS 128      /* array elements of one 256-slot block */
+#define XW_DIR24_DEEPER    (1u << 31) /* a /25../31 prefix lies here, no block: ask the trie */
 #define XW_DIR24_ALLOW     (1u << 30) /* the covering rule allows */
-#define XW_DIR24_RULE_MASK 0x3fffffffu /* its rule_id; 0: no prefix <= /24 covers */
+#define XW_DIR24_BLOCK     (1u << 29) /* the rule mask holds a second-level block number */
+#define XW_DIR24_RULE_MASK 0x1fffffffu /* its rule_id (or block); 0: no prefix covers */
 
 /*
  * Value of every CIDR trie and host hash: which rule matched and what it does, not a bare
@@ -178,13 +209,21 @@ struct xw_counter {
 	__u64 bytes;
 };
 
-/* Key of xw_stats: one counter per interface, direction, verdict and reason. */
+/*
+ * How user space reports a counter: one per interface, direction, verdict
+ * and reason. Not a map key any more (xw_stats is an array, see
+ * XW_STATS_ENTRIES); the layout stays as the decoded form of an index.
+ */
 struct xw_stats_key {
 	__u32 ifindex;
 	__u8 direction; /* enum xw_direction */
 	__u8 verdict;   /* enum xw_verdict */
 	__u16 reason;   /* enum xw_reason */
 };
+
+/* Index of a counter in xw_stats. */
+#define XW_STATS_INDEX(ifslot, dir, verdict, reason) \
+	((((ifslot) * 2 + (dir)) * 2 + (verdict)) * XW_STATS_REASONS + (reason))
 
 /*
  * Flow key, oriented from the remote peer towards this host: on ingress
@@ -207,8 +246,9 @@ struct xw_flow_key {
 };
 
 /*
- * Flow value, per CPU (user space sums counters, takes min first_seen and
- * max last_seen over CPUs with a non-zero first_seen, ORs the flags).
+ * Flow value, one per flow shared by all CPUs: counters are atomic adds,
+ * the TCP flags an atomic OR of the 32-bit word they share with
+ * cached_verdict (so the table's memory does not grow with the CPU count).
  * Times are bpf_ktime_get_coarse_ns(): CLOCK_MONOTONIC as of the last tick
  * (milliseconds are all a flow listing needs, and it costs a third of an
  * established flow's time less than the precise clock); user space converts.
