@@ -2,6 +2,7 @@
 // shows the lab's flows and, once a block is in force, the drop reason with a
 // rate; q quits and gives the terminal back.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hostAddress } from '../src/lab/netns.js';
 import { run } from '../src/lab/run.js';
@@ -67,6 +68,8 @@ describe('xdpwall top under tmux', () => {
     const text = await waitForScreen((t) => /deny_src_cidr\s+ingress\s+[1-9]/.test(t));
     // Drops are listed before passes.
     expect(text.indexOf('deny_src_cidr')).toBeLessThan(text.indexOf('pass_no_match'));
+    // XW_TOP_CAPTURE=FILE keeps a frame for the README.
+    if (process.env.XW_TOP_CAPTURE) writeFileSync(process.env.XW_TOP_CAPTURE, await waitForScreen((t) => /deny_src_cidr\s+ingress\s+[1-9]/.test(t)));
   });
 
   it('quits on q and restores the terminal', async () => {
