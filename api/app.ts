@@ -18,12 +18,14 @@ import { blockRoutes } from './routes/blocks.js';
 import { observeRoutes } from './routes/observe.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { accessRoutes } from './routes/access.js';
+import { ruleRoutes } from './routes/rules.js';
+import { Rule } from './schemas/rules.js';
 import { UI_ROUTES, uiRoutes } from './routes/ui.js';
 import { registerRequestDurations, registerTableMetrics } from './plugins/metrics-extra.js';
 import { Registry } from 'prom-client';
 
 /** What the API needs of the firewall. */
-export type ApiFirewall = Pick<Firewall, 'blocks' | 'flows' | 'flowCount' | 'stats' | 'interfaces' | 'ruleHits' | 'uptimeSeconds' | 'tableUsage'>;
+export type ApiFirewall = Pick<Firewall, 'blocks' | 'rules' | 'flows' | 'flowCount' | 'stats' | 'interfaces' | 'ruleHits' | 'uptimeSeconds' | 'tableUsage'>;
 
 /** Who may use the API and how it is audited; see api/plugins/auth.ts. */
 export interface ApiAccess {
@@ -78,7 +80,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // JSON only: anything else is 415, not a string the schema then rejects.
   app.removeContentTypeParser('text/plain');
   registerStrictJson(app);
-  for (const schema of [ErrorBody, CounterPair, Block, Flow]) app.addSchema(schema);
+  for (const schema of [ErrorBody, CounterPair, Block, Flow, Rule]) app.addSchema(schema);
   registerErrorHandling(app);
   // Before any route, so every route (including ones added later) is covered.
   registerAuth(app, {
@@ -94,6 +96,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerRequestDurations(app, registry);
   await registerDocs(app, options.version ?? '0.0.0', publicRoutes);
   await app.register(blockRoutes, { firewall: options.firewall });
+  await app.register(ruleRoutes, { firewall: options.firewall });
   await app.register(observeRoutes, { firewall: options.firewall });
   registerTableMetrics(registry, options.firewall);
   await app.register(metricsRoutes, { firewall: options.firewall, registry });

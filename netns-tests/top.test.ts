@@ -72,6 +72,19 @@ describe('xdpwall top under tmux', () => {
     if (process.env.XW_TOP_CAPTURE) writeFileSync(process.env.XW_TOP_CAPTURE, await waitForScreen((t) => /deny_src_cidr\s+ingress\s+[1-9]/.test(t)));
   });
 
+  it('lists the busiest rules with their hit rates', async () => {
+    expect((await world.api.deleteBlockByCidr(`${hostAddress(world.lab.client.ipv4)}/32`)).status).toBe(204);
+    const created = await fetch(`${world.daemon.baseUrl}/v1/rules`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${world.daemon.state.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ action: 'pass', src: `${hostAddress(world.lab.client.ipv4)}/32`, proto: 'udp', dstPort: ECHO_PORT, comment: 'lab stream' }),
+    });
+    expect(created.status, await created.clone().text()).toBe(201);
+    const { id } = (await created.json()) as { id: number };
+    const text = await waitForScreen((t) => new RegExp(`^${id}\\s+pass\\s+src 198\\.18\\.71\\.1(?:/32)? udp port 9000\\s+[1-9][\\d.,]*\\s+[\\d,]+\\s+lab stream\\s*$`, 'm').test(t));
+    expect(text).toMatch(/^RULE\s+ACTION\s+MATCH\s+HITS\/S\s+HITS\s+COMMENT$/m);
+  });
+
   it('quits on q and restores the terminal', async () => {
     expect((await tmux('send-keys', '-t', session, 'q')).code).toBe(0);
     const deadline = Date.now() + 10_000;

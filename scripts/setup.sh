@@ -11,6 +11,8 @@ BUILD_PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev build-essential pkg-
 # systemd-analyze and promtool for the offline deploy/ and metrics checks,
 # chromium (driven headless by playwright-core) for the dashboard test, tmux for `xdpwall top`.
 RUN_PACKAGES=(bpftool iproute2 util-linux iputils-ping tcpdump xdp-tools systemd prometheus chromium tmux)
+# The benchmark's veth suite compares against these peers (npm run bench).
+BENCH_PACKAGES=(nftables iptables)
 
 die() { echo "setup: $*" >&2; exit 1; }
 
@@ -20,7 +22,7 @@ node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.ex
   || die "Node.js >= 20.12 is needed, found $(node --version)"
 
 missing=()
-for package in "${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}"; do
+for package in "${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}" "${BENCH_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
 done
 if ((${#missing[@]})); then

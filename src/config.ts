@@ -6,6 +6,9 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError } from './errors.js';
 import { DEFAULT_CAPACITY } from './datapath/abi.js';
 import { parseApiConfig, type ApiConfig } from './auth/config.js';
+import { parseFailsafe, type FailsafeEntry } from './policy/failsafe.js';
+
+export type PolicyDefault = 'accept' | 'drop';
 
 export const ATTACH_MODES = ['auto', 'native', 'generic'] as const;
 export type AttachMode = (typeof ATTACH_MODES)[number];
@@ -39,6 +42,10 @@ export interface Config {
   force: boolean;
   /** How often the daemon checks that its links are still attached (and re-attaches). */
   healthCheckMs: number;
+  /** Default policy per hook (`policy:`); PUT /v1/policy overrides it, stored. */
+  policy: { ingress: PolicyDefault; egress: PolicyDefault };
+  /** What stays reachable whatever else says (`failsafe:`); only from this file. */
+  failsafe: FailsafeEntry[];
 }
 
 /** Flags as the CLI hands them over; every field optional. */
@@ -130,6 +137,8 @@ function fileInterfaces(value: unknown, defaultMode: AttachMode): InterfaceConfi
  *   listen: 127.0.0.1:7070        # or unix:/run/xdpwall/api.sock
  *   stateDir: /var/lib/xdpwall
  *   capacity: { cidrV4: 1048576, cidrV6: 262144, flows: 262144 }
+ *   policy: { ingress: drop }     # default accept; replies to this host's own flows still pass
+ *   failsafe: [{proto: tcp, port: 22}, {cidr: 198.18.9.0/24}]   # default: TCP 22, UDP 68 and 546, ICMPv6 133-137
  */
 export function loadConfig(configFile: string | undefined, overrides: ConfigOverrides = {}): Config {
   const file = configFile ? readConfigFile(configFile) : {};
@@ -167,7 +176,21 @@ export function loadConfig(configFile: string | undefined, overrides: ConfigOver
     api: parseApiConfig(file.api),
     force: overrides.force ?? false,
     healthCheckMs: positiveInt(file.healthCheckMs, 'healthCheckMs', 1000),
+    policy: parsePolicy(file.policy),
+    failsafe: parseFailsafe(file.failsafe),
   };
+}
+
+function parsePolicy(value: unknown): Config['policy'] {
+  const policy: Config['policy'] = { ingress: 'accept', egress: 'accept' };
+  if (value === undefined || value === null) return policy;
+  if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError('policy must be a mapping like {ingress: drop, egress: accept}');
+  for (const [hook, action] of Object.entries(value)) {
+    if (hook !== 'ingress' && hook !== 'egress') throw new ConfigError(`policy.${hook}: only ingress and egress have a default policy`);
+    if (action !== 'accept' && action !== 'drop') throw new ConfigError(`policy.${hook} must be accept or drop`);
+    policy[hook] = action;
+  }
+  return policy;
 }
 
 function stringField(file: FileConfig, key: string): string | undefined {

@@ -23,7 +23,10 @@ export type ErrorCode =
   | 'RATE_LIMITED'
   | 'SELF_LOCKOUT'
   | 'INSTANCE_LOCKED'
-  | 'HOOK_BUSY';
+  | 'HOOK_BUSY'
+  | 'INVALID_RULE'
+  | 'FAILSAFE_CONFLICT'
+  | 'TOO_BROAD';
 
 export class XdpwallError extends Error {
   override readonly name: string = 'XdpwallError';
@@ -54,6 +57,30 @@ export class NotFoundError extends XdpwallError {
   override readonly name = 'NotFoundError';
   constructor(message: string) {
     super('NOT_FOUND', message);
+  }
+}
+
+/** A policy rule that cannot be stored as written; `field` names the offending field. */
+export class InvalidRuleError extends XdpwallError {
+  override readonly name = 'InvalidRuleError';
+  constructor(readonly field: string, message: string) {
+    super('INVALID_RULE', message);
+  }
+}
+
+/** A block or rule would cover an address the failsafe list keeps reachable. */
+export class FailsafeConflictError extends XdpwallError {
+  override readonly name = 'FailsafeConflictError';
+  constructor(message: string) {
+    super('FAILSAFE_CONFLICT', message);
+  }
+}
+
+/** A block of everything (/0): the default policy is the way to drop everything. */
+export class TooBroadError extends XdpwallError {
+  override readonly name = 'TooBroadError';
+  constructor(message: string) {
+    super('TOO_BROAD', message);
   }
 }
 

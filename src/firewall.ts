@@ -13,6 +13,9 @@ import { queryFlows, type FlowQuery, type FlowRecord } from './flows/query.js';
 import { buildStatsReport, type StatsReport } from './stats/report.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config, InterfaceConfig } from './config.js';
+import { PolicyTables } from './policy/tables.js';
+import { PolicyEngine } from './policy/engine.js';
+import { RuleService } from './policy/rules.js';
 
 export interface FirewallOptions {
   objectPath: string;
@@ -33,6 +36,8 @@ export interface TableUsage {
 
 export class Firewall {
   readonly blocks: BlockService;
+  /** Policy rules (`/v1/rules`). */
+  readonly rules: RuleService;
   private readonly flowSnapshots: SnapshotCache<FlowTable>;
   private readonly statsSnapshots: SnapshotCache<StatsEntry[]>;
   private readonly startedAt: number;
@@ -41,18 +46,25 @@ export class Firewall {
     private readonly store: RuleStore,
     readonly datapath: Datapath,
     private readonly cidrMaps: CidrMaps,
+    readonly policy: PolicyEngine,
     private readonly clock: Clock,
     countersCacheMs: number,
     capacity: Config['capacity'],
     log: Logger,
+    counts?: Record<4 | 6, number>,
   ) {
+    this.rules = new RuleService(store, policy, {
+      now: () => new Date(clock.wallMs()),
+      log: { error: (details, message) => (log.error ?? log.warn).call(log, details, message) },
+    });
     this.blocks = new BlockService(store, cidrMaps, {
+      counts,
       now: () => new Date(clock.wallMs()),
       limits: { 4: capacity.cidrV4, 6: capacity.cidrV6 },
       log: { error: (details, message) => (log.error ?? log.warn).call(log, details, message) },
     });
     this.flowSnapshots = new SnapshotCache(() => readFlows(datapath.maps.flows), countersCacheMs);
-    this.statsSnapshots = new SnapshotCache(() => readStats(datapath.maps.stats), countersCacheMs);
+    this.statsSnapshots = new SnapshotCache(() => readStats(datapath.maps.stats, (slot) => datapath.ifslots.ifindexOf(slot)), countersCacheMs);
     this.startedAt = clock.wallMs();
   }
 
@@ -63,10 +75,21 @@ export class Firewall {
     try {
       datapath = await Datapath.load(options, log);
       const cidrMaps = new CidrMaps(datapath.maps);
-      const restored = await cidrMaps.reconcile(store.all());
+      // Columns, not BlockRule objects: a million rules restore in seconds
+      // and are garbage (a few typed arrays) once the kernel holds them.
+      const rules = await store.readColumns();
+      const restored = await cidrMaps.reconcile(rules);
+      const clock = options.clock ?? systemClock;
+      const opened = datapath;
+      const policy = new PolicyEngine(await PolicyTables.open(datapath.maps.policy), {
+        clock,
+        ifindexOf: (iface) => opened.interfaces().find((i) => i.iface === iface)?.ifindex,
+        ruleStats: datapath.maps.ruleStats,
+      });
       const firewall = new Firewall(
-        store, datapath, cidrMaps, options.clock ?? systemClock, options.countersCacheMs, options.capacity, log,
+        store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log, rules.perFamily,
       );
+      await firewall.rules.installAll();
       return { firewall, restored };
     } catch (error) {
       datapath?.close();
@@ -77,6 +100,11 @@ export class Firewall {
 
   attach(iface: InterfaceConfig, options?: AttachOptions): AttachedInterface {
     return this.datapath.attach(iface, options);
+  }
+
+  /** Recompiles the policy (after interfaces attach: rules naming one resolve to its ifindex). */
+  async refreshPolicy(): Promise<void> {
+    await this.rules.installAll();
   }
 
   /** Re-checks the interfaces, re-attaching where our programs are gone; see Datapath.verify. */

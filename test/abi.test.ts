@@ -2,7 +2,7 @@
 // compiled object: struct sizes and field offsets, enum values, map and
 // program names, map key/value types and default capacities, and the ABI
 // version the object carries. Needs bpftool and llvm-objcopy; no kernel.
-import { DIR24_SLOTS } from '../src/datapath/dir24.js';
+import { DIR24_BLOCK_PAIRS, DIR24_SLOTS } from '../src/datapath/dir24.js';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,8 +20,25 @@ import {
   REASON_MAX,
   Reason,
   Cache,
+  DEFAULT_DIR24_BLOCKS,
+  IFSLOT_IFINDEX_MAX,
   RuleFlags,
+  STATS_ENTRIES,
+  STATS_REASONS,
   Verdict,
+  POLICY_MAPS,
+  POLICY_SYNC_INNER,
+  POL_MAX_RULES,
+  POL_PORT_SLOTS,
+  POL_REPLY_ENTRIES,
+  POL_TABLES,
+  POL_FIELD_ALL,
+  PolDefault,
+  PolField,
+  PolFlags,
+  PolTable,
+  statsIndex,
+  statsIndexParts,
 } from '../src/datapath/abi.js';
 
 const OBJECT_PATH = new URL('../xdp/build/xdpwall.bpf.o', import.meta.url).pathname;
@@ -104,6 +121,12 @@ const STRUCTS: Record<keyof typeof Layout, string> = {
   flowKey: 'xw_flow_key',
   flowValue: 'xw_flow_value',
   config: 'xw_config',
+  polMeta: 'xw_pol_meta',
+  polRule: 'xw_pol_rule',
+  polBitmapKey: 'xw_pol_bitmap_key',
+  polBitmap: 'xw_pol_bitmap',
+  polAddrKey: 'xw_pol_addr_key',
+  polPortSlot: 'xw_pol_port_slot',
 };
 
 describe('struct layouts', () => {
@@ -178,6 +201,27 @@ describe('enums', () => {
   it('xw_cache', () => {
     expect(enumValues('xw_cache')).toEqual(upper('XW_CACHE_', Cache));
   });
+
+  it('xw_pol_table', () => {
+    expect(enumValues('xw_pol_table')).toEqual({ ...upper('XW_POL_', PolTable), XW_POL_TABLES: POL_TABLES });
+  });
+
+  it('xw_pol_field', () => {
+    expect(enumValues('xw_pol_field')).toEqual({ ...upper('XW_FIELD_', PolField), XW_FIELD__MAX: POL_FIELD_ALL });
+  });
+
+  it('xw_pol_default and xw_pol_flags', () => {
+    expect(enumValues('xw_pol_default')).toEqual(upper('XW_POL_', PolDefault));
+    expect(enumValues('xw_pol_flags')).toEqual(upper('XW_POL_F_', PolFlags));
+  });
+
+  it('xw_feature (no feature bit defined yet)', () => {
+    expect(enumValues('xw_feature')).toEqual({ XW_FEATURE__NONE: 0 });
+  });
+
+  it('every reason fits the counter array with room to spare', () => {
+    expect(REASON_MAX).toBeLessThanOrEqual(STATS_REASONS);
+  });
 });
 
 // ---------------------------------------------------------------- objects
@@ -197,18 +241,26 @@ describe('programs and maps', () => {
     [MAPS.srcHostV6]: ['xw_host_v6_key', 'xw_rule_value'],
     [MAPS.dstHostV6]: ['xw_host_v6_key', 'xw_rule_value'],
     [MAPS.ruleStats]: ['unsigned int', 'xw_counter'],
-    [MAPS.stats]: ['xw_stats_key', 'xw_counter'],
+    [MAPS.stats]: ['unsigned int', 'xw_counter'], // XW_STATS_INDEX()
+    [MAPS.ifslots]: ['unsigned int', 'unsigned int'],
     [MAPS.flows]: ['xw_flow_key', 'xw_flow_value'],
     [MAPS.config]: ['unsigned int', 'xw_config'],
+    [POLICY_MAPS.active]: ['unsigned int', 'unsigned int'],
+    [POLICY_MAPS.meta]: ['unsigned int', 'xw_pol_meta'],
+    [POLICY_MAPS.rules]: ['unsigned int', 'xw_pol_rule'],
+    [POLICY_MAPS.bitmaps]: ['xw_pol_bitmap_key', 'xw_pol_bitmap'],
+    [POLICY_MAPS.addrs]: ['xw_pol_addr_key', 'unsigned int'],
+    [POLICY_MAPS.ports]: ['unsigned int', 'xw_pol_port_slot'],
+    [POLICY_MAPS.replies]: ['xw_flow_key', 'unsigned long long'],
   };
 
   // Maps of the data plane's own working state: in the object, not in the ABI.
-  const INTERNAL_MAPS = ['xw_pkt_scratch'];
+  const INTERNAL_MAPS = ['xw_pkt_scratch', POLICY_SYNC_INNER];
 
   it('names exactly the maps the mirror lists (plus internal ones), in .maps', () => {
     const section = named('DATASEC', '.maps');
     const names = section.vars!.map((v) => byId(v.type_id).name).sort();
-    expect(names).toEqual([...Object.values(MAPS), ...INTERNAL_MAPS].sort());
+    expect(names).toEqual([...Object.values(MAPS), ...Object.values(POLICY_MAPS), ...INTERNAL_MAPS].sort());
   });
 
   it('pins every ABI map by name and no internal one', () => {
@@ -225,9 +277,26 @@ describe('programs and maps', () => {
   it.each([MAPS.srcDir24, MAPS.dstDir24])('%s is a DIR-24 table: u32 slots for every /24, not pinned (rebuilt on start)', (name) => {
     const def = mapDef(name);
     expect(mapDefType(def, 'key').name).toBe('unsigned int');
-    expect(mapDefType(def, 'value').name).toBe('unsigned int');
-    expect(mapDefNumber(def, 'max_entries')).toBe(DIR24_SLOTS);
+    expect(mapDefType(def, 'value').name).toBe('unsigned long long'); // two u32 slots
+    expect(mapDefNumber(def, 'max_entries')).toBe(DIR24_SLOTS / 2);
     expect(def.members!.map((m) => m.name)).not.toContain('pinning');
+  });
+
+  it.each([MAPS.srcDir24L2, MAPS.dstDir24L2])('%s is the DIR-24-8 second level: 256-slot blocks, not pinned', (name) => {
+    const def = mapDef(name);
+    expect(mapDefType(def, 'value').name).toBe('unsigned long long');
+    expect(mapDefNumber(def, 'max_entries')).toBe(DEFAULT_DIR24_BLOCKS * DIR24_BLOCK_PAIRS);
+    expect(def.members!.map((m) => m.name)).not.toContain('pinning');
+  });
+
+  it('xw_stats holds XW_STATS_ENTRIES counters, xw_ifslots one slot per ifindex below the limit', () => {
+    expect(mapDefNumber(mapDef(MAPS.stats), 'max_entries')).toBe(STATS_ENTRIES);
+    expect(mapDefNumber(mapDef(MAPS.ifslots), 'max_entries')).toBe(IFSLOT_IFINDEX_MAX);
+    for (const index of [0, 1, 31, 32, 127, 128, STATS_ENTRIES - 1]) {
+      const { ifslot, direction, verdict, reason } = statsIndexParts(index);
+      expect(statsIndex(ifslot, direction, verdict, reason)).toBe(index);
+    }
+    expect(statsIndexParts(statsIndex(5, 1, 0, 22))).toEqual({ ifslot: 5, direction: 1, verdict: 0, reason: 22 });
   });
 
   it('default capacities agree', () => {
@@ -236,6 +305,13 @@ describe('programs and maps', () => {
     expect(mapDefNumber(mapDef(MAPS.srcV6), 'max_entries')).toBe(DEFAULT_CAPACITY.cidrV6);
     expect(mapDefNumber(mapDef(MAPS.dstV6), 'max_entries')).toBe(DEFAULT_CAPACITY.cidrV6);
     expect(mapDefNumber(mapDef(MAPS.flows), 'max_entries')).toBe(DEFAULT_CAPACITY.flows);
+  });
+
+  it('policy capacities agree', () => {
+    expect(mapDefNumber(mapDef(POLICY_MAPS.rules), 'max_entries')).toBe(POL_TABLES * 2 * POL_MAX_RULES);
+    expect(mapDefNumber(mapDef(POLICY_MAPS.ports), 'max_entries')).toBe(POL_TABLES * 2 * 2 * POL_PORT_SLOTS);
+    expect(mapDefNumber(mapDef(POLICY_MAPS.replies), 'max_entries')).toBe(POL_REPLY_ENTRIES);
+    expect(mapDefNumber(mapDef(POLICY_MAPS.sync), 'max_entries')).toBe(1);
   });
 
   it('carries ABI_VERSION in .rodata (xw_abi.version)', () => {

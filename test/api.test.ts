@@ -9,8 +9,9 @@ import { buildApp } from '../api/app.js';
 import type { Firewall } from '../src/firewall.js';
 import { encodeLpmKey } from '../src/datapath/abi.js';
 import { parseCidr } from '../src/rules/cidr.js';
-import { openTestFirewall } from './lib/firewall.js';
-import { DIR24_MAX_RULE_ID } from '../src/datapath/dir24.js';
+import { openTestFirewall, quietLog } from './lib/firewall.js';
+import { DIR24_MAX_RULE_ID, readDir24Slot } from '../src/datapath/dir24.js';
+import { assignIfslot } from '../src/datapath/datapath.js';
 import { ether, ipv4, ipv6, tcp, udp, TCP } from './lib/packets.js';
 
 let firewall: Firewall;
@@ -36,9 +37,7 @@ function kernelEntry(cidrText: string, direction: 'src' | 'dst' = 'src') {
   const host = cidr.prefixLen === (cidr.family === 4 ? 32 : 128);
   if (cidr.family === 4 && !host && cidr.prefixLen <= 24) {
     // The DIR-24 slot of the prefix's first /24 carries its rule id.
-    const slot = Buffer.alloc(4);
-    slot.writeUInt32LE(cidr.bytes.readUInt32BE(0) >>> 8);
-    const value = (src ? maps.srcDir24 : maps.dstDir24).lookup(slot)!.readUInt32LE(0) & DIR24_MAX_RULE_ID;
+    const value = readDir24Slot(src ? maps.srcDir24 : maps.dstDir24, cidr.bytes.readUInt32BE(0) >>> 8) & DIR24_MAX_RULE_ID;
     return value === 0 ? null : { ruleId: value, action: 1 };
   }
   // Host routes live in exact-match hashes keyed by the address, other prefixes in tries.
@@ -164,11 +163,7 @@ describe('POST /v1/blocks/bulk', () => {
       expect((await smallApp.inject('/v1/blocks')).json().items.map((b: { cidr: string }) => b.cidr)).toEqual(['198.18.1.0/25', '198.18.9.0/24']);
       const trie = await small.datapath.maps.srcV4.lookupAll();
       expect(trie.count).toBe(1);
-      const slotOf = (a: number, b: number, c: number) => {
-        const key = Buffer.alloc(4);
-        key.writeUInt32LE((a << 16) | (b << 8) | c);
-        return small.datapath.maps.srcDir24.lookup(key)!.readUInt32LE(0);
-      };
+      const slotOf = (a: number, b: number, c: number) => readDir24Slot(small.datapath.maps.srcDir24, (a << 16) | (b << 8) | c);
       expect(slotOf(198, 18, 9) & DIR24_MAX_RULE_ID).not.toBe(0);
       expect(slotOf(198, 18, 10)).toBe(0);
       expect((await small.datapath.maps.ruleStats.lookupAll()).count).toBe(0); // created on a rule's first hit
@@ -312,6 +307,8 @@ describe('traffic through the real programs (BPF_PROG_TEST_RUN)', () => {
 
   beforeAll(async () => {
     const { ingress, egress } = firewall.datapath;
+    // Test runs arrive on lo (ifindex 1), which nothing attached to: give it its counter slot as attach does.
+    assignIfslot(firewall.datapath.maps, firewall.datapath.ifslots, 1, quietLog);
     for (let i = 0; i < 3; i++) expect(ingress.testRunSync({ data: query }).retval).toBe(XDP_PASS);
     expect(egress.testRunSync({ data: answer }).retval).toBe(TC_ACT_OK);
     expect(ingress.testRunSync({ data: syn }).retval).toBe(XDP_PASS);

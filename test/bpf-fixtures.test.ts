@@ -4,7 +4,7 @@
 // the flow entry it must leave (or that it must leave none). Maps are private
 // to this file's object and emptied before every fixture. Needs root.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Dir24Index } from '../src/datapath/dir24.js';
+import { DIR24_BLOCK_PAIRS, Dir24Index, packBlocks, packSlotPairs } from '../src/datapath/dir24.js';
 import { BpfObject, type BpfMap, type BpfProgram } from '@xdpwall/addon';
 import {
   Action,
@@ -16,7 +16,7 @@ import {
   Reason,
   Verdict,
   cpusOf,
-  decodeStatsKey,
+  statsIndexParts,
   encodeFlowKey,
   encodeLpmKey,
   encodeRuleId,
@@ -285,6 +285,22 @@ const denyCases: Fixture[] = [
   withRules(drop('the /24 still matches where its /25 does not cover', ether(v4(dns)), 'deny_dst_cidr'), [rule('xw_dst_v4', '192.0.2.0/24', 54), rule('xw_dst_v4', '192.0.2.128/25', 55)], [54]),
   withRules(pass('an allow /24 inside a deny /16 passes', ether(v4(syn)), SYN4), [rule('xw_src_v4', '198.51.0.0/16', 56), rule('xw_src_v4', '198.51.100.0/24', 57, { action: Action.allow })]),
   withRules(pass('a /25 beside the address does not match, nor does its flag', ether(v4(syn)), SYN4), [rule('xw_src_v4', '198.51.100.128/25', 58)]),
+  // DIR-24-8 second level: a /24 holding a /25../31 gets a block of 256 slots. A4 is 198.51.100.7.
+  withRules(drop('a /31 covering the address denies (second-level block)', ether(v4(syn)), 'deny_src_cidr'), [rule('xw_src_v4', '198.51.100.6/31', 61)], [61]),
+  withRules(pass('a /31 ending just below the address does not match', ether(v4(syn)), SYN4), [rule('xw_src_v4', '198.51.100.4/31', 62)]),
+  withRules(pass('a /29 starting just above the address does not match', ether(v4(syn)), SYN4), [rule('xw_src_v4', '198.51.100.8/29', 63)]),
+  withRules(drop('the longest of nested /26, /28, /30 wins in the block', ether(v4(syn)), 'deny_src_cidr'), [rule('xw_src_v4', '198.51.100.0/26', 64), rule('xw_src_v4', '198.51.100.4/30', 66), rule('xw_src_v4', '198.51.100.0/28', 65)], [66]),
+  withRules(pass('an allow /31 inside a deny /30 passes', ether(v4(syn)), SYN4), [rule('xw_src_v4', '198.51.100.4/30', 67), rule('xw_src_v4', '198.51.100.6/31', 68, { action: Action.allow })]),
+  withRules(drop('a block slot no /25../31 covers falls through to its /24', ether(v4(syn)), 'deny_src_cidr'), [rule('xw_src_v4', '198.51.100.0/24', 69), rule('xw_src_v4', '198.51.100.128/25', 70)], [69]),
+  withRules(drop('a block slot no /25../31 covers falls through to a covering /8', ether(v4(syn)), 'deny_src_cidr'), [rule('xw_src_v4', '198.0.0.0/8', 71), rule('xw_src_v4', '198.51.100.64/26', 72)], [71]),
+  withRules(drop('the last address of a /25 (.127) is in it', ether(ipv4({ src: '198.51.100.127', dst: B4 }, syn)), 'deny_src_cidr'), [rule('xw_src_v4', '198.51.100.0/25', 73)], [73]),
+  withRules(pass('the first address after a /25 (.128) is not', ether(ipv4({ src: '198.51.100.128', dst: B4 }, syn)), { ...SYN4, src: '198.51.100.128' }), [rule('xw_src_v4', '198.51.100.0/25', 74)]),
+  withRules(drop('destination /27 through the destination block', ether(v4(dns)), 'deny_dst_cidr'), [rule('xw_dst_v4', '192.0.2.0/27', 75)], [75]),
+  // The /0 is xw_config's default, not 2^24 slot writes: it applies wherever no longer prefix decides.
+  withRules(pass('an allow /25 inside a deny /0 passes (block over the default)', ether(v4(syn)), SYN4), [rule('xw_src_v4', '0.0.0.0/0', 76), rule('xw_src_v4', '198.51.100.0/25', 77, { action: Action.allow })]),
+  withRules(drop('a deny /0 catches a block slot no /25 covers', ether(v4(syn)), 'deny_src_cidr'), [rule('xw_src_v4', '0.0.0.0/0', 78), rule('xw_src_v4', '198.51.100.128/25', 79)], [78]),
+  withRules(pass('an allow /16 inside a deny /0 passes', ether(v4(syn)), SYN4), [rule('xw_src_v4', '0.0.0.0/0', 80), rule('xw_src_v4', '198.51.0.0/16', 81, { action: Action.allow })]),
+  withRules(drop('deny destination v4 /0', ether(v4(dns)), 'deny_dst_cidr'), [rule('xw_dst_v4', '0.0.0.0/0', 82)], [82]),
   withRules(
     pass('v4 deny prefix does not match the v6 family', ether(ipv6({ src: '::ffff:c633:6407', dst: B6 }, dns)), { ...DNS6, src: '::ffff:c633:6407' }), // ::ffff:198.51.100.7
     [SRC_A4],
@@ -340,28 +356,35 @@ beforeAll(async () => {
   await object.load();
   progs = { ingress: object.program(PROGRAMS.ingress), egress: object.program(PROGRAMS.egress) };
   maps = Object.fromEntries(Object.values(MAPS).map((name) => [name, object.map(name)]));
+  // The loopback device counts in interface slot 1, as attach assigns slots.
+  maps[MAPS.ifslots]!.update(encodeRuleId(LO), encodeRuleId(LO_SLOT));
 });
 
 afterAll(() => object?.close());
 
 beforeEach(async () => {
-  for (const [name, map] of Object.entries(maps)) if (!DIR24_MAPS.has(name)) clearMap(map);
+  for (const [name, map] of Object.entries(maps)) if (!KEPT_MAPS.has(name)) await clearMap(map);
   for (const [name, slots] of dir24Touched) {
-    await writeSlots(name, [...slots], () => 0);
+    const { keys, count } = packSlotPairs(new Dir24Index(), [...slots]);
+    if (count > 0) await maps[name]!.updateBatch(keys, Buffer.alloc(count * 8), count);
     slots.clear();
   }
   dir24Indexes = new Map();
 });
 
-// The DIR-24 tables have 2^24 slots: zero only those a test wrote.
-const DIR24_MAPS = new Set<string>([MAPS.srcDir24, MAPS.dstDir24]);
+const LO_SLOT = 1;
+// The DIR-24 tables have 2^24 slots: zero only those a test wrote. Blocks are
+// reachable only through a first-level slot, and are rewritten whole when
+// given out. The interface slots are set once.
+const KEPT_MAPS = new Set<string>([MAPS.srcDir24, MAPS.dstDir24, MAPS.srcDir24L2, MAPS.dstDir24L2, MAPS.ifslots]);
 const dir24Touched = new Map<string, Set<number>>([[MAPS.srcDir24, new Set()], [MAPS.dstDir24, new Set()]]);
 let dir24Indexes = new Map<string, Dir24Index>();
 
-function clearMap(map: BpfMap): void {
-  if (map.type === 'array') {
-    // Array slots cannot be deleted: zero them.
-    for (let slot = 0; slot < map.maxEntries; slot++) map.update(encodeRuleId(slot), Buffer.alloc(map.valueStride));
+async function clearMap(map: BpfMap): Promise<void> {
+  if (map.type.includes('array')) {
+    // Array slots cannot be deleted: zero them, in one batch.
+    const keys = new Uint32Array(map.maxEntries).map((_, i) => i);
+    await map.updateBatch(Buffer.from(keys.buffer), Buffer.alloc(map.maxEntries * map.valueStride), map.maxEntries);
     return;
   }
   for (let key = map.nextKey(null); key; key = map.nextKey(null)) map.delete(key);
@@ -447,26 +470,27 @@ async function installRules(rules: Rule[], { bumpGen = true } = {}): Promise<voi
   if (bumpGen) bumpRulesGen();
 }
 
-/** Places an IPv4 prefix rule in the DIR-24 table the way the control plane does, through its index. */
+/**
+ * Places an IPv4 prefix rule in the DIR-24-8 table the way the control plane
+ * does, through its index: blocks, then first-level slots, then the /0
+ * default in xw_config.
+ */
 async function placeInDir24(mapName: string, rule: Rule, prefixLen: number): Promise<void> {
-  const index = dir24Indexes.get(mapName) ?? new Dir24Index();
+  const l2 = maps[mapName === MAPS.srcDir24 ? MAPS.srcDir24L2 : MAPS.dstDir24L2]!;
+  const index = dir24Indexes.get(mapName) ?? new Dir24Index(l2.maxEntries / DIR24_BLOCK_PAIRS);
   dir24Indexes.set(mapName, index);
   const network = ipv4Bytes(rule.cidr.split('/')[0]!).readUInt32BE(0);
   const slots = index.add({ network, prefixLen, ruleId: rule.ruleId, allow: rule.action === Action.allow });
-  await writeSlots(mapName, slots, (slot) => index.value(slot));
+  const blocks = packBlocks(index.takeBlockWrites());
+  if (blocks.count > 0) await l2.updateBatch(blocks.keys, blocks.values, blocks.count);
+  const pairs = packSlotPairs(index, slots);
+  if (pairs.count > 0) await maps[mapName]!.updateBatch(pairs.keys, pairs.values, pairs.count);
+  index.commitReleased();
   for (const slot of slots) dir24Touched.get(mapName)!.add(slot);
-}
-
-/** One batch call: a /0 rewrites all 2^24 slots. */
-async function writeSlots(mapName: string, slots: number[], value: (slot: number) => number): Promise<void> {
-  if (slots.length === 0) return;
-  const keys = Buffer.alloc(slots.length * 4);
-  const values = Buffer.alloc(slots.length * 4);
-  slots.forEach((slot, i) => {
-    keys.writeUInt32LE(slot, i * 4);
-    values.writeUInt32LE(value(slot), i * 4);
-  });
-  await maps[mapName]!.updateBatch(keys, values, slots.length);
+  const config = maps[MAPS.config]!;
+  const value = config.lookup(encodeRuleId(0))!;
+  value.writeUInt32LE(index.defaultValue(), mapName === MAPS.srcDir24 ? Layout.config.v4Default : Layout.config.v4Default + 4);
+  config.update(encodeRuleId(0), value);
 }
 
 interface StatsRow {
@@ -483,8 +507,10 @@ async function statsRows(): Promise<StatsRow[]> {
   const { keys, values, count } = await map.lookupAll();
   const rows: StatsRow[] = [];
   for (let i = 0; i < count; i++) {
-    const key = decodeStatsKey(keys.subarray(i * map.keySize, (i + 1) * map.keySize));
-    rows.push({ ...key, ...sumCounters(values, i * map.valueStride, map.valueStride, cpusOf(map)) });
+    const counter = sumCounters(values, i * map.valueStride, map.valueStride, cpusOf(map));
+    if (counter.packets === 0n && counter.bytes === 0n) continue;
+    const { ifslot, ...key } = statsIndexParts(keys.readUInt32LE(i * 4));
+    rows.push({ ifindex: ifslot === LO_SLOT ? LO : -ifslot, ...key, ...counter });
   }
   return rows;
 }
@@ -669,14 +695,54 @@ describe('flow accounting across packets', () => {
     expect(await flowCount()).toBe(2);
   });
 
-  it('an established flow skips the rule lookups until the rule-set generation changes', async () => {
-    const frame = ether(v4(syn));
+  it('an established IPv6 flow skips the rule lookups until the rule-set generation changes', async () => {
+    const frame = ether(v6(syn));
     expect(run('ingress', frame)).toBe(XDP_PASS); // new flow: rules evaluated, pass cached
-    await installRules([rule('xw_src_v4', `${A4}/32`, 31)], { bumpGen: false });
+    await installRules([rule('xw_src_host_v6', `${A6}/128`, 31)], { bumpGen: false });
     expect(run('ingress', frame)).toBe(XDP_PASS); // the cached pass is trusted
     bumpRulesGen();
     expect(run('ingress', frame)).toBe(XDP_DROP);
     expect(ruleCounter(31)?.packets).toBe(1n);
+  });
+
+  it('IPv4 denies are decided before the flow table: a new rule applies to an established flow at once', async () => {
+    const frame = ether(v4(syn));
+    expect(run('ingress', frame)).toBe(XDP_PASS);
+    await installRules([rule('xw_src_v4', `${A4}/32`, 33)], { bumpGen: false });
+    expect(run('ingress', frame)).toBe(XDP_DROP);
+    expect(readFlow(SYN4)!.packets).toEqual([1n, 0n]);
+    expect(ruleCounter(33)?.packets).toBe(1n);
+  });
+
+  it('a /24 left without a second-level block asks the trie (the blocks ran out)', async () => {
+    dir24Indexes.set(MAPS.srcDir24, new Dir24Index(0));
+    await installRules([rule('xw_src_v4', '198.51.100.0/24', 84), rule('xw_src_v4', '198.51.100.0/29', 85)]);
+    expect(run('ingress', ether(v4(syn)))).toBe(XDP_DROP);
+    expect(run('ingress', ether(ipv4({ src: '198.51.100.9', dst: B4 }, syn)))).toBe(XDP_DROP);
+    expect(ruleCounter(85)?.packets).toBe(1n);
+    expect(ruleCounter(84)?.packets).toBe(1n);
+  });
+
+  it('removing the last /25../31 of a /24 frees its block and the /24 answers alone', async () => {
+    const index = new Dir24Index(1);
+    dir24Indexes.set(MAPS.srcDir24, index);
+    await installRules([rule('xw_src_v4', '198.51.100.0/24', 86), rule('xw_src_v4', '198.51.100.0/29', 87)]);
+    expect(index.blocksUsed).toBe(1);
+    expect(run('ingress', ether(v4(syn)))).toBe(XDP_DROP);
+    expect(ruleCounter(87)?.packets).toBe(1n);
+    const slots = index.remove({ network: ipv4Bytes('198.51.100.0').readUInt32BE(0), prefixLen: 29, ruleId: 87 });
+    const pairs = packSlotPairs(index, slots);
+    await maps[MAPS.srcDir24]!.updateBatch(pairs.keys, pairs.values, pairs.count);
+    index.commitReleased();
+    maps[MAPS.srcV4]!.delete(lpmKey('198.51.100.0/29'));
+    expect(index.blocksUsed).toBe(0);
+    expect(run('ingress', ether(v4(syn)))).toBe(XDP_DROP);
+    expect(ruleCounter(86)?.packets).toBe(1n);
+    // The freed block goes to the next /24 that needs one.
+    await installRules([rule('xw_src_v4', '203.0.113.0/30', 88)]);
+    expect(index.blocksUsed).toBe(1);
+    expect(run('ingress', ether(ipv4({ src: '203.0.113.2', dst: B4 }, syn)))).toBe(XDP_DROP);
+    expect(ruleCounter(88)?.packets).toBe(1n);
   });
 
   it('a flow first seen leaving the host has no cached verdict for what comes in', async () => {

@@ -1,6 +1,7 @@
 // Failures of the write path injected for real: kernel batches that fail
 // halfway (real maps, one call made to fail), a disk that fills up (a small
 // tmpfs mounted for this run), and damaged or unwritable rule stores.
+import { readDir24Slot } from '../src/datapath/dir24.js';
 import { execFileSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -46,12 +47,10 @@ describe('CidrMaps on real maps: a batch failing halfway leaves the kernel as it
   // A /25 (IPv4 trie, written first), a /32 (host hash, second), a /24 (DIR-24 table, last).
   const rules = [rule(101, '198.18.1.0/25'), rule(102, '198.18.2.2/32'), rule(103, '198.18.3.0/24')];
   const counts = async (maps: DatapathMaps) => {
-    const slot = Buffer.alloc(4);
-    slot.writeUInt32LE((198 << 16) | (18 << 8) | 3);
     return {
       trie: (await maps.srcV4.lookupAll()).count,
       hosts: (await maps.srcHostV4.lookupAll()).count,
-      dir24: maps.srcDir24.lookup(slot)!.readUInt32LE(0),
+      dir24: readDir24Slot(maps.srcDir24, (198 << 16) | (18 << 8) | 3),
     };
   };
 

@@ -20,6 +20,7 @@ export async function registerDocs(app: FastifyInstance, version: string, public
       },
       tags: [
         { name: 'blocks', description: 'CIDR deny rules' },
+        { name: 'rules', description: 'Rules on ports, protocols and flags; the default policy and the failsafe list' },
         { name: 'observe', description: 'Flows, counters and attached interfaces' },
         { name: 'access', description: 'Tokens and the audit log (scope admin)' },
         { name: 'health' },

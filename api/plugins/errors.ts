@@ -26,6 +26,9 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   SELF_LOCKOUT: 409,
   INSTANCE_LOCKED: 409,
   HOOK_BUSY: 409,
+  INVALID_RULE: 400,
+  FAILSAFE_CONFLICT: 409,
+  TOO_BROAD: 400,
 };
 
 /** Fastify's own client errors, by their FST_ code, mapped to ours. */

@@ -4,6 +4,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { ApiFirewall } from '../app.js';
+import { Reason, reasonPasses, type ReasonName } from '../../src/datapath/abi.js';
 
 export interface MetricsRoutesOptions {
   firewall: ApiFirewall;
@@ -33,7 +34,7 @@ export const metricsRoutes: FastifyPluginAsync<MetricsRoutesOptions> = async (ap
       const name = iface.iface ?? `ifindex:${iface.ifindex}`;
       for (const direction of ['ingress', 'egress'] as const) {
         for (const [reason, counter] of Object.entries(iface[direction].reasons)) {
-          const verdict = reason.startsWith('pass_') ? 'pass' : 'drop';
+          const verdict = reasonPasses(Reason[reason as ReasonName]) ? 'pass' : 'drop';
           packets.inc({ iface: name, direction, verdict, reason }, counter!.packets);
           bytes.inc({ iface: name, direction, verdict, reason }, counter!.bytes);
         }

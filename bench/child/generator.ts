@@ -8,7 +8,7 @@
 //
 // Protocol: one JSON line in, one JSON line out.
 //   in  {"setup": {objectPath, ifname, sources: [u32 ...], template: hex}}
-//   out {"ready": true, "ifindex": N}
+//   out {"ready": true, "ifindex": N}      (again at any time: new sources)
 //   in  {"repeat": N}      -> out {"sent": N, "wallNs": T}
 //   in  {"quit": true}     -> exits
 // Every request is bounded by its repeat count; the parent also kills this
@@ -54,6 +54,7 @@ async function main(): Promise<void> {
       if ('setup' in request) {
         const { objectPath, ifname, sources, template } = request.setup;
         if (sources.length === 0 || (sources.length & (sources.length - 1)) !== 0) throw new Error('sources: need a power-of-two count');
+        object?.close(); // a second setup replaces the first (another set of sources)
         object = BpfObject.open(objectPath);
         await object.load();
         const srcs = object.map('gen_srcs');

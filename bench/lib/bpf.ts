@@ -9,7 +9,7 @@ export const BENCH_BPF_DIR = join(PACKAGE_ROOT, 'bench', 'bpf');
 export const BENCH_BUILD_DIR = join(PACKAGE_ROOT, 'bench', 'build');
 export { BPF_OBJECT_PATH };
 
-export type BenchProgram = 'xdp_drop' | 'xdp_pass' | 'parse_drop' | 'churn' | 'gen_tx';
+export type BenchProgram = 'xdp_drop' | 'xdp_pass' | 'parse_drop' | 'churn' | 'gen_tx' | 'textbook_lpm' | 'lru_floor';
 
 export interface BuildReport {
   /** Object path per program that compiled. */

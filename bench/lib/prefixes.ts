@@ -50,7 +50,34 @@ export function v4Mask(len: number): number {
 const inNet = (addr: number, net: number, bits: number): boolean => ((addr & v4Mask(bits)) >>> 0) === net;
 const v4Id = (addr: number, len: number): number => addr * 64 + len; // exact in a double
 
-export function generateV4(count: number, seed: number, labCount = 2048): V4Prefixes {
+/** Prefix lengths of a set: for the lab prefixes (inside 198.18.0.0/15, so >= /16) and the others. */
+export interface V4Lengths {
+  lab(prng: Prng): number;
+  other(prng: Prng): number;
+}
+
+/** The uniform set: /24../32 in the lab, /20../32 elsewhere. */
+export const UNIFORM_V4: V4Lengths = { lab: (prng) => prng.int(24, 32), other: (prng) => prng.int(20, 32) };
+
+/**
+ * A set shaped like real blocklists (CrowdSec and fail2ban decisions): 90%
+ * host routes, 7% /24s, 2.7% short prefixes (/16../23 in the lab, /12../23
+ * elsewhere) and 0.3% /25../31.
+ */
+export const REALISTIC_V4: V4Lengths = {
+  lab: (prng) => realisticV4(prng, 16),
+  other: (prng) => realisticV4(prng, 12),
+};
+
+function realisticV4(prng: Prng, shortest: number): number {
+  const r = prng.u32() / 2 ** 32;
+  if (r < 0.9) return 32;
+  if (r < 0.97) return 24;
+  if (r < 0.997) return prng.int(shortest, 23);
+  return prng.int(25, 31);
+}
+
+export function generateV4(count: number, seed: number, labCount = 2048, lengths: V4Lengths = UNIFORM_V4): V4Prefixes {
   const prng = new Prng(seed);
   const addrs = new Uint32Array(count);
   const lens = new Uint8Array(count);
@@ -58,10 +85,10 @@ export function generateV4(count: number, seed: number, labCount = 2048): V4Pref
   const lab = Math.min(labCount, count);
   for (let i = 0; i < count; ) {
     const inLab = i < lab;
-    const len = inLab ? prng.int(24, 32) : prng.int(20, 32);
+    const len = inLab ? lengths.lab(prng) : lengths.other(prng);
     const raw = inLab ? (LAB_V4_NET | (prng.u32() & ~v4Mask(LAB_V4_BITS))) >>> 0 : prng.u32();
     const addr = (raw & v4Mask(len)) >>> 0;
-    if (inLab && inNet(addr, LINK_V4_NET, LINK_V4_BITS)) continue;
+    if (inLab && (inNet(addr, LINK_V4_NET, LINK_V4_BITS) || inNet(LINK_V4_NET, addr, len))) continue;
     if (!inLab && (inNet(addr, LAB_V4_NET, LAB_V4_BITS) || inNet(LAB_V4_NET, addr, len))) continue;
     if (addr >>> 28 >= 0xe) continue; // multicast and reserved: not realistic sources
     const id = v4Id(addr, len);
@@ -113,16 +140,35 @@ function maskV6(bytes: Buffer, len: number): void {
   for (let bit = len; bit < 128; bit++) bytes[bit >> 3] = (bytes[bit >> 3] as number) & ~(0x80 >> (bit & 7));
 }
 
-export function generateV6(count: number, seed: number): V6Prefixes {
+/** The uniform IPv6 set: /64../128. */
+export const UNIFORM_V6 = (prng: Prng): number => prng.int(64, 128);
+
+/**
+ * IPv6 shaped like real blocklists: 90% /128, 6% /64, 3% /48, 1% /32../47.
+ * Only the lab prefixes (inside fd00:198::/48, /64../128 there) can be
+ * packet sources; the rest lie in 2000::/3.
+ */
+export const REALISTIC_V6 = (prng: Prng): number => {
+  const r = prng.u32() / 2 ** 32;
+  if (r < 0.9) return 128;
+  if (r < 0.96) return 64;
+  if (r < 0.99) return 48;
+  return prng.int(32, 47);
+};
+
+/** labCount: how many prefixes lie in fd00:198::/48 (default all, /64../128 there); the others in 2000::/3. */
+export function generateV6(count: number, seed: number, length: (prng: Prng) => number = UNIFORM_V6, labCount = count): V6Prefixes {
   const prng = new Prng(seed);
   const addrs = Buffer.alloc(count * 16);
   const lens = new Uint8Array(count);
   const seen = new Set<string>();
   const addr = Buffer.alloc(16);
   for (let i = 0; i < count; ) {
-    const len = prng.int(64, 128);
-    LAB_V6_PREFIX.copy(addr, 0);
-    for (let b = 6; b < 16; b += 2) addr.writeUInt16BE(prng.u32() & 0xffff, b);
+    const inLab = i < labCount;
+    const len = inLab ? Math.max(64, length(prng)) : length(prng);
+    for (let b = 0; b < 16; b += 2) addr.writeUInt16BE(prng.u32() & 0xffff, b);
+    if (inLab) LAB_V6_PREFIX.copy(addr, 0);
+    else addr[0] = 0x20 | ((addr[0] as number) & 0x1f);
     maskV6(addr, len);
     const id = `${addr.toString('hex')}/${len}`;
     if (seen.has(id)) continue;

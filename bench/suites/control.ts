@@ -3,7 +3,8 @@
 // pinned), driven over real HTTP. Compares a 1M-CIDR bulk import with the
 // raw bpf_map_update_batch of the same prefixes, times single-block
 // requests, flow listing with 1M flows, and GET /v1/stats under autocannon.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BpfObject } from '@xdpwall/addon';
@@ -144,6 +145,128 @@ export async function runControl(ctx: SuiteContext): Promise<void> {
   ctx.results.add({ suite: 'control', case: 'GET /v1/stats under autocannon', metric: 'throughput', value: report.requests.average, unit: 'req/s' });
   ctx.results.add({ suite: 'control', case: 'GET /v1/stats under autocannon', metric: 'p99', value: report.latency.p99, unit: 'ms' });
   ctx.note(`control: autocannon, 10 connections, ${statsSeconds} s: ${report.non2xx} non-2xx, ${report.errors} errors`);
+
+  // 6. A real daemon process: a mixed 1M import over HTTP from this process,
+  // /healthz probed meanwhile, then restarts to serving with the rules stored.
+  await runDaemonCases(ctx, imported);
+}
+
+const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
+
+/** Resident memory of a process, in MB. */
+const rssMb = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+
+/**
+ * The daemon as deployed (`xdpwall serve`, pinned maps, no interface), fed
+ * a mixed import of IPv4 /32s and IPv6 /128s as NDJSON over HTTP from this
+ * process; then stopped and started again: with its maps pinned (a restart
+ * or upgrade) and with the pins gone (a reboot), timed to its first
+ * answered /healthz.
+ */
+async function runDaemonCases(ctx: SuiteContext, count: number): Promise<void> {
+  if (!existsSync(CLI)) {
+    ctx.note(`control: ${CLI} is missing (npm run build): the daemon cases were not measured`);
+    return;
+  }
+  const MIXED = `import ${sizeLabel(count)} mixed IPv4 /32 + IPv6 /128 over HTTP (NDJSON, another process)`;
+  const state = mkdtempSync(join(tmpdir(), `${ctx.runId}-daemon-`));
+  const instance = `${ctx.runId}-daemon`.replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 40);
+  ctx.cleanup.add(`remove ${state}`, () => rmSync(state, { recursive: true, force: true }));
+  ctx.cleanup.add(`remove the pins of ${instance}`, () => {
+    try {
+      execFileSync(process.execPath, [CLI, 'detach', '--state-dir', state, '--instance', instance], { stdio: 'ignore' });
+    } catch {
+      // nothing attached
+    }
+    rmSync(`/sys/fs/bpf/xdpwall/${instance}`, { recursive: true, force: true });
+  });
+  const config = join(state, 'config.json');
+  writeFileSync(config, JSON.stringify({ capacity: { cidrV4: count + 1024, cidrV6: count + 1024 } }));
+  const port = 20000 + (process.pid % 20000);
+  const base = `http://127.0.0.1:${port}`;
+  const token = execFileSync(process.execPath, [CLI, 'token', 'create', 'bench', '--scope', 'admin', '--state-dir', state]).toString().trim();
+  let daemon: ChildProcess | null = null;
+  const stop = async (): Promise<void> => {
+    const d = daemon;
+    daemon = null;
+    if (!d || d.exitCode !== null) return;
+    const exited = new Promise((resolve) => d.once('exit', resolve));
+    d.kill('SIGTERM');
+    await exited;
+  };
+  ctx.cleanup.add('stop the bench daemon', () => {
+    if (daemon && daemon.exitCode === null) daemon.kill('SIGKILL');
+  });
+  /** Starts the daemon; resolves to the seconds until /healthz answered. */
+  const start = async (): Promise<number> => {
+    const t0 = performance.now();
+    daemon = spawn(process.execPath, [CLI, 'serve', '--listen', `127.0.0.1:${port}`, '--state-dir', state, '--instance', instance, '--config', config, '--log-level', 'error'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    for (let i = 0; i < 6000; i++) {
+      if (daemon.exitCode !== null) throw new Error(`the daemon exited with ${daemon.exitCode} while starting`);
+      try {
+        if ((await fetch(`${base}/healthz`)).ok) return (performance.now() - t0) / 1000;
+      } catch {
+        // not listening yet
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new Error('the daemon did not answer /healthz within 120 s');
+  };
+
+  await start();
+  const idleRss = rssMb(daemon!.pid!);
+  const lines: string[] = [];
+  for (let n = 0; n < count; n++) {
+    const a = n >>> 1;
+    // Rules only: no interface is attached, so no packet meets them.
+    lines.push(n % 2 === 0
+      ? `{"cidr":"10.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}/32"}`
+      : `{"cidr":"fd00:198::${(a >>> 16).toString(16)}:${(a & 0xffff).toString(16)}/128","direction":"dst"}`);
+  }
+  const body = lines.join('\n');
+  lines.length = 0;
+  const latencies: number[] = [];
+  let importing = true;
+  let maxRss = idleRss;
+  const probe = (async () => {
+    while (importing) {
+      const t0 = performance.now();
+      await (await fetch(`${base}/healthz`)).arrayBuffer();
+      latencies.push(performance.now() - t0);
+      maxRss = Math.max(maxRss, rssMb(daemon!.pid!));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  })();
+  const t0 = performance.now();
+  const response = await fetch(`${base}/v1/blocks/bulk`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-ndjson', authorization: `Bearer ${token}` },
+    body,
+  });
+  const answer = await response.text();
+  const seconds = (performance.now() - t0) / 1000;
+  importing = false;
+  await probe;
+  if (!response.ok) {
+    ctx.note(`control: the mixed import answered ${response.status}: ${answer.slice(0, 200)}`);
+  } else {
+    ctx.results.add({ suite: 'control', case: MIXED, metric: 'time', value: seconds, unit: 's' });
+    ctx.results.add({ suite: 'control', case: `GET /healthz during the ${sizeLabel(count)} mixed import`, metric: 'p99', value: quantile(latencies, 0.99), unit: 'ms' });
+    ctx.results.add({ suite: 'control', case: `daemon RSS during the ${sizeLabel(count)} mixed import`, metric: 'max', value: maxRss, unit: 'MB' });
+    ctx.note(`control: mixed import (${(body.length / 1e6).toFixed(1)} MB NDJSON) answered ${answer}; /healthz ${latencies.length} probes, max ${Math.max(...latencies).toFixed(0)} ms; daemon RSS idle ${idleRss.toFixed(0)} MB`);
+  }
+  await stop();
+
+  const pinned = await start();
+  const rss = rssMb(daemon!.pid!);
+  ctx.results.add({ suite: 'control', case: `restart to serving with ${sizeLabel(count)} rules (maps pinned)`, metric: 'time', value: pinned, unit: 's' });
+  ctx.results.add({ suite: 'control', case: `daemon RSS serving ${sizeLabel(count)} rules after restart`, metric: 'rss', value: rss, unit: 'MB' });
+  await stop();
+  execFileSync(process.execPath, [CLI, 'detach', '--state-dir', state, '--instance', instance], { stdio: 'ignore' });
+  rmSync(`/sys/fs/bpf/xdpwall/${instance}`, { recursive: true, force: true });
+  const cold = await start();
+  ctx.results.add({ suite: 'control', case: `start to serving with ${sizeLabel(count)} rules (no pinned maps)`, metric: 'time', value: cold, unit: 's' });
+  await stop();
 }
 
 /**

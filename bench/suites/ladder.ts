@@ -11,8 +11,8 @@ import { BENCH_CPU, allCpus, pinProcess } from '../lib/cpu.js';
 import { prefixCount, sizeLabel, type SuiteContext } from '../lib/context.js';
 import { Prng } from '../lib/prng.js';
 import {
-  type V4Prefixes, arrange, formatV6, generateV4, generateV6, swapV4, swapV6, u32ToIpv4, v4AddressIn, v4Rules, v4Uncovered,
-  v6AddressIn, v6Rules, v6Uncovered,
+  REALISTIC_V4, REALISTIC_V6, type V4Prefixes, arrange, formatV6, generateV4, generateV6, swapV4, swapV6, u32ToIpv4, v4AddressIn,
+  v4Keys, v4Rules, v4Uncovered, v6AddressIn, v6Rules, v6Uncovered,
 } from '../lib/prefixes.js';
 import { CidrMaps } from '../../src/datapath/cidr-maps.js';
 import { median } from '../lib/stats.js';
@@ -22,11 +22,22 @@ export const LADDER_SIZES_V6 = [1, 1000, 100_000, 256_000];
 export const BARE = 'bare XDP_DROP';
 export const PARSE = 'parse-only (xdpwall parser) + XDP_DROP';
 export const CHURN_DRIVER = 'churn driver + bare XDP_DROP';
+export const textbookCase = (v4: number): string => `textbook parse + LPM trie + XDP_DROP (${prefixCount(v4)})`;
+export const LRU_FLOOR = 'churn driver + kernel LRU-insert floor (xw_flows type and size)';
+/** New-flow attempts measured beside the floor, as floors of their own. */
+export const LRU_FLOOR_ATTEMPTS = {
+  common: 'churn driver + LRU-insert floor, common LRU list',
+  percpu: 'churn driver + LRU-insert floor, per-CPU values (the old xw_flows)',
+  v4key: 'churn driver + LRU-insert floor, IPv4-only 20-byte key',
+} as const;
+export const REALISTIC = 'realistic';
 export type LadderKind =
   | 'deny v4' | 'deny v6' | 'deny v4 host route' | 'deny v6 host route' | 'deny v4 /25../31' | 'deny v4 clean /24'
   | 'established v4' | 'established v6' | 'new flow v4' | 'new flow v6';
-export const ladderCase = (kind: LadderKind, v4: number, v6: number): string =>
-  `xdpwall ${kind} (${prefixCount(kind.includes('v6') ? v6 : v4)})`;
+export const ladderCase = (kind: LadderKind, v4: number, v6: number, set = ''): string => {
+  const count = prefixCount(kind.includes('v6') ? v6 : v4);
+  return `xdpwall ${kind} (${set ? count.replace(/ prefix(es)?$/, ` ${set} prefix$1`) : count})`;
+};
 
 const FLOW_CAPACITY = 1 << 18;
 const quietLog = { info: () => {}, warn: () => {} };
@@ -48,6 +59,16 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
   const bare = await loadProgram(requireObject(ctx.bpf, 'xdp_drop'), 'bench_drop', ctx);
   const churnObject = await loadObject(requireObject(ctx.bpf, 'churn'), ctx);
   const churn = churnObject.program('bench_churn');
+  const textbookObject = await loadObject(requireObject(ctx.bpf, 'textbook_lpm'), ctx);
+  const textbook = textbookObject.program('bench_textbook');
+  const textbookTrie = textbookObject.map('textbook_v4');
+  const floorObject = await loadObject(requireObject(ctx.bpf, 'lru_floor'), ctx);
+  const floors = {
+    floor: floorObject.program('bench_lru_floor'),
+    common: floorObject.program('bench_lru_floor_common'),
+    percpu: floorObject.program('bench_lru_floor_percpu'),
+    v4key: floorObject.program('bench_lru_floor_v4key'),
+  };
   const parsePath = ctx.bpf.objects.parse_drop;
   const parse = parsePath ? await loadProgram(parsePath, 'bench_parse_drop', ctx) : null;
   if (!parse) ctx.note(`ladder: no parse-only rung, bench/bpf/parse_drop.bpf.c did not compile against xdp/lib: ${ctx.bpf.failures.parse_drop ?? '?'}`);
@@ -144,6 +165,7 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
     const started = performance.now();
     await ruleTables.installMany(v4Rules(v4, loadedV4, nV4, 1 + loadedV4));
     await ruleTables.installMany(v6Rules(v6, loadedV6, nV6, 2_000_001 + loadedV6));
+    await textbookTrie.updateBatch(v4Keys(v4, loadedV4, nV4), Buffer.alloc((nV4 - loadedV4) * 4), nV4 - loadedV4);
     loadedV4 = nV4;
     loadedV6 = nV6;
     ctx.log(`ladder: ${sizeLabel(nV4)} IPv4 + ${sizeLabel(nV6)} IPv6 prefixes loaded in ${((performance.now() - started) / 1000).toFixed(1)} s`);
@@ -163,13 +185,26 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
       ...(nV4 >= 4 ? [{ name: ladderCase('deny v4 clean /24', nV4, nV6), run: timed(ingress, packet.deniedCleanV4, XDP_DROP) }] : []),
       { name: ladderCase('established v4', nV4, nV6), run: timed(ingress, packet.passedV4, XDP_PASS) },
       { name: ladderCase('established v6', nV4, nV6), run: timed(ingress, packet.passedV6, XDP_PASS) },
+      { name: textbookCase(nV4), run: timed(textbook, packet.deniedV4, XDP_DROP) },
       { name: CHURN_DRIVER, run: churnVia(bare, packet.passedV4, XDP_DROP) },
+      { name: LRU_FLOOR, run: churnVia(floors.floor, packet.passedV4, XDP_PASS) },
+      ...(nV4 === maxV4
+        ? (Object.keys(LRU_FLOOR_ATTEMPTS) as Array<keyof typeof LRU_FLOOR_ATTEMPTS>).map((k) => ({
+            name: LRU_FLOOR_ATTEMPTS[k], run: churnVia(floors[k], packet.passedV4, XDP_PASS),
+          }))
+        : []),
       { name: ladderCase('new flow v4', nV4, nV6), run: churnVia(ingress, packet.passedV4, XDP_PASS) },
       { name: ladderCase('new flow v6', nV4, nV6), run: churnVia(ingress, packet.passedV6, XDP_PASS) },
     ];
     for (let round = 0; round < rounds; round++) {
       for (const c of cases) record(c.name, c.run());
     }
+  }
+
+  if (!ctx.quick) {
+    await runRealistic({ ctx, ruleTables, ingress, maxV4, maxV6, rounds, timed, churnVia, record, bare, XDP_DROP, XDP_PASS });
+  } else {
+    ctx.note('ladder: --quick skips the realistic prefix set');
   }
 
   for (const [name, ns] of samples) {
@@ -213,4 +248,78 @@ function placeCleanPrefix(v4: V4Prefixes, at: number): number {
     }
   }
   throw new Error('no lab prefix up to /24 with a /24 free of longer prefixes');
+}
+
+interface RealisticArgs {
+  ctx: SuiteContext;
+  ruleTables: CidrMaps;
+  ingress: BpfProgram;
+  maxV4: number;
+  maxV6: number;
+  rounds: number;
+  timed: (program: BpfProgram, data: Buffer, expect: number) => () => number;
+  churnVia: (program: BpfProgram, data: Buffer, expect: number) => () => number;
+  record: (name: string, ns: number) => void;
+  bare: BpfProgram;
+  XDP_DROP: number;
+  XDP_PASS: number;
+}
+
+/**
+ * The same placements on a prefix set shaped like real blocklists (mostly
+ * host routes, some /24 and /48, a few short and /25../31), loaded in place
+ * of the uniform one at the largest size. Interleaved with bare XDP_DROP
+ * again, so its ratios stand on their own rounds.
+ */
+async function runRealistic(a: RealisticArgs): Promise<void> {
+  const { ctx, ruleTables, ingress, maxV4, maxV6, timed, churnVia, record, XDP_DROP, XDP_PASS } = a;
+  const started = performance.now();
+  await ruleTables.reconcile([]);
+  const v4 = generateV4(maxV4, ctx.seed + 10, 4096, REALISTIC_V4);
+  const v6 = generateV6(maxV6, ctx.seed + 11, REALISTIC_V6, 4096);
+  arrange(v4.lens, (x, y) => swapV4(v4, x, y), v4.labCount, [(l) => l <= 24, (l) => l === 32, (l) => l > 24 && l < 32]);
+  arrange(v6.lens, (x, y) => swapV6(v6, x, y), v6.count, [(l) => l < 128 && l >= 64, (l) => l === 128]);
+  const cleanV4 = placeCleanPrefix(v4, 3);
+  await ruleTables.installMany(v4Rules(v4, 0, maxV4, 1));
+  await ruleTables.installMany(v6Rules(v6, 0, maxV6, 2_000_001));
+  const lengths = (lens: Uint8Array, bits: number) => {
+    const hist = new Map<string, number>();
+    for (const l of lens) {
+      const k = l === bits ? `/${bits}` : l === 24 && bits === 32 ? '/24' : l > 24 && bits === 32 ? '/25../31' : l === 48 ? '/48' : l === 64 ? '/64' : 'other';
+      hist.set(k, (hist.get(k) ?? 0) + 1);
+    }
+    return [...hist].map(([k, n]) => `${k} ${n.toLocaleString('en-US')}`).join(', ');
+  };
+  ctx.log(`ladder: realistic set (${sizeLabel(maxV4)} IPv4, ${sizeLabel(maxV6)} IPv6) loaded in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  ctx.note(`ladder: realistic IPv4 set: ${lengths(v4.lens, 32)}; IPv6: ${lengths(v6.lens, 128)} (seed ${ctx.seed + 10}/${ctx.seed + 11})`);
+  const prng = new Prng(ctx.seed + 12);
+  const payload = Buffer.alloc(18);
+  const v4From = (src: string, sport = 40000) => ether(ipv4({ src, dst: '198.19.255.2' }, udp({ sport, dport: 53, payload })));
+  const v6From = (src: string, sport = 40000) => ether(ipv6({ src, dst: 'fd00:198:0:ffff::2' }, udp({ sport, dport: 53, payload })));
+  const passedV4 = v4From(u32ToIpv4(v4Uncovered(v4, prng)), 40001);
+  const passedV6 = v6From(formatV6(v6Uncovered(v6, prng)), 40001);
+  ingress.testRunSync({ data: passedV4, dataSizeOut: 0 });
+  ingress.testRunSync({ data: passedV6, dataSizeOut: 0 });
+  const set = REALISTIC;
+  const cases: Array<{ name: string; run: () => number }> = [
+    { name: BARE, run: timed(a.bare, v4From(u32ToIpv4(v4AddressIn(v4, 0, prng))), XDP_DROP) },
+    { name: ladderCase('deny v4', maxV4, maxV6, set), run: timed(ingress, v4From(u32ToIpv4(v4AddressIn(v4, 0, prng))), XDP_DROP) },
+    { name: ladderCase('deny v4 host route', maxV4, maxV6, set), run: timed(ingress, v4From(u32ToIpv4(v4AddressIn(v4, 1, prng))), XDP_DROP) },
+    { name: ladderCase('deny v4 /25../31', maxV4, maxV6, set), run: timed(ingress, v4From(u32ToIpv4(v4AddressIn(v4, 2, prng))), XDP_DROP) },
+    { name: ladderCase('deny v4 clean /24', maxV4, maxV6, set), run: timed(ingress, v4From(u32ToIpv4(cleanV4)), XDP_DROP) },
+    { name: ladderCase('deny v6', maxV4, maxV6, set), run: timed(ingress, v6From(formatV6(v6AddressIn(v6, 0, prng))), XDP_DROP) },
+    { name: ladderCase('deny v6 host route', maxV4, maxV6, set), run: timed(ingress, v6From(formatV6(v6AddressIn(v6, 1, prng))), XDP_DROP) },
+    { name: ladderCase('established v4', maxV4, maxV6, set), run: timed(ingress, passedV4, XDP_PASS) },
+    { name: ladderCase('established v6', maxV4, maxV6, set), run: timed(ingress, passedV6, XDP_PASS) },
+    { name: ladderCase('new flow v4', maxV4, maxV6, set), run: churnVia(ingress, passedV4, XDP_PASS) },
+  ];
+  const bareSamples: number[] = [];
+  for (let round = 0; round < a.rounds; round++) {
+    for (const c of cases) {
+      const ns = c.run();
+      if (c.name === BARE) bareSamples.push(ns);
+      else record(c.name, ns);
+    }
+  }
+  record(`${BARE} (${set} set rounds)`, median(bareSamples));
 }

@@ -5,12 +5,12 @@
 // CPU does sending and filtering together. Counted on the receiver with the
 // interface's rx packets (for veth: every frame its XDP hook saw); the
 // filters' own drop counters are checked against it.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BpfObject, xdpAttach, xdpDetach } from '@xdpwall/addon';
 import { Datapath } from '../../src/datapath/datapath.js';
-import { Reason, Verdict, decodeStatsKey, sumCounters, cpusOf } from '../../src/datapath/abi.js';
+import { Reason, Verdict, statsIndexParts, sumCounters, cpusOf } from '../../src/datapath/abi.js';
 import { netnsPath, nsenterArgv, runInNetnsChecked } from '../../src/lab/netns.js';
 import { runChecked } from '../../src/lab/run.js';
 import { PACKAGE_ROOT } from '../../src/paths.js';
@@ -34,6 +34,10 @@ const quietLog = { info: () => {}, warn: () => {} };
 
 interface Row {
   name: string;
+  /** Source addresses the generator sends from (default: one in each of the first SOURCES prefixes). */
+  sources?: number[];
+  /** Commands the row needs in the receiver namespace; a missing one skips the row, with a note. */
+  needs?: string[];
   /** Installs the filter in the receiver namespace; returns its teardown. */
   setup(): Promise<() => Promise<void>>;
   /** The filter's own count of dropped packets so far, when it keeps one. */
@@ -80,11 +84,18 @@ export async function runVeth(ctx: SuiteContext): Promise<void> {
     ['taskset', '--cpu-list', String(BENCH_CPU), join(PACKAGE_ROOT, 'node_modules', '.bin', 'tsx'), join(PACKAGE_ROOT, 'bench', 'child', 'generator.ts')],
     ctx.cleanup,
   );
-  const ready = await generator.request(
-    { setup: { objectPath: requireObject(ctx.bpf, 'gen_tx'), ifname: lab.sender.ifname, sources, template: frame.toString('hex') } },
-    60_000,
-  );
-  if (!('ready' in ready)) throw new Error(`generator setup: ${'error' in ready ? ready.error : JSON.stringify(ready)}`);
+  let sending: number[] = [];
+  const useSources = async (wanted: number[]): Promise<{ ifindex: number }> => {
+    if (wanted === sending) return { ifindex: 0 };
+    const reply = await generator.request(
+      { setup: { objectPath: requireObject(ctx.bpf, 'gen_tx'), ifname: lab.sender.ifname, sources: wanted, template: frame.toString('hex') } },
+      60_000,
+    );
+    if (!('ready' in reply)) throw new Error(`generator setup: ${'error' in reply ? reply.error : JSON.stringify(reply)}`);
+    sending = wanted;
+    return reply;
+  };
+  const ready = await useSources(sources);
   ctx.log(`veth: generator pid ${generator.pid ?? '?'} on CPU ${BENCH_CPU} sending from ${lab.sender.netns}/${lab.sender.ifname} (ifindex ${ready.ifindex})`);
 
   const send = async (repeat: number): Promise<Round> => {
@@ -198,21 +209,59 @@ export async function runVeth(ctx: SuiteContext): Promise<void> {
     },
   };
 
+  // Sources by where their prefix lives in xdpwall's tables: host routes (hash), prefixes up to /24 (DIR-24
+  // slot), /25../31 (second-level block). Lab prefixes only: real packets stay in 198.18.0.0/15.
+  const placementSources = (fits: (len: number) => boolean): number[] => {
+    const picked: number[] = [];
+    for (let i = 0; i < prefixes.labCount && picked.length < SOURCES; i++) {
+      if (fits(prefixes.lens[i] as number)) picked.push(v4AddressIn(prefixes, i, prng));
+    }
+    let size = 1;
+    while (size * 2 <= picked.length) size *= 2; // the generator takes a power of two
+    return picked.slice(0, size);
+  };
+  const placements: Array<[label: string, fits: (len: number) => boolean]> = [
+    ['host routes', (l) => l === 32],
+    ['prefixes <= /24', (l) => l <= 24],
+    ['/25../31', (l) => l > 24 && l < 32],
+  ];
+  const placementRows: Row[] = placements.map(([label, fits]) => ({
+    ...xdpwallRow(maxPrefixes, `xdpwall deny src CIDR, sources in ${label} (${prefixCount(maxPrefixes)})`),
+    sources: placementSources(fits),
+  }));
+
   const rows: Row[] = [
     { name: 'no filter (XDP_PASS stub, UDP to a closed port)', setup: async () => attach(objects.pass.fd) },
     { name: 'bare XDP_DROP', setup: async () => attach(objects.drop.fd) },
     xdpwallRow(10_000, XDPWALL_10K),
     xdpwallRow(maxPrefixes, maxPrefixes === 1_000_000 ? XDPWALL_1M : `xdpwall deny src CIDR (${prefixCount(maxPrefixes)})`),
+    ...placementRows,
     xdpFilterRow,
-    nftRows(10_000),
-    iptablesRow(1000),
-    iptablesRow(10_000),
+    { ...nftRows(10_000), needs: ['nft'] },
+    { ...iptablesRow(1000), needs: ['iptables-restore', 'iptables'] },
+    { ...iptablesRow(10_000), needs: ['iptables-restore', 'iptables'] },
   ];
+  xdpFilterRow.needs = ['xdp-filter'];
 
+  const missingTools: string[] = [];
   for (const row of rows) {
+    const missing = (row.needs ?? []).filter((tool) => !commandExists(tool));
+    if (missing.length > 0) {
+      missingTools.push(...missing);
+      ctx.note(`veth: ${row.name}: SKIPPED, ${missing.join(', ')} not installed (scripts/setup.sh installs nftables, iptables and xdp-tools)`);
+      continue;
+    }
     ctx.log(`veth: ${row.name}: setting up`);
     const started = performance.now();
-    const teardown = await row.setup();
+    let teardown: () => Promise<void>;
+    try {
+      await useSources(row.sources ?? sources);
+      teardown = await row.setup();
+    } catch (error) {
+      // One peer failing to set up never loses the rows measured before or after it.
+      ctx.note(`veth: ${row.name}: SKIPPED, set-up failed: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`);
+      continue;
+    }
     const undo = ctx.cleanup.add(`tear down ${row.name}`, teardown);
     ctx.log(`veth: ${row.name}: set up in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     try {
@@ -254,6 +303,7 @@ export async function runVeth(ctx: SuiteContext): Promise<void> {
       await undo();
     }
   }
+  if (missingTools.length > 0) ctx.log(`veth: install ${[...new Set(missingTools)].join(', ')} for the skipped rows: scripts/setup.sh does`);
   await generator.request({ quit: true }, 1000).catch(() => undefined);
   await generator.stop();
 
@@ -264,6 +314,10 @@ export async function runVeth(ctx: SuiteContext): Promise<void> {
       `xdp-filter (exact addresses only) gets the ${SOURCES} source addresses; medians of ${rounds} rounds`,
   );
   ctx.note(`veth: root namespace nftables/iptables ruleset digest before ${rootBefore}, after ${rootAfter}${rootBefore === rootAfter ? ' (unchanged)' : ' (CHANGED: by someone else?)'}`);
+}
+
+function commandExists(command: string): boolean {
+  return process.env.PATH?.split(':').some((dir) => existsSync(join(dir, command))) ?? false;
 }
 
 function cpuOtherThan(cpu: number): string {
@@ -317,7 +371,7 @@ async function deniedBySource(datapath: Datapath): Promise<number> {
   const { keys, values, count } = await stats.lookupAll();
   let packets = 0n;
   for (let i = 0; i < count; i++) {
-    const key = decodeStatsKey(keys.subarray(i * stats.keySize, (i + 1) * stats.keySize));
+    const key = statsIndexParts(keys.readUInt32LE(i * 4));
     if (key.verdict !== Verdict.drop || key.reason !== Reason.deny_src_cidr) continue;
     packets += sumCounters(values, i * stats.valueStride, stats.valueStride, cpusOf(stats)).packets;
   }

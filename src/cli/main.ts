@@ -9,6 +9,7 @@ import { detachCommand } from './commands/detach.js';
 import { memoryCommand } from './commands/memory.js';
 import { topCommand } from './commands/top.js';
 import { blockImportCommand } from './commands/import.js';
+import { ruleCommand } from './commands/rule.js';
 import { blockCommand, blocksCommand, flowsCommand, healthCommand, statsCommand, unblockCommand } from './commands/client.js';
 import { XdpwallError } from '../errors.js';
 import { terminalSafe } from './format.js';
@@ -22,7 +23,7 @@ const program = new Command('xdpwall')
   .enablePositionalOptions()
   .configureOutput({ outputError: (text, write) => write(text) });
 
-for (const command of [serveCommand(), detachCommand(), labCommand(), blockCommand().enablePositionalOptions().addCommand(blockImportCommand().exitOverride()), unblockCommand(), blocksCommand(), flowsCommand(), statsCommand(), topCommand(), healthCommand(), memoryCommand(), ...accessCommands()]) {
+for (const command of [serveCommand(), detachCommand(), labCommand(), blockCommand().enablePositionalOptions().addCommand(blockImportCommand().exitOverride()), unblockCommand(), blocksCommand(), ruleCommand(), flowsCommand(), statsCommand(), topCommand(), healthCommand(), memoryCommand(), ...accessCommands()]) {
   program.addCommand(command.exitOverride());
 }
 

@@ -60,6 +60,7 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
     firewall = opened.firewall;
     log.info({ pinDir, ...opened.restored }, 'rules reconciled with the kernel');
     for (const iface of config.interfaces) firewall.attach(iface, { force: config.force });
+    await firewall.refreshPolicy();
     firewall.datapath.retire();
     app = await buildApp({ firewall, access: access.access, tls: access.tls, bodyLimitBytes: config.bodyLimitBytes, logger: log, version: VERSION });
     removeSocket = await listen(app, config, access);

@@ -2,7 +2,7 @@
 // enum values and the codecs for every map key and value. test/abi.test.ts
 // checks this file against the BTF of the compiled object.
 
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 export const PROGRAMS = { ingress: 'xw_ingress', egress: 'xw_egress' } as const;
 
@@ -17,6 +17,9 @@ export const MAPS = {
   dstHostV6: 'xw_dst_host_v6',
   srcDir24: 'xw_src_dir24',
   dstDir24: 'xw_dst_dir24',
+  srcDir24L2: 'xw_src_dir24_l2',
+  dstDir24L2: 'xw_dst_dir24_l2',
+  ifslots: 'xw_ifslots',
   ruleStats: 'xw_rule_stats',
   stats: 'xw_stats',
   flows: 'xw_flows',
@@ -40,6 +43,11 @@ export const Reason = {
   pass_no_match: 0,
   pass_non_ip: 1,
   pass_allow: 2,
+  pass_failsafe: 3,
+  pass_rule: 4,
+  pass_reply: 5,
+  would_drop: 6,
+  pass_log: 7,
   deny_src_cidr: 16,
   deny_dst_cidr: 17,
   malformed_l2: 18,
@@ -47,12 +55,37 @@ export const Reason = {
   malformed_ipv6: 20,
   ipv6_ext_limit: 21,
   malformed_l4: 22,
+  drop_rule: 23,
+  drop_policy: 24,
 } as const;
 export type ReasonName = keyof typeof Reason;
 export const REASON_FIRST_DROP = 16;
-export const REASON_MAX = 23;
+export const REASON_MAX = 25;
 
-export const Action = { deny: 1, allow: 2 } as const;
+/** Whether packets counted under this reason passed. */
+export const reasonPasses = (reason: number): boolean => reason < REASON_FIRST_DROP;
+
+/** Dimensions of xw_stats (XW_STATS_INDEX): interface slots x direction x verdict x reason. */
+export const STATS_IFSLOTS = 64;
+export const STATS_REASONS = 32;
+export const IFSLOT_IFINDEX_MAX = 1 << 16;
+export const STATS_ENTRIES = STATS_IFSLOTS * 2 * 2 * STATS_REASONS;
+/** Second-level DIR-24 blocks per direction at the default layout. */
+export const DEFAULT_DIR24_BLOCKS = 4096;
+
+/** XW_STATS_INDEX(ifslot, direction, verdict, reason). */
+export function statsIndex(ifslot: number, direction: number, verdict: number, reason: number): number {
+  return ((ifslot * 2 + direction) * 2 + verdict) * STATS_REASONS + reason;
+}
+
+/** The inverse of statsIndex. */
+export function statsIndexParts(index: number): { ifslot: number; direction: number; verdict: number; reason: number } {
+  const reason = index % STATS_REASONS;
+  const rest = Math.floor(index / STATS_REASONS);
+  return { ifslot: Math.floor(rest / 4), direction: Math.floor(rest / 2) % 2, verdict: rest % 2, reason };
+}
+
+export const Action = { deny: 1, allow: 2, log: 3 } as const;
 /** enum xw_cache: xw_flow_value.cachedVerdict. */
 export const Cache = { none: 0, pass: 1 } as const;
 export const RuleFlags = { dryRun: 1 << 0 } as const;
@@ -66,7 +99,13 @@ export const Layout = {
   counter: { size: 16, packets: 0, bytes: 8 },
   statsKey: { size: 8, ifindex: 0, direction: 4, verdict: 5, reason: 6 },
   flowKey: { size: 44, src: 0, dst: 16, sport: 32, dport: 34, ifindex: 36, proto: 40, family: 41, pad: 42 },
-  config: { size: 8, rulesGen: 0, pad: 4 },
+  config: { size: 16, rulesGen: 0, features: 4, v4Default: 8 }, // v4Default: __u32[2], source then destination
+  polMeta: { size: 16, words: 0, fields: 4, defaultAction: 8, flags: 9, pad: 10, pad2: 12 },
+  polRule: { size: 16, ruleId: 0, action: 4, flags: 5, pad: 6, expiresNs: 8 },
+  polBitmapKey: { size: 8, table: 0, buf: 1, field: 2, pad: 3, value: 4 },
+  polBitmap: { size: 512, words: 0 },
+  polAddrKey: { size: 24, prefixlen: 0, table: 4, buf: 5, field: 6, family: 7, addr: 8 },
+  polPortSlot: { size: 8, interval: 0 },
   flowValue: {
     size: 56,
     dir: 0, // struct xw_counter[2]
@@ -225,3 +264,56 @@ export function sumFlowValue(values: Buffer, offset: number, stride: number, cpu
   }
   return { ingress, egress, firstSeenNs, lastSeenNs, tcpFlags };
 }
+
+// ---------------------------------------------------------------- policy
+// The rule tables of xdp/lib/rules.h and policy.h (see "policy" in the ABI header).
+
+/** Policy maps, pinned like the others; xw_pol_sync_inner is internal (not pinned). */
+export const POLICY_MAPS = {
+  active: 'xw_pol_active',
+  meta: 'xw_pol_meta',
+  rules: 'xw_pol_rules',
+  bitmaps: 'xw_pol_bitmaps',
+  addrs: 'xw_pol_addrs',
+  ports: 'xw_pol_ports',
+  replies: 'xw_pol_replies',
+  sync: 'xw_pol_sync',
+} as const;
+export const POLICY_SYNC_INNER = 'xw_pol_sync_inner';
+
+export const POL_MAX_RULES = 4096;
+export const POL_WORDS = POL_MAX_RULES / 64;
+export const POL_PORT_SLOTS = 65536 / 4;
+export const POL_WILDCARD = 0xffff_ffff;
+export const POL_REPLY_ENTRIES = 1 << 16;
+export const POL_REPLY_TIMEOUT_NS = 300_000_000_000n;
+export const POL_REPLY_REFRESH_NS = 1_000_000_000n;
+
+/** enum xw_pol_table */
+export const PolTable = { ingress: 0, egress: 1, failsafe: 2 } as const;
+export type PolTableName = keyof typeof PolTable;
+export const POL_TABLES = 3;
+
+/** enum xw_pol_field; XW_FIELD__MAX doubles as the all-ones bitmap's field. */
+export const PolField = {
+  iface: 0,
+  proto: 1,
+  sport: 2,
+  dport: 3,
+  tcpFlags: 4,
+  icmpType: 5,
+  icmpCode: 6,
+  vlan: 7,
+  src: 8,
+  dst: 9,
+} as const;
+export type PolFieldName = keyof typeof PolField;
+export const POL_FIELD_ALL = 10;
+
+/** enum xw_pol_default */
+export const PolDefault = { accept: 0, drop: 1 } as const;
+/** enum xw_pol_flags */
+export const PolFlags = { replies: 1 << 0 } as const;
+
+/** Kernel rule ids of policy rules carry this bit, so they never collide with block ids in xw_rule_stats. */
+export const POLICY_RULE_ID_BASE = 0x8000_0000;

@@ -2,8 +2,10 @@
 // changes rules, and all at once when the daemon starts (adopted pinned maps
 // may hold stale or missing entries). Where a rule goes:
 //   /32, /128                 exact-match host hashes
-//   IPv4 up to /24            the DIR-24 table (dir24.ts keeps its contents)
-//   IPv4 /25../31             the IPv4 trie, and a flag on its /24's slot
+//   IPv4 /1../24              the DIR-24 table (dir24.ts keeps its contents)
+//   IPv4 /25../31             the DIR-24 second level (a block per /24), and the
+//                             IPv4 trie, asked only for /24s left without a block
+//   IPv4 /0                   xw_config.v4_default, written with the generation
 //   other IPv6                the IPv6 trie
 // The data plane asks the hash first, then the table or trie. Every change
 // is applied in batches (a /8 rewrites 65,536 slots) and then bumps the
@@ -13,14 +15,16 @@
 // the rules that drop traffic; this side only deletes them with their rule.
 import { BpfError, type BpfMap } from '@xdpwall/addon';
 import {
-  Action, Layout, cpusOf, encodeRuleId, lpmKeySize, sumCounters, writeLpmKey, writeRuleValue, type Counter,
+  Action, Layout, cpusOf, encodeRuleId, lpmKeySize, sumCounters, writeLpmKey, writeRuleValue, type Counter, POLICY_RULE_ID_BASE,
 } from './abi.js';
-import { Dir24Index, DIR24_MAX_RULE_ID, SlotSet, type Dir24Rule } from './dir24.js';
+import { DIR24_BLOCK_PAIRS, Dir24Index, DIR24_MAX_RULE_ID, SlotSet, packBlocks, packSlotPairs, type Dir24Rule } from './dir24.js';
 import type { DatapathMaps } from './datapath.js';
 import { describe } from './datapath.js';
 import type { RuleEnforcer } from '../rules/blocks.js';
 import type { BlockDirection, BlockRule } from '../rules/model.js';
 import { CapacityError, DatapathError, collectFailures, withUndoFailures } from '../errors.js';
+import { ADDRESS_BYTES, RuleColumns } from '../rules/rule-columns.js';
+import { dropStaleIds, packRows, planRows, syncPacked, type PackedRules } from './reconcile.js';
 
 export interface ReconcileReport {
   added: number;
@@ -28,12 +32,6 @@ export interface ReconcileReport {
   kept: number;
 }
 
-/** Keys and values of many rules, packed for one batch call. */
-interface PackedRules {
-  keys: Buffer;
-  values: Buffer;
-  count: number;
-}
 
 const isHostRoute = (rule: Pick<BlockRule, 'family' | 'prefixLen'>): boolean =>
   rule.prefixLen === (rule.family === 4 ? 32 : 128);
@@ -50,9 +48,16 @@ function dir24Rule(rule: BlockRule): Dir24Rule {
 }
 
 export class CidrMaps implements RuleEnforcer {
-  private dir24: Record<BlockDirection, Dir24Index> = { src: new Dir24Index(), dst: new Dir24Index() };
+  private dir24: Record<BlockDirection, Dir24Index>;
 
-  constructor(private readonly maps: DatapathMaps) {}
+  constructor(private readonly maps: DatapathMaps) {
+    this.dir24 = this.emptyDir24();
+  }
+
+  private emptyDir24(): Record<BlockDirection, Dir24Index> {
+    const blocks = (map: BpfMap) => Math.floor(map.maxEntries / DIR24_BLOCK_PAIRS);
+    return { src: new Dir24Index(blocks(this.maps.srcDir24L2)), dst: new Dir24Index(blocks(this.maps.dstDir24L2)) };
+  }
 
   /** The hash or trie that holds this rule's entry. */
   private table(rule: Pick<BlockRule, 'family' | 'direction' | 'prefixLen'>): BpfMap {
@@ -71,8 +76,9 @@ export class CidrMaps implements RuleEnforcer {
     return [maps.srcV4, maps.dstV4, maps.srcV6, maps.dstV6, maps.srcHostV4, maps.dstHostV4, maps.srcHostV6, maps.dstHostV6];
   }
 
-  private dir24Map(direction: BlockDirection): BpfMap {
-    return direction === 'src' ? this.maps.srcDir24 : this.maps.dstDir24;
+  private dir24Maps(direction: BlockDirection): { first: BpfMap; second: BpfMap } {
+    const { maps } = this;
+    return direction === 'src' ? { first: maps.srcDir24, second: maps.srcDir24L2 } : { first: maps.dstDir24, second: maps.dstDir24L2 };
   }
 
   /** All or nothing: on failure none of `rules` is left in the kernel. */
@@ -93,6 +99,7 @@ export class CidrMaps implements RuleEnforcer {
       const undo = await collectFailures([
         ...written.map(([table, { keys, count }]) => () => table.deleteBatch(keys, count)),
         () => this.writeSlots(this.changeDir24(indexed.reverse(), 'remove', [])),
+        async () => this.bumpRulesGen(),
       ]);
       throw withUndoFailures(kernelError(error, `cannot install ${plural(rules.length)}`), undo);
     }
@@ -134,17 +141,37 @@ export class CidrMaps implements RuleEnforcer {
   /**
    * Makes the kernel hold exactly `rules`, keeping counters of rules it
    * already had. The DIR-24 tables are not pinned: they start empty with
-   * every load and are written whole here.
+   * every load and are written whole here. Start-up passes the store's
+   * columns (a million rules without an object each); see reconcile.ts.
    */
-  async reconcile(rules: readonly BlockRule[]): Promise<ReconcileReport> {
+  async reconcile(input: RuleColumns | readonly BlockRule[]): Promise<ReconcileReport> {
+    const rules = input instanceof RuleColumns ? input : RuleColumns.fromRules(input);
     const report: ReconcileReport = { added: 0, removed: 0, kept: 0 };
-    const byTable = this.groupByTable(rules.filter(hasTableEntry));
     try {
-      for (const table of this.tables()) await syncTable(table, pack(byTable.get(table) ?? []), report);
-      this.dir24 = { src: new Dir24Index(), dst: new Dir24Index() };
-      await this.writeSlots(this.changeDir24(rules.filter(inDir24), 'add', []));
-      report.added += rules.filter((r) => inDir24(r) && !hasTableEntry(r)).length;
-      await dropStaleCounters(this.maps.ruleStats, new Set(rules.map((r) => r.id)));
+      const plan = planRows(rules, (family, prefixLen, dst) => {
+        const probe = probeRule(family, prefixLen, dst ? 'dst' : 'src');
+        const table = hasTableEntry(probe) ? this.table(probe) : null;
+        return { table, hostKey: isHostRoute(probe), dir24: inDir24(probe) };
+      });
+      for (const table of this.tables()) {
+        const group = plan.byTable.get(table);
+        const wanted = group ? packRows(rules, group.rows, group.hostKey, table.keySize) : pack([]);
+        await syncTable(table, wanted, report);
+      }
+      this.dir24 = this.emptyDir24();
+      // In chunks of short-lived rules, so the index code stays the one installMany uses.
+      const slots = new Map<BlockDirection, SlotSet>();
+      for (let from = 0; from < plan.dir24Rows.length; from += DIR24_CHUNK) {
+        const chunk = rulesAt(rules, plan.dir24Rows.subarray(from, from + DIR24_CHUNK));
+        for (const [direction, set] of this.changeDir24(chunk, 'add', [])) {
+          let all = slots.get(direction);
+          if (!all) slots.set(direction, (all = new SlotSet()));
+          for (const slot of set.slots()) all.add(slot);
+        }
+      }
+      await this.writeSlots(slots);
+      report.added += plan.dir24Only;
+      await dropStaleCounters(this.maps.ruleStats, rules.sortedIds());
       this.bumpRulesGen();
     } catch (error) {
       throw kernelError(error, 'cannot restore rules into the kernel');
@@ -168,22 +195,29 @@ export class CidrMaps implements RuleEnforcer {
     return changed;
   }
 
-  /** Writes the current value of the given slots, one batch per direction. */
+  /**
+   * Writes what a change touched, per direction: the second-level blocks
+   * first, then the first-level slots (two to an array element) that point
+   * to them, so a packet never follows a slot into an unwritten block.
+   */
   private async writeSlots(changed: Map<BlockDirection, SlotSet>): Promise<void> {
-    for (const [direction, set] of changed) {
-      if (set.size === 0) continue;
-      const slots = set.slots();
+    for (const direction of ['src', 'dst'] as const) {
       const index = this.dir24[direction];
-      const values = new Uint32Array(slots.length);
-      for (let i = 0; i < slots.length; i++) values[i] = index.value(slots[i]!);
-      // Host order u32 arrays are exactly the batch's packed keys and values.
-      const keys = Buffer.from(slots.buffer, slots.byteOffset, slots.byteLength);
-      await this.dir24Map(direction).updateBatch(keys, Buffer.from(values.buffer), slots.length);
+      const { first, second } = this.dir24Maps(direction);
+      const blocks = packBlocks(index.takeBlockWrites());
+      if (blocks.count > 0) await second.updateBatch(blocks.keys, blocks.values, blocks.count);
+      const set = changed.get(direction);
+      if (set && set.size > 0) {
+        const pairs = packSlotPairs(index, set.slots());
+        await first.updateBatch(pairs.keys, pairs.values, pairs.count);
+      }
+      index.commitReleased();
     }
   }
 
   /**
-   * Called after the rule tables changed, never before: ingress reads the
+   * Also writes the IPv4 /0 rules (the DIR-24 default). Called after the
+   * rule tables changed, never before: ingress reads the
    * generation before its lookups, so a pass it caches under the old
    * generation was decided without the new rules and is retired here.
    */
@@ -192,6 +226,8 @@ export class CidrMaps implements RuleEnforcer {
     const slot = Buffer.alloc(4);
     const value = config.lookup(slot) ?? Buffer.alloc(Layout.config.size);
     value.writeUInt32LE((value.readUInt32LE(Layout.config.rulesGen) + 1) >>> 0, Layout.config.rulesGen);
+    value.writeUInt32LE(this.dir24.src.defaultValue(), Layout.config.v4Default);
+    value.writeUInt32LE(this.dir24.dst.defaultValue(), Layout.config.v4Default + 4);
     config.update(slot, value);
   }
 
@@ -230,43 +266,41 @@ function pack(rules: readonly BlockRule[]): PackedRules {
   return { keys, values, count: rules.length };
 }
 
-/** Brings a table to exactly the wanted entries with batch calls. */
+/** Brings a table to exactly the wanted entries with batch calls (a diff of packed keys, reconcile.ts). */
 async function syncTable(table: BpfMap, wanted: PackedRules, report: ReconcileReport): Promise<void> {
-  const { keySize, valueSize } = table;
-  const current = await table.lookupAll();
-  const have = new Map<string, Buffer>();
-  for (let i = 0; i < current.count; i++) {
-    const key = current.keys.subarray(i * keySize, (i + 1) * keySize);
-    have.set(key.toString('latin1'), current.values.subarray(i * valueSize, (i + 1) * valueSize));
-  }
-  const toWrite: number[] = [];
-  for (let i = 0; i < wanted.count; i++) {
-    const key = wanted.keys.subarray(i * keySize, (i + 1) * keySize).toString('latin1');
-    const existing = have.get(key);
-    have.delete(key);
-    if (existing?.equals(wanted.values.subarray(i * valueSize, (i + 1) * valueSize))) report.kept++;
-    else toWrite.push(i);
-  }
-  if (have.size > 0) {
-    await table.deleteBatch(Buffer.concat([...have.keys()].map((k) => Buffer.from(k, 'latin1'))), have.size);
-    report.removed += have.size;
-  }
-  if (toWrite.length > 0) {
-    const pick = (buf: Buffer, size: number) => Buffer.concat(toWrite.map((i) => buf.subarray(i * size, (i + 1) * size)));
-    await table.updateBatch(pick(wanted.keys, keySize), pick(wanted.values, valueSize), toWrite.length);
-    report.added += toWrite.length;
-  }
+  await syncPacked(table, wanted, report);
 }
 
-/** Deletes counters of rules that no longer exist (removed while the daemon was down). */
-async function dropStaleCounters(ruleStats: BpfMap, ruleIds: ReadonlySet<number>): Promise<void> {
-  const { keys, count } = await ruleStats.lookupAll();
-  const stale: Buffer[] = [];
-  for (let i = 0; i < count; i++) {
-    const key = keys.subarray(i * 4, (i + 1) * 4);
-    if (!ruleIds.has(key.readUInt32LE(0))) stale.push(key);
+/**
+ * Deletes counters of rules that no longer exist (removed while the daemon
+ * was down); `ruleIds` ascending. Policy rules' counters are src/policy's.
+ */
+async function dropStaleCounters(ruleStats: BpfMap, ruleIds: Uint32Array): Promise<void> {
+  await dropStaleIds(ruleStats, ruleIds, POLICY_RULE_ID_BASE);
+}
+
+/** Rules handed to DIR-24 per changeDir24 call at start-up. */
+const DIR24_CHUNK = 4096;
+
+/** A rule with only the fields that decide where it is stored. */
+function probeRule(family: 4 | 6, prefixLen: number, direction: BlockDirection): BlockRule {
+  const network = Buffer.alloc(family === 4 ? 4 : 16);
+  return { id: 1, cidr: '', family, prefixLen, network, direction, comment: null, createdAt: '' };
+}
+
+/** Short-lived rules for the given rows (their addresses are views into the columns). */
+function rulesAt(rules: RuleColumns, rows: Uint32Array): BlockRule[] {
+  const out: BlockRule[] = [];
+  for (const i of rows) {
+    const family = rules.families[i] as 4 | 6;
+    const start = i * ADDRESS_BYTES;
+    out.push({
+      id: rules.ids[i]!, cidr: '', family, prefixLen: rules.prefixLens[i]!,
+      network: rules.networks.subarray(start, start + (family === 4 ? 4 : 16)),
+      direction: rules.direction(i), comment: null, createdAt: '',
+    });
   }
-  if (stale.length > 0) await ruleStats.deleteBatch(Buffer.concat(stale), stale.length);
+  return out;
 }
 
 const plural = (n: number): string => `${n} rule${n === 1 ? '' : 's'}`;

@@ -1,6 +1,6 @@
 // Reads the data plane's counters: batch lookups, per-CPU values summed.
 import type { BpfMap } from '@xdpwall/addon';
-import { Layout, cpusOf, decodeFlowKey, decodeStatsKey, sumCounters, sumFlowValue, type Counter, type FlowKey, type FlowTotals, type StatsKey } from './abi.js';
+import { Layout, cpusOf, decodeFlowKey, statsIndexParts, sumCounters, sumFlowValue, type Counter, type FlowKey, type FlowTotals, type StatsKey } from './abi.js';
 
 export interface StatsEntry {
   key: StatsKey;
@@ -12,15 +12,23 @@ export interface FlowEntry {
   totals: FlowTotals;
 }
 
-export async function readStats(map: BpfMap): Promise<StatsEntry[]> {
+/**
+ * The counters that counted something, keyed as before the array: the
+ * interface slot of an index is turned back into its ifindex (`ifindexOf`,
+ * the control plane's copy of xw_ifslots). Counters of slots no interface
+ * holds any more are left out.
+ */
+export async function readStats(map: BpfMap, ifindexOf: (slot: number) => number | undefined): Promise<StatsEntry[]> {
   const { keys, values, count } = await map.lookupAll();
   const cpus = cpusOf(map);
   const entries: StatsEntry[] = [];
   for (let i = 0; i < count; i++) {
-    entries.push({
-      key: decodeStatsKey(keys.subarray(i * Layout.statsKey.size, (i + 1) * Layout.statsKey.size)),
-      counter: sumCounters(values, i * map.valueStride, map.valueStride, cpus),
-    });
+    const counter = sumCounters(values, i * map.valueStride, map.valueStride, cpus);
+    if (counter.packets === 0n) continue;
+    const { ifslot, direction, verdict, reason } = statsIndexParts(keys.readUInt32LE(i * 4));
+    const ifindex = ifindexOf(ifslot);
+    if (ifindex === undefined) continue;
+    entries.push({ key: { ifindex, direction, verdict, reason }, counter });
   }
   return entries;
 }

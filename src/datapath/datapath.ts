@@ -19,7 +19,8 @@ import {
   type BpfProgram,
   type XdpMode,
 } from '@xdpwall/addon';
-import { MAPS, PROGRAMS } from './abi.js';
+import { IFSLOT_IFINDEX_MAX, MAPS, POLICY_MAPS, POLICY_SYNC_INNER, PROGRAMS, STATS_IFSLOTS, STATS_REASONS, statsIndex } from './abi.js';
+import type { PolicyMaps } from '../policy/tables.js';
 import type { AttachMode, Config, InterfaceConfig } from '../config.js';
 import { DatapathError, XdpwallError } from '../errors.js';
 import { explainLoadFailure } from './load-errors.js';
@@ -41,10 +42,15 @@ export interface DatapathMaps {
   dstHostV6: BpfMap;
   srcDir24: BpfMap;
   dstDir24: BpfMap;
+  srcDir24L2: BpfMap;
+  dstDir24L2: BpfMap;
+  ifslots: BpfMap;
   ruleStats: BpfMap;
   stats: BpfMap;
   flows: BpfMap;
   config: BpfMap;
+  /** The rule tables of the policy stage (src/policy/tables.ts). */
+  policy: PolicyMaps;
 }
 
 export interface AttachedInterface {
@@ -113,6 +119,8 @@ export class Datapath {
     /** The instance's pin directory and the map directory in use; undefined when unpinned. */
     readonly pins: { dir: string; maps: string } | undefined,
     lock: DirLock | undefined,
+    /** Interface slots of the counter array, as xw_ifslots holds them. */
+    readonly ifslots: IfslotTable,
   ) {
     this.lock = lock;
   }
@@ -166,13 +174,28 @@ export class Datapath {
       dstHostV6: object.map(MAPS.dstHostV6),
       srcDir24: object.map(MAPS.srcDir24),
       dstDir24: object.map(MAPS.dstDir24),
+      srcDir24L2: object.map(MAPS.srcDir24L2),
+      dstDir24L2: object.map(MAPS.dstDir24L2),
+      ifslots: object.map(MAPS.ifslots),
       ruleStats: object.map(MAPS.ruleStats),
       stats: object.map(MAPS.stats),
       flows: object.map(MAPS.flows),
       config: object.map(MAPS.config),
+      policy: {
+        active: object.map(POLICY_MAPS.active),
+        meta: object.map(POLICY_MAPS.meta),
+        rules: object.map(POLICY_MAPS.rules),
+        bitmaps: object.map(POLICY_MAPS.bitmaps),
+        addrs: object.map(POLICY_MAPS.addrs),
+        ports: object.map(POLICY_MAPS.ports),
+        replies: object.map(POLICY_MAPS.replies),
+        sync: object.map(POLICY_MAPS.sync),
+        syncInner: object.map(POLICY_SYNC_INNER),
+      },
     };
     const pins = pin && mapsDir ? { dir: pin.dir, maps: mapsDir } : undefined;
-    return new Datapath(object, maps, object.program(PROGRAMS.ingress), object.program(PROGRAMS.egress), log, pins, lock);
+    const ifslots = await IfslotTable.read(maps.ifslots);
+    return new Datapath(object, maps, object.program(PROGRAMS.ingress), object.program(PROGRAMS.egress), log, pins, lock, ifslots);
   }
 
   private get linksDir(): string | undefined {
@@ -212,6 +235,7 @@ export class Datapath {
       throw new DatapathError(`cannot attach to ${name}: ${describe(error)}`, { cause: error });
     }
     const ifindex = links[0]!.ifindex;
+    assignIfslot(this.maps, this.ifslots, ifindex, this.log);
     const xdpMode = currentXdpMode(name);
     if (mode !== 'auto' && mode !== xdpMode) {
       this.log.warn({ iface: name, requested: mode, inEffect: xdpMode }, 'the pinned link keeps its XDP mode: run `xdpwall detach` and restart to change it');
@@ -331,6 +355,73 @@ export class Datapath {
     this.lock = undefined;
   }
 }
+
+/**
+ * Gives the interface a slot of the counter array (xw_ifslots[ifindex]),
+ * keeping the one it has (a restart adopts the pinned map and its
+ * counters). A new slot's counters are zeroed first: they may hold an
+ * interface's that went away. Without a free slot the interface counts in
+ * slot 0, shared by all such interfaces (reported as ifindex 0).
+ */
+export function assignIfslot(maps: Pick<DatapathMaps, 'ifslots' | 'stats'>, slots: IfslotTable, ifindex: number, log: Logger): number {
+  if (ifindex >= IFSLOT_IFINDEX_MAX) {
+    log.warn({ ifindex }, `ifindex above ${IFSLOT_IFINDEX_MAX - 1}: its packets are counted under interface 0`);
+    return 0;
+  }
+  const current = slots.slotOf(ifindex);
+  if (current > 0) return current;
+  let slot = 1;
+  while (slots.ifindexOf(slot) !== undefined && slot < STATS_IFSLOTS) slot++;
+  if (slot >= STATS_IFSLOTS) {
+    log.warn({ ifindex }, `all ${STATS_IFSLOTS - 1} interface counter slots are taken: counted under interface 0`);
+    return 0;
+  }
+  const zero = Buffer.alloc(maps.stats.valueStride);
+  for (let direction = 0; direction < 2; direction++) {
+    for (let verdict = 0; verdict < 2; verdict++) {
+      for (let reason = 0; reason < STATS_REASONS; reason++) maps.stats.update(encodeU32(statsIndex(slot, direction, verdict, reason)), zero);
+    }
+  }
+  maps.ifslots.update(encodeU32(ifindex), encodeU32(slot));
+  slots.set(ifindex, slot);
+  return slot;
+}
+
+/** The control plane's copy of xw_ifslots, both ways (read from the map once at load). */
+export class IfslotTable {
+  private readonly bySlot = new Map<number, number>();
+  private readonly byIfindex = new Map<number, number>();
+
+  static async read(map: BpfMap): Promise<IfslotTable> {
+    const table = new IfslotTable();
+    const { keys, values, count } = await map.lookupAll();
+    for (let i = 0; i < count; i++) {
+      const slot = values.readUInt32LE(i * map.valueStride);
+      if (slot > 0) table.set(keys.readUInt32LE(i * 4), slot);
+    }
+    return table;
+  }
+
+  set(ifindex: number, slot: number): void {
+    this.bySlot.set(slot, ifindex);
+    this.byIfindex.set(ifindex, slot);
+  }
+
+  slotOf(ifindex: number): number {
+    return this.byIfindex.get(ifindex) ?? 0;
+  }
+
+  /** The ifindex counted in a slot; 0 for slot 0 (interfaces without a slot). */
+  ifindexOf(slot: number): number | undefined {
+    return slot === 0 ? 0 : this.bySlot.get(slot);
+  }
+}
+
+const encodeU32 = (n: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
+};
 
 /** The XDP mode the kernel reports for the interface ('native' when it cannot tell). */
 function currentXdpMode(iface: string): XdpMode {

@@ -1,17 +1,27 @@
-// The control plane's side of the DIR-24 table (xw_src_dir24, xw_dst_dir24):
-// one u32 per /24 of IPv4 space holding the rule of the longest prefix of
-// length <= 24 that covers it, flagged when a /25../31 prefix lies inside
-// (those stay in the LPM trie). This class keeps the table's contents and
-// says which slots a change touched; cidr-maps.ts writes them to the kernel.
-// Pure and synchronous, so it is tested against a brute-force oracle.
+// The control plane's side of the DIR-24-8 table (xw_src_dir24 and
+// xw_src_dir24_l2, and their dst twins). First level: one u32 per /24 of
+// IPv4 space holding the rule of the longest prefix of length <= 24 that
+// covers it. A /24 that holds a /25../31 prefix gets a second-level block of
+// 256 slots, one per address, and its first-level slot points there
+// (DIR24_BLOCK | block); when the blocks run out it is flagged DIR24_DEEPER
+// instead and the data plane asks the trie (where /25../31 prefixes are
+// always kept). A /0 is not expanded: it is the default value (xw_config)
+// of every slot no prefix covers. This class keeps the contents and says
+// what a change touched; cidr-maps.ts writes them to the kernel. Pure and
+// synchronous, so it is tested against a brute-force oracle.
 
-/** Slot flag: a /25../31 prefix lies in this /24, so the trie must be asked. */
+/** Slot flag: a /25../31 prefix lies in this /24 and it has no block, so the trie must be asked. */
 export const DIR24_DEEPER = 0x8000_0000;
 /** Slot flag: the covering prefix is an allow rule. */
 export const DIR24_ALLOW = 0x4000_0000;
-/** Rule ids a slot can carry. */
-export const DIR24_MAX_RULE_ID = 0x3fff_ffff;
+/** Slot flag: the rule bits hold the /24's second-level block number. */
+export const DIR24_BLOCK = 0x2000_0000;
+/** Rule ids (and block numbers) a slot can carry. */
+export const DIR24_MAX_RULE_ID = 0x1fff_ffff;
 export const DIR24_SLOTS = 1 << 24;
+/** Slots per second-level block, and array elements per block (two slots to an element). */
+export const DIR24_BLOCK_SLOTS = 256;
+export const DIR24_BLOCK_PAIRS = 128;
 
 export interface Dir24Rule {
   /** IPv4 network address as an unsigned 32-bit number, host bits zero. */
@@ -23,43 +33,118 @@ export interface Dir24Rule {
 
 const mask = (len: number): number => (len === 0 ? 0 : (0xffff_ffff << (32 - len)) >>> 0);
 const prefixId = (network: number, len: number): number => network * 64 + len; // exact in a double
+const ruleValue = (rule: Dir24Rule | null): number => (rule ? (rule.ruleId | (rule.allow ? DIR24_ALLOW : 0)) >>> 0 : 0);
 
 export class Dir24Index {
   // Allocated on the first rule: 96 MiB a direction that a daemon without
   // IPv4 network prefixes never needs.
+  /** Rule value of the longest prefix <= /24 covering each /24 (flags excluded). */
   private slots: Uint32Array | null = null;
   /** Length + 1 of the prefix that owns each slot; 0: none. */
   private depth: Uint8Array | null = null;
   /** How many /25../31 prefixes lie in each /24 (at most 254, so a byte). */
   private deeper: Uint8Array | null = null;
-  /** Prefixes of length <= 24 by prefixId, for the successor of a removed one. */
+  /** Prefixes of length 1..24 by prefixId, for the successor of a removed one. */
   private readonly owners = new Map<number, Dir24Rule>();
+  /** The /25../31 prefixes of each /24 that has any. */
+  private readonly deepRules = new Map<number, Dir24Rule[]>();
+  /** /24 -> its second-level block. */
+  private readonly blockOf = new Map<number, number>();
+  private readonly freeBlocks: number[] = [];
+  /** Blocks released by the current change: reusable only once it is written (see takeBlockWrites). */
+  private releasedBlocks: number[] = [];
+  /** /24s whose block contents must be (re)written. */
+  private readonly dirty = new Set<number>();
+  private defaultRule: Dir24Rule | null = null;
 
-  /** True for the prefixes this table holds itself; /25../31 also mark it. */
+  /** blocks: how many second-level blocks the kernel table holds (0: every /25../31 goes to the trie). */
+  constructor(readonly blocks = 0) {
+    for (let block = blocks - 1; block >= 0; block--) this.freeBlocks.push(block);
+  }
+
+  /** True for the prefixes this table holds itself; /25../31 also get a block or a flag. */
   static holds(prefixLen: number): boolean {
     return prefixLen <= 24;
   }
 
-  /** The slot value the kernel must hold (0: nothing covers it). */
+  /** The first-level slot value the kernel must hold (0: nothing but the /0, if any, covers it). */
   value(slot: number): number {
-    return this.slots?.[slot] ?? 0;
+    const block = this.blockOf.get(slot);
+    if (block !== undefined) return (DIR24_BLOCK | block) >>> 0;
+    const base = this.slots?.[slot] ?? 0;
+    return this.deeper?.[slot] ? (base | DIR24_DEEPER) >>> 0 : base;
   }
 
-  /** Adds a rule; returns the slots whose value changed. */
+  /** The value of the /0 rule, for xw_config.v4_default (0: none). */
+  defaultValue(): number {
+    return ruleValue(this.defaultRule);
+  }
+
+  /** Blocks in use. */
+  get blocksUsed(): number {
+    return this.blockOf.size;
+  }
+
+  /** The 256 slots of the block of /24 `slot`: the longest /25../31 covering each address, else the /24's own rule. */
+  blockValues(slot: number): Uint32Array {
+    const values = new Uint32Array(DIR24_BLOCK_SLOTS).fill(this.slots?.[slot] ?? 0);
+    const depth = new Uint8Array(DIR24_BLOCK_SLOTS);
+    for (const rule of this.deepRules.get(slot) ?? []) {
+      const first = rule.network & 0xff;
+      const value = ruleValue(rule);
+      for (let i = first; i < first + (1 << (32 - rule.prefixLen)); i++) {
+        if (depth[i]! >= rule.prefixLen) continue;
+        depth[i] = rule.prefixLen;
+        values[i] = value;
+      }
+    }
+    return values;
+  }
+
+  /**
+   * The blocks to write after a change, each with its 256 slots, and makes
+   * blocks released by the change reusable (they are unreferenced once the
+   * first-level slots are written, which happens after the blocks).
+   */
+  takeBlockWrites(): Array<{ block: number; values: Uint32Array }> {
+    const writes: Array<{ block: number; values: Uint32Array }> = [];
+    for (const slot of this.dirty) {
+      const block = this.blockOf.get(slot);
+      if (block !== undefined) writes.push({ block, values: this.blockValues(slot) });
+    }
+    this.dirty.clear();
+    return writes;
+  }
+
+  /** Call once the first-level slots of a change are written: released blocks become reusable. */
+  commitReleased(): void {
+    this.freeBlocks.push(...this.releasedBlocks);
+    this.releasedBlocks = [];
+  }
+
+  /** Adds a rule; returns the first-level slots whose value changed. */
   add(rule: Dir24Rule): number[] {
     if (rule.ruleId < 1 || rule.ruleId > DIR24_MAX_RULE_ID) throw new RangeError(`rule id ${rule.ruleId} does not fit a DIR-24 slot`);
-    if (rule.prefixLen > 24) return this.countDeeper(rule.network >>> 8, +1);
+    if (rule.prefixLen === 0) {
+      this.defaultRule = rule;
+      return [];
+    }
+    if (rule.prefixLen > 24) return this.changeDeeper(rule, +1);
     this.owners.set(prefixId(rule.network, rule.prefixLen), rule);
     return this.fill(rule, (depth) => depth <= rule.prefixLen, rule);
   }
 
-  /** Removes a rule added before; returns the slots whose value changed. */
+  /** Removes a rule added before; returns the first-level slots whose value changed. */
   remove(rule: Dir24Rule): number[] {
-    if (rule.prefixLen > 24) return this.countDeeper(rule.network >>> 8, -1);
+    if (rule.prefixLen === 0) {
+      this.defaultRule = null;
+      return [];
+    }
+    if (rule.prefixLen > 24) return this.changeDeeper(rule, -1);
     this.owners.delete(prefixId(rule.network, rule.prefixLen));
-    // The slots this prefix owned go to the longest shorter prefix covering it.
+    // The slots this prefix owned go to the longest shorter prefix covering it (the /0 is the default, not an owner).
     let successor: Dir24Rule | null = null;
-    for (let len = rule.prefixLen - 1; len >= 0 && !successor; len--) {
+    for (let len = rule.prefixLen - 1; len >= 1 && !successor; len--) {
       successor = this.owners.get(prefixId((rule.network & mask(len)) >>> 0, len)) ?? null;
     }
     return this.fill(rule, (depth) => depth === rule.prefixLen + 1, successor);
@@ -71,33 +156,80 @@ export class Dir24Index {
     const depth = (this.depth ??= new Uint8Array(DIR24_SLOTS));
     const first = range.network >>> 8;
     const count = 1 << (24 - range.prefixLen);
-    const value = owner ? owner.ruleId | (owner.allow ? DIR24_ALLOW : 0) : 0;
+    const value = ruleValue(owner);
     const ownerDepth = owner ? owner.prefixLen + 1 : 0;
     const changed: number[] = [];
     for (let slot = first; slot < first + count; slot++) {
       if (!owns(depth[slot]!)) continue;
       depth[slot] = ownerDepth;
-      const next = (value | (slots[slot]! & DIR24_DEEPER)) >>> 0;
-      if (next !== slots[slot]) {
-        slots[slot] = next;
-        changed.push(slot);
-      }
+      if (value === slots[slot]) continue;
+      slots[slot] = value;
+      // A /24 with a block keeps pointing at it: the block's fall-through slots change instead.
+      if (this.blockOf.has(slot)) this.dirty.add(slot);
+      else changed.push(slot);
     }
     return changed;
   }
 
-  private countDeeper(slot: number, delta: 1 | -1): number[] {
-    const slots = (this.slots ??= new Uint32Array(DIR24_SLOTS));
+  private changeDeeper(rule: Dir24Rule, delta: 1 | -1): number[] {
+    const slot = rule.network >>> 8;
+    this.slots ??= new Uint32Array(DIR24_SLOTS);
     this.depth ??= new Uint8Array(DIR24_SLOTS);
     const deeper = (this.deeper ??= new Uint8Array(DIR24_SLOTS));
     const count = deeper[slot]! + delta;
     if (count < 0) throw new Error(`no /25../31 prefix to remove in slot ${slot}`);
+    const rules = this.deepRules.get(slot) ?? [];
+    if (delta > 0) rules.push(rule);
+    else {
+      const at = rules.findIndex((r) => r.network === rule.network && r.prefixLen === rule.prefixLen);
+      if (at >= 0) rules.splice(at, 1);
+    }
+    if (rules.length > 0) this.deepRules.set(slot, rules);
+    else this.deepRules.delete(slot);
+    const before = this.value(slot);
     deeper[slot] = count;
-    const next = (count > 0 ? slots[slot]! | DIR24_DEEPER : slots[slot]! & ~DIR24_DEEPER) >>> 0;
-    if (next === slots[slot]) return [];
-    slots[slot] = next;
-    return [slot];
+    const block = this.blockOf.get(slot);
+    if (count === 0 && block !== undefined) {
+      this.blockOf.delete(slot);
+      this.dirty.delete(slot);
+      this.releasedBlocks.push(block);
+    } else if (count > 0 && block === undefined && this.freeBlocks.length > 0) {
+      this.blockOf.set(slot, this.freeBlocks.pop()!);
+      this.dirty.add(slot);
+    } else if (block !== undefined) {
+      this.dirty.add(slot);
+    }
+    return this.value(slot) === before ? [] : [slot];
   }
+}
+
+/** Packed keys (pair indexes) and values (two u32 slots each) of the first-level pairs holding `slots`. */
+export function packSlotPairs(index: Dir24Index, slots: ArrayLike<number>): { keys: Buffer; values: Buffer; count: number } {
+  const sorted = Uint32Array.from(slots).sort();
+  const keys = new Uint32Array(sorted.length);
+  const values = new Uint32Array(sorted.length * 2);
+  let count = 0;
+  for (let i = 0; i < sorted.length; i++) {
+    const pair = sorted[i]! >>> 1;
+    if (count > 0 && keys[count - 1] === pair) continue;
+    keys[count] = pair;
+    values[count * 2] = index.value(pair * 2);
+    values[count * 2 + 1] = index.value(pair * 2 + 1);
+    count++;
+  }
+  return { keys: Buffer.from(keys.buffer, 0, count * 4), values: Buffer.from(values.buffer, 0, count * 8), count };
+}
+
+/** Packed keys and values of whole second-level blocks. */
+export function packBlocks(writes: ReadonlyArray<{ block: number; values: Uint32Array }>): { keys: Buffer; values: Buffer; count: number } {
+  const count = writes.length * DIR24_BLOCK_PAIRS;
+  const keys = new Uint32Array(count);
+  const values = new Uint32Array(count * 2);
+  writes.forEach(({ block, values: slots }, i) => {
+    for (let pair = 0; pair < DIR24_BLOCK_PAIRS; pair++) keys[i * DIR24_BLOCK_PAIRS + pair] = block * DIR24_BLOCK_PAIRS + pair;
+    values.set(slots, i * DIR24_BLOCK_SLOTS);
+  });
+  return { keys: Buffer.from(keys.buffer), values: Buffer.from(values.buffer), count };
 }
 
 /**
@@ -138,4 +270,11 @@ export class SlotSet {
   slots(): Uint32Array {
     return this.list.subarray(0, this.size);
   }
+}
+
+/** A first-level slot as the kernel holds it (two slots to an array element). */
+export function readDir24Slot(map: { lookup(key: Buffer): Buffer | null }, slot: number): number {
+  const key = Buffer.alloc(4);
+  key.writeUInt32LE(slot >>> 1);
+  return map.lookup(key)?.readUInt32LE((slot & 1) * 4) ?? 0;
 }

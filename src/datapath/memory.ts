@@ -32,7 +32,7 @@ const SIZED_BY: Record<string, string> = {
   [MAPS.srcHostV6]: 'capacity.cidrV6',
   [MAPS.dstHostV6]: 'capacity.cidrV6',
   [MAPS.ruleStats]: 'capacity.cidrV4 + capacity.cidrV6',
-  [MAPS.flows]: 'capacity.flows (x CPUs)',
+  [MAPS.flows]: 'capacity.flows',
 };
 
 // Kernel structure sizes on 64-bit (kernel/bpf/hashtab.c, lpm_trie.c).
@@ -56,7 +56,7 @@ export function mapBytes({ type, keySize, valueSize, maxEntries }: MapShape, cpu
     case 'array':
       return maxEntries * round8(valueSize);
     case 'percpu_array':
-      return maxEntries * round8(valueSize) * cpus;
+      return maxEntries * (round8(valueSize) * cpus + PERCPU_POINTER);
     case 'hash':
     case 'lru_hash':
       return buckets + maxEntries * (element + round8(valueSize));

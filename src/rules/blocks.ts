@@ -13,14 +13,14 @@
 // failure appended and logged), and the rules stay stored rather than
 // enforced but unlisted. Changes are serialised by a WriteLock, and long
 // loops yield to the event loop (see event-loop.ts).
-import { parseCidr, parseIp, formatCidr } from './cidr.js';
+import { parseCidr, parseIp, formatCidr, type Cidr } from './cidr.js';
 import { MAX_RULE_ID, type BlockDirection, type BlockRule } from './model.js';
 import type { RuleStore } from './store.js';
 import { WriteLock } from './write-lock.js';
 import { BlockBatch, type ValidBlock } from './block-batch.js';
 import { TimeSlicer } from '../event-loop.js';
 import {
-  BusyError, CapacityError, DatapathError, InvalidArgumentError, InvalidCidrError, NotFoundError, XdpwallError,
+  BusyError, CapacityError, DatapathError, InvalidArgumentError, InvalidCidrError, NotFoundError, TooBroadError, XdpwallError,
   collectFailures, undoFailuresOf, withUndoFailures,
 } from '../errors.js';
 
@@ -49,8 +49,12 @@ export interface BlockServiceOptions {
   now?: () => Date;
   /** Rules per address family, both directions together (capacity.cidrV4 / cidrV6). */
   limits?: Record<4 | 6, number>;
+  /** Stored rules per family when the caller already counted them (start-up); read from the store otherwise. */
+  counts?: Record<4 | 6, number>;
   /** Where failed undos are reported. */
   log?: { error(details: object, message: string): void };
+  /** Refuses a CIDR before anything is stored (the failsafe list: FAILSAFE_CONFLICT). */
+  check?: (cidr: Cidr) => void;
 }
 
 export const MAX_COMMENT_LENGTH = 1024;
@@ -73,7 +77,11 @@ function validate(input: BlockInput): ValidBlock {
   if (comment !== null && comment.length > MAX_COMMENT_LENGTH) {
     throw new InvalidArgumentError(`comment is longer than ${MAX_COMMENT_LENGTH} characters`);
   }
-  return { cidr: parseCidr(input.cidr), direction: input.direction ?? 'src', comment };
+  const cidr = parseCidr(input.cidr);
+  if (cidr.prefixLen === 0) {
+    throw new TooBroadError(`${cidr.text} blocks everything: set the default policy to drop instead (PUT /v1/policy)`);
+  }
+  return { cidr, direction: input.direction ?? 'src', comment };
 }
 
 /** validate(), with the item's index in the message. */
@@ -82,6 +90,7 @@ export function validateItem(input: BlockInput, index: number): ValidBlock {
     return validate(input);
   } catch (error) {
     if (error instanceof XdpwallError) {
+      if (error instanceof TooBroadError) throw new TooBroadError(`items[${index}]: ${error.message}`);
       const Type = error instanceof InvalidCidrError ? InvalidCidrError : InvalidArgumentError;
       throw new Type(`items[${index}]: ${error.message}`);
     }
@@ -96,6 +105,7 @@ export class BlockService {
   private readonly now: () => Date;
   private readonly limits: Record<4 | 6, number>;
   private readonly log: BlockServiceOptions['log'];
+  private readonly check: BlockServiceOptions['check'];
   private readonly counts: Record<4 | 6, number>;
   private bulkRunning = false;
 
@@ -107,7 +117,8 @@ export class BlockService {
     this.now = options.now ?? (() => new Date());
     this.limits = options.limits ?? { 4: Infinity, 6: Infinity };
     this.log = options.log;
-    this.counts = store.countByFamily();
+    this.check = options.check;
+    this.counts = options.counts ? { ...options.counts } : store.countByFamily();
   }
 
   /** Stored rules per address family and the configured limit (capacity.cidrV4 / cidrV6). */
@@ -118,6 +129,7 @@ export class BlockService {
   /** Blocks a CIDR; `created` is false when the same CIDR and direction was already blocked. */
   async add(input: BlockInput): Promise<{ rule: BlockRule; created: boolean }> {
     const block = validate(input);
+    this.check?.(block.cidr);
     const batch = new BlockBatch();
     batch.push(block);
     return this.lock.run(async () => {
@@ -139,6 +151,7 @@ export class BlockService {
     this.bulkRunning = true;
     try {
       const batch = await collectValid(items);
+      if (this.check) for (let i = 0; i < batch.count; i++) this.check(batch.cidr(i));
       const { created } = await this.lock.run(() => this.apply(batch));
       return { created, existing: batch.count - created };
     } finally {

@@ -20,7 +20,7 @@
 
 /* Overridable (-DXW_ABI_VERSION=N) so tests can build an object of another version. */
 #ifndef XW_ABI_VERSION
-#define XW_ABI_VERSION 1
+#define XW_ABI_VERSION 2
 #endif
 
 /*
@@ -31,10 +31,12 @@
  *             xw_src_v6, xw_dst_v6   LPM_TRIE  xw_lpm_v6_key -> xw_rule_value
  *             xw_src_host_v4, xw_dst_host_v4  HASH  __be32 -> xw_rule_value
  *             xw_src_host_v6, xw_dst_host_v6  HASH  xw_host_v6_key -> xw_rule_value
- *             xw_src_dir24, xw_dst_dir24      ARRAY[2^24]  __u32 /24 -> __u32 slot
+ *             xw_src_dir24, xw_dst_dir24      ARRAY[2^23]  __u32 pair -> __u64 (two slots)
+ *             xw_src_dir24_l2, xw_dst_dir24_l2  ARRAY[blocks x 128]  -> __u64 (two slots)
  *             xw_rule_stats          PERCPU_HASH  __u32 rule_id -> xw_counter
- *             xw_stats               PERCPU_HASH  xw_stats_key -> xw_counter
- *             xw_flows               LRU_PERCPU_HASH  xw_flow_key -> xw_flow_value
+ *             xw_stats               PERCPU_ARRAY xw_stats_index() -> xw_counter
+ *             xw_ifslots             ARRAY[2^16]  __u32 ifindex -> __u32 interface slot
+ *             xw_flows               LRU_HASH (shared, atomic counters)  xw_flow_key -> xw_flow_value
  *             xw_config              ARRAY[1]  __u32 0 -> xw_config
  *   .rodata   xw_abi.version         XW_ABI_VERSION the object was built with
  * The object also holds maps that are not part of this ABI (the data plane's
@@ -46,7 +48,18 @@
 #define XW_DEFAULT_CIDR_V6_ENTRIES (1u << 18) /*   262,144 prefixes */
 #define XW_DEFAULT_FLOW_ENTRIES    (1u << 18) /*   262,144 flows */
 #define XW_DEFAULT_RULE_ENTRIES    (XW_DEFAULT_CIDR_V4_ENTRIES + XW_DEFAULT_CIDR_V6_ENTRIES)
-#define XW_STATS_ENTRIES           4096       /* ifindex x direction x reason */
+#define XW_DEFAULT_DIR24_BLOCKS    4096       /* second-level DIR-24 blocks per direction */
+
+/*
+ * Counters are a per-CPU array indexed by (interface slot, direction,
+ * verdict, reason). The control plane gives every attached interface a slot
+ * in xw_ifslots (indexed by ifindex); slot 0 collects interfaces without one
+ * (and ifindexes >= XW_IFSLOT_IFINDEX_MAX).
+ */
+#define XW_MAX_IFSLOTS          64
+#define XW_IFSLOT_IFINDEX_MAX   (1u << 16)
+#define XW_STATS_REASONS        32 /* room for every enum xw_reason, with headroom */
+#define XW_STATS_ENTRIES        (XW_MAX_IFSLOTS * 2 /* dir */ * 2 /* verdict */ * XW_STATS_REASONS)
 
 /* Parser bounds, fixed at compile time so the verifier sees bounded loops. */
 #define XW_MAX_VLAN_DEPTH 2 /* 802.1ad outer + 802.1Q inner; a third tag is malformed */
@@ -73,6 +86,11 @@ enum xw_reason {
 	XW_REASON_PASS_NO_MATCH     = 0,  /* IP packet that matched no rule */
 	XW_REASON_PASS_NON_IP       = 1,  /* ARP, LLDP, ...: never filtered */
 	XW_REASON_PASS_ALLOW        = 2,  /* matched an allow rule (reserved) */
+	XW_REASON_PASS_FAILSAFE     = 3,  /* a failsafe entry (configuration file only) */
+	XW_REASON_PASS_RULE         = 4,  /* a rule with action pass */
+	XW_REASON_PASS_REPLY        = 5,  /* default drop, but a flow this host opened */
+	XW_REASON_WOULD_DROP        = 6,  /* a dry-run block or drop rule matched */
+	XW_REASON_PASS_LOG          = 7,  /* a rule with action log: passed and counted */
 	XW_REASON__FIRST_DROP       = 16,
 	XW_REASON_DENY_SRC_CIDR     = 16, /* source address in a deny prefix */
 	XW_REASON_DENY_DST_CIDR     = 17, /* destination address in a deny prefix */
@@ -81,13 +99,16 @@ enum xw_reason {
 	XW_REASON_MALFORMED_IPV6    = 20, /* truncated fixed header or extension */
 	XW_REASON_IPV6_EXT_LIMIT    = 21, /* more extension headers than XW_MAX_IPV6_EXT */
 	XW_REASON_MALFORMED_L4      = 22, /* truncated TCP/UDP/ICMP header */
-	XW_REASON__MAX              = 23,
+	XW_REASON_DROP_RULE         = 23, /* a rule with action drop */
+	XW_REASON_DROP_POLICY       = 24, /* no rule matched and the hook's policy is drop */
+	XW_REASON__MAX              = 25,
 };
 
 /* What a CIDR rule does when it matches. */
 enum xw_action {
 	XW_ACTION_DENY  = 1,
-	XW_ACTION_ALLOW = 2, /* reserved for allow-list mode */
+	XW_ACTION_ALLOW = 2, /* reserved for allow-list mode; a policy rule's "pass" */
+	XW_ACTION_LOG   = 3, /* policy rules only: pass and count */
 };
 
 /* xw_flow_value.cached_verdict: what ingress may skip for this flow. */
@@ -105,12 +126,23 @@ enum xw_cache {
  */
 struct xw_config {
 	__u32 rules_gen;
-	__u32 pad;
+	__u32 features;       /* enum xw_feature bits: stages that are configured */
+	__u32 v4_default[2];  /* DIR-24 slot value of an IPv4 /0 rule, [0] source, [1] destination */
+};
+
+/*
+ * xw_config.features: a stage whose bit is clear is skipped with one test,
+ * so a plain blocklist deployment pays nothing for features it does not use.
+ * None is defined yet: later stages (policy rules, rate limits, sampling)
+ * take bits here.
+ */
+enum xw_feature {
+	XW_FEATURE__NONE = 0,
 };
 
 /* Bits of xw_rule_value.flags. */
 enum xw_rule_flags {
-	XW_RULE_F_DRY_RUN = 1u << 0, /* count as if applied, but pass (reserved) */
+	XW_RULE_F_DRY_RUN = 1u << 0, /* count as if applied, but pass */
 };
 
 /*
@@ -138,20 +170,27 @@ struct xw_host_v6_key {
 };
 
 /*
- * IPv4 network prefixes up to /24 live in a DIR-24 table (DPDK's DIR-24-8
- * without its second level): one slot per /24 of the address space, indexed
- * by the address's top 24 bits, holding the rule of the longest prefix
- * <= /24 covering that /24. /25../31 prefixes stay in the IPv4 trie, and a
- * slot whose /24 holds any of them carries XW_DIR24_DEEPER so only those
- * /24s pay a trie walk. With host routes in the hash, an IPv4 lookup is a
- * hash probe and an array read whatever the number of prefixes. Not pinned:
- * the control plane rebuilds it on every start. Mirror of these constants:
- * src/datapath/dir24.ts.
+ * IPv4 network prefixes live in a DIR-24-8 table (DPDK's): one slot per /24
+ * of the address space, indexed by the address's top 24 bits, holding the
+ * rule of the longest prefix <= /24 covering that /24. A /24 that holds a
+ * /25../31 prefix gets a block of 256 slots in the second level (one per
+ * address of the /24) and its first-level slot says XW_DIR24_BLOCK and the
+ * block number. Only when the blocks run out does a /24 fall back to the
+ * trie, flagged XW_DIR24_DEEPER. A slot value of 0 means no prefix in the
+ * tables covers the address: the /0 rule in xw_config.v4_default applies.
+ *
+ * Slots are u32 but stored two to an array element (__u64, low half =
+ * even slot): an ARRAY rounds values up to 8 bytes, so u32 elements would
+ * waste half of the 2^24-slot table. Not pinned: the control plane rebuilds
+ * both levels on every start. Mirror: src/datapath/dir24.ts.
  */
 #define XW_DIR24_SLOTS     (1u << 24)
-#define XW_DIR24_DEEPER    (1u << 31) /* a /25../31 prefix lies here: ask the trie */
+#define XW_DIR24_PAIRS     (XW_DIR24_SLOTS / 2)
+#define XW_DIR24_BLOCK_PAIRS 128      /* array elements of one 256-slot block */
+#define XW_DIR24_DEEPER    (1u << 31) /* a /25../31 prefix lies here, no block: ask the trie */
 #define XW_DIR24_ALLOW     (1u << 30) /* the covering rule allows */
-#define XW_DIR24_RULE_MASK 0x3fffffffu /* its rule_id; 0: no prefix <= /24 covers */
+#define XW_DIR24_BLOCK     (1u << 29) /* the rule mask holds a second-level block number */
+#define XW_DIR24_RULE_MASK 0x1fffffffu /* its rule_id (or block); 0: no prefix covers */
 
 /*
  * Value of every CIDR trie and host hash: which rule matched and what it does, not a bare
@@ -170,13 +209,21 @@ struct xw_counter {
 	__u64 bytes;
 };
 
-/* Key of xw_stats: one counter per interface, direction, verdict and reason. */
+/*
+ * How user space reports a counter: one per interface, direction, verdict
+ * and reason. Not a map key any more (xw_stats is an array, see
+ * XW_STATS_ENTRIES); the layout stays as the decoded form of an index.
+ */
 struct xw_stats_key {
 	__u32 ifindex;
 	__u8 direction; /* enum xw_direction */
 	__u8 verdict;   /* enum xw_verdict */
 	__u16 reason;   /* enum xw_reason */
 };
+
+/* Index of a counter in xw_stats. */
+#define XW_STATS_INDEX(ifslot, dir, verdict, reason) \
+	((((ifslot) * 2 + (dir)) * 2 + (verdict)) * XW_STATS_REASONS + (reason))
 
 /*
  * Flow key, oriented from the remote peer towards this host: on ingress
@@ -199,8 +246,9 @@ struct xw_flow_key {
 };
 
 /*
- * Flow value, per CPU (user space sums counters, takes min first_seen and
- * max last_seen over CPUs with a non-zero first_seen, ORs the flags).
+ * Flow value, one per flow shared by all CPUs: counters are atomic adds,
+ * the TCP flags an atomic OR of the 32-bit word they share with
+ * cached_verdict (so the table's memory does not grow with the CPU count).
  * Times are bpf_ktime_get_coarse_ns(): CLOCK_MONOTONIC as of the last tick
  * (milliseconds are all a flow listing needs, and it costs a third of an
  * established flow's time less than the precise clock); user space converts.
@@ -213,6 +261,119 @@ struct xw_flow_value {
 	__u8 cached_verdict;         /* enum xw_cache, ingress only */
 	__u8 pad0;
 	__u32 rules_gen;             /* xw_config.rules_gen when cached_verdict was set */
+};
+
+/*
+ * ---------------------------------------------------------------- policy
+ * Rules on ports, protocols and flags, classified without walking them
+ * (the bit-vector scheme of bpf-iptables, Miano et al.): every rule of a
+ * hook has a position, its bit, in priority order; each field's lookup
+ * yields the bitmap of the rules that field lets through, the bitmaps are
+ * ANDed, and the lowest set bit is the first rule that matches. Tables are
+ * double-buffered per hook: the control plane fills the buffer packets do
+ * not read, then flips xw_pol_active[hook] with one write; a packet reads
+ * that index once, so it is classified entirely by one buffer. Mirror:
+ * src/policy/abi.ts (with the rest in src/datapath/abi.ts).
+ *
+ * Maps (all pinned by name):
+ *   xw_pol_active   ARRAY[XW_POL_TABLES]  table -> __u32 buffer (0 or 1)
+ *   xw_pol_meta     ARRAY[XW_POL_TABLES*2]  table*2+buf -> xw_pol_meta
+ *   xw_pol_rules    ARRAY[XW_POL_TABLES*2*XW_POL_MAX_RULES]  -> xw_pol_rule
+ *   xw_pol_bitmaps  HASH  xw_pol_bitmap_key -> xw_pol_bitmap
+ *   xw_pol_addrs    LPM_TRIE  xw_pol_addr_key -> __u32 value of the prefix's bitmap key
+ *   xw_pol_ports    ARRAY  ((table*2+buf)*2+(dport))*16384 + port/4 -> xw_pol_port_slot
+ *   xw_pol_replies  LRU_HASH  xw_flow_key -> __u64 time of the last egress packet
+ *   xw_pol_sync     ARRAY_OF_MAPS[1]: updating it waits for an RCU grace period,
+ *                   after which no packet still reads the buffer flipped away from
+ */
+#define XW_POL_MAX_RULES 4096 /* per table */
+#define XW_POL_WORDS     (XW_POL_MAX_RULES / 64)
+#define XW_POL_PORT_SLOTS (65536 / 4)
+#define XW_POL_WILDCARD  0xffffffffu /* xw_pol_bitmap_key.value: rules that leave the field open */
+#define XW_POL_REPLY_ENTRIES    (1u << 16) /* xw_pol_replies: flows this host opened */
+#define XW_POL_REPLY_TIMEOUT_NS (300ULL * 1000000000ULL) /* a reply must follow egress traffic within this */
+#define XW_POL_REPLY_REFRESH_NS (1000000000ULL) /* egress rewrites a flow's time at most this often */
+
+/* Rule tables: one per hook, and the failsafe list as a table of its own. */
+enum xw_pol_table {
+	XW_POL_INGRESS  = 0,
+	XW_POL_EGRESS   = 1,
+	XW_POL_FAILSAFE = 2, /* ingress, before the blocks: any match passes */
+	XW_POL_TABLES   = 3,
+};
+
+/* Fields a rule can constrain; bit (1 << field) of xw_pol_meta.fields. */
+enum xw_pol_field {
+	XW_FIELD_IFACE     = 0, /* value: ifindex */
+	XW_FIELD_PROTO     = 1, /* value: IP protocol */
+	XW_FIELD_SPORT     = 2, /* value: interval index from xw_pol_ports */
+	XW_FIELD_DPORT     = 3, /* value: interval index from xw_pol_ports */
+	XW_FIELD_TCP_FLAGS = 4, /* value: the TCP flag byte */
+	XW_FIELD_ICMP_TYPE = 5,
+	XW_FIELD_ICMP_CODE = 6,
+	XW_FIELD_VLAN      = 7, /* value: innermost VLAN id */
+	XW_FIELD_SRC       = 8, /* xw_pol_addrs */
+	XW_FIELD_DST       = 9, /* xw_pol_addrs */
+	XW_FIELD__MAX      = 10, /* as a bitmap key's field: the buffer's all-ones bitmap (value 0) */
+};
+
+/* What no rule matching does (xw_pol_meta.default_action). */
+enum xw_pol_default {
+	XW_POL_ACCEPT = 0,
+	XW_POL_DROP   = 1, /* ingress: replies to flows this host opened still pass */
+};
+
+/* Bits of xw_pol_meta.flags. */
+enum xw_pol_flags {
+	XW_POL_F_REPLIES = 1u << 0, /* egress: record flows for ingress pass_reply */
+};
+
+struct xw_pol_meta {
+	__u32 words;          /* 64-bit words of the bitmaps in use: ceil(rules / 64) */
+	__u32 fields;         /* bit per enum xw_pol_field that some rule constrains */
+	__u8 default_action;  /* enum xw_pol_default */
+	__u8 flags;           /* enum xw_pol_flags */
+	__u16 pad;
+	__u32 pad2;
+};
+
+/* A rule by its position (bit). expires_ns: coarse CLOCK_MONOTONIC, 0 = never. */
+struct xw_pol_rule {
+	__u32 rule_id; /* key of xw_rule_stats */
+	__u8 action;   /* enum xw_action: DENY, ALLOW or LOG */
+	__u8 flags;    /* enum xw_rule_flags */
+	__u16 pad;
+	__u64 expires_ns;
+};
+
+struct xw_pol_bitmap_key {
+	__u8 table;  /* enum xw_pol_table */
+	__u8 buf;    /* 0 or 1 */
+	__u8 field;  /* enum xw_pol_field */
+	__u8 pad;
+	__u32 value; /* or XW_POL_WILDCARD */
+};
+
+struct xw_pol_bitmap {
+	__u64 words[XW_POL_WORDS]; /* bit i of word w: the rule at position w * 64 + i */
+};
+
+/*
+ * Address prefixes. prefixlen counts the 32 tag bits (table, buf, field,
+ * family) plus the prefix; an IPv4 address fills addr[0..3].
+ */
+struct xw_pol_addr_key {
+	__u32 prefixlen;
+	__u8 table;
+	__u8 buf;
+	__u8 field;  /* XW_FIELD_SRC or XW_FIELD_DST */
+	__u8 family; /* 4 or 6 */
+	__u8 addr[16];
+};
+
+/* Four consecutive ports' interval indexes (0: no interval, the wildcard). */
+struct xw_pol_port_slot {
+	__u16 interval[4];
 };
 
 #endif /* XDPWALL_ABI_H */

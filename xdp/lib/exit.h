@@ -36,19 +36,31 @@ static __always_inline void xw_count(void *map, const void *key, __u32 bytes)
 	ctr->bytes += bytes;
 }
 
+/*
+ * The interface's slot, assigned by the control plane at attach; 0 for
+ * interfaces without one.
+ */
+static __always_inline __u32 xw_ifslot(__u32 ifindex)
+{
+	__u32 *slot = bpf_map_lookup_elem(&xw_ifslots, &ifindex);
+
+	return slot && *slot < XW_MAX_IFSLOTS ? *slot : 0;
+}
+
+/* This CPU's counter of (interface, direction, verdict, reason): two increments. */
 static __always_inline void xw_stats_count(const struct xw_pkt *p,
 					   enum xw_direction dir,
 					   enum xw_verdict verdict,
 					   enum xw_reason reason)
 {
-	struct xw_stats_key key = {
-		.ifindex = p->ifindex,
-		.direction = dir,
-		.verdict = verdict,
-		.reason = reason,
-	};
+	__u32 index = XW_STATS_INDEX(xw_ifslot(p->ifindex), dir, verdict,
+				     reason & (XW_STATS_REASONS - 1));
+	struct xw_counter *ctr = bpf_map_lookup_elem(&xw_stats, &index);
 
-	xw_count(&xw_stats, &key, p->len);
+	if (!ctr)
+		return;
+	ctr->packets++;
+	ctr->bytes += p->len;
 }
 
 /*
@@ -69,7 +81,7 @@ static __always_inline void xw_rule_count(__u32 rule_id, __u32 bytes)
  */
 static __always_inline bool xw_reason_has_flow(enum xw_reason reason)
 {
-	return reason == XW_REASON_PASS_NO_MATCH || reason == XW_REASON_PASS_ALLOW;
+	return reason < XW_REASON__FIRST_DROP && reason != XW_REASON_PASS_NON_IP;
 }
 
 static __always_inline int xw_hook_action(enum xw_direction dir,

@@ -33,16 +33,18 @@ static __always_inline void xw_flow_key_of(const struct xw_pkt *p,
 	key->pad = 0;
 }
 
-/* The rule-set generation, read before any rule lookup (see struct xw_config). */
-static __always_inline __u32 xw_rules_gen(void)
+/*
+ * The runtime settings, read once per packet before any rule lookup (see
+ * struct xw_config). NULL never happens (slot 0 of a one-slot array).
+ */
+static __always_inline const struct xw_config *xw_config_get(void)
 {
 	__u32 slot = 0;
-	const struct xw_config *cfg = bpf_map_lookup_elem(&xw_config, &slot);
 
-	return cfg ? cfg->rules_gen : 0;
+	return bpf_map_lookup_elem(&xw_config, &slot);
 }
 
-/* This CPU's slot of the packet's flow entry, or NULL. */
+/* The packet's flow entry, or NULL. */
 static __always_inline struct xw_flow_value *xw_flow_find(const struct xw_pkt *p,
 							  enum xw_direction dir)
 {
@@ -53,9 +55,9 @@ static __always_inline struct xw_flow_value *xw_flow_find(const struct xw_pkt *p
 }
 
 /*
- * True when this flow passed every rule of the current generation on this
- * CPU, so ingress may skip the lookups: established flows then cost a hash
- * lookup instead of two trie walks, until the next rule change.
+ * True when this flow passed every rule of the current generation, so
+ * ingress may skip the lookups that cost more than the flow lookup itself
+ * (the IPv6 trie), until the next rule change.
  */
 static __always_inline bool xw_flow_pass_cached(const struct xw_flow_value *val,
 						__u32 rules_gen)
@@ -65,12 +67,21 @@ static __always_inline bool xw_flow_pass_cached(const struct xw_flow_value *val,
 }
 
 /*
+ * The 32-bit word holding tcp_flags[2], cached_verdict and pad0 (see
+ * struct xw_flow_value): atomics work on 32 or 64 bits, not bytes.
+ */
+static __always_inline __u32 *xw_flow_flags_word(struct xw_flow_value *val)
+{
+	return (__u32 *)&val->tcp_flags[0];
+}
+
+/*
  * Counts a passed packet in its flow, creating the entry on first sight.
- * val: the caller's xw_flow_find() result, NULL when the flow is new (one
- * lookup per packet: in a full table each one is a cache-missing bucket
- * walk). On ingress the pass is cached under rules_gen. Values are per CPU and only this CPU
- * writes its slot, so plain increments are exact; user space merges the
- * slots (see struct xw_flow_value).
+ * val: the caller's xw_flow_find() result, NULL when the flow is new. The
+ * entry is shared by all CPUs: counters are atomic adds and the TCP flags
+ * an atomic OR; the times and the cached verdict are plain stores (the
+ * latest writer wins, which is what they mean). Two CPUs creating the same
+ * flow: BPF_NOEXIST makes the second count into the first one's entry.
  */
 static __always_inline void xw_flow_account(const struct xw_pkt *p,
 					    enum xw_direction dir,
@@ -93,21 +104,20 @@ static __always_inline void xw_flow_account(const struct xw_pkt *p,
 		init.dir[dir].packets = 1;
 		init.dir[dir].bytes = p->len;
 		init.tcp_flags[dir] = p->tcp_flags;
-		/*
-		 * BPF_ANY, not BPF_NOEXIST: if another CPU created the entry
-		 * since our lookup, this writes only our CPU's slot, which was
-		 * still zero, so the packet is counted either way.
-		 */
-		bpf_map_update_elem(&xw_flows, &key, &init, BPF_ANY);
-		return;
+		if (!bpf_map_update_elem(&xw_flows, &key, &init, BPF_NOEXIST))
+			return;
+		val = bpf_map_lookup_elem(&xw_flows, &key);
+		if (!val) /* created and already evicted: the packet goes uncounted */
+			return;
 	}
-	if (!val->first_seen_ns) /* entry created on another CPU */
-		val->first_seen_ns = now;
-	val->last_seen_ns = now;
-	val->dir[dir].packets++;
-	val->dir[dir].bytes += p->len;
-	val->tcp_flags[dir] |= p->tcp_flags;
-	if (ingress) {
+	if (val->last_seen_ns != now)
+		val->last_seen_ns = now;
+	__sync_fetch_and_add(&val->dir[dir].packets, 1);
+	__sync_fetch_and_add(&val->dir[dir].bytes, p->len);
+	if (p->tcp_flags & ~val->tcp_flags[dir])
+		__sync_fetch_and_or(xw_flow_flags_word(val),
+				    (__u32)p->tcp_flags << (8 * dir));
+	if (ingress && (val->cached_verdict != XW_CACHE_PASS || val->rules_gen != rules_gen)) {
 		val->cached_verdict = XW_CACHE_PASS;
 		val->rules_gen = rules_gen;
 	}

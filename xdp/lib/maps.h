@@ -52,17 +52,23 @@ XW_HOST_MAP(xw_dst_host_v4, __be32, XW_DEFAULT_CIDR_V4_ENTRIES);
 XW_HOST_MAP(xw_src_host_v6, struct xw_host_v6_key, XW_DEFAULT_CIDR_V6_ENTRIES);
 XW_HOST_MAP(xw_dst_host_v6, struct xw_host_v6_key, XW_DEFAULT_CIDR_V6_ENTRIES);
 
-/* IPv4 prefixes up to /24, expanded per /24 (see XW_DIR24_SLOTS). */
-#define XW_DIR24_MAP(_name)                                     \
+/*
+ * IPv4 prefixes expanded per /24 (first level) and per address of the /24s
+ * that hold a /25../31 (second level); two u32 slots per element (see
+ * XW_DIR24_SLOTS). The loader sizes the second level from the block count.
+ */
+#define XW_DIR24_MAP(_name, _entries)                           \
 	struct {                                                \
 		__uint(type, BPF_MAP_TYPE_ARRAY);               \
-		__uint(max_entries, XW_DIR24_SLOTS);            \
+		__uint(max_entries, _entries);                  \
 		__type(key, __u32);                             \
-		__type(value, __u32);                           \
+		__type(value, __u64);                           \
 	} _name SEC(".maps")
 
-XW_DIR24_MAP(xw_src_dir24);
-XW_DIR24_MAP(xw_dst_dir24);
+XW_DIR24_MAP(xw_src_dir24, XW_DIR24_PAIRS);
+XW_DIR24_MAP(xw_dst_dir24, XW_DIR24_PAIRS);
+XW_DIR24_MAP(xw_src_dir24_l2, XW_DEFAULT_DIR24_BLOCKS * XW_DIR24_BLOCK_PAIRS);
+XW_DIR24_MAP(xw_dst_dir24_l2, XW_DEFAULT_DIR24_BLOCKS * XW_DIR24_BLOCK_PAIRS);
 
 /*
  * Per-rule counters. The data plane creates a rule's entry on its first hit
@@ -80,26 +86,36 @@ struct {
 } xw_rule_stats SEC(".maps");
 
 /*
- * Verdict and reason counters. Small and created from the data path, so
- * preallocated: inserting never allocates and never fails for memory.
+ * Verdict and reason counters: an array indexed by XW_STATS_INDEX(), so
+ * counting is an address computation and two increments, never a hash.
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, XW_STATS_ENTRIES);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-	__type(key, struct xw_stats_key);
+	__type(key, __u32);
 	__type(value, struct xw_counter);
 } xw_stats SEC(".maps");
 
+/* ifindex -> interface slot of xw_stats (0: none assigned), written at attach. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XW_IFSLOT_IFINDEX_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, __u32);
+	__type(value, __u32);
+} xw_ifslots SEC(".maps");
+
 /*
- * Flow table. Per-CPU values make the counters plain increments. With
- * BPF_F_NO_COMMON_LRU every CPU keeps its own LRU list and free list
+ * Flow table: one entry per flow shared by all CPUs (atomic counters), so
+ * its memory does not grow with the CPU count. With BPF_F_NO_COMMON_LRU
+ * every CPU keeps its own LRU list and free list over the shared entries
  * (max_entries / possible CPUs each), so inserting a new flow takes no
  * shared lock: an attack spreading over all RX queues does not serialise on
  * the flow table. The price is that one busy CPU evicts within its share.
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, XW_DEFAULT_FLOW_ENTRIES);
 	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

@@ -118,7 +118,7 @@ static __always_inline bool xw_is_vlan(int proto)
  * Ethernet and up to XW_MAX_VLAN_DEPTH tags of either kind, in any nesting.
  * Returns the ethertype after the tags; -1 if truncated or a tag remains.
  */
-static __always_inline int xw_parse_eth(struct xw_cursor *c)
+static __always_inline int xw_parse_eth(struct xw_cursor *c, struct xw_pkt *p)
 {
 	struct ethhdr *eth = xw_pull(c, sizeof(*eth));
 	struct xw_vlan_hdr *vlan;
@@ -136,6 +136,8 @@ static __always_inline int xw_parse_eth(struct xw_cursor *c)
 		if (!vlan)
 			return -1;
 		proto = bpf_ntohs(vlan->encap_proto);
+		p->vlan = bpf_ntohs(vlan->tci) & 0x0fff;
+		p->flags |= XW_PKT_VLAN;
 	}
 	return xw_is_vlan(proto) ? -1 : proto;
 }
@@ -285,6 +287,7 @@ static __always_inline int xw_parse_l4(struct xw_cursor *c, struct xw_pkt *p)
 		p->sport = th->source;
 		p->dport = th->dest;
 		p->tcp_flags = ((__u8 *)th)[XW_TCP_FLAGS_OFFSET];
+		p->flags |= XW_PKT_L4;
 		return 0;
 	}
 	case IPPROTO_UDP: {
@@ -294,6 +297,7 @@ static __always_inline int xw_parse_l4(struct xw_cursor *c, struct xw_pkt *p)
 			return -1;
 		p->sport = uh->source;
 		p->dport = uh->dest;
+		p->flags |= XW_PKT_L4;
 		return 0;
 	}
 	case IPPROTO_ICMP:
@@ -302,6 +306,9 @@ static __always_inline int xw_parse_l4(struct xw_cursor *c, struct xw_pkt *p)
 
 		if (!ih)
 			return -1;
+		p->icmp_type = ih[0];
+		p->icmp_code = ih[1];
+		p->flags |= XW_PKT_L4;
 		if (xw_icmp_is_echo(p->proto, ih[0])) {
 			/*
 			 * Echo request and reply share the identifier, as in
@@ -331,7 +338,7 @@ static __always_inline enum xw_reason xw_parse(struct xw_cursor *c,
 	bool non_first = false;
 	int proto;
 
-	proto = xw_parse_eth(c);
+	proto = xw_parse_eth(c, p);
 	if (proto < 0)
 		return XW_REASON_MALFORMED_L2;
 

@@ -32,6 +32,17 @@ struct xw_pkt {
 	__be16 dport;    /* or htons(ICMP code) */
 	__u8 saddr[16];  /* IPv4 as IPv4-mapped IPv6 */
 	__u8 daddr[16];
+	/* for the policy stage (policy.h) */
+	__u16 vlan;      /* innermost VLAN id, valid with XW_PKT_VLAN */
+	__u8 icmp_type;  /* valid with XW_PKT_L4 for ICMP and ICMPv6 */
+	__u8 icmp_code;
+	__u8 flags;      /* enum xw_pkt_flags */
+	__u8 pad2[3];
+};
+
+enum xw_pkt_flags {
+	XW_PKT_L4   = 1u << 0, /* the upper-layer header was parsed (not a non-first fragment) */
+	XW_PKT_VLAN = 1u << 1, /* the frame carried a VLAN tag */
 };
 
 /*

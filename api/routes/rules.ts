@@ -1,0 +1,82 @@
+import { Type } from 'typebox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Rule, RuleBody, RuleIdParams, RuleList, RuleListQuery } from '../schemas/rules.js';
+import { errorResponses } from '../schemas/common.js';
+import type { ApiFirewall } from '../app.js';
+import { ruleView, type PolicyRule } from '../../src/policy/model.js';
+import { kernelRuleId } from '../../src/policy/engine.js';
+
+export interface RuleRoutesOptions {
+  firewall: ApiFirewall;
+}
+
+export const ruleRoutes: FastifyPluginAsyncTypebox<RuleRoutesOptions> = async (app, { firewall }) => {
+  const view = (rule: PolicyRule) => {
+    const counter = firewall.ruleHits(kernelRuleId(rule.id));
+    const hits = counter ? { packets: Number(counter.packets), bytes: Number(counter.bytes) } : { packets: 0, bytes: 0 };
+    return { ...ruleView(rule), hits, ...(rule.dryRun && rule.action === 'drop' && { wouldDrop: hits }) };
+  };
+
+  app.post('/v1/rules', {
+    schema: {
+      tags: ['rules'],
+      summary: 'Add a rule',
+      description: '201 with the rule once it is on disk and in the kernel. Invalid combinations get 400 INVALID_RULE naming the field.',
+      body: RuleBody,
+      response: { 201: Type.Ref('Rule'), ...errorResponses(400, 409, 415, 507) },
+    },
+  }, async (request, reply) => {
+    const rule = await firewall.rules.add(request.body);
+    request.audit({ ruleId: rule.id });
+    return reply.status(201).send(view(rule));
+  });
+
+  app.get('/v1/rules', {
+    schema: {
+      tags: ['rules'],
+      summary: 'List rules in evaluation order (hook, priority, id)',
+      querystring: RuleListQuery,
+      response: { 200: RuleList, ...errorResponses(400) },
+    },
+  }, async (request) => {
+    const { limit, offset, hook, iface } = request.query;
+    const { items, total } = firewall.rules.list({ limit, offset, hook, iface });
+    return { items: items.map(view), total, limit, offset };
+  });
+
+  app.get('/v1/rules/:id', {
+    schema: {
+      tags: ['rules'],
+      summary: 'One rule, with its counters',
+      params: RuleIdParams,
+      response: { 200: Type.Ref('Rule'), ...errorResponses(400, 404) },
+    },
+  }, async (request) => view(firewall.rules.get(request.params.id)));
+
+  app.put('/v1/rules/:id', {
+    schema: {
+      tags: ['rules'],
+      summary: 'Replace a rule (same id, counters kept)',
+      params: RuleIdParams,
+      body: RuleBody,
+      response: { 200: Type.Ref('Rule'), ...errorResponses(400, 404, 409, 415, 507) },
+    },
+  }, async (request) => {
+    const rule = await firewall.rules.update(request.params.id, request.body);
+    request.audit({ ruleId: rule.id });
+    return view(rule);
+  });
+
+  app.delete('/v1/rules/:id', {
+    schema: {
+      tags: ['rules'],
+      summary: 'Remove a rule',
+      params: RuleIdParams,
+      response: { 204: Type.Null(), ...errorResponses(400, 404) },
+    },
+  }, async (request, reply) => {
+    const rule = await firewall.rules.remove(request.params.id);
+    request.audit({ ruleId: rule.id });
+    return reply.status(204).send(null);
+  });
+};

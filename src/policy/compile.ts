@@ -1,0 +1,204 @@
+// Compiles one table of ordered rules into the data plane's per-field
+// bitmaps (xdp/lib/rules.h). Pure: the writer (tables.ts) puts the result
+// into a buffer of the kernel's maps.
+//
+// Position i of `rules` is bit i. For every field some rule constrains:
+//   - the wildcard bitmap: the rules that leave the field open;
+//   - one bitmap per value a packet can bring that some constraining rule
+//     accepts: those rules, plus the wildcard ones.
+// A packet's value without an entry gets the wildcard bitmap. Ports go
+// through elementary intervals (a port -> interval array, then one bitmap
+// per interval); address prefixes through an LPM trie whose longest match's
+// bitmap holds every rule whose prefix contains it.
+import { PolDefault, PolField, POL_MAX_RULES, POL_WILDCARD, type PolFieldName } from '../datapath/abi.js';
+import { CapacityError } from '../errors.js';
+import type { ClassRule, DefaultAction, Prefix } from './reference.js';
+
+export const BITMAP_BYTES = POL_MAX_RULES / 8;
+
+export interface CompiledAddr {
+  field: 'src' | 'dst';
+  prefix: Prefix;
+  /** xw_pol_bitmap_key.value of its bitmap. */
+  value: number;
+}
+
+export interface CompiledTable {
+  words: number;
+  /** Bit per PolField some rule constrains. */
+  fields: number;
+  defaultAction: number;
+  flags: number;
+  rules: readonly ClassRule[];
+  /** Bitmaps by field and value (POL_WILDCARD for the wildcard). */
+  bitmaps: Array<{ field: number; value: number; bits: Uint8Array }>;
+  /** All-ones over the rules: what an unconstrained field stands for. */
+  all: Uint8Array;
+  addrs: CompiledAddr[];
+  /** Per port field constrained: each port's interval (0: none, the wildcard). */
+  ports: { sport?: Uint16Array; dport?: Uint16Array };
+}
+
+const newBits = () => new Uint8Array(BITMAP_BYTES);
+const setBit = (bits: Uint8Array, i: number) => {
+  bits[i >> 3]! |= 1 << (i & 7);
+};
+const clearBit = (bits: Uint8Array, i: number) => {
+  bits[i >> 3]! &= ~(1 << (i & 7));
+};
+const orInto = (target: Uint8Array, source: Uint8Array) => {
+  for (let i = 0; i < target.length; i++) target[i]! |= source[i]!;
+};
+const isEmpty = (bits: Uint8Array) => bits.every((b) => b === 0);
+
+type ScalarField = 'iface' | 'proto' | 'tcpFlags' | 'icmpType' | 'icmpCode' | 'vlan';
+
+/** The values a rule accepts in a scalar field, or null when it leaves the field open. */
+function scalarValues(rule: ClassRule, field: ScalarField): number[] | null {
+  switch (field) {
+    case 'iface':
+      return rule.ifindex === null ? null : [rule.ifindex];
+    case 'proto':
+      return rule.proto === null ? null : [rule.proto];
+    case 'icmpType':
+      return rule.icmpType === null ? null : [rule.icmpType];
+    case 'icmpCode':
+      return rule.icmpCode === null ? null : [rule.icmpCode];
+    case 'vlan':
+      return rule.vlan === null ? null : [rule.vlan];
+    case 'tcpFlags': {
+      const match = rule.tcpFlags;
+      if (!match) return null;
+      const out: number[] = [];
+      for (let b = 0; b < 256; b++) if ((b & match.mask) === match.set) out.push(b);
+      return out;
+    }
+  }
+}
+
+const prefixKey = (field: string, p: Prefix) => `${field}|${p.family}|${Buffer.from(p.bytes).toString('hex')}|${p.prefixLen}`;
+
+function truncated(p: Prefix, len: number): Prefix {
+  const bytes = new Uint8Array(p.bytes);
+  for (let bit = len; bit < bytes.length * 8; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
+  return { family: p.family, bytes, prefixLen: len };
+}
+
+export interface CompileOptions {
+  defaultAction?: DefaultAction;
+  flags?: number;
+}
+
+export function compileTable(rules: readonly ClassRule[], options: CompileOptions = {}): CompiledTable {
+  if (rules.length > POL_MAX_RULES) {
+    throw new CapacityError(`${rules.length} rules in one hook exceed the data plane's ${POL_MAX_RULES}`);
+  }
+  const n = rules.length;
+  const all = newBits();
+  for (let i = 0; i < n; i++) setBit(all, i);
+  const out: CompiledTable = {
+    words: Math.ceil(n / 64),
+    fields: 0,
+    defaultAction: PolDefault[options.defaultAction ?? 'accept'],
+    flags: options.flags ?? 0,
+    rules,
+    bitmaps: [],
+    all,
+    addrs: [],
+    ports: {},
+  };
+  const wildcardOf = (open: (r: ClassRule) => boolean): Uint8Array => {
+    const bits = newBits();
+    rules.forEach((r, i) => open(r) && setBit(bits, i));
+    return bits;
+  };
+  const emit = (field: PolFieldName, value: number, bits: Uint8Array) => {
+    if (!isEmpty(bits)) out.bitmaps.push({ field: PolField[field], value, bits });
+  };
+
+  for (const field of ['iface', 'proto', 'tcpFlags', 'icmpType', 'icmpCode', 'vlan'] as const) {
+    const accepted = rules.map((r) => scalarValues(r, field));
+    if (accepted.every((v) => v === null)) continue;
+    out.fields |= 1 << PolField[field];
+    const wildcard = wildcardOf((_r) => false);
+    accepted.forEach((v, i) => v === null && setBit(wildcard, i));
+    emit(field, POL_WILDCARD, wildcard);
+    const byValue = new Map<number, Uint8Array>();
+    accepted.forEach((values, i) => {
+      for (const value of values ?? []) {
+        let bits = byValue.get(value);
+        if (!bits) byValue.set(value, (bits = Uint8Array.from(wildcard)));
+        setBit(bits, i);
+      }
+    });
+    for (const [value, bits] of byValue) emit(field, value, bits);
+  }
+
+  for (const field of ['sport', 'dport'] as const) {
+    const ranges = rules.map((r) => (field === 'sport' ? r.srcPort : r.dstPort));
+    if (ranges.every((r) => r === null)) continue;
+    out.fields |= 1 << PolField[field];
+    const wildcard = newBits();
+    ranges.forEach((r, i) => r === null && setBit(wildcard, i));
+    emit(field, POL_WILDCARD, wildcard);
+    // Sweep the port line: rules start covering at lo, stop after hi.
+    const starts = new Map<number, number[]>();
+    const ends = new Map<number, number[]>();
+    ranges.forEach((r, i) => {
+      if (!r) return;
+      (starts.get(r.lo) ?? starts.set(r.lo, []).get(r.lo)!).push(i);
+      (ends.get(r.hi + 1) ?? ends.set(r.hi + 1, []).get(r.hi + 1)!).push(i);
+    });
+    const points = [...new Set([0, ...starts.keys(), ...ends.keys()])].filter((p) => p <= 65535).sort((a, b) => a - b);
+    const covering = newBits();
+    let active = 0;
+    const intervals = new Uint16Array(65536);
+    let next = 1;
+    for (let k = 0; k < points.length; k++) {
+      const point = points[k]!;
+      for (const i of ends.get(point) ?? []) {
+        clearBit(covering, i);
+        active--;
+      }
+      for (const i of starts.get(point) ?? []) {
+        setBit(covering, i);
+        active++;
+      }
+      if (active === 0) continue;
+      const end = k + 1 < points.length ? points[k + 1]! : 65536;
+      const id = next++;
+      intervals.fill(id, point, end);
+      const bits = Uint8Array.from(covering);
+      orInto(bits, wildcard);
+      out.bitmaps.push({ field: PolField[field], value: id, bits });
+    }
+    out.ports[field] = intervals;
+  }
+
+  for (const field of ['src', 'dst'] as const) {
+    const prefixes = rules.map((r) => r[field]);
+    if (prefixes.every((p) => p === null)) continue;
+    out.fields |= 1 << PolField[field];
+    const wildcard = newBits();
+    prefixes.forEach((p, i) => p === null && setBit(wildcard, i));
+    emit(field, POL_WILDCARD, wildcard);
+    // Rules by exact prefix, then each distinct prefix's bitmap from its ancestors.
+    const byPrefix = new Map<string, { prefix: Prefix; rules: number[] }>();
+    prefixes.forEach((p, i) => {
+      if (!p) return;
+      const key = prefixKey(field, p);
+      (byPrefix.get(key) ?? byPrefix.set(key, { prefix: p, rules: [] }).get(key)!).rules.push(i);
+    });
+    let value = 1;
+    for (const { prefix } of byPrefix.values()) {
+      const bits = Uint8Array.from(wildcard);
+      for (let len = 0; len <= prefix.prefixLen; len++) {
+        for (const i of byPrefix.get(prefixKey(field, truncated(prefix, len)))?.rules ?? []) setBit(bits, i);
+      }
+      out.addrs.push({ field, prefix, value });
+      out.bitmaps.push({ field: PolField[field], value, bits });
+      value++;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,99 @@
+// The one place that decides what the kernel's rule tables hold: the stored
+// rules of each hook (in evaluation order), the default policy and the
+// failsafe list, compiled and written with PolicyTables. Every change
+// recompiles the whole hook it touches (at most 4,096 rules) and flips it in
+// atomically; nothing else writes the policy maps.
+import type { Clock } from '../clock.js';
+import { POLICY_RULE_ID_BASE, PolFlags, PolTable, encodeRuleId } from '../datapath/abi.js';
+import { compileTable } from './compile.js';
+import type { PolicyRule, RuleHook } from './model.js';
+import type { ClassRule, DefaultAction, Prefix } from './reference.js';
+import type { PolicyTables } from './tables.js';
+import type { BpfMap } from '@xdpwall/addon';
+import type { Cidr } from '../rules/cidr.js';
+
+export const kernelRuleId = (id: number): number => POLICY_RULE_ID_BASE + id;
+
+export interface PolicyDefaults {
+  ingress: DefaultAction;
+  egress: DefaultAction;
+}
+
+export interface PolicyEngineOptions {
+  clock: Clock;
+  /** The ifindex of an attached interface by its configured name; undefined when not attached. */
+  ifindexOf(iface: string): number | undefined;
+  /** Where per-rule counters live (deleted with their rule). */
+  ruleStats?: BpfMap;
+}
+
+const prefixOf = (c: Cidr | null): Prefix | null => c && { family: c.family, bytes: new Uint8Array(c.bytes), prefixLen: c.prefixLen };
+
+export class PolicyEngine {
+  private defaults: PolicyDefaults = { ingress: 'accept', egress: 'accept' };
+  private failsafe: ClassRule[] = [];
+
+  constructor(
+    private readonly tables: PolicyTables,
+    private readonly options: PolicyEngineOptions,
+  ) {}
+
+  get defaultPolicy(): PolicyDefaults {
+    return { ...this.defaults };
+  }
+
+  /** The kernel expiry of an ISO time: coarse CLOCK_MONOTONIC ns (1: already past; 0: never). */
+  expiresNs(expiresAt: string | null): bigint {
+    if (expiresAt === null) return 0n;
+    const { clock } = this.options;
+    const remainingNs = BigInt(Date.parse(expiresAt) - clock.wallMs()) * 1_000_000n;
+    const at = clock.monotonicNs() + remainingNs;
+    return at > 0n && remainingNs > 0n ? at : 1n;
+  }
+
+  /** A stored rule as the classifiers see it. */
+  classRule(rule: PolicyRule): ClassRule {
+    return {
+      kernelId: kernelRuleId(rule.id),
+      action: rule.action,
+      dryRun: rule.dryRun,
+      ifindex: rule.iface === null ? null : (this.options.ifindexOf(rule.iface) ?? 0),
+      src: prefixOf(rule.src),
+      dst: prefixOf(rule.dst),
+      proto: rule.proto,
+      srcPort: rule.srcPort,
+      dstPort: rule.dstPort,
+      tcpFlags: rule.tcpFlags,
+      icmpType: rule.icmpType,
+      icmpCode: rule.icmpCode,
+      vlan: rule.vlan,
+      expiresNs: this.expiresNs(rule.expiresAt),
+    };
+  }
+
+  /** Writes one hook's rules, given in evaluation order (priority, then id). */
+  async install(hook: RuleHook, rules: readonly PolicyRule[]): Promise<void> {
+    const flags = hook === 'egress' && this.defaults.ingress === 'drop' ? PolFlags.replies : 0;
+    const compiled = compileTable(rules.map((r) => this.classRule(r)), { defaultAction: this.defaults[hook], flags });
+    await this.tables.apply(PolTable[hook], compiled);
+  }
+
+  /** Sets the default policy; the caller reinstalls both hooks. */
+  setDefaults(defaults: PolicyDefaults): void {
+    this.defaults = { ...defaults };
+  }
+
+  /** Sets and installs the failsafe list (entries are pass rules in their own table). */
+  async installFailsafe(entries: readonly ClassRule[]): Promise<void> {
+    this.failsafe = [...entries];
+    await this.tables.apply(PolTable.failsafe, compileTable(this.failsafe));
+  }
+
+  /** Forgets a removed rule's counter. */
+  dropCounter(id: number): void {
+    this.options.ruleStats?.delete(encodeRuleId(kernelRuleId(id)));
+  }
+}
+
+/** Sorts rules into evaluation order: priority, then id. */
+export const byEvaluationOrder = (a: PolicyRule, b: PolicyRule): number => a.priority - b.priority || a.id - b.id;

@@ -1,0 +1,174 @@
+// Writes compiled rule tables into the kernel, double-buffered: the buffer
+// packets are not reading is emptied and filled, then one write to
+// xw_pol_active flips the table to it, and an update of xw_pol_sync waits
+// for an RCU grace period, after which no packet still reads the old
+// buffer (it is then free for the next change). A packet is classified
+// entirely by the old rules or entirely by the new ones.
+import type { BpfMap } from '@xdpwall/addon';
+import {
+  Layout, POL_PORT_SLOTS, POL_MAX_RULES, POL_FIELD_ALL, PolField, Action, RuleFlags,
+} from '../datapath/abi.js';
+import type { CompiledTable } from './compile.js';
+import { BITMAP_BYTES } from './compile.js';
+
+export interface PolicyMaps {
+  active: BpfMap;
+  meta: BpfMap;
+  rules: BpfMap;
+  bitmaps: BpfMap;
+  addrs: BpfMap;
+  ports: BpfMap;
+  replies: BpfMap;
+  sync: BpfMap;
+  /** The inner map whose fd xw_pol_sync is updated with. */
+  syncInner: BpfMap;
+}
+
+const ACTION_CODES = { drop: Action.deny, pass: Action.allow, log: Action.log } as const;
+
+const u32 = (value: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(value >>> 0);
+  return b;
+};
+
+function bitmapKey(table: number, buf: number, field: number, value: number): Buffer {
+  const L = Layout.polBitmapKey;
+  const key = Buffer.alloc(L.size);
+  key.writeUInt8(table, L.table);
+  key.writeUInt8(buf, L.buf);
+  key.writeUInt8(field, L.field);
+  key.writeUInt32LE(value >>> 0, L.value);
+  return key;
+}
+
+function addrKey(table: number, buf: number, field: number, family: 4 | 6, bytes: Uint8Array, prefixLen: number): Buffer {
+  const L = Layout.polAddrKey;
+  const key = Buffer.alloc(L.size);
+  key.writeUInt32LE(32 + prefixLen, L.prefixlen);
+  key.writeUInt8(table, L.table);
+  key.writeUInt8(buf, L.buf);
+  key.writeUInt8(field, L.field);
+  key.writeUInt8(family, L.family);
+  key.set(bytes, L.addr);
+  return key;
+}
+
+export function encodeRule(rule: CompiledTable['rules'][number]): Buffer {
+  const L = Layout.polRule;
+  const value = Buffer.alloc(L.size);
+  value.writeUInt32LE(rule.kernelId >>> 0, L.ruleId);
+  value.writeUInt8(ACTION_CODES[rule.action], L.action);
+  value.writeUInt8(rule.dryRun ? RuleFlags.dryRun : 0, L.flags);
+  value.writeBigUInt64LE(rule.expiresNs, L.expiresNs);
+  return value;
+}
+
+function encodeMeta(c: CompiledTable): Buffer {
+  const L = Layout.polMeta;
+  const value = Buffer.alloc(L.size);
+  value.writeUInt32LE(c.words, L.words);
+  value.writeUInt32LE(c.fields, L.fields);
+  value.writeUInt8(c.defaultAction, L.defaultAction);
+  value.writeUInt8(c.flags, L.flags);
+  return value;
+}
+
+/** Keys a buffer holds in the hash and the trie, to empty it before its next use. */
+interface Written {
+  bitmaps: Buffer[];
+  addrs: Buffer[];
+}
+
+export class PolicyTables {
+  private readonly written = new Map<number, Written>();
+
+  private constructor(private readonly maps: PolicyMaps) {}
+
+  /**
+   * Takes over the maps (pinned ones may hold a previous run's tables, which
+   * keep enforcing): learns what every buffer holds, so the inactive ones
+   * can be emptied before use.
+   */
+  static async open(maps: PolicyMaps): Promise<PolicyTables> {
+    const tables = new PolicyTables(maps);
+    const bitmaps = await maps.bitmaps.lookupAll();
+    for (let i = 0; i < bitmaps.count; i++) {
+      const key = Buffer.from(bitmaps.keys.subarray(i * maps.bitmaps.keySize, (i + 1) * maps.bitmaps.keySize));
+      tables.track(key.readUInt8(Layout.polBitmapKey.table), key.readUInt8(Layout.polBitmapKey.buf)).bitmaps.push(key);
+    }
+    const addrs = await maps.addrs.lookupAll();
+    for (let i = 0; i < addrs.count; i++) {
+      const key = Buffer.from(addrs.keys.subarray(i * maps.addrs.keySize, (i + 1) * maps.addrs.keySize));
+      tables.track(key.readUInt8(Layout.polAddrKey.table), key.readUInt8(Layout.polAddrKey.buf)).addrs.push(key);
+    }
+    return tables;
+  }
+
+  private track(table: number, buf: number): Written {
+    const slot = table * 2 + buf;
+    let w = this.written.get(slot);
+    if (!w) this.written.set(slot, (w = { bitmaps: [], addrs: [] }));
+    return w;
+  }
+
+  /** The buffer packets read for this table now. */
+  activeBuffer(table: number): number {
+    return (this.maps.active.lookup(u32(table))?.readUInt32LE(0) ?? 0) & 1;
+  }
+
+  /** Makes `compiled` the table packets see, atomically for packets. */
+  async apply(table: number, compiled: CompiledTable): Promise<void> {
+    const next = this.activeBuffer(table) ^ 1;
+    await this.empty(table, next);
+    const written = this.track(table, next);
+    const { maps } = this;
+
+    const bitmaps = [
+      { field: POL_FIELD_ALL, value: 0, bits: compiled.all },
+      ...compiled.bitmaps,
+    ];
+    const bkeys = Buffer.concat(bitmaps.map((b) => bitmapKey(table, next, b.field, b.value)));
+    const bvalues = Buffer.concat(bitmaps.map((b) => Buffer.from(b.bits.buffer, b.bits.byteOffset, BITMAP_BYTES)));
+    await maps.bitmaps.updateBatch(bkeys, bvalues, bitmaps.length);
+    for (let i = 0; i < bitmaps.length; i++) written.bitmaps.push(bkeys.subarray(i * 8, (i + 1) * 8));
+
+    if (compiled.addrs.length > 0) {
+      const akeys = compiled.addrs.map((a) => addrKey(table, next, PolField[a.field], a.prefix.family, a.prefix.bytes, a.prefix.prefixLen));
+      await maps.addrs.updateBatch(Buffer.concat(akeys), Buffer.concat(compiled.addrs.map((a) => u32(a.value))), akeys.length);
+      written.addrs.push(...akeys);
+    }
+
+    for (const [field, intervals] of Object.entries(compiled.ports) as Array<['sport' | 'dport', Uint16Array]>) {
+      const base = ((table * 2 + next) * 2 + (field === 'dport' ? 1 : 0)) * POL_PORT_SLOTS;
+      const keys = Buffer.alloc(POL_PORT_SLOTS * 4);
+      for (let s = 0; s < POL_PORT_SLOTS; s++) keys.writeUInt32LE(base + s, s * 4);
+      const values = Buffer.from(intervals.buffer, intervals.byteOffset, intervals.byteLength); // little-endian u16[4] per slot
+      await maps.ports.updateBatch(keys, values, POL_PORT_SLOTS);
+    }
+
+    if (compiled.rules.length > 0) {
+      const base = (table * 2 + next) * POL_MAX_RULES;
+      const keys = Buffer.concat(compiled.rules.map((_, i) => u32(base + i)));
+      await maps.rules.updateBatch(keys, Buffer.concat(compiled.rules.map(encodeRule)), compiled.rules.length);
+    }
+
+    maps.meta.update(u32(table * 2 + next), encodeMeta(compiled));
+    maps.active.update(u32(table), u32(next));
+    this.sync();
+  }
+
+  /** Returns once no running program can still read what it read before this call. */
+  sync(): void {
+    this.maps.sync.update(u32(0), u32(this.maps.syncInner.fd));
+  }
+
+  private async empty(table: number, buf: number): Promise<void> {
+    const w = this.written.get(table * 2 + buf);
+    if (!w) return;
+    if (w.bitmaps.length > 0) await this.maps.bitmaps.deleteBatch(Buffer.concat(w.bitmaps), w.bitmaps.length);
+    // LPM tries have no batch delete on every kernel: one by one (a few thousand at most).
+    for (const key of w.addrs) this.maps.addrs.delete(key);
+    this.written.delete(table * 2 + buf);
+  }
+}

@@ -1,0 +1,148 @@
+// CidrMaps on the real data plane: rules go through the control plane's
+// write path into the kernel's DIR-24-8 table, host hashes and tries, and
+// packets through BPF_PROG_TEST_RUN say what the kernel decides. Exact
+// verdicts and rule ids at the /25../31 boundaries, after removals, and
+// after a change that failed halfway (its undo must leave the kernel as it
+// was). Needs root.
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { BpfError, type BpfMap } from '@xdpwall/addon';
+import { CidrMaps } from '../src/datapath/cidr-maps.js';
+import { DIR24_BLOCK, DIR24_MAX_RULE_ID, readDir24Slot } from '../src/datapath/dir24.js';
+import { assignIfslot, type DatapathMaps } from '../src/datapath/datapath.js';
+import { Layout, encodeRuleId, sumCounters, cpusOf } from '../src/datapath/abi.js';
+import { parseCidr } from '../src/rules/cidr.js';
+import type { BlockDirection, BlockRule } from '../src/rules/model.js';
+import type { Firewall } from '../src/firewall.js';
+import { ether, ipv4, udp } from './lib/packets.js';
+import { openTestFirewall, quietLog } from './lib/firewall.js';
+
+const XDP_DROP = 1;
+const XDP_PASS = 2;
+
+const rule = (id: number, cidr: string, direction: BlockDirection = 'src'): BlockRule => {
+  const c = parseCidr(cidr);
+  return { id, cidr: c.text, family: c.family, prefixLen: c.prefixLen, network: c.bytes, direction, comment: null, createdAt: '' };
+};
+
+/** One map whose named method fails (once armed), as the kernel would. */
+function faulty(map: BpfMap, method: 'updateBatch' | 'deleteBatch') {
+  const state = { armed: false };
+  const proxy = new Proxy(map, {
+    get(target, property) {
+      if (property === method && state.armed) return () => Promise.reject(new BpfError('injected EIO', 5, 'EIO', `bpf_map_${method}`));
+      const value = Reflect.get(target, property, target) as unknown;
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  return { proxy, state };
+}
+
+let firewall: Firewall;
+let maps: DatapathMaps;
+
+beforeAll(async () => {
+  firewall = await openTestFirewall();
+  maps = firewall.datapath.maps;
+  assignIfslot(maps, firewall.datapath.ifslots, 1, quietLog);
+});
+afterAll(() => firewall?.close());
+
+/** What ingress does with a UDP packet from `src`: the action, and the rule whose counter moved (0: none). */
+function verdictFor(src: string): { action: number; ruleId: number } {
+  const before = ruleHits();
+  const frame = ether(ipv4({ src, dst: '198.19.255.2' }, udp({ sport: 40000, dport: 53 })));
+  const action = firewall.datapath.ingress.testRunSync({ data: frame, dataSizeOut: 0 }).retval;
+  const after = ruleHits();
+  const moved = [...after].filter(([id, n]) => n !== (before.get(id) ?? 0n)).map(([id]) => id);
+  return { action, ruleId: moved[0] ?? 0 };
+}
+
+function ruleHits(): Map<number, bigint> {
+  const out = new Map<number, bigint>();
+  for (let key = maps.ruleStats.nextKey(null); key; key = maps.ruleStats.nextKey(key)) {
+    const value = maps.ruleStats.lookup(key)!;
+    out.set(key.readUInt32LE(0), sumCounters(value, 0, maps.ruleStats.valueStride, cpusOf(maps.ruleStats)).packets);
+  }
+  return out;
+}
+
+const drop = (ruleId: number) => ({ action: XDP_DROP, ruleId });
+const pass = { action: XDP_PASS, ruleId: 0 };
+const slot24 = (a: string) => parseCidr(`${a}/24`).bytes.readUInt32BE(0) >>> 8;
+const v4Default = () => maps.config.lookup(encodeRuleId(0))!.readUInt32LE(Layout.config.v4Default);
+
+describe('CidrMaps: IPv4 through the DIR-24-8 table', () => {
+  let cidr: CidrMaps;
+  beforeEach(async () => {
+    cidr = new CidrMaps(maps);
+    await cidr.reconcile([]);
+  });
+
+  it('answers /25../31 through a second-level block, exactly at their boundaries', async () => {
+    await cidr.installMany([rule(1, '198.18.5.0/24'), rule(2, '198.18.5.0/25'), rule(3, '198.18.5.64/26'), rule(4, '198.18.5.70/31')]);
+    expect(readDir24Slot(maps.srcDir24, slot24('198.18.5.0')) & DIR24_BLOCK).toBe(DIR24_BLOCK);
+    expect(verdictFor('198.18.5.0')).toEqual(drop(2));
+    expect(verdictFor('198.18.5.63')).toEqual(drop(2));
+    expect(verdictFor('198.18.5.64')).toEqual(drop(3));
+    expect(verdictFor('198.18.5.69')).toEqual(drop(3));
+    expect(verdictFor('198.18.5.70')).toEqual(drop(4));
+    expect(verdictFor('198.18.5.71')).toEqual(drop(4));
+    expect(verdictFor('198.18.5.72')).toEqual(drop(3));
+    expect(verdictFor('198.18.5.127')).toEqual(drop(3)); // the /26 ends the /25
+    expect(verdictFor('198.18.5.128')).toEqual(drop(1));
+    expect(verdictFor('198.18.6.1')).toEqual(pass);
+    // The /24 is removed: the block's fall-through slots are rewritten, the /25../31 stay.
+    await cidr.removeMany([rule(1, '198.18.5.0/24')]);
+    expect(verdictFor('198.18.5.128')).toEqual(pass);
+    expect(verdictFor('198.18.5.70')).toEqual(drop(4));
+    // The last /25../31 goes: the block is freed and the /24 slot answers alone.
+    await cidr.removeMany([rule(2, '198.18.5.0/25'), rule(3, '198.18.5.64/26'), rule(4, '198.18.5.70/31')]);
+    expect(readDir24Slot(maps.srcDir24, slot24('198.18.5.0'))).toBe(0);
+    expect(verdictFor('198.18.5.70')).toEqual(pass);
+    expect((await maps.srcV4.lookupAll()).count).toBe(0);
+  });
+
+  it('holds a /0 as the default, not in 2^24 slots, under longer prefixes and blocks', async () => {
+    await cidr.installMany([rule(10, '0.0.0.0/0'), rule(11, '198.18.7.128/25'), rule(12, '198.18.0.0/16', 'dst')]);
+    expect(v4Default()).toBe(10);
+    expect(readDir24Slot(maps.srcDir24, slot24('9.9.9.0'))).toBe(0);
+    expect(verdictFor('9.9.9.9')).toEqual(drop(10));
+    expect(verdictFor('198.18.7.200')).toEqual(drop(11));
+    expect(verdictFor('198.18.7.1')).toEqual(drop(10)); // a block slot no /25 covers
+    await cidr.removeMany([rule(10, '0.0.0.0/0')]);
+    expect(v4Default()).toBe(0);
+    expect(verdictFor('9.9.9.9')).toEqual(pass);
+  });
+
+  it('a change failing halfway through the index leaves slots, blocks and tries as they were', async () => {
+    await cidr.installMany([rule(20, '198.18.9.0/24')]);
+    const before = { slot: readDir24Slot(maps.srcDir24, slot24('198.18.9.0')), trie: (await maps.srcV4.lookupAll()).count };
+    // The third rule's id does not fit a slot: the first two are already in the index (and a block given out).
+    const batch = [rule(21, '198.18.9.0/26'), rule(22, '198.18.10.0/24'), rule(DIR24_MAX_RULE_ID + 1, '198.18.11.0/27')];
+    await expect(cidr.installMany(batch)).rejects.toThrow(/does not fit a DIR-24 slot/);
+    expect(readDir24Slot(maps.srcDir24, slot24('198.18.9.0'))).toBe(before.slot);
+    expect(readDir24Slot(maps.srcDir24, slot24('198.18.10.0'))).toBe(0);
+    expect((await maps.srcV4.lookupAll()).count).toBe(before.trie);
+    expect(verdictFor('198.18.9.1')).toEqual(drop(20));
+    expect(verdictFor('198.18.10.1')).toEqual(pass);
+    // The index is consistent again: the same /26 installs and is answered by a block.
+    await cidr.installMany([rule(21, '198.18.9.0/26')]);
+    expect(verdictFor('198.18.9.1')).toEqual(drop(21));
+    expect(verdictFor('198.18.9.64')).toEqual(drop(20));
+  });
+
+  it('a failed block write is undone: the /24 keeps answering from its first-level slot', async () => {
+    const l2 = faulty(maps.srcDir24L2, 'updateBatch');
+    const broken = new CidrMaps({ ...maps, srcDir24L2: l2.proxy });
+    await broken.reconcile([rule(30, '198.18.12.0/24')]);
+    l2.state.armed = true;
+    await expect(broken.installMany([rule(31, '198.18.12.128/25')])).rejects.toThrow(/EIO/);
+    expect(readDir24Slot(maps.srcDir24, slot24('198.18.12.0'))).toBe(30);
+    expect((await maps.srcV4.lookupAll()).count).toBe(0);
+    expect(verdictFor('198.18.12.200')).toEqual(drop(30));
+    l2.state.armed = false;
+    await broken.installMany([rule(31, '198.18.12.128/25')]);
+    expect(verdictFor('198.18.12.200')).toEqual(drop(31));
+    expect(verdictFor('198.18.12.1')).toEqual(drop(30));
+  });
+});

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The policy stage: what happens to a parsed IP packet after the block
+ * (deny CIDR) lookups. The order, the same as src/policy/reference.ts:
+ *
+ *   1. a block that matched drops (deny wins);
+ *   2. else the hook's rules, by priority, first match decides:
+ *      drop (drop_rule), pass (pass_rule), log (pass_log: passed, counted);
+ *      a dry-run drop rule passes under would_drop;
+ *   3. else the hook's default policy: accept (pass_no_match), or drop
+ *      (drop_policy) except, on ingress, packets of a flow this host opened
+ *      (pass_reply: the egress program recorded it);
+ *   4. a packet that 1-3 would drop, or that a dry-run rule would drop,
+ *      passes instead if it matches a failsafe entry (pass_failsafe).
+ *
+ * Checking the failsafe list last but letting it override is the same as
+ * checking it first for every packet that can be dropped, and costs
+ * nothing on the pass path. Rule ids in xw_pol_rule go to the exit, which
+ * counts the packet under them in xw_rule_stats.
+ */
+#ifndef XW_POLICY_H
+#define XW_POLICY_H
+
+#include "rules.h"
+#include "flow.h"
+
+/* Flows this host opened, keyed like xw_flows (remote -> local), for pass_reply. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XW_POL_REPLY_ENTRIES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, struct xw_flow_key);
+	__type(value, __u64); /* xw_now() of the flow's last egress packet */
+} xw_pol_replies SEC(".maps");
+
+static __always_inline bool xw_pol_is_reply(const struct xw_pkt *p)
+{
+	struct xw_flow_key key;
+	__u64 *seen;
+
+	xw_flow_key_of(p, XW_DIR_INGRESS, &key);
+	seen = bpf_map_lookup_elem(&xw_pol_replies, &key);
+	return seen && xw_now() - *seen < XW_POL_REPLY_TIMEOUT_NS;
+}
+
+/*
+ * Egress: remembers the flow of a packet leaving while some ingress default
+ * is drop (the control plane sets XW_POL_F_REPLIES then). The entry is
+ * rewritten at most once per XW_POL_REPLY_REFRESH_NS, not per packet.
+ */
+static __always_inline void xw_pol_record_reply(const struct xw_pkt *p, const struct xw_pol_meta *meta)
+{
+	struct xw_flow_key key;
+	__u64 now, *seen;
+
+	if (!meta || !(meta->flags & XW_POL_F_REPLIES))
+		return;
+	xw_flow_key_of(p, XW_DIR_EGRESS, &key);
+	now = xw_now();
+	seen = bpf_map_lookup_elem(&xw_pol_replies, &key);
+	if (seen && now - *seen < XW_POL_REPLY_REFRESH_NS)
+		return;
+	bpf_map_update_elem(&xw_pol_replies, &key, &now, BPF_ANY);
+}
+
+/*
+ * dir: the hook; *reason: PASS_NO_MATCH, or the DENY_* reason of a block
+ * that matched (with *rule_id its id). Returns the verdict and updates
+ * *reason and *rule_id.
+ */
+static __always_inline enum xw_verdict xw_policy(const struct xw_pkt *p, enum xw_direction dir,
+						 enum xw_reason *reason, __u32 *rule_id)
+{
+	bool ingress = dir == XW_DIR_INGRESS;
+	const struct xw_pol_meta *meta = NULL, *ignored;
+	struct xw_pol_rule rule;
+	enum xw_verdict verdict = XW_VERDICT_PASS;
+
+	if (*reason >= XW_REASON__FIRST_DROP) {
+		verdict = XW_VERDICT_DROP;
+	} else if (xw_pol_classify(p, ingress ? XW_POL_INGRESS : XW_POL_EGRESS, &rule, &meta)) {
+		*rule_id = rule.rule_id;
+		if (rule.action == XW_ACTION_DENY) {
+			bool dry = rule.flags & XW_RULE_F_DRY_RUN;
+
+			*reason = dry ? XW_REASON_WOULD_DROP : XW_REASON_DROP_RULE;
+			verdict = dry ? XW_VERDICT_PASS : XW_VERDICT_DROP;
+		} else {
+			*reason = rule.action == XW_ACTION_LOG ? XW_REASON_PASS_LOG : XW_REASON_PASS_RULE;
+		}
+	} else if (meta && meta->default_action == XW_POL_DROP) {
+		if (ingress && xw_pol_is_reply(p)) {
+			*reason = XW_REASON_PASS_REPLY;
+		} else {
+			*reason = XW_REASON_DROP_POLICY;
+			verdict = XW_VERDICT_DROP;
+		}
+	}
+
+	if (ingress && (verdict == XW_VERDICT_DROP || *reason == XW_REASON_WOULD_DROP) &&
+	    xw_pol_classify(p, XW_POL_FAILSAFE, &rule, &ignored)) {
+		*reason = XW_REASON_PASS_FAILSAFE;
+		*rule_id = 0;
+		return XW_VERDICT_PASS;
+	}
+	if (!ingress && verdict == XW_VERDICT_PASS)
+		xw_pol_record_reply(p, meta);
+	return verdict;
+}
+
+#endif /* XW_POLICY_H */

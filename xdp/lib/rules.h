@@ -1,0 +1,300 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Rule classification without walking rules (bpf-iptables' bit vectors):
+ * one lookup per field the table's rules constrain, each yielding the
+ * bitmap of the rules that field lets through; their AND's lowest set bit
+ * is the first matching rule in priority order. See xdpwall_abi.h
+ * ("policy") for the tables and their double buffering; the TypeScript
+ * reference of the same order is src/policy/reference.ts.
+ */
+#ifndef XW_RULES_H
+#define XW_RULES_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "xdpwall_abi.h"
+#include "parse.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XW_POL_TABLES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, __u32);
+	__type(value, __u32);
+} xw_pol_active SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XW_POL_TABLES * 2);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, __u32);
+	__type(value, struct xw_pol_meta);
+} xw_pol_meta SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XW_POL_TABLES * 2 * XW_POL_MAX_RULES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, __u32);
+	__type(value, struct xw_pol_rule);
+} xw_pol_rules SEC(".maps");
+
+/* Memory follows the distinct values rules name, not the capacity. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1u << 17);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, struct xw_pol_bitmap_key);
+	__type(value, struct xw_pol_bitmap);
+} xw_pol_bitmaps SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, XW_POL_TABLES * 2 * 2 * XW_POL_MAX_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, struct xw_pol_addr_key);
+	__type(value, __u32); /* xw_pol_bitmap_key.value of the prefix's bitmap */
+} xw_pol_addrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XW_POL_TABLES * 2 * 2 * XW_POL_PORT_SLOTS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, __u32);
+	__type(value, struct xw_pol_port_slot);
+} xw_pol_ports SEC(".maps");
+
+/* Only its update matters: the kernel waits for running programs (see the ABI). */
+struct xw_pol_sync_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} xw_pol_sync_inner SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, __u32);
+	__array(values, struct xw_pol_sync_inner);
+} xw_pol_sync SEC(".maps") = {
+	.values = { [0] = &xw_pol_sync_inner },
+};
+
+/* Index of the lowest set bit of x (x != 0), branch-free: de Bruijn. */
+static const __u8 xw_debruijn64[64] = {
+	 0,  1, 48,  2, 57, 49, 28,  3, 61, 58, 50, 42, 38, 29, 17,  4,
+	62, 55, 59, 36, 53, 51, 43, 22, 45, 39, 33, 30, 24, 18, 12,  5,
+	63, 47, 56, 27, 60, 41, 37, 16, 54, 35, 52, 21, 44, 32, 23, 11,
+	46, 26, 40, 15, 34, 20, 31, 10, 25, 14, 19,  9, 13,  8,  7,  6,
+};
+
+static __always_inline __u32 xw_lowest_bit(__u64 x)
+{
+	return xw_debruijn64[((x & -x) * 0x03f79d71b4cb0a89ULL) >> 58];
+}
+
+/* The coarse clock rule expiry is checked against; tests may replace it. */
+#ifndef xw_now
+static __always_inline __u64 xw_now(void)
+{
+	return bpf_ktime_get_coarse_ns();
+}
+#endif
+
+/* The bitmap of one hash-looked-up field: its value's entry, else the wildcard's, else NULL (no rule passes). */
+static __always_inline const struct xw_pol_bitmap *
+xw_pol_field(__u32 table, __u32 buf, __u32 field, __u32 value, bool has_value)
+{
+	struct xw_pol_bitmap_key key = { .table = table, .buf = buf, .field = field, .value = value };
+	const struct xw_pol_bitmap *bm = NULL;
+
+	if (has_value)
+		bm = bpf_map_lookup_elem(&xw_pol_bitmaps, &key);
+	if (!bm) {
+		key.value = XW_POL_WILDCARD;
+		bm = bpf_map_lookup_elem(&xw_pol_bitmaps, &key);
+	}
+	return bm;
+}
+
+static __always_inline const struct xw_pol_bitmap *
+xw_pol_addr(__u32 table, __u32 buf, __u32 field, const struct xw_pkt *p)
+{
+	struct xw_pol_addr_key key = { .table = table, .buf = buf, .field = field, .family = p->family };
+	const __u8 *addr = field == XW_FIELD_SRC ? p->saddr : p->daddr;
+	const __u32 *index;
+
+	if (p->family == 4) {
+		key.prefixlen = 32 + 32;
+		__builtin_memcpy(key.addr, addr + 12, 4);
+	} else {
+		key.prefixlen = 32 + 128;
+		__builtin_memcpy(key.addr, addr, 16);
+	}
+	index = bpf_map_lookup_elem(&xw_pol_addrs, &key);
+	return xw_pol_field(table, buf, field, index ? *index : 0, index != NULL);
+}
+
+/* The interval index of a port (0: none, the wildcard). */
+static __always_inline __u32 xw_pol_port(__u32 table, __u32 buf, bool dst, __be16 port)
+{
+	__u32 host = bpf_ntohs(port);
+	__u32 index = ((table * 2 + buf) * 2 + dst) * XW_POL_PORT_SLOTS + host / 4;
+	const struct xw_pol_port_slot *slot = bpf_map_lookup_elem(&xw_pol_ports, &index);
+
+	return slot ? slot->interval[host & 3] : 0;
+}
+
+/*
+ * Bitmaps of every field, in a fixed order; a field no rule constrains
+ * gets the buffer's all-ones bitmap (key field XW_FIELD__MAX). Every
+ * pointer is into xw_pol_bitmaps, so the verifier's states after each
+ * optional lookup are alike and prune. Returns false when some field
+ * lets no rule through.
+ */
+struct xw_pol_fields {
+	const struct xw_pol_bitmap *bm[XW_FIELD__MAX];
+};
+
+static __always_inline bool xw_pol_lookup(const struct xw_pkt *p, __u32 table, __u32 buf,
+					  __u32 fields, struct xw_pol_fields *out)
+{
+	struct xw_pol_bitmap_key all = { .table = table, .buf = buf, .field = XW_FIELD__MAX };
+	bool l4 = p->flags & XW_PKT_L4;
+	bool ports = l4 && (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP);
+	bool icmp = l4 && (p->proto == IPPROTO_ICMP || p->proto == IPPROTO_ICMPV6);
+	const struct xw_pol_bitmap *ones = bpf_map_lookup_elem(&xw_pol_bitmaps, &all);
+	__u32 interval;
+
+	if (!ones)
+		return false;
+#pragma unroll
+	for (int f = 0; f < XW_FIELD__MAX; f++)
+		out->bm[f] = ones;
+
+#define XW_FIELD(_f, _lookup)                                                 \
+	if (fields & (1u << (_f))) {                                          \
+		out->bm[_f] = _lookup;                                        \
+		if (!out->bm[_f])                                             \
+			return false;                                         \
+	}
+	XW_FIELD(XW_FIELD_IFACE, xw_pol_field(table, buf, XW_FIELD_IFACE, p->ifindex, true));
+	XW_FIELD(XW_FIELD_PROTO, xw_pol_field(table, buf, XW_FIELD_PROTO, p->proto, true));
+	if (fields & (1u << XW_FIELD_SPORT)) {
+		interval = ports ? xw_pol_port(table, buf, false, p->sport) : 0;
+		XW_FIELD(XW_FIELD_SPORT, xw_pol_field(table, buf, XW_FIELD_SPORT, interval, interval != 0));
+	}
+	if (fields & (1u << XW_FIELD_DPORT)) {
+		interval = ports ? xw_pol_port(table, buf, true, p->dport) : 0;
+		XW_FIELD(XW_FIELD_DPORT, xw_pol_field(table, buf, XW_FIELD_DPORT, interval, interval != 0));
+	}
+	XW_FIELD(XW_FIELD_TCP_FLAGS, xw_pol_field(table, buf, XW_FIELD_TCP_FLAGS, p->tcp_flags,
+						  l4 && p->proto == IPPROTO_TCP));
+	XW_FIELD(XW_FIELD_ICMP_TYPE, xw_pol_field(table, buf, XW_FIELD_ICMP_TYPE, p->icmp_type, icmp));
+	XW_FIELD(XW_FIELD_ICMP_CODE, xw_pol_field(table, buf, XW_FIELD_ICMP_CODE, p->icmp_code, icmp));
+	XW_FIELD(XW_FIELD_VLAN, xw_pol_field(table, buf, XW_FIELD_VLAN, p->vlan, p->flags & XW_PKT_VLAN));
+	XW_FIELD(XW_FIELD_SRC, xw_pol_addr(table, buf, XW_FIELD_SRC, p));
+	XW_FIELD(XW_FIELD_DST, xw_pol_addr(table, buf, XW_FIELD_DST, p));
+#undef XW_FIELD
+	return true;
+}
+
+/* What the scan reads and fills (bpf_loop context, on the caller's stack). */
+struct xw_pol_scan {
+	struct xw_pol_fields fb;
+	__u64 acc;   /* the current word's matching rules not yet tried */
+	__u32 base;  /* index in xw_pol_rules of the current word's position 0 */
+	__u32 found;
+	struct xw_pol_rule rule;
+};
+
+/*
+ * One set bit of the current word, lowest first: returns 1 (stop) when the
+ * word is exhausted or its rule has not expired (then found). Expired rules
+ * are skipped; the sweeper removes them.
+ */
+static long xw_pol_scan_bit(__u64 k, void *ctx)
+{
+	struct xw_pol_scan *s = ctx;
+	const struct xw_pol_rule *r;
+	__u64 acc = s->acc;
+	__u32 index;
+
+	if (!acc)
+		return 1;
+	index = s->base + xw_lowest_bit(acc);
+	s->acc = acc & (acc - 1);
+	r = bpf_map_lookup_elem(&xw_pol_rules, &index);
+	if (!r)
+		return 1;
+	if (r->expires_ns && r->expires_ns <= xw_now())
+		return 0;
+	s->rule = *r;
+	s->found = 1;
+	return 1;
+}
+
+/* One 64-rule word: the AND of the fields' words, then its bits. Returns 1 once found. */
+static long xw_pol_scan_word(__u64 w, void *ctx)
+{
+	struct xw_pol_scan *s = ctx;
+	__u32 i = w & (XW_POL_WORDS - 1);
+
+	s->acc = s->fb.bm[0]->words[i] & s->fb.bm[1]->words[i] & s->fb.bm[2]->words[i] &
+		 s->fb.bm[3]->words[i] & s->fb.bm[4]->words[i] & s->fb.bm[5]->words[i] &
+		 s->fb.bm[6]->words[i] & s->fb.bm[7]->words[i] & s->fb.bm[8]->words[i] &
+		 s->fb.bm[9]->words[i];
+	if (!s->acc)
+		return 0;
+	s->base += i * 64;
+	bpf_loop(64, xw_pol_scan_bit, s, 0);
+	s->base -= i * 64;
+	return s->found ? 1 : 0;
+}
+
+/*
+ * The first rule of `table` (as its active buffer holds it) that matches
+ * the packet and has not expired, copied to *rule; false when none does.
+ * *meta_out: the buffer's metadata (NULL before the control plane wrote
+ * any). The words are scanned with bpf_loop so the verifier checks one
+ * word's work once, not 64 times.
+ */
+static __always_inline bool xw_pol_classify(const struct xw_pkt *p, __u32 table,
+					    struct xw_pol_rule *rule,
+					    const struct xw_pol_meta **meta_out)
+{
+	const struct xw_pol_meta *meta;
+	struct xw_pol_scan s = {};
+	__u32 *active, buf, words, index;
+
+	*meta_out = NULL;
+	active = bpf_map_lookup_elem(&xw_pol_active, &table);
+	if (!active)
+		return false;
+	buf = *active & 1;
+	index = table * 2 + buf;
+	meta = bpf_map_lookup_elem(&xw_pol_meta, &index);
+	if (!meta)
+		return false;
+	*meta_out = meta;
+	words = meta->words;
+	if (words == 0)
+		return false;
+	if (words > XW_POL_WORDS)
+		words = XW_POL_WORDS;
+	if (!xw_pol_lookup(p, table, buf, meta->fields, &s.fb))
+		return false;
+	s.base = index * XW_POL_MAX_RULES;
+	bpf_loop(words, xw_pol_scan_word, &s, 0);
+	if (!s.found)
+		return false;
+	*rule = s.rule;
+	return true;
+}
+
+#endif /* XW_RULES_H */
