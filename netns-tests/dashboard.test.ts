@@ -64,6 +64,8 @@ describe('the web dashboard at /ui', () => {
     const row = page.locator('#interfaces tbody tr', { hasText: world.lab.serverIface });
     await row.waitFor({ timeout: 10_000 });
     expect(await row.textContent()).toContain('attached');
+    // The daemon's API has /v1/rules, so the rules section shows; sections for routes it lacks stay hidden.
+    await page.locator('#rules').waitFor({ state: 'visible', timeout: 10_000 });
     expect(await page.evaluate("sessionStorage.getItem('xdpwall.token')")).toBe(world.daemon.state.token);
   });
 

@@ -2,6 +2,7 @@
 // shows the lab's flows and, once a block is in force, the drop reason with a
 // rate; q quits and gives the terminal back.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hostAddress } from '../src/lab/netns.js';
 import { run } from '../src/lab/run.js';
@@ -67,6 +68,21 @@ describe('xdpwall top under tmux', () => {
     const text = await waitForScreen((t) => /deny_src_cidr\s+ingress\s+[1-9]/.test(t));
     // Drops are listed before passes.
     expect(text.indexOf('deny_src_cidr')).toBeLessThan(text.indexOf('pass_no_match'));
+    // XW_TOP_CAPTURE=FILE keeps a frame for the README.
+    if (process.env.XW_TOP_CAPTURE) writeFileSync(process.env.XW_TOP_CAPTURE, await waitForScreen((t) => /deny_src_cidr\s+ingress\s+[1-9]/.test(t)));
+  });
+
+  it('lists the busiest rules with their hit rates', async () => {
+    expect((await world.api.deleteBlockByCidr(`${hostAddress(world.lab.client.ipv4)}/32`)).status).toBe(204);
+    const created = await fetch(`${world.daemon.baseUrl}/v1/rules`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${world.daemon.state.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ action: 'pass', src: `${hostAddress(world.lab.client.ipv4)}/32`, proto: 'udp', dstPort: ECHO_PORT, comment: 'lab stream' }),
+    });
+    expect(created.status, await created.clone().text()).toBe(201);
+    const { id } = (await created.json()) as { id: number };
+    const text = await waitForScreen((t) => new RegExp(`^${id}\\s+pass\\s+src 198\\.18\\.71\\.1(?:/32)? udp port 9000\\s+[1-9][\\d.,]*\\s+[\\d,]+\\s+lab stream\\s*$`, 'm').test(t));
+    expect(text).toMatch(/^RULE\s+ACTION\s+MATCH\s+HITS\/S\s+HITS\s+COMMENT$/m);
   });
 
   it('quits on q and restores the terminal', async () => {

@@ -23,7 +23,7 @@ beforeAll(async () => {
   app = await buildApp({ firewall });
   await app.listen({ path: join(dir, 'api.sock') });
   api = `unix:${join(dir, 'api.sock')}`;
-});
+}, 60_000);
 
 afterAll(async () => {
   await app?.close();

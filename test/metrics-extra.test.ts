@@ -28,7 +28,7 @@ beforeAll(async () => {
   await app.inject('/v1/blocks/198.18.77.1');
   await app.inject('/no/such/198.18.77.1');
   scrape = (await app.inject('/metrics')).body;
-});
+}, 60_000);
 
 afterAll(async () => {
   await app?.close();

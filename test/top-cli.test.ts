@@ -30,7 +30,7 @@ beforeAll(async () => {
   token = store.tokens.create('reader', 'read').token;
   tcpApp = await buildApp({ firewall, access: { listener: { kind: 'tcp', host: '127.0.0.1', port: 0 }, store } });
   tcpUrl = await tcpApp.listen({ host: '127.0.0.1', port: 0 });
-});
+}, 60_000);
 
 afterAll(async () => {
   await unixApp?.close();

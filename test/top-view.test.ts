@@ -48,13 +48,13 @@ describe('renderTop', () => {
 
   it('lists the busiest rules when the API has /v1/rules', () => {
     const lines = renderTop(
-      { ...before, rules: [{ id: 1, name: 'ssh', action: 'drop', hits: pair(10, 600) }, { id: 2, action: 'pass', hits: pair(0, 0) }] },
-      { ...after, rules: [{ id: 1, name: 'ssh', action: 'drop', hits: pair(30, 1800) }, { id: 2, action: 'pass', hits: pair(0, 0) }] },
+      { ...before, rules: [{ id: 1, action: 'drop', proto: 'tcp', dstPort: 22, comment: 'ssh', hits: pair(10, 600) }, { id: 2, action: 'pass', hits: pair(0, 0) }] },
+      { ...after, rules: [{ id: 1, action: 'drop', proto: 'tcp', dstPort: 22, comment: 'ssh', hits: pair(30, 1800) }, { id: 2, action: 'pass', hits: pair(0, 0) }] },
       options,
     );
-    const at = lines.indexOf('RULE   ACTION  HITS/S  HITS');
+    const at = lines.indexOf('RULE  ACTION  MATCH        HITS/S  HITS  COMMENT');
     expect(at).toBeGreaterThan(0);
-    expect(lines[at + 1]).toBe('1 ssh  drop        10    30');
+    expect(lines[at + 1]).toBe('1     drop    tcp port 22      10    30  ssh');
     expect(lines[at + 2]).toBe('');
   });
 

@@ -19,7 +19,7 @@ beforeAll(async () => {
   store = AccessStore.open(':memory:', { synchronous: 'NORMAL' });
   tcp = await buildApp({ firewall, access: { listener: { kind: 'tcp', host: '127.0.0.1', port: 7070 }, store } });
   unix = await buildApp({ firewall });
-});
+}, 60_000);
 
 afterAll(async () => {
   await tcp?.close();

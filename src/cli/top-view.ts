@@ -8,9 +8,24 @@ import { humanBytes, terminalSafe } from './format.js';
 /** A rule as /v1/rules lists it, as far as top needs: an id and its hit counters. */
 export interface RuleSample {
   id: number | string;
-  name?: string;
   action?: string;
+  src?: string | null;
+  dst?: string | null;
+  proto?: string | number | null;
+  dstPort?: number | string | null;
+  comment?: string | null;
   hits?: { packets: number; bytes: number };
+}
+
+/** "src 198.18.0.0/15 udp port 53", or "any". */
+function ruleMatch(rule: RuleSample): string {
+  const parts = [
+    rule.src != null && `src ${rule.src}`,
+    rule.dst != null && `dst ${rule.dst}`,
+    rule.proto != null && String(rule.proto),
+    rule.dstPort != null && `port ${rule.dstPort}`,
+  ].filter((part): part is string => typeof part === 'string');
+  return parts.length > 0 ? parts.join(' ') : 'any';
 }
 
 export interface TopSample {
@@ -110,11 +125,12 @@ export function renderTop(previous: TopSample, current: TopSample, options: TopF
       .sort((a, b) => b.packets - a.packets || (b.rule.hits?.packets ?? 0) - (a.rule.hits?.packets ?? 0))
       .slice(0, 5);
     lines.push(...columns([
-      ['RULE', 'ACTION', 'HITS/S', 'HITS'],
+      ['RULE', 'ACTION', 'MATCH', 'HITS/S', 'HITS', 'COMMENT'],
       ...busiest.map(({ rule, packets }) => [
-        terminalSafe(rule.name ? `${rule.id} ${rule.name}` : String(rule.id)), terminalSafe(rule.action ?? ''), rateText(packets), (rule.hits?.packets ?? 0).toLocaleString('en'),
+        terminalSafe(String(rule.id)), terminalSafe(rule.action ?? ''), terminalSafe(ruleMatch(rule)), rateText(packets),
+        (rule.hits?.packets ?? 0).toLocaleString('en'), terminalSafe(rule.comment ?? ''),
       ]),
-    ], ['l', 'l', 'r', 'r']));
+    ], ['l', 'l', 'l', 'r', 'r', 'l']));
     if (busiest.length === 0) lines.push('(no rule has matched yet)');
     lines.push('');
   }
