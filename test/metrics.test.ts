@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../api/app.js';
 import type { Firewall } from '../src/firewall.js';
-import { openTestFirewall } from './lib/firewall.js';
+import { assignIfslot } from '../src/datapath/datapath.js';
+import { openTestFirewall, quietLog } from './lib/firewall.js';
 import { IPPROTO, ether, ipv4, rawL4, udp } from './lib/packets.js';
 
 const XDP_DROP = 1;
@@ -17,8 +18,10 @@ let app: FastifyInstance;
 
 beforeAll(async () => {
   firewall = await openTestFirewall();
+  // Test runs arrive on lo (ifindex 1), which nothing attached to: give it its counter slot as attach does.
+  assignIfslot(firewall.datapath.maps, firewall.datapath.ifslots, 1, quietLog);
   app = await buildApp({ firewall });
-});
+}, 60_000);
 
 afterAll(async () => {
   await app?.close();
