@@ -19,8 +19,8 @@ import {
   type BpfProgram,
   type XdpMode,
 } from '@xdpwall/addon';
-import { IFSLOT_IFINDEX_MAX, MAPS, POLICY_MAPS, POLICY_SYNC_INNER, PROGRAMS, STATS_IFSLOTS, STATS_REASONS, statsIndex } from './abi.js';
-import type { PolicyMaps } from '../policy/tables.js';
+import { IFSLOT_IFINDEX_MAX, MAPS, PROGRAMS, STATS_IFSLOTS, STATS_REASONS, statsIndex } from './abi.js';
+import { policyMapsOf, type PolicyMaps } from '../policy/tables.js';
 import type { AttachMode, Config, InterfaceConfig } from '../config.js';
 import { DatapathError, XdpwallError } from '../errors.js';
 import { explainLoadFailure } from './load-errors.js';
@@ -181,18 +181,7 @@ export class Datapath {
       stats: object.map(MAPS.stats),
       flows: object.map(MAPS.flows),
       config: object.map(MAPS.config),
-      policy: {
-        active: object.map(POLICY_MAPS.active),
-        meta: object.map(POLICY_MAPS.meta),
-        rules: object.map(POLICY_MAPS.rules),
-        bitmaps: object.map(POLICY_MAPS.bitmaps),
-        addrs: object.map(POLICY_MAPS.addrs),
-        ports: object.map(POLICY_MAPS.ports),
-        replies: object.map(POLICY_MAPS.replies),
-        sync: object.map(POLICY_MAPS.sync),
-        blockMeta: object.map(POLICY_MAPS.blockMeta),
-        syncInner: object.map(POLICY_SYNC_INNER),
-      },
+      policy: policyMapsOf(object),
     };
     const pins = pin && mapsDir ? { dir: pin.dir, maps: mapsDir } : undefined;
     const ifslots = await IfslotTable.read(maps.ifslots);

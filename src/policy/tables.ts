@@ -6,7 +6,7 @@
 // entirely by the old rules or entirely by the new ones.
 import type { BpfMap } from '@xdpwall/addon';
 import {
-  Layout, POL_PORT_SLOTS, POL_MAX_RULES, POL_FIELD_ALL, PolField, Action, RuleFlags,
+  Layout, POL_PORT_SLOTS, POL_MAX_RULES, POL_FIELD_ALL, PolField, Action, RuleFlags, POLICY_MAPS, POLICY_SYNC_INNER,
 } from '../datapath/abi.js';
 import type { CompiledTable } from './compile.js';
 import { BITMAP_BYTES } from './compile.js';
@@ -24,6 +24,22 @@ export interface PolicyMaps {
   blockMeta: BpfMap;
   /** The inner map whose fd xw_pol_sync is updated with. */
   syncInner: BpfMap;
+}
+
+/** The policy stage's maps of a loaded object. */
+export function policyMapsOf(object: { map(name: string): BpfMap }): PolicyMaps {
+  return {
+    active: object.map(POLICY_MAPS.active),
+    meta: object.map(POLICY_MAPS.meta),
+    rules: object.map(POLICY_MAPS.rules),
+    bitmaps: object.map(POLICY_MAPS.bitmaps),
+    addrs: object.map(POLICY_MAPS.addrs),
+    ports: object.map(POLICY_MAPS.ports),
+    replies: object.map(POLICY_MAPS.replies),
+    sync: object.map(POLICY_MAPS.sync),
+    blockMeta: object.map(POLICY_MAPS.blockMeta),
+    syncInner: object.map(POLICY_SYNC_INNER),
+  };
 }
 
 const ACTION_CODES = { drop: Action.deny, pass: Action.allow, log: Action.log } as const;

@@ -2,9 +2,9 @@
 // from the fields the parser extracts, and the compiled object loaded with
 // its policy maps wrapped for PolicyTables.
 import { BpfObject, type BpfProgram } from '@xdpwall/addon';
-import { Direction, MAPS, POLICY_MAPS, POLICY_SYNC_INNER, PROGRAMS, Reason, Verdict, cpusOf, encodeRuleId, statsIndex, sumCounters, type ReasonName } from '../../src/datapath/abi.js';
+import { Direction, MAPS, PROGRAMS, Reason, Verdict, cpusOf, encodeRuleId, statsIndex, sumCounters, type ReasonName } from '../../src/datapath/abi.js';
 import { parseCidr } from '../../src/rules/cidr.js';
-import { PolicyTables, type PolicyMaps } from '../../src/policy/tables.js';
+import { PolicyTables, policyMapsOf, type PolicyMaps } from '../../src/policy/tables.js';
 import type { ClassRule, PacketFields, Prefix } from '../../src/policy/reference.js';
 import { ether, icmp, icmpv6, ipv4, ipv6, rawL4, tcp, udp, TPID_8021Q, type L4Segment } from './packets.js';
 
@@ -101,18 +101,7 @@ export async function loadPolicyObject(objectPath: string): Promise<LoadedPolicy
   object.setMapMaxEntries(MAPS.ruleStats, 1 << 16);
   object.setMapMaxEntries(MAPS.flows, 4096);
   await object.load();
-  const maps: PolicyMaps = {
-    active: object.map(POLICY_MAPS.active),
-    meta: object.map(POLICY_MAPS.meta),
-    rules: object.map(POLICY_MAPS.rules),
-    bitmaps: object.map(POLICY_MAPS.bitmaps),
-    addrs: object.map(POLICY_MAPS.addrs),
-    ports: object.map(POLICY_MAPS.ports),
-    replies: object.map(POLICY_MAPS.replies),
-    sync: object.map(POLICY_MAPS.sync),
-    blockMeta: object.map(POLICY_MAPS.blockMeta),
-    syncInner: object.map(POLICY_SYNC_INNER),
-  };
+  const maps = policyMapsOf(object);
   const tables = await PolicyTables.open(maps);
   return {
     object,
