@@ -30,6 +30,17 @@ const post = (payload: object) => app.inject({ method: 'POST', url: '/v1/blocks'
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('blocks with ttl', () => {
+  it('concurrent blocks with and without ttl each get their own transaction (no nesting on the one connection)', async () => {
+    const responses = await Promise.all(
+      Array.from({ length: 16 }, (_, i) => post({ cidr: `198.18.${100 + i}.0/24`, ...(i % 2 === 0 && { ttl: 600 }), ...(i % 4 === 1 && { dryRun: true }) })),
+    );
+    expect(responses.map((r) => r.statusCode)).toEqual(new Array(16).fill(201));
+    const stored = await Promise.all(responses.map((r) => app.inject(`/v1/blocks/${r.json().id}`)));
+    expect(stored.map((r) => r.json().expiresAt !== null)).toEqual(Array.from({ length: 16 }, (_, i) => i % 2 === 0));
+    expect(stored.map((r) => r.json().dryRun)).toEqual(Array.from({ length: 16 }, (_, i) => i % 4 === 1));
+    await Promise.all(responses.map((r) => app.inject({ method: 'DELETE', url: `/v1/blocks/${r.json().id}` })));
+  });
+
   it('re-blocking keeps the later expiry with 200, and a permanent block stays permanent', async () => {
     const first = await post({ cidr: '198.18.30.0/24', ttl: 60 });
     expect(first.statusCode).toBe(201);

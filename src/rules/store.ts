@@ -3,6 +3,7 @@
 // promises. The schema is versioned with PRAGMA user_version. SQLite's
 // failures leave here as StoreErrors with codes the API maps to statuses
 // (busy 503, disk full 507) and messages that say what to do.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -180,10 +181,33 @@ export class RuleStore {
    * Runs `work` in one write transaction: it commits when `work` resolves
    * and rolls back when it rejects. `work` may yield to the event loop
    * between slices of statements, but must not wait for the kernel: the
-   * transaction keeps every other writer out while it is open. In-process
-   * writers are kept out by the caller (see WriteLock).
+   * transaction keeps every other writer out while it is open.
+   *
+   * The store has one connection, and several services write through it
+   * (blocks, their ttl and dryRun, rules, the sweeper), each under its own
+   * WriteLock: transactions are queued here, so one that starts while
+   * another is open waits for it instead of failing with "cannot start a
+   * transaction within a transaction". A transaction started from inside
+   * `work` joins the enclosing one.
    */
   async transaction<T>(what: string, work: () => T | Promise<T>): Promise<T> {
+    if (this.inWork.getStore()) return work();
+    const previous = this.queue;
+    let release!: () => void;
+    this.queue = new Promise<void>((resolve) => (release = resolve));
+    await previous;
+    try {
+      return await this.inWork.run(true, () => this.runTransaction(what, work));
+    } finally {
+      release();
+    }
+  }
+
+  /** Transactions waiting for the connection, in order; see transaction(). */
+  private queue: Promise<void> = Promise.resolve();
+  private readonly inWork = new AsyncLocalStorage<true>();
+
+  private async runTransaction<T>(what: string, work: () => T | Promise<T>): Promise<T> {
     try {
       this.begin();
       const result = await work();
