@@ -196,7 +196,7 @@ export class CidrMaps implements RuleEnforcer {
       done.push(rule);
       let set = changed.get(rule.direction);
       if (!set) changed.set(rule.direction, (set = new SlotSet()));
-      for (const slot of slots) set.add(slot);
+      set.addAll(slots);
     }
     return changed;
   }

@@ -69,7 +69,7 @@ export class Dir24Index {
 
   /** The first-level slot value the kernel must hold (0: nothing but the /0, if any, covers it). */
   value(slot: number): number {
-    const block = this.blockOf.get(slot);
+    const block = this.blockOf.size > 0 ? this.blockOf.get(slot) : undefined;
     if (block !== undefined) return (DIR24_BLOCK | block) >>> 0;
     const base = this.slots?.[slot] ?? 0;
     return this.deeper?.[slot] ? (base | DIR24_DEEPER) >>> 0 : base;
@@ -123,7 +123,7 @@ export class Dir24Index {
   }
 
   /** Adds a rule; returns the first-level slots whose value changed. */
-  add(rule: Dir24Rule): number[] {
+  add(rule: Dir24Rule): Slots {
     if (rule.ruleId < 1 || rule.ruleId > DIR24_MAX_RULE_ID) throw new RangeError(`rule id ${rule.ruleId} does not fit a DIR-24 slot`);
     if (rule.prefixLen === 0) {
       this.defaultRule = rule;
@@ -131,11 +131,11 @@ export class Dir24Index {
     }
     if (rule.prefixLen > 24) return this.changeDeeper(rule, +1);
     this.owners.set(prefixId(rule.network, rule.prefixLen), rule);
-    return this.fill(rule, (depth) => depth <= rule.prefixLen, rule);
+    return this.fill(rule, 0, rule.prefixLen, rule);
   }
 
   /** Removes a rule added before; returns the first-level slots whose value changed. */
-  remove(rule: Dir24Rule): number[] {
+  remove(rule: Dir24Rule): Slots {
     if (rule.prefixLen === 0) {
       this.defaultRule = null;
       return [];
@@ -147,28 +147,37 @@ export class Dir24Index {
     for (let len = rule.prefixLen - 1; len >= 1 && !successor; len--) {
       successor = this.owners.get(prefixId((rule.network & mask(len)) >>> 0, len)) ?? null;
     }
-    return this.fill(rule, (depth) => depth === rule.prefixLen + 1, successor);
+    return this.fill(rule, rule.prefixLen + 1, rule.prefixLen + 1, successor);
   }
 
   /** Sets the slots of `range` whose depth passes `owns` to `owner` (null: none). */
-  private fill(range: Dir24Rule, owns: (depth: number) => boolean, owner: Dir24Rule | null): number[] {
+  /**
+   * Gives `owner` the slots of `range` whose depth (the owning rule's prefix
+   * length + 1, 0 for none) lies in [lowest, highest]. Runs over up to 2^23
+   * slots for a /1: kept free of calls and lookups per slot.
+   */
+  private fill(range: Dir24Rule, lowest: number, highest: number, owner: Dir24Rule | null): Uint32Array {
     const slots = (this.slots ??= new Uint32Array(DIR24_SLOTS));
     const depth = (this.depth ??= new Uint8Array(DIR24_SLOTS));
     const first = range.network >>> 8;
-    const count = 1 << (24 - range.prefixLen);
+    const end = first + (1 << (24 - range.prefixLen));
     const value = ruleValue(owner);
     const ownerDepth = owner ? owner.prefixLen + 1 : 0;
-    const changed: number[] = [];
-    for (let slot = first; slot < first + count; slot++) {
-      if (!owns(depth[slot]!)) continue;
+    const withBlocks = this.blockOf.size > 0;
+    // A typed array, not push(): pushing 2^23 numbers costs seconds.
+    const changed = new Uint32Array(end - first);
+    let count = 0;
+    for (let slot = first; slot < end; slot++) {
+      const d = depth[slot]!;
+      if (d < lowest || d > highest) continue;
       depth[slot] = ownerDepth;
       if (value === slots[slot]) continue;
       slots[slot] = value;
       // A /24 with a block keeps pointing at it: the block's fall-through slots change instead.
-      if (this.blockOf.has(slot)) this.dirty.add(slot);
-      else changed.push(slot);
+      if (withBlocks && this.blockOf.has(slot)) this.dirty.add(slot);
+      else changed[count++] = slot;
     }
-    return changed;
+    return changed.subarray(0, count);
   }
 
   private changeDeeper(rule: Dir24Rule, delta: 1 | -1): number[] {
@@ -205,7 +214,10 @@ export class Dir24Index {
 
 /** Packed keys (pair indexes) and values (two u32 slots each) of the first-level pairs holding `slots`. */
 export function packSlotPairs(index: Dir24Index, slots: ArrayLike<number>): { keys: Buffer; values: Buffer; count: number } {
-  const sorted = Uint32Array.from(slots).sort();
+  // Slots come sorted from one rule's range; sort only when they are not.
+  let ascending = true;
+  for (let i = 1; i < slots.length && ascending; i++) ascending = slots[i - 1]! <= slots[i]!;
+  const sorted = ascending ? slots : Uint32Array.from(slots).sort();
   const keys = new Uint32Array(sorted.length);
   const values = new Uint32Array(sorted.length * 2);
   let count = 0;
@@ -267,10 +279,41 @@ export class SlotSet {
     this.list[this.size++] = slot;
   }
 
+  /** Adds many slots: a /1 touches 2^23 of them. */
+  addAll(slots: ArrayLike<number>): void {
+    if (this.small && this.small.size + slots.length <= SlotSet.SMALL) {
+      for (let i = 0; i < slots.length; i++) this.add(slots[i]!);
+      return;
+    }
+    if (this.small) {
+      this.marks = new Uint8Array(DIR24_SLOTS);
+      for (const known of this.small) this.marks[known] = 1;
+      this.small = null;
+    }
+    if (this.size + slots.length > this.list.length) {
+      const grown = new Uint32Array(Math.min(DIR24_SLOTS, Math.max(this.list.length * 2, this.size + slots.length)));
+      grown.set(this.list.subarray(0, this.size));
+      this.list = grown;
+    }
+    const marks = this.marks!;
+    const list = this.list;
+    let size = this.size;
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[i]!;
+      if (marks[slot]) continue;
+      marks[slot] = 1;
+      list[size++] = slot;
+    }
+    this.size = size;
+  }
+
   slots(): Uint32Array {
     return this.list.subarray(0, this.size);
   }
 }
+
+/** First-level slots a change touched. */
+export type Slots = ArrayLike<number> & Iterable<number>;
 
 /** A first-level slot as the kernel holds it (two slots to an array element). */
 export function readDir24Slot(map: { lookup(key: Buffer): Buffer | null }, slot: number): number {
