@@ -230,4 +230,16 @@ describe('SlotSet', () => {
     expect(set.slots()[5000]).toBe(5);
     expect(new Set(set.slots()).size).toBe(5001);
   });
+
+  it('addAll keeps each slot once, in order, below and above the switch, mixed with add', () => {
+    const set = new SlotSet();
+    set.addAll([7, 3, 7]);
+    set.add(3);
+    set.addAll(Uint32Array.from({ length: 10_000 }, (_, i) => i * 2)); // crosses the switch; 0..19998 even
+    set.addAll([3, 19_998, 20_001]);
+    expect(set.size).toBe(2 + 10_000 + 1); // 7 and 3, the 10,000 evens, 20001
+    expect([...set.slots()].slice(0, 4)).toEqual([7, 3, 0, 2]);
+    expect(set.slots()[set.size - 1]).toBe(20_001);
+    expect(new Set(set.slots()).size).toBe(set.size);
+  });
 });

@@ -150,7 +150,6 @@ export class Dir24Index {
     return this.fill(rule, rule.prefixLen + 1, rule.prefixLen + 1, successor);
   }
 
-  /** Sets the slots of `range` whose depth passes `owns` to `owner` (null: none). */
   /**
    * Gives `owner` the slots of `range` whose depth (the owning rule's prefix
    * length + 1, 0 for none) lies in [lowest, highest]. Runs over up to 2^23
@@ -264,9 +263,7 @@ export class SlotSet {
         this.list[this.size++] = slot;
         return;
       }
-      this.marks = new Uint8Array(DIR24_SLOTS);
-      for (const known of this.small) this.marks[known] = 1;
-      this.small = null;
+      this.toMarks();
     }
     const marks = this.marks!;
     if (marks[slot]) return;
@@ -285,11 +282,7 @@ export class SlotSet {
       for (let i = 0; i < slots.length; i++) this.add(slots[i]!);
       return;
     }
-    if (this.small) {
-      this.marks = new Uint8Array(DIR24_SLOTS);
-      for (const known of this.small) this.marks[known] = 1;
-      this.small = null;
-    }
+    if (this.small) this.toMarks();
     if (this.size + slots.length > this.list.length) {
       const grown = new Uint32Array(Math.min(DIR24_SLOTS, Math.max(this.list.length * 2, this.size + slots.length)));
       grown.set(this.list.subarray(0, this.size));
@@ -309,6 +302,13 @@ export class SlotSet {
 
   slots(): Uint32Array {
     return this.list.subarray(0, this.size);
+  }
+
+  /** From a small set to one mark per slot of the whole table. */
+  private toMarks(): void {
+    this.marks = new Uint8Array(DIR24_SLOTS);
+    for (const known of this.small!) this.marks[known] = 1;
+    this.small = null;
   }
 }
 
