@@ -145,7 +145,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const nextWriter = () => writers[writeTurn++ % writers.length]!;
     const reader = state.token;
 
-    const call = async (kind: Kind, method: string, path: string, token: string, body: unknown, ok: number[]): Promise<unknown> => {
+    const call = async (kind: Kind, method: string, path: string, token: string, body: unknown, ok: number[]): Promise<{ status: number; body: unknown } | undefined> => {
       const started = performance.now();
       try {
         const response = await fetch(`${baseUrl}${path}`, {
@@ -163,7 +163,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
           if (errorSamples.length < 10) errorSamples.push(`${method} ${path} -> ${response.status} ${text.slice(0, 200)}`);
           return undefined;
         }
-        return response.headers.get('content-type')?.startsWith('application/json') ? JSON.parse(text) : text;
+        return { status: response.status, body: response.headers.get('content-type')?.startsWith('application/json') ? JSON.parse(text) : text };
       } catch (error) {
         errors++;
         if (errorSamples.length < 10) errorSamples.push(`${method} ${path} -> ${(error as Error).message}`);
@@ -182,7 +182,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       else if (dice < 0.55) await call('healthz', 'GET', '/healthz', reader, undefined, [200]);
       else if (dice < 0.6) await call('metrics', 'GET', '/metrics', reader, undefined, [200]);
       else if (dice < 0.995 && (dice < 0.8 || live.length === 0) && live.length < MAX_LIVE_RULES) {
-        const created = (await call('block', 'POST', '/v1/blocks', nextWriter(), { cidr: randomCidr(), comment: 'soak' }, [200, 201])) as { id: number } | undefined;
+        const answer = await call('block', 'POST', '/v1/blocks', nextWriter(), { cidr: randomCidr(), comment: 'soak' }, [200, 201]);
+        // Only a 201 makes the block this request's to remove: a 200 names one that exists already,
+        // which another request made (and may be removing right now).
+        const created = answer?.status === 201 ? (answer.body as { id: number }) : undefined;
         if (created && !liveIds.has(created.id)) {
           live.push(created.id);
           liveIds.add(created.id);
@@ -193,7 +196,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         await call('unblock', 'DELETE', `/v1/blocks/${id}`, nextWriter(), undefined, [204]);
       } else {
         const items = Array.from({ length: 100 }, () => ({ cidr: `198.19.${int(256)}.${int(256)}/32`, comment: 'soak bulk' }));
-        await call('bulk', 'POST', '/v1/blocks/bulk', nextWriter(), { items }, [200]);
+        // One bulk import at a time is the contract: a second one meanwhile gets 409 BUSY (with Retry-After).
+        await call('bulk', 'POST', '/v1/blocks/bulk', nextWriter(), { items }, [200, 409]);
       }
     };
 
