@@ -15,7 +15,7 @@ import { BlockCreate } from './schemas/blocks.js';
 import type { BlockInput } from '../src/rules/blocks.js';
 import { InvalidJsonError, InvalidRequestError, PayloadTooLargeError } from '../src/errors.js';
 import { isPrintableText } from '../src/text.js';
-import { InvalidUtf8Error } from './plugins/strict-input.js';
+import { InvalidUtf8Error, schemaErrorWording } from './plugins/strict-input.js';
 
 export const BULK_CONTENT_TYPES = ['application/json', 'application/x-ndjson'] as const;
 
@@ -87,13 +87,12 @@ export async function* readBulkItems(
 }
 
 /** A schema error worded like the route schemas' (ajv via plugins/strict-input.ts). */
-function describe(error: { keyword?: string; instancePath?: string; message?: string } | undefined): string {
+function describe(error: Parameters<typeof schemaErrorWording>[0] & { instancePath?: string } | undefined): string {
   if (error === undefined) return ' is not a block';
   const path = error.instancePath ?? '';
-  if (error.keyword === 'format') return `${path} must not contain control characters`;
   // An unknown field: its subschema is `false` under additionalProperties.
   if (error.message === 'schema is false') return ` must NOT have additional properties (${path.slice(1)})`;
-  return `${path} ${error.message}`;
+  return `${path} ${schemaErrorWording(error)}`;
 }
 
 /** One native parse for a chunk's items; on a syntax error, the first bad item is named. */

@@ -17,6 +17,7 @@ import { Direction, Reason, Verdict, cpusOf, encodeFlowKey, encodeRuleId, statsI
 import { mergeFlowValue } from '../src/flows/merge.js';
 import { openTestFirewall } from './lib/firewall.js';
 import { fuzzFrame } from './lib/fuzz-frames.js';
+import { statsKey } from './lib/policy.js';
 import { referenceClassify, referenceFlowKey, type DenyRule } from './lib/ref-parser.js';
 
 const FRAMES = Number(process.env.XW_FUZZ_FRAMES ?? 100_000);
@@ -53,12 +54,6 @@ function xdpCtx(frameLength: number): Buffer {
   ctx.writeUInt32LE(frameLength, 4);
   ctx.writeUInt32LE(IFINDEX, 12);
   return ctx;
-}
-
-/** The xw_stats index of (lo's interface slot, direction, verdict, reason); lo without a slot counts in slot 0. */
-function statsKey(ifslots: BpfMap, direction: 'ingress' | 'egress', verdict: 'pass' | 'drop', reason: ReasonName): Buffer {
-  const slot = ifslots.lookup(encodeRuleId(IFINDEX))?.readUInt32LE(0) ?? 0;
-  return encodeRuleId(statsIndex(slot, Direction[direction], Verdict[verdict], Reason[reason]));
 }
 
 const packetsIn = (map: BpfMap, key: Buffer): number => {
@@ -127,7 +122,7 @@ describe('the parser and classifier against a TypeScript reference', () => {
       if (retval !== wantRetval) report(index, hook, frame, 'verdict', wantRetval, retval);
       seen[want.reason] = (seen[want.reason] ?? 0) + 1;
 
-      const key = statsKey(maps.ifslots, hook, verdict, want.reason);
+      const key = statsKey(maps.ifslots, IFINDEX, hook, verdict, want.reason);
       const reason = moved(`stats:${key.toString('hex')}`, packetsIn(maps.stats, key));
       if (!reason.ok) report(index, hook, frame, `packets counted under ${hook}/${verdict}/${want.reason}`, reason.expected, counts.get(`stats:${key.toString('hex')}`));
 

@@ -18,18 +18,18 @@ export const ajvOptions: FastifyServerOptions['ajv'] = {
 };
 
 /**
- * Fastify's wording ("body/comment must be string"), except that the
- * printable format names what is wrong instead of the format's name.
+ * What a schema error says, as ajv words it, except that the printable
+ * format names what is wrong instead of the format's name. typebox's
+ * errors (the streamed bulk body, api/bulk-body.ts) have the same shape.
  */
+export function schemaErrorWording(error: { keyword?: string; params?: object; message?: string }): string | undefined {
+  const { keyword, params } = error;
+  return keyword === 'format' && params && 'format' in params && params.format === 'printable' ? 'must not contain control characters' : error.message;
+}
+
+/** Fastify's wording ("body/comment must be string"), with schemaErrorWording. */
 export const schemaErrorFormatter: NonNullable<FastifyServerOptions['schemaErrorFormatter']> = (errors, dataVar) =>
-  new Error(
-    errors
-      .map(({ instancePath, keyword, params, message }) => {
-        const what = keyword === 'format' && params.format === 'printable' ? 'must not contain control characters' : message;
-        return `${dataVar}${instancePath} ${what}`;
-      })
-      .join(', '),
-  );
+  new Error(errors.map((error) => `${dataVar}${error.instancePath} ${schemaErrorWording(error)}`).join(', '));
 
 type BuildValidator = NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>['buildValidator'];
 

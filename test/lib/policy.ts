@@ -1,7 +1,7 @@
 // Helpers for policy tests: rules in the classifiers' form, frames built
 // from the fields the parser extracts, and the compiled object loaded with
 // its policy maps wrapped for PolicyTables.
-import { BpfObject, type BpfProgram } from '@xdpwall/addon';
+import { BpfObject, type BpfMap, type BpfProgram } from '@xdpwall/addon';
 import { Direction, MAPS, PROGRAMS, Reason, Verdict, cpusOf, encodeRuleId, statsIndex, sumCounters, type ReasonName } from '../../src/datapath/abi.js';
 import { parseCidr } from '../../src/rules/cidr.js';
 import { PolicyTables, policyMapsOf, type PolicyMaps } from '../../src/policy/tables.js';
@@ -128,11 +128,15 @@ export type { ReasonName };
 
 /** Packets counted under one (interface, hook, verdict, reason): XW_STATS_INDEX over the interface's slot. */
 export function statsPackets(loaded: LoadedPolicy, hook: 'ingress' | 'egress', verdict: 'pass' | 'drop', reason: ReasonName, ifindex = 1): bigint {
-  // An interface without a slot in xw_ifslots counts in slot 0.
-  const slot = loaded.object.map(MAPS.ifslots).lookup(encodeRuleId(ifindex))?.readUInt32LE(0) ?? 0;
   const map = loaded.object.map(MAPS.stats);
-  const value = map.lookup(encodeRuleId(statsIndex(slot, Direction[hook], Verdict[verdict], Reason[reason])));
+  const value = map.lookup(statsKey(loaded.object.map(MAPS.ifslots), ifindex, hook, verdict, reason));
   return value ? sumCounters(value, 0, map.valueStride, cpusOf(map)).packets : 0n;
+}
+
+/** The xw_stats key of (the interface's slot, hook, verdict, reason); an interface without a slot in xw_ifslots counts in slot 0. */
+export function statsKey(ifslots: BpfMap, ifindex: number, hook: 'ingress' | 'egress', verdict: 'pass' | 'drop', reason: ReasonName): Buffer {
+  const slot = ifslots.lookup(encodeRuleId(ifindex))?.readUInt32LE(0) ?? 0;
+  return encodeRuleId(statsIndex(slot, Direction[hook], Verdict[verdict], Reason[reason]));
 }
 
 /** Packets counted under a rule id in xw_rule_stats. */
