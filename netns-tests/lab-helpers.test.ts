@@ -32,6 +32,21 @@ describe('lab helpers (no filter)', () => {
     expect(result).toEqual({ sent: 5, received: 5, receivedBytes: 5 * 60 });
   });
 
+  it('reports what a stopped sender sent, even when the stop lands while it is starting', async () => {
+    // The soak stops its sender at the end of each run, at any point in the sender's life.
+    const pair = world.lab;
+    for (const delayMs of [0, 5, 30, 400]) {
+      const stop = new AbortController();
+      const sending = sendUdp(pair.client.netns, {
+        address: pair.server.ipv4, port: 9000, srcPort: 40011, count: 1_000, size: 10, intervalMs: 10, waitMs: 200, stop: stop.signal,
+      });
+      setTimeout(() => stop.abort(), delayMs);
+      const result = await sending;
+      expect(result.sent).toBeLessThan(1_000);
+      expect(result.received).toBe(result.sent);
+    }
+  });
+
   it('refuses to send outside the lab ranges', async () => {
     await expect(ping(world.lab.client.netns, '192.0.2.1')).rejects.toThrow(/not a lab address/);
   });

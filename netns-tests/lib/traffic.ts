@@ -123,7 +123,12 @@ export async function sendUdp(netns: string, options: UdpSendOptions): Promise<U
     process.execPath, UDP_SEND, target, options.port, options.srcPort, options.count, options.size, intervalMs, waitMs,
   ].map(String);
   // Timers run late on a busy machine: allow twice the nominal sending time.
+  const nothing: UdpSendResult = { sent: 0, received: 0, receivedBytes: 0 };
+  if (options.stop?.aborted) return nothing;
   const result = await runInNetns(netns, argv, { timeoutMs: 5_000 + options.count * intervalMs * 2 + waitMs, stop: options.stop });
+  // A stop that lands while node is still starting kills the sender before it
+  // installs its SIGTERM handler, which it does before sending anything.
+  if (result.signal === 'SIGTERM' && options.stop?.aborted) return nothing;
   if (result.code !== 0) throw new Error(`udp-send failed (${result.code}): ${result.stderr}`);
   return JSON.parse(result.stdout) as UdpSendResult;
 }

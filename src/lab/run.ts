@@ -14,6 +14,8 @@ export interface RunOptions {
 export interface RunResult {
   /** Exit status; null when the command was killed by a signal (e.g. the timeout). */
   code: number | null;
+  /** The signal that killed the command, if one did. */
+  signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
 }
@@ -47,13 +49,14 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
       },
       (error, stdout, stderr) => {
         let code: number | null = 0;
+        const signal = error?.signal ?? null;
         if (error) code = typeof error.code === 'number' ? error.code : null;
         // A missing binary (ENOENT) reaches here as a string code: report it as 127 like a shell.
         if (error && typeof error.code === 'string') {
           code = 127;
           stderr = stderr || error.message;
         }
-        resolve({ code, stdout, stderr });
+        resolve({ code, signal, stdout, stderr });
       },
     );
     options.stop?.addEventListener('abort', () => child.kill('SIGTERM'), { once: true });
