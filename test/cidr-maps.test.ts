@@ -158,4 +158,67 @@ describe('CidrMaps: IPv4 through the DIR-24-8 table', () => {
     expect(verdictFor('198.18.12.200')).toEqual(drop(31));
     expect(verdictFor('198.18.12.1')).toEqual(drop(30));
   });
+
+  it('a /1 gives the event loop back between steps and is whole in the kernel once installMany resolves', async () => {
+    // A slicer that is always due: every step ends in a turn of the event loop, and
+    // the turns see how often other work (an immediate that re-arms itself) ran.
+    let ticks = 0;
+    let ticking = true;
+    const tick = () => {
+      ticks++;
+      if (ticking) setImmediate(tick);
+    };
+    const ticksAtTurns: number[] = [];
+    const counting = new CidrMaps(maps, {
+      slicer: () => ({
+        due: true,
+        next: async () => {
+          await new Promise((resolve) => setImmediate(resolve));
+          ticksAtTurns.push(ticks);
+        },
+      }),
+    });
+    await counting.reconcile([rule(40, '10.0.0.0/8')]);
+    ticksAtTurns.length = 0;
+    setImmediate(tick);
+    try {
+      await counting.installMany([rule(41, '0.0.0.0/1')]);
+      expect(ticksAtTurns).toHaveLength(2 ** 23 / 65_536);
+      // The other work ran between every two steps.
+      expect(ticksAtTurns.every((n, i) => n > (ticksAtTurns[i - 1] ?? 0))).toBe(true);
+      for (const [at, id] of [['0.0.0.0', 41], ['10.1.2.3', 40], ['127.255.255.254', 41]] as const) {
+        expect(verdictFor(at), at).toEqual(drop(id));
+      }
+      expect(verdictFor('128.0.0.1')).toEqual(pass);
+      expect(readDir24Slot(maps.srcDir24, slot24('127.255.255.0'))).toBe(41);
+      ticksAtTurns.length = 0;
+      await counting.removeMany([rule(41, '0.0.0.0/1')]);
+      expect(ticksAtTurns).toHaveLength(128);
+      expect(ticksAtTurns.every((n, i) => n > (ticksAtTurns[i - 1] ?? 0))).toBe(true);
+    } finally {
+      ticking = false;
+    }
+    expect(verdictFor('1.2.3.4')).toEqual(pass);
+    expect(verdictFor('127.255.255.254')).toEqual(pass);
+    expect(verdictFor('10.1.2.3')).toEqual(drop(40));
+    await counting.removeMany([rule(40, '10.0.0.0/8')]);
+  });
+
+  it('changes that arrive while a /1 is being applied wait for it: the result is as if one ran after the other', async () => {
+    const yielding = new CidrMaps(maps, { slicer: () => ({ due: true, next: () => new Promise((resolve) => setImmediate(resolve)) }) });
+    await yielding.reconcile([]);
+    const half = rule(50, '0.0.0.0/1');
+    const order: string[] = [];
+    await Promise.all([
+      yielding.installMany([half]).then(() => order.push('add /1')),
+      yielding.installMany([rule(51, '10.0.0.0/8')]).then(() => order.push('add /8')),
+      yielding.removeMany([half]).then(() => order.push('remove /1')),
+    ]);
+    expect(order).toEqual(['add /1', 'add /8', 'remove /1']);
+    expect(verdictFor('10.9.9.9')).toEqual(drop(51));
+    expect(verdictFor('11.0.0.1')).toEqual(pass);
+    expect(readDir24Slot(maps.srcDir24, slot24('11.0.0.0'))).toBe(0);
+    expect(readDir24Slot(maps.srcDir24, slot24('10.255.255.0'))).toBe(51);
+    await yielding.removeMany([rule(51, '10.0.0.0/8')]);
+  });
 });

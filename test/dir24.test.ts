@@ -2,7 +2,9 @@
 // random prefixes, nested on purpose, added and removed in random order.
 import { describe, expect, it } from 'vitest';
 import { prng } from './lib/prng.js';
-import { DIR24_ALLOW, DIR24_BLOCK, DIR24_DEEPER, DIR24_MAX_RULE_ID, Dir24Index, SlotSet, packBlocks, packSlotPairs, type Dir24Rule, type Slots } from '../src/datapath/dir24.js';
+import {
+  DIR24_ALLOW, DIR24_BLOCK, DIR24_DEEPER, DIR24_MAX_RULE_ID, DIR24_STEP_SLOTS, Dir24Index, SlotSet, packBlocks, packSlotPairs, type Dir24Rule, type Slots,
+} from '../src/datapath/dir24.js';
 
 const mask = (len: number): number => (len === 0 ? 0 : (0xffff_ffff << (32 - len)) >>> 0);
 const ip = (text: string) => text.split('.').reduce((a, b) => a * 256 + Number(b), 0);
@@ -241,5 +243,81 @@ describe('SlotSet', () => {
     expect([...set.slots()].slice(0, 4)).toEqual([7, 3, 0, 2]);
     expect(set.slots()[set.size - 1]).toBe(20_001);
     expect(new Set(set.slots()).size).toBe(set.size);
+  });
+});
+
+describe('a change in steps', () => {
+  it('adds and removes a /1 in 128 steps of 65,536 slots, each step already applied when it is handed out', () => {
+    const index = new Dir24Index();
+    const inner = { network: ip('10.0.0.0'), prefixLen: 8, ruleId: 7 };
+    index.add(inner);
+    const half = { network: 0, prefixLen: 1, ruleId: 9 };
+    const steps: number[] = [];
+    let changed = 0;
+    for (const slots of index.addSteps(half)) {
+      steps.push(steps.length);
+      changed += slots.length;
+      expect(slots.length).toBeLessThanOrEqual(DIR24_STEP_SLOTS);
+      // The step's first slot (when it changed) holds the /1 already; later steps' slots do not yet.
+      if (slots.length > 0) expect(index.value(slots[0]!)).toBe(9);
+      const next = (steps.length * DIR24_STEP_SLOTS) % 2 ** 23;
+      if (next !== 0 && next !== ip('10.0.0.0') >>> 8) expect(index.value(next)).toBe(0);
+    }
+    expect(steps).toHaveLength(2 ** 23 / DIR24_STEP_SLOTS);
+    expect(changed).toBe(2 ** 23 - 2 ** 16); // the /8's slots stay its own
+    expect(index.value(ip('10.1.2.0') >>> 8)).toBe(7);
+    expect(index.value(ip('127.255.255.0') >>> 8)).toBe(9);
+    expect(index.value(ip('128.0.0.0') >>> 8)).toBe(0);
+    let removed = 0;
+    let removeSteps = 0;
+    for (const slots of index.removeSteps(half)) {
+      removed += slots.length;
+      removeSteps++;
+    }
+    expect([removeSteps, removed]).toEqual([128, 2 ** 23 - 2 ** 16]);
+    expect(index.value(ip('1.0.0.0') >>> 8)).toBe(0);
+    expect(index.value(ip('10.255.0.0') >>> 8)).toBe(7);
+  });
+
+  it('add() is the joined steps: the same slots as stepping through', () => {
+    const a = new Dir24Index();
+    const b = new Dir24Index();
+    const rule = { network: ip('64.0.0.0'), prefixLen: 6, ruleId: 3 };
+    const bytes = (slots: Slots) => Buffer.from(Uint32Array.from(slots).buffer);
+    const joined = bytes(a.add(rule));
+    const stepped = Buffer.concat([...b.addSteps(rule)].map(bytes));
+    expect(joined.length).toBe(2 ** 18 * 4);
+    expect(joined.equals(stepped)).toBe(true);
+  });
+});
+
+describe('SlotSet.ascendingPairs', () => {
+  /** The distinct pairs of `slots`, ascending, by brute force. */
+  const pairsOf = (slots: Iterable<number>) => [...new Set([...slots].map((s) => s >>> 1))].sort((x, y) => x - y);
+
+  it.each([
+    ['below the switch to marks', 500],
+    ['above it', 20_000],
+  ])('gives each pair once, ascending, in chunks of at most the given size (%s)', (_, n) => {
+    const random = prng(n);
+    const slots = Array.from({ length: n }, () => Math.floor(random() * 2 ** 24));
+    slots.push(0, 1, 2 ** 24 - 1, 2 ** 24 - 2);
+    const set = new SlotSet();
+    set.addAll(slots);
+    const chunks = [...set.ascendingPairs(1000)];
+    expect(chunks.every((c) => c.length > 0 && c.length <= 1000)).toBe(true);
+    expect(chunks.flatMap((c) => [...c])).toEqual(pairsOf(slots));
+  });
+
+  it('a /1 comes out as 64 chunks of 65,536 pairs', () => {
+    const set = new SlotSet();
+    const step = new Uint32Array(DIR24_STEP_SLOTS);
+    for (let from = 0; from < 2 ** 23; from += DIR24_STEP_SLOTS) {
+      for (let i = 0; i < step.length; i++) step[i] = from + i;
+      set.addAll(step);
+    }
+    const chunks = [...set.ascendingPairs()];
+    expect(chunks.map((c) => c.length)).toEqual(new Array(64).fill(65_536));
+    expect([chunks[0]![0], chunks[63]![65_535]]).toEqual([0, 2 ** 22 - 1]);
   });
 });

@@ -10,14 +10,18 @@
 // The data plane asks the hash first, then the table or trie. Every change
 // is applied in batches (a /8 rewrites 65,536 slots) and then bumps the
 // rule-set generation, which retires the pass verdicts flows cached under
-// the old rules (xw_config). Per-rule counters (xw_rule_stats) are created
+// the old rules (xw_config). A /1 changes 2^23 slots: the index changes and
+// the slot writes run in steps that give the event loop back between them
+// (event-loop.ts), and changes are serialised here, so no change sees
+// another's half-done index; the caller's promise settles once every step
+// is in the kernel. Per-rule counters (xw_rule_stats) are created
 // by the data plane on a rule's first hit, so their per-CPU memory follows
 // the rules that drop traffic; this side only deletes them with their rule.
 import { BpfError, type BpfMap } from '@xdpwall/addon';
 import {
   Action, Feature, Layout, cpusOf, encodeRuleId, lpmKeySize, sumCounters, writeLpmKey, writeRuleValue, type Counter, POLICY_RULE_ID_BASE,
 } from './abi.js';
-import { DIR24_BLOCK_PAIRS, Dir24Index, DIR24_MAX_RULE_ID, SlotSet, packBlocks, packSlotPairs, type Dir24Rule } from './dir24.js';
+import { DIR24_BLOCK_PAIRS, Dir24Index, DIR24_MAX_RULE_ID, SlotSet, packBlocks, packPairs, type Dir24Rule } from './dir24.js';
 import type { DatapathMaps } from './datapath.js';
 import { describe } from './datapath.js';
 import type { RuleEnforcer } from '../rules/blocks.js';
@@ -25,6 +29,8 @@ import type { BlockDirection, BlockRule } from '../rules/model.js';
 import { CapacityError, DatapathError, collectFailures, withUndoFailures } from '../errors.js';
 import { ADDRESS_BYTES, RuleColumns } from '../rules/rule-columns.js';
 import { dropStaleIds, packRows, planRows, syncPacked, type PackedRules } from './reconcile.js';
+import { TimeSlicer, type Slicer } from '../event-loop.js';
+import { WriteLock } from '../rules/write-lock.js';
 
 export interface ReconcileReport {
   added: number;
@@ -47,13 +53,22 @@ function dir24Rule(rule: BlockRule): Dir24Rule {
   return { network: rule.network.readUInt32BE(0), prefixLen: rule.prefixLen, ruleId: rule.id };
 }
 
+export interface CidrMapsOptions {
+  /** A slicer per change, asked between DIR-24 steps (default: TimeSlicer); tests count the turns. */
+  slicer?: () => Slicer;
+}
+
 export class CidrMaps implements RuleEnforcer {
   private dir24: Record<BlockDirection, Dir24Index>;
   /** Rules in the kernel per lookup the data plane makes (xw_config.features says which exist). */
   private readonly kinds = new Map<number, number>();
+  /** One change at a time: a change gives the event loop back halfway (see changeDir24). */
+  private readonly lock = new WriteLock();
+  private readonly slicer: () => Slicer;
 
-  constructor(private readonly maps: DatapathMaps) {
+  constructor(private readonly maps: DatapathMaps, options: CidrMapsOptions = {}) {
     this.dir24 = this.emptyDir24();
+    this.slicer = options.slicer ?? (() => new TimeSlicer());
   }
 
   private emptyDir24(): Record<BlockDirection, Dir24Index> {
@@ -84,7 +99,12 @@ export class CidrMaps implements RuleEnforcer {
   }
 
   /** All or nothing: on failure none of `rules` is left in the kernel. */
-  async installMany(rules: readonly BlockRule[]): Promise<void> {
+  installMany(rules: readonly BlockRule[]): Promise<void> {
+    return this.lock.run(() => this.install(rules));
+  }
+
+  private async install(rules: readonly BlockRule[]): Promise<void> {
+    const slicer = this.slicer();
     const written: Array<[BpfMap, PackedRules]> = [];
     const indexed: BlockRule[] = [];
     try {
@@ -93,7 +113,7 @@ export class CidrMaps implements RuleEnforcer {
         written.push([table, packed]);
         await table.updateBatch(packed.keys, packed.values, packed.count);
       }
-      const slots = this.changeDir24(rules.filter(inDir24), 'add', indexed);
+      const slots = await this.changeDir24(rules.filter(inDir24), 'add', indexed, slicer);
       await this.writeSlots(slots);
       this.countKinds(rules, +1);
       this.bumpRulesGen();
@@ -101,7 +121,7 @@ export class CidrMaps implements RuleEnforcer {
       // These rules are new, so taking every entry out again restores the kernel.
       const undo = await collectFailures([
         ...written.map(([table, { keys, count }]) => () => table.deleteBatch(keys, count)),
-        () => this.writeSlots(this.changeDir24(indexed.reverse(), 'remove', [])),
+        async () => this.writeSlots(await this.changeDir24(indexed.reverse(), 'remove', [], slicer)),
         async () => this.bumpRulesGen(),
       ]);
       throw withUndoFailures(kernelError(error, `cannot install ${plural(rules.length)}`), undo);
@@ -109,7 +129,12 @@ export class CidrMaps implements RuleEnforcer {
   }
 
   /** All or nothing: on failure every one of `rules` is back in the kernel. */
-  async removeMany(rules: readonly BlockRule[]): Promise<void> {
+  removeMany(rules: readonly BlockRule[]): Promise<void> {
+    return this.lock.run(() => this.remove(rules));
+  }
+
+  private async remove(rules: readonly BlockRule[]): Promise<void> {
+    const slicer = this.slicer();
     const deleted: Array<[BpfMap, PackedRules]> = [];
     const unindexed: BlockRule[] = [];
     try {
@@ -118,7 +143,7 @@ export class CidrMaps implements RuleEnforcer {
         deleted.push([table, packed]);
         await table.deleteBatch(packed.keys, packed.count);
       }
-      await this.writeSlots(this.changeDir24(rules.filter(inDir24), 'remove', unindexed));
+      await this.writeSlots(await this.changeDir24(rules.filter(inDir24), 'remove', unindexed, slicer));
       const counters = Buffer.concat(rules.map((r) => encodeRuleId(r.id)));
       await this.maps.ruleStats.deleteBatch(counters, rules.length);
       this.countKinds(rules, -1);
@@ -128,7 +153,7 @@ export class CidrMaps implements RuleEnforcer {
       // then retire passes cached while the rules were gone.
       const undo = await collectFailures([
         ...deleted.map(([table, { keys, values, count }]) => () => table.updateBatch(keys, values, count)),
-        () => this.writeSlots(this.changeDir24(unindexed.reverse(), 'add', [])),
+        async () => this.writeSlots(await this.changeDir24(unindexed.reverse(), 'add', [], slicer)),
         async () => this.bumpRulesGen(),
       ]);
       throw withUndoFailures(kernelError(error, `cannot remove ${plural(rules.length)}`), undo);
@@ -148,7 +173,12 @@ export class CidrMaps implements RuleEnforcer {
    * every load and are written whole here. Start-up passes the store's
    * columns (a million rules without an object each); see reconcile.ts.
    */
-  async reconcile(input: RuleColumns | readonly BlockRule[]): Promise<ReconcileReport> {
+  reconcile(input: RuleColumns | readonly BlockRule[]): Promise<ReconcileReport> {
+    return this.lock.run(() => this.restore(input));
+  }
+
+  private async restore(input: RuleColumns | readonly BlockRule[]): Promise<ReconcileReport> {
+    const slicer = this.slicer();
     const rules = input instanceof RuleColumns ? input : RuleColumns.fromRules(input);
     const report: ReconcileReport = { added: 0, removed: 0, kept: 0 };
     try {
@@ -167,10 +197,10 @@ export class CidrMaps implements RuleEnforcer {
       const slots = new Map<BlockDirection, SlotSet>();
       for (let from = 0; from < plan.dir24Rows.length; from += DIR24_CHUNK) {
         const chunk = rulesAt(rules, plan.dir24Rows.subarray(from, from + DIR24_CHUNK));
-        for (const [direction, set] of this.changeDir24(chunk, 'add', [])) {
+        for (const [direction, set] of await this.changeDir24(chunk, 'add', [], slicer)) {
           let all = slots.get(direction);
           if (!all) slots.set(direction, (all = new SlotSet()));
-          for (const slot of set.slots()) all.add(slot);
+          all.addAll(set.slots());
         }
       }
       await this.writeSlots(slots);
@@ -186,17 +216,25 @@ export class CidrMaps implements RuleEnforcer {
   }
 
   /**
-   * Applies rules to the DIR-24 indexes; returns the changed slots per
-   * direction. `done` collects the rules applied, for undoing a failure.
+   * Applies rules to the DIR-24 indexes, a step of at most DIR24_STEP_SLOTS
+   * slots at a time, giving the event loop back whenever `slicer` says so;
+   * returns the changed slots per direction. `done` collects the rules
+   * applied, for undoing a failure.
    */
-  private changeDir24(rules: readonly BlockRule[], change: 'add' | 'remove', done: BlockRule[]): Map<BlockDirection, SlotSet> {
+  private async changeDir24(
+    rules: readonly BlockRule[], change: 'add' | 'remove', done: BlockRule[], slicer: Slicer,
+  ): Promise<Map<BlockDirection, SlotSet>> {
     const changed = new Map<BlockDirection, SlotSet>();
     for (const rule of rules) {
-      const slots = this.dir24[rule.direction][change](dir24Rule(rule));
-      done.push(rule);
+      const index = this.dir24[rule.direction];
+      const steps = change === 'add' ? index.addSteps(dir24Rule(rule)) : index.removeSteps(dir24Rule(rule));
       let set = changed.get(rule.direction);
       if (!set) changed.set(rule.direction, (set = new SlotSet()));
-      set.addAll(slots);
+      for (const slots of steps) {
+        set.addAll(slots);
+        if (slicer.due) await slicer.next();
+      }
+      done.push(rule);
     }
     return changed;
   }
@@ -212,9 +250,9 @@ export class CidrMaps implements RuleEnforcer {
       const { first, second } = this.dir24Maps(direction);
       const blocks = packBlocks(index.takeBlockWrites());
       if (blocks.count > 0) await second.updateBatch(blocks.keys, blocks.values, blocks.count);
-      const set = changed.get(direction);
-      if (set && set.size > 0) {
-        const pairs = packSlotPairs(index, set.slots());
+      // A chunk at a time: each write is awaited, so the event loop runs between chunks.
+      for (const chunk of changed.get(direction)?.ascendingPairs() ?? []) {
+        const pairs = packPairs(index, chunk);
         await first.updateBatch(pairs.keys, pairs.values, pairs.count);
       }
       index.commitReleased();

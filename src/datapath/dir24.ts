@@ -8,7 +8,10 @@
 // always kept). A /0 is not expanded: it is the default value (xw_config)
 // of every slot no prefix covers. This class keeps the contents and says
 // what a change touched; cidr-maps.ts writes them to the kernel. Pure and
-// synchronous, so it is tested against a brute-force oracle.
+// synchronous, so it is tested against a brute-force oracle. A change also
+// comes as steps of at most DIR24_STEP_SLOTS slots (addSteps, removeSteps):
+// a /1 covers 2^23 slots, and the caller gives the event loop back between
+// steps.
 
 /** Slot flag: a /25../31 prefix lies in this /24 and it has no block, so the trie must be asked. */
 export const DIR24_DEEPER = 0x8000_0000;
@@ -22,6 +25,8 @@ export const DIR24_SLOTS = 1 << 24;
 /** Slots per second-level block, and array elements per block (two slots to an element). */
 export const DIR24_BLOCK_SLOTS = 256;
 export const DIR24_BLOCK_PAIRS = 128;
+/** First-level slots per step of a change, and pairs per packed chunk: well under a millisecond of work each. */
+export const DIR24_STEP_SLOTS = 1 << 16;
 
 export interface Dir24Rule {
   /** IPv4 network address as an unsigned 32-bit number, host bits zero. */
@@ -124,59 +129,84 @@ export class Dir24Index {
 
   /** Adds a rule; returns the first-level slots whose value changed. */
   add(rule: Dir24Rule): Slots {
-    if (rule.ruleId < 1 || rule.ruleId > DIR24_MAX_RULE_ID) throw new RangeError(`rule id ${rule.ruleId} does not fit a DIR-24 slot`);
-    if (rule.prefixLen === 0) {
-      this.defaultRule = rule;
-      return [];
-    }
-    if (rule.prefixLen > 24) return this.changeDeeper(rule, +1);
-    this.owners.set(prefixId(rule.network, rule.prefixLen), rule);
-    return this.fill(rule, 0, rule.prefixLen, rule);
+    return joinSteps(this.addSteps(rule));
   }
 
   /** Removes a rule added before; returns the first-level slots whose value changed. */
   remove(rule: Dir24Rule): Slots {
+    return joinSteps(this.removeSteps(rule));
+  }
+
+  /**
+   * add() in steps: each yields the changed slots of up to DIR24_STEP_SLOTS
+   * slots. The index holds the rule once the last step has run; a change
+   * must be run to its end before the next one starts.
+   */
+  *addSteps(rule: Dir24Rule): Generator<Slots, void, undefined> {
+    if (rule.ruleId < 1 || rule.ruleId > DIR24_MAX_RULE_ID) throw new RangeError(`rule id ${rule.ruleId} does not fit a DIR-24 slot`);
+    if (rule.prefixLen === 0) {
+      this.defaultRule = rule;
+      return;
+    }
+    if (rule.prefixLen > 24) {
+      yield this.changeDeeper(rule, +1);
+      return;
+    }
+    this.owners.set(prefixId(rule.network, rule.prefixLen), rule);
+    yield* this.fill(rule, 0, rule.prefixLen, rule);
+  }
+
+  /** remove() in steps, as addSteps. */
+  *removeSteps(rule: Dir24Rule): Generator<Slots, void, undefined> {
     if (rule.prefixLen === 0) {
       this.defaultRule = null;
-      return [];
+      return;
     }
-    if (rule.prefixLen > 24) return this.changeDeeper(rule, -1);
+    if (rule.prefixLen > 24) {
+      yield this.changeDeeper(rule, -1);
+      return;
+    }
     this.owners.delete(prefixId(rule.network, rule.prefixLen));
     // The slots this prefix owned go to the longest shorter prefix covering it (the /0 is the default, not an owner).
     let successor: Dir24Rule | null = null;
     for (let len = rule.prefixLen - 1; len >= 1 && !successor; len--) {
       successor = this.owners.get(prefixId((rule.network & mask(len)) >>> 0, len)) ?? null;
     }
-    return this.fill(rule, rule.prefixLen + 1, rule.prefixLen + 1, successor);
+    yield* this.fill(rule, rule.prefixLen + 1, rule.prefixLen + 1, successor);
   }
 
   /**
    * Gives `owner` the slots of `range` whose depth (the owning rule's prefix
-   * length + 1, 0 for none) lies in [lowest, highest]. Runs over up to 2^23
-   * slots for a /1: kept free of calls and lookups per slot.
+   * length + 1, 0 for none) lies in [lowest, highest], a step of
+   * DIR24_STEP_SLOTS slots at a time (each slot's change depends on that
+   * slot alone). Runs over up to 2^23 slots for a /1: kept free of calls and
+   * lookups per slot.
    */
-  private fill(range: Dir24Rule, lowest: number, highest: number, owner: Dir24Rule | null): Uint32Array {
+  private *fill(range: Dir24Rule, lowest: number, highest: number, owner: Dir24Rule | null): Generator<Uint32Array, void, undefined> {
     const slots = (this.slots ??= new Uint32Array(DIR24_SLOTS));
     const depth = (this.depth ??= new Uint8Array(DIR24_SLOTS));
     const first = range.network >>> 8;
     const end = first + (1 << (24 - range.prefixLen));
     const value = ruleValue(owner);
     const ownerDepth = owner ? owner.prefixLen + 1 : 0;
-    const withBlocks = this.blockOf.size > 0;
-    // A typed array, not push(): pushing 2^23 numbers costs seconds.
-    const changed = new Uint32Array(end - first);
-    let count = 0;
-    for (let slot = first; slot < end; slot++) {
-      const d = depth[slot]!;
-      if (d < lowest || d > highest) continue;
-      depth[slot] = ownerDepth;
-      if (value === slots[slot]) continue;
-      slots[slot] = value;
-      // A /24 with a block keeps pointing at it: the block's fall-through slots change instead.
-      if (withBlocks && this.blockOf.has(slot)) this.dirty.add(slot);
-      else changed[count++] = slot;
+    for (let from = first; from < end; from += DIR24_STEP_SLOTS) {
+      const to = Math.min(end, from + DIR24_STEP_SLOTS);
+      const withBlocks = this.blockOf.size > 0;
+      // A typed array, not push(): pushing 2^23 numbers costs seconds.
+      const changed = new Uint32Array(to - from);
+      let count = 0;
+      for (let slot = from; slot < to; slot++) {
+        const d = depth[slot]!;
+        if (d < lowest || d > highest) continue;
+        depth[slot] = ownerDepth;
+        if (value === slots[slot]) continue;
+        slots[slot] = value;
+        // A /24 with a block keeps pointing at it: the block's fall-through slots change instead.
+        if (withBlocks && this.blockOf.has(slot)) this.dirty.add(slot);
+        else changed[count++] = slot;
+      }
+      yield changed.subarray(0, count);
     }
-    return changed.subarray(0, count);
   }
 
   private changeDeeper(rule: Dir24Rule, delta: 1 | -1): number[] {
@@ -211,22 +241,47 @@ export class Dir24Index {
   }
 }
 
-/** Packed keys (pair indexes) and values (two u32 slots each) of the first-level pairs holding `slots`. */
-export function packSlotPairs(index: Dir24Index, slots: ArrayLike<number>): { keys: Buffer; values: Buffer; count: number } {
+/** All the steps of a change, run now, as one list of changed slots. */
+function joinSteps(steps: Iterable<Slots>): Slots {
+  const parts = [...steps];
+  if (parts.length <= 1) return parts[0] ?? [];
+  let total = 0;
+  for (const part of parts) total += part.length;
+  const joined = new Uint32Array(total);
+  let at = 0;
+  for (const part of parts) {
+    joined.set(part, at);
+    at += part.length;
+  }
+  return joined;
+}
+
+/** The distinct first-level pairs (two slots to an array element) holding `slots`, ascending. */
+function pairsOf(slots: ArrayLike<number>): Uint32Array {
+  const pairs = new Uint32Array(slots.length);
+  for (let i = 0; i < slots.length; i++) pairs[i] = slots[i]! >>> 1;
   // Slots come sorted from one rule's range; sort only when they are not.
   let ascending = true;
-  for (let i = 1; i < slots.length && ascending; i++) ascending = slots[i - 1]! <= slots[i]!;
-  const sorted = ascending ? slots : Uint32Array.from(slots).sort();
-  const keys = new Uint32Array(sorted.length);
-  const values = new Uint32Array(sorted.length * 2);
+  for (let i = 1; i < pairs.length && ascending; i++) ascending = pairs[i - 1]! <= pairs[i]!;
+  if (!ascending) pairs.sort();
   let count = 0;
-  for (let i = 0; i < sorted.length; i++) {
-    const pair = sorted[i]! >>> 1;
-    if (count > 0 && keys[count - 1] === pair) continue;
-    keys[count] = pair;
-    values[count * 2] = index.value(pair * 2);
-    values[count * 2 + 1] = index.value(pair * 2 + 1);
-    count++;
+  for (let i = 0; i < pairs.length; i++) if (count === 0 || pairs[count - 1] !== pairs[i]) pairs[count++] = pairs[i]!;
+  return pairs.subarray(0, count);
+}
+
+/** Packed keys (pair indexes) and values (two u32 slots each) of the first-level pairs holding `slots`. */
+export function packSlotPairs(index: Dir24Index, slots: ArrayLike<number>): { keys: Buffer; values: Buffer; count: number } {
+  return packPairs(index, pairsOf(slots));
+}
+
+/** Packed keys and values of the given distinct first-level pairs. */
+export function packPairs(index: Dir24Index, pairs: Uint32Array): { keys: Buffer; values: Buffer; count: number } {
+  const count = pairs.length;
+  const keys = Uint32Array.from(pairs);
+  const values = new Uint32Array(count * 2);
+  for (let i = 0; i < count; i++) {
+    values[i * 2] = index.value(pairs[i]! * 2);
+    values[i * 2 + 1] = index.value(pairs[i]! * 2 + 1);
   }
   return { keys: Buffer.from(keys.buffer, 0, count * 4), values: Buffer.from(values.buffer, 0, count * 8), count };
 }
@@ -302,6 +357,38 @@ export class SlotSet {
 
   slots(): Uint32Array {
     return this.list.subarray(0, this.size);
+  }
+
+  /**
+   * The distinct pairs holding the slots, ascending, in chunks of at most
+   * `chunk`: a /1 touches 2^22 pairs, packed and written a chunk at a time.
+   * Above the switch the marks are scanned in order (no sort of millions).
+   */
+  *ascendingPairs(chunk = DIR24_STEP_SLOTS): Generator<Uint32Array, void, undefined> {
+    if (this.small) {
+      const pairs = pairsOf(this.slots());
+      for (let from = 0; from < pairs.length; from += chunk) yield pairs.subarray(from, from + chunk);
+      return;
+    }
+    // Two marks (bytes) to a pair: one u16 per pair, and zero u32s skip two pairs at once.
+    const marks = this.marks!;
+    const quads = new Uint32Array(marks.buffer, marks.byteOffset, marks.length >>> 2);
+    const duos = new Uint16Array(marks.buffer, marks.byteOffset, marks.length >>> 1);
+    let pairs = new Uint32Array(chunk);
+    let count = 0;
+    for (let q = 0; q < quads.length; q++) {
+      if (quads[q] === 0) continue;
+      for (let pair = q * 2; pair < q * 2 + 2; pair++) {
+        if (duos[pair] === 0) continue;
+        pairs[count++] = pair;
+        if (count === chunk) {
+          yield pairs;
+          pairs = new Uint32Array(chunk);
+          count = 0;
+        }
+      }
+    }
+    if (count > 0) yield pairs.subarray(0, count);
   }
 
   /** From a small set to one mark per slot of the whole table. */

@@ -1,0 +1,124 @@
+// npm run stall: how long the daemon's event loop stalls during the long
+// requests of issue 11. Starts `xdpwall serve` (no interface, pinned maps in
+// a unique instance, state in a temp dir), and while /healthz is probed every
+// 10 ms: imports 1M IPv4 rules (NDJSON, 900k /32 + 100k /24), blocks
+// 0.0.0.0/1 (2^23 DIR-24 slots), unblocks it, and blocks and unblocks
+// 128.0.0.0/1 as dst. Prints, per phase, the request's time and the
+// probes' count, p50, p99 and max (a probe sent during a stall waits for it,
+// so the max is a lower bound of the longest stall). XW_STALL_RULES sets the
+// rule count; XW_STALL_NODE_ARGS passes flags to the daemon's node (e.g.
+// "--cpu-prof --cpu-prof-dir=/tmp/prof").
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../src/paths.js';
+
+const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
+const count = Number(process.env.XW_STALL_RULES ?? 1_000_000);
+const nodeArgs = (process.env.XW_STALL_NODE_ARGS ?? '').split(' ').filter(Boolean);
+const state = mkdtempSync(join(tmpdir(), 'xw-stall-'));
+const instance = `stall-${process.pid}`;
+const port = 20000 + (process.pid % 20000);
+const base = `http://127.0.0.1:${port}`;
+let daemon: ChildProcess | null = null;
+
+const quantile = (values: number[], q: number): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+};
+const ms = (value: number): string => `${value.toFixed(1)} ms`;
+
+function cleanup(): void {
+  if (daemon && daemon.exitCode === null) daemon.kill('SIGKILL');
+  try {
+    execFileSync(process.execPath, [CLI, 'detach', '--state-dir', state, '--instance', instance], { stdio: 'ignore' });
+  } catch {
+    // nothing attached
+  }
+  rmSync(`/sys/fs/bpf/xdpwall/${instance}`, { recursive: true, force: true });
+  rmSync(state, { recursive: true, force: true });
+}
+
+/** Runs `request` while probing /healthz every 10 ms; prints one line. */
+async function phase(name: string, request: () => Promise<Response>): Promise<{ p99: number; max: number }> {
+  const latencies: number[] = [];
+  let running = true;
+  const probe = (async () => {
+    while (running) {
+      const t0 = performance.now();
+      const response = await fetch(`${base}/healthz`);
+      await response.arrayBuffer();
+      latencies.push(performance.now() - t0);
+      if (!response.ok) throw new Error(`/healthz answered ${response.status}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  })();
+  const t0 = performance.now();
+  const response = await request();
+  const answer = await response.text();
+  const seconds = (performance.now() - t0) / 1000;
+  running = false;
+  await probe;
+  if (!response.ok) throw new Error(`${name} answered ${response.status}: ${answer.slice(0, 300)}`);
+  const result = { p99: quantile(latencies, 0.99), max: Math.max(...latencies) };
+  console.log(
+    `${name.padEnd(36)} ${seconds.toFixed(2).padStart(6)} s; /healthz ${String(latencies.length).padStart(5)} probes: ` +
+      `p50 ${ms(quantile(latencies, 0.5))}, p99 ${ms(result.p99)}, max ${ms(result.max)}`,
+  );
+  return result;
+}
+
+try {
+  const config = join(state, 'config.json');
+  writeFileSync(config, JSON.stringify({ capacity: { cidrV4: count + 1024, cidrV6: 1024 } }));
+  const token = execFileSync(process.execPath, [CLI, 'token', 'create', 'stall', '--scope', 'admin', '--state-dir', state]).toString().trim();
+  const auth = { authorization: `Bearer ${token}` };
+  daemon = spawn(
+    process.execPath,
+    [...nodeArgs, CLI, 'serve', '--listen', `127.0.0.1:${port}`, '--state-dir', state, '--instance', instance, '--config', config, '--log-level', 'error'],
+    { stdio: ['ignore', 'inherit', 'inherit'] },
+  );
+  for (let i = 0; ; i++) {
+    if (daemon.exitCode !== null) throw new Error(`the daemon exited with ${daemon.exitCode}`);
+    if (i > 3000) throw new Error('the daemon did not answer /healthz within 60 s');
+    try {
+      if ((await fetch(`${base}/healthz`)).ok) break;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const lines: string[] = [];
+  const v24 = Math.floor(count / 10);
+  for (let n = 0; n < count - v24; n++) lines.push(`{"cidr":"10.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}/32"}`);
+  for (let n = 0; n < v24; n++) lines.push(`{"cidr":"${11 + (n >>> 16)}.${(n >>> 8) & 255}.${n & 255}.0/24"}`);
+  const body = lines.join('\n');
+  lines.length = 0;
+  console.log(`daemon pid ${daemon.pid}; ${count.toLocaleString('en-US')} rules (${(count - v24).toLocaleString('en-US')} /32 + ${v24.toLocaleString('en-US')} /24), ${(body.length / 1e6).toFixed(1)} MB NDJSON`);
+  const results: Array<{ p99: number; max: number }> = [];
+  results.push(await phase(`bulk import of ${count.toLocaleString('en-US')}`, () =>
+    fetch(`${base}/v1/blocks/bulk`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson', ...auth }, body })));
+  const block = async (cidr: string, direction: 'src' | 'dst'): Promise<void> => {
+    let id = 0;
+    results.push(await phase(`POST /v1/blocks ${cidr} (${direction})`, async () => {
+      const response = await fetch(`${base}/v1/blocks`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...auth },
+        body: JSON.stringify({ cidr, direction }),
+      });
+      id = ((await response.clone().json()) as { id: number }).id;
+      return response;
+    }));
+    results.push(await phase(`DELETE /v1/blocks/:id ${cidr} (${direction})`, () =>
+      fetch(`${base}/v1/blocks/${id}`, { method: 'DELETE', headers: auth })));
+  };
+  await block('0.0.0.0/1', 'src');
+  await block('128.0.0.0/1', 'dst');
+  console.log(`worst: /healthz p99 ${ms(Math.max(...results.map((r) => r.p99)))}, max ${ms(Math.max(...results.map((r) => r.max)))}`);
+  const exited = new Promise((resolve) => daemon!.once('exit', resolve));
+  daemon.kill('SIGTERM');
+  await exited;
+} finally {
+  cleanup();
+}
