@@ -3,15 +3,18 @@
 // a unique instance, state in a temp dir), and while /healthz is probed every
 // 10 ms: imports 1M IPv4 rules (NDJSON, 900k /32 + 100k /24), blocks
 // 0.0.0.0/1 (2^23 DIR-24 slots), unblocks it, and blocks and unblocks
-// 128.0.0.0/1 as dst. Prints, per phase, the request's time and the
-// probes' count, p50, p99 and max (a probe sent during a stall waits for it,
-// so the max is a lower bound of the longest stall). XW_STALL_RULES sets the
-// rule count; XW_STALL_NODE_ARGS passes flags to the daemon's node (e.g.
-// "--cpu-prof --cpu-prof-dir=/tmp/prof").
+// 128.0.0.0/1 as dst. Prints, per phase, the request's time, the probes'
+// count, p50, p99 and max, and the daemon's own view: the longest time its
+// event loop was held and how often it was held over 50 ms (a 5 ms timer in
+// the daemon, scripts/loop-gaps.mjs, reports gaps over 20 ms). On a busy
+// machine both include time the daemon waited for a CPU. XW_STALL_RULES sets
+// the rule count; XW_STALL_NODE_ARGS passes more flags to the daemon's node
+// (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { PACKAGE_ROOT } from '../src/paths.js';
 
 const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -22,6 +25,9 @@ const instance = `stall-${process.pid}`;
 const port = 20000 + (process.pid % 20000);
 const base = `http://127.0.0.1:${port}`;
 let daemon: ChildProcess | null = null;
+/** Gaps of the daemon's event loop, [from, to] in µs of CLOCK_MONOTONIC. */
+const gaps: Array<[number, number]> = [];
+const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
 const quantile = (values: number[], q: number): number => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -41,8 +47,9 @@ function cleanup(): void {
 }
 
 /** Runs `request` while probing /healthz every 10 ms; prints one line. */
-async function phase(name: string, request: () => Promise<Response>): Promise<{ p99: number; max: number }> {
+async function phase(name: string, request: () => Promise<Response>): Promise<{ p99: number; max: number; held: number }> {
   const latencies: number[] = [];
+  const from = nowUs();
   let running = true;
   const probe = (async () => {
     while (running) {
@@ -60,11 +67,15 @@ async function phase(name: string, request: () => Promise<Response>): Promise<{ 
   const seconds = (performance.now() - t0) / 1000;
   running = false;
   await probe;
+  await new Promise((resolve) => setTimeout(resolve, 50)); // the last gap's line
   if (!response.ok) throw new Error(`${name} answered ${response.status}: ${answer.slice(0, 300)}`);
-  const result = { p99: quantile(latencies, 0.99), max: Math.max(...latencies) };
+  const to = nowUs();
+  const held = gaps.filter(([start, end]) => end > from && start < to).map(([start, end]) => (end - start) / 1000);
+  const result = { p99: quantile(latencies, 0.99), max: Math.max(...latencies), held: Math.max(0, ...held) };
   console.log(
-    `${name.padEnd(36)} ${seconds.toFixed(2).padStart(6)} s; /healthz ${String(latencies.length).padStart(5)} probes: ` +
-      `p50 ${ms(quantile(latencies, 0.5))}, p99 ${ms(result.p99)}, max ${ms(result.max)}`,
+    `${name.padEnd(40)} ${seconds.toFixed(2).padStart(6)} s; /healthz ${String(latencies.length).padStart(5)} probes: ` +
+      `p50 ${ms(quantile(latencies, 0.5))}, p99 ${ms(result.p99)}, max ${ms(result.max)}; ` +
+      `loop held max ${ms(result.held)}, ${held.filter((h) => h > 50).length}x > 50 ms`,
   );
   return result;
 }
@@ -76,9 +87,14 @@ try {
   const auth = { authorization: `Bearer ${token}` };
   daemon = spawn(
     process.execPath,
-    [...nodeArgs, CLI, 'serve', '--listen', `127.0.0.1:${port}`, '--state-dir', state, '--instance', instance, '--config', config, '--log-level', 'error'],
-    { stdio: ['ignore', 'inherit', 'inherit'] },
+    ['--import', join(PACKAGE_ROOT, 'scripts', 'loop-gaps.mjs'), ...nodeArgs, CLI, 'serve', '--listen', `127.0.0.1:${port}`, '--state-dir', state, '--instance', instance, '--config', config, '--log-level', 'error'],
+    { stdio: ['ignore', 'inherit', 'pipe'] },
   );
+  createInterface({ input: daemon.stderr! }).on('line', (line) => {
+    const gap = /^LOOP_GAP (\d+) (\d+)$/.exec(line);
+    if (gap) gaps.push([Number(gap[1]), Number(gap[2])]);
+    else console.error(line);
+  });
   for (let i = 0; ; i++) {
     if (daemon.exitCode !== null) throw new Error(`the daemon exited with ${daemon.exitCode}`);
     if (i > 3000) throw new Error('the daemon did not answer /healthz within 60 s');
@@ -96,7 +112,7 @@ try {
   const body = lines.join('\n');
   lines.length = 0;
   console.log(`daemon pid ${daemon.pid}; ${count.toLocaleString('en-US')} rules (${(count - v24).toLocaleString('en-US')} /32 + ${v24.toLocaleString('en-US')} /24), ${(body.length / 1e6).toFixed(1)} MB NDJSON`);
-  const results: Array<{ p99: number; max: number }> = [];
+  const results: Array<{ p99: number; max: number; held: number }> = [];
   results.push(await phase(`bulk import of ${count.toLocaleString('en-US')}`, () =>
     fetch(`${base}/v1/blocks/bulk`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson', ...auth }, body })));
   const block = async (cidr: string, direction: 'src' | 'dst'): Promise<void> => {
@@ -115,7 +131,8 @@ try {
   };
   await block('0.0.0.0/1', 'src');
   await block('128.0.0.0/1', 'dst');
-  console.log(`worst: /healthz p99 ${ms(Math.max(...results.map((r) => r.p99)))}, max ${ms(Math.max(...results.map((r) => r.max)))}`);
+  const worst = (key: 'p99' | 'max' | 'held') => ms(Math.max(...results.map((r) => r[key])));
+  console.log(`worst: /healthz p99 ${worst('p99')}, max ${worst('max')}; loop held max ${worst('held')}; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   const exited = new Promise((resolve) => daemon!.once('exit', resolve));
   daemon.kill('SIGTERM');
   await exited;

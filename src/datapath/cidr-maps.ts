@@ -21,7 +21,7 @@ import { BpfError, type BpfMap } from '@xdpwall/addon';
 import {
   Action, Feature, Layout, cpusOf, encodeRuleId, lpmKeySize, sumCounters, writeLpmKey, writeRuleValue, type Counter, POLICY_RULE_ID_BASE,
 } from './abi.js';
-import { DIR24_BLOCK_PAIRS, Dir24Index, DIR24_MAX_RULE_ID, SlotSet, packBlocks, packPairs, type Dir24Rule } from './dir24.js';
+import { DIR24_BLOCK_PAIRS, DIR24_MAX_RULE_ID, DIR24_STEP_SLOTS, Dir24Index, SlotSet, packBlocks, packPairs, type Dir24Rule } from './dir24.js';
 import type { DatapathMaps } from './datapath.js';
 import { describe } from './datapath.js';
 import type { RuleEnforcer } from '../rules/blocks.js';
@@ -230,6 +230,7 @@ export class CidrMaps implements RuleEnforcer {
       const steps = change === 'add' ? index.addSteps(dir24Rule(rule)) : index.removeSteps(dir24Rule(rule));
       let set = changed.get(rule.direction);
       if (!set) changed.set(rule.direction, (set = new SlotSet()));
+      if (rule.prefixLen <= 24) set.reserve(2 ** (24 - rule.prefixLen));
       for (const slots of steps) {
         set.addAll(slots);
         if (slicer.due) await slicer.next();
@@ -251,9 +252,14 @@ export class CidrMaps implements RuleEnforcer {
       const blocks = packBlocks(index.takeBlockWrites());
       if (blocks.count > 0) await second.updateBatch(blocks.keys, blocks.values, blocks.count);
       // A chunk at a time: each write is awaited, so the event loop runs between chunks.
-      for (const chunk of changed.get(direction)?.ascendingPairs() ?? []) {
-        const pairs = packPairs(index, chunk);
-        await first.updateBatch(pairs.keys, pairs.values, pairs.count);
+      const set = changed.get(direction);
+      if (set && set.size > 0) {
+        // The addon copies its inputs before it returns, so one buffer serves every chunk.
+        const into = { keys: new Uint32Array(DIR24_STEP_SLOTS), values: new Uint32Array(DIR24_STEP_SLOTS * 2) };
+        for (const chunk of set.ascendingPairs()) {
+          const pairs = packPairs(index, chunk, into);
+          await first.updateBatch(pairs.keys, pairs.values, pairs.count);
+        }
       }
       index.commitReleased();
     }

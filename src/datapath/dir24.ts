@@ -61,6 +61,8 @@ export class Dir24Index {
   /** /24s whose block contents must be (re)written. */
   private readonly dirty = new Set<number>();
   private defaultRule: Dir24Rule | null = null;
+  /** The slots a step changed, handed out as a view (reused: 2^23 slots of new arrays made the GC pause). */
+  private stepChanged: Uint32Array | null = null;
 
   /** blocks: how many second-level blocks the kernel table holds (0: every /25../31 goes to the trie). */
   constructor(readonly blocks = 0) {
@@ -139,8 +141,9 @@ export class Dir24Index {
 
   /**
    * add() in steps: each yields the changed slots of up to DIR24_STEP_SLOTS
-   * slots. The index holds the rule once the last step has run; a change
-   * must be run to its end before the next one starts.
+   * slots, a view valid until the next step. The index holds the rule once
+   * the last step has run; a change must be run to its end before the next
+   * one starts.
    */
   *addSteps(rule: Dir24Rule): Generator<Slots, void, undefined> {
     if (rule.ruleId < 1 || rule.ruleId > DIR24_MAX_RULE_ID) throw new RangeError(`rule id ${rule.ruleId} does not fit a DIR-24 slot`);
@@ -193,7 +196,7 @@ export class Dir24Index {
       const to = Math.min(end, from + DIR24_STEP_SLOTS);
       const withBlocks = this.blockOf.size > 0;
       // A typed array, not push(): pushing 2^23 numbers costs seconds.
-      const changed = new Uint32Array(to - from);
+      const changed = (this.stepChanged ??= new Uint32Array(DIR24_STEP_SLOTS));
       let count = 0;
       for (let slot = from; slot < to; slot++) {
         const d = depth[slot]!;
@@ -243,7 +246,8 @@ export class Dir24Index {
 
 /** All the steps of a change, run now, as one list of changed slots. */
 function joinSteps(steps: Iterable<Slots>): Slots {
-  const parts = [...steps];
+  const parts: Slots[] = [];
+  for (const part of steps) parts.push(part instanceof Uint32Array ? part.slice() : part);
   if (parts.length <= 1) return parts[0] ?? [];
   let total = 0;
   for (const part of parts) total += part.length;
@@ -274,16 +278,22 @@ export function packSlotPairs(index: Dir24Index, slots: ArrayLike<number>): { ke
   return packPairs(index, pairsOf(slots));
 }
 
-/** Packed keys and values of the given distinct first-level pairs. */
-export function packPairs(index: Dir24Index, pairs: Uint32Array): { keys: Buffer; values: Buffer; count: number } {
+/**
+ * Packed keys and values of the given distinct first-level pairs, written
+ * into `into` when given (reused across the chunks of one change).
+ */
+export function packPairs(
+  index: Dir24Index, pairs: Uint32Array,
+  into = { keys: new Uint32Array(pairs.length), values: new Uint32Array(pairs.length * 2) },
+): { keys: Buffer; values: Buffer; count: number } {
   const count = pairs.length;
-  const keys = Uint32Array.from(pairs);
-  const values = new Uint32Array(count * 2);
+  const { keys, values } = into;
+  keys.set(pairs);
   for (let i = 0; i < count; i++) {
     values[i * 2] = index.value(pairs[i]! * 2);
     values[i * 2 + 1] = index.value(pairs[i]! * 2 + 1);
   }
-  return { keys: Buffer.from(keys.buffer, 0, count * 4), values: Buffer.from(values.buffer, 0, count * 8), count };
+  return { keys: Buffer.from(keys.buffer, keys.byteOffset, count * 4), values: Buffer.from(values.buffer, values.byteOffset, count * 8), count };
 }
 
 /** Packed keys and values of whole second-level blocks. */
@@ -323,12 +333,15 @@ export class SlotSet {
     const marks = this.marks!;
     if (marks[slot]) return;
     marks[slot] = 1;
-    if (this.size === this.list.length) {
-      const grown = new Uint32Array(this.list.length * 2);
-      grown.set(this.list);
-      this.list = grown;
-    }
+    if (this.size === this.list.length) this.grow(this.size + 1);
     this.list[this.size++] = slot;
+  }
+
+  /** Makes room for `extra` more slots at once: a /1 would grow the list ten times (64 MiB of copies). */
+  reserve(extra: number): void {
+    if (this.small && this.small.size + extra <= SlotSet.SMALL) return;
+    if (this.small) this.toMarks();
+    if (this.size + extra > this.list.length) this.grow(this.size + extra);
   }
 
   /** Adds many slots: a /1 touches 2^23 of them. */
@@ -338,11 +351,7 @@ export class SlotSet {
       return;
     }
     if (this.small) this.toMarks();
-    if (this.size + slots.length > this.list.length) {
-      const grown = new Uint32Array(Math.min(DIR24_SLOTS, Math.max(this.list.length * 2, this.size + slots.length)));
-      grown.set(this.list.subarray(0, this.size));
-      this.list = grown;
-    }
+    if (this.size + slots.length > this.list.length) this.grow(this.size + slots.length);
     const marks = this.marks!;
     const list = this.list;
     let size = this.size;
@@ -362,7 +371,8 @@ export class SlotSet {
   /**
    * The distinct pairs holding the slots, ascending, in chunks of at most
    * `chunk`: a /1 touches 2^22 pairs, packed and written a chunk at a time.
-   * Above the switch the marks are scanned in order (no sort of millions).
+   * Above the switch the marks are scanned in order (no sort of millions),
+   * and each chunk is a view valid until the next.
    */
   *ascendingPairs(chunk = DIR24_STEP_SLOTS): Generator<Uint32Array, void, undefined> {
     if (this.small) {
@@ -374,7 +384,7 @@ export class SlotSet {
     const marks = this.marks!;
     const quads = new Uint32Array(marks.buffer, marks.byteOffset, marks.length >>> 2);
     const duos = new Uint16Array(marks.buffer, marks.byteOffset, marks.length >>> 1);
-    let pairs = new Uint32Array(chunk);
+    const pairs = new Uint32Array(chunk);
     let count = 0;
     for (let q = 0; q < quads.length; q++) {
       if (quads[q] === 0) continue;
@@ -383,12 +393,18 @@ export class SlotSet {
         pairs[count++] = pair;
         if (count === chunk) {
           yield pairs;
-          pairs = new Uint32Array(chunk);
           count = 0;
         }
       }
     }
     if (count > 0) yield pairs.subarray(0, count);
+  }
+
+  /** A list with room for `needed` slots (at least double the old one, at most the whole table). */
+  private grow(needed: number): void {
+    const grown = new Uint32Array(Math.min(DIR24_SLOTS, Math.max(this.list.length * 2, needed)));
+    grown.set(this.list.subarray(0, this.size));
+    this.list = grown;
   }
 
   /** From a small set to one mark per slot of the whole table. */
