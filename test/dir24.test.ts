@@ -312,6 +312,16 @@ describe('SlotSet.ascendingPairs', () => {
     expect(chunks.flat()).toEqual(pairsOf(slots));
   });
 
+  it('walks an ascending list as it is: two slots of a pair split across chunks still give the pair once', () => {
+    const set = new SlotSet();
+    const slots = Array.from({ length: 10_001 }, (_, i) => 5 + i); // ascending, above the switch to marks
+    set.addAll(slots);
+    const chunks: number[][] = [];
+    for (const chunk of set.ascendingPairs(7)) chunks.push([...chunk]);
+    expect(chunks.flat()).toEqual(pairsOf(slots));
+    expect(chunks.slice(0, -1).every((c) => c.length === 7)).toBe(true);
+  });
+
   it('a /1 comes out as 64 chunks of 65,536 pairs', () => {
     const set = new SlotSet();
     const step = new Uint32Array(DIR24_STEP_SLOTS);

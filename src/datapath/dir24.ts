@@ -313,19 +313,26 @@ export function packBlocks(writes: ReadonlyArray<{ block: number; values: Uint32
  * import of /20s touches 16 slots each): a plain Set while small, then a
  * mark per slot and a list, so single-rule changes allocate nothing large.
  */
+/** Marks (four at a time) scanned before a partial chunk of pairs is handed out. */
+const SCAN_WINDOW_MASK = (1 << 16) - 1;
+
 export class SlotSet {
   private static readonly SMALL = 4096;
   private small: Set<number> | null = new Set();
   private marks: Uint8Array | null = null;
   private list = new Uint32Array(SlotSet.SMALL * 2);
   size = 0;
+  /** The list is in ascending order (one rule's range, or rules in order): its pairs come without a scan or sort. */
+  private ascending = true;
+  private lowest = DIR24_SLOTS;
+  private highest = -1;
 
   add(slot: number): void {
     if (this.small) {
       if (this.small.has(slot)) return;
       if (this.small.size < SlotSet.SMALL) {
         this.small.add(slot);
-        this.list[this.size++] = slot;
+        this.append(slot);
         return;
       }
       this.toMarks();
@@ -334,6 +341,13 @@ export class SlotSet {
     if (marks[slot]) return;
     marks[slot] = 1;
     if (this.size === this.list.length) this.grow(this.size + 1);
+    this.append(slot);
+  }
+
+  private append(slot: number): void {
+    if (slot < this.highest) this.ascending = false;
+    if (slot < this.lowest) this.lowest = slot;
+    if (slot > this.highest) this.highest = slot;
     this.list[this.size++] = slot;
   }
 
@@ -354,14 +368,20 @@ export class SlotSet {
     if (this.size + slots.length > this.list.length) this.grow(this.size + slots.length);
     const marks = this.marks!;
     const list = this.list;
-    let size = this.size;
+    let { size, ascending, lowest, highest } = this;
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i]!;
       if (marks[slot]) continue;
       marks[slot] = 1;
       list[size++] = slot;
+      if (slot < highest) ascending = false;
+      if (slot < lowest) lowest = slot;
+      if (slot > highest) highest = slot;
     }
     this.size = size;
+    this.ascending = ascending;
+    this.lowest = lowest;
+    this.highest = highest;
   }
 
   slots(): Uint32Array {
@@ -370,29 +390,48 @@ export class SlotSet {
 
   /**
    * The distinct pairs holding the slots, ascending, in chunks of at most
-   * `chunk`: a /1 touches 2^22 pairs, packed and written a chunk at a time.
-   * Above the switch the marks are scanned in order (no sort of millions),
-   * and each chunk is a view valid until the next.
+   * `chunk` (each a view valid until the next): a /1 touches 2^22 pairs,
+   * packed and written a chunk at a time. Work between two chunks stays
+   * bounded: an ascending list is walked as it is; otherwise a small set is
+   * sorted, and the marks of a large one are scanned in order (no sort of
+   * millions) from its lowest slot to its highest, a window at a time.
    */
   *ascendingPairs(chunk = DIR24_STEP_SLOTS): Generator<Uint32Array, void, undefined> {
-    if (this.small) {
-      const pairs = pairsOf(this.slots());
-      for (let from = 0; from < pairs.length; from += chunk) yield pairs.subarray(from, from + chunk);
-      return;
-    }
-    // Two marks (bytes) to a pair: one u16 per pair, and zero u32s skip two pairs at once.
-    const marks = this.marks!;
-    const quads = new Uint32Array(marks.buffer, marks.byteOffset, marks.length >>> 2);
-    const duos = new Uint16Array(marks.buffer, marks.byteOffset, marks.length >>> 1);
     const pairs = new Uint32Array(chunk);
     let count = 0;
-    for (let q = 0; q < quads.length; q++) {
-      if (quads[q] === 0) continue;
-      for (let pair = q * 2; pair < q * 2 + 2; pair++) {
-        if (duos[pair] === 0) continue;
-        pairs[count++] = pair;
+    let last = -1;
+    if (this.ascending || this.small) {
+      const list = this.ascending ? this.slots() : pairsOf(this.slots());
+      const shift = this.ascending ? 1 : 0; // pairsOf gives pairs already
+      for (let i = 0; i < list.length; i++) {
+        const pair = list[i]! >>> shift;
+        if (pair === last) continue;
+        last = pairs[count++] = pair;
         if (count === chunk) {
           yield pairs;
+          count = 0;
+        }
+      }
+    } else {
+      // Two marks (bytes) to a pair: one u16 per pair, and zero u32s skip two pairs at once.
+      const marks = this.marks!;
+      const quads = new Uint32Array(marks.buffer, marks.byteOffset, marks.length >>> 2);
+      const duos = new Uint16Array(marks.buffer, marks.byteOffset, marks.length >>> 1);
+      const end = (this.highest >>> 2) + 1;
+      for (let q = this.lowest >>> 2; q < end; q++) {
+        if (quads[q] !== 0) {
+          for (let pair = q * 2; pair < q * 2 + 2; pair++) {
+            if (duos[pair] === 0) continue;
+            pairs[count++] = pair;
+            if (count === chunk) {
+              yield pairs;
+              count = 0;
+            }
+          }
+        }
+        // A window scanned: hand out what it found rather than scan on.
+        if ((q & SCAN_WINDOW_MASK) === SCAN_WINDOW_MASK && count > 0) {
+          yield pairs.subarray(0, count);
           count = 0;
         }
       }
