@@ -189,6 +189,11 @@ export function loadConfig(configFile: string | undefined, overrides: ConfigOver
   };
 }
 
+/** The interfaces that have their own default policy, as the policy engine takes them. */
+export function interfaceDefaults(config: Pick<Config, 'interfaces'>): Array<{ iface: string; policy: Partial<Config['policy']> }> {
+  return config.interfaces.flatMap((i) => (i.policy ? [{ iface: i.name, policy: { ...i.policy } }] : []));
+}
+
 function parsePolicy(value: unknown): Config['policy'] {
   const policy: Config['policy'] = { ingress: 'accept', egress: 'accept' };
   if (value === undefined || value === null) return policy;

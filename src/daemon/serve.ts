@@ -13,7 +13,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../api/app.js';
 import { Firewall, pinDirFor, storePathIn } from '../firewall.js';
 import { BPF_OBJECT_PATH } from '../paths.js';
-import { formatListen, type Config } from '../config.js';
+import { formatListen, interfaceDefaults, type Config } from '../config.js';
 import { ConfigError, LockedError } from '../errors.js';
 import { lockDirectory } from '../lock.js';
 import { VERSION } from '../version.js';
@@ -56,7 +56,7 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
         countersCacheMs: config.countersCacheMs,
         policy: config.policy,
         failsafe: config.failsafe,
-        ifaceDefaults: config.interfaces.flatMap((i) => (i.policy ? [{ iface: i.name, policy: i.policy }] : [])),
+        ifaceDefaults: interfaceDefaults(config),
       },
       log,
     );
