@@ -65,7 +65,7 @@ describe('sampled drop events from the lab', { timeout: 240_000 }, () => {
     await world.setUp();
     const config = join(dir, 'config.yaml');
     writeFileSync(config, 'events:\n  sample: { deny_src_cidr: 1 }\n  ratePerSecond: 10000\n  burst: 10000\n');
-    await world.startDaemon({ args: ['--config', config] });
+    await world.startDaemon({ args: ['--config', config], startTimeoutMs: 120_000 });
     client = hostAddress(world.lab.client.ipv4);
     server = hostAddress(world.lab.server.ipv4);
     const created = await world.api.createBlock(`${client}/32`);

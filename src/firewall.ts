@@ -16,7 +16,7 @@ import type { Config, InterfaceConfig } from './config.js';
 import { PolicyTables } from './policy/tables.js';
 import { PolicyEngine } from './policy/engine.js';
 import { POLICY_SETTING, RuleService } from './policy/rules.js';
-import type { PolicyDefaults } from './policy/engine.js';
+import type { InterfaceDefaults, PolicyDefaults } from './policy/engine.js';
 import { BlockMetaService, type BlockExtras } from './policy/block-meta.js';
 import type { BlockInput } from './rules/blocks.js';
 import type { BlockRule } from './rules/model.js';
@@ -39,6 +39,8 @@ export interface FirewallOptions {
   failsafe?: FailsafeEntry[];
   /** Sampling and the kernel's cap for sampled packet events (`events:`). */
   events?: EventSettings;
+  /** Interfaces' own default policies (configuration file only). */
+  ifaceDefaults?: InterfaceDefaults[];
 }
 
 export interface TableUsage {
@@ -105,6 +107,7 @@ export class Firewall {
         clock,
         ifindexOf: (iface) => opened.interfaces().find((i) => i.iface === iface)?.ifindex,
         ruleStats: datapath.maps.ruleStats,
+        ifaceDefaults: options.ifaceDefaults ?? [],
       });
       const blockMeta = new BlockMetaService(store, datapath.maps.policy.blockMeta, (at) => policy.expiresNs(at), () => new Date(clock.wallMs()));
       // Before the prefixes: a dry-run block never drops.

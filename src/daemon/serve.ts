@@ -57,6 +57,7 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
         policy: config.policy,
         failsafe: config.failsafe,
         events: config.events,
+        ifaceDefaults: config.interfaces.flatMap((i) => (i.policy ? [{ iface: i.name, policy: i.policy }] : [])),
       },
       log,
     );
