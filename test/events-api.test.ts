@@ -99,6 +99,18 @@ describe('GET /v1/events', () => {
   });
 });
 
+describe('closing the app', () => {
+  it('ends the open streams (a daemon stopping does not wait for its event clients)', async () => {
+    const second = await buildApp({ firewall });
+    const url = await second.listen({ host: '127.0.0.1', port: 0 });
+    const res = await fetch(`${url}/v1/events`);
+    await until(() => firewall.events.listeners === 1, 'the listener');
+    await second.close();
+    expect((await res.text()).startsWith('retry: 2000')).toBe(true);
+    expect(firewall.events.listeners).toBe(0);
+  });
+});
+
 describe('GET /v1/capture.pcap', () => {
   it('ends after count packets: a pcap header and one record per packet, the frame bytes as sent', async () => {
     const res = fetch(`${base}/v1/capture.pcap?count=2&seconds=60&src=${BLOCKED}/32`);

@@ -29,6 +29,11 @@ const countersJson = (c: EventCounters) => ({
 
 export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async (app, { firewall, statsIntervalMs = 5000 }) => {
   const hub = firewall.events;
+  // Streams never end on their own: closing the app ends them, or server.close() would wait for the clients.
+  const open = new Set<() => void>();
+  app.addHook('preClose', async () => {
+    for (const finish of [...open]) finish();
+  });
 
   /**
    * Hands the socket over to a stream: subscribes, runs until the client
@@ -44,7 +49,8 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
   ): void => {
     reply.hijack();
     const res = reply.raw;
-    res.writeHead(200, headers);
+    // One stream per connection: when it ends the socket goes too, rather than idling until keep-alive times out.
+    res.writeHead(200, { ...headers, connection: 'close' });
     const cleanups: (() => void)[] = [];
     let done = false;
     const close = (end: () => void): void => {
@@ -54,6 +60,8 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
       end();
     };
     const finish = (): void => close(() => res.end());
+    open.add(finish);
+    cleanups.push(() => open.delete(finish));
     const queue = new ClientQueue(
       { write: (chunk) => res.write(chunk), onceDrain: (callback) => res.once('drain', callback) },
       () => {

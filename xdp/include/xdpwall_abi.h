@@ -463,8 +463,8 @@ struct xw_event {
 	__u8 tcp_flags;
 	__u8 flags;       /* enum xw_event_flags */
 	__u16 vlan;
-	__be16 sport;     /* or htons(ICMP type) */
-	__be16 dport;     /* or htons(ICMP code) */
+	__be16 sport;     /* ICMP: the echo identifier, else htons(type) */
+	__be16 dport;     /* ICMP: the echo identifier, else htons(code) */
 	__u16 snap_len;   /* bytes of data[] that hold the frame's start */
 	__u8 saddr[16];   /* network byte order, IPv4 as IPv4-mapped IPv6 */
 	__u8 daddr[16];

@@ -5,13 +5,14 @@
  *
  * Cost: the exit calls xw_event() for every packet. With nobody listening
  * (XW_FEATURE_EVENTS clear, the default) that is one inlined array lookup
- * and a bit test. While listening, one more per-CPU lookup and a decrement;
- * only a sampled packet pays for the bucket, the ring and the copy, and the
- * bucket caps those at rate_per_sec however hard the flood, so a flood
- * cannot overwhelm the daemon reading the ring.
+ * and a bit test. While listening, two more inlined lookups and a
+ * decrement; only a sampled packet pays for a call, the bucket, the ring
+ * and the copy, and the bucket caps those at rate_per_sec however hard the
+ * flood, so a flood cannot overwhelm the daemon reading the ring.
  *
- * The work past the gate lives in global functions, one per hook (the
- * context types differ): the verifier checks each once, not once per exit.
+ * The work for sampled packets lives in global functions, one per hook
+ * (the context types differ): the verifier checks each once, not once per
+ * exit.
  */
 #ifndef XW_EVENTS_H
 #define XW_EVENTS_H
@@ -145,10 +146,10 @@ static __always_inline bool xw_event_take_token(const struct xw_event_cfg *cfg)
 }
 
 /*
- * Everything after the gate, for both hooks. meta packs the direction
+ * What a sampled packet does, for both hooks. meta packs the direction
  * (bits 24..31), verdict (16..23) and reason (0..15). Returns a reservation
- * to fill with the frame bytes, or NULL when the packet is not sampled, is
- * capped or finds the ring full.
+ * to fill with the frame bytes, or NULL when the bucket is empty or the
+ * ring full.
  */
 static __always_inline struct xw_event *xw_event_begin(const struct xw_pkt *p,
 						       __u32 meta, __u32 rule_id)
@@ -160,7 +161,7 @@ static __always_inline struct xw_event *xw_event_begin(const struct xw_pkt *p,
 	if (!p)
 		return NULL;
 	cfg = bpf_map_lookup_elem(&xw_event_cfg, &zero);
-	if (!cfg || !xw_event_sampled(cfg, meta & 0xffff))
+	if (!cfg)
 		return NULL;
 	if (!xw_event_take_token(cfg)) {
 		xw_event_stat(XW_EVSTAT_LOST_CAP);
@@ -257,9 +258,14 @@ static __always_inline void xw_event(void *ctx, const struct xw_pkt *p,
 				     enum xw_reason reason, __u32 rule_id)
 {
 	const struct xw_config *cfg = xw_config_get();
-	__u32 meta;
+	const struct xw_event_cfg *ecfg;
+	__u32 zero = 0, meta;
 
 	if (!cfg || !(cfg->features & XW_FEATURE_EVENTS))
+		return;
+	/* inline up to here: a packet that is not sampled makes no call */
+	ecfg = bpf_map_lookup_elem(&xw_event_cfg, &zero);
+	if (!ecfg || !xw_event_sampled(ecfg, reason))
 		return;
 	meta = (__u32)dir << 24 | (__u32)verdict << 16 | (reason & 0xffff);
 	if (dir == XW_DIR_INGRESS)
