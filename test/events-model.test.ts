@@ -9,6 +9,7 @@ import { pcapHeader, pcapRecord } from '../src/events/pcap.js';
 import { POLICY_RULE_ID_BASE, Reason } from '../src/datapath/abi.js';
 import { ConfigError, InvalidArgumentError, InvalidCidrError } from '../src/errors.js';
 import { ipv4Mapped, ipv6Bytes } from './lib/packets.js';
+import { formatEvent, sseMessages } from '../src/cli/commands/events.js';
 
 const L = EventLayout.event;
 
@@ -171,5 +172,23 @@ describe('a slow client', () => {
     expect([overflows, q.pending]).toEqual([1, 0]);
     s.drain(10);
     expect(s.written).toEqual(['a']);
+  });
+});
+
+describe('xdpwall events', () => {
+  it('prints one line per event: time, verdict, reason, what decided, where, the packet', () => {
+    expect(formatEvent(packet({ ruleId: 12 }).event)).toBe('22:13:25.000 drop deny_src_cidr block 12 lab/veth0 ingress tcp 198.18.0.9:40000 -> 198.19.0.1:443 [SYN,ACK] 60B');
+    const v6 = packet({ family: 6, src: ipv6Bytes('fd00:198::5'), ruleId: POLICY_RULE_ID_BASE + 2, ifindex: 9 }).event;
+    expect(formatEvent({ ...v6, dst: 'fd00:198::1' })).toBe('22:13:25.000 drop deny_src_cidr rule 2 ifindex:9 ingress tcp [fd00:198::5]:40000 -> [fd00:198::1]:443 [SYN,ACK] 60B');
+  });
+
+  it('splits a Server-Sent Events body into messages across chunk boundaries', async () => {
+    async function* chunks() {
+      yield Buffer.from('retry: 2000\n: listening\n\nid: 1\nda');
+      yield new TextEncoder().encode('ta: {"a":1}\n\nevent: stats\ndata: {"sampled":3}\n\n');
+    }
+    const out = [];
+    for await (const message of sseMessages(chunks())) out.push(message);
+    expect(out).toEqual([{ event: 'message', data: '{"a":1}' }, { event: 'stats', data: '{"sampled":3}' }]);
   });
 });
