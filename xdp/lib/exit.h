@@ -2,7 +2,8 @@
 /*
  * The one way out of both programs: it counts the packet under its verdict
  * and reason, charges the matching rule, accounts the flow of packets that
- * pass, and turns the verdict into the hook's return code.
+ * pass, offers the packet to the event sampler (lib/events.h), and turns
+ * the verdict into the hook's return code.
  */
 #ifndef XW_EXIT_H
 #define XW_EXIT_H
@@ -96,9 +97,9 @@ static __always_inline int xw_hook_action(enum xw_direction dir,
 }
 
 /*
- * ctx: the hook's context (struct xdp_md or struct __sk_buff, for the
- * sampled events' frame bytes); dir: the hook's direction, a constant; rule_id: the rule that decided the
- * verdict, or 0; flow: the packet's xw_flow_find() result (NULL: a new
+ * ctx: the hook's context (struct xdp_md or struct __sk_buff: sampled
+ * events copy frame bytes through it); dir: the hook's direction, a
+ * constant; rule_id: the rule that decided the verdict, or 0; flow: the packet's xw_flow_find() result (NULL: a new
  * flow, or none looked up because the packet will not be accounted);
  * rules_gen: the generation the verdict was reached under.
  */
