@@ -9,8 +9,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BUILD_PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev build-essential pkg-config python3)
 # Run and test: namespaces and veth (iproute2, util-linux nsenter), ping, bpftool,
 # systemd-analyze and promtool for the offline deploy/ and metrics checks,
-# chromium (driven headless by playwright-core) for the dashboard test, tmux for `xdpwall top`.
-RUN_PACKAGES=(bpftool iproute2 util-linux iputils-ping tcpdump xdp-tools systemd prometheus chromium tmux)
+# chromium (driven headless by playwright-core) for the dashboard test, tmux for `xdpwall top`,
+# tshark to read the pcap of sampled drops (netns-tests/events.test.ts).
+RUN_PACKAGES=(bpftool iproute2 util-linux iputils-ping tcpdump xdp-tools systemd prometheus chromium tmux tshark)
 # The benchmark's veth suite compares against these peers (npm run bench).
 BENCH_PACKAGES=(nftables iptables)
 

@@ -7,6 +7,7 @@ import { ConfigError } from './errors.js';
 import { DEFAULT_CAPACITY } from './datapath/abi.js';
 import { parseApiConfig, type ApiConfig } from './auth/config.js';
 import { parseFailsafe, type FailsafeEntry } from './policy/failsafe.js';
+import { parseEventSettings, type EventSettings } from './events/settings.js';
 
 export type PolicyDefault = 'accept' | 'drop';
 
@@ -48,6 +49,8 @@ export interface Config {
   policy: { ingress: PolicyDefault; egress: PolicyDefault };
   /** What stays reachable whatever else says (`failsafe:`); only from this file. */
   failsafe: FailsafeEntry[];
+  /** Sampled packet events (`events:`): 1 in N per reason, and the kernel's cap. */
+  events: EventSettings;
 }
 
 /** Flags as the CLI hands them over; every field optional. */
@@ -142,6 +145,7 @@ function fileInterfaces(value: unknown, defaultMode: AttachMode): InterfaceConfi
  *   capacity: { cidrV4: 1048576, cidrV6: 262144, flows: 262144 }
  *   policy: { ingress: drop }     # default accept; replies to this host's own flows still pass
  *   failsafe: [{proto: tcp, port: 22}, {cidr: 198.18.9.0/24}]   # default: TCP 22, UDP 68 and 546, ICMPv6 133-137
+ *   events: { sample: { drop_rule: 1 }, ratePerSecond: 1000, burst: 1000 }   # default: log 1 in 1, drops 1 in 100
  */
 export function loadConfig(configFile: string | undefined, overrides: ConfigOverrides = {}): Config {
   const file = configFile ? readConfigFile(configFile) : {};
@@ -186,6 +190,7 @@ export function loadConfig(configFile: string | undefined, overrides: ConfigOver
     healthCheckMs: positiveInt(file.healthCheckMs, 'healthCheckMs', 1000),
     policy: parsePolicy(file.policy),
     failsafe: parseFailsafe(file.failsafe),
+    events: parseEventSettings(file.events),
   };
 }
 

@@ -21,6 +21,8 @@ import { BlockMetaService, type BlockExtras } from './policy/block-meta.js';
 import type { BlockInput } from './rules/blocks.js';
 import type { BlockRule } from './rules/model.js';
 import { checkFailsafeCidr, checkFailsafeRule, failsafeRules, type FailsafeEntry } from './policy/failsafe.js';
+import { EventHub } from './events/hub.js';
+import { DEFAULT_EVENT_SETTINGS, type EventSettings } from './events/settings.js';
 
 export interface FirewallOptions {
   objectPath: string;
@@ -35,6 +37,8 @@ export interface FirewallOptions {
   policy?: PolicyDefaults;
   /** The failsafe list (configuration file only). Default none. */
   failsafe?: FailsafeEntry[];
+  /** Sampling and the kernel's cap for sampled packet events (`events:`). */
+  events?: EventSettings;
   /** Interfaces' own default policies (configuration file only). */
   ifaceDefaults?: InterfaceDefaults[];
 }
@@ -51,6 +55,8 @@ export class Firewall {
   readonly blockMeta: BlockMetaService;
   /** Policy rules (`/v1/rules`). */
   readonly rules: RuleService;
+  /** Sampled packets for /v1/events and /v1/capture.pcap. */
+  readonly events: EventHub;
   private readonly flowSnapshots: SnapshotCache<FlowTable>;
   private readonly statsSnapshots: SnapshotCache<StatsEntry[]>;
   private readonly startedAt: number;
@@ -66,8 +72,10 @@ export class Firewall {
     log: Logger,
     readonly failsafe: readonly FailsafeEntry[],
     blockMeta: BlockMetaService,
+    events: EventSettings,
     counts?: Record<4 | 6, number>,
   ) {
+    this.events = new EventHub(datapath.maps.events, events, { clock, ifaceName: (ifindex) => datapath.ifaceName(ifindex) });
     this.rules = new RuleService(store, policy, {
       now: () => new Date(clock.wallMs()),
       check: (rule) => checkFailsafeRule(failsafe, rule),
@@ -112,7 +120,8 @@ export class Firewall {
       policy.setDefaults(store.getSetting<PolicyDefaults>(POLICY_SETTING) ?? options.policy ?? { ingress: 'accept', egress: 'accept' });
       await policy.installFailsafe(failsafeRules(failsafe));
       const firewall = new Firewall(
-        store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log, failsafe, blockMeta, rules.perFamily,
+        store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log, failsafe, blockMeta,
+        options.events ?? DEFAULT_EVENT_SETTINGS, rules.perFamily,
       );
       await firewall.rules.installAll();
       return { firewall, restored };
@@ -189,6 +198,7 @@ export class Firewall {
 
   /** Frees kernel handles; the pinned links and maps stay, enforcing (see Datapath.close). */
   close(): void {
+    this.events.close();
     this.datapath.close();
     this.store.close();
   }

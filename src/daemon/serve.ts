@@ -56,6 +56,7 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
         countersCacheMs: config.countersCacheMs,
         policy: config.policy,
         failsafe: config.failsafe,
+        events: config.events,
         ifaceDefaults: interfaceDefaults(config),
       },
       log,
