@@ -10,12 +10,8 @@ import type { StatsReport } from '../../stats/report.js';
 type BlockView = Pick<BlockRule, 'id' | 'cidr' | 'direction' | 'comment' | 'createdAt'> & {
   hits?: { packets: number; bytes: number };
   expiresAt?: string | null;
+  dryRun?: boolean;
   origin?: string;
-};
-
-const seconds = (value: string): number => {
-  if (!/^\d+$/.test(value) || Number(value) < 1) throw new CliError(`--ttl must be a whole number of seconds >= 1, not "${value}"`, 2);
-  return Number(value);
 };
 
 interface ClientFlags {
@@ -43,6 +39,21 @@ const direction = (value: string): BlockDirection => {
   return value;
 };
 
+interface BlockFlags {
+  direction?: BlockDirection;
+  comment?: string;
+  force?: boolean;
+  ttl?: number;
+  expiresAt?: string;
+  dryRun?: boolean;
+  origin?: string;
+}
+
+const seconds = (value: string): number => {
+  if (!/^\d+$/.test(value)) throw new CliError(`--ttl must be a whole number of seconds, not "${value}"`, 2);
+  return Number(value);
+};
+
 export function blockCommand(): Command {
   return clientCommand('block', 'block a CIDR (or a single address)')
     .argument('<CIDR>')
@@ -50,18 +61,22 @@ export function blockCommand(): Command {
     .option('--comment <TEXT>', 'why, for the next person')
     .option('--force', 'block even if it cuts this client off from the API (otherwise SELF_LOCKOUT)')
     .option('--ttl <SECONDS>', 'expire after this long (blocking again keeps the later expiry)', seconds)
+    .option('--expires-at <ISO>', 'expire at this time')
+    .option('--dry-run', 'count what it would drop (would_drop), but pass')
     .option('--origin <NAME>', 'who blocks, e.g. fail2ban (default api)')
-    .action(async (cidr: string, flags: ClientFlags & { direction?: BlockDirection; comment?: string; force?: boolean; ttl?: number; origin?: string }) => {
+    .action(async (cidr: string, flags: ClientFlags & BlockFlags) => {
       const { status, body } = await apiClient(flags).call<BlockView>('POST', '/v1/blocks', {
         cidr,
         ...(flags.direction && { direction: flags.direction }),
         ...(flags.comment !== undefined && { comment: flags.comment }),
         ...(flags.force && { force: true }),
         ...(flags.ttl !== undefined && { ttl: flags.ttl }),
+        ...(flags.expiresAt !== undefined && { expiresAt: flags.expiresAt }),
+        ...(flags.dryRun && { dryRun: true }),
         ...(flags.origin !== undefined && { origin: flags.origin }),
       });
-      const until = body.expiresAt ? `, until ${body.expiresAt}` : '';
-      print(flags, body, () => `${status === 201 ? 'blocked' : 'already blocked'} ${body.cidr} (${body.direction}, id ${body.id}${until})`);
+      const extras = [body.dryRun ? 'dry run' : '', body.expiresAt ? `until ${body.expiresAt}` : ''].filter(Boolean).join(', ');
+      print(flags, body, () => `${status === 201 ? 'blocked' : 'already blocked'} ${body.cidr} (${body.direction}, id ${body.id}${extras ? `, ${extras}` : ''})`);
     });
 }
 
