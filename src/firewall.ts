@@ -17,9 +17,12 @@ import { PolicyTables } from './policy/tables.js';
 import { PolicyEngine } from './policy/engine.js';
 import { POLICY_SETTING, RuleService } from './policy/rules.js';
 import type { InterfaceDefaults, PolicyDefaults } from './policy/engine.js';
-import { BlockMetaService, type BlockExtras } from './policy/block-meta.js';
+import { BlockMetaService, type BlockExtras, type BlockWithExtras } from './policy/block-meta.js';
 import type { BlockInput } from './rules/blocks.js';
-import type { BlockRule } from './rules/model.js';
+import type { BlockDirection, BlockRule } from './rules/model.js';
+import { parseCidr } from './rules/cidr.js';
+import { TooBroadError } from './errors.js';
+import { Integrations } from './integrations/status.js';
 import { checkFailsafeCidr, checkFailsafeRule, failsafeRules, type FailsafeEntry } from './policy/failsafe.js';
 import { EventHub } from './events/hub.js';
 import { DEFAULT_EVENT_SETTINGS, type EventSettings } from './events/settings.js';
@@ -43,6 +46,15 @@ export interface FirewallOptions {
   ifaceDefaults?: InterfaceDefaults[];
 }
 
+/** See Firewall.originBlocks. */
+export interface OriginBlocks {
+  /** Throws when the firewall refuses to block this CIDR (/0, the failsafe list). */
+  check(cidr: string): void;
+  addMany(items: BlockWithExtras[]): Promise<{ created: number; existing: number }>;
+  owned(): Array<{ cidr: string; direction: BlockDirection }>;
+  removeMany(keys: Array<{ cidr: string; direction: BlockDirection }>): Promise<BlockRule[]>;
+}
+
 export interface TableUsage {
   table: 'cidr_v4' | 'cidr_v6' | 'flows';
   entries: number;
@@ -57,6 +69,8 @@ export class Firewall {
   readonly rules: RuleService;
   /** Sampled packets for /v1/events and /v1/capture.pcap. */
   readonly events: EventHub;
+  /** What integrations (the CrowdSec bouncer) report about themselves. */
+  readonly integrations = new Integrations();
   private readonly flowSnapshots: SnapshotCache<FlowTable>;
   private readonly statsSnapshots: SnapshotCache<StatsEntry[]>;
   private readonly startedAt: number;
@@ -144,6 +158,25 @@ export class Firewall {
   /** Blocks a CIDR, with an optional ttl/expiresAt and dryRun (see policy/block-meta.ts). */
   addBlock(input: BlockInput & BlockExtras): Promise<{ rule: BlockRule; created: boolean }> {
     return this.blockMeta.add(this.blocks, input);
+  }
+
+  /** Blocks many CIDRs with ttl/expiresAt and origin in one bulk change (see BlockMetaService.addMany). */
+  addBlocks(items: readonly BlockWithExtras[]): Promise<{ created: number; existing: number }> {
+    return this.blockMeta.addMany(this.blocks, items);
+  }
+
+  /** The blocks an integration keeps, as it sees them: it adds in bulk and removes only what it owns. */
+  originBlocks(origin: string): OriginBlocks {
+    return {
+      check: (text) => {
+        const cidr = parseCidr(text);
+        if (cidr.prefixLen === 0) throw new TooBroadError(`${cidr.text} blocks everything`);
+        checkFailsafeCidr(this.failsafe, cidr, 'block');
+      },
+      addMany: (items) => this.addBlocks(items.map((item) => ({ ...item, origin }))),
+      owned: () => this.blockMeta.ownedBy(origin),
+      removeMany: (keys) => this.blocks.removeMany(keys.filter((key) => this.blockMeta.origin(key) === origin)),
+    };
   }
 
   /** Recompiles the policy (after interfaces attach: rules naming one resolve to its ifindex). */

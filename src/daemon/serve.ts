@@ -20,6 +20,7 @@ import { VERSION } from '../version.js';
 import { openDaemonAccess, type DaemonAccess } from './access.js';
 import { listenPrivately } from '../auth/unix-socket.js';
 import { checkSocketDir, ensureStateDir, listenError } from './startup.js';
+import { CROWDSEC_ORIGIN, CrowdsecBouncer } from '../integrations/crowdsec.js';
 
 export interface RunningDaemon {
   app: FastifyInstance;
@@ -104,11 +105,21 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
   }, 1000);
   sweeper.unref();
 
+  let bouncer: CrowdsecBouncer | undefined;
+  if (config.crowdsec) {
+    bouncer = new CrowdsecBouncer(config.crowdsec, running.originBlocks(CROWDSEC_ORIGIN), { log });
+    const current = bouncer;
+    running.integrations.register(CROWDSEC_ORIGIN, () => current.status());
+    log.info({ url: config.crowdsec.url, refreshMs: config.crowdsec.refreshMs }, 'crowdsec: bouncer started');
+    bouncer.start();
+  }
+
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
       clearInterval(monitor);
       clearInterval(sweeper);
+      await bouncer?.stop();
       await app.close();
       running.close();
       runningAccess.close();
