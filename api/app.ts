@@ -20,6 +20,7 @@ import { metricsRoutes } from './routes/metrics.js';
 import { accessRoutes } from './routes/access.js';
 import { ruleRoutes } from './routes/rules.js';
 import { policyRoutes } from './routes/policy.js';
+import { listRoutes } from './routes/lists.js';
 import { Rule } from './schemas/rules.js';
 import { UI_ROUTES, uiRoutes } from './routes/ui.js';
 import { registerRequestDurations, registerTableMetrics } from './plugins/metrics-extra.js';
@@ -29,7 +30,7 @@ import { Registry } from 'prom-client';
 export type ApiFirewall = Pick<
   Firewall,
   | 'blocks' | 'addBlock' | 'blockMeta' | 'rules' | 'policy' | 'failsafe' | 'flows' | 'flowCount' | 'stats' | 'interfaces' | 'ruleHits'
-  | 'uptimeSeconds' | 'tableUsage'
+  | 'uptimeSeconds' | 'tableUsage' | 'lists' | 'feeds'
 >;
 
 /** Who may use the API and how it is audited; see api/plugins/auth.ts. */
@@ -103,6 +104,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(blockRoutes, { firewall: options.firewall });
   await app.register(ruleRoutes, { firewall: options.firewall });
   await app.register(policyRoutes, { firewall: options.firewall });
+  await app.register(listRoutes, { firewall: options.firewall });
   await app.register(observeRoutes, { firewall: options.firewall });
   registerTableMetrics(registry, options.firewall);
   await app.register(metricsRoutes, { firewall: options.firewall, registry });

@@ -7,6 +7,7 @@ import { ConfigError } from './errors.js';
 import { DEFAULT_CAPACITY } from './datapath/abi.js';
 import { parseApiConfig, type ApiConfig } from './auth/config.js';
 import { parseFailsafe, type FailsafeEntry } from './policy/failsafe.js';
+import { parseFeeds, type FeedConfig } from './lists/feeds.js';
 
 export type PolicyDefault = 'accept' | 'drop';
 
@@ -46,6 +47,8 @@ export interface Config {
   policy: { ingress: PolicyDefault; egress: PolicyDefault };
   /** What stays reachable whatever else says (`failsafe:`); only from this file. */
   failsafe: FailsafeEntry[];
+  /** Blocklist feeds filling named lists (`feeds:`); src/lists/feeds.ts. */
+  feeds: FeedConfig[];
 }
 
 /** Flags as the CLI hands them over; every field optional. */
@@ -178,6 +181,7 @@ export function loadConfig(configFile: string | undefined, overrides: ConfigOver
     healthCheckMs: positiveInt(file.healthCheckMs, 'healthCheckMs', 1000),
     policy: parsePolicy(file.policy),
     failsafe: parseFailsafe(file.failsafe),
+    feeds: parseFeeds(file.feeds),
   };
 }
 

@@ -20,6 +20,9 @@ import type { PolicyDefaults } from './policy/engine.js';
 import { BlockMetaService, type BlockExtras } from './policy/block-meta.js';
 import type { BlockInput } from './rules/blocks.js';
 import type { BlockRule } from './rules/model.js';
+import { ListStore } from './lists/store.js';
+import { ListService } from './lists/service.js';
+import type { FeedState } from './lists/feeds.js';
 import { checkFailsafeCidr, checkFailsafeRule, failsafeRules, type FailsafeEntry } from './policy/failsafe.js';
 
 export interface FirewallOptions {
@@ -49,6 +52,10 @@ export class Firewall {
   readonly blockMeta: BlockMetaService;
   /** Policy rules (`/v1/rules`). */
   readonly rules: RuleService;
+  /** Named lists (`/v1/lists`). */
+  readonly lists: ListService;
+  /** The feeds filling lists, once the daemon starts them (healthz and metrics read their state). */
+  feeds: { states(): FeedState[] } | undefined;
   private readonly flowSnapshots: SnapshotCache<FlowTable>;
   private readonly statsSnapshots: SnapshotCache<StatsEntry[]>;
   private readonly startedAt: number;
@@ -64,8 +71,10 @@ export class Firewall {
     log: Logger,
     readonly failsafe: readonly FailsafeEntry[],
     blockMeta: BlockMetaService,
+    lists: ListService,
     counts?: Record<4 | 6, number>,
   ) {
+    this.lists = lists;
     this.rules = new RuleService(store, policy, {
       now: () => new Date(clock.wallMs()),
       check: (rule) => checkFailsafeRule(failsafe, rule),
@@ -104,12 +113,29 @@ export class Firewall {
       // Columns, not BlockRule objects: a million rules restore in seconds
       // and are garbage (a few typed arrays) once the kernel holds them.
       const rules = await store.readColumns();
+      const blockCounts = { ...rules.perFamily };
+      const listStore = new ListStore(store);
+      const lists: ListService = new ListService(listStore, {
+        exclusive: (work) => cidrMaps.exclusive(work),
+        applyDiff: (diff) => cidrMaps.applyDiff(diff),
+        resync: async () => {
+          const columns = await store.readColumns();
+          lists.appendKernelRows(columns, (direction, cidrs) => listStore.blockedAmong(direction, cidrs));
+          await cidrMaps.reconcile(columns);
+        },
+        hits: (ruleId) => cidrMaps.hits(ruleId),
+      }, {
+        now: () => new Date((options.clock ?? systemClock).wallMs()),
+        log: { error: (details, message) => (log.error ?? log.warn).call(log, details, message) },
+      });
+      cidrMaps.setListClaims((direction, cidr) => lists.claim(direction, cidr));
+      lists.appendKernelRows(rules, (direction, cidrs) => listStore.blockedAmong(direction, cidrs));
       const restored = await cidrMaps.reconcile(rules);
       const failsafe = options.failsafe ?? [];
       policy.setDefaults(store.getSetting<PolicyDefaults>(POLICY_SETTING) ?? options.policy ?? { ingress: 'accept', egress: 'accept' });
       await policy.installFailsafe(failsafeRules(failsafe));
       const firewall = new Firewall(
-        store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log, failsafe, blockMeta, rules.perFamily,
+        store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log, failsafe, blockMeta, lists, blockCounts,
       );
       await firewall.rules.installAll();
       return { firewall, restored };
