@@ -20,6 +20,8 @@ export interface InterfaceConfig {
   /** "IFNAME" or "NETNS/IFNAME" (a namespace under /run/netns). */
   name: string;
   mode: AttachMode;
+  /** This interface's own default policy per hook (`policy:` in its entry), over the global one. */
+  policy?: Partial<Record<'ingress' | 'egress', PolicyDefault>>;
 }
 
 export type ListenAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
@@ -125,17 +127,18 @@ function fileInterfaces(value: unknown, defaultMode: AttachMode): InterfaceConfi
   if (!Array.isArray(value)) throw new ConfigError('interfaces must be a list');
   return value.map((entry): InterfaceConfig => {
     if (typeof entry === 'string') return { name: entry, mode: defaultMode };
-    const { name, mode } = (entry ?? {}) as { name?: unknown; mode?: unknown };
+    const { name, mode, policy } = (entry ?? {}) as { name?: unknown; mode?: unknown; policy?: unknown };
     if (typeof name !== 'string' || !name) throw new ConfigError('each interface needs a name');
     if (mode !== undefined && !isAttachMode(mode)) throw new ConfigError(`interface ${name}: mode must be auto, native or generic`);
-    return { name, mode: mode ?? defaultMode };
+    if (policy === undefined || policy === null) return { name, mode: mode ?? defaultMode };
+    return { name, mode: mode ?? defaultMode, policy: parseHookDefaults(policy, `interface ${name}: policy`) };
   });
 }
 
 /**
  * Builds the configuration. Example file (YAML; JSON works too):
  *
- *   interfaces: [eth0, { name: eth1, mode: generic }]
+ *   interfaces: [eth0, { name: eth1, mode: generic, policy: { ingress: accept } }]   # policy: this interface's own default
  *   mode: auto
  *   listen: 127.0.0.1:7070        # or unix:/run/xdpwall/api.sock
  *   stateDir: /var/lib/xdpwall
@@ -148,9 +151,14 @@ export function loadConfig(configFile: string | undefined, overrides: ConfigOver
   const fileMode = file.mode;
   if (fileMode !== undefined && !isAttachMode(fileMode)) throw new ConfigError('mode must be auto, native or generic');
   const mode: AttachMode = overrides.mode ?? fileMode ?? 'auto';
+  const listed = fileInterfaces(file.interfaces, mode);
+  // --iface replaces the file's list; an interface the file lists keeps its own default policy.
   const interfaces = overrides.interfaces?.length
-    ? overrides.interfaces.map((name) => ({ name, mode }))
-    : fileInterfaces(file.interfaces, mode);
+    ? overrides.interfaces.map((name): InterfaceConfig => {
+      const policy = listed.find((i) => i.name === name)?.policy;
+      return policy ? { name, mode, policy } : { name, mode };
+    })
+    : listed;
   for (const { name } of interfaces) validateInterfaceName(name);
 
   const stateDir = resolve(overrides.stateDir ?? stringField(file, 'stateDir') ?? DEFAULT_STATE_DIR);
@@ -188,10 +196,18 @@ export function loadConfig(configFile: string | undefined, overrides: ConfigOver
 function parsePolicy(value: unknown): Config['policy'] {
   const policy: Config['policy'] = { ingress: 'accept', egress: 'accept' };
   if (value === undefined || value === null) return policy;
-  if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError('policy must be a mapping like {ingress: drop, egress: accept}');
+  return { ...policy, ...parseHookDefaults(value, 'policy') };
+}
+
+/** `{ingress: drop, egress: accept}`, either hook optional; `where` names it in errors. */
+function parseHookDefaults(value: unknown, where: string): Partial<Config['policy']> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ConfigError(`${where} must be a mapping like {ingress: drop, egress: accept}`);
+  }
+  const policy: Partial<Config['policy']> = {};
   for (const [hook, action] of Object.entries(value)) {
-    if (hook !== 'ingress' && hook !== 'egress') throw new ConfigError(`policy.${hook}: only ingress and egress have a default policy`);
-    if (action !== 'accept' && action !== 'drop') throw new ConfigError(`policy.${hook} must be accept or drop`);
+    if (hook !== 'ingress' && hook !== 'egress') throw new ConfigError(`${where}.${hook}: only ingress and egress have a default policy`);
+    if (action !== 'accept' && action !== 'drop') throw new ConfigError(`${where}.${hook} must be accept or drop`);
     policy[hook] = action;
   }
   return policy;

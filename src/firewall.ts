@@ -16,7 +16,7 @@ import type { Config, InterfaceConfig } from './config.js';
 import { PolicyTables } from './policy/tables.js';
 import { PolicyEngine } from './policy/engine.js';
 import { POLICY_SETTING, RuleService } from './policy/rules.js';
-import type { PolicyDefaults } from './policy/engine.js';
+import type { InterfaceDefaults, PolicyDefaults } from './policy/engine.js';
 import { BlockMetaService, type BlockExtras } from './policy/block-meta.js';
 import type { BlockInput } from './rules/blocks.js';
 import type { BlockRule } from './rules/model.js';
@@ -38,6 +38,8 @@ export interface FirewallOptions {
   policy?: PolicyDefaults;
   /** The failsafe list (configuration file only). Default none. */
   failsafe?: FailsafeEntry[];
+  /** Interfaces' own default policies (configuration file only). */
+  ifaceDefaults?: InterfaceDefaults[];
 }
 
 export interface TableUsage {
@@ -106,6 +108,7 @@ export class Firewall {
         clock,
         ifindexOf: (iface) => opened.interfaces().find((i) => i.iface === iface)?.ifindex,
         ruleStats: datapath.maps.ruleStats,
+        ifaceDefaults: options.ifaceDefaults ?? [],
       });
       const blockMeta = new BlockMetaService(store, datapath.maps.policy.blockMeta, (at) => policy.expiresNs(at), () => new Date(clock.wallMs()));
       // Before the prefixes: a dry-run block never drops.

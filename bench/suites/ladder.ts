@@ -16,6 +16,7 @@ import {
 } from '../lib/prefixes.js';
 import { CidrMaps } from '../../src/datapath/cidr-maps.js';
 import { median } from '../lib/stats.js';
+import { runRuleLadder } from './rules-ladder.js';
 
 export const LADDER_SIZES_V4 = [1, 1000, 100_000, 1_000_000];
 export const LADDER_SIZES_V6 = [1, 1000, 100_000, 256_000];
@@ -214,8 +215,12 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
     }
     samples.clear();
   };
-  // The uniform rows are kept whatever happens to the realistic set.
+  // The uniform rows are kept whatever happens to the rule rows or the realistic set.
   publish();
+  await runRuleLadder({
+    ctx, policy: datapath.maps.policy, ingress, bare, rounds, timed,
+    passedSource: passedV4, deniedSource: deniedV4,
+  });
   if (ctx.quick) {
     ctx.note('ladder: --quick skips the realistic prefix set');
     return;

@@ -57,6 +57,7 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
         countersCacheMs: config.countersCacheMs,
         policy: config.policy,
         failsafe: config.failsafe,
+        ifaceDefaults: config.interfaces.flatMap((i) => (i.policy ? [{ iface: i.name, policy: i.policy }] : [])),
       },
       log,
     );

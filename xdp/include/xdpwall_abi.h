@@ -147,6 +147,13 @@ enum xw_feature {
 /* Bits of xw_rule_value.flags. */
 enum xw_rule_flags {
 	XW_RULE_F_DRY_RUN = 1u << 0, /* count as if applied, but pass */
+	/*
+	 * A policy rule that stands for an interface's own default policy
+	 * (configured per interface): placed after every real rule of its hook,
+	 * it decides like the default (DENY: drop_policy, replies pass; ALLOW:
+	 * pass_no_match) and is counted under no rule.
+	 */
+	XW_RULE_F_IFACE_DEFAULT = 1u << 1,
 };
 
 /*

@@ -8,7 +8,8 @@
  *   2. else the hook's rules, by priority, first match decides:
  *      drop (drop_rule), pass (pass_rule), log (pass_log: passed, counted);
  *      a dry-run drop rule passes under would_drop;
- *   3. else the hook's default policy: accept (pass_no_match), or drop
+ *   3. else the hook's default policy (the interface's own where the
+ *      configuration gives one: a flagged rule after all others): accept (pass_no_match), or drop
  *      (drop_policy) except, on ingress, packets of a flow this host opened
  *      (pass_reply: the egress program recorded it);
  *   4. a packet that 1-3 would drop, or that a dry-run rule would drop,
@@ -85,6 +86,7 @@ static __always_inline enum xw_verdict xw_policy(const struct xw_pkt *p, enum xw
 	const struct xw_pol_meta *meta = NULL, *ignored;
 	struct xw_pol_rule rule;
 	enum xw_verdict verdict = XW_VERDICT_PASS;
+	bool matched = false;
 
 	if (*reason >= XW_REASON__FIRST_DROP) {
 		const struct xw_block_meta *bm = bpf_map_lookup_elem(&xw_block_meta, rule_id);
@@ -101,7 +103,8 @@ static __always_inline enum xw_verdict xw_policy(const struct xw_pkt *p, enum xw
 	}
 	if (verdict == XW_VERDICT_DROP || *reason == XW_REASON_WOULD_DROP) {
 		/* a block decided */
-	} else if (xw_pol_classify(p, ingress ? XW_POL_INGRESS : XW_POL_EGRESS, &rule, &meta)) {
+	} else if ((matched = xw_pol_classify(p, ingress ? XW_POL_INGRESS : XW_POL_EGRESS, &rule, &meta)) &&
+		   !(rule.flags & XW_RULE_F_IFACE_DEFAULT)) {
 		*rule_id = rule.rule_id;
 		if (rule.action == XW_ACTION_DENY) {
 			bool dry = rule.flags & XW_RULE_F_DRY_RUN;
@@ -111,7 +114,8 @@ static __always_inline enum xw_verdict xw_policy(const struct xw_pkt *p, enum xw
 		} else {
 			*reason = rule.action == XW_ACTION_LOG ? XW_REASON_PASS_LOG : XW_REASON_PASS_RULE;
 		}
-	} else if (meta && meta->default_action == XW_POL_DROP) {
+	} else if (matched ? rule.action == XW_ACTION_DENY : meta && meta->default_action == XW_POL_DROP) {
+		/* the interface's own default (a flagged rule matched), else the hook's */
 		if (ingress && xw_pol_is_reply(p)) {
 			*reason = XW_REASON_PASS_REPLY;
 		} else {

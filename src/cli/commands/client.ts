@@ -9,6 +9,8 @@ import type { StatsReport } from '../../stats/report.js';
 
 type BlockView = Pick<BlockRule, 'id' | 'cidr' | 'direction' | 'comment' | 'createdAt'> & {
   hits?: { packets: number; bytes: number };
+  expiresAt?: string | null;
+  dryRun?: boolean;
 };
 
 interface ClientFlags {
@@ -36,20 +38,41 @@ const direction = (value: string): BlockDirection => {
   return value;
 };
 
+interface BlockFlags {
+  direction?: BlockDirection;
+  comment?: string;
+  force?: boolean;
+  ttl?: number;
+  expiresAt?: string;
+  dryRun?: boolean;
+}
+
+const seconds = (value: string): number => {
+  if (!/^\d+$/.test(value)) throw new CliError(`--ttl must be a whole number of seconds, not "${value}"`, 2);
+  return Number(value);
+};
+
 export function blockCommand(): Command {
   return clientCommand('block', 'block a CIDR (or a single address)')
     .argument('<CIDR>')
     .option('--direction <src|dst>', 'match the source (default) or destination address', direction)
     .option('--comment <TEXT>', 'why, for the next person')
     .option('--force', 'block even if it cuts this client off from the API (otherwise SELF_LOCKOUT)')
-    .action(async (cidr: string, flags: ClientFlags & { direction?: BlockDirection; comment?: string; force?: boolean }) => {
+    .option('--ttl <SECONDS>', 'expire after this long', seconds)
+    .option('--expires-at <ISO>', 'expire at this time')
+    .option('--dry-run', 'count what it would drop (would_drop), but pass')
+    .action(async (cidr: string, flags: ClientFlags & BlockFlags) => {
       const { status, body } = await apiClient(flags).call<BlockView>('POST', '/v1/blocks', {
         cidr,
         ...(flags.direction && { direction: flags.direction }),
         ...(flags.comment !== undefined && { comment: flags.comment }),
         ...(flags.force && { force: true }),
+        ...(flags.ttl !== undefined && { ttl: flags.ttl }),
+        ...(flags.expiresAt !== undefined && { expiresAt: flags.expiresAt }),
+        ...(flags.dryRun && { dryRun: true }),
       });
-      print(flags, body, () => `${status === 201 ? 'blocked' : 'already blocked'} ${body.cidr} (${body.direction}, id ${body.id})`);
+      const extras = [body.dryRun ? 'dry run' : '', body.expiresAt ? `until ${body.expiresAt}` : ''].filter(Boolean).join(', ');
+      print(flags, body, () => `${status === 201 ? 'blocked' : 'already blocked'} ${body.cidr} (${body.direction}, id ${body.id}${extras ? `, ${extras}` : ''})`);
     });
 }
 
