@@ -10,6 +10,7 @@ import { parseFailsafe, type FailsafeEntry } from './policy/failsafe.js';
 import { parseEventSettings, type EventSettings } from './events/settings.js';
 import { parseDuration } from './duration.js';
 import type { CrowdsecConfig } from './integrations/crowdsec.js';
+import { parseFeeds, type FeedConfig } from './lists/feeds.js';
 
 export type PolicyDefault = 'accept' | 'drop';
 
@@ -55,6 +56,8 @@ export interface Config {
   events: EventSettings;
   /** The CrowdSec bouncer (`crowdsec: {url, apiKey, refresh}`); off when absent. */
   crowdsec?: CrowdsecConfig;
+  /** Blocklist feeds filling named lists (`feeds:`); src/lists/feeds.ts. */
+  feeds: FeedConfig[];
 }
 
 /** Flags as the CLI hands them over; every field optional. */
@@ -197,6 +200,7 @@ export function loadConfig(configFile: string | undefined, overrides: ConfigOver
     failsafe: parseFailsafe(file.failsafe),
     events: parseEventSettings(file.events),
     ...(file.crowdsec !== undefined && file.crowdsec !== null && { crowdsec: parseCrowdsec(file.crowdsec) }),
+    feeds: parseFeeds(file.feeds),
   };
 }
 

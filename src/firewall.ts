@@ -23,6 +23,9 @@ import type { BlockDirection, BlockRule } from './rules/model.js';
 import { parseCidr } from './rules/cidr.js';
 import { TooBroadError } from './errors.js';
 import { Integrations } from './integrations/status.js';
+import { ListStore } from './lists/store.js';
+import { ListService } from './lists/service.js';
+import type { FeedState } from './lists/feeds.js';
 import { checkFailsafeCidr, checkFailsafeRule, failsafeRules, type FailsafeEntry } from './policy/failsafe.js';
 import { EventHub } from './events/hub.js';
 import { DEFAULT_EVENT_SETTINGS, type EventSettings } from './events/settings.js';
@@ -71,6 +74,10 @@ export class Firewall {
   readonly events: EventHub;
   /** What integrations (the CrowdSec bouncer) report about themselves. */
   readonly integrations = new Integrations();
+  /** Named lists (`/v1/lists`). */
+  readonly lists: ListService;
+  /** The feeds filling lists, once the daemon starts them (healthz and metrics read their state). */
+  feeds: { states(): FeedState[] } | undefined;
   private readonly flowSnapshots: SnapshotCache<FlowTable>;
   private readonly statsSnapshots: SnapshotCache<StatsEntry[]>;
   private readonly startedAt: number;
@@ -87,9 +94,11 @@ export class Firewall {
     readonly failsafe: readonly FailsafeEntry[],
     blockMeta: BlockMetaService,
     events: EventSettings,
+    lists: ListService,
     counts?: Record<4 | 6, number>,
   ) {
     this.events = new EventHub(datapath.maps.events, events, { clock, ifaceName: (ifindex) => datapath.ifaceName(ifindex) });
+    this.lists = lists;
     this.rules = new RuleService(store, policy, {
       now: () => new Date(clock.wallMs()),
       check: (rule) => checkFailsafeRule(failsafe, rule),
@@ -129,13 +138,30 @@ export class Firewall {
       // Columns, not BlockRule objects: a million rules restore in seconds
       // and are garbage (a few typed arrays) once the kernel holds them.
       const rules = await store.readColumns();
+      const blockCounts = { ...rules.perFamily };
+      const listStore = new ListStore(store);
+      const lists: ListService = new ListService(listStore, {
+        exclusive: (work) => cidrMaps.exclusive(work),
+        applyDiff: (diff) => cidrMaps.applyDiff(diff),
+        resync: async () => {
+          const columns = await store.readColumns();
+          lists.appendKernelRows(columns, (direction, cidrs) => listStore.blockedAmong(direction, cidrs));
+          await cidrMaps.reconcile(columns);
+        },
+        hits: (ruleId) => cidrMaps.hits(ruleId),
+      }, {
+        now: () => new Date((options.clock ?? systemClock).wallMs()),
+        log: { error: (details, message) => (log.error ?? log.warn).call(log, details, message) },
+      });
+      cidrMaps.setListClaims((direction, cidr) => lists.claim(direction, cidr));
+      lists.appendKernelRows(rules, (direction, cidrs) => listStore.blockedAmong(direction, cidrs));
       const restored = await cidrMaps.reconcile(rules);
       const failsafe = options.failsafe ?? [];
       policy.setDefaults(store.getSetting<PolicyDefaults>(POLICY_SETTING) ?? options.policy ?? { ingress: 'accept', egress: 'accept' });
       await policy.installFailsafe(failsafeRules(failsafe));
       const firewall = new Firewall(
         store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log, failsafe, blockMeta,
-        options.events ?? DEFAULT_EVENT_SETTINGS, rules.perFamily,
+        options.events ?? DEFAULT_EVENT_SETTINGS, lists, blockCounts,
       );
       await firewall.rules.installAll();
       return { firewall, restored };

@@ -44,7 +44,10 @@ export const observeRoutes: FastifyPluginAsyncTypebox<ObserveRoutesOptions> = as
     schema: { tags: ['health'], summary: 'Liveness', response: { 200: Health } },
   }, async () => {
     const interfaces = firewall.interfaces();
-    const degraded = interfaces.flatMap(({ iface, state, reason }) => (state === 'degraded' ? [{ iface, reason: reason ?? 'unknown' }] : []));
+    const degraded: Array<{ iface?: string; feed?: string; reason: string }> = interfaces.flatMap(({ iface, state, reason }) =>
+      state === 'degraded' ? [{ iface, reason: reason ?? 'unknown' }] : [],
+    );
+    for (const feed of firewall.feeds?.states() ?? []) if (feed.ok === false) degraded.push({ feed: feed.list, reason: feed.reason ?? 'unknown' });
     const integrations = firewall.integrations.list().map(({ name, state, reason, lastSuccessAt, entries }) => ({
       name, state, ...(reason !== undefined && { reason }), lastSuccessAt, entries,
     }));

@@ -45,7 +45,11 @@ export const Health = Type.Object({
   status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')], {
     description: 'degraded: some interface is not filtered now (see degraded), or an integration fails (see integrations); the process itself is alive',
   }),
-  degraded: Type.Optional(Type.Array(Type.Object({ iface: Type.String(), reason: Type.String() }))),
+  degraded: Type.Optional(Type.Array(Type.Object({
+    iface: Type.Optional(Type.String({ description: 'an interface not filtered now' })),
+    feed: Type.Optional(Type.String({ description: 'the list of a feed whose last refresh failed (its last good version stays in force)' })),
+    reason: Type.String(),
+  }))),
   integrations: Type.Optional(Type.Array(Type.Object({
     name: Type.String({ description: 'e.g. crowdsec' }),
     state: Type.Union([Type.Literal('starting'), Type.Literal('ok'), Type.Literal('degraded')], {

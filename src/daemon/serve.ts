@@ -19,6 +19,7 @@ import { lockDirectory } from '../lock.js';
 import { VERSION } from '../version.js';
 import { openDaemonAccess, type DaemonAccess } from './access.js';
 import { listenPrivately } from '../auth/unix-socket.js';
+import { FeedRunner } from '../lists/feeds.js';
 import { checkSocketDir, ensureStateDir, listenError } from './startup.js';
 import { CROWDSEC_ORIGIN, CrowdsecBouncer } from '../integrations/crowdsec.js';
 
@@ -67,9 +68,15 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
     for (const iface of config.interfaces) firewall.attach(iface, { force: config.force });
     await firewall.refreshPolicy();
     firewall.datapath.retire();
+    if (config.feeds.length > 0) {
+      const feeds = new FeedRunner(config.feeds, firewall.lists, log);
+      firewall.feeds = feeds;
+      feeds.start();
+    }
     app = await buildApp({ firewall, access: access.access, tls: access.tls, bodyLimitBytes: config.bodyLimitBytes, logger: log, version: VERSION });
     removeSocket = await listen(app, config, access);
   } catch (error) {
+    (firewall?.feeds as FeedRunner | undefined)?.stop();
     await app?.close();
     firewall?.close();
     access?.close();
@@ -120,6 +127,7 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
       clearInterval(monitor);
       clearInterval(sweeper);
       await bouncer?.stop();
+      (running.feeds as FeedRunner | undefined)?.stop();
       await app.close();
       running.close();
       runningAccess.close();

@@ -293,3 +293,9 @@ export const PolFlags = { replies: 1 << 0 } as const;
 
 /** Kernel rule ids of policy rules carry this bit, so they never collide with block ids in xw_rule_stats. */
 export const POLICY_RULE_ID_BASE = 0x8000_0000;
+/**
+ * Kernel rule ids of named lists (src/lists): LIST_RULE_ID_BASE + the list's
+ * id, one per list, so xw_rule_stats counts per list. Below the DIR-24 limit
+ * (0x1fffffff); block ids stay below it.
+ */
+export const LIST_RULE_ID_BASE = 0x1f00_0000;

@@ -215,6 +215,11 @@ export class RuleStore {
     }
   }
 
+  /** The connection, for stores of other tables that share its file and transactions (src/lists/store.ts). */
+  get sqlite(): Database.Database {
+    return this.db;
+  }
+
   /** Transactions waiting for the connection, in order; see transaction(). */
   private queue: Promise<void> = Promise.resolve();
   private readonly inWork = new AsyncLocalStorage<true>();
