@@ -12,14 +12,16 @@
 // rule-set generation, which retires the pass verdicts flows cached under
 // the old rules (xw_config). A /1 changes 2^23 slots: the index changes and
 // the slot writes run in steps that give the event loop back between them
-// (event-loop.ts), and changes are serialised here, so no change sees
-// another's half-done index; the caller's promise settles once every step
-// is in the kernel. Per-rule counters (xw_rule_stats) are created
+// (event-loop.ts); block changes are serialised here (the lock), list
+// changes and reconcile by their callers, so no change sees another's
+// half-done index. The caller's promise settles once every step is in the
+// kernel. Per-rule counters (xw_rule_stats) are created
 // by the data plane on a rule's first hit, so their per-CPU memory follows
 // the rules that drop traffic; this side only deletes them with their rule.
 import { BpfError, type BpfMap } from '@xdpwall/addon';
 import {
   Action, Feature, Layout, cpusOf, encodeRuleId, lpmKeySize, sumCounters, writeLpmKey, writeRuleValue, type Counter, POLICY_RULE_ID_BASE,
+  LIST_RULE_ID_BASE,
 } from './abi.js';
 import { DIR24_BLOCK_PAIRS, DIR24_MAX_RULE_ID, DIR24_STEP_SLOTS, Dir24Index, SlotSet, packBlocks, packPairs, type Dir24Rule } from './dir24.js';
 import type { DatapathMaps } from './datapath.js';
@@ -28,9 +30,26 @@ import type { RuleEnforcer } from '../rules/blocks.js';
 import type { BlockDirection, BlockRule } from '../rules/model.js';
 import { CapacityError, DatapathError, collectFailures, withUndoFailures } from '../errors.js';
 import { ADDRESS_BYTES, RuleColumns } from '../rules/rule-columns.js';
+import { WriteLock } from '../rules/write-lock.js';
 import { dropStaleIds, packRows, planRows, syncPacked, type PackedRules } from './reconcile.js';
 import { TimeSlicer, type Slicer } from '../event-loop.js';
-import { WriteLock } from '../rules/write-lock.js';
+
+/** A rule as the kernel's block tables hold it: blocks deny; list entries may allow (src/lists). */
+export type KernelRule = BlockRule & { allow?: boolean };
+
+/**
+ * The list entry (src/lists) the kernel must hold for a key when no block
+ * holds it, if any: a block added on that key replaces it, and the entry
+ * comes back when the block goes.
+ */
+export type ListClaims = (direction: BlockDirection, cidr: string) => KernelRule | undefined;
+
+/** One change of the block tables: installs and replacements first, removals after. */
+export interface KernelDiff {
+  install: readonly KernelRule[];
+  replace: ReadonlyArray<{ from: KernelRule; to: KernelRule }>;
+  remove: readonly KernelRule[];
+}
 
 export interface ReconcileReport {
   added: number;
@@ -48,10 +67,13 @@ const inDir24 = (rule: BlockRule): boolean => rule.family === 4 && !isHostRoute(
 /** Rules that need a trie or hash entry (all but IPv4 prefixes up to /24). */
 const hasTableEntry = (rule: BlockRule): boolean => !(inDir24(rule) && Dir24Index.holds(rule.prefixLen));
 
-function dir24Rule(rule: BlockRule): Dir24Rule {
+function dir24Rule(rule: KernelRule): Dir24Rule {
   if (rule.id > DIR24_MAX_RULE_ID) throw new DatapathError(`rule id ${rule.id} does not fit a DIR-24 slot`);
-  return { network: rule.network.readUInt32BE(0), prefixLen: rule.prefixLen, ruleId: rule.id };
+  return { network: rule.network.readUInt32BE(0), prefixLen: rule.prefixLen, ruleId: rule.id, ...(rule.allow && { allow: true }) };
 }
+
+/** The xw_config.features bits this class owns: which kinds of CIDR rules exist. */
+const RULE_FEATURES = Feature.srcV4 | Feature.dstV4 | Feature.srcV6 | Feature.dstV6;
 
 export interface CidrMapsOptions {
   /** A slicer per change, asked between DIR-24 steps (default: TimeSlicer); tests count the turns. */
@@ -62,13 +84,29 @@ export class CidrMaps implements RuleEnforcer {
   private dir24: Record<BlockDirection, Dir24Index>;
   /** Rules in the kernel per lookup the data plane makes (xw_config.features says which exist). */
   private readonly kinds = new Map<number, number>();
-  /** One change at a time: a change gives the event loop back halfway (see changeDir24). */
-  private readonly lock = new WriteLock();
+
+  /** See ListClaims; none until the list service registers. */
+  private claims: ListClaims = () => undefined;
+
   private readonly slicer: () => Slicer;
 
   constructor(private readonly maps: DatapathMaps, options: CidrMapsOptions = {}) {
     this.dir24 = this.emptyDir24();
     this.slicer = options.slicer ?? (() => new TimeSlicer());
+  }
+
+  setListClaims(claims: ListClaims): void {
+    this.claims = claims;
+  }
+
+  private readonly lock = new WriteLock();
+
+  /**
+   * Runs `work` with no block change in between (installMany and removeMany
+   * wait for it): a list change reads which keys blocks hold, then writes.
+   */
+  exclusive<T>(work: () => Promise<T>): Promise<T> {
+    return this.lock.run(work);
   }
 
   private emptyDir24(): Record<BlockDirection, Dir24Index> {
@@ -99,11 +137,86 @@ export class CidrMaps implements RuleEnforcer {
   }
 
   /** All or nothing: on failure none of `rules` is left in the kernel. */
-  installMany(rules: readonly BlockRule[]): Promise<void> {
-    return this.lock.run(() => this.install(rules));
+  async installMany(rules: readonly BlockRule[]): Promise<void> {
+    return this.lock.run(() => this.installClaimed(rules));
   }
 
-  private async install(rules: readonly BlockRule[]): Promise<void> {
+  private async installClaimed(rules: readonly BlockRule[]): Promise<void> {
+    const { plain, claimed } = this.splitClaimed(rules);
+    await this.installPlain(plain);
+    if (claimed.length === 0) return;
+    try {
+      await this.applyDiff({ install: [], replace: claimed.map(([rule, entry]) => ({ from: entry, to: rule })), remove: [] });
+    } catch (error) {
+      const undo = await collectFailures([() => this.removePlain(plain)]);
+      throw withUndoFailures(kernelError(error, `cannot install ${plural(rules.length)}`), undo);
+    }
+  }
+
+  /** All or nothing: on failure every one of `rules` is back in the kernel. */
+  async removeMany(rules: readonly BlockRule[]): Promise<void> {
+    return this.lock.run(() => this.removeClaimed(rules));
+  }
+
+  private async removeClaimed(rules: readonly BlockRule[]): Promise<void> {
+    const { plain, claimed } = this.splitClaimed(rules);
+    await this.removePlain(plain);
+    if (claimed.length === 0) return;
+    try {
+      await this.applyDiff({ install: [], replace: claimed.map(([rule, entry]) => ({ from: rule, to: entry })), remove: [] });
+    } catch (error) {
+      const undo = await collectFailures([() => this.installPlain(plain)]);
+      throw withUndoFailures(kernelError(error, `cannot remove ${plural(rules.length)}`), undo);
+    }
+  }
+
+  /** Blocks on keys a list entry also claims (the kernel swaps one value for the other) apart from the rest. */
+  private splitClaimed(rules: readonly BlockRule[]): { plain: readonly BlockRule[]; claimed: Array<[BlockRule, KernelRule]> } {
+    const claimed: Array<[BlockRule, KernelRule]> = [];
+    const plain: BlockRule[] = [];
+    for (const rule of rules) {
+      const entry = this.claims(rule.direction, rule.cidr);
+      if (entry) claimed.push([rule, entry]);
+      else plain.push(rule);
+    }
+    return claimed.length === 0 ? { plain: rules, claimed } : { plain, claimed };
+  }
+
+  /**
+   * Applies a change of list entries (src/lists) as one diff: new and
+   * replaced values first (a replaced key goes straight from its old value to
+   * its new one), removals last, then one generation bump. A key both old and
+   * new is never missing; an address leaves or joins once. On failure the
+   * kernel may hold part of the change: the caller reconciles.
+   */
+  async applyDiff(diff: KernelDiff): Promise<void> {
+    const slicer = this.slicer();
+    try {
+      const writes = [...diff.install, ...diff.replace.map((r) => r.to)];
+      for (const [table, group] of this.groupByTable(writes.filter(hasTableEntry))) {
+        const packed = pack(group);
+        await table.updateBatch(packed.keys, packed.values, packed.count);
+      }
+      const firstSlots = await this.changeDir24(diff.replace.map((r) => r.from).filter(inDir24), 'remove', [], slicer);
+      mergeSlots(firstSlots, await this.changeDir24(writes.filter(inDir24), 'add', [], slicer));
+      await this.writeSlots(firstSlots);
+      for (const [table, group] of this.groupByTable(diff.remove.filter(hasTableEntry))) {
+        const packed = pack(group);
+        await table.deleteBatch(packed.keys, packed.count);
+      }
+      await this.writeSlots(await this.changeDir24(diff.remove.filter(inDir24), 'remove', [], slicer));
+      const gone = diff.replace.filter((r) => r.from.id < LIST_RULE_ID_BASE && r.from.id !== r.to.id).map((r) => r.from);
+      if (gone.length > 0) await this.maps.ruleStats.deleteBatch(Buffer.concat(gone.map((r) => encodeRuleId(r.id))), gone.length);
+      this.countKinds(diff.install, +1);
+      this.countKinds(diff.remove, -1);
+      this.bumpRulesGen();
+    } catch (error) {
+      throw kernelError(error, 'cannot apply the list change');
+    }
+  }
+
+  private async installPlain(rules: readonly BlockRule[]): Promise<void> {
+    if (rules.length === 0) return;
     const slicer = this.slicer();
     const written: Array<[BpfMap, PackedRules]> = [];
     const indexed: BlockRule[] = [];
@@ -128,12 +241,8 @@ export class CidrMaps implements RuleEnforcer {
     }
   }
 
-  /** All or nothing: on failure every one of `rules` is back in the kernel. */
-  removeMany(rules: readonly BlockRule[]): Promise<void> {
-    return this.lock.run(() => this.remove(rules));
-  }
-
-  private async remove(rules: readonly BlockRule[]): Promise<void> {
+  private async removePlain(rules: readonly BlockRule[]): Promise<void> {
+    if (rules.length === 0) return;
     const slicer = this.slicer();
     const deleted: Array<[BpfMap, PackedRules]> = [];
     const unindexed: BlockRule[] = [];
@@ -173,11 +282,7 @@ export class CidrMaps implements RuleEnforcer {
    * every load and are written whole here. Start-up passes the store's
    * columns (a million rules without an object each); see reconcile.ts.
    */
-  reconcile(input: RuleColumns | readonly BlockRule[]): Promise<ReconcileReport> {
-    return this.lock.run(() => this.restore(input));
-  }
-
-  private async restore(input: RuleColumns | readonly BlockRule[]): Promise<ReconcileReport> {
+  async reconcile(input: RuleColumns | readonly BlockRule[]): Promise<ReconcileReport> {
     const slicer = this.slicer();
     const rules = input instanceof RuleColumns ? input : RuleColumns.fromRules(input);
     const report: ReconcileReport = { added: 0, removed: 0, kept: 0 };
@@ -222,7 +327,7 @@ export class CidrMaps implements RuleEnforcer {
    * applied, for undoing a failure.
    */
   private async changeDir24(
-    rules: readonly BlockRule[], change: 'add' | 'remove', done: BlockRule[], slicer: Slicer,
+    rules: readonly KernelRule[], change: 'add' | 'remove', done: KernelRule[], slicer: Slicer,
   ): Promise<Map<BlockDirection, SlotSet>> {
     const changed = new Map<BlockDirection, SlotSet>();
     for (const rule of rules) {
@@ -278,7 +383,8 @@ export class CidrMaps implements RuleEnforcer {
     const slot = Buffer.alloc(4);
     const value = config.lookup(slot) ?? Buffer.alloc(Layout.config.size);
     value.writeUInt32LE((value.readUInt32LE(Layout.config.rulesGen) + 1) >>> 0, Layout.config.rulesGen);
-    let features = 0;
+    // Bits of other stages (Feature.events, set while someone listens) stay as they are.
+    let features = value.readUInt32LE(Layout.config.features) & ~RULE_FEATURES;
     for (const [feature, count] of this.kinds) if (count > 0) features |= feature;
     value.writeUInt32LE(features, Layout.config.features);
     value.writeUInt32LE(this.dir24.src.defaultValue(), Layout.config.v4Default);
@@ -286,7 +392,7 @@ export class CidrMaps implements RuleEnforcer {
     config.update(slot, value);
   }
 
-  private countKinds(rules: readonly BlockRule[], delta: 1 | -1): void {
+  private countKinds(rules: readonly KernelRule[], delta: 1 | -1): void {
     for (const rule of rules) this.countKind(rule.family, rule.direction, delta);
   }
 
@@ -295,8 +401,8 @@ export class CidrMaps implements RuleEnforcer {
     this.kinds.set(feature, (this.kinds.get(feature) ?? 0) + delta);
   }
 
-  private groupByTable(rules: readonly BlockRule[]): Map<BpfMap, BlockRule[]> {
-    const byTable = new Map<BpfMap, BlockRule[]>();
+  private groupByTable<R extends KernelRule>(rules: readonly R[]): Map<BpfMap, R[]> {
+    const byTable = new Map<BpfMap, R[]>();
     for (const rule of rules) {
       const table = this.table(rule);
       const group = byTable.get(table);
@@ -318,14 +424,14 @@ function writeRuleKey(target: Buffer, offset: number, rule: BlockRule): void {
 }
 
 /** Rules of one table, packed as its keys and rule values. */
-function pack(rules: readonly BlockRule[]): PackedRules {
+function pack(rules: readonly KernelRule[]): PackedRules {
   const keySize = rules[0] ? ruleKeySize(rules[0]) : 0;
   const valueSize = Layout.ruleValue.size;
   const keys = Buffer.alloc(rules.length * keySize);
   const values = Buffer.alloc(rules.length * valueSize);
   rules.forEach((rule, i) => {
     writeRuleKey(keys, i * keySize, rule);
-    writeRuleValue(values, i * valueSize, { ruleId: rule.id, action: Action.deny, flags: 0 });
+    writeRuleValue(values, i * valueSize, { ruleId: rule.id, action: rule.allow ? Action.allow : Action.deny, flags: 0 });
   });
   return { keys, values, count: rules.length };
 }
@@ -352,16 +458,25 @@ function probeRule(family: 4 | 6, prefixLen: number, direction: BlockDirection):
   return { id: 1, cidr: '', family, prefixLen, network, direction, comment: null, createdAt: '' };
 }
 
+/** Adds the slots of `more` to `into`, per direction. */
+function mergeSlots(into: Map<BlockDirection, SlotSet>, more: Map<BlockDirection, SlotSet>): void {
+  for (const [direction, set] of more) {
+    const target = into.get(direction);
+    if (target) target.addAll(set.slots());
+    else into.set(direction, set);
+  }
+}
+
 /** Short-lived rules for the given rows (their addresses are views into the columns). */
-function rulesAt(rules: RuleColumns, rows: Uint32Array): BlockRule[] {
-  const out: BlockRule[] = [];
+function rulesAt(rules: RuleColumns, rows: Uint32Array): KernelRule[] {
+  const out: KernelRule[] = [];
   for (const i of rows) {
     const family = rules.families[i] as 4 | 6;
     const start = i * ADDRESS_BYTES;
     out.push({
       id: rules.ids[i]!, cidr: '', family, prefixLen: rules.prefixLens[i]!,
       network: rules.networks.subarray(start, start + (family === 4 ? 4 : 16)),
-      direction: rules.direction(i), comment: null, createdAt: '',
+      direction: rules.direction(i), comment: null, createdAt: '', ...(rules.allows[i] && { allow: true }),
     });
   }
   return out;

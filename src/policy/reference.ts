@@ -7,10 +7,13 @@
 //   else the hook's rules in order, first match decides:
 //     drop -> drop_rule (dryRun: would_drop, passes), pass -> pass_rule,
 //     log -> pass_log;
-//   else the hook's default: accept -> pass_no_match; drop -> drop_policy,
-//     except ingress packets of a flow this host opened -> pass_reply;
-//   finally, on ingress, a packet headed for a drop (or a would_drop) that
-//   matches a failsafe entry passes as pass_failsafe.
+//   else the hook's default (the interface's own, an ifaceDefault entry,
+//     where the configuration gives one): accept -> pass_no_match;
+//     drop -> drop_policy, except ingress packets of a flow this host
+//     opened -> pass_reply;
+//   finally, a packet headed for a drop (or a would_drop) that matches a
+//   failsafe entry passes as pass_failsafe (on egress with its addresses
+//   and ports swapped: entries name the remote peer and the local port).
 import type { ReasonName } from '../datapath/abi.js';
 import type { PortRange, RuleAction, TcpFlagsMatch } from './model.js';
 
@@ -40,6 +43,13 @@ export interface ClassRule {
   vlan: number | null;
   /** Coarse CLOCK_MONOTONIC nanoseconds; 0n: never. */
   expiresNs: bigint;
+  /**
+   * An interface's own default policy (from the configuration), placed after
+   * every real rule of its hook with only `ifindex` set: when it is the first
+   * match it decides as the default would (drop: drop_policy, replies pass;
+   * pass: pass_no_match), counted under no rule.
+   */
+  ifaceDefault?: boolean;
 }
 
 export interface ClassBlock {
@@ -147,19 +157,21 @@ export function classify(policy: ReferencePolicy, hook: 'ingress' | 'egress', p:
   const rule = blocked ? undefined : firstMatch(policy[hook], p, env.nowNs);
   if (blocked) {
     decision = blocked;
-  } else if (rule) {
+  } else if (rule && !rule.ifaceDefault) {
     const ruleId = rule.kernelId;
     if (rule.action === 'drop') {
       decision = rule.dryRun ? { verdict: 'pass', reason: 'would_drop', ruleId } : { verdict: 'drop', reason: 'drop_rule', ruleId };
     } else {
       decision = { verdict: 'pass', reason: rule.action === 'log' ? 'pass_log' : 'pass_rule', ruleId };
     }
-  } else if (policy.defaults[hook] === 'drop') {
+  } else if (rule ? rule.action === 'drop' : policy.defaults[hook] === 'drop') {
     decision = ingress && env.isReply(p)
       ? { verdict: 'pass', reason: 'pass_reply', ruleId: 0 }
       : { verdict: 'drop', reason: 'drop_policy', ruleId: 0 };
   }
-  if (ingress && (decision.verdict === 'drop' || decision.reason === 'would_drop') && firstMatch(policy.failsafe, p, env.nowNs)) {
+  // Failsafe entries are written from this host's side (remote peer, local port): an outgoing packet is looked up with its ends swapped.
+  const asIncoming = ingress ? p : { ...p, src: p.dst, dst: p.src, sport: p.dport, dport: p.sport };
+  if ((decision.verdict === 'drop' || decision.reason === 'would_drop') && firstMatch(policy.failsafe, asIncoming, env.nowNs)) {
     return { verdict: 'pass', reason: 'pass_failsafe', ruleId: 0 };
   }
   return decision;
