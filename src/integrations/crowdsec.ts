@@ -51,7 +51,7 @@ export interface BouncerLog {
 export interface BouncerOptions {
   now?: () => number;
   log?: BouncerLog;
-  /** Per pull; default max(10 s, 3 x refresh). */
+  /** Per pull; default max(60 s, 3 x refresh). */
   timeoutMs?: number;
 }
 
@@ -84,7 +84,8 @@ export class CrowdsecBouncer {
   ) {
     this.now = options.now ?? Date.now;
     this.log = options.log;
-    this.timeoutMs = options.timeoutMs ?? Math.max(10_000, 3 * config.refreshMs);
+    // Generous: LAPI 1.4 on SQLite takes over 10 s to answer a pull that carries 100k decisions.
+    this.timeoutMs = options.timeoutMs ?? Math.max(60_000, 3 * config.refreshMs);
   }
 
   /** Pulls now and then every refresh interval until stop(). */
