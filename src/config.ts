@@ -49,6 +49,8 @@ export interface Config {
   policy: { ingress: PolicyDefault; egress: PolicyDefault };
   /** What stays reachable whatever else says (`failsafe:`); only from this file. */
   failsafe: FailsafeEntry[];
+  /** The --rules file the daemon follows (`rulesFile:`); src/fleet/rules-file.ts. */
+  rulesFile: string | undefined;
   /** Blocklist feeds filling named lists (`feeds:`); src/lists/feeds.ts. */
   feeds: FeedConfig[];
 }
@@ -62,6 +64,7 @@ export interface ConfigOverrides {
   instance?: string;
   logLevel?: Config['logLevel'];
   force?: boolean;
+  rulesFile?: string;
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070';
@@ -190,6 +193,7 @@ export function loadConfig(configFile: string | undefined, overrides: ConfigOver
     policy: parsePolicy(file.policy),
     failsafe: parseFailsafe(file.failsafe),
     feeds: parseFeeds(file.feeds),
+    rulesFile: overrides.rulesFile ?? stringField(file, 'rulesFile'),
   };
 }
 
