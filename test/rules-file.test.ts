@@ -78,8 +78,10 @@ it('applies the file at start and on change, keeps the last good state when brok
       expect([req.url, res.statusCode, res.json().error.code]).toEqual([req.url, 409, 'MANAGED_BY_FILE']);
     }
 
+    const first = rulesFile.status().applied;
     writeFileSync(path, 'blocks: [198.18.5.0/24]\nlists: {inline: {entries: [198.18.8.0/24]}}\n');
-    await waitFor(() => verdict('198.18.8.1') === XDP_DROP);
+    await waitFor(() => rulesFile.status().applied !== first);
+    expect(verdict('198.18.8.1')).toBe(XDP_DROP);
     expect(verdict('198.18.7.1')).toBe(XDP_PASS);
     expect(verdict('198.18.6.6')).toBe(XDP_PASS);
     expect(verdict('198.18.9.1')).toBe(XDP_PASS);
@@ -97,6 +99,7 @@ it('applies the file at start and on change, keeps the last good state when brok
 
     writeFileSync(path, 'blocks: []\n');
     await waitFor(() => rulesFile.status().ok);
+    await waitFor(() => verdict('198.18.5.1') === XDP_PASS);
     expect(verdict('198.18.5.1')).toBe(XDP_PASS);
     expect(verdict('198.18.8.1')).toBe(XDP_PASS);
   } finally {
