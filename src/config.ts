@@ -7,6 +7,9 @@ import { ConfigError } from './errors.js';
 import { DEFAULT_CAPACITY } from './datapath/abi.js';
 import { parseApiConfig, type ApiConfig } from './auth/config.js';
 import { parseFailsafe, type FailsafeEntry } from './policy/failsafe.js';
+import { parseEventSettings, type EventSettings } from './events/settings.js';
+import { parseDuration } from './duration.js';
+import type { CrowdsecConfig } from './integrations/crowdsec.js';
 import { parseFeeds, type FeedConfig } from './lists/feeds.js';
 
 export type PolicyDefault = 'accept' | 'drop';
@@ -51,6 +54,10 @@ export interface Config {
   failsafe: FailsafeEntry[];
   /** The --rules file the daemon follows (`rulesFile:`); src/fleet/rules-file.ts. */
   rulesFile: string | undefined;
+  /** Sampled packet events (`events:`): 1 in N per reason, and the kernel's cap. */
+  events: EventSettings;
+  /** The CrowdSec bouncer (`crowdsec: {url, apiKey, refresh}`); off when absent. */
+  crowdsec?: CrowdsecConfig;
   /** Blocklist feeds filling named lists (`feeds:`); src/lists/feeds.ts. */
   feeds: FeedConfig[];
 }
@@ -148,6 +155,8 @@ function fileInterfaces(value: unknown, defaultMode: AttachMode): InterfaceConfi
  *   capacity: { cidrV4: 1048576, cidrV6: 262144, flows: 262144 }
  *   policy: { ingress: drop }     # default accept; replies to this host's own flows still pass
  *   failsafe: [{proto: tcp, port: 22}, {cidr: 198.18.9.0/24}]   # default: TCP 22, UDP 68 and 546, ICMPv6 133-137
+ *   events: { sample: { drop_rule: 1 }, ratePerSecond: 1000, burst: 1000 }   # default: log 1 in 1, drops 1 in 100
+ *   crowdsec: { url: http://127.0.0.1:8080, apiKey: KEY, refresh: 10s }   # or apiKeyFile: PATH
  */
 export function loadConfig(configFile: string | undefined, overrides: ConfigOverrides = {}): Config {
   const file = configFile ? readConfigFile(configFile) : {};
@@ -192,9 +201,48 @@ export function loadConfig(configFile: string | undefined, overrides: ConfigOver
     healthCheckMs: positiveInt(file.healthCheckMs, 'healthCheckMs', 1000),
     policy: parsePolicy(file.policy),
     failsafe: parseFailsafe(file.failsafe),
+    events: parseEventSettings(file.events),
+    ...(file.crowdsec !== undefined && file.crowdsec !== null && { crowdsec: parseCrowdsec(file.crowdsec) }),
     feeds: parseFeeds(file.feeds),
     rulesFile: overrides.rulesFile ?? stringField(file, 'rulesFile'),
   };
+}
+
+/** The interfaces that have their own default policy, as the policy engine takes them. */
+export function interfaceDefaults(config: Pick<Config, 'interfaces'>): Array<{ iface: string; policy: Partial<Config['policy']> }> {
+  return config.interfaces.flatMap((i) => (i.policy ? [{ iface: i.name, policy: { ...i.policy } }] : []));
+}
+
+function parseCrowdsec(value: unknown): CrowdsecConfig {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ConfigError('crowdsec must be a mapping like {url: http://127.0.0.1:8080, apiKey: KEY, refresh: 10s}');
+  }
+  const section = value as Record<string, unknown>;
+  for (const key of Object.keys(section)) {
+    if (!['url', 'apiKey', 'apiKeyFile', 'refresh'].includes(key)) throw new ConfigError(`crowdsec.${key}: unknown key (url, apiKey, apiKeyFile, refresh)`);
+  }
+  const url = stringField(section, 'url');
+  let parsed: URL | undefined;
+  try {
+    parsed = url === undefined ? undefined : new URL(url);
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) {
+    throw new ConfigError(`crowdsec.url must be the Local API's http(s) URL, e.g. http://127.0.0.1:8080, not ${JSON.stringify(url)}`);
+  }
+  const keyFile = stringField(section, 'apiKeyFile');
+  let apiKey = stringField(section, 'apiKey');
+  if ((apiKey === undefined) === (keyFile === undefined)) throw new ConfigError('crowdsec: give apiKey or apiKeyFile (a key from `cscli bouncers add NAME`)');
+  if (keyFile !== undefined) {
+    try {
+      apiKey = readFileSync(keyFile, 'utf8').trim();
+    } catch (error) {
+      throw new ConfigError(`crowdsec.apiKeyFile: cannot read ${keyFile}: ${(error as Error).message}`);
+    }
+  }
+  if (!apiKey || /[\r\n]/.test(apiKey)) throw new ConfigError('crowdsec: the API key is empty or spans lines');
+  return { url: parsed.href.replace(/\/+$/, ''), apiKey, refreshMs: parseDuration(section.refresh ?? '10s', 'crowdsec.refresh') };
 }
 
 function parsePolicy(value: unknown): Config['policy'] {

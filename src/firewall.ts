@@ -17,14 +17,19 @@ import { PolicyTables } from './policy/tables.js';
 import { PolicyEngine } from './policy/engine.js';
 import { POLICY_SETTING, RuleService } from './policy/rules.js';
 import type { InterfaceDefaults, PolicyDefaults } from './policy/engine.js';
-import { BlockMetaService, type BlockExtras } from './policy/block-meta.js';
+import { BlockMetaService, type BlockExtras, type BlockWithExtras } from './policy/block-meta.js';
 import type { BlockInput } from './rules/blocks.js';
-import type { BlockRule } from './rules/model.js';
+import type { BlockDirection, BlockRule } from './rules/model.js';
+import { parseCidr } from './rules/cidr.js';
+import { TooBroadError } from './errors.js';
+import { Integrations } from './integrations/status.js';
 import { ListStore } from './lists/store.js';
 import { ListService } from './lists/service.js';
 import type { FeedState } from './lists/feeds.js';
 import { FileManaged } from './fleet/managed.js';
 import { checkFailsafeCidr, checkFailsafeRule, failsafeRules, type FailsafeEntry } from './policy/failsafe.js';
+import { EventHub } from './events/hub.js';
+import { DEFAULT_EVENT_SETTINGS, type EventSettings } from './events/settings.js';
 
 export interface FirewallOptions {
   objectPath: string;
@@ -39,8 +44,19 @@ export interface FirewallOptions {
   policy?: PolicyDefaults;
   /** The failsafe list (configuration file only). Default none. */
   failsafe?: FailsafeEntry[];
+  /** Sampling and the kernel's cap for sampled packet events (`events:`). */
+  events?: EventSettings;
   /** Interfaces' own default policies (configuration file only). */
   ifaceDefaults?: InterfaceDefaults[];
+}
+
+/** See Firewall.originBlocks. */
+export interface OriginBlocks {
+  /** Throws when the firewall refuses to block this CIDR (/0, the failsafe list). */
+  check(cidr: string): void;
+  addMany(items: BlockWithExtras[]): Promise<{ created: number; existing: number }>;
+  owned(): Array<{ cidr: string; direction: BlockDirection }>;
+  removeMany(keys: Array<{ cidr: string; direction: BlockDirection }>): Promise<BlockRule[]>;
 }
 
 export interface TableUsage {
@@ -55,6 +71,10 @@ export class Firewall {
   readonly blockMeta: BlockMetaService;
   /** Policy rules (`/v1/rules`). */
   readonly rules: RuleService;
+  /** Sampled packets for /v1/events and /v1/capture.pcap. */
+  readonly events: EventHub;
+  /** What integrations (the CrowdSec bouncer) report about themselves. */
+  readonly integrations = new Integrations();
   /** Named lists (`/v1/lists`). */
   readonly lists: ListService;
   /** What the --rules file manages (src/fleet): the API gets 409 MANAGED_BY_FILE for those. */
@@ -78,9 +98,11 @@ export class Firewall {
     log: Logger,
     readonly failsafe: readonly FailsafeEntry[],
     blockMeta: BlockMetaService,
+    events: EventSettings,
     lists: ListService,
     counts?: Record<4 | 6, number>,
   ) {
+    this.events = new EventHub(datapath.maps.events, events, { clock, ifaceName: (ifindex) => datapath.ifaceName(ifindex) });
     this.lists = lists;
     this.rules = new RuleService(store, policy, {
       now: () => new Date(clock.wallMs()),
@@ -143,7 +165,8 @@ export class Firewall {
       policy.setDefaults(store.getSetting<PolicyDefaults>(POLICY_SETTING) ?? options.policy ?? { ingress: 'accept', egress: 'accept' });
       await policy.installFailsafe(failsafeRules(failsafe));
       const firewall = new Firewall(
-        store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log, failsafe, blockMeta, lists, blockCounts,
+        store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log, failsafe, blockMeta,
+        options.events ?? DEFAULT_EVENT_SETTINGS, lists, blockCounts,
       );
       await firewall.rules.installAll();
       return { firewall, restored };
@@ -166,6 +189,25 @@ export class Firewall {
   /** Blocks a CIDR, with an optional ttl/expiresAt and dryRun (see policy/block-meta.ts). */
   addBlock(input: BlockInput & BlockExtras): Promise<{ rule: BlockRule; created: boolean }> {
     return this.blockMeta.add(this.blocks, input);
+  }
+
+  /** Blocks many CIDRs with ttl/expiresAt and origin in one bulk change (see BlockMetaService.addMany). */
+  addBlocks(items: readonly BlockWithExtras[]): Promise<{ created: number; existing: number }> {
+    return this.blockMeta.addMany(this.blocks, items);
+  }
+
+  /** The blocks an integration keeps, as it sees them: it adds in bulk and removes only what it owns. */
+  originBlocks(origin: string): OriginBlocks {
+    return {
+      check: (text) => {
+        const cidr = parseCidr(text);
+        if (cidr.prefixLen === 0) throw new TooBroadError(`${cidr.text} blocks everything`);
+        checkFailsafeCidr(this.failsafe, cidr, 'block');
+      },
+      addMany: (items) => this.addBlocks(items.map((item) => ({ ...item, origin }))),
+      owned: () => this.blockMeta.ownedBy(origin),
+      removeMany: (keys) => this.blocks.removeMany(keys.filter((key) => this.blockMeta.origin(key) === origin)),
+    };
   }
 
   /** Recompiles the policy (after interfaces attach: rules naming one resolve to its ifindex). */
@@ -228,6 +270,7 @@ export class Firewall {
 
   /** Frees kernel handles; the pinned links and maps stay, enforcing (see Datapath.close). */
   close(): void {
+    this.events.close();
     this.datapath.close();
     this.store.close();
   }

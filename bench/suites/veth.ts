@@ -133,6 +133,9 @@ export async function runVeth(ctx: SuiteContext): Promise<void> {
   };
 
   let datapath: Datapath | null = null;
+  // One CidrMaps for the data plane's life: it keeps what the tables hold (DIR-24 slots), and a second
+  // instance writing into the same tables overwrites slots of prefixes it does not know about.
+  let cidrMaps: CidrMaps | null = null;
   let loaded = 0;
   const xdpwallRow = (count: number, name: string): Row => ({
     name,
@@ -144,7 +147,8 @@ export async function runVeth(ctx: SuiteContext): Promise<void> {
       }
       const dp = datapath;
       // As the daemon holds them: host routes in the hash, network prefixes in the trie.
-      await new CidrMaps(dp.maps).installMany(v4Rules(prefixes, loaded, count, 1 + loaded));
+      cidrMaps ??= new CidrMaps(dp.maps);
+      await cidrMaps.installMany(v4Rules(prefixes, loaded, count, 1 + loaded));
       loaded = count;
       dp.attach({ name: iface, mode: 'native' });
       return async () => dp.detach(iface);

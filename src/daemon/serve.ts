@@ -13,7 +13,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../api/app.js';
 import { Firewall, pinDirFor, storePathIn } from '../firewall.js';
 import { BPF_OBJECT_PATH } from '../paths.js';
-import { formatListen, type Config } from '../config.js';
+import { formatListen, interfaceDefaults, type Config } from '../config.js';
 import { ConfigError, LockedError } from '../errors.js';
 import { lockDirectory } from '../lock.js';
 import { VERSION } from '../version.js';
@@ -23,6 +23,7 @@ import { FeedRunner } from '../lists/feeds.js';
 import { RulesFile } from '../fleet/rules-file.js';
 import { resolve } from 'node:path';
 import { checkSocketDir, ensureStateDir, listenError } from './startup.js';
+import { CROWDSEC_ORIGIN, CrowdsecBouncer } from '../integrations/crowdsec.js';
 
 export interface RunningDaemon {
   app: FastifyInstance;
@@ -59,7 +60,8 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
         countersCacheMs: config.countersCacheMs,
         policy: config.policy,
         failsafe: config.failsafe,
-        ifaceDefaults: config.interfaces.flatMap((i) => (i.policy ? [{ iface: i.name, policy: i.policy }] : [])),
+        events: config.events,
+        ifaceDefaults: interfaceDefaults(config),
       },
       log,
     );
@@ -118,11 +120,21 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
   }, 1000);
   sweeper.unref();
 
+  let bouncer: CrowdsecBouncer | undefined;
+  if (config.crowdsec) {
+    bouncer = new CrowdsecBouncer(config.crowdsec, running.originBlocks(CROWDSEC_ORIGIN), { log });
+    const current = bouncer;
+    running.integrations.register(CROWDSEC_ORIGIN, () => current.status());
+    log.info({ url: config.crowdsec.url, refreshMs: config.crowdsec.refreshMs }, 'crowdsec: bouncer started');
+    bouncer.start();
+  }
+
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
       clearInterval(monitor);
       clearInterval(sweeper);
+      await bouncer?.stop();
       (running.feeds as FeedRunner | undefined)?.stop();
       (running.rulesFile as RulesFile | undefined)?.stop();
       await app.close();

@@ -66,6 +66,9 @@ function dir24Rule(rule: KernelRule): Dir24Rule {
   return { network: rule.network.readUInt32BE(0), prefixLen: rule.prefixLen, ruleId: rule.id, ...(rule.allow && { allow: true }) };
 }
 
+/** The xw_config.features bits this class owns: which kinds of CIDR rules exist. */
+const RULE_FEATURES = Feature.srcV4 | Feature.dstV4 | Feature.srcV6 | Feature.dstV6;
+
 export class CidrMaps implements RuleEnforcer {
   private dir24: Record<BlockDirection, Dir24Index>;
   /** Rules in the kernel per lookup the data plane makes (xw_config.features says which exist). */
@@ -348,7 +351,8 @@ export class CidrMaps implements RuleEnforcer {
     const slot = Buffer.alloc(4);
     const value = config.lookup(slot) ?? Buffer.alloc(Layout.config.size);
     value.writeUInt32LE((value.readUInt32LE(Layout.config.rulesGen) + 1) >>> 0, Layout.config.rulesGen);
-    let features = 0;
+    // Bits of other stages (Feature.events, set while someone listens) stay as they are.
+    let features = value.readUInt32LE(Layout.config.features) & ~RULE_FEATURES;
     for (const [feature, count] of this.kinds) if (count > 0) features |= feature;
     value.writeUInt32LE(features, Layout.config.features);
     value.writeUInt32LE(this.dir24.src.defaultValue(), Layout.config.v4Default);

@@ -21,6 +21,8 @@ import {
 } from '@xdpwall/addon';
 import { IFSLOT_IFINDEX_MAX, MAPS, PROGRAMS, STATS_IFSLOTS, STATS_REASONS, statsIndex } from './abi.js';
 import { policyMapsOf, type PolicyMaps } from '../policy/tables.js';
+import { EVENT_MAPS } from '../events/abi.js';
+import type { EventMaps } from '../events/hub.js';
 import type { AttachMode, Config, InterfaceConfig } from '../config.js';
 import { DatapathError, XdpwallError } from '../errors.js';
 import { explainLoadFailure } from './load-errors.js';
@@ -51,6 +53,8 @@ export interface DatapathMaps {
   config: BpfMap;
   /** The rule tables of the policy stage (src/policy/tables.ts). */
   policy: PolicyMaps;
+  /** Sampled packet events (src/events/hub.ts); config is xw_config again, for the gate. */
+  events: EventMaps;
 }
 
 export interface AttachedInterface {
@@ -182,6 +186,7 @@ export class Datapath {
       flows: object.map(MAPS.flows),
       config: object.map(MAPS.config),
       policy: policyMapsOf(object),
+      events: { ring: object.map(EVENT_MAPS.ring), cfg: object.map(EVENT_MAPS.cfg), stats: object.map(EVENT_MAPS.stats), config: object.map(MAPS.config) },
     };
     const pins = pin && mapsDir ? { dir: pin.dir, maps: mapsDir } : undefined;
     const ifslots = await IfslotTable.read(maps.ifslots);

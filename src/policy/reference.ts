@@ -11,8 +11,9 @@
 //     where the configuration gives one): accept -> pass_no_match;
 //     drop -> drop_policy, except ingress packets of a flow this host
 //     opened -> pass_reply;
-//   finally, on ingress, a packet headed for a drop (or a would_drop) that
-//   matches a failsafe entry passes as pass_failsafe.
+//   finally, a packet headed for a drop (or a would_drop) that matches a
+//   failsafe entry passes as pass_failsafe (on egress with its addresses
+//   and ports swapped: entries name the remote peer and the local port).
 import type { ReasonName } from '../datapath/abi.js';
 import type { PortRange, RuleAction, TcpFlagsMatch } from './model.js';
 
@@ -168,7 +169,9 @@ export function classify(policy: ReferencePolicy, hook: 'ingress' | 'egress', p:
       ? { verdict: 'pass', reason: 'pass_reply', ruleId: 0 }
       : { verdict: 'drop', reason: 'drop_policy', ruleId: 0 };
   }
-  if (ingress && (decision.verdict === 'drop' || decision.reason === 'would_drop') && firstMatch(policy.failsafe, p, env.nowNs)) {
+  // Failsafe entries are written from this host's side (remote peer, local port): an outgoing packet is looked up with its ends swapped.
+  const asIncoming = ingress ? p : { ...p, src: p.dst, dst: p.src, sport: p.dport, dport: p.sport };
+  if ((decision.verdict === 'drop' || decision.reason === 'would_drop') && firstMatch(policy.failsafe, asIncoming, env.nowNs)) {
     return { verdict: 'pass', reason: 'pass_failsafe', ruleId: 0 };
   }
   return decision;

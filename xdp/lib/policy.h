@@ -13,7 +13,9 @@
  *      (drop_policy) except, on ingress, packets of a flow this host opened
  *      (pass_reply: the egress program recorded it);
  *   4. a packet that 1-3 would drop, or that a dry-run rule would drop,
- *      passes instead if it matches a failsafe entry (pass_failsafe).
+ *      passes instead if it matches a failsafe entry (pass_failsafe); on
+ *      egress with its ends swapped (entries are written from this host's
+ *      side: remote peer, local port).
  *
  * Checking the failsafe list last but letting it override is the same as
  * checking it first for every packet that can be dropped, and costs
@@ -74,12 +76,45 @@ static __always_inline void xw_pol_record_reply(const struct xw_pkt *p, const st
 	bpf_map_update_elem(&xw_pol_replies, &key, &now, BPF_ANY);
 }
 
+/* Swaps the packet's addresses and ports in place (twice restores it). */
+static __always_inline void xw_pkt_swap_ends(struct xw_pkt *p)
+{
+	__be16 port = p->sport;
+	__u32 *s = (__u32 *)p->saddr, *d = (__u32 *)p->daddr, t;
+
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		t = s[i];
+		s[i] = d[i];
+		d[i] = t;
+	}
+	p->sport = p->dport;
+	p->dport = port;
+}
+
+/*
+ * Egress: a failsafe entry names the remote peer (cidr) and the local port,
+ * which an outgoing packet carries as destination and source: it is looked
+ * up with both ends swapped, so answers of failsafe connections (SSH),
+ * DHCP requests and neighbour discovery leave under an egress drop too.
+ */
+static __always_inline bool xw_pol_failsafe_egress(struct xw_pkt *p, struct xw_pol_rule *rule)
+{
+	const struct xw_pol_meta *ignored;
+	bool found;
+
+	xw_pkt_swap_ends(p);
+	found = xw_pol_classify(p, XW_POL_FAILSAFE, rule, &ignored);
+	xw_pkt_swap_ends(p);
+	return found;
+}
+
 /*
  * dir: the hook; *reason: PASS_NO_MATCH, or the DENY_* reason of a block
  * that matched (with *rule_id its id). Returns the verdict and updates
  * *reason and *rule_id.
  */
-static __always_inline enum xw_verdict xw_policy(const struct xw_pkt *p, enum xw_direction dir,
+static __always_inline enum xw_verdict xw_policy(struct xw_pkt *p, enum xw_direction dir,
 						 enum xw_reason *reason, __u32 *rule_id)
 {
 	bool ingress = dir == XW_DIR_INGRESS;
@@ -124,8 +159,8 @@ static __always_inline enum xw_verdict xw_policy(const struct xw_pkt *p, enum xw
 		}
 	}
 
-	if (ingress && (verdict == XW_VERDICT_DROP || *reason == XW_REASON_WOULD_DROP) &&
-	    xw_pol_classify(p, XW_POL_FAILSAFE, &rule, &ignored)) {
+	if ((verdict == XW_VERDICT_DROP || *reason == XW_REASON_WOULD_DROP) &&
+	    (ingress ? xw_pol_classify(p, XW_POL_FAILSAFE, &rule, &ignored) : xw_pol_failsafe_egress(p, &rule))) {
 		*reason = XW_REASON_PASS_FAILSAFE;
 		*rule_id = 0;
 		return XW_VERDICT_PASS;
