@@ -52,6 +52,8 @@ export interface Config {
   policy: { ingress: PolicyDefault; egress: PolicyDefault };
   /** What stays reachable whatever else says (`failsafe:`); only from this file. */
   failsafe: FailsafeEntry[];
+  /** The --rules file the daemon follows (`rulesFile:`); src/fleet/rules-file.ts. */
+  rulesFile: string | undefined;
   /** Sampled packet events (`events:`): 1 in N per reason, and the kernel's cap. */
   events: EventSettings;
   /** The CrowdSec bouncer (`crowdsec: {url, apiKey, refresh}`); off when absent. */
@@ -69,6 +71,7 @@ export interface ConfigOverrides {
   instance?: string;
   logLevel?: Config['logLevel'];
   force?: boolean;
+  rulesFile?: string;
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070';
@@ -201,6 +204,7 @@ export function loadConfig(configFile: string | undefined, overrides: ConfigOver
     events: parseEventSettings(file.events),
     ...(file.crowdsec !== undefined && file.crowdsec !== null && { crowdsec: parseCrowdsec(file.crowdsec) }),
     feeds: parseFeeds(file.feeds),
+    rulesFile: overrides.rulesFile ?? stringField(file, 'rulesFile'),
   };
 }
 

@@ -26,6 +26,7 @@ import { Integrations } from './integrations/status.js';
 import { ListStore } from './lists/store.js';
 import { ListService } from './lists/service.js';
 import type { FeedState } from './lists/feeds.js';
+import { FileManaged } from './fleet/managed.js';
 import { checkFailsafeCidr, checkFailsafeRule, failsafeRules, type FailsafeEntry } from './policy/failsafe.js';
 import { EventHub } from './events/hub.js';
 import { DEFAULT_EVENT_SETTINGS, type EventSettings } from './events/settings.js';
@@ -76,6 +77,10 @@ export class Firewall {
   readonly integrations = new Integrations();
   /** Named lists (`/v1/lists`). */
   readonly lists: ListService;
+  /** What the --rules file manages (src/fleet): the API gets 409 MANAGED_BY_FILE for those. */
+  readonly fileManaged = new FileManaged();
+  /** The --rules file's state, once the daemon follows one (healthz reads it). */
+  rulesFile: { status(): { path: string; ok: boolean; reason?: string } } | undefined;
   /** The feeds filling lists, once the daemon starts them (healthz and metrics read their state). */
   feeds: { states(): FeedState[] } | undefined;
   private readonly flowSnapshots: SnapshotCache<FlowTable>;
@@ -249,6 +254,14 @@ export class Firewall {
       { table: 'cidr_v6', entries: rules[6].count, capacity: rules[6].limit },
       { table: 'flows', entries: await this.flowCount(), capacity: this.datapath.maps.flows.maxEntries },
     ];
+  }
+
+  storeSetting<T>(key: string): T | undefined {
+    return this.store.getSetting<T>(key);
+  }
+
+  setStoreSetting(key: string, value: unknown): void {
+    this.store.setSetting(key, value);
   }
 
   uptimeSeconds(): number {

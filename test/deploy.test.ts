@@ -12,6 +12,7 @@ import { validate as validateDockerfile, ValidationSeverity, type ValidatorSetti
 import { DaemonSet } from 'kubernetes-models/apps/v1';
 import { ConfigMap } from 'kubernetes-models/v1';
 import { loadConfig } from '../src/config.js';
+import { parseRulesFile } from '../src/fleet/rules-file.js';
 import { plannedMapMemory } from '../src/datapath/datapath.js';
 import { memoryLimitBytes } from '../src/datapath/memory.js';
 import { BPF_OBJECT_PATH } from '../src/paths.js';
@@ -101,6 +102,16 @@ describe('deploy/kubernetes', () => {
     expect(documents.map((doc) => doc.kind)).toEqual(['ConfigMap', 'DaemonSet']);
     expect(() => new ConfigMap(documents[0] as ConstructorParameters<typeof ConfigMap>[0]).validate()).not.toThrow();
     expect(() => new DaemonSet(documents[1] as ConstructorParameters<typeof DaemonSet>[0]).validate()).not.toThrow();
+  });
+
+  it('ships a rules file every node follows from the ConfigMap mount (updated in place, not a subPath)', () => {
+    const data = (documents[0] as unknown as { data: Record<string, string> }).data;
+    expect(() => parseRulesFile('/etc/xdpwall/rules.yaml', data['rules.yaml']!)).not.toThrow();
+    const container = pod().containers[0]!;
+    expect(container.args).toContain('--rules');
+    expect(container.args![container.args!.indexOf('--rules') + 1]).toBe('/etc/xdpwall/rules.yaml');
+    const mount = container.volumeMounts!.find((m) => m.name === 'config')!;
+    expect([mount.mountPath, mount.subPath]).toEqual(['/etc/xdpwall', undefined]);
   });
 
   const pod = () => new DaemonSet(documents[1] as ConstructorParameters<typeof DaemonSet>[0]).spec!.template.spec!;

@@ -8,6 +8,7 @@ import type { ApiFirewall } from '../app.js';
 import { BULK_CONTENT_TYPES, readBulkItems, type BulkEnvelope, type BulkItem } from '../bulk-body.js';
 import { SelfLockoutGuard } from '../../src/auth/lockout.js';
 import { clientPeer } from '../plugins/auth.js';
+import { parseCidr } from '../../src/rules/cidr.js';
 import { API_ORIGIN, normaliseOrigin } from '../../src/policy/block-meta.js';
 
 /** A million IPv4 CIDRs as JSON items is about 30 MB; the body is streamed, never held whole. */
@@ -103,6 +104,8 @@ export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async 
       response: { 204: Type.Null(), ...errorResponses(400, 404) },
     },
   }, async (request, reply) => {
+    const target = firewall.blocks.get(request.params.id);
+    firewall.fileManaged.checkBlock(target.cidr, target.direction);
     const rule = await firewall.blocks.removeById(request.params.id);
     request.audit({ cidr: rule.cidr, direction: rule.direction });
     return reply.status(204).send(null);
@@ -116,6 +119,9 @@ export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async 
       response: { 204: Type.Null(), ...errorResponses(400, 404) },
     },
   }, async (request, reply) => {
+    for (const direction of request.query.direction ? [request.query.direction] : (['src', 'dst'] as const)) {
+      firewall.fileManaged.checkBlock(parseCidr(request.query.cidr).text, direction);
+    }
     const removed = await firewall.blocks.removeByCidr(request.query.cidr, request.query.direction);
     request.audit({ cidr: removed[0]!.cidr, count: removed.length });
     return reply.status(204).send(null);

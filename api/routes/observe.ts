@@ -44,10 +44,12 @@ export const observeRoutes: FastifyPluginAsyncTypebox<ObserveRoutesOptions> = as
     schema: { tags: ['health'], summary: 'Liveness', response: { 200: Health } },
   }, async () => {
     const interfaces = firewall.interfaces();
-    const degraded: Array<{ iface?: string; feed?: string; reason: string }> = interfaces.flatMap(({ iface, state, reason }) =>
+    const degraded: Array<{ iface?: string; feed?: string; rulesFile?: string; reason: string }> = interfaces.flatMap(({ iface, state, reason }) =>
       state === 'degraded' ? [{ iface, reason: reason ?? 'unknown' }] : [],
     );
     for (const feed of firewall.feeds?.states() ?? []) if (feed.ok === false) degraded.push({ feed: feed.list, reason: feed.reason ?? 'unknown' });
+    const rulesFile = firewall.rulesFile?.status();
+    if (rulesFile && !rulesFile.ok) degraded.push({ rulesFile: rulesFile.path, reason: rulesFile.reason ?? 'unknown' });
     const integrations = firewall.integrations.list().map(({ name, state, reason, lastSuccessAt, entries }) => ({
       name, state, ...(reason !== undefined && { reason }), lastSuccessAt, entries,
     }));

@@ -55,6 +55,7 @@ export const policyRoutes: FastifyPluginAsyncTypebox<PolicyRoutesOptions> = asyn
       response: { 200: Policy, ...errorResponses(400, 415, 503, 507) },
     },
   }, async (request) => {
+    firewall.fileManaged.checkPolicy();
     const updated = await firewall.rules.setDefaults({ ...firewall.policy.defaultPolicy, ...request.body });
     request.audit({ list: 'policy' });
     return withInterfaces(updated);

@@ -62,6 +62,7 @@ export const ruleRoutes: FastifyPluginAsyncTypebox<RuleRoutesOptions> = async (a
       response: { 200: Type.Ref('Rule'), ...errorResponses(400, 404, 409, 415, 507) },
     },
   }, async (request) => {
+    firewall.fileManaged.checkRule(request.params.id);
     const rule = await firewall.rules.update(request.params.id, request.body);
     request.audit({ ruleId: rule.id });
     return view(rule);
@@ -75,6 +76,7 @@ export const ruleRoutes: FastifyPluginAsyncTypebox<RuleRoutesOptions> = async (a
       response: { 204: Type.Null(), ...errorResponses(400, 404) },
     },
   }, async (request, reply) => {
+    firewall.fileManaged.checkRule(request.params.id);
     const rule = await firewall.rules.remove(request.params.id);
     request.audit({ ruleId: rule.id });
     return reply.status(204).send(null);

@@ -48,6 +48,7 @@ export const Health = Type.Object({
   degraded: Type.Optional(Type.Array(Type.Object({
     iface: Type.Optional(Type.String({ description: 'an interface not filtered now' })),
     feed: Type.Optional(Type.String({ description: 'the list of a feed whose last refresh failed (its last good version stays in force)' })),
+    rulesFile: Type.Optional(Type.String({ description: 'the --rules file, when its last version could not be applied (the last good state stays)' })),
     reason: Type.String(),
   }))),
   integrations: Type.Optional(Type.Array(Type.Object({

@@ -20,6 +20,8 @@ import { VERSION } from '../version.js';
 import { openDaemonAccess, type DaemonAccess } from './access.js';
 import { listenPrivately } from '../auth/unix-socket.js';
 import { FeedRunner } from '../lists/feeds.js';
+import { RulesFile } from '../fleet/rules-file.js';
+import { resolve } from 'node:path';
 import { checkSocketDir, ensureStateDir, listenError } from './startup.js';
 import { CROWDSEC_ORIGIN, CrowdsecBouncer } from '../integrations/crowdsec.js';
 
@@ -68,6 +70,11 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
     for (const iface of config.interfaces) firewall.attach(iface, { force: config.force });
     await firewall.refreshPolicy();
     firewall.datapath.retire();
+    if (config.rulesFile) {
+      const rulesFile = new RulesFile(resolve(config.rulesFile), firewall, log);
+      firewall.rulesFile = rulesFile;
+      await rulesFile.start();
+    }
     if (config.feeds.length > 0) {
       const feeds = new FeedRunner(config.feeds, firewall.lists, log);
       firewall.feeds = feeds;
@@ -77,6 +84,7 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
     removeSocket = await listen(app, config, access);
   } catch (error) {
     (firewall?.feeds as FeedRunner | undefined)?.stop();
+    (firewall?.rulesFile as RulesFile | undefined)?.stop();
     await app?.close();
     firewall?.close();
     access?.close();
@@ -128,6 +136,7 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
       clearInterval(sweeper);
       await bouncer?.stop();
       (running.feeds as FeedRunner | undefined)?.stop();
+      (running.rulesFile as RulesFile | undefined)?.stop();
       await app.close();
       running.close();
       runningAccess.close();

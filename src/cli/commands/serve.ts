@@ -11,6 +11,7 @@ interface ServeFlags {
   instance?: string;
   logLevel?: LogLevel;
   force?: boolean;
+  rules?: string;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -24,6 +25,7 @@ export function serveCommand(): Command {
     .addOption(new Option('--mode <MODE>', 'XDP attach mode (default auto)').choices(ATTACH_MODES))
     .option('--config <FILE>', 'YAML or JSON configuration file; flags override it')
     .option('--instance <NAME>', 'names the bpffs pin directory (default: derived from --state-dir)')
+    .option('--rules <FILE>', 'follow a YAML rules file (policy, blocks, rules, lists): applied at start and on every change; what it sets is origin "file"')
     .option('--force', 'replace an XDP program this instance does not own (another tool\'s or instance\'s)')
     .addOption(new Option('--log-level <LEVEL>').choices(LOG_LEVELS))
     .action(async (flags: ServeFlags) => {
@@ -35,6 +37,7 @@ export function serveCommand(): Command {
         instance: flags.instance,
         logLevel: flags.logLevel,
         force: flags.force,
+        rulesFile: flags.rules,
       });
       await runDaemon(config);
     });
