@@ -20,6 +20,8 @@ import type { PolicyDefaults } from './policy/engine.js';
 import { BlockMetaService, type BlockExtras } from './policy/block-meta.js';
 import type { BlockInput } from './rules/blocks.js';
 import type { BlockRule } from './rules/model.js';
+import { RateLimitTables } from './ratelimit/tables.js';
+import { RateLimitView, type RuleRateStats, type LimitedSourceView } from './ratelimit/view.js';
 import { checkFailsafeCidr, checkFailsafeRule, failsafeRules, type FailsafeEntry } from './policy/failsafe.js';
 
 export interface FirewallOptions {
@@ -52,6 +54,8 @@ export class Firewall {
   private readonly flowSnapshots: SnapshotCache<FlowTable>;
   private readonly statsSnapshots: SnapshotCache<StatsEntry[]>;
   private readonly startedAt: number;
+  /** Rate limits' counters, buckets and sweeps (absent only without a rate-limit-capable engine). */
+  readonly rateLimits: RateLimitView | undefined;
 
   private constructor(
     private readonly store: RuleStore,
@@ -82,6 +86,8 @@ export class Firewall {
     this.flowSnapshots = new SnapshotCache(() => readFlows(datapath.maps.flows), countersCacheMs);
     this.statsSnapshots = new SnapshotCache(() => readStats(datapath.maps.stats, (slot) => datapath.ifslots.ifindexOf(slot)), countersCacheMs);
     this.startedAt = clock.wallMs();
+    const tables = policy.rateLimits;
+    this.rateLimits = tables && new RateLimitView(tables, clock, countersCacheMs);
   }
 
   /** Loads the data plane and makes its maps hold exactly the stored rules. */
@@ -97,6 +103,7 @@ export class Firewall {
         clock,
         ifindexOf: (iface) => opened.interfaces().find((i) => i.iface === iface)?.ifindex,
         ruleStats: datapath.maps.ruleStats,
+        rateLimits: new RateLimitTables(datapath.maps.rateLimits, () => clock.monotonicNs()),
       });
       const blockMeta = new BlockMetaService(store, datapath.maps.policy.blockMeta, (at) => policy.expiresNs(at), () => new Date(clock.wallMs()));
       // Before the prefixes: a dry-run block never drops.
@@ -124,9 +131,24 @@ export class Firewall {
     return this.datapath.attach(iface, options);
   }
 
-  /** Removes expired rules from the store and the kernel (the daemon calls it every second). */
+  /**
+   * Removes expired rules from the store and the kernel (the daemon calls it
+   * every second), and now and then idle rate-limit buckets.
+   */
   async sweepExpired(): Promise<{ rules: number[]; blocks: number }> {
-    return { rules: await this.rules.sweepExpired(), blocks: await this.blockMeta.sweepExpired(this.blocks) };
+    const swept = { rules: await this.rules.sweepExpired(), blocks: await this.blockMeta.sweepExpired(this.blocks) };
+    await this.rateLimits?.sweepIfDue();
+    return swept;
+  }
+
+  /** A ratelimit rule's counters, active buckets and bans. */
+  async ruleRateStats(id: number): Promise<RuleRateStats | undefined> {
+    return this.rateLimits?.ruleStats(id);
+  }
+
+  /** The sources (or prefixes) being limited now, most drops in their current window first. */
+  async rateLimitTop(limit: number): Promise<LimitedSourceView[]> {
+    return (await this.rateLimits?.top(limit)) ?? [];
   }
 
   /** Blocks a CIDR, with an optional ttl/expiresAt and dryRun (see policy/block-meta.ts). */

@@ -51,7 +51,9 @@ const struct {
 	enum xw_pol_default pol_default;
 	enum xw_pol_flags pol_flags;
 	enum xw_feature feature;
+	enum xw_rl_per rl_per;
 	struct xw_stats_key stats_key;
+	struct xw_rl_report rl_report; /* a ring buffer's record: no map names its type */
 } xw_abi = { .version = XW_ABI_VERSION };
 
 /*

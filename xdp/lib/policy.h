@@ -6,12 +6,14 @@
  *   1. a block that matched drops (deny wins); a dry-run block passes
  *      under would_drop, an expired one no longer matches;
  *   2. else the hook's rules, by priority, first match decides:
- *      drop (drop_rule), pass (pass_rule), log (pass_log: passed, counted);
- *      a dry-run drop rule passes under would_drop;
+ *      drop (drop_rule), pass (pass_rule), log (pass_log: passed, counted),
+ *      ratelimit (under the rate: pass_rule; over it: ratelimit, see
+ *      ratelimit.h); a dry-run drop rule passes under would_drop, a dry-run
+ *      ratelimit rule's over-limit packet under would_ratelimit;
  *   3. else the hook's default policy: accept (pass_no_match), or drop
  *      (drop_policy) except, on ingress, packets of a flow this host opened
  *      (pass_reply: the egress program recorded it);
- *   4. a packet that 1-3 would drop, or that a dry-run rule would drop,
+ *   4. a packet that 1-3 would drop, or that a dry-run rule would drop or limit,
  *      passes instead if it matches a failsafe entry (pass_failsafe).
  *
  * Checking the failsafe list last but letting it override is the same as
@@ -24,6 +26,7 @@
 
 #include "rules.h"
 #include "flow.h"
+#include "ratelimit.h"
 
 /* Flows this host opened, keyed like xw_flows (remote -> local), for pass_reply. */
 struct {
@@ -108,6 +111,15 @@ static __always_inline enum xw_verdict xw_policy(const struct xw_pkt *p, enum xw
 
 			*reason = dry ? XW_REASON_WOULD_DROP : XW_REASON_DROP_RULE;
 			verdict = dry ? XW_VERDICT_PASS : XW_VERDICT_DROP;
+		} else if (rule.action == XW_ACTION_RATELIMIT) {
+			bool dry = rule.flags & XW_RULE_F_DRY_RUN;
+
+			if (xw_ratelimit(p, rule.rule_id)) {
+				*reason = XW_REASON_PASS_RULE; /* under the limit: the rule passes it */
+			} else {
+				*reason = dry ? XW_REASON_WOULD_RATELIMIT : XW_REASON_RATELIMIT;
+				verdict = dry ? XW_VERDICT_PASS : XW_VERDICT_DROP;
+			}
 		} else {
 			*reason = rule.action == XW_ACTION_LOG ? XW_REASON_PASS_LOG : XW_REASON_PASS_RULE;
 		}
@@ -120,7 +132,8 @@ static __always_inline enum xw_verdict xw_policy(const struct xw_pkt *p, enum xw
 		}
 	}
 
-	if (ingress && (verdict == XW_VERDICT_DROP || *reason == XW_REASON_WOULD_DROP) &&
+	if (ingress && (verdict == XW_VERDICT_DROP || *reason == XW_REASON_WOULD_DROP ||
+			*reason == XW_REASON_WOULD_RATELIMIT) &&
 	    xw_pol_classify(p, XW_POL_FAILSAFE, &rule, &ignored)) {
 		*reason = XW_REASON_PASS_FAILSAFE;
 		*rule_id = 0;
