@@ -22,6 +22,8 @@ import type { BlockInput } from './rules/blocks.js';
 import type { BlockRule } from './rules/model.js';
 import { RateLimitTables } from './ratelimit/tables.js';
 import { RateLimitView, type RuleRateStats, type LimitedSourceView } from './ratelimit/view.js';
+import { BanService, type ReportReader } from './ratelimit/bans.js';
+import * as addon from '@xdpwall/addon';
 import { checkFailsafeCidr, checkFailsafeRule, failsafeRules, type FailsafeEntry } from './policy/failsafe.js';
 
 export interface FirewallOptions {
@@ -56,6 +58,8 @@ export class Firewall {
   private readonly startedAt: number;
   /** Rate limits' counters, buckets and sweeps (absent only without a rate-limit-capable engine). */
   readonly rateLimits: RateLimitView | undefined;
+  /** Turns the kernel's ban reports into auto blocks; the daemon starts it. Absent while the addon has no ring buffer reader. */
+  readonly bans: BanService | undefined;
 
   private constructor(
     private readonly store: RuleStore,
@@ -88,6 +92,18 @@ export class Firewall {
     this.startedAt = clock.wallMs();
     const tables = policy.rateLimits;
     this.rateLimits = tables && new RateLimitView(tables, clock, countersCacheMs);
+    // The ring buffer reader (BpfRingBuffer) comes with the sampled-events work; until the
+    // addon has it, bans are reported by the kernel but not acted on.
+    const RingBuffer = (addon as unknown as { BpfRingBuffer?: new (fd: number) => ReportReader }).BpfRingBuffer;
+    const view = this.rateLimits;
+    this.bans = RingBuffer && view && new BanService({
+      reader: new RingBuffer(datapath.maps.rateLimits.reports.fd),
+      rule: (id) => store.getPolicyRule(id) ?? undefined,
+      // origin "auto" is stored where the block origin column exists (the integrations work)
+      block: ({ origin, ...input }) => this.addBlock({ ...input, ...({ origin } as object) }),
+      banned: (id) => view.recordBan(id),
+      log: { info: (d, m) => log.info(d, m), warn: (d, m) => log.warn(d, m) },
+    });
   }
 
   /** Loads the data plane and makes its maps hold exactly the stored rules. */
@@ -208,6 +224,7 @@ export class Firewall {
 
   /** Frees kernel handles; the pinned links and maps stay, enforcing (see Datapath.close). */
   close(): void {
+    this.bans?.close();
     this.datapath.close();
     this.store.close();
   }

@@ -267,7 +267,7 @@ describe('bursts and sources under the limit', () => {
       const rate = (Number(bucket!.state.admitted) - R) / 10;
       expect(Math.abs(rate - Math.min(m, 1) * R) / (Math.min(m, 1) * R), src).toBeLessThanOrEqual(0.05);
     }
-  });
+  }, 120_000);
 });
 
 describe('a full bucket table (spoofing)', () => {

@@ -101,6 +101,7 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
       .finally(() => (sweeping = false));
   }, 1000);
   sweeper.unref();
+  running.bans?.start();
 
   let stopping: Promise<void> | undefined;
   const stop = () =>

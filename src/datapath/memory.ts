@@ -67,6 +67,9 @@ export function mapBytes({ type, keySize, valueSize, maxEntries }: MapShape, cpu
       // Up to one intermediate node per stored prefix; data[] holds the key
       // without its 4-byte prefix length, then the value.
       return 2 * maxEntries * kmallocSize(LPM_NODE_HEADER + keySize - 4 + valueSize);
+    case 'ringbuf':
+      // the data area plus the consumer, producer and header pages
+      return maxEntries + 4 * 4096;
     default:
       return maxEntries * (keySize + valueSize);
   }

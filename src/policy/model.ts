@@ -208,6 +208,8 @@ export function parseRule(input: RuleInput, now: Date): RuleSpec {
   let rate: RateSpec | null = null;
   let ban: BanSpec | null = null;
   if (input.action === 'ratelimit') {
+    // Ingress only: limits are per remote source, and leaving them out of the TC program keeps its verification cheap.
+    if (hook !== 'ingress') throw invalid('hook', 'ratelimit rules are ingress only');
     rate = parseRate(input.rate);
     ban = parseBan(input.ban, rate.per, MAX_TTL_SECONDS);
   } else if (input.rate != null || input.ban != null) {

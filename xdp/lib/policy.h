@@ -111,15 +111,10 @@ static __always_inline enum xw_verdict xw_policy(const struct xw_pkt *p, enum xw
 
 			*reason = dry ? XW_REASON_WOULD_DROP : XW_REASON_DROP_RULE;
 			verdict = dry ? XW_VERDICT_PASS : XW_VERDICT_DROP;
-		} else if (rule.action == XW_ACTION_RATELIMIT) {
-			bool dry = rule.flags & XW_RULE_F_DRY_RUN;
-
-			if (xw_ratelimit(p, rule.rule_id)) {
-				*reason = XW_REASON_PASS_RULE; /* under the limit: the rule passes it */
-			} else {
-				*reason = dry ? XW_REASON_WOULD_RATELIMIT : XW_REASON_RATELIMIT;
-				verdict = dry ? XW_VERDICT_PASS : XW_VERDICT_DROP;
-			}
+		} else if (ingress && rule.action == XW_ACTION_RATELIMIT) { /* ingress only: see model.ts */
+			/* under the limit: pass_rule; over: ratelimit (dry run: would_ratelimit) */
+			*reason = xw_ratelimit(p, rule.rule_id, rule.flags & XW_RULE_F_DRY_RUN);
+			verdict = *reason >= XW_REASON__FIRST_DROP ? XW_VERDICT_DROP : XW_VERDICT_PASS;
 		} else {
 			*reason = rule.action == XW_ACTION_LOG ? XW_REASON_PASS_LOG : XW_REASON_PASS_RULE;
 		}

@@ -283,11 +283,15 @@ static __always_inline void xw_rl_ban_check(struct xw_rl_bucket *b, const struct
 }
 
 /*
- * Charges the packet to its bucket under ratelimit rule `rule_id`: true when
- * it is admitted. A rule without a conf (never: the control plane writes it
- * before the rule tables) admits.
+ * Charges the packet to its bucket under ratelimit rule `rule_id` and
+ * returns its reason: XW_REASON_PASS_RULE when admitted, else
+ * XW_REASON_RATELIMIT (XW_REASON_WOULD_RATELIMIT when `dry`). A rule
+ * without a conf (never: the control plane writes it before the rule
+ * tables) admits. A global function: the verifier checks it once, and its
+ * result is one unknown value to the caller rather than three constants
+ * that would triple the states of everything after the policy stage.
  */
-static __always_inline bool xw_ratelimit(const struct xw_pkt *p, __u32 rule_id)
+__noinline int xw_ratelimit(const struct xw_pkt *p, __u32 rule_id, __u32 dry)
 {
 	const struct xw_rl_conf *c = bpf_map_lookup_elem(&xw_rl_rules, &rule_id);
 	struct xw_rl_bucket *b = NULL;
@@ -295,8 +299,8 @@ static __always_inline bool xw_ratelimit(const struct xw_pkt *p, __u32 rule_id)
 	bool own = false, ok;
 	__u64 now;
 
-	if (!c)
-		return true;
+	if (!c || !p) /* p: never NULL (the caller's scratch slot); the verifier asks */
+		return XW_REASON_PASS_RULE;
 	now = xw_rl_now();
 	if (c->per != XW_RL_PER_RULE) {
 		xw_rl_key_of(p, c, rule_id, &key);
@@ -306,13 +310,15 @@ static __always_inline bool xw_ratelimit(const struct xw_pkt *p, __u32 rule_id)
 	if (!b)
 		b = xw_rl_shared_bucket(rule_id, c, now);
 	if (!b)
-		return true;
+		return XW_REASON_PASS_RULE;
 	ok = xw_rl_admit(b, c, now, p->len);
 	__sync_fetch_and_add(ok ? &b->admitted : &b->dropped, 1);
 	xw_rl_count(rule_id, ok, p->len);
 	if (!ok && own)
 		xw_rl_ban_check(b, c, &key, now);
-	return ok;
+	if (ok)
+		return XW_REASON_PASS_RULE;
+	return dry ? XW_REASON_WOULD_RATELIMIT : XW_REASON_RATELIMIT;
 }
 
 #endif /* XW_RATELIMIT_H */
