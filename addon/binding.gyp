@@ -9,7 +9,8 @@
         "src/program.cc",
         "src/map.cc",
         "src/netdev.cc",
-        "src/link.cc"
+        "src/link.cc",
+        "src/ringbuf.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": [

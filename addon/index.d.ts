@@ -151,6 +151,20 @@ export declare class BpfMap {
   unpin(path: string): void;
 }
 
+/**
+ * Reads a BPF_MAP_TYPE_RINGBUF map: `new BpfRingBuffer(map.fd)` (the fd is
+ * duplicated, so the reader outlives neither nor needs the map object).
+ * Non-blocking: poll it on a timer.
+ */
+export declare class BpfRingBuffer {
+  constructor(mapFd: number);
+  /** Copies of the records available now, oldest first, at most maxRecords (default 4096). */
+  consume(maxRecords?: number): Buffer[];
+  /** Idempotent. consume() after close() throws BpfError EBADF. */
+  close(): void;
+  readonly closed: boolean;
+}
+
 export interface XdpAttachResult {
   ifindex: number;
   mode: XdpMode;

@@ -28,6 +28,7 @@ export const {
   BpfObject,
   BpfProgram,
   BpfMap,
+  BpfRingBuffer,
   BPF_ANY,
   BPF_NOEXIST,
   BPF_EXIST,

@@ -20,16 +20,19 @@ import { metricsRoutes } from './routes/metrics.js';
 import { accessRoutes } from './routes/access.js';
 import { ruleRoutes } from './routes/rules.js';
 import { policyRoutes } from './routes/policy.js';
+import { eventRoutes } from './routes/events.js';
+import { listRoutes } from './routes/lists.js';
 import { Rule } from './schemas/rules.js';
 import { UI_ROUTES, uiRoutes } from './routes/ui.js';
 import { registerRequestDurations, registerTableMetrics } from './plugins/metrics-extra.js';
+import { registerEventMetrics } from './plugins/metrics-events.js';
 import { Registry } from 'prom-client';
 
 /** What the API needs of the firewall. */
 export type ApiFirewall = Pick<
   Firewall,
   | 'blocks' | 'addBlock' | 'blockMeta' | 'rules' | 'policy' | 'failsafe' | 'flows' | 'flowCount' | 'stats' | 'interfaces' | 'ruleHits'
-  | 'uptimeSeconds' | 'tableUsage' | 'ruleRateStats' | 'rateLimitTop'
+  | 'uptimeSeconds' | 'tableUsage' | 'events' | 'integrations' | 'lists' | 'feeds' | 'ruleRateStats' | 'rateLimitTop'
 >;
 
 /** Who may use the API and how it is audited; see api/plugins/auth.ts. */
@@ -103,8 +106,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(blockRoutes, { firewall: options.firewall });
   await app.register(ruleRoutes, { firewall: options.firewall });
   await app.register(policyRoutes, { firewall: options.firewall });
+  await app.register(listRoutes, { firewall: options.firewall });
   await app.register(observeRoutes, { firewall: options.firewall });
+  await app.register(eventRoutes, { firewall: options.firewall });
   registerTableMetrics(registry, options.firewall);
+  registerEventMetrics(registry, options.firewall);
   await app.register(metricsRoutes, { firewall: options.firewall, registry });
   await app.register(accessRoutes, { access: access.store });
   await app.register(uiRoutes, { tokenRequired: access.listener.kind !== 'unix' });

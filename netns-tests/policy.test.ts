@@ -97,6 +97,17 @@ describe('policy rules with real traffic', () => {
     expect(await pings()).toBe(3);
   });
 
+  it('default drop on both hooks: the failsafe SSH port still connects, its answers leaving through egress as failsafe', async () => {
+    expect((await api().request('PUT', '/v1/policy', { ingress: 'drop', egress: 'drop' })).status).toBe(200);
+    expect(await connect(9090)).toBe(false);
+    expect(await connect(22)).toBe(true);
+    expect(await connect6(22)).toBe(true); // neighbour discovery leaves as failsafe too
+    const stats = await api().request<{ totals: { egress: { reasons: Record<string, { packets: number }> } } }>('GET', '/v1/stats');
+    expect(stats.body.totals.egress.reasons.pass_failsafe!.packets).toBeGreaterThan(0);
+    expect((await api().request('PUT', '/v1/policy', { ingress: 'accept', egress: 'accept' })).status).toBe(200);
+    expect(await connect(9090)).toBe(true);
+  });
+
   it('an egress rule drops the server\'s answers (TC), counted', async () => {
     const rule = await api().request<RuleBody>('POST', '/v1/rules', { action: 'drop', hook: 'egress', proto: 'icmp', icmpType: 0 });
     expect(await pings()).toBe(0);

@@ -7,6 +7,10 @@ import { ConfigError } from './errors.js';
 import { DEFAULT_CAPACITY, DEFAULT_RL_BUCKETS } from './datapath/abi.js';
 import { parseApiConfig, type ApiConfig } from './auth/config.js';
 import { parseFailsafe, type FailsafeEntry } from './policy/failsafe.js';
+import { parseEventSettings, type EventSettings } from './events/settings.js';
+import { parseDuration } from './duration.js';
+import type { CrowdsecConfig } from './integrations/crowdsec.js';
+import { parseFeeds, type FeedConfig } from './lists/feeds.js';
 
 export type PolicyDefault = 'accept' | 'drop';
 
@@ -19,6 +23,8 @@ export interface InterfaceConfig {
   /** "IFNAME" or "NETNS/IFNAME" (a namespace under /run/netns). */
   name: string;
   mode: AttachMode;
+  /** This interface's own default policy per hook (`policy:` in its entry), over the global one. */
+  policy?: Partial<Record<'ingress' | 'egress', PolicyDefault>>;
 }
 
 export type ListenAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
@@ -47,6 +53,12 @@ export interface Config {
   policy: { ingress: PolicyDefault; egress: PolicyDefault };
   /** What stays reachable whatever else says (`failsafe:`); only from this file. */
   failsafe: FailsafeEntry[];
+  /** Sampled packet events (`events:`): 1 in N per reason, and the kernel's cap. */
+  events: EventSettings;
+  /** The CrowdSec bouncer (`crowdsec: {url, apiKey, refresh}`); off when absent. */
+  crowdsec?: CrowdsecConfig;
+  /** Blocklist feeds filling named lists (`feeds:`); src/lists/feeds.ts. */
+  feeds: FeedConfig[];
 }
 
 /** Flags as the CLI hands them over; every field optional. */
@@ -123,32 +135,40 @@ function fileInterfaces(value: unknown, defaultMode: AttachMode): InterfaceConfi
   if (!Array.isArray(value)) throw new ConfigError('interfaces must be a list');
   return value.map((entry): InterfaceConfig => {
     if (typeof entry === 'string') return { name: entry, mode: defaultMode };
-    const { name, mode } = (entry ?? {}) as { name?: unknown; mode?: unknown };
+    const { name, mode, policy } = (entry ?? {}) as { name?: unknown; mode?: unknown; policy?: unknown };
     if (typeof name !== 'string' || !name) throw new ConfigError('each interface needs a name');
     if (mode !== undefined && !isAttachMode(mode)) throw new ConfigError(`interface ${name}: mode must be auto, native or generic`);
-    return { name, mode: mode ?? defaultMode };
+    if (policy === undefined || policy === null) return { name, mode: mode ?? defaultMode };
+    return { name, mode: mode ?? defaultMode, policy: parseHookDefaults(policy, `interface ${name}: policy`) };
   });
 }
 
 /**
  * Builds the configuration. Example file (YAML; JSON works too):
  *
- *   interfaces: [eth0, { name: eth1, mode: generic }]
+ *   interfaces: [eth0, { name: eth1, mode: generic, policy: { ingress: accept } }]   # policy: this interface's own default
  *   mode: auto
  *   listen: 127.0.0.1:7070        # or unix:/run/xdpwall/api.sock
  *   stateDir: /var/lib/xdpwall
  *   capacity: { cidrV4: 1048576, cidrV6: 262144, flows: 262144, rateBuckets: 65536 }
  *   policy: { ingress: drop }     # default accept; replies to this host's own flows still pass
  *   failsafe: [{proto: tcp, port: 22}, {cidr: 198.18.9.0/24}]   # default: TCP 22, UDP 68 and 546, ICMPv6 133-137
+ *   events: { sample: { drop_rule: 1 }, ratePerSecond: 1000, burst: 1000 }   # default: log 1 in 1, drops 1 in 100
+ *   crowdsec: { url: http://127.0.0.1:8080, apiKey: KEY, refresh: 10s }   # or apiKeyFile: PATH
  */
 export function loadConfig(configFile: string | undefined, overrides: ConfigOverrides = {}): Config {
   const file = configFile ? readConfigFile(configFile) : {};
   const fileMode = file.mode;
   if (fileMode !== undefined && !isAttachMode(fileMode)) throw new ConfigError('mode must be auto, native or generic');
   const mode: AttachMode = overrides.mode ?? fileMode ?? 'auto';
+  const listed = fileInterfaces(file.interfaces, mode);
+  // --iface replaces the file's list; an interface the file lists keeps its own default policy.
   const interfaces = overrides.interfaces?.length
-    ? overrides.interfaces.map((name) => ({ name, mode }))
-    : fileInterfaces(file.interfaces, mode);
+    ? overrides.interfaces.map((name): InterfaceConfig => {
+      const policy = listed.find((i) => i.name === name)?.policy;
+      return policy ? { name, mode, policy } : { name, mode };
+    })
+    : listed;
   for (const { name } of interfaces) validateInterfaceName(name);
 
   const stateDir = resolve(overrides.stateDir ?? stringField(file, 'stateDir') ?? DEFAULT_STATE_DIR);
@@ -180,16 +200,64 @@ export function loadConfig(configFile: string | undefined, overrides: ConfigOver
     healthCheckMs: positiveInt(file.healthCheckMs, 'healthCheckMs', 1000),
     policy: parsePolicy(file.policy),
     failsafe: parseFailsafe(file.failsafe),
+    events: parseEventSettings(file.events),
+    ...(file.crowdsec !== undefined && file.crowdsec !== null && { crowdsec: parseCrowdsec(file.crowdsec) }),
+    feeds: parseFeeds(file.feeds),
   };
+}
+
+/** The interfaces that have their own default policy, as the policy engine takes them. */
+export function interfaceDefaults(config: Pick<Config, 'interfaces'>): Array<{ iface: string; policy: Partial<Config['policy']> }> {
+  return config.interfaces.flatMap((i) => (i.policy ? [{ iface: i.name, policy: { ...i.policy } }] : []));
+}
+
+function parseCrowdsec(value: unknown): CrowdsecConfig {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ConfigError('crowdsec must be a mapping like {url: http://127.0.0.1:8080, apiKey: KEY, refresh: 10s}');
+  }
+  const section = value as Record<string, unknown>;
+  for (const key of Object.keys(section)) {
+    if (!['url', 'apiKey', 'apiKeyFile', 'refresh'].includes(key)) throw new ConfigError(`crowdsec.${key}: unknown key (url, apiKey, apiKeyFile, refresh)`);
+  }
+  const url = stringField(section, 'url');
+  let parsed: URL | undefined;
+  try {
+    parsed = url === undefined ? undefined : new URL(url);
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) {
+    throw new ConfigError(`crowdsec.url must be the Local API's http(s) URL, e.g. http://127.0.0.1:8080, not ${JSON.stringify(url)}`);
+  }
+  const keyFile = stringField(section, 'apiKeyFile');
+  let apiKey = stringField(section, 'apiKey');
+  if ((apiKey === undefined) === (keyFile === undefined)) throw new ConfigError('crowdsec: give apiKey or apiKeyFile (a key from `cscli bouncers add NAME`)');
+  if (keyFile !== undefined) {
+    try {
+      apiKey = readFileSync(keyFile, 'utf8').trim();
+    } catch (error) {
+      throw new ConfigError(`crowdsec.apiKeyFile: cannot read ${keyFile}: ${(error as Error).message}`);
+    }
+  }
+  if (!apiKey || /[\r\n]/.test(apiKey)) throw new ConfigError('crowdsec: the API key is empty or spans lines');
+  return { url: parsed.href.replace(/\/+$/, ''), apiKey, refreshMs: parseDuration(section.refresh ?? '10s', 'crowdsec.refresh') };
 }
 
 function parsePolicy(value: unknown): Config['policy'] {
   const policy: Config['policy'] = { ingress: 'accept', egress: 'accept' };
   if (value === undefined || value === null) return policy;
-  if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError('policy must be a mapping like {ingress: drop, egress: accept}');
+  return { ...policy, ...parseHookDefaults(value, 'policy') };
+}
+
+/** `{ingress: drop, egress: accept}`, either hook optional; `where` names it in errors. */
+function parseHookDefaults(value: unknown, where: string): Partial<Config['policy']> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ConfigError(`${where} must be a mapping like {ingress: drop, egress: accept}`);
+  }
+  const policy: Partial<Config['policy']> = {};
   for (const [hook, action] of Object.entries(value)) {
-    if (hook !== 'ingress' && hook !== 'egress') throw new ConfigError(`policy.${hook}: only ingress and egress have a default policy`);
-    if (action !== 'accept' && action !== 'drop') throw new ConfigError(`policy.${hook} must be accept or drop`);
+    if (hook !== 'ingress' && hook !== 'egress') throw new ConfigError(`${where}.${hook}: only ingress and egress have a default policy`);
+    if (action !== 'accept' && action !== 'drop') throw new ConfigError(`${where}.${hook} must be accept or drop`);
     policy[hook] = action;
   }
   return policy;

@@ -26,7 +26,10 @@ export type ErrorCode =
   | 'HOOK_BUSY'
   | 'INVALID_RULE'
   | 'FAILSAFE_CONFLICT'
-  | 'TOO_BROAD';
+  | 'TOO_BROAD'
+  | 'REVISION_MISMATCH'
+  | 'LIST_IN_USE'
+  | 'MANAGED_BY_FILE';
 
 export class XdpwallError extends Error {
   override readonly name: string = 'XdpwallError';
@@ -81,6 +84,30 @@ export class TooBroadError extends XdpwallError {
   override readonly name = 'TooBroadError';
   constructor(message: string) {
     super('TOO_BROAD', message);
+  }
+}
+
+/** If-Match named another revision than the stored one (a concurrent change won). */
+export class RevisionMismatchError extends XdpwallError {
+  override readonly name = 'RevisionMismatchError';
+  constructor(message: string) {
+    super('REVISION_MISMATCH', message);
+  }
+}
+
+/** A rule references the list being deleted. */
+export class ListInUseError extends XdpwallError {
+  override readonly name = 'ListInUseError';
+  constructor(message: string) {
+    super('LIST_IN_USE', message);
+  }
+}
+
+/** The entry is managed by the --rules file: change the file, not the API. */
+export class ManagedByFileError extends XdpwallError {
+  override readonly name = 'ManagedByFileError';
+  constructor(message: string) {
+    super('MANAGED_BY_FILE', message);
   }
 }
 

@@ -16,15 +16,23 @@ import type { Config, InterfaceConfig } from './config.js';
 import { PolicyTables } from './policy/tables.js';
 import { PolicyEngine } from './policy/engine.js';
 import { POLICY_SETTING, RuleService } from './policy/rules.js';
-import type { PolicyDefaults } from './policy/engine.js';
-import { BlockMetaService, type BlockExtras } from './policy/block-meta.js';
+import type { InterfaceDefaults, PolicyDefaults } from './policy/engine.js';
+import { BlockMetaService, type BlockExtras, type BlockWithExtras } from './policy/block-meta.js';
 import type { BlockInput } from './rules/blocks.js';
-import type { BlockRule } from './rules/model.js';
+import type { BlockDirection, BlockRule } from './rules/model.js';
+import { parseCidr } from './rules/cidr.js';
+import { TooBroadError } from './errors.js';
+import { Integrations } from './integrations/status.js';
+import { ListStore } from './lists/store.js';
+import { ListService } from './lists/service.js';
+import type { FeedState } from './lists/feeds.js';
 import { RateLimitTables } from './ratelimit/tables.js';
 import { RateLimitView, type RuleRateStats, type LimitedSourceView } from './ratelimit/view.js';
-import { BanService, type ReportReader } from './ratelimit/bans.js';
-import * as addon from '@xdpwall/addon';
+import { BanService } from './ratelimit/bans.js';
+import { BpfRingBuffer } from '@xdpwall/addon';
 import { checkFailsafeCidr, checkFailsafeRule, failsafeRules, type FailsafeEntry } from './policy/failsafe.js';
+import { EventHub } from './events/hub.js';
+import { DEFAULT_EVENT_SETTINGS, type EventSettings } from './events/settings.js';
 
 export interface FirewallOptions {
   objectPath: string;
@@ -39,6 +47,19 @@ export interface FirewallOptions {
   policy?: PolicyDefaults;
   /** The failsafe list (configuration file only). Default none. */
   failsafe?: FailsafeEntry[];
+  /** Sampling and the kernel's cap for sampled packet events (`events:`). */
+  events?: EventSettings;
+  /** Interfaces' own default policies (configuration file only). */
+  ifaceDefaults?: InterfaceDefaults[];
+}
+
+/** See Firewall.originBlocks. */
+export interface OriginBlocks {
+  /** Throws when the firewall refuses to block this CIDR (/0, the failsafe list). */
+  check(cidr: string): void;
+  addMany(items: BlockWithExtras[]): Promise<{ created: number; existing: number }>;
+  owned(): Array<{ cidr: string; direction: BlockDirection }>;
+  removeMany(keys: Array<{ cidr: string; direction: BlockDirection }>): Promise<BlockRule[]>;
 }
 
 export interface TableUsage {
@@ -53,12 +74,20 @@ export class Firewall {
   readonly blockMeta: BlockMetaService;
   /** Policy rules (`/v1/rules`). */
   readonly rules: RuleService;
+  /** Sampled packets for /v1/events and /v1/capture.pcap. */
+  readonly events: EventHub;
+  /** What integrations (the CrowdSec bouncer) report about themselves. */
+  readonly integrations = new Integrations();
+  /** Named lists (`/v1/lists`). */
+  readonly lists: ListService;
+  /** The feeds filling lists, once the daemon starts them (healthz and metrics read their state). */
+  feeds: { states(): FeedState[] } | undefined;
   private readonly flowSnapshots: SnapshotCache<FlowTable>;
   private readonly statsSnapshots: SnapshotCache<StatsEntry[]>;
   private readonly startedAt: number;
   /** Rate limits' counters, buckets and sweeps (absent only without a rate-limit-capable engine). */
   readonly rateLimits: RateLimitView | undefined;
-  /** Turns the kernel's ban reports into auto blocks; the daemon starts it. Absent while the addon has no ring buffer reader. */
+  /** Turns the kernel's ban reports into auto blocks; the daemon starts it. */
   readonly bans: BanService | undefined;
 
   private constructor(
@@ -72,8 +101,12 @@ export class Firewall {
     log: Logger,
     readonly failsafe: readonly FailsafeEntry[],
     blockMeta: BlockMetaService,
+    events: EventSettings,
+    lists: ListService,
     counts?: Record<4 | 6, number>,
   ) {
+    this.events = new EventHub(datapath.maps.events, events, { clock, ifaceName: (ifindex) => datapath.ifaceName(ifindex) });
+    this.lists = lists;
     this.rules = new RuleService(store, policy, {
       now: () => new Date(clock.wallMs()),
       check: (rule) => checkFailsafeRule(failsafe, rule),
@@ -92,15 +125,11 @@ export class Firewall {
     this.startedAt = clock.wallMs();
     const tables = policy.rateLimits;
     this.rateLimits = tables && new RateLimitView(tables, clock, countersCacheMs);
-    // The ring buffer reader (BpfRingBuffer) comes with the sampled-events work; until the
-    // addon has it, bans are reported by the kernel but not acted on.
-    const RingBuffer = (addon as unknown as { BpfRingBuffer?: new (fd: number) => ReportReader }).BpfRingBuffer;
     const view = this.rateLimits;
-    this.bans = RingBuffer && view && new BanService({
-      reader: new RingBuffer(datapath.maps.rateLimits.reports.fd),
+    this.bans = view && new BanService({
+      reader: new BpfRingBuffer(datapath.maps.rateLimits.reports.fd),
       rule: (id) => store.getPolicyRule(id) ?? undefined,
-      // origin "auto" is stored where the block origin column exists (the integrations work)
-      block: ({ origin, ...input }) => this.addBlock({ ...input, ...({ origin } as object) }),
+      block: (input) => this.addBlock(input),
       banned: (id) => view.recordBan(id),
       log: { info: (d, m) => log.info(d, m), warn: (d, m) => log.warn(d, m) },
     });
@@ -120,6 +149,7 @@ export class Firewall {
         ifindexOf: (iface) => opened.interfaces().find((i) => i.iface === iface)?.ifindex,
         ruleStats: datapath.maps.ruleStats,
         rateLimits: new RateLimitTables(datapath.maps.rateLimits, () => clock.monotonicNs()),
+        ifaceDefaults: options.ifaceDefaults ?? [],
       });
       const blockMeta = new BlockMetaService(store, datapath.maps.policy.blockMeta, (at) => policy.expiresNs(at), () => new Date(clock.wallMs()));
       // Before the prefixes: a dry-run block never drops.
@@ -127,12 +157,30 @@ export class Firewall {
       // Columns, not BlockRule objects: a million rules restore in seconds
       // and are garbage (a few typed arrays) once the kernel holds them.
       const rules = await store.readColumns();
+      const blockCounts = { ...rules.perFamily };
+      const listStore = new ListStore(store);
+      const lists: ListService = new ListService(listStore, {
+        exclusive: (work) => cidrMaps.exclusive(work),
+        applyDiff: (diff) => cidrMaps.applyDiff(diff),
+        resync: async () => {
+          const columns = await store.readColumns();
+          lists.appendKernelRows(columns, (direction, cidrs) => listStore.blockedAmong(direction, cidrs));
+          await cidrMaps.reconcile(columns);
+        },
+        hits: (ruleId) => cidrMaps.hits(ruleId),
+      }, {
+        now: () => new Date((options.clock ?? systemClock).wallMs()),
+        log: { error: (details, message) => (log.error ?? log.warn).call(log, details, message) },
+      });
+      cidrMaps.setListClaims((direction, cidr) => lists.claim(direction, cidr));
+      lists.appendKernelRows(rules, (direction, cidrs) => listStore.blockedAmong(direction, cidrs));
       const restored = await cidrMaps.reconcile(rules);
       const failsafe = options.failsafe ?? [];
       policy.setDefaults(store.getSetting<PolicyDefaults>(POLICY_SETTING) ?? options.policy ?? { ingress: 'accept', egress: 'accept' });
       await policy.installFailsafe(failsafeRules(failsafe));
       const firewall = new Firewall(
-        store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log, failsafe, blockMeta, rules.perFamily,
+        store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log, failsafe, blockMeta,
+        options.events ?? DEFAULT_EVENT_SETTINGS, lists, blockCounts,
       );
       await firewall.rules.installAll();
       return { firewall, restored };
@@ -170,6 +218,25 @@ export class Firewall {
   /** Blocks a CIDR, with an optional ttl/expiresAt and dryRun (see policy/block-meta.ts). */
   addBlock(input: BlockInput & BlockExtras): Promise<{ rule: BlockRule; created: boolean }> {
     return this.blockMeta.add(this.blocks, input);
+  }
+
+  /** Blocks many CIDRs with ttl/expiresAt and origin in one bulk change (see BlockMetaService.addMany). */
+  addBlocks(items: readonly BlockWithExtras[]): Promise<{ created: number; existing: number }> {
+    return this.blockMeta.addMany(this.blocks, items);
+  }
+
+  /** The blocks an integration keeps, as it sees them: it adds in bulk and removes only what it owns. */
+  originBlocks(origin: string): OriginBlocks {
+    return {
+      check: (text) => {
+        const cidr = parseCidr(text);
+        if (cidr.prefixLen === 0) throw new TooBroadError(`${cidr.text} blocks everything`);
+        checkFailsafeCidr(this.failsafe, cidr, 'block');
+      },
+      addMany: (items) => this.addBlocks(items.map((item) => ({ ...item, origin }))),
+      owned: () => this.blockMeta.ownedBy(origin),
+      removeMany: (keys) => this.blocks.removeMany(keys.filter((key) => this.blockMeta.origin(key) === origin)),
+    };
   }
 
   /** Recompiles the policy (after interfaces attach: rules naming one resolve to its ifindex). */
@@ -225,6 +292,7 @@ export class Firewall {
   /** Frees kernel handles; the pinned links and maps stay, enforcing (see Datapath.close). */
   close(): void {
     this.bans?.close();
+    this.events.close();
     this.datapath.close();
     this.store.close();
   }

@@ -46,6 +46,7 @@ import {
   RL_REPORT_RING,
   RlPer,
 } from '../src/datapath/abi.js';
+import { EVENT_MAPS, EVENT_SNAP_LEN, EVENTS_RING_BYTES, EventFlags, EventLayout, EventStat, EVENT_STATS } from '../src/events/abi.js';
 
 const OBJECT_PATH = new URL('../xdp/build/xdpwall.bpf.o', import.meta.url).pathname;
 
@@ -277,12 +278,12 @@ describe('programs and maps', () => {
   };
 
   // Maps of the data plane's own working state: in the object, not in the ABI.
-  const INTERNAL_MAPS = ['xw_pkt_scratch', POLICY_SYNC_INNER];
+  const INTERNAL_MAPS = ['xw_pkt_scratch', POLICY_SYNC_INNER, 'xw_event_samplers', 'xw_event_bucket'];
 
   it('names exactly the maps the mirror lists (plus internal ones), in .maps', () => {
     const section = named('DATASEC', '.maps');
     const names = section.vars!.map((v) => byId(v.type_id).name).sort();
-    expect(names).toEqual([...Object.values(MAPS), ...Object.values(POLICY_MAPS), ...Object.values(RATELIMIT_MAPS), ...INTERNAL_MAPS].sort());
+    expect(names).toEqual([...Object.values(MAPS), ...Object.values(POLICY_MAPS), ...Object.values(EVENT_MAPS), ...Object.values(RATELIMIT_MAPS), ...INTERNAL_MAPS].sort());
   });
 
   it('pins every ABI map by name and no internal one', () => {
@@ -368,3 +369,42 @@ function sectionBytes(section: string): Buffer {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+// ---------------------------------------------------------------- events
+
+describe('events (src/events/abi.ts)', () => {
+  it.each([
+    ['event', 'xw_event'],
+    ['cfg', 'xw_event_cfg'],
+  ] as const)('EventLayout.%s matches struct %s, with no holes', (layoutName, structName) => {
+    const struct = named('STRUCT', structName);
+    const { size, ...fields } = EventLayout[layoutName] as { size: number } & Record<string, number>;
+    expect(struct.size).toBe(size);
+    expect(Object.fromEntries(Object.entries(fields).map(([field, offset]) => [snake(field), offset]))).toEqual(
+      Object.fromEntries(struct.members!.map((m) => [m.name, m.bits_offset / 8])),
+    );
+    let end = 0;
+    for (const member of struct.members!) {
+      expect(member.bits_offset / 8, `${structName}.${member.name}`).toBe(end);
+      end += sizeOf(member.type_id);
+    }
+    expect(end).toBe(size);
+  });
+
+  it('enums, limits and the gate bit', () => {
+    expect(enumValues('xw_event_stat')).toEqual({ ...upper('XW_EVSTAT_', EventStat), XW_EVSTAT__MAX: EVENT_STATS });
+    expect(enumValues('xw_event_flags')).toEqual(upper('XW_EVENT_F_', EventFlags));
+    expect(enumValues('xw_feature').XW_FEATURE_EVENTS).toBe(Feature.events);
+    expect(sizeOf(named('STRUCT', 'xw_event').members!.find((m) => m.name === 'data')!.type_id)).toBe(EVENT_SNAP_LEN);
+  });
+
+  it('maps: a ring buffer of EVENTS_RING_BYTES, config and counters, none pinned', () => {
+    expect(mapDefNumber(mapDef(EVENT_MAPS.ring), 'type')).toBe(27); // BPF_MAP_TYPE_RINGBUF
+    expect(mapDefNumber(mapDef(EVENT_MAPS.ring), 'max_entries')).toBe(EVENTS_RING_BYTES);
+    expect(mapDefType(mapDef(EVENT_MAPS.cfg), 'value').name).toBe('xw_event_cfg');
+    expect(mapDefNumber(mapDef(EVENT_MAPS.stats), 'max_entries')).toBe(EVENT_STATS);
+    for (const name of [...Object.values(EVENT_MAPS), 'xw_event_samplers', 'xw_event_bucket']) {
+      expect(mapDef(name).members!.map((m) => m.name)).not.toContain('pinning');
+    }
+  });
+});

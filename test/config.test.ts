@@ -15,6 +15,27 @@ const file = (text: string) => {
 };
 
 describe('configuration', () => {
+  it('reads an interface\'s own default policy, kept when --iface names the same interface', () => {
+    const path = file(`
+interfaces: [eth0, { name: eth1, policy: { ingress: accept } }, { name: lab/veth1, mode: generic, policy: { egress: drop } }]
+policy: { ingress: drop }
+`);
+    const config = loadConfig(path);
+    expect(config.policy).toEqual({ ingress: 'drop', egress: 'accept' });
+    expect(config.interfaces).toEqual([
+      { name: 'eth0', mode: 'auto' },
+      { name: 'eth1', mode: 'auto', policy: { ingress: 'accept' } },
+      { name: 'lab/veth1', mode: 'generic', policy: { egress: 'drop' } },
+    ]);
+    expect(loadConfig(path, { interfaces: ['eth1', 'eth2'] }).interfaces).toEqual([
+      { name: 'eth1', mode: 'auto', policy: { ingress: 'accept' } },
+      { name: 'eth2', mode: 'auto' },
+    ]);
+    expect(() => loadConfig(file('interfaces: [{ name: eth1, policy: { ingress: reject } }]'))).toThrow('interface eth1: policy.ingress must be accept or drop');
+    expect(() => loadConfig(file('interfaces: [{ name: eth1, policy: { forward: drop } }]'))).toThrow('interface eth1: policy.forward: only ingress and egress');
+    expect(() => loadConfig(file('interfaces: [{ name: eth1, policy: drop }]'))).toThrow('interface eth1: policy must be a mapping');
+  });
+
   it('has safe defaults', () => {
     const config = loadConfig(undefined);
     expect(config).toMatchObject({

@@ -44,6 +44,9 @@ const STATUS: Record<ErrorCode, number> = {
   DATAPATH_ERROR: 500,
   STORE_ERROR: 500,
   CONFIG_ERROR: 500,
+  REVISION_MISMATCH: 412,
+  LIST_IN_USE: 409,
+  MANAGED_BY_FILE: 409,
 };
 
 /** Codes the API's error handler and router answer with that are not control-plane errors. */

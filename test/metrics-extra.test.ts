@@ -58,7 +58,8 @@ describe('/metrics', () => {
     expect(scrape).not.toMatch(/198\.18\.|2001:db8/);
     const labels = new Set([...scrapeNames(scrape).samples.values()].flatMap((set) => [...set]));
     // (xdp_mode and iface also label the interface gauges, which have samples once an interface is attached.)
-    expect([...labels].sort()).toEqual(['direction', 'iface', 'le', 'method', 'reason', 'route', 'status', 'table', 'verdict']);
+    // cause: xdpwall_events_lost_total{cause="rate_cap"|"ring_full"}.
+    expect([...labels].sort()).toEqual(['cause', 'direction', 'iface', 'le', 'method', 'reason', 'route', 'status', 'table', 'verdict']);
   });
 
   it('passes promtool check metrics', () => {

@@ -141,7 +141,10 @@ const rows: Row[] = [
   // egress
   { ...dropped('egress drop rule: TC_ACT_SHOT', [rule(1, { proto: 17, dstPort: { lo: 53, hi: 53 } })], udpFrom(5353), 1), hook: 'egress' },
   { ...passed('egress default drop', [], udpFrom(5353), { verdict: 'drop', reason: 'drop_policy', default: 'drop' }), hook: 'egress' },
-  { ...passed('egress: the failsafe list is ingress only', [], tcpTo(22), { verdict: 'drop', reason: 'drop_policy', default: 'drop', failsafe: [classRule({ kernelId: 0, action: 'pass', proto: 6, dstPort: { lo: 22, hi: 22 } })] }), hook: 'egress' },
+  { ...passed('egress: a packet to a remote port 22 is not failsafe', [], tcpTo(22), { verdict: 'drop', reason: 'drop_policy', default: 'drop', failsafe: [classRule({ kernelId: 0, action: 'pass', proto: 6, dstPort: { lo: 22, hi: 22 } })] }), hook: 'egress' },
+  { ...passed('egress: the answer from local port 22 is failsafe under default drop', [], packet({ proto: 6, sport: 22, dport: 40000 }), { reason: 'pass_failsafe', default: 'drop', failsafe: [classRule({ kernelId: 0, action: 'pass', proto: 6, dstPort: { lo: 22, hi: 22 } })] }), hook: 'egress' },
+  { ...passed('egress: a drop rule does not stop a failsafe CIDR\'s answers', [rule(1, { proto: 6 })], packet({ proto: 6, sport: 443, dst: prefix('198.18.9.7').bytes }), { reason: 'pass_failsafe', failsafe: [classRule({ kernelId: 0, action: 'pass', src: prefix('198.18.9.0/24') })] }), hook: 'egress' },
+  { ...passed('egress: ICMPv6 neighbour advertisement is failsafe', [], v6({ proto: 58, icmpType: 136, icmpCode: 0 }), { reason: 'pass_failsafe', default: 'drop', failsafe: [classRule({ kernelId: 0, action: 'pass', proto: 58, icmpType: 136 })] }), hook: 'egress' },
 ];
 
 describe('policy fixtures', () => {

@@ -277,6 +277,20 @@ function renderGenericTable(section, items) {
     'none', Math.max(columns.length, 1));
 }
 
+/** One sampled packet (a /v1/events DropEvent) as a line: when, what, why, which rule, the packet. */
+function describeEvent(data) {
+  let e;
+  try {
+    e = JSON.parse(data);
+  } catch {
+    return data;
+  }
+  const at = (addr, port) => (port === null ? addr : e.family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`);
+  const who = e.rule !== null ? `rule ${e.rule}` : e.block !== null ? `block ${e.block}` : '';
+  const what = e.family === 0 ? 'non-IP' : `${e.proto} ${at(e.src, e.srcPort)} → ${at(e.dst, e.dstPort)}`;
+  return [e.time.slice(11, 19), e.verdict, e.reason, who, e.iface ?? `ifindex ${e.ifindex}`, what, `${e.length} B`].filter(Boolean).join('  ');
+}
+
 /** Reads a Server-Sent Events stream with fetch (EventSource cannot send the token). */
 async function followEvents(section) {
   const list = section.querySelector('ol');
@@ -293,9 +307,11 @@ async function followEvents(section) {
     const frames = buffered.split('\n\n');
     buffered = frames.pop();
     for (const frame of frames) {
-      const data = frame.split('\n').filter((line) => line.startsWith('data:')).map((line) => line.slice(5).trim()).join('\n');
+      const lines = frame.split('\n');
+      if (lines.some((line) => line.startsWith('event:'))) continue; // the loss counters, not a packet
+      const data = lines.filter((line) => line.startsWith('data:')).map((line) => line.slice(5).trim()).join('\n');
       if (!data) continue;
-      list.prepend(el('li', {}, data));
+      list.prepend(el('li', {}, describeEvent(data)));
       while (list.children.length > 100) list.lastChild.remove();
     }
   }

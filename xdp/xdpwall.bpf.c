@@ -51,8 +51,12 @@ const struct {
 	enum xw_pol_default pol_default;
 	enum xw_pol_flags pol_flags;
 	enum xw_feature feature;
+	enum xw_event_stat event_stat;
+	enum xw_event_flags event_flags;
 	enum xw_rl_per rl_per;
 	struct xw_stats_key stats_key;
+	struct xw_event event;
+	struct xw_event_cfg event_cfg;
 	struct xw_rl_report rl_report; /* a ring buffer's record: no map names its type */
 } xw_abi = { .version = XW_ABI_VERSION };
 
@@ -97,12 +101,12 @@ int xw_ingress(struct xdp_md *ctx)
 			if (!xw_flow_pass_cached(flow, rules_gen))
 				rule_id = xw_cidr_deny(p, cfg, &reason);
 		}
-		return xw_exit(p, XW_DIR_INGRESS,
+		return xw_exit(ctx, p, XW_DIR_INGRESS,
 			       xw_policy(p, XW_DIR_INGRESS, &reason, &rule_id),
 			       reason, rule_id, flow, rules_gen);
 	}
 
-	return xw_exit(p, XW_DIR_INGRESS,
+	return xw_exit(ctx, p, XW_DIR_INGRESS,
 		       reason >= XW_REASON__FIRST_DROP ? XW_VERDICT_DROP
 						       : XW_VERDICT_PASS,
 		       reason, rule_id, flow, rules_gen);
@@ -154,8 +158,8 @@ int xw_egress(struct __sk_buff *skb)
 
 		if (xw_reason_has_flow(reason))
 			flow = xw_flow_find(p, XW_DIR_EGRESS);
-		return xw_exit(p, XW_DIR_EGRESS, verdict, reason, rule_id, flow, 0);
+		return xw_exit(skb, p, XW_DIR_EGRESS, verdict, reason, rule_id, flow, 0);
 	}
 
-	return xw_exit(p, XW_DIR_EGRESS, XW_VERDICT_PASS, reason, 0, flow, 0);
+	return xw_exit(skb, p, XW_DIR_EGRESS, XW_VERDICT_PASS, reason, 0, flow, 0);
 }

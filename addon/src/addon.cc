@@ -13,6 +13,7 @@
 #include "netdev.h"
 #include "object.h"
 #include "program.h"
+#include "ringbuf.h"
 
 namespace xdpwall {
 
@@ -61,6 +62,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("BPF_F_TEST_XDP_LIVE_FRAMES", Napi::Number::New(env, BPF_F_TEST_XDP_LIVE_FRAMES));
   InitNetdev(env, exports);
   InitLink(env, exports);
+  InitRingBuffer(env, exports);
   return exports;
 }
 

@@ -29,6 +29,9 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   INVALID_RULE: 400,
   FAILSAFE_CONFLICT: 409,
   TOO_BROAD: 400,
+  REVISION_MISMATCH: 412,
+  LIST_IN_USE: 409,
+  MANAGED_BY_FILE: 409,
 };
 
 /** Fastify's own client errors, by their FST_ code, mapped to ours. */

@@ -8,6 +8,7 @@ import type { ApiFirewall } from '../app.js';
 import { BULK_CONTENT_TYPES, readBulkItems, type BulkEnvelope, type BulkItem } from '../bulk-body.js';
 import { SelfLockoutGuard } from '../../src/auth/lockout.js';
 import { clientPeer } from '../plugins/auth.js';
+import { API_ORIGIN, normaliseOrigin } from '../../src/policy/block-meta.js';
 
 /** A million IPv4 CIDRs as JSON items is about 30 MB; the body is streamed, never held whole. */
 export const BULK_BODY_LIMIT_BYTES = 128 << 20;
@@ -20,9 +21,9 @@ export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async 
   const view = ({ id, cidr, direction, comment, createdAt }: BlockRule) => {
     const hits = firewall.ruleHits(id);
     const counters = hits && { packets: Number(hits.packets), bytes: Number(hits.bytes) };
-    const { expiresAt, dryRun } = firewall.blockMeta.meta({ cidr, direction });
+    const { expiresAt, dryRun, origin } = firewall.blockMeta.meta({ cidr, direction });
     return {
-      id, cidr, direction, comment, createdAt, expiresAt, dryRun,
+      id, cidr, direction, comment, createdAt, expiresAt, dryRun, origin: origin ?? API_ORIGIN,
       ...(counters && { hits: counters }),
       ...(dryRun && counters && { wouldDrop: counters }),
     };
@@ -80,8 +81,8 @@ export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async 
       response: { 200: BlockList, ...errorResponses(400) },
     },
   }, async (request) => {
-    const { limit, offset, contains } = request.query;
-    const { items, total } = firewall.blocks.list({ limit, offset, contains });
+    const { limit, offset, contains, origin } = request.query;
+    const { items, total } = firewall.blocks.list({ limit, offset, contains, ...(origin !== undefined && { origin: normaliseOrigin(origin) }) });
     return { items: items.map(view), total, limit, offset };
   });
 

@@ -24,6 +24,16 @@ export const metricsRoutes: FastifyPluginAsync<MetricsRoutesOptions> = async (ap
   const interfaces = new Gauge({ name: 'xdpwall_interface_info', help: 'Attached interfaces and their XDP mode', labelNames: ['iface', 'xdp_mode'], registers: [registry] });
   const attached = new Gauge({ name: 'xdpwall_interface_attached', help: '1 while our programs are on the interface, 0 while it is degraded', labelNames: ['iface'], registers: [registry] });
   const degraded = new Gauge({ name: 'xdpwall_degraded', help: '1 while some configured interface is not filtered', registers: [registry] });
+  // Integrations (the CrowdSec bouncer): one series per integration, never per address.
+  const integrationUp = new Gauge({ name: 'xdpwall_integration_up', help: '1 while the integration\'s last update succeeded (0 while degraded or starting)', labelNames: ['integration'], registers: [registry] });
+  const integrationEntries = new Gauge({ name: 'xdpwall_integration_entries', help: 'Entries in force from the integration (e.g. active CrowdSec ban decisions)', labelNames: ['integration'], registers: [registry] });
+  const integrationUpdates = new Counter({ name: 'xdpwall_integration_updates_total', help: 'Updates (pulls) by result', labelNames: ['integration', 'result'], registers: [registry] });
+  const integrationSkipped = new Counter({ name: 'xdpwall_integration_skipped_total', help: 'Entries not applied, by reason (unsupported_scope, refused, ...)', labelNames: ['integration', 'reason'], registers: [registry] });
+  const integrationLastSuccess = new Gauge({ name: 'xdpwall_integration_last_success_timestamp_seconds', help: 'Unix time of the last successful update', labelNames: ['integration'], registers: [registry] });
+  const listEntries = new Gauge({ name: 'xdpwall_list_entries', help: 'Entries of each named list', labelNames: ['list', 'action'], registers: [registry] });
+  const feedUp = new Gauge({ name: 'xdpwall_feed_up', help: '1 while the last refresh of the feed filling the list succeeded, 0 while it fails (the last good version stays)', labelNames: ['list'], registers: [registry] });
+  const feedSuccess = new Gauge({ name: 'xdpwall_feed_last_success_timestamp_seconds', help: 'When the feed last refreshed successfully (Unix time)', labelNames: ['list'], registers: [registry] });
+  const feedFetches = new Counter({ name: 'xdpwall_feed_fetches_total', help: 'Feed refreshes by result', labelNames: ['list', 'result'], registers: [registry] });
 
   app.get('/metrics', { schema: { tags: ['observe'], summary: 'Prometheus metrics', produces: ['text/plain'] } }, async (_request, reply) => {
     const stats = await firewall.stats();
@@ -45,6 +55,28 @@ export const metricsRoutes: FastifyPluginAsync<MetricsRoutesOptions> = async (ap
       attached.set({ iface }, state === 'attached' ? 1 : 0);
     }
     degraded.set(current.some(({ state }) => state === 'degraded') ? 1 : 0);
+    for (const metric of [integrationUp, integrationEntries, integrationUpdates, integrationSkipped, integrationLastSuccess]) metric.reset();
+    for (const { name, state, updates, entries, skipped, lastSuccessAt } of firewall.integrations.list()) {
+      const integration = name;
+      integrationUp.set({ integration }, state === 'ok' ? 1 : 0);
+      integrationEntries.set({ integration }, entries);
+      integrationUpdates.inc({ integration, result: 'ok' }, updates.ok);
+      integrationUpdates.inc({ integration, result: 'error' }, updates.error);
+      for (const [reason, n] of Object.entries(skipped)) integrationSkipped.inc({ integration, reason }, n);
+      if (lastSuccessAt !== null) integrationLastSuccess.set({ integration }, Date.parse(lastSuccessAt) / 1000);
+    }
+    listEntries.reset();
+    for (const list of firewall.lists.all()) listEntries.set({ list: list.name, action: list.action }, list.texts.length);
+    feedUp.reset();
+    feedSuccess.reset();
+    feedFetches.reset();
+    for (const feed of firewall.feeds?.states() ?? []) {
+      if (feed.ok !== null) feedUp.set({ list: feed.list }, feed.ok ? 1 : 0);
+      if (feed.lastSuccess) feedSuccess.set({ list: feed.list }, Date.parse(feed.lastSuccess) / 1000);
+      for (const [result, n] of [['updated', feed.fetches.updated], ['not_modified', feed.fetches.notModified], ['failed', feed.fetches.failed]] as const) {
+        feedFetches.inc({ list: feed.list, result }, n);
+      }
+    }
     return reply.type(registry.contentType).send(await registry.metrics());
   });
 };

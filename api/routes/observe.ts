@@ -44,11 +44,19 @@ export const observeRoutes: FastifyPluginAsyncTypebox<ObserveRoutesOptions> = as
     schema: { tags: ['health'], summary: 'Liveness', response: { 200: Health } },
   }, async () => {
     const interfaces = firewall.interfaces();
-    const degraded = interfaces.flatMap(({ iface, state, reason }) => (state === 'degraded' ? [{ iface, reason: reason ?? 'unknown' }] : []));
+    const degraded: Array<{ iface?: string; feed?: string; reason: string }> = interfaces.flatMap(({ iface, state, reason }) =>
+      state === 'degraded' ? [{ iface, reason: reason ?? 'unknown' }] : [],
+    );
+    for (const feed of firewall.feeds?.states() ?? []) if (feed.ok === false) degraded.push({ feed: feed.list, reason: feed.reason ?? 'unknown' });
+    const integrations = firewall.integrations.list().map(({ name, state, reason, lastSuccessAt, entries }) => ({
+      name, state, ...(reason !== undefined && { reason }), lastSuccessAt, entries,
+    }));
+    const failing = degraded.length > 0 || integrations.some(({ state }) => state === 'degraded');
     return {
       // Still 200: a liveness probe must not restart the daemon for an interface it cannot fix.
-      status: degraded.length > 0 ? ('degraded' as const) : ('ok' as const),
+      status: failing ? ('degraded' as const) : ('ok' as const),
       ...(degraded.length > 0 ? { degraded } : {}),
+      ...(integrations.length > 0 ? { integrations } : {}),
       uptimeSeconds: firewall.uptimeSeconds(),
       interfaces: interfaces.length,
       blocks: firewall.blocks.list({ limit: 1 }).total,

@@ -5,10 +5,17 @@ import type { ApiFirewall } from '../app.js';
 import { failsafeView } from '../../src/policy/failsafe.js';
 
 const Default = Type.Union([Type.Literal('accept'), Type.Literal('drop')]);
+const InterfacePolicy = Type.Object(
+  { iface: Type.String(), ingress: Type.Optional(Default), egress: Type.Optional(Default) },
+  { additionalProperties: false },
+);
 const Policy = Type.Object(
   {
     ingress: Default,
     egress: Default,
+    interfaces: Type.Optional(Type.Array(InterfacePolicy, {
+      description: 'Interfaces with their own default policy (configuration file only; PUT does not change them): it applies to their packets instead of the hook\'s',
+    })),
   },
   {
     additionalProperties: false,
@@ -31,9 +38,14 @@ export interface PolicyRoutesOptions {
 }
 
 export const policyRoutes: FastifyPluginAsyncTypebox<PolicyRoutesOptions> = async (app, { firewall }) => {
+  // `interfaces` only when the configuration gives some interface its own default.
+  const withInterfaces = (defaults: { ingress: 'accept' | 'drop'; egress: 'accept' | 'drop' }) => {
+    const interfaces = firewall.policy.interfaceDefaults.map(({ iface, policy }) => ({ iface, ...policy }));
+    return interfaces.length > 0 ? { ...defaults, interfaces } : defaults;
+  };
   app.get('/v1/policy', {
     schema: { tags: ['rules'], summary: 'The default policy per hook', response: { 200: Policy } },
-  }, async () => firewall.policy.defaultPolicy);
+  }, async () => withInterfaces(firewall.policy.defaultPolicy));
 
   app.put('/v1/policy', {
     schema: {
@@ -45,7 +57,7 @@ export const policyRoutes: FastifyPluginAsyncTypebox<PolicyRoutesOptions> = asyn
   }, async (request) => {
     const updated = await firewall.rules.setDefaults({ ...firewall.policy.defaultPolicy, ...request.body });
     request.audit({ list: 'policy' });
-    return updated;
+    return withInterfaces(updated);
   });
 
   app.get('/v1/failsafe', {

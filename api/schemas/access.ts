@@ -60,6 +60,8 @@ export const AuditList = Type.Object({
           scope: Type.Optional(Type.String()),
           error: Type.Optional(Type.String()),
           force: Type.Optional(Type.Boolean()),
+          name: Type.Optional(Type.String()),
+          revision: Type.Optional(Type.Integer()),
         },
         { description: 'What changed, or was asked for: the fields that apply' },
       ),

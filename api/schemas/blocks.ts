@@ -1,6 +1,9 @@
 import { Type, type Static } from 'typebox';
 import { MAX_BULK_ITEMS, MAX_COMMENT_LENGTH, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE } from '../../src/rules/blocks.js';
 import { MAX_TTL_SECONDS } from '../../src/policy/model.js';
+import { ORIGIN_PATTERN } from '../../src/policy/block-meta.js';
+
+const Origin = (description: string) => Type.String({ pattern: ORIGIN_PATTERN, maxLength: 32, description, examples: ['api', 'crowdsec', 'fail2ban'] });
 
 const direction = (description: string) => Type.Union([Type.Literal('src'), Type.Literal('dst')], { description });
 const Direction = direction('Match the packet source (default) or destination address');
@@ -31,6 +34,7 @@ export const BlockCreateOne = Type.Object(
     ttl: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: MAX_TTL_SECONDS, description: 'seconds until the block expires' }), Type.Null()])),
     expiresAt: Type.Optional(Type.Union([Type.String({ maxLength: 40, description: 'ISO 8601; instead of ttl' }), Type.Null()])),
     dryRun: Type.Optional(Type.Boolean({ description: 'count what the block would drop (would_drop) but pass' })),
+    origin: Type.Optional(Origin('Who makes the block (default "api"), e.g. "fail2ban"; re-blocking gives the block to the origin whose expiry is later')),
   },
   { additionalProperties: false },
 );
@@ -55,6 +59,7 @@ export const Block = Type.Object(
     createdAt: Type.String({ format: 'date-time' }),
     expiresAt: Type.Optional(Type.Union([Type.String({ format: 'date-time' }), Type.Null()], { description: 'When the block expires; null: never' })),
     dryRun: Type.Optional(Type.Boolean({ description: 'Counted as would_drop, not dropped' })),
+    origin: Type.Optional(Type.String({ description: 'Who made it: "api", or an integration ("crowdsec", "fail2ban", ...)' })),
     hits: Type.Optional(Type.Ref('CounterPair', { description: 'Packets and bytes this rule dropped' })),
     wouldDrop: Type.Optional(Type.Ref('CounterPair', { description: 'Dry-run blocks: what they would have dropped' })),
   },
@@ -73,6 +78,7 @@ export const BlockListQuery = Type.Object(
     limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: DEFAULT_PAGE_SIZE }),
     offset: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0 }),
     contains: Type.Optional(Type.String({ maxLength: 64, description: 'Only blocks whose prefix contains this IP' })),
+    origin: Type.Optional(Origin('Only blocks of this origin ("api": those made through the API)')),
   },
   { additionalProperties: false },
 );

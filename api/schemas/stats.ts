@@ -43,9 +43,22 @@ export const InterfaceList = Type.Object({
 
 export const Health = Type.Object({
   status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')], {
-    description: 'degraded: some interface is not filtered now (see degraded); the process itself is alive',
+    description: 'degraded: some interface is not filtered now (see degraded), or an integration fails (see integrations); the process itself is alive',
   }),
-  degraded: Type.Optional(Type.Array(Type.Object({ iface: Type.String(), reason: Type.String() }))),
+  degraded: Type.Optional(Type.Array(Type.Object({
+    iface: Type.Optional(Type.String({ description: 'an interface not filtered now' })),
+    feed: Type.Optional(Type.String({ description: 'the list of a feed whose last refresh failed (its last good version stays in force)' })),
+    reason: Type.String(),
+  }))),
+  integrations: Type.Optional(Type.Array(Type.Object({
+    name: Type.String({ description: 'e.g. crowdsec' }),
+    state: Type.Union([Type.Literal('starting'), Type.Literal('ok'), Type.Literal('degraded')], {
+      description: 'degraded: the last update failed (see reason); what it applied before stays in force',
+    }),
+    reason: Type.Optional(Type.String()),
+    lastSuccessAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    entries: Type.Integer({ description: 'Entries in force from it (e.g. active ban decisions)' }),
+  }), { description: 'Sources the daemon pulls from (crowdsec:); status is degraded while one is' })),
   uptimeSeconds: Type.Integer(),
   interfaces: Type.Integer(),
   blocks: Type.Integer(),

@@ -1,6 +1,8 @@
 // The issue's targets, checked against the figures of one run. A miss is
 // reported, never turned into a failing exit status.
 import type { Result } from './results.js';
+import { RULES_BARE, rulesCase } from '../suites/rules-ladder.js';
+import { VETH_RULES_1K, XDP_FILTER_SRC } from '../suites/veth-rules.js';
 
 export interface TargetOutcome {
   name: string;
@@ -54,6 +56,13 @@ export function evaluateTargets(rows: readonly Result[]): TargetOutcome[] {
     '≤', 1.3, '×',
   );
   add('veth drop rate, xdpwall 1M prefixes vs xdp-filter', div(pps('xdpwall deny src CIDR (1M prefixes)'), pps('xdp-filter deny src address')), '≥', 1.0, '×');
+  // Policy rules (issue 7): cost flat in the rule count, and the block fast path unchanged with rules loaded.
+  for (const kind of ['no match', 'match last rule'] as const) {
+    add(`rules, ${kind}: 1,000 vs 1 port rule`, div(ns(rulesCase(kind, 1000)), ns(rulesCase(kind, 1))), '≤', 1.5, '×');
+  }
+  add('deny v4 block with 1,000 port rules loaded (1M prefixes) vs bare', div(ns(rulesCase('deny v4 block', 1000)), ns(RULES_BARE)), '≤', 5, '×');
+  add('deny v4 block with 1,000 port rules loaded vs with none', div(ns(rulesCase('deny v4 block', 1000)), ns(rulesCase('deny v4 block', 0))), '≤', 1.2, '×');
+  add('veth drop rate, xdpwall 1,000 port rules + 1M blocks vs xdp-filter', div(pps(VETH_RULES_1K), pps(XDP_FILTER_SRC)), '≥', 0.8, '×');
   const imported = get('control', 'import 1M IPv4 CIDRs via POST /v1/blocks/bulk', 'time');
   add('import 1M IPv4 CIDRs via API vs raw map batch', div(imported, get('control', 'raw bpf_map_update_batch of the same 1M', 'time')), '≤', 3, '×');
   add('import 1M IPv4 CIDRs via API', imported, '<', 5, ' s');

@@ -16,6 +16,10 @@ import {
 } from '../lib/prefixes.js';
 import { CidrMaps } from '../../src/datapath/cidr-maps.js';
 import { median } from '../lib/stats.js';
+import { EventHub } from '../../src/events/hub.js';
+import { DEFAULT_EVENT_SETTINGS } from '../../src/events/settings.js';
+import { systemClock } from '../../src/clock.js';
+import { runRuleLadder } from './rules-ladder.js';
 
 export const LADDER_SIZES_V4 = [1, 1000, 100_000, 1_000_000];
 export const LADDER_SIZES_V6 = [1, 1000, 100_000, 256_000];
@@ -38,6 +42,9 @@ export const ladderCase = (kind: LadderKind, v4: number, v6: number, set = ''): 
   const count = prefixCount(kind.includes('v6') ? v6 : v4);
   return `xdpwall ${kind} (${set ? count.replace(/ prefix(es)?$/, ` ${set} prefix$1`) : count})`;
 };
+
+/** The same case while a /v1/events client listens (default sampling: drops 1 in 100, at most 1000 events/s). */
+export const listeningCase = (kind: LadderKind, v4: number, v6: number): string => `${ladderCase(kind, v4, v6)} + event listener`;
 
 const FLOW_CAPACITY = 1 << 18;
 const quietLog = { info: () => {}, warn: () => {} };
@@ -84,6 +91,18 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
   ctx.cleanup.add('close the ladder data plane', () => datapath.close());
   const ruleTables = new CidrMaps(datapath.maps);
   const ingress = datapath.ingress;
+  // The timer never fires: each listening case drains the ring itself, untimed.
+  const events = new EventHub(datapath.maps.events, DEFAULT_EVENT_SETTINGS, { clock: systemClock, ifaceName: () => undefined, pollMs: 3_600_000 });
+  ctx.cleanup.add('close the ladder event hub', () => events.close());
+  const listening = (run: () => number) => (): number => {
+    const stop = events.subscribe({ filter: () => false, deliver: () => undefined });
+    try {
+      return run();
+    } finally {
+      while (events.poll() > 0);
+      stop();
+    }
+  };
 
   const maxV4 = sizesV4[sizesV4.length - 1] as number;
   const maxV6 = sizesV6[sizesV6.length - 1] as number;
@@ -127,6 +146,9 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
     `ladder: IPv4 prefixes: the first 2048 (/24../32) inside 198.18.0.0/15, the rest (/20../32) elsewhere (a /15 holds < 2^18 prefixes); ` +
       `IPv6 /64../128 inside fd00:198::/48; loaded through the control plane's CidrMaps.installMany (host routes to the ` +
       `hashes, the rest to the tries, rule counters created on first hit), as the daemon does`,
+  );
+  ctx.note(
+    `ladder: "+ event listener" cases run with the events gate open (XW_FEATURE_EVENTS), default sampling and cap, the ring drained between calls`,
   );
   ctx.note(
     `ladder: new-flow cases run the churn driver (bench/bpf/churn.bpf.c), which rewrites the UDP source port and the low 16 bits ` +
@@ -185,6 +207,12 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
       ...(nV4 >= 4 ? [{ name: ladderCase('deny v4 clean /24', nV4, nV6), run: timed(ingress, packet.deniedCleanV4, XDP_DROP) }] : []),
       { name: ladderCase('established v4', nV4, nV6), run: timed(ingress, packet.passedV4, XDP_PASS) },
       { name: ladderCase('established v6', nV4, nV6), run: timed(ingress, packet.passedV6, XDP_PASS) },
+      ...(step === 0
+        ? [
+            { name: listeningCase('deny v4', nV4, nV6), run: listening(timed(ingress, packet.deniedV4, XDP_DROP)) },
+            { name: listeningCase('established v4', nV4, nV6), run: listening(timed(ingress, packet.passedV4, XDP_PASS)) },
+          ]
+        : []),
       { name: textbookCase(nV4), run: timed(textbook, packet.deniedV4, XDP_DROP) },
       { name: CHURN_DRIVER, run: churnVia(bare, packet.passedV4, XDP_DROP) },
       { name: LRU_FLOOR, run: churnVia(floors.floor, packet.passedV4, XDP_PASS) },
@@ -214,8 +242,12 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
     }
     samples.clear();
   };
-  // The uniform rows are kept whatever happens to the realistic set.
+  // The uniform rows are kept whatever happens to the rule rows or the realistic set.
   publish();
+  await runRuleLadder({
+    ctx, policy: datapath.maps.policy, ingress, bare, rounds, timed,
+    passedSource: passedV4, deniedSource: deniedV4,
+  });
   if (ctx.quick) {
     ctx.note('ladder: --quick skips the realistic prefix set');
     return;

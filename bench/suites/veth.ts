@@ -17,13 +17,17 @@ import { PACKAGE_ROOT } from '../../src/paths.js';
 import { ether, ipv4, udp } from '../../test/lib/packets.js';
 import { BPF_OBJECT_PATH, requireObject } from '../lib/bpf.js';
 import { BENCH_CPU, busyNsPerCpu, diff, netRxSoftirqs, pinProcess, allCpus } from '../lib/cpu.js';
-import { prefixCount, type SuiteContext } from '../lib/context.js';
+import { prefixCount, sizeLabel, type SuiteContext } from '../lib/context.js';
 import { LineChild, createBenchLab, rootFirewallDigest, rxPackets, type BenchLab } from '../lib/lab.js';
 import { Prng } from '../lib/prng.js';
-import { generateV4, u32ToIpv4, v4AddressIn, v4Cidr, v4Rules, type V4Prefixes } from '../lib/prefixes.js';
+import { generateV4, u32ToIpv4, v4AddressIn, v4Cidr, v4Rules, v4Uncovered, type V4Prefixes } from '../lib/prefixes.js';
 import { CidrMaps } from '../../src/datapath/cidr-maps.js';
 import { median } from '../lib/stats.js';
 import type { GeneratorReply, GeneratorRequest } from '../child/generator.js';
+import {
+  IPTABLES_RULES, NFT_RULES, RULED_PORT, XDP_FILTER_PORT, XDP_FILTER_SRC, droppedByRules, installPortRules, iptablesPortRules,
+  nftPortRules, vethRulesCase,
+} from './veth-rules.js';
 
 const SOURCES = 512; // one address in each of the first 512 prefixes (all in 198.18.0.0/15)
 const XDPWALL_10K = `xdpwall deny src CIDR (${prefixCount(10_000)})`;
@@ -129,6 +133,9 @@ export async function runVeth(ctx: SuiteContext): Promise<void> {
   };
 
   let datapath: Datapath | null = null;
+  // One CidrMaps for the data plane's life: it keeps what the tables hold (DIR-24 slots), and a second
+  // instance writing into the same tables overwrites slots of prefixes it does not know about.
+  let cidrMaps: CidrMaps | null = null;
   let loaded = 0;
   const xdpwallRow = (count: number, name: string): Row => ({
     name,
@@ -140,7 +147,8 @@ export async function runVeth(ctx: SuiteContext): Promise<void> {
       }
       const dp = datapath;
       // As the daemon holds them: host routes in the hash, network prefixes in the trie.
-      await new CidrMaps(dp.maps).installMany(v4Rules(prefixes, loaded, count, 1 + loaded));
+      cidrMaps ??= new CidrMaps(dp.maps);
+      await cidrMaps.installMany(v4Rules(prefixes, loaded, count, 1 + loaded));
       loaded = count;
       dp.attach({ name: iface, mode: 'native' });
       return async () => dp.detach(iface);
@@ -189,7 +197,7 @@ export async function runVeth(ctx: SuiteContext): Promise<void> {
   });
 
   const xdpFilterRow: Row = {
-    name: 'xdp-filter deny src address',
+    name: XDP_FILTER_SRC,
     async setup() {
       const script = join(work, 'xdp-filter.sh');
       writeFileSync(
@@ -230,6 +238,84 @@ export async function runVeth(ctx: SuiteContext): Promise<void> {
     sources: placementSources(fits),
   }));
 
+  // Policy rules: frames to port 9 (the template's) from sources in no block, dropped by the last of 1,000 port rules.
+  const unblocked = new Set<number>();
+  while (unblocked.size < SOURCES) unblocked.add(v4Uncovered(prefixes, prng));
+  const unblockedSources = [...unblocked];
+  const rulesBase = xdpwallRow(maxPrefixes, vethRulesCase(sizeLabel(maxPrefixes)));
+  const ruleRows: Row[] = [
+    {
+      name: rulesBase.name,
+      sources: unblockedSources,
+      async setup() {
+        const detach = await rulesBase.setup();
+        if (!datapath) throw new Error('the xdpwall row set-up loads the data plane');
+        const remove = await installPortRules(datapath);
+        return async () => {
+          await remove();
+          await detach();
+        };
+      },
+      async dropped() {
+        return datapath ? droppedByRules(datapath) : 0;
+      },
+    },
+    {
+      name: XDP_FILTER_PORT,
+      sources: unblockedSources,
+      needs: ['xdp-filter'],
+      async setup() {
+        const script = join(work, 'xdp-filter-port.sh');
+        writeFileSync(
+          script,
+          ['set -e', 'mount -t bpf bpf /sys/fs/bpf', `xdp-filter load --mode native ${r.ifname}`, `xdp-filter port --mode dst --proto udp ${RULED_PORT}`, ''].join('\n'),
+        );
+        await runChecked(['unshare', '--mount', '--propagation', 'private', '--', ...nsenterArgv(r.netns, ['sh', script])], { timeoutMs: 300_000 });
+        return async () => xdpDetach(iface);
+      },
+    },
+    {
+      name: NFT_RULES,
+      sources: unblockedSources,
+      needs: ['nft'],
+      async setup() {
+        const detach = attach(objects.pass.fd);
+        const file = join(work, 'rules.nft');
+        writeFileSync(file, nftPortRules(r.ifname));
+        await inReceiver(lab, ['nft', '-f', file], 300_000);
+        return async () => {
+          await inReceiver(lab, ['nft', 'delete', 'table', 'netdev', 'xwbenchrules']);
+          await detach();
+        };
+      },
+      async dropped() {
+        const out = await inReceiver(lab, ['nft', '-j', 'list', 'chain', 'netdev', 'xwbenchrules', 'ingress']);
+        return Number(/"counter":\s*\{\s*"packets":\s*(\d+)/.exec(out)?.[1] ?? 0);
+      },
+    },
+    {
+      name: IPTABLES_RULES,
+      sources: unblockedSources,
+      needs: ['iptables-restore', 'iptables'],
+      async setup() {
+        const detach = attach(objects.pass.fd);
+        const file = join(work, 'port-rules.iptables');
+        writeFileSync(file, iptablesPortRules());
+        await inReceiver(lab, ['iptables-restore', file], 300_000);
+        return async () => {
+          await inReceiver(lab, ['iptables', '-t', 'raw', '-F', 'PREROUTING']);
+          await detach();
+        };
+      },
+      async dropped() {
+        const out = await inReceiver(lab, ['iptables', '-t', 'raw', '-L', 'PREROUTING', '-n', '-v', '-x']);
+        let sum = 0;
+        for (const line of out.split('\n')) sum += Number(/^\s*(\d+)\s+\d+\s+DROP/.exec(line)?.[1] ?? 0);
+        return sum;
+      },
+    },
+  ];
+
   const rows: Row[] = [
     { name: 'no filter (XDP_PASS stub, UDP to a closed port)', setup: async () => attach(objects.pass.fd) },
     { name: 'bare XDP_DROP', setup: async () => attach(objects.drop.fd) },
@@ -240,6 +326,7 @@ export async function runVeth(ctx: SuiteContext): Promise<void> {
     { ...nftRows(10_000), needs: ['nft'] },
     { ...iptablesRow(1000), needs: ['iptables-restore', 'iptables'] },
     { ...iptablesRow(10_000), needs: ['iptables-restore', 'iptables'] },
+    ...ruleRows,
   ];
   xdpFilterRow.needs = ['xdp-filter'];
 

@@ -21,6 +21,9 @@ export interface AuditDetail {
   /** The error code of a failed attempt. */
   error?: string;
   force?: boolean;
+  /** A named list's name and new revision (/v1/lists). */
+  name?: string;
+  revision?: number;
 }
 
 export interface AuditEntry {

@@ -2,7 +2,7 @@
 // socket (`--api unix:/run/xdpwall/api.sock`), which fetch() cannot reach.
 // Over TCP it sends the bearer token; a private CA for https comes the
 // standard Node way, NODE_EXTRA_CA_CERTS=FILE.
-import { request as httpRequest, type ClientRequest } from 'node:http';
+import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { formatListen, type ListenAddress } from '../config.js';
 
@@ -89,6 +89,29 @@ export class ApiClient {
         req.end();
       },
     });
+  }
+
+  /**
+   * GET whose body is read as it arrives (Server-Sent Events, a pcap
+   * capture): resolves to the response once the status is 2xx; a 4xx/5xx
+   * becomes a CliError as in call(). No timeout: streams run until they end.
+   */
+  async stream(path: string): Promise<IncomingMessage> {
+    const { tls, ...target } = this.target;
+    const headers = this.token ? { authorization: `Bearer ${this.token}` } : {};
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = (tls ? httpsRequest : httpRequest)({ ...target, method: 'GET', path, headers }, resolve);
+      req.on('error', (error: NodeJS.ErrnoException) =>
+        reject(new CliError(`cannot reach the xdpwall daemon at ${this.target.label}: ${error.code ?? error.message}`)),
+      );
+      req.end();
+    });
+    const status = res.statusCode ?? 0;
+    if (status < 400) return res;
+    const chunks: Buffer[] = [];
+    for await (const chunk of res) chunks.push(chunk as Buffer);
+    const error = (safeJson(Buffer.concat(chunks).toString('utf8')) as { error?: { code?: string; message?: string } } | null)?.error;
+    throw new CliError(error ? `${error.code}: ${error.message}` : `HTTP ${status}`, 1, error?.code);
   }
 
   private async exchange<T>(

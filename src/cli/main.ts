@@ -8,7 +8,9 @@ import { accessCommands } from './commands/access.js';
 import { detachCommand } from './commands/detach.js';
 import { memoryCommand } from './commands/memory.js';
 import { ruleCommand } from './commands/rule.js';
+import { listCommand } from './commands/list.js';
 import { topCommand } from './commands/top.js';
+import { captureCommand, eventsCommand } from './commands/events.js';
 import { blockImportCommand } from './commands/import.js';
 import { blockCommand, blocksCommand, flowsCommand, healthCommand, statsCommand, unblockCommand } from './commands/client.js';
 import { XdpwallError } from '../errors.js';
@@ -23,7 +25,7 @@ const program = new Command('xdpwall')
   .enablePositionalOptions()
   .configureOutput({ outputError: (text, write) => write(text) });
 
-for (const command of [serveCommand(), detachCommand(), labCommand(), blockCommand().enablePositionalOptions().addCommand(blockImportCommand().exitOverride()), unblockCommand(), blocksCommand(), ruleCommand(), flowsCommand(), statsCommand(), topCommand(), healthCommand(), memoryCommand(), ...accessCommands()]) {
+for (const command of [serveCommand(), detachCommand(), labCommand(), blockCommand().enablePositionalOptions().addCommand(blockImportCommand().exitOverride()), unblockCommand(), blocksCommand(), ruleCommand(), listCommand().enablePositionalOptions(), flowsCommand(), statsCommand(), topCommand(), eventsCommand(), captureCommand(), healthCommand(), memoryCommand(), ...accessCommands()]) {
   program.addCommand(command.exitOverride());
 }
 

@@ -13,13 +13,15 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../api/app.js';
 import { Firewall, pinDirFor, storePathIn } from '../firewall.js';
 import { BPF_OBJECT_PATH } from '../paths.js';
-import { formatListen, type Config } from '../config.js';
+import { formatListen, interfaceDefaults, type Config } from '../config.js';
 import { ConfigError, LockedError } from '../errors.js';
 import { lockDirectory } from '../lock.js';
 import { VERSION } from '../version.js';
 import { openDaemonAccess, type DaemonAccess } from './access.js';
 import { listenPrivately } from '../auth/unix-socket.js';
+import { FeedRunner } from '../lists/feeds.js';
 import { checkSocketDir, ensureStateDir, listenError } from './startup.js';
+import { CROWDSEC_ORIGIN, CrowdsecBouncer } from '../integrations/crowdsec.js';
 
 export interface RunningDaemon {
   app: FastifyInstance;
@@ -56,6 +58,8 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
         countersCacheMs: config.countersCacheMs,
         policy: config.policy,
         failsafe: config.failsafe,
+        events: config.events,
+        ifaceDefaults: interfaceDefaults(config),
       },
       log,
     );
@@ -64,9 +68,15 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
     for (const iface of config.interfaces) firewall.attach(iface, { force: config.force });
     await firewall.refreshPolicy();
     firewall.datapath.retire();
+    if (config.feeds.length > 0) {
+      const feeds = new FeedRunner(config.feeds, firewall.lists, log);
+      firewall.feeds = feeds;
+      feeds.start();
+    }
     app = await buildApp({ firewall, access: access.access, tls: access.tls, bodyLimitBytes: config.bodyLimitBytes, logger: log, version: VERSION });
     removeSocket = await listen(app, config, access);
   } catch (error) {
+    (firewall?.feeds as FeedRunner | undefined)?.stop();
     await app?.close();
     firewall?.close();
     access?.close();
@@ -103,11 +113,22 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
   sweeper.unref();
   running.bans?.start();
 
+  let bouncer: CrowdsecBouncer | undefined;
+  if (config.crowdsec) {
+    bouncer = new CrowdsecBouncer(config.crowdsec, running.originBlocks(CROWDSEC_ORIGIN), { log });
+    const current = bouncer;
+    running.integrations.register(CROWDSEC_ORIGIN, () => current.status());
+    log.info({ url: config.crowdsec.url, refreshMs: config.crowdsec.refreshMs }, 'crowdsec: bouncer started');
+    bouncer.start();
+  }
+
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
       clearInterval(monitor);
       clearInterval(sweeper);
+      await bouncer?.stop();
+      (running.feeds as FeedRunner | undefined)?.stop();
       await app.close();
       running.close();
       runningAccess.close();

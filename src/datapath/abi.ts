@@ -90,9 +90,9 @@ export function statsIndexParts(index: number): { ifslot: number; direction: num
 export const Action = { deny: 1, allow: 2, log: 3, ratelimit: 4 } as const;
 /** enum xw_cache: xw_flow_value.cachedVerdict. */
 export const Cache = { none: 0, pass: 1 } as const;
-export const RuleFlags = { dryRun: 1 << 0 } as const;
+export const RuleFlags = { dryRun: 1 << 0, ifaceDefault: 1 << 1 } as const;
 /** enum xw_feature: bits of xw_config.features. */
-export const Feature = { srcV4: 1 << 0, dstV4: 1 << 1, srcV6: 1 << 2, dstV6: 1 << 3 } as const;
+export const Feature = { srcV4: 1 << 0, dstV4: 1 << 1, srcV6: 1 << 2, dstV6: 1 << 3, events: 1 << 16 } as const;
 
 /** Sizes and field offsets of the ABI structs, in bytes. */
 export const Layout = {
@@ -303,6 +303,12 @@ export const PolFlags = { replies: 1 << 0 } as const;
 
 /** Kernel rule ids of policy rules carry this bit, so they never collide with block ids in xw_rule_stats. */
 export const POLICY_RULE_ID_BASE = 0x8000_0000;
+/**
+ * Kernel rule ids of named lists (src/lists): LIST_RULE_ID_BASE + the list's
+ * id, one per list, so xw_rule_stats counts per list. Below the DIR-24 limit
+ * (0x1fffffff); block ids stay below it.
+ */
+export const LIST_RULE_ID_BASE = 0x1f00_0000;
 
 // ---------------------------------------------------------------- rate limits
 // Token buckets of ratelimit rules (see "rate limits" in the ABI header).

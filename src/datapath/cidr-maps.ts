@@ -16,6 +16,7 @@
 import { BpfError, type BpfMap } from '@xdpwall/addon';
 import {
   Action, Feature, Layout, cpusOf, encodeRuleId, lpmKeySize, sumCounters, writeLpmKey, writeRuleValue, type Counter, POLICY_RULE_ID_BASE,
+  LIST_RULE_ID_BASE,
 } from './abi.js';
 import { DIR24_BLOCK_PAIRS, Dir24Index, DIR24_MAX_RULE_ID, SlotSet, packBlocks, packSlotPairs, type Dir24Rule } from './dir24.js';
 import type { DatapathMaps } from './datapath.js';
@@ -24,7 +25,25 @@ import type { RuleEnforcer } from '../rules/blocks.js';
 import type { BlockDirection, BlockRule } from '../rules/model.js';
 import { CapacityError, DatapathError, collectFailures, withUndoFailures } from '../errors.js';
 import { ADDRESS_BYTES, RuleColumns } from '../rules/rule-columns.js';
+import { WriteLock } from '../rules/write-lock.js';
 import { dropStaleIds, packRows, planRows, syncPacked, type PackedRules } from './reconcile.js';
+
+/** A rule as the kernel's block tables hold it: blocks deny; list entries may allow (src/lists). */
+export type KernelRule = BlockRule & { allow?: boolean };
+
+/**
+ * The list entry (src/lists) the kernel must hold for a key when no block
+ * holds it, if any: a block added on that key replaces it, and the entry
+ * comes back when the block goes.
+ */
+export type ListClaims = (direction: BlockDirection, cidr: string) => KernelRule | undefined;
+
+/** One change of the block tables: installs and replacements first, removals after. */
+export interface KernelDiff {
+  install: readonly KernelRule[];
+  replace: ReadonlyArray<{ from: KernelRule; to: KernelRule }>;
+  remove: readonly KernelRule[];
+}
 
 export interface ReconcileReport {
   added: number;
@@ -42,18 +61,38 @@ const inDir24 = (rule: BlockRule): boolean => rule.family === 4 && !isHostRoute(
 /** Rules that need a trie or hash entry (all but IPv4 prefixes up to /24). */
 const hasTableEntry = (rule: BlockRule): boolean => !(inDir24(rule) && Dir24Index.holds(rule.prefixLen));
 
-function dir24Rule(rule: BlockRule): Dir24Rule {
+function dir24Rule(rule: KernelRule): Dir24Rule {
   if (rule.id > DIR24_MAX_RULE_ID) throw new DatapathError(`rule id ${rule.id} does not fit a DIR-24 slot`);
-  return { network: rule.network.readUInt32BE(0), prefixLen: rule.prefixLen, ruleId: rule.id };
+  return { network: rule.network.readUInt32BE(0), prefixLen: rule.prefixLen, ruleId: rule.id, ...(rule.allow && { allow: true }) };
 }
+
+/** The xw_config.features bits this class owns: which kinds of CIDR rules exist. */
+const RULE_FEATURES = Feature.srcV4 | Feature.dstV4 | Feature.srcV6 | Feature.dstV6;
 
 export class CidrMaps implements RuleEnforcer {
   private dir24: Record<BlockDirection, Dir24Index>;
   /** Rules in the kernel per lookup the data plane makes (xw_config.features says which exist). */
   private readonly kinds = new Map<number, number>();
 
+  /** See ListClaims; none until the list service registers. */
+  private claims: ListClaims = () => undefined;
+
   constructor(private readonly maps: DatapathMaps) {
     this.dir24 = this.emptyDir24();
+  }
+
+  setListClaims(claims: ListClaims): void {
+    this.claims = claims;
+  }
+
+  private readonly lock = new WriteLock();
+
+  /**
+   * Runs `work` with no block change in between (installMany and removeMany
+   * wait for it): a list change reads which keys blocks hold, then writes.
+   */
+  exclusive<T>(work: () => Promise<T>): Promise<T> {
+    return this.lock.run(work);
   }
 
   private emptyDir24(): Record<BlockDirection, Dir24Index> {
@@ -85,6 +124,84 @@ export class CidrMaps implements RuleEnforcer {
 
   /** All or nothing: on failure none of `rules` is left in the kernel. */
   async installMany(rules: readonly BlockRule[]): Promise<void> {
+    return this.lock.run(() => this.installClaimed(rules));
+  }
+
+  private async installClaimed(rules: readonly BlockRule[]): Promise<void> {
+    const { plain, claimed } = this.splitClaimed(rules);
+    await this.installPlain(plain);
+    if (claimed.length === 0) return;
+    try {
+      await this.applyDiff({ install: [], replace: claimed.map(([rule, entry]) => ({ from: entry, to: rule })), remove: [] });
+    } catch (error) {
+      const undo = await collectFailures([() => this.removePlain(plain)]);
+      throw withUndoFailures(kernelError(error, `cannot install ${plural(rules.length)}`), undo);
+    }
+  }
+
+  /** All or nothing: on failure every one of `rules` is back in the kernel. */
+  async removeMany(rules: readonly BlockRule[]): Promise<void> {
+    return this.lock.run(() => this.removeClaimed(rules));
+  }
+
+  private async removeClaimed(rules: readonly BlockRule[]): Promise<void> {
+    const { plain, claimed } = this.splitClaimed(rules);
+    await this.removePlain(plain);
+    if (claimed.length === 0) return;
+    try {
+      await this.applyDiff({ install: [], replace: claimed.map(([rule, entry]) => ({ from: rule, to: entry })), remove: [] });
+    } catch (error) {
+      const undo = await collectFailures([() => this.installPlain(plain)]);
+      throw withUndoFailures(kernelError(error, `cannot remove ${plural(rules.length)}`), undo);
+    }
+  }
+
+  /** Blocks on keys a list entry also claims (the kernel swaps one value for the other) apart from the rest. */
+  private splitClaimed(rules: readonly BlockRule[]): { plain: readonly BlockRule[]; claimed: Array<[BlockRule, KernelRule]> } {
+    const claimed: Array<[BlockRule, KernelRule]> = [];
+    const plain: BlockRule[] = [];
+    for (const rule of rules) {
+      const entry = this.claims(rule.direction, rule.cidr);
+      if (entry) claimed.push([rule, entry]);
+      else plain.push(rule);
+    }
+    return claimed.length === 0 ? { plain: rules, claimed } : { plain, claimed };
+  }
+
+  /**
+   * Applies a change of list entries (src/lists) as one diff: new and
+   * replaced values first (a replaced key goes straight from its old value to
+   * its new one), removals last, then one generation bump. A key both old and
+   * new is never missing; an address leaves or joins once. On failure the
+   * kernel may hold part of the change: the caller reconciles.
+   */
+  async applyDiff(diff: KernelDiff): Promise<void> {
+    try {
+      const writes = [...diff.install, ...diff.replace.map((r) => r.to)];
+      for (const [table, group] of this.groupByTable(writes.filter(hasTableEntry))) {
+        const packed = pack(group);
+        await table.updateBatch(packed.keys, packed.values, packed.count);
+      }
+      const firstSlots = this.changeDir24(diff.replace.map((r) => r.from).filter(inDir24), 'remove', []);
+      mergeSlots(firstSlots, this.changeDir24(writes.filter(inDir24), 'add', []));
+      await this.writeSlots(firstSlots);
+      for (const [table, group] of this.groupByTable(diff.remove.filter(hasTableEntry))) {
+        const packed = pack(group);
+        await table.deleteBatch(packed.keys, packed.count);
+      }
+      await this.writeSlots(this.changeDir24(diff.remove.filter(inDir24), 'remove', []));
+      const gone = diff.replace.filter((r) => r.from.id < LIST_RULE_ID_BASE && r.from.id !== r.to.id).map((r) => r.from);
+      if (gone.length > 0) await this.maps.ruleStats.deleteBatch(Buffer.concat(gone.map((r) => encodeRuleId(r.id))), gone.length);
+      this.countKinds(diff.install, +1);
+      this.countKinds(diff.remove, -1);
+      this.bumpRulesGen();
+    } catch (error) {
+      throw kernelError(error, 'cannot apply the list change');
+    }
+  }
+
+  private async installPlain(rules: readonly BlockRule[]): Promise<void> {
+    if (rules.length === 0) return;
     const written: Array<[BpfMap, PackedRules]> = [];
     const indexed: BlockRule[] = [];
     try {
@@ -108,8 +225,8 @@ export class CidrMaps implements RuleEnforcer {
     }
   }
 
-  /** All or nothing: on failure every one of `rules` is back in the kernel. */
-  async removeMany(rules: readonly BlockRule[]): Promise<void> {
+  private async removePlain(rules: readonly BlockRule[]): Promise<void> {
+    if (rules.length === 0) return;
     const deleted: Array<[BpfMap, PackedRules]> = [];
     const unindexed: BlockRule[] = [];
     try {
@@ -189,7 +306,7 @@ export class CidrMaps implements RuleEnforcer {
    * Applies rules to the DIR-24 indexes; returns the changed slots per
    * direction. `done` collects the rules applied, for undoing a failure.
    */
-  private changeDir24(rules: readonly BlockRule[], change: 'add' | 'remove', done: BlockRule[]): Map<BlockDirection, SlotSet> {
+  private changeDir24(rules: readonly KernelRule[], change: 'add' | 'remove', done: KernelRule[]): Map<BlockDirection, SlotSet> {
     const changed = new Map<BlockDirection, SlotSet>();
     for (const rule of rules) {
       const slots = this.dir24[rule.direction][change](dir24Rule(rule));
@@ -234,7 +351,8 @@ export class CidrMaps implements RuleEnforcer {
     const slot = Buffer.alloc(4);
     const value = config.lookup(slot) ?? Buffer.alloc(Layout.config.size);
     value.writeUInt32LE((value.readUInt32LE(Layout.config.rulesGen) + 1) >>> 0, Layout.config.rulesGen);
-    let features = 0;
+    // Bits of other stages (Feature.events, set while someone listens) stay as they are.
+    let features = value.readUInt32LE(Layout.config.features) & ~RULE_FEATURES;
     for (const [feature, count] of this.kinds) if (count > 0) features |= feature;
     value.writeUInt32LE(features, Layout.config.features);
     value.writeUInt32LE(this.dir24.src.defaultValue(), Layout.config.v4Default);
@@ -242,7 +360,7 @@ export class CidrMaps implements RuleEnforcer {
     config.update(slot, value);
   }
 
-  private countKinds(rules: readonly BlockRule[], delta: 1 | -1): void {
+  private countKinds(rules: readonly KernelRule[], delta: 1 | -1): void {
     for (const rule of rules) this.countKind(rule.family, rule.direction, delta);
   }
 
@@ -251,8 +369,8 @@ export class CidrMaps implements RuleEnforcer {
     this.kinds.set(feature, (this.kinds.get(feature) ?? 0) + delta);
   }
 
-  private groupByTable(rules: readonly BlockRule[]): Map<BpfMap, BlockRule[]> {
-    const byTable = new Map<BpfMap, BlockRule[]>();
+  private groupByTable<R extends KernelRule>(rules: readonly R[]): Map<BpfMap, R[]> {
+    const byTable = new Map<BpfMap, R[]>();
     for (const rule of rules) {
       const table = this.table(rule);
       const group = byTable.get(table);
@@ -274,14 +392,14 @@ function writeRuleKey(target: Buffer, offset: number, rule: BlockRule): void {
 }
 
 /** Rules of one table, packed as its keys and rule values. */
-function pack(rules: readonly BlockRule[]): PackedRules {
+function pack(rules: readonly KernelRule[]): PackedRules {
   const keySize = rules[0] ? ruleKeySize(rules[0]) : 0;
   const valueSize = Layout.ruleValue.size;
   const keys = Buffer.alloc(rules.length * keySize);
   const values = Buffer.alloc(rules.length * valueSize);
   rules.forEach((rule, i) => {
     writeRuleKey(keys, i * keySize, rule);
-    writeRuleValue(values, i * valueSize, { ruleId: rule.id, action: Action.deny, flags: 0 });
+    writeRuleValue(values, i * valueSize, { ruleId: rule.id, action: rule.allow ? Action.allow : Action.deny, flags: 0 });
   });
   return { keys, values, count: rules.length };
 }
@@ -308,16 +426,25 @@ function probeRule(family: 4 | 6, prefixLen: number, direction: BlockDirection):
   return { id: 1, cidr: '', family, prefixLen, network, direction, comment: null, createdAt: '' };
 }
 
+/** Adds the slots of `more` to `into`, per direction. */
+function mergeSlots(into: Map<BlockDirection, SlotSet>, more: Map<BlockDirection, SlotSet>): void {
+  for (const [direction, set] of more) {
+    const target = into.get(direction);
+    if (target) target.addAll(set.slots());
+    else into.set(direction, set);
+  }
+}
+
 /** Short-lived rules for the given rows (their addresses are views into the columns). */
-function rulesAt(rules: RuleColumns, rows: Uint32Array): BlockRule[] {
-  const out: BlockRule[] = [];
+function rulesAt(rules: RuleColumns, rows: Uint32Array): KernelRule[] {
+  const out: KernelRule[] = [];
   for (const i of rows) {
     const family = rules.families[i] as 4 | 6;
     const start = i * ADDRESS_BYTES;
     out.push({
       id: rules.ids[i]!, cidr: '', family, prefixLen: rules.prefixLens[i]!,
       network: rules.networks.subarray(start, start + (family === 4 ? 4 : 16)),
-      direction: rules.direction(i), comment: null, createdAt: '',
+      direction: rules.direction(i), comment: null, createdAt: '', ...(rules.allows[i] && { allow: true }),
     });
   }
   return out;

@@ -22,6 +22,8 @@ import {
 import { IFSLOT_IFINDEX_MAX, MAPS, PROGRAMS, RATELIMIT_MAPS, STATS_IFSLOTS, STATS_REASONS, statsIndex } from './abi.js';
 import { policyMapsOf, type PolicyMaps } from '../policy/tables.js';
 import { rateLimitMapsOf, type RateLimitMaps } from '../ratelimit/tables.js';
+import { EVENT_MAPS } from '../events/abi.js';
+import type { EventMaps } from '../events/hub.js';
 import type { AttachMode, Config, InterfaceConfig } from '../config.js';
 import { DatapathError, XdpwallError } from '../errors.js';
 import { explainLoadFailure } from './load-errors.js';
@@ -54,6 +56,8 @@ export interface DatapathMaps {
   policy: PolicyMaps;
   /** Rate limits' parameters, buckets and counters (src/ratelimit/tables.ts). */
   rateLimits: RateLimitMaps;
+  /** Sampled packet events (src/events/hub.ts); config is xw_config again, for the gate. */
+  events: EventMaps;
 }
 
 export interface AttachedInterface {
@@ -186,6 +190,7 @@ export class Datapath {
       config: object.map(MAPS.config),
       policy: policyMapsOf(object),
       rateLimits: rateLimitMapsOf(object),
+      events: { ring: object.map(EVENT_MAPS.ring), cfg: object.map(EVENT_MAPS.cfg), stats: object.map(EVENT_MAPS.stats), config: object.map(MAPS.config) },
     };
     const pins = pin && mapsDir ? { dir: pin.dir, maps: mapsDir } : undefined;
     const ifslots = await IfslotTable.read(maps.ifslots);

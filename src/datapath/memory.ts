@@ -40,6 +40,8 @@ const HTAB_ELEM_HEADER = 48; // struct htab_elem before the key
 const HTAB_BUCKET = 16; // struct bucket: hlist_nulls_head + raw_spinlock_t
 const LPM_NODE_HEADER = 40; // struct lpm_trie_node before data[]
 const PERCPU_POINTER = 8;
+const PAGE_BYTES = 4096;
+const RINGBUF_META_BYTES = 4 * PAGE_BYTES; // struct bpf_ringbuf header, consumer and producer pages
 
 const round8 = (n: number) => Math.ceil(n / 8) * 8;
 const pow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(n, 1)));
@@ -68,8 +70,8 @@ export function mapBytes({ type, keySize, valueSize, maxEntries }: MapShape, cpu
       // without its 4-byte prefix length, then the value.
       return 2 * maxEntries * kmallocSize(LPM_NODE_HEADER + keySize - 4 + valueSize);
     case 'ringbuf':
-      // the data area plus the consumer, producer and header pages
-      return maxEntries + 4 * 4096;
+      // max_entries is the data area in bytes; plus the consumer/producer pages and the page array (data mapped twice).
+      return maxEntries + RINGBUF_META_BYTES + (2 * maxEntries / PAGE_BYTES + RINGBUF_META_BYTES / PAGE_BYTES) * PERCPU_POINTER;
     default:
       return maxEntries * (keySize + valueSize);
   }

@@ -85,7 +85,7 @@ export function packRows(rules: RuleColumns, rows: Uint32Array, hostKey: boolean
     const addrBytes = rules.families[i] === 4 ? 4 : 16;
     if (!hostKey) keys.writeUInt32LE(rules.prefixLens[i]!, k * keySize + Layout.lpmV4Key.prefixlen);
     rules.networks.copy(keys, k * keySize + addrAt, i * ADDRESS_BYTES, i * ADDRESS_BYTES + addrBytes);
-    writeRuleValue(values, k * valueSize, { ruleId: rules.ids[i]!, action: Action.deny, flags: 0 });
+    writeRuleValue(values, k * valueSize, { ruleId: rules.ids[i]!, action: rules.allows[i] ? Action.allow : Action.deny, flags: 0 });
   }
   return { keys, values, count: rows.length };
 }

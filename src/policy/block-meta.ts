@@ -6,6 +6,10 @@
 // even with the daemon down (the data plane checks the expiry itself).
 // Blocking an existing CIDR again keeps the later expiry (a permanent block
 // stays permanent), takes the new dryRun, and answers 200.
+// A block also has an origin: who made it ("api", or an integration such as
+// "crowdsec" or "fail2ban"). It has one owner: the origin whose request
+// expires last (a tie keeps the first), so an integration removes only
+// blocks it still owns, never an operator's longer or permanent one.
 import type { BpfMap } from '@xdpwall/addon';
 import { encodeRuleId, Layout, RuleFlags } from '../datapath/abi.js';
 import type { BlockInput, BlockService, RuleEnforcer } from '../rules/blocks.js';
@@ -14,25 +18,55 @@ import type { RuleStore } from '../rules/store.js';
 import { parseCidr } from '../rules/cidr.js';
 import { WriteLock } from '../rules/write-lock.js';
 import { InvalidArgumentError, collectFailures } from '../errors.js';
+import { TimeSlicer } from '../event-loop.js';
 import { MAX_TTL_SECONDS } from './model.js';
+
+/** The origin of blocks made through the API (stored as NULL). */
+export const API_ORIGIN = 'api';
+/** What an origin may be: a short lower-case name. */
+export const ORIGIN_PATTERN = '^[a-z][a-z0-9_-]{0,31}$';
+const ORIGIN_RE = new RegExp(ORIGIN_PATTERN);
 
 export interface BlockExtras {
   ttl?: number | null;
   expiresAt?: string | null;
   dryRun?: boolean;
+  /** Who makes the block; default "api". */
+  origin?: string | null;
 }
 
 export interface BlockMeta {
   expiresAt: string | null;
   dryRun: boolean;
+  /** null: the API. */
+  origin: string | null;
 }
 
-const NONE: BlockMeta = { expiresAt: null, dryRun: false };
+const NONE: BlockMeta = { expiresAt: null, dryRun: false, origin: null };
 const keyOf = (cidr: string, direction: string) => `${direction}|${cidr}`;
-const trivial = (meta: BlockMeta) => meta.expiresAt === null && !meta.dryRun;
+/** Nothing to store. */
+const trivial = (meta: BlockMeta) => meta.expiresAt === null && !meta.dryRun && meta.origin === null;
+/** Nothing for the kernel (the origin is the control plane's alone). */
+const kernelTrivial = (meta: BlockMeta) => meta.expiresAt === null && !meta.dryRun;
 
-/** The later of two expiries; null (never) is the latest. */
-const later = (a: string | null, b: string | null): string | null => (a === null || b === null ? null : Date.parse(a) >= Date.parse(b) ? a : b);
+/** Whether `a` outlasts `b` (null never expires); a tie is not. */
+const outlasts = (a: string | null, b: string | null): boolean => b !== null && (a === null || Date.parse(a) > Date.parse(b));
+
+/** `current` re-requested as `requested`: the later expiry, the new dryRun, the owner whose expiry is later. */
+const merge = (current: BlockMeta, requested: BlockMeta, dryRun = requested.dryRun): BlockMeta =>
+  outlasts(requested.expiresAt, current.expiresAt)
+    ? { expiresAt: requested.expiresAt, dryRun, origin: requested.origin }
+    : { expiresAt: current.expiresAt, dryRun, origin: current.origin };
+
+export function normaliseOrigin(origin: string | null | undefined): string | null {
+  if (origin == null || origin === API_ORIGIN) return null;
+  if (!ORIGIN_RE.test(origin)) throw new InvalidArgumentError(`origin: a lower-case name matching ${ORIGIN_PATTERN}`);
+  return origin;
+}
+
+/** A block request with its extras: what BlockMetaService.addMany takes. */
+export type BlockWithExtras = BlockInput & BlockExtras;
+
 
 export class BlockMetaService {
   private readonly byKey = new Map<string, BlockMeta>();
@@ -45,7 +79,7 @@ export class BlockMetaService {
     private readonly now: () => Date,
   ) {
     for (const row of store.allBlockMeta()) {
-      this.byKey.set(keyOf(row.cidr, row.direction), { expiresAt: row.expires_at, dryRun: row.dry_run === 1 });
+      this.byKey.set(keyOf(row.cidr, row.direction), { expiresAt: row.expires_at, dryRun: row.dry_run === 1, origin: row.origin });
     }
   }
 
@@ -60,9 +94,25 @@ export class BlockMetaService {
     return value;
   }
 
+  /** The block's origin ("api" when none is stored). */
+  origin(rule: Pick<BlockRule, 'cidr' | 'direction'>): string {
+    return this.meta(rule).origin ?? API_ORIGIN;
+  }
+
+  /** The (cidr, direction) of every block this origin owns. */
+  ownedBy(origin: string): Array<{ cidr: string; direction: BlockRule['direction'] }> {
+    const owned: Array<{ cidr: string; direction: BlockRule['direction'] }> = [];
+    for (const [key, meta] of this.byKey) {
+      if (meta.origin !== origin) continue;
+      const [direction, cidr] = key.split('|') as [BlockRule['direction'], string];
+      owned.push({ cidr, direction });
+    }
+    return owned;
+  }
+
   private write(rule: BlockRule): void {
     const meta = this.meta(rule);
-    if (trivial(meta)) this.kernel.delete(encodeRuleId(rule.id));
+    if (kernelTrivial(meta)) this.kernel.delete(encodeRuleId(rule.id));
     else this.kernel.update(encodeRuleId(rule.id), this.encode(meta));
   }
 
@@ -70,7 +120,7 @@ export class BlockMetaService {
   async restore(blocks: readonly BlockRule[]): Promise<void> {
     const wanted = new Set<number>();
     for (const rule of blocks) {
-      if (trivial(this.meta(rule))) continue;
+      if (kernelTrivial(this.meta(rule))) continue;
       this.write(rule);
       wanted.add(rule.id);
     }
@@ -85,7 +135,7 @@ export class BlockMetaService {
   enforcer(inner: RuleEnforcer): RuleEnforcer {
     return {
       installMany: async (rules) => {
-        const extras = rules.filter((r) => !trivial(this.meta(r)));
+        const extras = rules.filter((r) => !kernelTrivial(this.meta(r)));
         for (const rule of extras) this.write(rule);
         try {
           await inner.installMany(rules);
@@ -96,7 +146,15 @@ export class BlockMetaService {
       },
       removeMany: async (rules) => {
         await inner.removeMany(rules);
-        for (const rule of rules) if (!trivial(this.meta(rule))) this.kernel.delete(encodeRuleId(rule.id));
+        const extras = rules.filter((rule) => !trivial(this.meta(rule)));
+        for (const rule of extras) if (!kernelTrivial(this.meta(rule))) this.kernel.delete(encodeRuleId(rule.id));
+        // The extras go with the block: blocking it again (even in bulk) starts afresh.
+        if (extras.length > 0) {
+          await this.store.transaction('cannot delete the block\'s ttl, dryRun and origin', () => {
+            for (const { cidr, direction } of extras) this.store.deleteBlockMeta(cidr, direction);
+          });
+          for (const { cidr, direction } of extras) this.byKey.delete(keyOf(cidr, direction));
+        }
       },
     };
   }
@@ -115,7 +173,7 @@ export class BlockMetaService {
       if (ms <= this.now().getTime()) throw new InvalidArgumentError('expiresAt: is not in the future');
       at = new Date(ms).toISOString();
     }
-    return { expiresAt: at, dryRun: extras.dryRun ?? false };
+    return { expiresAt: at, dryRun: extras.dryRun ?? false, origin: normaliseOrigin(extras.origin) };
   }
 
   /**
@@ -126,7 +184,7 @@ export class BlockMetaService {
    */
   async add(blocks: BlockService, input: BlockInput & BlockExtras): Promise<{ rule: BlockRule; created: boolean }> {
     const requested = this.parse(input);
-    const { ttl: _t, expiresAt: _e, dryRun: _d, ...blockInput } = input;
+    const { ttl: _t, expiresAt: _e, dryRun: _d, origin: _o, ...blockInput } = input;
     const cidr = parseCidr(input.cidr).text;
     const direction = input.direction ?? 'src';
     const key = keyOf(cidr, direction);
@@ -142,12 +200,84 @@ export class BlockMetaService {
           throw error;
         }
       }
-      const current = this.meta(existing);
-      const merged: BlockMeta = { expiresAt: later(current.expiresAt, requested.expiresAt), dryRun: requested.dryRun };
+      const merged = merge(this.meta(existing), requested);
       await this.setStored(cidr, direction, merged);
       this.write(existing);
       return { rule: existing, created: false };
     });
+  }
+
+  /**
+   * Blocks many CIDRs with extras (ttl/expiresAt, origin; no dryRun) through
+   * the bulk path: the extras of all items are stored in one transaction,
+   * then BlockService.addMany stores and enforces the blocks (the wrapped
+   * enforcer puts the extras in the kernel ahead of them). Items that are
+   * already blocked are merged as add() does; repeated items merge too. On
+   * failure the extras are put back as they were and nothing is blocked.
+   */
+  async addMany(blocks: BlockService, items: readonly BlockWithExtras[]): Promise<{ created: number; existing: number }> {
+    const wanted = new Map<string, { cidr: string; direction: BlockRule['direction']; meta: BlockMeta }>();
+    const inputs: BlockInput[] = [];
+    const slicer = new TimeSlicer();
+    for (let i = 0; i < items.length; i++) {
+      if ((i & 255) === 0 && slicer.due) await slicer.next();
+      const { ttl, expiresAt, dryRun, origin, ...input } = items[i]!;
+      let meta: BlockMeta;
+      let cidr: string;
+      try {
+        meta = this.parse({ ttl, expiresAt, dryRun, origin });
+        cidr = parseCidr(input.cidr).text;
+      } catch (error) {
+        if (error instanceof InvalidArgumentError) throw new InvalidArgumentError(`items[${i}]: ${error.message}`);
+        throw error;
+      }
+      const direction = input.direction ?? 'src';
+      const key = keyOf(cidr, direction);
+      const seen = wanted.get(key);
+      wanted.set(key, { cidr, direction, meta: seen ? merge(seen.meta, meta) : meta });
+      inputs.push(input);
+    }
+    return this.lock.run(async () => {
+      const previous = new Map<string, BlockMeta | undefined>();
+      const existing: BlockRule[] = [];
+      let n = 0;
+      for (const [key, entry] of wanted) {
+        if ((++n & 255) === 0 && slicer.due) await slicer.next();
+        const rule = this.findBlock(entry.cidr, entry.direction);
+        previous.set(key, this.byKey.get(key));
+        if (rule) {
+          entry.meta = merge(this.meta(rule), entry.meta, this.meta(rule).dryRun);
+          existing.push(rule);
+        }
+      }
+      await this.setStoredMany([...wanted.values()]);
+      try {
+        const result = await blocks.addMany(inputs);
+        for (const rule of existing) this.write(rule);
+        return result;
+      } catch (error) {
+        await collectFailures([
+          () => this.setStoredMany([...wanted.values()].map(({ cidr, direction }) => ({ cidr, direction, meta: previous.get(keyOf(cidr, direction)) ?? NONE }))),
+        ]);
+        throw error;
+      }
+    });
+  }
+
+  private async setStoredMany(entries: ReadonlyArray<{ cidr: string; direction: string; meta: BlockMeta }>): Promise<void> {
+    await this.store.transaction('cannot store the blocks\' ttl and origin', async () => {
+      const slicer = new TimeSlicer();
+      let n = 0;
+      for (const { cidr, direction, meta } of entries) {
+        if ((++n & 255) === 0 && slicer.due) await slicer.next();
+        if (trivial(meta)) this.store.deleteBlockMeta(cidr, direction);
+        else this.store.setBlockMeta(cidr, direction, meta.expiresAt, meta.dryRun, meta.origin);
+      }
+    });
+    for (const { cidr, direction, meta } of entries) {
+      if (trivial(meta)) this.byKey.delete(keyOf(cidr, direction));
+      else this.byKey.set(keyOf(cidr, direction), meta);
+    }
   }
 
   private findBlock(cidr: string, direction: string): BlockRule | undefined {
@@ -157,7 +287,7 @@ export class BlockMetaService {
   private async setStored(cidr: string, direction: string, meta: BlockMeta): Promise<void> {
     await this.store.transaction('cannot store the block\'s ttl and dryRun', () => {
       if (trivial(meta)) this.store.deleteBlockMeta(cidr, direction);
-      else this.store.setBlockMeta(cidr, direction, meta.expiresAt, meta.dryRun);
+      else this.store.setBlockMeta(cidr, direction, meta.expiresAt, meta.dryRun, meta.origin);
     });
     if (trivial(meta)) this.byKey.delete(keyOf(cidr, direction));
     else this.byKey.set(keyOf(cidr, direction), meta);

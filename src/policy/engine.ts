@@ -29,6 +29,13 @@ export interface PolicyEngineOptions {
   ruleStats?: BpfMap;
   /** Rate limits' parameters and buckets (written around each install). */
   rateLimits?: RateLimitTables;
+  /** Interfaces' own default policies, from the configuration (by configured name). */
+  ifaceDefaults?: readonly InterfaceDefaults[];
+}
+
+export interface InterfaceDefaults {
+  iface: string;
+  policy: Partial<PolicyDefaults>;
 }
 
 const prefixOf = (c: Cidr | null): Prefix | null => c && { family: c.family, bytes: new Uint8Array(c.bytes), prefixLen: c.prefixLen };
@@ -81,11 +88,40 @@ export class PolicyEngine {
     };
   }
 
+  /** The interfaces' own default policies from the configuration. */
+  get interfaceDefaults(): InterfaceDefaults[] {
+    return (this.options.ifaceDefaults ?? []).map((d) => ({ iface: d.iface, policy: { ...d.policy } }));
+  }
+
+  /**
+   * Entries after every rule of the hook for attached interfaces whose own
+   * default differs from the hook's: first matches only when no rule did.
+   */
+  private ifaceDefaultRules(hook: RuleHook): ClassRule[] {
+    const out: ClassRule[] = [];
+    for (const { iface, policy } of this.options.ifaceDefaults ?? []) {
+      const action = policy[hook];
+      const ifindex = this.options.ifindexOf(iface);
+      if (action === undefined || action === this.defaults[hook] || !ifindex) continue;
+      out.push({
+        kernelId: 0, action: action === 'drop' ? 'drop' : 'pass', dryRun: false, ifindex, src: null, dst: null, proto: null,
+        srcPort: null, dstPort: null, tcpFlags: null, icmpType: null, icmpCode: null, vlan: null, expiresNs: 0n, ifaceDefault: true,
+      });
+    }
+    return out;
+  }
+
+  /** Some ingress default (the hook's or an interface's) drops: egress records flows for pass_reply. */
+  private ingressMayDrop(): boolean {
+    return this.defaults.ingress === 'drop' || (this.options.ifaceDefaults ?? []).some((d) => d.policy.ingress === 'drop');
+  }
+
   /** Writes one hook's rules, given in evaluation order (priority, then id). */
   async install(hook: RuleHook, rules: readonly PolicyRule[]): Promise<void> {
-    const flags = hook === 'egress' && this.defaults.ingress === 'drop' ? PolFlags.replies : 0;
+    const flags = hook === 'egress' && this.ingressMayDrop() ? PolFlags.replies : 0;
     const classRules = rules.map((r) => this.classRule(r));
-    const compiled = compileTable(classRules, { defaultAction: this.defaults[hook], flags });
+    const entries = [...classRules, ...this.ifaceDefaultRules(hook)];
+    const compiled = compileTable(entries, { defaultAction: this.defaults[hook], flags });
     const rated: RateRule[] = classRules.flatMap((r) => (r.rate ? [{ kernelId: r.kernelId, conf: r.rate }] : []));
     this.options.rateLimits?.prepare(rated); // before the flip: a packet always finds its rule's rate
     await this.tables.apply(PolTable[hook], compiled);

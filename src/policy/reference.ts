@@ -6,12 +6,16 @@
 //   ingress: a block that matches drops (deny_src_cidr, then deny_dst_cidr);
 //   else the hook's rules in order, first match decides:
 //     drop -> drop_rule (dryRun: would_drop, passes), pass -> pass_rule,
-//     log -> pass_log; ratelimit -> pass_rule under the rate, else
-//     ratelimit (dryRun: would_ratelimit, passes);
-//   else the hook's default: accept -> pass_no_match; drop -> drop_policy,
-//     except ingress packets of a flow this host opened -> pass_reply;
-//   finally, on ingress, a packet headed for a drop (or a would_drop) that
-//   matches a failsafe entry passes as pass_failsafe.
+//     log -> pass_log; ratelimit (ingress only) -> pass_rule under the
+//     rate, else ratelimit (dryRun: would_ratelimit, passes);
+//   else the hook's default (the interface's own, an ifaceDefault entry,
+//     where the configuration gives one): accept -> pass_no_match;
+//     drop -> drop_policy, except ingress packets of a flow this host
+//     opened -> pass_reply;
+//   finally, a packet headed for a drop (or a would_drop/would_ratelimit)
+//   that matches a failsafe entry passes as pass_failsafe (on egress with
+//   its addresses and ports swapped: entries name the remote peer and the
+//   local port).
 import type { ReasonName } from '../datapath/abi.js';
 import type { PortRange, RuleAction, TcpFlagsMatch } from './model.js';
 import type { RateConf } from '../ratelimit/model.js';
@@ -44,6 +48,13 @@ export interface ClassRule {
   expiresNs: bigint;
   /** Action ratelimit: the kernel's bucket parameters. */
   rate?: RateConf | null;
+  /**
+   * An interface's own default policy (from the configuration), placed after
+   * every real rule of its hook with only `ifindex` set: when it is the first
+   * match it decides as the default would (drop: drop_policy, replies pass;
+   * pass: pass_no_match), counted under no rule.
+   */
+  ifaceDefault?: boolean;
 }
 
 export interface ClassBlock {
@@ -153,11 +164,11 @@ export function classify(policy: ReferencePolicy, hook: 'ingress' | 'egress', p:
   const rule = blocked ? undefined : firstMatch(policy[hook], p, env.nowNs);
   if (blocked) {
     decision = blocked;
-  } else if (rule) {
+  } else if (rule && !rule.ifaceDefault) {
     const ruleId = rule.kernelId;
     if (rule.action === 'drop') {
       decision = rule.dryRun ? { verdict: 'pass', reason: 'would_drop', ruleId } : { verdict: 'drop', reason: 'drop_rule', ruleId };
-    } else if (rule.action === 'ratelimit') {
+    } else if (rule.action === 'ratelimit' && ingress) {
       const admitted = env.rateLimit?.(rule, p) ?? true;
       decision = admitted
         ? { verdict: 'pass', reason: 'pass_rule', ruleId }
@@ -165,13 +176,15 @@ export function classify(policy: ReferencePolicy, hook: 'ingress' | 'egress', p:
     } else {
       decision = { verdict: 'pass', reason: rule.action === 'log' ? 'pass_log' : 'pass_rule', ruleId };
     }
-  } else if (policy.defaults[hook] === 'drop') {
+  } else if (rule ? rule.action === 'drop' : policy.defaults[hook] === 'drop') {
     decision = ingress && env.isReply(p)
       ? { verdict: 'pass', reason: 'pass_reply', ruleId: 0 }
       : { verdict: 'drop', reason: 'drop_policy', ruleId: 0 };
   }
+  // Failsafe entries are written from this host's side (remote peer, local port): an outgoing packet is looked up with its ends swapped.
+  const asIncoming = ingress ? p : { ...p, src: p.dst, dst: p.src, sport: p.dport, dport: p.sport };
   const wouldDrop = decision.reason === 'would_drop' || decision.reason === 'would_ratelimit';
-  if (ingress && (decision.verdict === 'drop' || wouldDrop) && firstMatch(policy.failsafe, p, env.nowNs)) {
+  if ((decision.verdict === 'drop' || wouldDrop) && firstMatch(policy.failsafe, asIncoming, env.nowNs)) {
     return { verdict: 'pass', reason: 'pass_failsafe', ruleId: 0 };
   }
   return decision;

@@ -94,7 +94,7 @@ export function encodeRule(rule: CompiledTable['rules'][number]): Buffer {
   const value = Buffer.alloc(L.size);
   value.writeUInt32LE(rule.kernelId >>> 0, L.ruleId);
   value.writeUInt8(ACTION_CODES[rule.action], L.action);
-  value.writeUInt8(rule.dryRun ? RuleFlags.dryRun : 0, L.flags);
+  value.writeUInt8((rule.dryRun ? RuleFlags.dryRun : 0) | (rule.ifaceDefault ? RuleFlags.ifaceDefault : 0), L.flags);
   value.writeBigUInt64LE(rule.expiresNs, L.expiresNs);
   return value;
 }

@@ -42,6 +42,8 @@ export interface BlockInput {
 export interface BlockListQuery {
   /** Only rules whose prefix contains this IP address. */
   contains?: string;
+  /** Only blocks of this origin (stored in block_meta; null: the API's). */
+  origin?: string | null;
   limit?: number;
   offset?: number;
 }
@@ -177,7 +179,8 @@ export class BlockService {
     if (!Number.isInteger(offset) || offset < 0) throw new InvalidArgumentError('offset must be a non-negative integer');
     const cidrIn = query.contains === undefined ? undefined : prefixesContaining(query.contains);
     // Unfiltered, the total is the count this service keeps (for capacity): /healthz asks for it on every probe.
-    return this.store.list({ cidrIn, limit, offset, knownTotal: cidrIn ? undefined : this.counts[4] + this.counts[6] });
+    const filtered = cidrIn !== undefined || query.origin !== undefined;
+    return this.store.list({ cidrIn, origin: query.origin, limit, offset, knownTotal: filtered ? undefined : this.counts[4] + this.counts[6] });
   }
 
   all(): BlockRule[] {
@@ -196,6 +199,22 @@ export class BlockService {
       if (rules.length === 0) throw new NotFoundError(`no block for ${cidr.text}${direction ? ` (${direction})` : ''}`);
       return rules;
     });
+  }
+
+  /**
+   * Removes the blocks among `keys` that exist (absent ones are skipped), a
+   * kernel-sized chunk at a time: each chunk is all or nothing, so a failure
+   * leaves the chunks before it removed. The rules removed.
+   */
+  async removeMany(keys: ReadonlyArray<{ cidr: string; direction: BlockDirection }>): Promise<BlockRule[]> {
+    const removed: BlockRule[] = [];
+    const slicer = new TimeSlicer();
+    for (let from = 0; from < keys.length; from += KERNEL_CHUNK) {
+      if (slicer.due) await slicer.next();
+      const chunk = keys.slice(from, from + KERNEL_CHUNK);
+      removed.push(...(await this.remove(() => chunk.flatMap(({ cidr, direction }) => this.store.findByCidr(cidr, direction)))));
+    }
+    return removed;
   }
 
   /**
@@ -321,6 +340,7 @@ export class BlockService {
   private async remove(find: () => BlockRule[]): Promise<BlockRule[]> {
     return this.lock.run(async () => {
       const rules = find();
+      if (rules.length === 0) return rules;
       try {
         await this.enforcer.removeMany(rules);
       } catch (error) {

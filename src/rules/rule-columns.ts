@@ -18,6 +18,8 @@ export class RuleColumns {
   prefixLens = new Uint8Array(0);
   /** 1 for dst, 0 for src. */
   dsts = new Uint8Array(0);
+  /** 1 for an allow entry (a named list's, src/lists), 0 for a deny. */
+  allows = new Uint8Array(0);
   /** ADDRESS_BYTES per row, network order. */
   networks = Buffer.alloc(0);
   /** False once a row was pushed with a smaller id than the one before. */
@@ -33,7 +35,7 @@ export class RuleColumns {
     return columns;
   }
 
-  push(id: number, family: IpFamily, prefixLen: number, network: Uint8Array, dst: boolean): void {
+  push(id: number, family: IpFamily, prefixLen: number, network: Uint8Array, dst: boolean, allow = false): void {
     const i = this.count;
     if (i === this.ids.length) this.grow(Math.max(1024, i * 2));
     if (i > 0 && id <= this.ids[i - 1]!) this.idsAscending = false;
@@ -41,6 +43,7 @@ export class RuleColumns {
     this.families[i] = family;
     this.prefixLens[i] = prefixLen;
     this.dsts[i] = dst ? 1 : 0;
+    this.allows[i] = allow ? 1 : 0;
     this.networks.set(network, i * ADDRESS_BYTES);
     this.perFamily[family]++;
     this.count++;
@@ -62,6 +65,7 @@ export class RuleColumns {
     this.families = widen(this.families, new Uint8Array(capacity));
     this.prefixLens = widen(this.prefixLens, new Uint8Array(capacity));
     this.dsts = widen(this.dsts, new Uint8Array(capacity));
+    this.allows = widen(this.allows, new Uint8Array(capacity));
     this.networks = widen(this.networks, Buffer.alloc(capacity * ADDRESS_BYTES));
   }
 }

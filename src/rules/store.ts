@@ -72,6 +72,9 @@ const MIGRATIONS: readonly string[] = [
      dry_run    INTEGER NOT NULL DEFAULT 0,
      PRIMARY KEY (cidr, direction)
    )`,
+  // Who made a block (src/policy/block-meta.ts): NULL is the API, else e.g. "crowdsec" or "fail2ban".
+  `ALTER TABLE block_meta ADD COLUMN origin TEXT;
+   CREATE INDEX block_meta_origin ON block_meta (origin)`,
 ];
 
 export interface BlockMetaRow {
@@ -79,6 +82,7 @@ export interface BlockMetaRow {
   direction: string;
   expires_at: string | null;
   dry_run: number;
+  origin: string | null;
 }
 
 export interface NewBlock {
@@ -91,6 +95,8 @@ export interface NewBlock {
 export interface ListQuery {
   /** Only rules whose CIDR is one of these canonical texts (e.g. all prefixes containing an IP). */
   cidrIn?: readonly string[];
+  /** Only blocks of this origin (block_meta.origin; null: the API's, which have none stored). */
+  origin?: string | null;
   /** The total when the caller keeps it (unfiltered lists): count(*) over a million rows costs 100 ms and more. */
   knownTotal?: number;
   limit: number;
@@ -155,6 +161,12 @@ export class RuleStore {
         .raw(true),
       countByFamily: this.db.prepare<[], { family: 4 | 6; n: number }>('SELECT family, count(*) AS n FROM blocks GROUP BY family'),
       deleteRange: this.db.prepare<[number, number, number]>('DELETE FROM blocks WHERE id >= ? AND id <= ? AND family = ?'),
+      // Prepared once: a bulk import with ttls (the CrowdSec bouncer) writes one row per block.
+      metaUpsert: this.db.prepare<[string, string, string | null, number, string | null]>(
+        `INSERT INTO block_meta (cidr, direction, expires_at, dry_run, origin) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (cidr, direction) DO UPDATE SET expires_at = excluded.expires_at, dry_run = excluded.dry_run, origin = excluded.origin`,
+      ),
+      metaDelete: this.db.prepare<[string, string]>('DELETE FROM block_meta WHERE cidr = ? AND direction = ?'),
       policyInsert: this.db.prepare<[string, string | null, number, string, string, string | null]>(
         'INSERT INTO policy_rules (hook, iface, priority, spec, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)',
       ),
@@ -201,6 +213,11 @@ export class RuleStore {
     } finally {
       release();
     }
+  }
+
+  /** The connection, for stores of other tables that share its file and transactions (src/lists/store.ts). */
+  get sqlite(): Database.Database {
+    return this.db;
   }
 
   /** Transactions waiting for the connection, in order; see transaction(). */
@@ -342,14 +359,26 @@ export class RuleStore {
   }
 
   list(query: ListQuery): { items: BlockRule[]; total: number } {
-    if (query.cidrIn) {
-      if (query.cidrIn.length === 0) return { items: [], total: 0 };
-      const placeholders = query.cidrIn.map(() => '?').join(', ');
-      const where = `WHERE cidr IN (${placeholders})`;
-      const total = this.db.prepare<string[], { n: number }>(`SELECT count(*) AS n FROM blocks ${where}`).get(...query.cidrIn)!.n;
-      const rows = this.db
-        .prepare<unknown[], BlockRow>(`SELECT * FROM blocks ${where} ORDER BY id LIMIT ? OFFSET ?`)
-        .all(...query.cidrIn, query.limit, query.offset);
+    if (query.cidrIn || query.origin !== undefined) {
+      if (query.cidrIn?.length === 0) return { items: [], total: 0 };
+      const where: string[] = [];
+      const args: unknown[] = [];
+      if (query.cidrIn) {
+        where.push(`b.cidr IN (${query.cidrIn.map(() => '?').join(', ')})`);
+        args.push(...query.cidrIn);
+      }
+      let from = 'blocks b';
+      if (query.origin === null) {
+        from = 'blocks b LEFT JOIN block_meta m ON m.cidr = b.cidr AND m.direction = b.direction';
+        where.push('m.origin IS NULL');
+      } else if (query.origin !== undefined) {
+        from = 'blocks b JOIN block_meta m ON m.cidr = b.cidr AND m.direction = b.direction';
+        where.push('m.origin = ?');
+        args.push(query.origin);
+      }
+      const clause = `FROM ${from} WHERE ${where.join(' AND ')}`;
+      const total = this.db.prepare<unknown[], { n: number }>(`SELECT count(*) AS n ${clause}`).get(...args)!.n;
+      const rows = this.db.prepare<unknown[], BlockRow>(`SELECT b.* ${clause} ORDER BY b.id LIMIT ? OFFSET ?`).all(...args, query.limit, query.offset);
       return { items: rows.map(toRule), total };
     }
     return {
@@ -388,15 +417,12 @@ export class RuleStore {
     return this.db.prepare<[], BlockMetaRow>('SELECT * FROM block_meta').all();
   }
 
-  setBlockMeta(cidr: string, direction: string, expiresAt: string | null, dryRun: boolean): void {
-    this.db.prepare<[string, string, string | null, number]>(
-      `INSERT INTO block_meta (cidr, direction, expires_at, dry_run) VALUES (?, ?, ?, ?)
-       ON CONFLICT (cidr, direction) DO UPDATE SET expires_at = excluded.expires_at, dry_run = excluded.dry_run`,
-    ).run(cidr, direction, expiresAt, dryRun ? 1 : 0);
+  setBlockMeta(cidr: string, direction: string, expiresAt: string | null, dryRun: boolean, origin: string | null = null): void {
+    this.statements.metaUpsert.run(cidr, direction, expiresAt, dryRun ? 1 : 0, origin);
   }
 
   deleteBlockMeta(cidr: string, direction: string): void {
-    this.db.prepare<[string, string]>('DELETE FROM block_meta WHERE cidr = ? AND direction = ?').run(cidr, direction);
+    this.statements.metaDelete.run(cidr, direction);
   }
 
   // ------------------------------------------------------------ policy rules

@@ -38,6 +38,7 @@
  *             xw_ifslots             ARRAY[2^16]  __u32 ifindex -> __u32 interface slot
  *             xw_flows               LRU_HASH (shared, atomic counters)  xw_flow_key -> xw_flow_value
  *             xw_config              ARRAY[1]  __u32 0 -> xw_config
+ *             xw_events, xw_event_cfg, xw_event_stats  (see "events" below)
  *   .rodata   xw_abi.version         XW_ABI_VERSION the object was built with
  * The object also holds maps that are not part of this ABI (the data plane's
  * per-CPU scratch state, xw_pkt_scratch); user space leaves them alone.
@@ -145,11 +146,24 @@ enum xw_feature {
 	XW_FEATURE_DST_V4 = 1u << 1, /* IPv4 destination rules exist */
 	XW_FEATURE_SRC_V6 = 1u << 2,
 	XW_FEATURE_DST_V6 = 1u << 3,
+	/*
+	 * Observation, from bit 16 up (filtering stages take the low bits):
+	 * sampled events are emitted only while the control plane has a
+	 * consumer attached (an SSE or pcap client), see "events" below.
+	 */
+	XW_FEATURE_EVENTS = 1u << 16,
 };
 
 /* Bits of xw_rule_value.flags. */
 enum xw_rule_flags {
 	XW_RULE_F_DRY_RUN = 1u << 0, /* count as if applied, but pass */
+	/*
+	 * A policy rule that stands for an interface's own default policy
+	 * (configured per interface): placed after every real rule of its hook,
+	 * it decides like the default (DENY: drop_policy, replies pass; ALLOW:
+	 * pass_no_match) and is counted under no rule.
+	 */
+	XW_RULE_F_IFACE_DEFAULT = 1u << 1,
 };
 
 /*
@@ -503,6 +517,68 @@ struct xw_rl_report {
 	struct xw_rl_key key;
 	__u64 time_ns;  /* the limiter's clock */
 	__u32 drops;    /* drops in the window */
+	__u32 pad;
+};
+
+/*
+ * ---------------------------------------------------------------- events
+ * Sampled packets, for "what is dropped and why" (lib/events.h). While
+ * XW_FEATURE_EVENTS is set, every packet's exit counts down its reason's
+ * per-CPU sampler (1 in xw_event_cfg.sample[reason], 0 = never); a sampled
+ * packet then takes a token from one shared bucket (rate_per_sec, burst)
+ * and goes to the xw_events ring buffer as a struct xw_event. Sampled,
+ * capped and ring-full events are counted in xw_event_stats. None of these
+ * maps is pinned: the daemon writes xw_event_cfg at every start, and a
+ * restart losing the counters and the ring is harmless. Mirror:
+ * src/events/abi.ts.
+ *
+ * Maps:
+ *   xw_events       RINGBUF (XW_EVENTS_RING_BYTES) of struct xw_event
+ *   xw_event_cfg    ARRAY[1]  __u32 0 -> xw_event_cfg
+ *   xw_event_stats  PERCPU_ARRAY[XW_EVSTAT__MAX]  enum xw_event_stat -> __u64
+ */
+#define XW_EVENT_SNAP_LEN    128       /* bytes of the frame an event carries */
+#define XW_EVENTS_RING_BYTES (1u << 20) /* about 5000 events */
+
+enum xw_event_stat {
+	XW_EVSTAT_SAMPLED   = 0, /* written to the ring */
+	XW_EVSTAT_LOST_CAP  = 1, /* sampled, but the bucket was empty */
+	XW_EVSTAT_LOST_RING = 2, /* sampled, but the ring was full */
+	XW_EVSTAT__MAX      = 3,
+};
+
+/* Bits of xw_event.flags. */
+enum xw_event_flags {
+	XW_EVENT_F_L4   = 1u << 0, /* sport, dport, tcp_flags were parsed */
+	XW_EVENT_F_VLAN = 1u << 1, /* vlan holds the innermost VLAN id */
+};
+
+struct xw_event_cfg {
+	__u32 sample[XW_STATS_REASONS]; /* by enum xw_reason: 1 in N packets, 0 = none */
+	__u64 rate_per_sec; /* bucket refill, events per second; 0 = no cap */
+	__u64 burst;        /* bucket depth, events */
+	__u64 test_now_ns;  /* tests only: nonzero replaces the bucket's clock */
+};
+
+struct xw_event {
+	__u64 ts_ns;      /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u32 ifindex;
+	__u32 rule_id;    /* the rule or block that decided, 0 if none */
+	__u32 len;        /* frame bytes as the hook saw them */
+	__u16 reason;     /* enum xw_reason */
+	__u8 verdict;     /* enum xw_verdict */
+	__u8 direction;   /* enum xw_direction */
+	__u8 family;      /* 0 (not parsed as IP), 4 or 6 */
+	__u8 proto;       /* IPPROTO_* */
+	__u8 tcp_flags;
+	__u8 flags;       /* enum xw_event_flags */
+	__u16 vlan;
+	__be16 sport;     /* ICMP: the echo identifier, else htons(type) */
+	__be16 dport;     /* ICMP: the echo identifier, else htons(code) */
+	__u16 snap_len;   /* bytes of data[] that hold the frame's start */
+	__u8 saddr[16];   /* network byte order, IPv4 as IPv4-mapped IPv6 */
+	__u8 daddr[16];
+	__u8 data[XW_EVENT_SNAP_LEN];
 	__u32 pad;
 };
 

@@ -2,13 +2,15 @@
 /*
  * The one way out of both programs: it counts the packet under its verdict
  * and reason, charges the matching rule, accounts the flow of packets that
- * pass, and turns the verdict into the hook's return code.
+ * pass, offers the packet to the event sampler (lib/events.h), and turns
+ * the verdict into the hook's return code.
  */
 #ifndef XW_EXIT_H
 #define XW_EXIT_H
 
 #include <linux/pkt_cls.h>
 
+#include "events.h"
 #include "flow.h"
 #include "maps.h"
 #include "parse.h"
@@ -95,12 +97,13 @@ static __always_inline int xw_hook_action(enum xw_direction dir,
 }
 
 /*
- * dir: the hook's direction, a constant; rule_id: the rule that decided the
- * verdict, or 0; flow: the packet's xw_flow_find() result (NULL: a new
+ * ctx: the hook's context (struct xdp_md or struct __sk_buff: sampled
+ * events copy frame bytes through it); dir: the hook's direction, a
+ * constant; rule_id: the rule that decided the verdict, or 0; flow: the packet's xw_flow_find() result (NULL: a new
  * flow, or none looked up because the packet will not be accounted);
  * rules_gen: the generation the verdict was reached under.
  */
-static __always_inline int xw_exit(const struct xw_pkt *p,
+static __always_inline int xw_exit(void *ctx, const struct xw_pkt *p,
 				   enum xw_direction dir,
 				   enum xw_verdict verdict,
 				   enum xw_reason reason,
@@ -113,6 +116,7 @@ static __always_inline int xw_exit(const struct xw_pkt *p,
 		xw_rule_count(rule_id, p->len);
 	if (verdict == XW_VERDICT_PASS && xw_reason_has_flow(reason))
 		xw_flow_account(p, dir, flow, rules_gen);
+	xw_event(ctx, p, dir, verdict, reason, rule_id);
 	return xw_hook_action(dir, verdict);
 }
 

@@ -7,14 +7,18 @@
  *      under would_drop, an expired one no longer matches;
  *   2. else the hook's rules, by priority, first match decides:
  *      drop (drop_rule), pass (pass_rule), log (pass_log: passed, counted),
- *      ratelimit (under the rate: pass_rule; over it: ratelimit, see
- *      ratelimit.h); a dry-run drop rule passes under would_drop, a dry-run
- *      ratelimit rule's over-limit packet under would_ratelimit;
- *   3. else the hook's default policy: accept (pass_no_match), or drop
+ *      ratelimit, ingress only (under the rate: pass_rule; over it:
+ *      ratelimit, see ratelimit.h); a dry-run drop rule passes under
+ *      would_drop, a dry-run ratelimit rule's over-limit packet under
+ *      would_ratelimit;
+ *   3. else the hook's default policy (the interface's own where the
+ *      configuration gives one: a flagged rule after all others): accept (pass_no_match), or drop
  *      (drop_policy) except, on ingress, packets of a flow this host opened
  *      (pass_reply: the egress program recorded it);
- *   4. a packet that 1-3 would drop, or that a dry-run rule would drop or limit,
- *      passes instead if it matches a failsafe entry (pass_failsafe).
+ *   4. a packet that 1-3 would drop, or that a dry-run rule would drop or
+ *      limit, passes instead if it matches a failsafe entry (pass_failsafe); on
+ *      egress with its ends swapped (entries are written from this host's
+ *      side: remote peer, local port).
  *
  * Checking the failsafe list last but letting it override is the same as
  * checking it first for every packet that can be dropped, and costs
@@ -76,18 +80,52 @@ static __always_inline void xw_pol_record_reply(const struct xw_pkt *p, const st
 	bpf_map_update_elem(&xw_pol_replies, &key, &now, BPF_ANY);
 }
 
+/* Swaps the packet's addresses and ports in place (twice restores it). */
+static __always_inline void xw_pkt_swap_ends(struct xw_pkt *p)
+{
+	__be16 port = p->sport;
+	__u32 *s = (__u32 *)p->saddr, *d = (__u32 *)p->daddr, t;
+
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		t = s[i];
+		s[i] = d[i];
+		d[i] = t;
+	}
+	p->sport = p->dport;
+	p->dport = port;
+}
+
+/*
+ * Egress: a failsafe entry names the remote peer (cidr) and the local port,
+ * which an outgoing packet carries as destination and source: it is looked
+ * up with both ends swapped, so answers of failsafe connections (SSH),
+ * DHCP requests and neighbour discovery leave under an egress drop too.
+ */
+static __always_inline bool xw_pol_failsafe_egress(struct xw_pkt *p, struct xw_pol_rule *rule)
+{
+	const struct xw_pol_meta *ignored;
+	bool found;
+
+	xw_pkt_swap_ends(p);
+	found = xw_pol_classify(p, XW_POL_FAILSAFE, rule, &ignored);
+	xw_pkt_swap_ends(p);
+	return found;
+}
+
 /*
  * dir: the hook; *reason: PASS_NO_MATCH, or the DENY_* reason of a block
  * that matched (with *rule_id its id). Returns the verdict and updates
  * *reason and *rule_id.
  */
-static __always_inline enum xw_verdict xw_policy(const struct xw_pkt *p, enum xw_direction dir,
+static __always_inline enum xw_verdict xw_policy(struct xw_pkt *p, enum xw_direction dir,
 						 enum xw_reason *reason, __u32 *rule_id)
 {
 	bool ingress = dir == XW_DIR_INGRESS;
 	const struct xw_pol_meta *meta = NULL, *ignored;
 	struct xw_pol_rule rule;
 	enum xw_verdict verdict = XW_VERDICT_PASS;
+	bool matched = false;
 
 	if (*reason >= XW_REASON__FIRST_DROP) {
 		const struct xw_block_meta *bm = bpf_map_lookup_elem(&xw_block_meta, rule_id);
@@ -104,7 +142,8 @@ static __always_inline enum xw_verdict xw_policy(const struct xw_pkt *p, enum xw
 	}
 	if (verdict == XW_VERDICT_DROP || *reason == XW_REASON_WOULD_DROP) {
 		/* a block decided */
-	} else if (xw_pol_classify(p, ingress ? XW_POL_INGRESS : XW_POL_EGRESS, &rule, &meta)) {
+	} else if ((matched = xw_pol_classify(p, ingress ? XW_POL_INGRESS : XW_POL_EGRESS, &rule, &meta)) &&
+		   !(rule.flags & XW_RULE_F_IFACE_DEFAULT)) {
 		*rule_id = rule.rule_id;
 		if (rule.action == XW_ACTION_DENY) {
 			bool dry = rule.flags & XW_RULE_F_DRY_RUN;
@@ -118,7 +157,8 @@ static __always_inline enum xw_verdict xw_policy(const struct xw_pkt *p, enum xw
 		} else {
 			*reason = rule.action == XW_ACTION_LOG ? XW_REASON_PASS_LOG : XW_REASON_PASS_RULE;
 		}
-	} else if (meta && meta->default_action == XW_POL_DROP) {
+	} else if (matched ? rule.action == XW_ACTION_DENY : meta && meta->default_action == XW_POL_DROP) {
+		/* the interface's own default (a flagged rule matched), else the hook's */
 		if (ingress && xw_pol_is_reply(p)) {
 			*reason = XW_REASON_PASS_REPLY;
 		} else {
@@ -127,9 +167,9 @@ static __always_inline enum xw_verdict xw_policy(const struct xw_pkt *p, enum xw
 		}
 	}
 
-	if (ingress && (verdict == XW_VERDICT_DROP || *reason == XW_REASON_WOULD_DROP ||
-			*reason == XW_REASON_WOULD_RATELIMIT) &&
-	    xw_pol_classify(p, XW_POL_FAILSAFE, &rule, &ignored)) {
+	if ((verdict == XW_VERDICT_DROP || *reason == XW_REASON_WOULD_DROP ||
+	     *reason == XW_REASON_WOULD_RATELIMIT) &&
+	    (ingress ? xw_pol_classify(p, XW_POL_FAILSAFE, &rule, &ignored) : xw_pol_failsafe_egress(p, &rule))) {
 		*reason = XW_REASON_PASS_FAILSAFE;
 		*rule_id = 0;
 		return XW_VERDICT_PASS;

@@ -9,6 +9,9 @@ import type { StatsReport } from '../../stats/report.js';
 
 type BlockView = Pick<BlockRule, 'id' | 'cidr' | 'direction' | 'comment' | 'createdAt'> & {
   hits?: { packets: number; bytes: number };
+  expiresAt?: string | null;
+  dryRun?: boolean;
+  origin?: string;
 };
 
 interface ClientFlags {
@@ -36,20 +39,44 @@ const direction = (value: string): BlockDirection => {
   return value;
 };
 
+interface BlockFlags {
+  direction?: BlockDirection;
+  comment?: string;
+  force?: boolean;
+  ttl?: number;
+  expiresAt?: string;
+  dryRun?: boolean;
+  origin?: string;
+}
+
+const seconds = (value: string): number => {
+  if (!/^\d+$/.test(value)) throw new CliError(`--ttl must be a whole number of seconds, not "${value}"`, 2);
+  return Number(value);
+};
+
 export function blockCommand(): Command {
   return clientCommand('block', 'block a CIDR (or a single address)')
     .argument('<CIDR>')
     .option('--direction <src|dst>', 'match the source (default) or destination address', direction)
     .option('--comment <TEXT>', 'why, for the next person')
     .option('--force', 'block even if it cuts this client off from the API (otherwise SELF_LOCKOUT)')
-    .action(async (cidr: string, flags: ClientFlags & { direction?: BlockDirection; comment?: string; force?: boolean }) => {
+    .option('--ttl <SECONDS>', 'expire after this long (blocking again keeps the later expiry)', seconds)
+    .option('--expires-at <ISO>', 'expire at this time')
+    .option('--dry-run', 'count what it would drop (would_drop), but pass')
+    .option('--origin <NAME>', 'who blocks, e.g. fail2ban (default api)')
+    .action(async (cidr: string, flags: ClientFlags & BlockFlags) => {
       const { status, body } = await apiClient(flags).call<BlockView>('POST', '/v1/blocks', {
         cidr,
         ...(flags.direction && { direction: flags.direction }),
         ...(flags.comment !== undefined && { comment: flags.comment }),
         ...(flags.force && { force: true }),
+        ...(flags.ttl !== undefined && { ttl: flags.ttl }),
+        ...(flags.expiresAt !== undefined && { expiresAt: flags.expiresAt }),
+        ...(flags.dryRun && { dryRun: true }),
+        ...(flags.origin !== undefined && { origin: flags.origin }),
       });
-      print(flags, body, () => `${status === 201 ? 'blocked' : 'already blocked'} ${body.cidr} (${body.direction}, id ${body.id})`);
+      const extras = [body.dryRun ? 'dry run' : '', body.expiresAt ? `until ${body.expiresAt}` : ''].filter(Boolean).join(', ');
+      print(flags, body, () => `${status === 201 ? 'blocked' : 'already blocked'} ${body.cidr} (${body.direction}, id ${body.id}${extras ? `, ${extras}` : ''})`);
     });
 }
 
@@ -57,9 +84,18 @@ export function unblockCommand(): Command {
   return clientCommand('unblock', 'remove the block(s) for a CIDR')
     .argument('<CIDR>')
     .option('--direction <src|dst>', 'only this direction (default: both)', direction)
-    .action(async (cidr: string, flags: ClientFlags & { direction?: BlockDirection }) => {
+    .option('--missing-ok', 'exit 0 when there is no such block (e.g. it expired already)')
+    .action(async (cidr: string, flags: ClientFlags & { direction?: BlockDirection; missingOk?: boolean }) => {
       const query = new URLSearchParams({ cidr, ...(flags.direction && { direction: flags.direction }) });
-      await apiClient(flags).call('DELETE', `/v1/blocks?${query}`);
+      try {
+        await apiClient(flags).call('DELETE', `/v1/blocks?${query}`);
+      } catch (error) {
+        if (flags.missingOk && (error as { code?: unknown }).code === 'NOT_FOUND') {
+          print(flags, { unblocked: null }, () => `${cidr} was not blocked`);
+          return;
+        }
+        throw error;
+      }
       print(flags, { unblocked: cidr }, () => `unblocked ${cidr}`);
     });
 }
@@ -67,19 +103,22 @@ export function unblockCommand(): Command {
 export function blocksCommand(): Command {
   return clientCommand('blocks', 'list blocks')
     .option('--contains <IP>', 'only blocks covering this address')
-    .action(async (flags: ClientFlags & { contains?: string }) => {
+    .option('--origin <NAME>', 'only blocks of this origin (api, crowdsec, fail2ban, ...)')
+    .action(async (flags: ClientFlags & { contains?: string; origin?: string }) => {
       const client = apiClient(flags);
       const items: BlockView[] = [];
       for (let offset = 0; ; offset += 1000) {
-        const query = new URLSearchParams({ limit: '1000', offset: String(offset), ...(flags.contains && { contains: flags.contains }) });
+        const query = new URLSearchParams({
+          limit: '1000', offset: String(offset), ...(flags.contains && { contains: flags.contains }), ...(flags.origin && { origin: flags.origin }),
+        });
         const { body } = await client.call<{ items: BlockView[]; total: number }>('GET', `/v1/blocks?${query}`);
         items.push(...body.items);
         if (body.items.length === 0 || items.length >= body.total) break;
       }
       print(flags, items, () =>
         table(
-          ['ID', 'CIDR', 'DIR', 'DROPPED', 'CREATED', 'COMMENT'],
-          items.map((b) => [b.id, b.cidr, b.direction, b.hits?.packets ?? 0, b.createdAt, b.comment ?? '']),
+          ['ID', 'CIDR', 'DIR', 'DROPPED', 'CREATED', 'EXPIRES', 'ORIGIN', 'COMMENT'],
+          items.map((b) => [b.id, b.cidr, b.direction, b.hits?.packets ?? 0, b.createdAt, b.expiresAt ?? '', b.origin ?? 'api', b.comment ?? '']),
         ),
       );
     });

@@ -1,0 +1,216 @@
+// Blocklist feeds (`feeds:` in the --config file): each fills a named list
+// from an HTTP(S) URL every `refresh`, sending the last ETag and
+// Last-Modified back (If-None-Match / If-Modified-Since) so an unchanged
+// feed costs a 304. A new version is parsed whole (parse.ts) and swapped in
+// atomically (ListService.put). A failed fetch, an HTTP error or a parse
+// error keeps the last good version enforcing; the feed is then reported
+// failing (healthz degraded, xdpwall_feed_up 0, a log line) until a fetch
+// succeeds again.
+import { ConfigError, XdpwallError } from '../errors.js';
+import { isBlockDirection, type BlockDirection } from '../rules/model.js';
+import { checkListName, isListAction, type ListAction } from './model.js';
+import { parseListText } from './parse.js';
+import type { ListPut, ListResult, ChangeOptions } from './service.js';
+
+export const FEED_FORMATS = ['plain', 'netset', 'spamhaus'] as const;
+export type FeedFormat = (typeof FEED_FORMATS)[number];
+
+export interface FeedConfig {
+  list: string;
+  url: string;
+  /** All three are one address or CIDR per line with # or ; comments: the name documents the source. */
+  format: FeedFormat;
+  refreshMs: number;
+  action: ListAction;
+  direction: BlockDirection;
+}
+
+/** A feed body above this is refused (a million CIDRs are about 20 MB). */
+export const MAX_FEED_BYTES = 128 << 20;
+const FETCH_TIMEOUT_MS = 60_000;
+
+/** "30s", "5m", "1h", "1d" (or a bare number of seconds) in milliseconds. */
+export function parseDuration(value: unknown, what: string): number {
+  if (typeof value === 'number' && Number.isFinite(value) && value > 0) return value * 1000;
+  const m = typeof value === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(value.trim()) : null;
+  if (!m) throw new ConfigError(`${what} must be a duration like 30s, 5m or 1h`);
+  const ms = Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
+  if (ms < 1000) throw new ConfigError(`${what} must be at least 1s`);
+  return ms;
+}
+
+export function parseFeeds(value: unknown): FeedConfig[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) throw new ConfigError('feeds must be a list of {list, url, refresh, action, direction}');
+  const seen = new Set<string>();
+  return value.map((entry: unknown, i) => {
+    const where = `feeds[${i}]`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new ConfigError(`${where} must be a mapping`);
+    const { list, url, format, refresh, action, direction, ...rest } = entry as Record<string, unknown>;
+    const unknown = Object.keys(rest);
+    if (unknown.length > 0) throw new ConfigError(`${where}: unknown key ${unknown[0]}`);
+    if (typeof list !== 'string') throw new ConfigError(`${where}.list must be a list name`);
+    try {
+      checkListName(list);
+    } catch (error) {
+      throw new ConfigError(`${where}.list: ${(error as Error).message}`);
+    }
+    if (seen.has(list)) throw new ConfigError(`${where}: two feeds fill list ${list}`);
+    seen.add(list);
+    let parsed: URL;
+    try {
+      parsed = new URL(String(url));
+    } catch {
+      throw new ConfigError(`${where}.url must be an http:// or https:// URL`);
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new ConfigError(`${where}.url must be an http:// or https:// URL`);
+    if (format !== undefined && !(FEED_FORMATS as readonly unknown[]).includes(format)) throw new ConfigError(`${where}.format must be one of ${FEED_FORMATS.join(', ')}`);
+    if (action !== undefined && !isListAction(action)) throw new ConfigError(`${where}.action must be deny, allow or none`);
+    if (direction !== undefined && !isBlockDirection(direction)) throw new ConfigError(`${where}.direction must be src or dst`);
+    return {
+      list,
+      url: parsed.toString(),
+      format: (format as FeedFormat | undefined) ?? 'plain',
+      refreshMs: parseDuration(refresh ?? '1h', `${where}.refresh`),
+      action: (action as ListAction | undefined) ?? 'deny',
+      direction: (direction as BlockDirection | undefined) ?? 'src',
+    };
+  });
+}
+
+export interface FeedState {
+  list: string;
+  url: string;
+  /** null until the first fetch finished. */
+  ok: boolean | null;
+  reason?: string;
+  lastAttempt?: string;
+  lastSuccess?: string;
+  /** Entries of the version in force (the last good one). */
+  entries?: number;
+  fetches: { updated: number; notModified: number; failed: number };
+}
+
+export interface FeedLog {
+  info(details: object, message: string): void;
+  warn(details: object, message: string): void;
+}
+
+export interface FeedTarget {
+  put(name: string, input: ListPut, options?: ChangeOptions): Promise<ListResult>;
+}
+
+interface Feed {
+  config: FeedConfig;
+  state: FeedState;
+  etag?: string;
+  lastModified?: string;
+  timer?: NodeJS.Timeout;
+  running?: Promise<void>;
+}
+
+export class FeedRunner {
+  private readonly feeds: Feed[];
+  private stopped = false;
+
+  constructor(
+    configs: readonly FeedConfig[],
+    private readonly lists: FeedTarget,
+    private readonly log: FeedLog,
+    private readonly options: { now?: () => Date; fetch?: typeof fetch } = {},
+  ) {
+    this.feeds = configs.map((config) => ({
+      config,
+      state: { list: config.list, url: config.url, ok: null, fetches: { updated: 0, notModified: 0, failed: 0 } },
+    }));
+  }
+
+  /** Fetches every feed now, then each every `refresh`. */
+  start(): void {
+    for (const feed of this.feeds) this.schedule(feed, 0);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const feed of this.feeds) clearTimeout(feed.timer);
+  }
+
+  states(): FeedState[] {
+    return this.feeds.map((f) => ({ ...f.state, fetches: { ...f.state.fetches } }));
+  }
+
+  /** Fetches every feed once now (tests, and SIGHUP); resolves when all are done. */
+  async refreshAll(): Promise<void> {
+    await Promise.all(this.feeds.map((feed) => this.refresh(feed)));
+  }
+
+  private schedule(feed: Feed, delayMs: number): void {
+    if (this.stopped) return;
+    feed.timer = setTimeout(() => {
+      void this.refresh(feed).finally(() => this.schedule(feed, feed.config.refreshMs));
+    }, delayMs);
+    feed.timer.unref();
+  }
+
+  private refresh(feed: Feed): Promise<void> {
+    feed.running ??= this.fetchOnce(feed).finally(() => (feed.running = undefined));
+    return feed.running;
+  }
+
+  private async fetchOnce(feed: Feed): Promise<void> {
+    const { config, state } = feed;
+    const now = () => (this.options.now ?? (() => new Date()))().toISOString();
+    state.lastAttempt = now();
+    try {
+      const headers: Record<string, string> = { accept: 'text/plain, */*' };
+      if (feed.etag) headers['if-none-match'] = feed.etag;
+      if (feed.lastModified) headers['if-modified-since'] = feed.lastModified;
+      const response = await (this.options.fetch ?? fetch)(config.url, { headers, signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), redirect: 'follow' });
+      if (response.status === 304) {
+        await response.body?.cancel();
+        state.fetches.notModified++;
+        this.succeeded(feed, now());
+        return;
+      }
+      if (!response.ok) {
+        await response.body?.cancel();
+        throw new Error(`HTTP ${response.status} ${response.statusText}`.trim());
+      }
+      const declared = Number(response.headers.get('content-length') ?? NaN);
+      if (declared > MAX_FEED_BYTES) throw new Error(`the body is ${declared} bytes, more than ${MAX_FEED_BYTES}`);
+      const body = Buffer.from(await response.arrayBuffer());
+      if (body.length > MAX_FEED_BYTES) throw new Error(`the body is ${body.length} bytes, more than ${MAX_FEED_BYTES}`);
+      const text = new TextDecoder('utf-8', { fatal: true }).decode(body);
+      const entries = parseListText(text);
+      if (entries.texts.length === 0 && state.entries) throw new Error('the feed is empty; keeping the last version (an empty list is more likely a broken download)');
+      const result = await this.lists.put(config.list, { entries, action: config.action, direction: config.direction }, { origin: 'feed' });
+      feed.etag = response.headers.get('etag') ?? undefined;
+      feed.lastModified = response.headers.get('last-modified') ?? undefined;
+      state.entries = result.count;
+      state.fetches.updated++;
+      this.log.info({ feed: config.list, url: config.url, entries: result.count, revision: result.revision }, 'feed updated');
+      this.succeeded(feed, now());
+    } catch (error) {
+      state.fetches.failed++;
+      const reason = `feed ${config.list} (${config.url}): ${describe(error)}; the last good version stays in force`;
+      if (state.ok !== false || state.reason !== reason) this.log.warn({ feed: config.list, url: config.url, err: describe(error) }, 'feed refresh failed');
+      state.ok = false;
+      state.reason = reason;
+    }
+  }
+
+  private succeeded(feed: Feed, at: string): void {
+    if (feed.state.ok === false) this.log.info({ feed: feed.config.list }, 'feed healthy again');
+    feed.state.ok = true;
+    delete feed.state.reason;
+    feed.state.lastSuccess = at;
+  }
+}
+
+function describe(error: unknown): string {
+  if (error instanceof XdpwallError) return `${error.code}: ${error.message}`;
+  if (error instanceof TypeError && error.cause instanceof Error) return `${error.message} (${error.cause.message})`;
+  if (error instanceof Error && error.name === 'TimeoutError') return `no answer within ${FETCH_TIMEOUT_MS / 1000} s`;
+  if (error instanceof TypeError && error.message.includes('encoded data')) return 'the body is not UTF-8 text';
+  return error instanceof Error ? error.message : String(error);
+}
