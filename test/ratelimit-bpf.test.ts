@@ -422,3 +422,38 @@ describe('the reference limiter agrees packet by packet on seeded traces', () =>
     expect(drops).toBeGreaterThan(100); // the trace does exercise the limits
   }, 120_000);
 });
+
+describe('ban reports', () => {
+  beforeEach(reset);
+
+  it('a source reaching afterDrops within the window is reported once through the ring buffer, as the reference says', async () => {
+    const { BpfRingBuffer } = await import('@xdpwall/addon');
+    const { decodeReport } = await import('../src/ratelimit/bans.js');
+    const reader = new BpfRingBuffer(lab.limits.maps.reports.fd);
+    try {
+      reader.consume(); // whatever earlier tests left
+      const [rule] = await lab.install([{ action: 'ratelimit', proto: 'udp', rate: { pps: 1, burst: 2, per: 'source' }, ban: { afterDrops: 5, within: 10, ttl: 60 } }]);
+      const conf = confOf(rule!);
+      const reference = new ReferenceLimiter(1 << 12);
+      const frame = udpFrom('198.18.4.4');
+      let reported = 0;
+      for (let i = 0; i < 20; i++) {
+        lab.run(frame);
+        if (reference.check(kernelRuleId(rule!.id), conf, packetOf('198.18.4.4', 64), epoch).report) reported++;
+      }
+      const records = reader.consume();
+      expect(reported).toBe(1);
+      expect(records).toHaveLength(1);
+      const report = decodeReport(records[0]!);
+      expect(report.key.ruleId).toBe(kernelRuleId(rule!.id));
+      expect([...report.key.addr]).toEqual([198, 18, 4, 4]);
+      expect(report.drops).toBe(5);
+      // a new window 10 s later reports again after 5 more drops
+      lab.setClock(epoch + 11n * SECOND);
+      for (let i = 0; i < 8; i++) lab.run(frame);
+      expect(reader.consume()).toHaveLength(1);
+    } finally {
+      reader.close();
+    }
+  });
+});
