@@ -32,7 +32,7 @@ import { Registry } from 'prom-client';
 export type ApiFirewall = Pick<
   Firewall,
   | 'blocks' | 'addBlock' | 'blockMeta' | 'rules' | 'policy' | 'failsafe' | 'flows' | 'flowCount' | 'stats' | 'interfaces' | 'ruleHits'
-  | 'uptimeSeconds' | 'tableUsage' | 'events' | 'integrations' | 'lists' | 'feeds' | 'fileManaged' | 'rulesFile'
+  | 'uptimeSeconds' | 'tableUsage' | 'events' | 'integrations' | 'lists' | 'feeds' | 'fileManaged' | 'rulesFile' | 'ruleRateStats' | 'rateLimitTop'
 >;
 
 /** Who may use the API and how it is audited; see api/plugins/auth.ts. */

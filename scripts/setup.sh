@@ -10,8 +10,8 @@ BUILD_PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev build-essential pkg-
 # Run and test: namespaces and veth (iproute2, util-linux nsenter), ping, bpftool,
 # systemd-analyze and promtool for the offline deploy/ and metrics checks,
 # chromium (driven headless by playwright-core) for the dashboard test, tmux for `xdpwall top`,
-# tshark to read the pcap of sampled drops (netns-tests/events.test.ts).
-RUN_PACKAGES=(bpftool iproute2 util-linux iputils-ping tcpdump xdp-tools systemd prometheus chromium tmux tshark)
+# tshark to read the pcap of sampled drops (netns-tests/events.test.ts), hping3 for the SYN-flood test.
+RUN_PACKAGES=(bpftool iproute2 util-linux iputils-ping tcpdump xdp-tools systemd prometheus chromium tmux tshark hping3)
 # The benchmark's veth suite compares against these peers (npm run bench); the CrowdSec
 # benchmark (bench/crowdsec.ts) against Debian's nftables bouncer.
 BENCH_PACKAGES=(nftables iptables crowdsec-firewall-bouncer)

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from './errors.js';
-import { DEFAULT_CAPACITY } from './datapath/abi.js';
+import { DEFAULT_CAPACITY, DEFAULT_RL_BUCKETS } from './datapath/abi.js';
 import { parseApiConfig, type ApiConfig } from './auth/config.js';
 import { parseFailsafe, type FailsafeEntry } from './policy/failsafe.js';
 import { parseEventSettings, type EventSettings } from './events/settings.js';
@@ -36,7 +36,8 @@ export interface Config {
   /** Names this instance's bpffs pin directory; defaults to a digest of stateDir. */
   instance: string;
   bpffsRoot: string;
-  capacity: { cidrV4: number; cidrV6: number; flows: number };
+  /** rateBuckets: rate-limit source buckets (xw_rl_buckets); default DEFAULT_RL_BUCKETS. */
+  capacity: { cidrV4: number; cidrV6: number; flows: number; rateBuckets?: number };
   /** Request bodies larger than this get 413. */
   bodyLimitBytes: number;
   /** How long counter snapshots are reused by hot API reads. */
@@ -152,7 +153,7 @@ function fileInterfaces(value: unknown, defaultMode: AttachMode): InterfaceConfi
  *   mode: auto
  *   listen: 127.0.0.1:7070        # or unix:/run/xdpwall/api.sock
  *   stateDir: /var/lib/xdpwall
- *   capacity: { cidrV4: 1048576, cidrV6: 262144, flows: 262144 }
+ *   capacity: { cidrV4: 1048576, cidrV6: 262144, flows: 262144, rateBuckets: 65536 }
  *   policy: { ingress: drop }     # default accept; replies to this host's own flows still pass
  *   failsafe: [{proto: tcp, port: 22}, {cidr: 198.18.9.0/24}]   # default: TCP 22, UDP 68 and 546, ICMPv6 133-137
  *   events: { sample: { drop_rule: 1 }, ratePerSecond: 1000, burst: 1000 }   # default: log 1 in 1, drops 1 in 100
@@ -192,6 +193,7 @@ export function loadConfig(configFile: string | undefined, overrides: ConfigOver
       cidrV4: positiveInt(capacity.cidrV4, 'capacity.cidrV4', DEFAULT_CAPACITY.cidrV4),
       cidrV6: positiveInt(capacity.cidrV6, 'capacity.cidrV6', DEFAULT_CAPACITY.cidrV6),
       flows: positiveInt(capacity.flows, 'capacity.flows', DEFAULT_CAPACITY.flows),
+      ...(capacity.rateBuckets !== undefined && { rateBuckets: positiveInt(capacity.rateBuckets, 'capacity.rateBuckets', DEFAULT_RL_BUCKETS) }),
     },
     bodyLimitBytes: positiveInt(file.bodyLimitBytes, 'bodyLimitBytes', 1 << 20),
     countersCacheMs: positiveInt(file.countersCacheMs, 'countersCacheMs', 250),

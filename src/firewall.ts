@@ -27,6 +27,10 @@ import { ListStore } from './lists/store.js';
 import { ListService } from './lists/service.js';
 import type { FeedState } from './lists/feeds.js';
 import { FileManaged } from './fleet/managed.js';
+import { RateLimitTables } from './ratelimit/tables.js';
+import { RateLimitView, type RuleRateStats, type LimitedSourceView } from './ratelimit/view.js';
+import { BanService } from './ratelimit/bans.js';
+import { BpfRingBuffer } from '@xdpwall/addon';
 import { checkFailsafeCidr, checkFailsafeRule, failsafeRules, type FailsafeEntry } from './policy/failsafe.js';
 import { EventHub } from './events/hub.js';
 import { DEFAULT_EVENT_SETTINGS, type EventSettings } from './events/settings.js';
@@ -86,6 +90,10 @@ export class Firewall {
   private readonly flowSnapshots: SnapshotCache<FlowTable>;
   private readonly statsSnapshots: SnapshotCache<StatsEntry[]>;
   private readonly startedAt: number;
+  /** Rate limits' counters, buckets and sweeps (absent only without a rate-limit-capable engine). */
+  readonly rateLimits: RateLimitView | undefined;
+  /** Turns the kernel's ban reports into auto blocks; the daemon starts it. */
+  readonly bans: BanService | undefined;
 
   private constructor(
     private readonly store: RuleStore,
@@ -120,6 +128,16 @@ export class Firewall {
     this.flowSnapshots = new SnapshotCache(() => readFlows(datapath.maps.flows), countersCacheMs);
     this.statsSnapshots = new SnapshotCache(() => readStats(datapath.maps.stats, (slot) => datapath.ifslots.ifindexOf(slot)), countersCacheMs);
     this.startedAt = clock.wallMs();
+    const tables = policy.rateLimits;
+    this.rateLimits = tables && new RateLimitView(tables, clock, countersCacheMs);
+    const view = this.rateLimits;
+    this.bans = view && new BanService({
+      reader: new BpfRingBuffer(datapath.maps.rateLimits.reports.fd),
+      rule: (id) => store.getPolicyRule(id) ?? undefined,
+      block: (input) => this.addBlock(input),
+      banned: (id) => view.recordBan(id),
+      log: { info: (d, m) => log.info(d, m), warn: (d, m) => log.warn(d, m) },
+    });
   }
 
   /** Loads the data plane and makes its maps hold exactly the stored rules. */
@@ -135,6 +153,7 @@ export class Firewall {
         clock,
         ifindexOf: (iface) => opened.interfaces().find((i) => i.iface === iface)?.ifindex,
         ruleStats: datapath.maps.ruleStats,
+        rateLimits: new RateLimitTables(datapath.maps.rateLimits, () => clock.monotonicNs()),
         ifaceDefaults: options.ifaceDefaults ?? [],
       });
       const blockMeta = new BlockMetaService(store, datapath.maps.policy.blockMeta, (at) => policy.expiresNs(at), () => new Date(clock.wallMs()));
@@ -181,9 +200,24 @@ export class Firewall {
     return this.datapath.attach(iface, options);
   }
 
-  /** Removes expired rules from the store and the kernel (the daemon calls it every second). */
+  /**
+   * Removes expired rules from the store and the kernel (the daemon calls it
+   * every second), and now and then idle rate-limit buckets.
+   */
   async sweepExpired(): Promise<{ rules: number[]; blocks: number }> {
-    return { rules: await this.rules.sweepExpired(), blocks: await this.blockMeta.sweepExpired(this.blocks) };
+    const swept = { rules: await this.rules.sweepExpired(), blocks: await this.blockMeta.sweepExpired(this.blocks) };
+    await this.rateLimits?.sweepIfDue();
+    return swept;
+  }
+
+  /** A ratelimit rule's counters, active buckets and bans. */
+  async ruleRateStats(id: number): Promise<RuleRateStats | undefined> {
+    return this.rateLimits?.ruleStats(id);
+  }
+
+  /** The sources (or prefixes) being limited now, most drops in their current window first. */
+  async rateLimitTop(limit: number): Promise<LimitedSourceView[]> {
+    return (await this.rateLimits?.top(limit)) ?? [];
   }
 
   /** Blocks a CIDR, with an optional ttl/expiresAt and dryRun (see policy/block-meta.ts). */
@@ -270,6 +304,7 @@ export class Firewall {
 
   /** Frees kernel handles; the pinned links and maps stay, enforcing (see Datapath.close). */
   close(): void {
+    this.bans?.close();
     this.events.close();
     this.datapath.close();
     this.store.close();

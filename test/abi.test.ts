@@ -40,6 +40,11 @@ import {
   PolTable,
   statsIndex,
   statsIndexParts,
+  RATELIMIT_MAPS,
+  RL_RULE_ENTRIES,
+  DEFAULT_RL_BUCKETS,
+  RL_REPORT_RING,
+  RlPer,
 } from '../src/datapath/abi.js';
 import { EVENT_MAPS, EVENT_SNAP_LEN, EVENTS_RING_BYTES, EventFlags, EventLayout, EventStat, EVENT_STATS } from '../src/events/abi.js';
 
@@ -130,6 +135,11 @@ const STRUCTS: Record<keyof typeof Layout, string> = {
   polAddrKey: 'xw_pol_addr_key',
   polPortSlot: 'xw_pol_port_slot',
   blockMeta: 'xw_block_meta',
+  rlConf: 'xw_rl_conf',
+  rlKey: 'xw_rl_key',
+  rlBucket: 'xw_rl_bucket',
+  rlStats: 'xw_rl_stats',
+  rlReport: 'xw_rl_report',
 };
 
 describe('struct layouts', () => {
@@ -218,6 +228,10 @@ describe('enums', () => {
     expect(enumValues('xw_pol_flags')).toEqual(upper('XW_POL_F_', PolFlags));
   });
 
+  it('xw_rl_per', () => {
+    expect(enumValues('xw_rl_per')).toEqual(upper('XW_RL_PER_', RlPer));
+  });
+
   it('xw_feature', () => {
     expect(enumValues('xw_feature')).toEqual(upper('XW_FEATURE_', Feature));
   });
@@ -256,6 +270,11 @@ describe('programs and maps', () => {
     [POLICY_MAPS.ports]: ['unsigned int', 'xw_pol_port_slot'],
     [POLICY_MAPS.replies]: ['xw_flow_key', 'unsigned long long'],
     [POLICY_MAPS.blockMeta]: ['unsigned int', 'xw_block_meta'],
+    [RATELIMIT_MAPS.rules]: ['unsigned int', 'xw_rl_conf'],
+    [RATELIMIT_MAPS.shared]: ['unsigned int', 'xw_rl_bucket'],
+    [RATELIMIT_MAPS.buckets]: ['xw_rl_key', 'xw_rl_bucket'],
+    [RATELIMIT_MAPS.stats]: ['unsigned int', 'xw_rl_stats'],
+    [RATELIMIT_MAPS.reportBudget]: ['unsigned int', 'xw_rl_bucket'],
   };
 
   // Maps of the data plane's own working state: in the object, not in the ABI.
@@ -264,7 +283,7 @@ describe('programs and maps', () => {
   it('names exactly the maps the mirror lists (plus internal ones), in .maps', () => {
     const section = named('DATASEC', '.maps');
     const names = section.vars!.map((v) => byId(v.type_id).name).sort();
-    expect(names).toEqual([...Object.values(MAPS), ...Object.values(POLICY_MAPS), ...Object.values(EVENT_MAPS), ...INTERNAL_MAPS].sort());
+    expect(names).toEqual([...Object.values(MAPS), ...Object.values(POLICY_MAPS), ...Object.values(EVENT_MAPS), ...Object.values(RATELIMIT_MAPS), ...INTERNAL_MAPS].sort());
   });
 
   it('pins every ABI map by name and no internal one', () => {
@@ -316,6 +335,16 @@ describe('programs and maps', () => {
     expect(mapDefNumber(mapDef(POLICY_MAPS.ports), 'max_entries')).toBe(POL_TABLES * 2 * 2 * POL_PORT_SLOTS);
     expect(mapDefNumber(mapDef(POLICY_MAPS.replies), 'max_entries')).toBe(POL_REPLY_ENTRIES);
     expect(mapDefNumber(mapDef(POLICY_MAPS.sync), 'max_entries')).toBe(1);
+  });
+
+  it('rate-limit capacities agree; the report ring is a pinned ring buffer', () => {
+    expect(mapDefNumber(mapDef(RATELIMIT_MAPS.rules), 'max_entries')).toBe(RL_RULE_ENTRIES);
+    expect(mapDefNumber(mapDef(RATELIMIT_MAPS.shared), 'max_entries')).toBe(RL_RULE_ENTRIES);
+    expect(mapDefNumber(mapDef(RATELIMIT_MAPS.buckets), 'max_entries')).toBe(DEFAULT_RL_BUCKETS);
+    const ring = mapDef(RATELIMIT_MAPS.reports);
+    expect(mapDefNumber(ring, 'type')).toBe(27); // BPF_MAP_TYPE_RINGBUF
+    expect(mapDefNumber(ring, 'max_entries')).toBe(RL_REPORT_RING);
+    expect(mapDefNumber(ring, 'pinning')).toBe(1);
   });
 
   it('carries ABI_VERSION in .rodata (xw_abi.version)', () => {

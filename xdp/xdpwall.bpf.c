@@ -53,9 +53,11 @@ const struct {
 	enum xw_feature feature;
 	enum xw_event_stat event_stat;
 	enum xw_event_flags event_flags;
+	enum xw_rl_per rl_per;
 	struct xw_stats_key stats_key;
 	struct xw_event event;
 	struct xw_event_cfg event_cfg;
+	struct xw_rl_report rl_report; /* a ring buffer's record: no map names its type */
 } xw_abi = { .version = XW_ABI_VERSION };
 
 /*

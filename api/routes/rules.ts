@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Rule, RuleBody, RuleIdParams, RuleList, RuleListQuery } from '../schemas/rules.js';
+import { RateLimitTop, RateLimitTopQuery, RuleBody, RuleIdParams, RuleList, RuleListQuery } from '../schemas/rules.js';
 import { errorResponses } from '../schemas/common.js';
 import type { ApiFirewall } from '../app.js';
 import { ruleView, type PolicyRule } from '../../src/policy/model.js';
@@ -11,10 +11,11 @@ export interface RuleRoutesOptions {
 }
 
 export const ruleRoutes: FastifyPluginAsyncTypebox<RuleRoutesOptions> = async (app, { firewall }) => {
-  const view = (rule: PolicyRule) => {
+  const view = async (rule: PolicyRule) => {
     const counter = firewall.ruleHits(kernelRuleId(rule.id));
     const hits = counter ? { packets: Number(counter.packets), bytes: Number(counter.bytes) } : { packets: 0, bytes: 0 };
-    return { ...ruleView(rule), hits, ...(rule.dryRun && rule.action === 'drop' && { wouldDrop: hits }) };
+    const rateLimit = rule.action === 'ratelimit' ? await firewall.ruleRateStats(rule.id) : undefined;
+    return { ...ruleView(rule), hits, ...(rule.dryRun && rule.action === 'drop' && { wouldDrop: hits }), ...(rateLimit && { rateLimit }) };
   };
 
   app.post('/v1/rules', {
@@ -28,7 +29,7 @@ export const ruleRoutes: FastifyPluginAsyncTypebox<RuleRoutesOptions> = async (a
   }, async (request, reply) => {
     const rule = await firewall.rules.add(request.body);
     request.audit({ ruleId: rule.id });
-    return reply.status(201).send(view(rule));
+    return reply.status(201).send(await view(rule));
   });
 
   app.get('/v1/rules', {
@@ -41,7 +42,7 @@ export const ruleRoutes: FastifyPluginAsyncTypebox<RuleRoutesOptions> = async (a
   }, async (request) => {
     const { limit, offset, hook, iface } = request.query;
     const { items, total } = firewall.rules.list({ limit, offset, hook, iface });
-    return { items: items.map(view), total, limit, offset };
+    return { items: await Promise.all(items.map(view)), total, limit, offset };
   });
 
   app.get('/v1/rules/:id', {
@@ -52,6 +53,16 @@ export const ruleRoutes: FastifyPluginAsyncTypebox<RuleRoutesOptions> = async (a
       response: { 200: Type.Ref('Rule'), ...errorResponses(400, 404) },
     },
   }, async (request) => view(firewall.rules.get(request.params.id)));
+
+  app.get('/v1/ratelimits/top', {
+    schema: {
+      tags: ['rules'],
+      summary: 'Sources (or prefixes) being rate-limited now',
+      description: 'Buckets of ratelimit rules with drops in their current window (the ban\'s within, else 1 s), most such drops first.',
+      querystring: RateLimitTopQuery,
+      response: { 200: RateLimitTop, ...errorResponses(400) },
+    },
+  }, async (request) => ({ items: await firewall.rateLimitTop(request.query.limit) }));
 
   app.put('/v1/rules/:id', {
     schema: {

@@ -119,6 +119,7 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
       .finally(() => (sweeping = false));
   }, 1000);
   sweeper.unref();
+  running.bans?.start();
 
   let bouncer: CrowdsecBouncer | undefined;
   if (config.crowdsec) {

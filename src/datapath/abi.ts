@@ -48,6 +48,7 @@ export const Reason = {
   pass_reply: 5,
   would_drop: 6,
   pass_log: 7,
+  would_ratelimit: 8,
   deny_src_cidr: 16,
   deny_dst_cidr: 17,
   malformed_l2: 18,
@@ -57,10 +58,11 @@ export const Reason = {
   malformed_l4: 22,
   drop_rule: 23,
   drop_policy: 24,
+  ratelimit: 25,
 } as const;
 export type ReasonName = keyof typeof Reason;
 export const REASON_FIRST_DROP = 16;
-export const REASON_MAX = 25;
+export const REASON_MAX = 26;
 
 /** Whether packets counted under this reason passed. */
 export const reasonPasses = (reason: number): boolean => reason < REASON_FIRST_DROP;
@@ -85,7 +87,7 @@ export function statsIndexParts(index: number): { ifslot: number; direction: num
   return { ifslot: Math.floor(rest / 4), direction: Math.floor(rest / 2) % 2, verdict: rest % 2, reason };
 }
 
-export const Action = { deny: 1, allow: 2, log: 3 } as const;
+export const Action = { deny: 1, allow: 2, log: 3, ratelimit: 4 } as const;
 /** enum xw_cache: xw_flow_value.cachedVerdict. */
 export const Cache = { none: 0, pass: 1 } as const;
 export const RuleFlags = { dryRun: 1 << 0, ifaceDefault: 1 << 1 } as const;
@@ -109,6 +111,14 @@ export const Layout = {
   polAddrKey: { size: 24, prefixlen: 0, table: 4, buf: 5, field: 6, family: 7, addr: 8 },
   polPortSlot: { size: 8, interval: 0 },
   blockMeta: { size: 16, expiresNs: 0, flags: 8, pad: 9 },
+  rlConf: {
+    size: 64, pps: 0, bps: 8, pktCap: 16, bitCap: 24, pktFillNs: 32, bitFillNs: 40, banWithinNs: 48,
+    banAfter: 56, per: 60, prefixV4: 61, prefixV6: 62, pad: 63,
+  },
+  rlKey: { size: 24, ruleId: 0, family: 4, prefixlen: 5, pad: 6, addr: 8 },
+  rlBucket: { size: 56, pktTokens: 0, bitTokens: 8, lastNs: 16, admitted: 24, dropped: 32, windowNs: 40, windowDrops: 48, pad: 52 },
+  rlStats: { size: 32, admitted: 0, dropped: 16 }, // struct xw_counter each
+  rlReport: { size: 40, key: 0, timeNs: 24, drops: 32, pad: 36 },
   flowValue: {
     size: 56,
     dir: 0, // struct xw_counter[2]
@@ -299,3 +309,27 @@ export const POLICY_RULE_ID_BASE = 0x8000_0000;
  * (0x1fffffff); block ids stay below it.
  */
 export const LIST_RULE_ID_BASE = 0x1f00_0000;
+
+// ---------------------------------------------------------------- rate limits
+// Token buckets of ratelimit rules (see "rate limits" in the ABI header).
+
+export const RATELIMIT_MAPS = {
+  rules: 'xw_rl_rules',
+  shared: 'xw_rl_shared',
+  buckets: 'xw_rl_buckets',
+  stats: 'xw_rl_stats',
+  reports: 'xw_rl_reports',
+  reportBudget: 'xw_rl_report_budget',
+} as const;
+/** Only in the test build (xdp/build/xdpwall-testclock.bpf.o): the limiter's clock. */
+export const TEST_CLOCK_MAP = 'xw_test_clock';
+
+export const RL_SCALE = 1_000_000_000n;
+export const RL_RULE_ENTRIES = 2 * POL_MAX_RULES;
+export const DEFAULT_RL_BUCKETS = 1 << 16;
+export const RL_CAS_TRIES = 4;
+export const RL_REPORT_RATE = 1000;
+export const RL_REPORT_RING = 1 << 16;
+
+/** enum xw_rl_per */
+export const RlPer = { source: 0, prefix: 1, rule: 2 } as const;

@@ -19,8 +19,9 @@ import {
   type BpfProgram,
   type XdpMode,
 } from '@xdpwall/addon';
-import { IFSLOT_IFINDEX_MAX, MAPS, PROGRAMS, STATS_IFSLOTS, STATS_REASONS, statsIndex } from './abi.js';
+import { IFSLOT_IFINDEX_MAX, MAPS, PROGRAMS, RATELIMIT_MAPS, STATS_IFSLOTS, STATS_REASONS, statsIndex } from './abi.js';
 import { policyMapsOf, type PolicyMaps } from '../policy/tables.js';
+import { rateLimitMapsOf, type RateLimitMaps } from '../ratelimit/tables.js';
 import { EVENT_MAPS } from '../events/abi.js';
 import type { EventMaps } from '../events/hub.js';
 import type { AttachMode, Config, InterfaceConfig } from '../config.js';
@@ -53,6 +54,8 @@ export interface DatapathMaps {
   config: BpfMap;
   /** The rule tables of the policy stage (src/policy/tables.ts). */
   policy: PolicyMaps;
+  /** Rate limits' parameters, buckets and counters (src/ratelimit/tables.ts). */
+  rateLimits: RateLimitMaps;
   /** Sampled packet events (src/events/hub.ts); config is xw_config again, for the gate. */
   events: EventMaps;
 }
@@ -186,6 +189,7 @@ export class Datapath {
       flows: object.map(MAPS.flows),
       config: object.map(MAPS.config),
       policy: policyMapsOf(object),
+      rateLimits: rateLimitMapsOf(object),
       events: { ring: object.map(EVENT_MAPS.ring), cfg: object.map(EVENT_MAPS.cfg), stats: object.map(EVENT_MAPS.stats), config: object.map(MAPS.config) },
     };
     const pins = pin && mapsDir ? { dir: pin.dir, maps: mapsDir } : undefined;
@@ -425,7 +429,7 @@ function currentXdpMode(iface: string): XdpMode {
 }
 
 /** Sizes the maps from the configuration; before load(). */
-export function applyCapacity(object: BpfObject, { cidrV4, cidrV6, flows }: Config['capacity']): void {
+export function applyCapacity(object: BpfObject, { cidrV4, cidrV6, flows, rateBuckets }: Config['capacity']): void {
   object.setMapMaxEntries(MAPS.srcV4, cidrV4);
   object.setMapMaxEntries(MAPS.dstV4, cidrV4);
   object.setMapMaxEntries(MAPS.srcV6, cidrV6);
@@ -437,6 +441,7 @@ export function applyCapacity(object: BpfObject, { cidrV4, cidrV6, flows }: Conf
   // Counters exist only for rules that dropped something (created on first hit).
   object.setMapMaxEntries(MAPS.ruleStats, cidrV4 + cidrV6);
   object.setMapMaxEntries(MAPS.flows, flows);
+  if (rateBuckets !== undefined) object.setMapMaxEntries(RATELIMIT_MAPS.buckets, rateBuckets);
 }
 
 /** Per-map kernel memory of the data plane at a capacity, from the object's map definitions (nothing is loaded). */

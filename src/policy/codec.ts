@@ -24,6 +24,8 @@ export function decodeRuleSpec(row: PolicyRow): PolicyRule {
   const stored = JSON.parse(row.spec) as StoredSpec;
   return {
     ...stored,
+    rate: stored.rate ?? null, // rows stored before rate limits have neither
+    ban: stored.ban ?? null,
     src: stored.src === null ? null : parseCidr(stored.src),
     dst: stored.dst === null ? null : parseCidr(stored.dst),
     id: row.id,

@@ -11,6 +11,8 @@ import type { ClassRule, DefaultAction, Prefix } from './reference.js';
 import type { PolicyTables } from './tables.js';
 import type { BpfMap } from '@xdpwall/addon';
 import type { Cidr } from '../rules/cidr.js';
+import { rateConf } from '../ratelimit/model.js';
+import type { RateLimitTables, RateRule } from '../ratelimit/tables.js';
 
 export const kernelRuleId = (id: number): number => POLICY_RULE_ID_BASE + id;
 
@@ -25,6 +27,8 @@ export interface PolicyEngineOptions {
   ifindexOf(iface: string): number | undefined;
   /** Where per-rule counters live (deleted with their rule). */
   ruleStats?: BpfMap;
+  /** Rate limits' parameters and buckets (written around each install). */
+  rateLimits?: RateLimitTables;
   /** Interfaces' own default policies, from the configuration (by configured name). */
   ifaceDefaults?: readonly InterfaceDefaults[];
 }
@@ -44,6 +48,11 @@ export class PolicyEngine {
     private readonly tables: PolicyTables,
     private readonly options: PolicyEngineOptions,
   ) {}
+
+  /** The rate limiter's tables, when this engine has them. */
+  get rateLimits(): RateLimitTables | undefined {
+    return this.options.rateLimits;
+  }
 
   get defaultPolicy(): PolicyDefaults {
     return { ...this.defaults };
@@ -75,6 +84,7 @@ export class PolicyEngine {
       icmpCode: rule.icmpCode,
       vlan: rule.vlan,
       expiresNs: this.expiresNs(rule.expiresAt),
+      rate: rule.action === 'ratelimit' && rule.rate ? rateConf(rule.rate, rule.ban) : null,
     };
   }
 
@@ -109,9 +119,13 @@ export class PolicyEngine {
   /** Writes one hook's rules, given in evaluation order (priority, then id). */
   async install(hook: RuleHook, rules: readonly PolicyRule[]): Promise<void> {
     const flags = hook === 'egress' && this.ingressMayDrop() ? PolFlags.replies : 0;
-    const entries = [...rules.map((r) => this.classRule(r)), ...this.ifaceDefaultRules(hook)];
+    const classRules = rules.map((r) => this.classRule(r));
+    const entries = [...classRules, ...this.ifaceDefaultRules(hook)];
     const compiled = compileTable(entries, { defaultAction: this.defaults[hook], flags });
+    const rated: RateRule[] = classRules.flatMap((r) => (r.rate ? [{ kernelId: r.kernelId, conf: r.rate }] : []));
+    this.options.rateLimits?.prepare(rated); // before the flip: a packet always finds its rule's rate
     await this.tables.apply(PolTable[hook], compiled);
+    this.options.rateLimits?.committed(hook, rated);
   }
 
   /** Sets the default policy; the caller reinstalls both hooks. */

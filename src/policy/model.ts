@@ -6,8 +6,9 @@
 import { parseCidr, type Cidr } from '../rules/cidr.js';
 import { InvalidRuleError } from '../errors.js';
 import { isPrintableText } from '../text.js';
+import { parseBan, parseRate, rateView, type BanInput, type BanSpec, type RateInput, type RateSpec } from '../ratelimit/model.js';
 
-export const RULE_ACTIONS = ['drop', 'pass', 'log'] as const;
+export const RULE_ACTIONS = ['drop', 'pass', 'log', 'ratelimit'] as const;
 export type RuleAction = (typeof RULE_ACTIONS)[number];
 export const RULE_HOOKS = ['ingress', 'egress'] as const;
 export type RuleHook = (typeof RULE_HOOKS)[number];
@@ -55,6 +56,9 @@ export interface RuleInput {
   expiresAt?: string | null;
   dryRun?: boolean;
   comment?: string | null;
+  /** Action ratelimit only (src/ratelimit/model.ts). */
+  rate?: RateInput | null;
+  ban?: BanInput | null;
 }
 
 /** The canonical rule: what the store holds and the classifier compiles. */
@@ -76,6 +80,9 @@ export interface RuleSpec {
   expiresAt: string | null;
   dryRun: boolean;
   comment: string | null;
+  /** Action ratelimit: its rate (null otherwise); ban optional. */
+  rate: RateSpec | null;
+  ban: BanSpec | null;
 }
 
 export interface PolicyRule extends RuleSpec {
@@ -159,7 +166,7 @@ const IFACE = /^(?:[A-Za-z0-9_.-]{1,64}\/)?[A-Za-z0-9_.@:-]{1,15}$/;
  * that are null or absent leave the packet's field open.
  */
 export function parseRule(input: RuleInput, now: Date): RuleSpec {
-  if (!(RULE_ACTIONS as readonly string[]).includes(input.action)) throw invalid('action', 'must be drop, pass or log');
+  if (!(RULE_ACTIONS as readonly string[]).includes(input.action)) throw invalid('action', 'must be drop, pass, log or ratelimit');
   const priority = input.priority ?? DEFAULT_PRIORITY;
   if (!isInteger(priority, 1, MAX_PRIORITY)) throw invalid('priority', `an integer 1..${MAX_PRIORITY} (lower is evaluated first)`);
   const hook = input.hook ?? 'ingress';
@@ -198,7 +205,17 @@ export function parseRule(input: RuleInput, now: Date): RuleSpec {
   if (comment !== null && (comment.length > MAX_RULE_COMMENT_LENGTH || !isPrintableText(comment))) {
     throw invalid('comment', `at most ${MAX_RULE_COMMENT_LENGTH} printable characters`);
   }
-  return { action: input.action, priority, hook, iface, src, dst, proto, srcPort, dstPort, tcpFlags, icmpType, icmpCode, vlan, expiresAt, dryRun, comment };
+  let rate: RateSpec | null = null;
+  let ban: BanSpec | null = null;
+  if (input.action === 'ratelimit') {
+    // Ingress only: limits are per remote source, and leaving them out of the TC program keeps its verification cheap.
+    if (hook !== 'ingress') throw invalid('hook', 'ratelimit rules are ingress only');
+    rate = parseRate(input.rate);
+    ban = parseBan(input.ban, rate.per, MAX_TTL_SECONDS);
+  } else if (input.rate != null || input.ban != null) {
+    throw invalid(input.rate != null ? 'rate' : 'ban', 'only with action ratelimit');
+  }
+  return { action: input.action, priority, hook, iface, src, dst, proto, srcPort, dstPort, tcpFlags, icmpType, icmpCode, vlan, expiresAt, dryRun, comment, rate, ban };
 }
 
 function parseExpiry(input: RuleInput, now: Date): string | null {
@@ -236,6 +253,8 @@ export function ruleView(rule: PolicyRule) {
     comment: rule.comment,
     createdAt: rule.createdAt,
     expiresAt: rule.expiresAt,
+    ...(rule.rate && { rate: rateView(rule.rate) }),
+    ...(rule.ban && { ban: { ...rule.ban } }),
   };
 }
 export type RuleView = ReturnType<typeof ruleView>;

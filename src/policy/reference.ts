@@ -6,16 +6,19 @@
 //   ingress: a block that matches drops (deny_src_cidr, then deny_dst_cidr);
 //   else the hook's rules in order, first match decides:
 //     drop -> drop_rule (dryRun: would_drop, passes), pass -> pass_rule,
-//     log -> pass_log;
+//     log -> pass_log; ratelimit (ingress only) -> pass_rule under the
+//     rate, else ratelimit (dryRun: would_ratelimit, passes);
 //   else the hook's default (the interface's own, an ifaceDefault entry,
 //     where the configuration gives one): accept -> pass_no_match;
 //     drop -> drop_policy, except ingress packets of a flow this host
 //     opened -> pass_reply;
-//   finally, a packet headed for a drop (or a would_drop) that matches a
-//   failsafe entry passes as pass_failsafe (on egress with its addresses
-//   and ports swapped: entries name the remote peer and the local port).
+//   finally, a packet headed for a drop (or a would_drop/would_ratelimit)
+//   that matches a failsafe entry passes as pass_failsafe (on egress with
+//   its addresses and ports swapped: entries name the remote peer and the
+//   local port).
 import type { ReasonName } from '../datapath/abi.js';
 import type { PortRange, RuleAction, TcpFlagsMatch } from './model.js';
+import type { RateConf } from '../ratelimit/model.js';
 
 export interface Prefix {
   family: 4 | 6;
@@ -43,6 +46,8 @@ export interface ClassRule {
   vlan: number | null;
   /** Coarse CLOCK_MONOTONIC nanoseconds; 0n: never. */
   expiresNs: bigint;
+  /** Action ratelimit: the kernel's bucket parameters. */
+  rate?: RateConf | null;
   /**
    * An interface's own default policy (from the configuration), placed after
    * every real rule of its hook with only `ifindex` set: when it is the first
@@ -101,6 +106,8 @@ export interface Environment {
   nowNs: bigint;
   /** Whether this host sent traffic of the packet's flow recently (egress recorded it). */
   isReply(packet: PacketFields): boolean;
+  /** A ratelimit rule matched: whether its bucket admits the packet (src/ratelimit/reference.ts). Absent: admits. */
+  rateLimit?(rule: ClassRule, packet: PacketFields): boolean;
 }
 
 export function prefixContains(prefix: Prefix, family: 4 | 6, addr: Uint8Array): boolean {
@@ -161,6 +168,11 @@ export function classify(policy: ReferencePolicy, hook: 'ingress' | 'egress', p:
     const ruleId = rule.kernelId;
     if (rule.action === 'drop') {
       decision = rule.dryRun ? { verdict: 'pass', reason: 'would_drop', ruleId } : { verdict: 'drop', reason: 'drop_rule', ruleId };
+    } else if (rule.action === 'ratelimit' && ingress) {
+      const admitted = env.rateLimit?.(rule, p) ?? true;
+      decision = admitted
+        ? { verdict: 'pass', reason: 'pass_rule', ruleId }
+        : rule.dryRun ? { verdict: 'pass', reason: 'would_ratelimit', ruleId } : { verdict: 'drop', reason: 'ratelimit', ruleId };
     } else {
       decision = { verdict: 'pass', reason: rule.action === 'log' ? 'pass_log' : 'pass_rule', ruleId };
     }
@@ -171,7 +183,8 @@ export function classify(policy: ReferencePolicy, hook: 'ingress' | 'egress', p:
   }
   // Failsafe entries are written from this host's side (remote peer, local port): an outgoing packet is looked up with its ends swapped.
   const asIncoming = ingress ? p : { ...p, src: p.dst, dst: p.src, sport: p.dport, dport: p.sport };
-  if ((decision.verdict === 'drop' || decision.reason === 'would_drop') && firstMatch(policy.failsafe, asIncoming, env.nowNs)) {
+  const wouldDrop = decision.reason === 'would_drop' || decision.reason === 'would_ratelimit';
+  if ((decision.verdict === 'drop' || wouldDrop) && firstMatch(policy.failsafe, asIncoming, env.nowNs)) {
     return { verdict: 'pass', reason: 'pass_failsafe', ruleId: 0 };
   }
   return decision;

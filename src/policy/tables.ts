@@ -42,7 +42,7 @@ export function policyMapsOf(object: { map(name: string): BpfMap }): PolicyMaps 
   };
 }
 
-const ACTION_CODES = { drop: Action.deny, pass: Action.allow, log: Action.log } as const;
+const ACTION_CODES = { drop: Action.deny, pass: Action.allow, log: Action.log, ratelimit: Action.ratelimit } as const;
 
 const u32 = (value: number): Buffer => {
   const b = Buffer.alloc(4);

@@ -92,6 +92,7 @@ enum xw_reason {
 	XW_REASON_PASS_REPLY        = 5,  /* default drop, but a flow this host opened */
 	XW_REASON_WOULD_DROP        = 6,  /* a dry-run block or drop rule matched */
 	XW_REASON_PASS_LOG          = 7,  /* a rule with action log: passed and counted */
+	XW_REASON_WOULD_RATELIMIT   = 8,  /* a dry-run ratelimit rule's bucket was empty: passed */
 	XW_REASON__FIRST_DROP       = 16,
 	XW_REASON_DENY_SRC_CIDR     = 16, /* source address in a deny prefix */
 	XW_REASON_DENY_DST_CIDR     = 17, /* destination address in a deny prefix */
@@ -102,7 +103,8 @@ enum xw_reason {
 	XW_REASON_MALFORMED_L4      = 22, /* truncated TCP/UDP/ICMP header */
 	XW_REASON_DROP_RULE         = 23, /* a rule with action drop */
 	XW_REASON_DROP_POLICY       = 24, /* no rule matched and the hook's policy is drop */
-	XW_REASON__MAX              = 25,
+	XW_REASON_RATELIMIT         = 25, /* a ratelimit rule's bucket was empty */
+	XW_REASON__MAX              = 26,
 };
 
 /* What a CIDR rule does when it matches. */
@@ -110,6 +112,7 @@ enum xw_action {
 	XW_ACTION_DENY  = 1,
 	XW_ACTION_ALLOW = 2, /* reserved for allow-list mode; a policy rule's "pass" */
 	XW_ACTION_LOG   = 3, /* policy rules only: pass and count */
+	XW_ACTION_RATELIMIT = 4, /* policy rules only: pass under the rate (xw_rl_conf), drop over it */
 };
 
 /* xw_flow_value.cached_verdict: what ingress may skip for this flow. */
@@ -408,6 +411,113 @@ struct xw_block_meta {
 /* Four consecutive ports' interval indexes (0: no interval, the wildcard). */
 struct xw_pol_port_slot {
 	__u16 interval[4];
+};
+
+/*
+ * ---------------------------------------------------------------- rate limits
+ * A policy rule with action XW_ACTION_RATELIMIT admits a packet when its
+ * token bucket holds enough, and drops it (XW_REASON_RATELIMIT) otherwise;
+ * an admitted packet passes as the rule's pass (XW_REASON_PASS_RULE), a
+ * dry-run rule's over-limit packet passes as XW_REASON_WOULD_RATELIMIT.
+ *
+ * Token buckets, integer arithmetic only: tokens are scaled by
+ * XW_RL_SCALE, so a refill of elapsed_ns * rate is exact with no division
+ * (a packet costs XW_RL_SCALE packet tokens and len * 8 * XW_RL_SCALE bit
+ * tokens; rate is per second, elapsed in ns). A bucket is full at *_cap;
+ * an idle time beyond *_fill_ns refills no more than a full bucket (this
+ * also keeps elapsed * rate from overflowing). A packet must fit every
+ * dimension the rule sets (pps, bps); a bucket starts full. The clock is
+ * bpf_ktime_get_ns() (CLOCK_MONOTONIC), or in the test build
+ * (-DXW_TEST_CLOCK) the u64 in map xw_test_clock, so BPF_PROG_TEST_RUN
+ * tests own time.
+ *
+ * Several CPUs may update one bucket: the CPU whose compare-and-swap moves
+ * last_ns forward owns the elapsed interval and adds its refill; tokens
+ * change by compare-and-swap (clamped to the cap), with a bounded number
+ * of tries before falling back to plain atomic adds (then unclamped until
+ * the next update). So no refill is counted twice and no token is taken
+ * twice. Mirror of the arithmetic: src/ratelimit/reference.ts.
+ *
+ * Buckets: per source address (per = source), per source prefix
+ * (source-prefix: /prefix_v4, /prefix_v6), or one per rule (rule). Source
+ * buckets live in xw_rl_buckets, a preallocated hash (not an LRU: an LRU
+ * would let a spoofed flood evict heavy sources' buckets, which then
+ * return full). When it is full, a packet of a source without a bucket is
+ * charged to its rule's shared bucket in xw_rl_shared (the overflow
+ * bucket, with the rule's rate): every new source together gets one
+ * source's rate until buckets are freed. The control plane frees only
+ * buckets idle for at least max(fill time, the sweep's idle age): such a
+ * bucket is full again, so deleting it changes nothing a packet sees.
+ * A rule with per = rule uses its shared bucket only.
+ *
+ * Maps (pinned by name):
+ *   xw_rl_rules    HASH  __u32 rule_id -> xw_rl_conf (written with the rule tables)
+ *   xw_rl_shared   HASH  __u32 rule_id -> xw_rl_bucket (per-rule or overflow bucket)
+ *   xw_rl_buckets  HASH  xw_rl_key -> xw_rl_bucket (sized by capacity.rateBuckets)
+ *   xw_rl_stats    PERCPU_HASH  __u32 rule_id -> xw_rl_stats
+ *   xw_rl_reports  RINGBUF  xw_rl_report: sources that crossed a rule's ban threshold
+ *   xw_rl_report_budget  ARRAY[1] -> xw_rl_bucket: at most XW_RL_REPORT_RATE reports/s
+ */
+#define XW_RL_SCALE            1000000000ULL /* tokens per packet or bit */
+#define XW_RL_RULE_ENTRIES     (2 * XW_POL_MAX_RULES)
+#define XW_DEFAULT_RL_BUCKETS  (1u << 16)
+#define XW_RL_CAS_TRIES        4
+#define XW_RL_REPORT_RATE      1000 /* ban reports per second, all rules */
+#define XW_RL_REPORT_RING      (1u << 16) /* bytes */
+
+enum xw_rl_per {
+	XW_RL_PER_SOURCE = 0,
+	XW_RL_PER_PREFIX = 1,
+	XW_RL_PER_RULE   = 2,
+};
+
+struct xw_rl_conf {
+	__u64 pps;          /* packets per second; 0: no packet limit */
+	__u64 bps;          /* bits per second; 0: no bit limit */
+	__u64 pkt_cap;      /* packet bucket depth (burst) * XW_RL_SCALE */
+	__u64 bit_cap;      /* bit bucket depth * XW_RL_SCALE */
+	__u64 pkt_fill_ns;  /* ceil(pkt_cap / pps): empty to full */
+	__u64 bit_fill_ns;  /* ceil(bit_cap / bps) */
+	__u64 ban_within_ns; /* drop-count window (ban's within, else 1 s) */
+	__u32 ban_after;    /* drops within the window that report the source; 0: no ban */
+	__u8 per;           /* enum xw_rl_per */
+	__u8 prefix_v4;     /* source-prefix lengths */
+	__u8 prefix_v6;
+	__u8 pad;
+};
+
+/* Bucket key: the rule and the source (masked to prefixlen). */
+struct xw_rl_key {
+	__u32 rule_id;
+	__u8 family;    /* 4 or 6 */
+	__u8 prefixlen; /* bits of addr kept */
+	__u16 pad;
+	__u8 addr[16];  /* network byte order; IPv4 in addr[0..3], the rest 0 */
+};
+
+/* One bucket, shared by all CPUs (atomic updates). */
+struct xw_rl_bucket {
+	__s64 pkt_tokens;   /* packets * XW_RL_SCALE */
+	__s64 bit_tokens;   /* bits * XW_RL_SCALE */
+	__u64 last_ns;      /* clock of the last refill */
+	__u64 admitted;     /* packets admitted */
+	__u64 dropped;      /* packets over the limit (dry-run: would have been) */
+	__u64 window_ns;    /* ban: start of the current window */
+	__u32 window_drops; /* ban: drops in the window */
+	__u32 pad;
+};
+
+struct xw_rl_stats {
+	struct xw_counter admitted;
+	struct xw_counter dropped;
+};
+
+/* A source crossed ban_after drops within ban_within_ns (one report per window). */
+struct xw_rl_report {
+	struct xw_rl_key key;
+	__u64 time_ns;  /* the limiter's clock */
+	__u32 drops;    /* drops in the window */
+	__u32 pad;
 };
 
 /*

@@ -6,14 +6,17 @@
  *   1. a block that matched drops (deny wins); a dry-run block passes
  *      under would_drop, an expired one no longer matches;
  *   2. else the hook's rules, by priority, first match decides:
- *      drop (drop_rule), pass (pass_rule), log (pass_log: passed, counted);
- *      a dry-run drop rule passes under would_drop;
+ *      drop (drop_rule), pass (pass_rule), log (pass_log: passed, counted),
+ *      ratelimit, ingress only (under the rate: pass_rule; over it:
+ *      ratelimit, see ratelimit.h); a dry-run drop rule passes under
+ *      would_drop, a dry-run ratelimit rule's over-limit packet under
+ *      would_ratelimit;
  *   3. else the hook's default policy (the interface's own where the
  *      configuration gives one: a flagged rule after all others): accept (pass_no_match), or drop
  *      (drop_policy) except, on ingress, packets of a flow this host opened
  *      (pass_reply: the egress program recorded it);
- *   4. a packet that 1-3 would drop, or that a dry-run rule would drop,
- *      passes instead if it matches a failsafe entry (pass_failsafe); on
+ *   4. a packet that 1-3 would drop, or that a dry-run rule would drop or
+ *      limit, passes instead if it matches a failsafe entry (pass_failsafe); on
  *      egress with its ends swapped (entries are written from this host's
  *      side: remote peer, local port).
  *
@@ -27,6 +30,7 @@
 
 #include "rules.h"
 #include "flow.h"
+#include "ratelimit.h"
 
 /* Flows this host opened, keyed like xw_flows (remote -> local), for pass_reply. */
 struct {
@@ -146,6 +150,10 @@ static __always_inline enum xw_verdict xw_policy(struct xw_pkt *p, enum xw_direc
 
 			*reason = dry ? XW_REASON_WOULD_DROP : XW_REASON_DROP_RULE;
 			verdict = dry ? XW_VERDICT_PASS : XW_VERDICT_DROP;
+		} else if (ingress && rule.action == XW_ACTION_RATELIMIT) { /* ingress only: see model.ts */
+			/* under the limit: pass_rule; over: ratelimit (dry run: would_ratelimit) */
+			*reason = xw_ratelimit(p, rule.rule_id, rule.flags & XW_RULE_F_DRY_RUN);
+			verdict = *reason >= XW_REASON__FIRST_DROP ? XW_VERDICT_DROP : XW_VERDICT_PASS;
 		} else {
 			*reason = rule.action == XW_ACTION_LOG ? XW_REASON_PASS_LOG : XW_REASON_PASS_RULE;
 		}
@@ -159,7 +167,8 @@ static __always_inline enum xw_verdict xw_policy(struct xw_pkt *p, enum xw_direc
 		}
 	}
 
-	if ((verdict == XW_VERDICT_DROP || *reason == XW_REASON_WOULD_DROP) &&
+	if ((verdict == XW_VERDICT_DROP || *reason == XW_REASON_WOULD_DROP ||
+	     *reason == XW_REASON_WOULD_RATELIMIT) &&
 	    (ingress ? xw_pol_classify(p, XW_POL_FAILSAFE, &rule, &ignored) : xw_pol_failsafe_egress(p, &rule))) {
 		*reason = XW_REASON_PASS_FAILSAFE;
 		*rule_id = 0;

@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError as CommanderArgumentError } from 'command
 import { apiClient, clientCommand, print } from './client.js';
 import { table } from '../format.js';
 import { RULE_ACTIONS, RULE_HOOKS, type RuleInput, type RuleView } from '../../policy/model.js';
+import { RATE_PER, type RatePer } from '../../ratelimit/model.js';
 
 type RuleOutput = RuleView & { hits: { packets: number; bytes: number }; wouldDrop?: { packets: number; bytes: number } };
 
@@ -38,7 +39,34 @@ interface AddFlags {
   expiresAt?: string;
   dryRun?: boolean;
   comment?: string;
+  pps?: number;
+  bps?: number;
+  burst?: number;
+  per?: RatePer;
+  prefixV4?: number;
+  prefixV6?: number;
+  banAfter?: number;
+  banWithin?: number;
+  banTtl?: number;
 }
+
+/** The rate and ban flags as the API's `rate` and `ban` (absent when none is given). */
+function rateFields(flags: AddFlags): Pick<RuleInput, 'rate' | 'ban'> {
+  const { pps, bps, burst, per, prefixV4, prefixV6, banAfter, banWithin, banTtl } = flags;
+  const rate = { pps, bps, burst, per, prefixV4, prefixV6 };
+  const out: Pick<RuleInput, 'rate' | 'ban'> = {};
+  if (Object.values(rate).some((v) => v !== undefined)) out.rate = Object.fromEntries(Object.entries(rate).filter(([, v]) => v !== undefined));
+  if (banAfter !== undefined || banWithin !== undefined || banTtl !== undefined) {
+    out.ban = { afterDrops: banAfter!, within: banWithin!, ttl: banTtl! };
+  }
+  return out;
+}
+
+const describeRate = (r: RuleOutput): string => {
+  if (!r.rate) return '';
+  const parts = [r.rate.pps !== null && `${r.rate.pps} pps`, r.rate.bps !== null && `${r.rate.bps} bps`].filter(Boolean);
+  return ` ${parts.join(' + ')} per ${r.rate.per}${r.rate.per === 'source-prefix' ? ` /${r.rate.prefixV4} /${r.rate.prefixV6}` : ''}`;
+};
 
 const describeRule = (r: RuleOutput): string => {
   const match = [
@@ -51,7 +79,7 @@ const describeRule = (r: RuleOutput): string => {
 
 function addCommand(): Command {
   return clientCommand('add', 'add a rule: xdpwall rule add drop --proto tcp --dst-port 8000-8080')
-    .argument('<ACTION>', 'drop, pass or log', oneOf('ACTION', RULE_ACTIONS))
+    .argument('<ACTION>', 'drop, pass, log or ratelimit', oneOf('ACTION', RULE_ACTIONS))
     .option('--priority <N>', '1..65535, lower first (default 1000)', integer('--priority'))
     .option('--hook <HOOK>', 'ingress (default) or egress', oneOf('--hook', RULE_HOOKS))
     .option('--iface <IFACE>', 'only this interface')
@@ -68,11 +96,23 @@ function addCommand(): Command {
     .option('--expires-at <ISO>', 'expire at this time')
     .option('--dry-run', 'count what it would do, pass the packet')
     .option('--comment <TEXT>', 'why, for the next person')
+    .option('--pps <N>', 'ratelimit: packets per second', integer('--pps'))
+    .option('--bps <N>', 'ratelimit: bits per second', integer('--bps'))
+    .option('--burst <N>', 'ratelimit: packets at once after idle (default one second of --pps)', integer('--burst'))
+    .option('--per <PER>', 'ratelimit: source (default), source-prefix or rule', oneOf('--per', RATE_PER))
+    .option('--prefix-v4 <LEN>', 'ratelimit per source-prefix: IPv4 prefix length (default 24)', integer('--prefix-v4'))
+    .option('--prefix-v6 <LEN>', 'ratelimit per source-prefix: IPv6 prefix length (default 64)', integer('--prefix-v6'))
+    .option('--ban-after <DROPS>', 'ratelimit: block a source after this many drops ...', integer('--ban-after'))
+    .option('--ban-within <SECONDS>', '... within this many seconds ...', integer('--ban-within'))
+    .option('--ban-ttl <SECONDS>', '... for this long', integer('--ban-ttl'))
     .action(async (action: RuleInput['action'], flags: AddFlags) => {
-      const { api: _a, token: _t, json: _j, ...fields } = flags;
-      const body: RuleInput = { action, ...fields };
+      const {
+        api: _a, token: _t, json: _j, pps: _pps, bps: _bps, burst: _burst, per: _per, prefixV4: _p4, prefixV6: _p6,
+        banAfter: _ba, banWithin: _bw, banTtl: _bt, ...fields
+      } = flags;
+      const body: RuleInput = { action, ...fields, ...rateFields(flags) };
       const { body: rule } = await apiClient(flags).call<RuleOutput>('POST', '/v1/rules', body);
-      print(flags, rule, () => `added rule ${rule.id}: ${rule.hook} ${rule.action}${rule.dryRun ? ' (dry run)' : ''} ${describeRule(rule)}`);
+      print(flags, rule, () => `added rule ${rule.id}: ${rule.hook} ${rule.action}${rule.dryRun ? ' (dry run)' : ''} ${describeRule(rule)}${describeRate(rule)}`);
     });
 }
 

@@ -1,0 +1,219 @@
+// The rate limiter's kernel state from the control plane's side: rule
+// parameters written before the rule tables flip (a packet classified by
+// the new table always finds its rule's conf), shared buckets created with
+// their rule, everything of a rule removed after it left both hooks;
+// counters, active buckets and the most limited sources read back; idle
+// buckets swept. See "rate limits" in xdp/include/xdpwall_abi.h.
+import type { BpfMap } from '@xdpwall/addon';
+import { BPF_NOEXIST } from '@xdpwall/addon';
+import { Layout, RATELIMIT_MAPS, RlPer, cpusOf, encodeRuleId, sumCounters, type Counter } from '../datapath/abi.js';
+import { encodeRateConf, type RateConf } from './model.js';
+
+export interface RateLimitMaps {
+  rules: BpfMap;
+  shared: BpfMap;
+  buckets: BpfMap;
+  stats: BpfMap;
+  reports: BpfMap;
+  reportBudget: BpfMap;
+}
+
+export function rateLimitMapsOf(object: { map(name: string): BpfMap }): RateLimitMaps {
+  return {
+    rules: object.map(RATELIMIT_MAPS.rules),
+    shared: object.map(RATELIMIT_MAPS.shared),
+    buckets: object.map(RATELIMIT_MAPS.buckets),
+    stats: object.map(RATELIMIT_MAPS.stats),
+    reports: object.map(RATELIMIT_MAPS.reports),
+    reportBudget: object.map(RATELIMIT_MAPS.reportBudget),
+  };
+}
+
+export interface RateRule {
+  kernelId: number;
+  conf: RateConf;
+}
+
+/** A decoded struct xw_rl_key. */
+export interface BucketKey {
+  ruleId: number;
+  family: 4 | 6;
+  prefixLen: number;
+  /** 4 or 16 bytes. */
+  addr: Uint8Array;
+}
+
+export interface BucketState {
+  pktTokens: bigint;
+  bitTokens: bigint;
+  lastNs: bigint;
+  admitted: bigint;
+  dropped: bigint;
+  windowNs: bigint;
+  windowDrops: number;
+}
+
+export function decodeBucketKey(buf: Buffer, offset = 0): BucketKey {
+  const L = Layout.rlKey;
+  const family = buf.readUInt8(offset + L.family) === 6 ? 6 : 4;
+  return {
+    ruleId: buf.readUInt32LE(offset + L.ruleId),
+    family,
+    prefixLen: buf.readUInt8(offset + L.prefixlen),
+    addr: new Uint8Array(buf.subarray(offset + L.addr, offset + L.addr + (family === 4 ? 4 : 16))),
+  };
+}
+
+export function encodeBucketKey(key: BucketKey): Buffer {
+  const L = Layout.rlKey;
+  const buf = Buffer.alloc(L.size);
+  buf.writeUInt32LE(key.ruleId >>> 0, L.ruleId);
+  buf.writeUInt8(key.family, L.family);
+  buf.writeUInt8(key.prefixLen, L.prefixlen);
+  buf.set(key.addr, L.addr);
+  return buf;
+}
+
+export function decodeBucket(buf: Buffer, offset = 0): BucketState {
+  const L = Layout.rlBucket;
+  return {
+    pktTokens: buf.readBigInt64LE(offset + L.pktTokens),
+    bitTokens: buf.readBigInt64LE(offset + L.bitTokens),
+    lastNs: buf.readBigUInt64LE(offset + L.lastNs),
+    admitted: buf.readBigUInt64LE(offset + L.admitted),
+    dropped: buf.readBigUInt64LE(offset + L.dropped),
+    windowNs: buf.readBigUInt64LE(offset + L.windowNs),
+    windowDrops: buf.readUInt32LE(offset + L.windowDrops),
+  };
+}
+
+/** A full bucket as of nowNs: what a rule's shared bucket starts as. */
+export function encodeFullBucket(conf: RateConf, nowNs: bigint): Buffer {
+  const L = Layout.rlBucket;
+  const buf = Buffer.alloc(L.size);
+  buf.writeBigInt64LE(conf.pktCap, L.pktTokens);
+  buf.writeBigInt64LE(conf.bitCap, L.bitTokens);
+  buf.writeBigUInt64LE(nowNs, L.lastNs);
+  buf.writeBigUInt64LE(nowNs, L.windowNs);
+  return buf;
+}
+
+export interface RuleLimitStats {
+  admitted: Counter;
+  dropped: Counter;
+}
+
+export interface LimitedSource {
+  ruleId: number;
+  bucket: BucketKey;
+  state: BucketState;
+}
+
+export class RateLimitTables {
+  /** Kernel ids of the ratelimit rules each hook's installed table holds. */
+  private readonly installed = new Map<string, Map<number, RateConf>>();
+
+  constructor(
+    readonly maps: RateLimitMaps,
+    private readonly monotonicNs: () => bigint,
+  ) {}
+
+  /** Before a hook's table flips: every ratelimit rule it will hold has its conf and shared bucket. */
+  prepare(rules: readonly RateRule[]): void {
+    for (const { kernelId, conf } of rules) {
+      const key = encodeRuleId(kernelId);
+      this.maps.rules.update(key, encodeRateConf(conf));
+      if (!this.maps.shared.lookup(key)) this.maps.shared.update(key, encodeFullBucket(conf, this.monotonicNs()), BPF_NOEXIST);
+    }
+  }
+
+  /**
+   * After a hook's table flipped and no packet reads the old one: forgets
+   * rules that are in neither hook's table any more (conf, shared bucket,
+   * counters; their source buckets go with the next sweep).
+   */
+  committed(hook: string, rules: readonly RateRule[]): void {
+    const before = this.installed.get(hook) ?? new Map<number, RateConf>();
+    this.installed.set(hook, new Map(rules.map((r) => [r.kernelId, r.conf])));
+    for (const id of before.keys()) {
+      if (this.confOf(id)) continue;
+      const key = encodeRuleId(id);
+      this.maps.rules.delete(key);
+      this.maps.shared.delete(key);
+      this.maps.stats.delete(key);
+    }
+  }
+
+  confOf(kernelId: number): RateConf | undefined {
+    for (const rules of this.installed.values()) {
+      const conf = rules.get(kernelId);
+      if (conf) return conf;
+    }
+    return undefined;
+  }
+
+  ruleStats(kernelId: number): RuleLimitStats {
+    const value = this.maps.stats.lookup(encodeRuleId(kernelId));
+    const cpus = cpusOf(this.maps.stats);
+    if (!value) return { admitted: { packets: 0n, bytes: 0n }, dropped: { packets: 0n, bytes: 0n } };
+    return {
+      admitted: sumCounters(value, 0, this.maps.stats.valueStride, cpus, Layout.rlStats.admitted),
+      dropped: sumCounters(value, 0, this.maps.stats.valueStride, cpus, Layout.rlStats.dropped),
+    };
+  }
+
+  /** Every source bucket (one batch read). */
+  async readBuckets(): Promise<Array<{ key: BucketKey; raw: Buffer; state: BucketState }>> {
+    const all = await this.maps.buckets.lookupAll();
+    const { keySize, valueStride } = this.maps.buckets;
+    const out: Array<{ key: BucketKey; raw: Buffer; state: BucketState }> = [];
+    for (let i = 0; i < all.count; i++) {
+      const raw = Buffer.from(all.keys.subarray(i * keySize, (i + 1) * keySize));
+      out.push({ key: decodeBucketKey(raw), raw, state: decodeBucket(all.values, i * valueStride) });
+    }
+    return out;
+  }
+
+  /** Source buckets per rule. */
+  async activeBuckets(): Promise<Map<number, number>> {
+    const counts = new Map<number, number>();
+    for (const { key } of await this.readBuckets()) counts.set(key.ruleId, (counts.get(key.ruleId) ?? 0) + 1);
+    return counts;
+  }
+
+  /**
+   * Deletes source buckets that are idle for at least max(their rule's fill
+   * time, idleNs) (full again: deleting them changes nothing a packet sees)
+   * and those of rules no longer installed. Returns how many were deleted.
+   */
+  async sweep(idleNs: bigint): Promise<number> {
+    const now = this.monotonicNs();
+    const doomed: Buffer[] = [];
+    for (const { key, raw, state } of await this.readBuckets()) {
+      const conf = this.confOf(key.ruleId);
+      if (!conf || conf.per === RlPer.rule) {
+        doomed.push(raw);
+        continue;
+      }
+      const fill = conf.pktFillNs > conf.bitFillNs ? conf.pktFillNs : conf.bitFillNs;
+      const idleFor = fill > idleNs ? fill : idleNs;
+      if (now > state.lastNs && now - state.lastNs >= idleFor) doomed.push(raw);
+    }
+    if (doomed.length === 0) return 0;
+    return this.maps.buckets.deleteBatch(Buffer.concat(doomed), doomed.length);
+  }
+
+  /**
+   * The sources (or prefixes) being limited now: buckets with drops in a
+   * drop-count window that is still current, most such drops first.
+   */
+  async top(limit: number): Promise<LimitedSource[]> {
+    const now = this.monotonicNs();
+    const limited = (await this.readBuckets()).filter(({ key, state }) => {
+      const window = this.confOf(key.ruleId)?.banWithinNs;
+      return window !== undefined && state.windowDrops > 0 && now - state.windowNs < window;
+    });
+    limited.sort((a, b) => b.state.windowDrops - a.state.windowDrops || (b.state.dropped > a.state.dropped ? 1 : b.state.dropped < a.state.dropped ? -1 : 0));
+    return limited.slice(0, limit).map(({ key, state }) => ({ ruleId: key.ruleId, bucket: key, state }));
+  }
+}
