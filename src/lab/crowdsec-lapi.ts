@@ -192,7 +192,16 @@ export class CrowdsecLapi {
     const file = join(this.dir, `import-${Date.now()}.json`);
     writeFileSync(file, JSON.stringify(decisions.map((d) => ({ ...d, type: 'ban', origin: 'xdpwall-lab', reason: 'bench' }))));
     try {
-      await this.cscli(['decisions', 'import', '-i', file], 600_000);
+      // LAPI's SQLite may be locked by a bouncer's pull ("database is locked"): the import is refused whole, so retry.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.cscli(['decisions', 'import', '-i', file], 600_000);
+          return;
+        } catch (error) {
+          if (attempt >= 5 || !/database is locked/.test((error as Error).message)) throw error;
+          await sleep(1_000);
+        }
+      }
     } finally {
       rmSync(file, { force: true });
     }
