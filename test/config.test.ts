@@ -53,7 +53,7 @@ interfaces: [eth0, { name: lab/veth1, mode: generic }]
 mode: native
 listen: unix:/run/xdpwall/api.sock
 stateDir: /tmp/xw-state
-capacity: { cidrV4: 4096 }
+capacity: { cidrV4: 4096, timedBlocks: 200000 }
 `);
     const fromFile = loadConfig(path);
     expect(fromFile.interfaces).toEqual([
@@ -62,6 +62,8 @@ capacity: { cidrV4: 4096 }
     ]);
     expect(fromFile.listen).toEqual({ kind: 'unix', path: '/run/xdpwall/api.sock' });
     expect(fromFile.capacity.cidrV4).toBe(4096);
+    expect(fromFile.capacity.timedBlocks).toBe(200_000);
+    expect(fromFile.capacity.rateBuckets).toBeUndefined();
 
     const overridden = loadConfig(path, { interfaces: ['eth9'], mode: 'auto', listen: '[::1]:9000' });
     expect(overridden.interfaces).toEqual([{ name: 'eth9', mode: 'auto' }]);
@@ -77,6 +79,7 @@ capacity: { cidrV4: 4096 }
     ['interfaces: eth0', /interfaces must be a list/],
     ['mode: turbo', /mode must be auto, native or generic/],
     ['capacity: { flows: -1 }', /capacity.flows must be a positive integer/],
+    ['capacity: { timedBlocks: 0 }', /capacity.timedBlocks must be a positive integer/],
     ['listen: 7070', /listen must be a string/],
     ['interfaces: [{ mode: native }]', /each interface needs a name/],
     ['[1, 2', /not valid YAML/],

@@ -19,7 +19,7 @@ import {
   type BpfProgram,
   type XdpMode,
 } from '@xdpwall/addon';
-import { IFSLOT_IFINDEX_MAX, MAPS, PROGRAMS, RATELIMIT_MAPS, STATS_IFSLOTS, STATS_REASONS, statsIndex } from './abi.js';
+import { IFSLOT_IFINDEX_MAX, MAPS, POLICY_MAPS, PROGRAMS, RATELIMIT_MAPS, STATS_IFSLOTS, STATS_REASONS, statsIndex } from './abi.js';
 import { policyMapsOf, type PolicyMaps } from '../policy/tables.js';
 import { rateLimitMapsOf, type RateLimitMaps } from '../ratelimit/tables.js';
 import { EVENT_MAPS } from '../events/abi.js';
@@ -429,7 +429,7 @@ function currentXdpMode(iface: string): XdpMode {
 }
 
 /** Sizes the maps from the configuration; before load(). */
-export function applyCapacity(object: BpfObject, { cidrV4, cidrV6, flows, rateBuckets }: Config['capacity']): void {
+export function applyCapacity(object: BpfObject, { cidrV4, cidrV6, flows, rateBuckets, timedBlocks }: Config['capacity']): void {
   object.setMapMaxEntries(MAPS.srcV4, cidrV4);
   object.setMapMaxEntries(MAPS.dstV4, cidrV4);
   object.setMapMaxEntries(MAPS.srcV6, cidrV6);
@@ -442,6 +442,7 @@ export function applyCapacity(object: BpfObject, { cidrV4, cidrV6, flows, rateBu
   object.setMapMaxEntries(MAPS.ruleStats, cidrV4 + cidrV6);
   object.setMapMaxEntries(MAPS.flows, flows);
   if (rateBuckets !== undefined) object.setMapMaxEntries(RATELIMIT_MAPS.buckets, rateBuckets);
+  if (timedBlocks !== undefined) object.setMapMaxEntries(POLICY_MAPS.blockMeta, timedBlocks);
 }
 
 /** Per-map kernel memory of the data plane at a capacity, from the object's map definitions (nothing is loaded). */

@@ -7,7 +7,7 @@
 // top of the daemon's own RSS. test/memory.test.ts checks the formulas against
 // what the kernel reports for the real maps.
 import type { BpfMap } from '@xdpwall/addon';
-import { MAPS } from './abi.js';
+import { MAPS, POLICY_MAPS, RATELIMIT_MAPS } from './abi.js';
 
 export interface MapMemory {
   map: string;
@@ -33,6 +33,8 @@ const SIZED_BY: Record<string, string> = {
   [MAPS.dstHostV6]: 'capacity.cidrV6',
   [MAPS.ruleStats]: 'capacity.cidrV4 + capacity.cidrV6',
   [MAPS.flows]: 'capacity.flows',
+  [RATELIMIT_MAPS.buckets]: 'capacity.rateBuckets',
+  [POLICY_MAPS.blockMeta]: 'capacity.timedBlocks',
 };
 
 // Kernel structure sizes on 64-bit (kernel/bpf/hashtab.c, lpm_trie.c).
