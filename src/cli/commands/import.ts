@@ -1,12 +1,12 @@
 // `xdpwall block import FILE|-`: many blocks in one all-or-nothing bulk
 // import, streamed to the daemon as NDJSON while the file is read, with a
 // progress bar on a terminal (plain lines elsewhere) on stderr.
-import { createReadStream, statSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { Command } from 'commander';
 import { CliError } from '../client.js';
 import { apiClient, clientCommand, print } from './client.js';
 import { Progress } from '../progress.js';
+import { openInputFile } from '../input-file.js';
 import { isBlockDirection, type BlockDirection } from '../../rules/model.js';
 
 interface ImportFlags {
@@ -88,18 +88,7 @@ export function blockImportCommand(): Command {
     .option('--force', 'block even what would cut this client off from the API')
     .action(async (file: string, flags: ImportFlags) => {
       if (flags.direction !== undefined && !isBlockDirection(flags.direction)) throw new CliError(`--direction must be src or dst, not "${flags.direction}"`, 2);
-      let input: Readable;
-      let totalBytes: number | undefined;
-      if (file === '-') {
-        input = process.stdin;
-      } else {
-        try {
-          totalBytes = statSync(file).size;
-        } catch (error) {
-          throw new CliError(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, 2);
-        }
-        input = createReadStream(file);
-      }
+      const { input, totalBytes } = openInputFile(file);
       const progress = new Progress(process.stderr, { label: 'import', totalBytes });
       const counts: ImportCounts = { bytes: 0, items: 0, lines: [] };
       const items = ndjsonItems(

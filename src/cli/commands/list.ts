@@ -1,12 +1,11 @@
 // `xdpwall list put|ls|show|rm`: named lists (/v1/lists). `put` streams the
 // file as it is (text/plain: plain, FireHOL netset or Spamhaus DROP) with a
 // progress bar on stderr, then waits while the daemon swaps the list in.
-import { createReadStream, statSync } from 'node:fs';
-import type { Readable } from 'node:stream';
 import { Command } from 'commander';
 import { CliError } from '../client.js';
 import { apiClient, clientCommand, print } from './client.js';
 import { Progress } from '../progress.js';
+import { openInputFile } from '../input-file.js';
 import { table } from '../format.js';
 import { isBlockDirection } from '../../rules/model.js';
 import { isListAction, type ListView } from '../../lists/model.js';
@@ -35,18 +34,7 @@ function putCommand(): Command {
     .action(async (name: string, file: string, flags: Flags & { action?: string; direction?: string }) => {
       if (flags.action !== undefined && !isListAction(flags.action)) throw new CliError(`--action must be deny, allow or none, not "${flags.action}"`, 2);
       if (flags.direction !== undefined && !isBlockDirection(flags.direction)) throw new CliError(`--direction must be src or dst, not "${flags.direction}"`, 2);
-      let input: Readable;
-      let totalBytes: number | undefined;
-      if (file === '-') {
-        input = process.stdin;
-      } else {
-        try {
-          totalBytes = statSync(file).size;
-        } catch (error) {
-          throw new CliError(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, 2);
-        }
-        input = createReadStream(file);
-      }
+      const { input, totalBytes } = openInputFile(file);
       const progress = new Progress(process.stderr, { label: `list ${name}`, totalBytes });
       let bytes = 0;
       let lines = 0;
