@@ -8,6 +8,7 @@ import type { BpfMap } from '@xdpwall/addon';
 import { BPF_NOEXIST } from '@xdpwall/addon';
 import { Layout, RATELIMIT_MAPS, RlPer, cpusOf, encodeRuleId, sumCounters, type Counter } from '../datapath/abi.js';
 import { encodeRateConf, type RateConf } from './model.js';
+import type { Bucket } from './reference.js';
 
 export interface RateLimitMaps {
   rules: BpfMap;
@@ -43,15 +44,8 @@ export interface BucketKey {
   addr: Uint8Array;
 }
 
-export interface BucketState {
-  pktTokens: bigint;
-  bitTokens: bigint;
-  lastNs: bigint;
-  admitted: bigint;
-  dropped: bigint;
-  windowNs: bigint;
-  windowDrops: number;
-}
+/** A bucket as the kernel holds it: the same state the reference limiter keeps. */
+export type BucketState = Bucket;
 
 export function decodeBucketKey(buf: Buffer, offset = 0): BucketKey {
   const L = Layout.rlKey;
