@@ -59,7 +59,9 @@ export interface OriginBlocks {
   /** Throws when the firewall refuses to block this CIDR (/0, the failsafe list). */
   check(cidr: string): void;
   addMany(items: BlockWithExtras[]): Promise<{ created: number; existing: number }>;
-  owned(): Array<{ cidr: string; direction: BlockDirection }>;
+  owned(): Array<{ cidr: string; direction: BlockDirection; expiresAt: string | null }>;
+  /** The source block of this CIDR in force, whoever owns it (expiresAt null: permanent); undefined when none. */
+  block(cidr: string): { cidr: string; direction: BlockDirection; expiresAt: string | null } | undefined;
   removeMany(keys: Array<{ cidr: string; direction: BlockDirection }>): Promise<BlockRule[]>;
 }
 
@@ -240,6 +242,10 @@ export class Firewall {
       },
       addMany: (items) => this.addBlocks(items.map((item) => ({ ...item, origin }))),
       owned: () => this.blockMeta.ownedBy(origin),
+      block: (cidr) => {
+        const rule = this.store.findByCidr(cidr, 'src')[0];
+        return rule && { cidr: rule.cidr, direction: rule.direction, expiresAt: this.blockMeta.meta(rule).expiresAt };
+      },
       removeMany: (keys) => this.blocks.removeMany(keys.filter((key) => this.blockMeta.origin(key) === origin)),
     };
   }

@@ -99,13 +99,13 @@ export class BlockMetaService {
     return this.meta(rule).origin ?? API_ORIGIN;
   }
 
-  /** The (cidr, direction) of every block this origin owns. */
-  ownedBy(origin: string): Array<{ cidr: string; direction: BlockRule['direction'] }> {
-    const owned: Array<{ cidr: string; direction: BlockRule['direction'] }> = [];
+  /** The (cidr, direction) and expiry of every block this origin owns. */
+  ownedBy(origin: string): Array<{ cidr: string; direction: BlockRule['direction']; expiresAt: string | null }> {
+    const owned: Array<{ cidr: string; direction: BlockRule['direction']; expiresAt: string | null }> = [];
     for (const [key, meta] of this.byKey) {
       if (meta.origin !== origin) continue;
       const [direction, cidr] = key.split('|') as [BlockRule['direction'], string];
-      owned.push({ cidr, direction });
+      owned.push({ cidr, direction, expiresAt: meta.expiresAt });
     }
     return owned;
   }
