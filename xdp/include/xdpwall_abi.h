@@ -427,7 +427,11 @@ struct xw_pol_port_slot {
  * an idle time beyond *_fill_ns refills no more than a full bucket (this
  * also keeps elapsed * rate from overflowing). A packet must fit every
  * dimension the rule sets (pps, bps); a bucket starts full. The clock is
- * bpf_ktime_get_ns() (CLOCK_MONOTONIC), or in the test build
+ * CLOCK_MONOTONIC: bpf_ktime_get_coarse_ns() (as of the last tick, a few
+ * ms at most behind) for a rule whose fill times (pkt_fill_ns, bit_fill_ns
+ * of the dimensions it sets) are all at least XW_RL_COARSE_FILL_NS, so a
+ * tick's refill is a small share of the bucket; bpf_ktime_get_ns() for a
+ * shallower one. Either way refills add up exactly over time. In the test build
  * (-DXW_TEST_CLOCK) the u64 in map xw_test_clock, so BPF_PROG_TEST_RUN
  * tests own time.
  *
@@ -464,6 +468,7 @@ struct xw_pol_port_slot {
 #define XW_RL_CAS_TRIES        4
 #define XW_RL_REPORT_RATE      1000 /* ban reports per second, all rules */
 #define XW_RL_REPORT_RING      (1u << 16) /* bytes */
+#define XW_RL_COARSE_FILL_NS   50000000ULL /* 50 ms: see the clock above */
 
 enum xw_rl_per {
 	XW_RL_PER_SOURCE = 0,
