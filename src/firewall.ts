@@ -25,6 +25,7 @@ import { TooBroadError } from './errors.js';
 import { Integrations } from './integrations/status.js';
 import { ListStore } from './lists/store.js';
 import { ListService } from './lists/service.js';
+import { ListPrefixes } from './policy/list-refs.js';
 import type { FeedState } from './lists/feeds.js';
 import { FileManaged } from './fleet/managed.js';
 import { RateLimitTables } from './ratelimit/tables.js';
@@ -118,7 +119,9 @@ export class Firewall {
       now: () => new Date(clock.wallMs()),
       check: (rule) => checkFailsafeRule(failsafe, rule),
       log: { error: (details, message) => (log.error ?? log.warn).call(log, details, message) },
+      listExists: (name) => lists.has(name),
     });
+    lists.useRules(this.rules.listUsers);
     this.blockMeta = blockMeta;
     this.blocks = new BlockService(store, blockMeta.enforcer(cidrMaps), {
       counts,
@@ -151,12 +154,14 @@ export class Firewall {
       const cidrMaps = new CidrMaps(datapath.maps);
       const clock = options.clock ?? systemClock;
       const opened = datapath;
+      const listPrefixes = new ListPrefixes((name) => (lists.has(name) ? lists.get(name) : undefined));
       const policy = new PolicyEngine(await PolicyTables.open(datapath.maps.policy), {
         clock,
         ifindexOf: (iface) => opened.interfaces().find((i) => i.iface === iface)?.ifindex,
         ruleStats: datapath.maps.ruleStats,
         rateLimits: new RateLimitTables(datapath.maps.rateLimits, () => clock.monotonicNs()),
         ifaceDefaults: options.ifaceDefaults ?? [],
+        listPrefixes: (name) => listPrefixes.of(name),
       });
       const blockMeta = new BlockMetaService(store, datapath.maps.policy.blockMeta, (at) => policy.expiresNs(at), () => new Date(clock.wallMs()));
       // Before the prefixes: a dry-run block never drops.
