@@ -10,7 +10,7 @@ import { parseFailsafe, type FailsafeEntry } from './policy/failsafe.js';
 import { parseEventSettings, type EventSettings } from './events/settings.js';
 import { parseDuration } from './duration.js';
 import type { CrowdsecConfig } from './integrations/crowdsec.js';
-import { parseFeeds, type FeedConfig } from './lists/feeds.js';
+import { parseFeeds, type FeedConfig } from './lists/feed-config.js';
 
 export type PolicyDefault = 'accept' | 'drop';
 

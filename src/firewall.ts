@@ -17,7 +17,7 @@ import { PolicyTables } from './policy/tables.js';
 import { PolicyEngine } from './policy/engine.js';
 import { POLICY_SETTING, RuleService } from './policy/rules.js';
 import type { InterfaceDefaults, PolicyDefaults } from './policy/engine.js';
-import { BlockMetaService, type BlockExtras, type BlockWithExtras } from './policy/block-meta.js';
+import { BlockMetaService, type AddManyOptions, type BlockExtras, type BlockWithExtras } from './policy/block-meta.js';
 import type { BlockInput } from './rules/blocks.js';
 import type { BlockDirection, BlockRule } from './rules/model.js';
 import { parseCidr } from './rules/cidr.js';
@@ -66,6 +66,25 @@ export interface OriginBlocks {
   removeMany(keys: Array<{ cidr: string; direction: BlockDirection }>): Promise<BlockRule[]>;
 }
 
+/** What Firewall.open has built and the constructor wires together. */
+interface FirewallParts {
+  store: RuleStore;
+  datapath: Datapath;
+  cidrMaps: CidrMaps;
+  policy: PolicyEngine;
+  clock: Clock;
+  countersCacheMs: number;
+  capacity: Config['capacity'];
+  log: Logger;
+  failsafe: readonly FailsafeEntry[];
+  /** ttl, dryRun and origin of blocks. */
+  blockMeta: BlockMetaService;
+  events: EventSettings;
+  lists: ListService;
+  /** Stored blocks per family, counted while restoring them. */
+  counts?: Record<4 | 6, number>;
+}
+
 export interface TableUsage {
   table: 'cidr_v4' | 'cidr_v6' | 'flows';
   entries: number;
@@ -98,21 +117,22 @@ export class Firewall {
   /** Turns the kernel's ban reports into auto blocks; the daemon starts it. */
   readonly bans: BanService | undefined;
 
-  private constructor(
-    private readonly store: RuleStore,
-    readonly datapath: Datapath,
-    private readonly cidrMaps: CidrMaps,
-    readonly policy: PolicyEngine,
-    private readonly clock: Clock,
-    countersCacheMs: number,
-    capacity: Config['capacity'],
-    log: Logger,
-    readonly failsafe: readonly FailsafeEntry[],
-    blockMeta: BlockMetaService,
-    events: EventSettings,
-    lists: ListService,
-    counts?: Record<4 | 6, number>,
-  ) {
+  private readonly store: RuleStore;
+  readonly datapath: Datapath;
+  private readonly cidrMaps: CidrMaps;
+  readonly policy: PolicyEngine;
+  private readonly clock: Clock;
+  readonly failsafe: readonly FailsafeEntry[];
+
+  private constructor({
+    store, datapath, cidrMaps, policy, clock, countersCacheMs, capacity, log, failsafe, blockMeta, events, lists, counts,
+  }: FirewallParts) {
+    this.store = store;
+    this.datapath = datapath;
+    this.cidrMaps = cidrMaps;
+    this.policy = policy;
+    this.clock = clock;
+    this.failsafe = failsafe;
     this.events = new EventHub(datapath.maps.events, events, { clock, ifaceName: (ifindex) => datapath.ifaceName(ifindex) });
     this.lists = lists;
     this.rules = new RuleService(store, policy, {
@@ -190,10 +210,10 @@ export class Firewall {
       const failsafe = options.failsafe ?? [];
       policy.setDefaults(store.getSetting<PolicyDefaults>(POLICY_SETTING) ?? options.policy ?? { ingress: 'accept', egress: 'accept' });
       await policy.installFailsafe(failsafeRules(failsafe));
-      const firewall = new Firewall(
-        store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log, failsafe, blockMeta,
-        options.events ?? DEFAULT_EVENT_SETTINGS, lists, blockCounts,
-      );
+      const firewall = new Firewall({
+        store, datapath, cidrMaps, policy, clock, countersCacheMs: options.countersCacheMs, capacity: options.capacity, log, failsafe,
+        blockMeta, events: options.events ?? DEFAULT_EVENT_SETTINGS, lists, counts: blockCounts,
+      });
       await firewall.rules.installAll();
       return { firewall, restored };
     } catch (error) {
@@ -232,9 +252,16 @@ export class Firewall {
     return this.blockMeta.add(this.blocks, input);
   }
 
-  /** Blocks many CIDRs with ttl/expiresAt and origin in one bulk change (see BlockMetaService.addMany). */
-  addBlocks(items: readonly BlockWithExtras[]): Promise<{ created: number; existing: number }> {
-    return this.blockMeta.addMany(this.blocks, items);
+  /**
+   * Blocks many CIDRs, each with the extras POST /v1/blocks takes (ttl or
+   * expiresAt, dryRun, origin), in one all-or-nothing bulk change; `items`
+   * may arrive in chunks as a body is read (see BlockMetaService.addMany).
+   */
+  addBlocks(
+    items: Iterable<BlockWithExtras> | AsyncIterable<readonly BlockWithExtras[]>,
+    options?: AddManyOptions,
+  ): Promise<{ created: number; existing: number }> {
+    return this.blockMeta.addMany(this.blocks, items, options);
   }
 
   /** The blocks an integration keeps, as it sees them: it adds in bulk and removes only what it owns. */
@@ -245,7 +272,8 @@ export class Firewall {
         if (cidr.prefixLen === 0) throw new TooBroadError(`${cidr.text} blocks everything`);
         checkFailsafeCidr(this.failsafe, cidr, 'block');
       },
-      addMany: (items) => this.addBlocks(items.map((item) => ({ ...item, origin }))),
+      // An integration's items carry no dryRun: they never flip an operator's dry run.
+      addMany: (items) => this.addBlocks(items.map((item) => ({ ...item, origin })), { keepDryRun: true }),
       owned: () => this.blockMeta.ownedBy(origin),
       block: (cidr) => {
         const rule = this.store.findByCidr(cidr, 'src')[0];

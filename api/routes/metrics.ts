@@ -3,7 +3,7 @@
 // routes use), so the scrape is the source of truth, not a copy kept here.
 import type { FastifyPluginAsync } from 'fastify';
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { ApiFirewall } from '../app.js';
+import type { ApiFirewall } from '../firewall.js';
 
 export interface MetricsRoutesOptions {
   firewall: ApiFirewall;
