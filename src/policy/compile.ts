@@ -77,12 +77,16 @@ function scalarValues(rule: ClassRule, field: ScalarField): number[] | null {
   }
 }
 
-/** A key for `p` cut to its first `len` bits (len <= p.prefixLen). */
-function prefixKey(p: Prefix, len: number): string {
+/**
+ * A key for `p` cut to its first `len` bits (len <= p.prefixLen): a number
+ * for IPv4 (len * 2^32 + network; lists of 100k entries make this the hot
+ * path), a string for IPv6.
+ */
+function prefixKey(p: Prefix, len: number): number | string {
   const b = p.bytes;
   if (p.family === 4) {
     const addr = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
-    return `${len}/${len === 0 ? 0 : (addr & (0xffff_ffff << (32 - len))) >>> 0}`;
+    return len * 0x1_0000_0000 + (len === 0 ? 0 : (addr & (0xffff_ffff << (32 - len))) >>> 0);
   }
   const bytes = Uint8Array.from(b);
   for (let bit = len; bit < 128; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
@@ -185,7 +189,7 @@ export function compileTable(rules: readonly ClassRule[], options: CompileOption
     constrained.forEach((c, i) => !c && setBit(wildcard, i));
     emit(field, POL_WILDCARD, wildcard);
     // Rules by exact prefix (a rule's own prefix or its list's entries).
-    const byPrefix = new Map<string, { prefix: Prefix; rules: number[] }>();
+    const byPrefix = new Map<number | string, { prefix: Prefix; rules: number[] }>();
     const lengths: Record<4 | 6, Set<number>> = { 4: new Set(), 6: new Set() };
     const add = (p: Prefix, i: number) => {
       const key = prefixKey(p, p.prefixLen);
@@ -211,15 +215,15 @@ export function compileTable(rules: readonly ClassRule[], options: CompileOption
     // same rules share one bitmap: a list's entries usually all do.
     const bySignature = new Map<string, number>();
     const sortedLengths = { 4: [...lengths[4]].sort((a, b) => a - b), 6: [...lengths[6]].sort((a, b) => a - b) };
-    for (const { prefix } of byPrefix.values()) {
-      const containing: number[] = [];
+    for (const { prefix, rules: own } of byPrefix.values()) {
+      let sorted = own; // ascending and unique as collected
       for (const len of sortedLengths[prefix.family]) {
-        if (len > prefix.prefixLen) break;
+        if (len >= prefix.prefixLen) break;
         const rulesThere = byPrefix.get(prefixKey(prefix, len))?.rules;
-        if (rulesThere) containing.push(...rulesThere);
+        if (rulesThere) sorted = sorted.concat(rulesThere);
       }
-      const sorted = [...new Set(containing)].sort((a, b) => a - b);
-      const signature = sorted.join(',');
+      if (sorted !== own) sorted = [...new Set(sorted)].sort((a, b) => a - b);
+      const signature = sorted.length === 1 ? String(sorted[0]) : sorted.join(',');
       let value = bySignature.get(signature);
       if (value === undefined) {
         value = bySignature.size + 1;

@@ -110,7 +110,7 @@ function encodeMeta(c: CompiledTable): Buffer {
   return value;
 }
 
-/** Keys a buffer holds in the hash and the trie, to empty it before its next use. */
+/** Keys a buffer holds in the hash and the trie, to empty it before its next use (addrs: runs of packed keys). */
 interface Written {
   bitmaps: Buffer[];
   addrs: Buffer[];
@@ -180,9 +180,17 @@ export class PolicyTables {
     for (let i = 0; i < bitmaps.length; i++) written.bitmaps.push(bkeys.subarray(i * 8, (i + 1) * 8));
 
     if (compiled.addrs.length > 0) {
-      const akeys = compiled.addrs.map((a) => addrKey(table, next, PolField[a.field], a.prefix.family, a.prefix.bytes, a.prefix.prefixLen));
-      await maps.addrs.updateBatch(Buffer.concat(akeys), Buffer.concat(compiled.addrs.map((a) => u32(a.value))), akeys.length);
-      for (const key of akeys) written.addrs.push(key);
+      // Packed in place: a list's 100k entries are one batch, not 100k small buffers.
+      const n = compiled.addrs.length;
+      const size = Layout.polAddrKey.size;
+      const akeys = Buffer.alloc(n * size);
+      const avalues = Buffer.alloc(n * 4);
+      compiled.addrs.forEach((a, i) => {
+        addrKey(table, next, PolField[a.field], a.prefix.family, a.prefix.bytes, a.prefix.prefixLen).copy(akeys, i * size);
+        avalues.writeUInt32LE(a.value >>> 0, i * 4);
+      });
+      await maps.addrs.updateBatch(akeys, avalues, n);
+      written.addrs.push(akeys);
     }
 
     for (const [field, intervals] of Object.entries(compiled.ports) as Array<['sport' | 'dport', Uint16Array]>) {
@@ -220,7 +228,10 @@ export class PolicyTables {
     if (!w) return;
     if (w.bitmaps.length > 0) await this.maps.bitmaps.deleteBatch(Buffer.concat(w.bitmaps), w.bitmaps.length);
     w.bitmaps = [];
-    if (w.addrs.length > 0) await this.maps.addrs.deleteBatch(Buffer.concat(w.addrs), w.addrs.length);
+    if (w.addrs.length > 0) {
+      const keys = Buffer.concat(w.addrs);
+      await this.maps.addrs.deleteBatch(keys, keys.length / this.maps.addrs.keySize);
+    }
     this.written.delete(table * 2 + buf);
   }
 }
