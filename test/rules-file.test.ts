@@ -108,6 +108,61 @@ it('applies the file at start and on change, keeps the last good state when brok
   }
 }, 120_000);
 
+it('rules of the file reference lists of the file (src: list:NAME); a reference the file cannot satisfy changes nothing', async () => {
+  const path = join(dir, 'lists.yaml');
+  const file = (entries: string, rules = 'rules: [{action: drop, proto: udp, dstPort: 53, src: list:bad}]', lists = `lists: {bad: {entries: [${entries}], action: none}}`) =>
+    writeFileSync(path, `${rules}\n${lists}\n`);
+  file('198.18.20.0/24');
+  const rulesFile = new RulesFile(path, firewall, quietLog, { pollMs: 200 });
+  firewall.rulesFile = rulesFile;
+  await rulesFile.start();
+  try {
+    expect(rulesFile.status()).toMatchObject({ ok: true });
+    expect(verdict('198.18.20.5')).toBe(XDP_DROP);
+    expect(verdict('198.18.20.5', 54)).toBe(XDP_PASS);
+    expect(verdict('198.18.21.5')).toBe(XDP_PASS); // another source
+    const rules = (await app.inject({ method: 'GET', url: '/v1/rules' })).json().items;
+    expect(rules).toMatchObject([{ src: 'list:bad', dstPort: 53 }]);
+    expect(firewall.lists.get('bad')).toMatchObject({ origin: 'file', action: 'none' });
+
+    // The file changes the list: the rule follows.
+    let applied = rulesFile.status().applied;
+    file('198.18.21.0/24, 198.18.22.0/24');
+    await waitFor(() => rulesFile.status().applied !== applied);
+    expect(verdict('198.18.20.5')).toBe(XDP_PASS);
+    expect(verdict('198.18.21.5')).toBe(XDP_DROP);
+    expect(verdict('198.18.22.5')).toBe(XDP_DROP);
+
+    // A rule naming a list the file does not have: nothing of the file is applied.
+    file('198.18.23.0/24', 'rules: [{action: drop, proto: udp, dstPort: 53, src: list:bad}, {action: drop, dst: list:missing}]');
+    await waitFor(() => !rulesFile.status().ok);
+    expect(rulesFile.status().reason).toContain('rules[1]: dst: list:missing: no list named missing');
+    expect(verdict('198.18.21.5')).toBe(XDP_DROP);
+    expect(verdict('198.18.23.5')).toBe(XDP_PASS);
+    expect(firewall.rules.all()).toHaveLength(1);
+
+    // A rule made through the API may use the file's list; the file then cannot drop the list.
+    const apiRule = (await app.inject({ method: 'POST', url: '/v1/rules', payload: { action: 'drop', proto: 'udp', dstPort: 54, src: 'list:bad' } })).json();
+    expect(apiRule).toMatchObject({ src: 'list:bad' });
+    expect(verdict('198.18.21.5', 54)).toBe(XDP_DROP);
+    file('', 'rules: []', 'lists: {}');
+    await waitFor(() => rulesFile.status().reason?.includes('lists.bad') === true);
+    expect(rulesFile.status().reason).toContain(`lists.bad: removed from the file while rule ${apiRule.id} still uses it`);
+    expect(verdict('198.18.21.5')).toBe(XDP_DROP);
+    expect(firewall.rules.all()).toHaveLength(2);
+    // Once that rule is gone, the next look at the file applies it: the file's rule, then its list.
+    applied = rulesFile.status().applied;
+    expect((await app.inject({ method: 'DELETE', url: `/v1/rules/${apiRule.id}` })).statusCode).toBe(204);
+    await waitFor(() => rulesFile.status().ok && rulesFile.status().applied !== applied);
+    expect(firewall.rules.all()).toHaveLength(0);
+    expect(firewall.lists.has('bad')).toBe(false);
+    expect(verdict('198.18.21.5')).toBe(XDP_PASS);
+  } finally {
+    rulesFile.stop();
+    firewall.rulesFile = undefined;
+  }
+}, 120_000);
+
 async function waitFor(done: () => boolean): Promise<void> {
   for (let i = 0; i < 300 && !done(); i++) await new Promise((r) => setTimeout(r, 100));
   expect(done()).toBe(true);

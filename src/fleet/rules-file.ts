@@ -15,7 +15,8 @@ import { parse as parseYaml } from 'yaml';
 import { XdpwallError } from '../errors.js';
 import { parseCidr } from '../rules/cidr.js';
 import { isBlockDirection, type BlockDirection } from '../rules/model.js';
-import { parseRule, type RuleInput } from '../policy/model.js';
+import { listRef, parseRule, type RuleInput } from '../policy/model.js';
+import { listsOf } from '../policy/rules.js';
 import type { PolicyDefaults } from '../policy/engine.js';
 import { checkListName, isListAction, type ListAction } from '../lists/model.js';
 import { parseEntryArray, parseListText, type ParsedEntries } from '../lists/parse.js';
@@ -220,6 +221,7 @@ export class RulesFile {
     let content: RulesFileContent;
     try {
       content = parseRulesFile(this.path, text);
+      this.checkListReferences(content);
     } catch (error) {
       this.lastText = text;
       this.fail((error as Error).message);
@@ -247,6 +249,29 @@ export class RulesFile {
     if (this.state.reason !== full) (this.log.error ?? this.log.warn).call(this.log, { rulesFile: this.path, reason }, 'rules file not applied');
     this.state.ok = false;
     this.state.reason = full;
+  }
+
+  /**
+   * Before anything is applied: every "list:NAME" a rule of the file names is
+   * a list of the file or one made through the API (not a file list the file
+   * drops), and no list the file drops is still used by a rule that stays.
+   * Otherwise the reconcile would stop half way (INVALID_RULE, LIST_IN_USE).
+   */
+  private checkListReferences(content: RulesFileContent): void {
+    const { firewall } = this;
+    const survives = (name: string) => content.lists.has(name) || (firewall.lists.has(name) && firewall.lists.get(name).origin !== 'file');
+    content.rules.forEach((rule, i) => {
+      for (const { field, name } of listsOf(parseRule(rule, new Date()))) {
+        if (!survives(name)) throw new RulesFileError(`rules[${i}]: ${field}: ${listRef(name)}: no list named ${name} in the file's lists or made through the API`);
+      }
+    });
+    const wanted = new Set(content.rules.map(ruleKey));
+    const leaving = new Set([...this.managedRules].filter(([key]) => !wanted.has(key)).map(([, id]) => id));
+    for (const list of firewall.lists.all()) {
+      if (list.origin !== 'file' || content.lists.has(list.name)) continue;
+      const users = firewall.rules.listUsers.usedBy(list.name).filter((id) => !leaving.has(id));
+      if (users.length > 0) throw new RulesFileError(`lists.${list.name}: removed from the file while rule${users.length === 1 ? '' : 's'} ${users.join(', ')} still use${users.length === 1 ? 's' : ''} it (LIST_IN_USE)`);
+    }
   }
 
   /** Makes the store and the kernel match the file: lists, blocks, rules, policy, then removals. */
