@@ -155,8 +155,10 @@ describe('rules referencing lists', () => {
     console.log(`100k-entry list: PUT + rule ${firstMs.toFixed(0)} ms, replace by another 100k (rules recompiled) ${replaceMs.toFixed(0)} ms`);
 
     const tooBig = hosts(POL_MAX_ADDRS + 1, 300_000);
-    const res = await firewall.lists.put('big', { entries: parseListText(tooBig.join('\n')), action: 'none' }).catch((error: unknown) => error);
-    expect((res as { code?: string }).code).toBe('CAPACITY_EXCEEDED');
+    const res = await app.inject({ method: 'PUT', url: '/v1/lists/big?action=none', headers: { 'content-type': 'text/plain' }, payload: tooBig.join('\n') });
+    expect(res.statusCode).toBe(507);
+    expect(res.json().error.code).toBe('CAPACITY_EXCEEDED');
+    expect(res.json().error.message).toContain('262,144 per hook');
     expect(firewall.lists.get('big').texts.length).toBe(100_000);
     expect(verdict(b[0]!)).toBe(XDP_DROP);
     expect(verdict(tooBig[0]!)).toBe(XDP_PASS);
