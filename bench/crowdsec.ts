@@ -192,7 +192,8 @@ async function main(): Promise<void> {
     cleanup.add('nftables bouncer', () => stopChild(bouncer));
     let nftError = '';
     const setSize = async (): Promise<number | undefined> => {
-      const listed = await runInNetns(netns, ['nft', '-j', 'list', 'set', 'ip', 'crowdsec', 'crowdsec-blacklists'], { timeoutMs: 60_000 });
+      // Listing 100k elements takes nft a while on a loaded machine: a generous timeout, or no sample at all.
+      const listed = await runInNetns(netns, ['nft', '-j', 'list', 'set', 'ip', 'crowdsec', 'crowdsec-blacklists'], { timeoutMs: 300_000 });
       if (listed.code !== 0) {
         nftError = (listed.stderr || `exit ${listed.code}`).trim().split('\n')[0] ?? '';
         return undefined;
