@@ -301,7 +301,8 @@ struct xw_flow_value {
  *   xw_pol_meta     ARRAY[XW_POL_TABLES*2]  table*2+buf -> xw_pol_meta
  *   xw_pol_rules    ARRAY[XW_POL_TABLES*2*XW_POL_MAX_RULES]  -> xw_pol_rule
  *   xw_pol_bitmaps  HASH  xw_pol_bitmap_key -> xw_pol_bitmap
- *   xw_pol_addrs    LPM_TRIE  xw_pol_addr_key -> __u32 value of the prefix's bitmap key
+ *   xw_pol_addrs    LPM_TRIE[XW_POL_TABLES*2*XW_POL_MAX_ADDRS]  xw_pol_addr_key -> __u32
+ *                   value of the prefix's bitmap key (prefixes with the same rules share one)
  *   xw_pol_ports    ARRAY  ((table*2+buf)*2+(dport))*16384 + port/4 -> xw_pol_port_slot
  *   xw_block_meta   HASH  __u32 block rule_id -> xw_block_meta (ttl, dryRun)
  *   xw_pol_replies  LRU_HASH  xw_flow_key -> __u64 time of the last egress packet
@@ -309,6 +310,12 @@ struct xw_flow_value {
  *                   after which no packet still reads the buffer flipped away from
  */
 #define XW_POL_MAX_RULES 4096 /* per table */
+/*
+ * xw_pol_addrs entries per table and buffer (src and dst together): the
+ * rules' prefixes plus the entries of the lists they reference
+ * ("src": "list:NAME"), each distinct prefix once.
+ */
+#define XW_POL_MAX_ADDRS (1u << 18)
 #define XW_POL_WORDS     (XW_POL_MAX_RULES / 64)
 #define XW_POL_PORT_SLOTS (65536 / 4)
 #define XW_POL_WILDCARD  0xffffffffu /* xw_pol_bitmap_key.value: rules that leave the field open */
