@@ -7,7 +7,8 @@
  * every repetition is a new flow, then tail-calls the program under test
  * (slot 0 of churn_target). Checksums are left stale: xdpwall does not
  * verify them. Its own cost is measured by pointing the slot at a bare
- * XDP_DROP program.
+ * XDP_DROP program. bench_churn_src makes every repetition a new source
+ * instead (rate-limit bucket inserts).
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -33,14 +34,22 @@ struct {
 	__type(value, __u64);
 } churn_seq SEC(".maps");
 
-SEC("xdp")
-int bench_churn(struct xdp_md *ctx)
+/*
+ * Rewrites the packet for repetition *seq: the UDP source port and either
+ * the low 16 bits of the destination (a new flow: bench_churn) or the
+ * source address (a new source: bench_churn_src; IPv4 240.0.0.0/8 plus the
+ * low 24 bits of seq, class E space that no bench prefix covers; IPv6 the
+ * low 32 bits), then tail-calls the program under test.
+ */
+static __always_inline int churn(struct xdp_md *ctx, int new_source)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	struct udphdr *udp;
 	__u8 *dst_low;
+	__be32 *src_low;
+	__u32 src_base = 0;
 	__u32 zero = 0;
 	__u64 *seq = bpf_map_lookup_elem(&churn_seq, &zero);
 
@@ -52,6 +61,8 @@ int bench_churn(struct xdp_md *ctx)
 		if ((void *)(ip + 1) > data_end)
 			return XDP_ABORTED;
 		dst_low = (__u8 *)&ip->daddr + 2;
+		src_low = &ip->saddr;
+		src_base = 0xf0000000;
 		udp = (void *)(ip + 1); /* no IP options in the bench's packets */
 	} else {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
@@ -59,14 +70,31 @@ int bench_churn(struct xdp_md *ctx)
 		if ((void *)(ip6 + 1) > data_end)
 			return XDP_ABORTED;
 		dst_low = (__u8 *)&ip6->daddr + 14;
+		src_low = &ip6->saddr.in6_u.u6_addr32[3];
 		udp = (void *)(ip6 + 1);
 	}
 	if ((void *)(udp + 1) > data_end)
 		return XDP_ABORTED;
 	*seq += 1;
 	udp->source = bpf_htons((__u16)*seq);
-	dst_low[0] = (__u8)(*seq >> 24);
-	dst_low[1] = (__u8)(*seq >> 16);
+	if (new_source) {
+		*src_low = bpf_htonl(src_base ? src_base | ((__u32)*seq & 0xffffff) : (__u32)*seq);
+	} else {
+		dst_low[0] = (__u8)(*seq >> 24);
+		dst_low[1] = (__u8)(*seq >> 16);
+	}
 	bpf_tail_call(ctx, &churn_target, 0);
 	return XDP_ABORTED; /* the slot was empty */
+}
+
+SEC("xdp")
+int bench_churn(struct xdp_md *ctx)
+{
+	return churn(ctx, 0);
+}
+
+SEC("xdp")
+int bench_churn_src(struct xdp_md *ctx)
+{
+	return churn(ctx, 1);
 }

@@ -102,3 +102,50 @@ int bench_lru_floor_v4key(struct xdp_md *ctx)
 	bpf_map_update_elem(&floor_v4, &key, &value, BPF_NOEXIST);
 	return XDP_PASS;
 }
+
+/*
+ * The floor for a rate-limit bucket insert (a new source): a fresh
+ * xw_rl_key-sized key into an LRU hash of xw_rl_bucket values (the kernel's
+ * default LRU, one common list), and the same into a preallocated plain
+ * hash, the type xw_rl_buckets is. Run behind the new-source churn driver;
+ * the bench empties both maps between calls, as it does xw_rl_buckets.
+ */
+#define RL_FLOOR_ENTRIES (1u << 17)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, RL_FLOOR_ENTRIES);
+	__type(key, struct xw_rl_key);
+	__type(value, struct xw_rl_bucket);
+} floor_rl_lru SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RL_FLOOR_ENTRIES);
+	__type(key, struct xw_rl_key);
+	__type(value, struct xw_rl_bucket);
+} floor_rl_hash SEC(".maps");
+
+static __always_inline int floor_rl_insert(void *map)
+{
+	struct xw_rl_key key = { .family = 4, .prefixlen = 32 };
+	struct xw_rl_bucket value = { .pkt_tokens = 1 };
+	__u64 seq = floor_next();
+
+	__builtin_memcpy(key.addr, &seq, sizeof(seq));
+	key.rule_id = bpf_get_smp_processor_id();
+	bpf_map_update_elem(map, &key, &value, BPF_NOEXIST);
+	return XDP_PASS;
+}
+
+SEC("xdp")
+int bench_lru_floor_rl(struct xdp_md *ctx)
+{
+	return floor_rl_insert(&floor_rl_lru);
+}
+
+SEC("xdp")
+int bench_hash_floor_rl(struct xdp_md *ctx)
+{
+	return floor_rl_insert(&floor_rl_hash);
+}

@@ -3,6 +3,8 @@
 import type { Result } from './results.js';
 import { RULES_BARE, rulesCase } from '../suites/rules-ladder.js';
 import { VETH_RULES_1K, XDP_FILTER_SRC } from '../suites/veth-rules.js';
+import { RL_BARE, RL_DROP_RULE, RL_DROP_SOURCE, rlLoadedCase } from '../suites/ratelimit-ladder.js';
+import { VETH_RL_FLOOD, VETH_RL_LOADED } from '../suites/veth-ratelimit.js';
 
 export interface TargetOutcome {
   name: string;
@@ -63,6 +65,15 @@ export function evaluateTargets(rows: readonly Result[]): TargetOutcome[] {
   add('deny v4 block with 1,000 port rules loaded (1M prefixes) vs bare', div(ns(rulesCase('deny v4 block', 1000)), ns(RULES_BARE)), '≤', 5, '×');
   add('deny v4 block with 1,000 port rules loaded vs with none', div(ns(rulesCase('deny v4 block', 1000)), ns(rulesCase('deny v4 block', 0))), '≤', 1.2, '×');
   add('veth drop rate, xdpwall 1,000 port rules + 1M blocks vs xdp-filter', div(pps(VETH_RULES_1K), pps(XDP_FILTER_SRC)), '≥', 0.8, '×');
+  // Rate limits (issue 8): a drop whose bucket exists, and the earlier targets with rate-limit rules loaded.
+  const rlBare = ns(RL_BARE);
+  add('rate-limited drop, bucket exists, per source, vs bare XDP_DROP', div(ns(RL_DROP_SOURCE), rlBare), '≤', 10, '×');
+  add('rate-limited drop, bucket exists, per rule, vs bare XDP_DROP', div(ns(RL_DROP_RULE), rlBare), '≤', 10, '×');
+  add('deny v4 block, 1M prefixes, rate-limit rules loaded, vs bare', div(ns(rlLoadedCase('deny v4', 1_000_000)), rlBare), '≤', 5, '×');
+  add('established v4, 1M prefixes, rate-limit rules loaded, vs bare', div(ns(rlLoadedCase('established v4', 1_000_000)), rlBare), '≤', 6, '×');
+  add('new flow v4 every packet, 1M prefixes, rate-limit rules loaded, vs bare', div(ns(rlLoadedCase('new flow v4', 1_000_000)), rlBare), '≤', 80, '×');
+  add('veth drop rate, rate-limited flood (every packet over the limit) vs xdp-filter', div(pps(VETH_RL_FLOOD), pps(XDP_FILTER_SRC)), '≥', 0.8, '×');
+  add('veth drop rate, xdpwall 1M prefixes with rate-limit rules loaded vs xdp-filter', div(pps(VETH_RL_LOADED), pps(XDP_FILTER_SRC)), '≥', 1.0, '×');
   const imported = get('control', 'import 1M IPv4 CIDRs via POST /v1/blocks/bulk', 'time');
   add('import 1M IPv4 CIDRs via API vs raw map batch', div(imported, get('control', 'raw bpf_map_update_batch of the same 1M', 'time')), '≤', 3, '×');
   add('import 1M IPv4 CIDRs via API', imported, '<', 5, ' s');

@@ -20,6 +20,7 @@ import { EventHub } from '../../src/events/hub.js';
 import { DEFAULT_EVENT_SETTINGS } from '../../src/events/settings.js';
 import { systemClock } from '../../src/clock.js';
 import { runRuleLadder } from './rules-ladder.js';
+import { runRateLimitLadder } from './ratelimit-ladder.js';
 
 export const LADDER_SIZES_V4 = [1, 1000, 100_000, 1_000_000];
 export const LADDER_SIZES_V6 = [1, 1000, 100_000, 256_000];
@@ -84,7 +85,8 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
     {
       objectPath: BPF_OBJECT_PATH,
       pin: null,
-      capacity: { cidrV4: 1 << 20, cidrV6: 1 << 18, flows: FLOW_CAPACITY },
+      // rateBuckets: room for one call of the rate-limit ladder's new-source rows
+      capacity: { cidrV4: 1 << 20, cidrV6: 1 << 18, flows: FLOW_CAPACITY, rateBuckets: 1 << 17 },
     },
     quietLog,
   );
@@ -247,6 +249,10 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
   await runRuleLadder({
     ctx, policy: datapath.maps.policy, ingress, bare, rounds, timed,
     passedSource: passedV4, deniedSource: deniedV4,
+  });
+  await runRateLimitLadder({
+    ctx, datapath, ingress, bare, rounds, timed, churn: churnObject, floor: floorObject,
+    v4Loaded: maxV4, passedSource: passedV4, deniedFrame: packet.deniedV4, establishedFrame: packet.passedV4,
   });
   if (ctx.quick) {
     ctx.note('ladder: --quick skips the realistic prefix set');
