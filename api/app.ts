@@ -2,7 +2,6 @@
 // so tests drive the same app with inject().
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { Firewall } from '../src/firewall.js';
 import type { ListenAddress } from '../src/config.js';
 import { AccessStore } from '../src/auth/access.js';
 import type { RateLimiter } from '../src/auth/rate-limit.js';
@@ -27,13 +26,9 @@ import { UI_ROUTES, uiRoutes } from './routes/ui.js';
 import { registerRequestDurations, registerTableMetrics } from './plugins/metrics-extra.js';
 import { registerEventMetrics } from './plugins/metrics-events.js';
 import { Registry } from 'prom-client';
+import type { ApiFirewall } from './firewall.js';
 
-/** What the API needs of the firewall. */
-export type ApiFirewall = Pick<
-  Firewall,
-  | 'blocks' | 'addBlock' | 'blockMeta' | 'rules' | 'policy' | 'failsafe' | 'flows' | 'flowCount' | 'stats' | 'interfaces' | 'ruleHits'
-  | 'uptimeSeconds' | 'tableUsage' | 'events' | 'integrations' | 'lists' | 'feeds' | 'fileManaged' | 'rulesFile' | 'ruleRateStats' | 'rateLimitTop'
->;
+export type { ApiFirewall } from './firewall.js';
 
 /** Who may use the API and how it is audited; see api/plugins/auth.ts. */
 export interface ApiAccess {

@@ -12,7 +12,7 @@ import type { Readable } from 'node:stream';
 import { Compile } from 'typebox/compile';
 import Format from 'typebox/format';
 import { BlockCreate } from './schemas/blocks.js';
-import type { BlockInput } from '../src/rules/blocks.js';
+import type { BlockWithExtras } from '../src/policy/block-meta.js';
 import { InvalidJsonError, InvalidRequestError, PayloadTooLargeError } from '../src/errors.js';
 import { isPrintableText } from '../src/text.js';
 import { InvalidUtf8Error, schemaErrorWording } from './plugins/strict-input.js';
@@ -37,7 +37,8 @@ export interface BulkEnvelope {
   force?: boolean;
 }
 
-export type BulkItem = BlockInput & { force?: boolean };
+/** An item: what POST /v1/blocks takes (ttl or expiresAt, dryRun and origin included). */
+export type BulkItem = BlockWithExtras & { force?: boolean };
 
 /**
  * Yields the body's items in chunks, each item checked against the schema.

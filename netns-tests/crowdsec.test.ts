@@ -10,12 +10,15 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostAddress } from '../src/lab/netns.js';
+import { run } from '../src/lab/run.js';
 import { CrowdsecLapi, crowdsecMissing } from '../src/lab/crowdsec-lapi.js';
 import { FirewallLab } from './lib/firewall-lab.js';
 import { teardown } from './lib/teardown.js';
 import { ping, sendUdp } from './lib/traffic.js';
 
 const ECHO_PORT = 9000;
+/** A short resync, so the test sees several. */
+const RESYNC = '3s';
 const missing = crowdsecMissing();
 
 describe.skipIf(missing !== undefined)(`CrowdSec bouncer on the real LAPI${missing ? ` (skipped: ${missing})` : ''}`, () => {
@@ -29,7 +32,7 @@ describe.skipIf(missing !== undefined)(`CrowdSec bouncer on the real LAPI${missi
     lapi = await CrowdsecLapi.start();
     await lapi.addBouncer('xdpwall-netns-test', key);
     const config = join(lapi.dir, 'xdpwall.yaml');
-    writeFileSync(config, `crowdsec: { url: "${lapi.url}", apiKey: "${key}", refresh: 500ms }\n`);
+    writeFileSync(config, `crowdsec: { url: "${lapi.url}", apiKey: "${key}", refresh: 500ms, resync: ${RESYNC} }\n`);
     await world.startDaemon({ args: ['--config', config], startTimeoutMs: 120_000 });
   });
   afterAll(() => teardown(() => world.tearDown(), () => lapi?.stop()));
@@ -101,6 +104,68 @@ describe.skipIf(missing !== undefined)(`CrowdSec bouncer on the real LAPI${missi
     await lapi!.cscli(['decisions', 'delete', '--range', 'fd00:198:0:5d::/64']);
     await until([]);
     expect(await replies('ipv6')).toEqual({ ping: 3, udp: 3 });
+  });
+
+  /** The daemon's resync counters from /metrics. */
+  async function resyncs(): Promise<{ runs: number; added: number; removed: number }> {
+    const metrics = await (await fetch(`${world.daemon.baseUrl}/metrics`)).text();
+    const value = (series: string) => Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\d+)$`, 'm').exec(metrics)?.[1] ?? NaN);
+    return {
+      runs: value('xdpwall_integration_resyncs_total{integration="crowdsec"}'),
+      added: value('xdpwall_integration_resync_drift_total{integration="crowdsec",change="added"}'),
+      removed: value('xdpwall_integration_resync_drift_total{integration="crowdsec",change="removed"}'),
+    };
+  }
+  async function untilResyncs(runs: number, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while ((await resyncs()).runs < runs) {
+      if (Date.now() > deadline) throw new Error(`fewer than ${runs} resyncs within ${timeoutMs} ms:\n${world.daemon.log().slice(-3000)}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
+  it('a decision no delta carries (LAPI 1.4 stamps created_at before the INSERT commits: a pull in between misses it for good) is enforced by the next resync, and so is a block removed behind the bouncer\'s back', async () => {
+    const reference = '198.18.94.77';
+    await lapi!.cscli(['decisions', 'add', '--ip', reference, '--duration', '1h']);
+    await until([`${reference}/32`]);
+    // The race's outcome, made exactly: a copy of that decision for the
+    // client's address whose created_at is older than every pull. LAPI
+    // answers a delta with created_at > the bouncer's last pull, so only a
+    // startup=true pull carries it. (start_ip/end_ip are LAPI's integer form
+    // of the address, linear in it.)
+    const delta = 256 * (93 - 94) + (1 - 77);
+    expect(client('ipv4')).toBe('198.18.93.1');
+    const sql = `INSERT INTO decisions (created_at, updated_at, until, scenario, type, start_ip, end_ip, start_suffix, end_suffix, ip_size, scope, value, origin, simulated, alert_decisions)
+      SELECT '2000-01-01 00:00:00+00:00', updated_at, until, scenario, type, start_ip + ${delta}, end_ip + ${delta}, start_suffix, end_suffix, ip_size, scope, '${client('ipv4')}', origin, simulated, alert_decisions
+      FROM decisions WHERE value = '${reference}' ORDER BY id DESC LIMIT 1`;
+    const before = await resyncs();
+    const inserted = await run(['sqlite3', '-cmd', '.timeout 10000', join(lapi!.dir, 'data', 'crowdsec.db'), sql]);
+    expect(inserted.code, inserted.stderr).toBe(0);
+    const listed = JSON.parse(await lapi!.cscli(['decisions', 'list', '--ip', client('ipv4')])) as Array<{ decisions: Array<{ value: string }> }>;
+    // LAPI has it (in the reference decision's alert, so cscli lists both).
+    expect(listed.flatMap((alert) => alert.decisions.map((d) => d.value)).sort()).toEqual([client('ipv4'), reference]);
+    // Deltas every 500 ms do not bring it; the next resync (every ${RESYNC}) does, and counts it as drift.
+    await untilResyncs(before.runs + 1);
+    await until([`${reference}/32`, `${client('ipv4')}/32`]);
+    const after = await resyncs();
+    expect(after.added - before.added).toBe(1);
+    expect(after.removed - before.removed).toBe(0);
+    expect(await replies('ipv4')).toEqual({ ping: 0, udp: 0 });
+
+    // An operator removes the block by mistake: no delta restores it, the resync does.
+    const removed = await world.api.request('DELETE', `/v1/blocks?cidr=${client('ipv4')}/32`);
+    expect(removed.status).toBe(204);
+    const beforeRemoval = await resyncs();
+    await untilResyncs(beforeRemoval.runs + 1);
+    await until([`${reference}/32`, `${client('ipv4')}/32`]);
+    expect((await resyncs()).added - beforeRemoval.added).toBe(1);
+    expect(await replies('ipv4')).toEqual({ ping: 0, udp: 0 });
+
+    // Deleting the decisions (cscli expires them: "deleted" in the next delta) unblocks.
+    await lapi!.cscli(['decisions', 'delete', '--ip', client('ipv4')]);
+    await lapi!.cscli(['decisions', 'delete', '--ip', reference]);
+    await until([]);
+    expect(await replies('ipv4')).toEqual({ ping: 3, udp: 3 });
   });
 
   it('an IPv4 address ban drops the client; with the LAPI stopped the ban stays and /healthz says degraded with the reason', async () => {

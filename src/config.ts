@@ -10,7 +10,7 @@ import { parseFailsafe, type FailsafeEntry } from './policy/failsafe.js';
 import { parseEventSettings, type EventSettings } from './events/settings.js';
 import { parseDuration } from './duration.js';
 import type { CrowdsecConfig } from './integrations/crowdsec.js';
-import { parseFeeds, type FeedConfig } from './lists/feeds.js';
+import { parseFeeds, type FeedConfig } from './lists/feed-config.js';
 
 export type PolicyDefault = 'accept' | 'drop';
 
@@ -61,7 +61,7 @@ export interface Config {
   rulesFile: string | undefined;
   /** Sampled packet events (`events:`): 1 in N per reason, and the kernel's cap. */
   events: EventSettings;
-  /** The CrowdSec bouncer (`crowdsec: {url, apiKey, refresh}`); off when absent. */
+  /** The CrowdSec bouncer (`crowdsec: {url, apiKey, refresh, resync}`); off when absent. */
   crowdsec?: CrowdsecConfig;
   /** Blocklist feeds filling named lists (`feeds:`); src/lists/feeds.ts. */
   feeds: FeedConfig[];
@@ -161,7 +161,7 @@ function fileInterfaces(value: unknown, defaultMode: AttachMode): InterfaceConfi
  *   policy: { ingress: drop }     # default accept; replies to this host's own flows still pass
  *   failsafe: [{proto: tcp, port: 22}, {cidr: 198.18.9.0/24}]   # default: TCP 22, UDP 68 and 546, ICMPv6 133-137
  *   events: { sample: { drop_rule: 1 }, ratePerSecond: 1000, burst: 1000 }   # default: log 1 in 1, drops 1 in 100
- *   crowdsec: { url: http://127.0.0.1:8080, apiKey: KEY, refresh: 10s }   # or apiKeyFile: PATH
+ *   crowdsec: { url: http://127.0.0.1:8080, apiKey: KEY, refresh: 10s, resync: 10m }   # or apiKeyFile: PATH; resync: off
  */
 export function loadConfig(configFile: string | undefined, overrides: ConfigOverrides = {}): Config {
   const file = configFile ? readConfigFile(configFile) : {};
@@ -226,7 +226,7 @@ function parseCrowdsec(value: unknown): CrowdsecConfig {
   }
   const section = value as Record<string, unknown>;
   for (const key of Object.keys(section)) {
-    if (!['url', 'apiKey', 'apiKeyFile', 'refresh'].includes(key)) throw new ConfigError(`crowdsec.${key}: unknown key (url, apiKey, apiKeyFile, refresh)`);
+    if (!['url', 'apiKey', 'apiKeyFile', 'refresh', 'resync'].includes(key)) throw new ConfigError(`crowdsec.${key}: unknown key (url, apiKey, apiKeyFile, refresh, resync)`);
   }
   const url = stringField(section, 'url');
   let parsed: URL | undefined;
@@ -249,7 +249,10 @@ function parseCrowdsec(value: unknown): CrowdsecConfig {
     }
   }
   if (!apiKey || /[\r\n]/.test(apiKey)) throw new ConfigError('crowdsec: the API key is empty or spans lines');
-  return { url: parsed.href.replace(/\/+$/, ''), apiKey, refreshMs: parseDuration(section.refresh ?? '10s', 'crowdsec.refresh') };
+  // resync: a duration, or 0 / "0" / "off" / false for none beyond start and recovery.
+  const resync = section.resync;
+  const resyncMs = resync === 0 || resync === '0' || resync === 'off' || resync === false ? 0 : parseDuration(resync ?? '10m', 'crowdsec.resync');
+  return { url: parsed.href.replace(/\/+$/, ''), apiKey, refreshMs: parseDuration(section.refresh ?? '10s', 'crowdsec.refresh'), resyncMs };
 }
 
 function parsePolicy(value: unknown): Config['policy'] {

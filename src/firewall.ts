@@ -18,7 +18,7 @@ import { PolicyTables } from './policy/tables.js';
 import { PolicyEngine } from './policy/engine.js';
 import { POLICY_SETTING, RuleService } from './policy/rules.js';
 import type { InterfaceDefaults, PolicyDefaults } from './policy/engine.js';
-import { BlockMetaService, type BlockExtras, type BlockWithExtras } from './policy/block-meta.js';
+import { BlockMetaService, type AddManyOptions, type BlockExtras, type BlockWithExtras } from './policy/block-meta.js';
 import type { BlockInput } from './rules/blocks.js';
 import type { BlockDirection, BlockRule } from './rules/model.js';
 import { parseCidr } from './rules/cidr.js';
@@ -26,6 +26,7 @@ import { TooBroadError } from './errors.js';
 import { Integrations } from './integrations/status.js';
 import { ListStore } from './lists/store.js';
 import { ListService } from './lists/service.js';
+import { ListPrefixes } from './policy/list-refs.js';
 import type { FeedState } from './lists/feeds.js';
 import { FileManaged } from './fleet/managed.js';
 import { RateLimitTables } from './ratelimit/tables.js';
@@ -60,8 +61,29 @@ export interface OriginBlocks {
   /** Throws when the firewall refuses to block this CIDR (/0, the failsafe list). */
   check(cidr: string): void;
   addMany(items: BlockWithExtras[]): Promise<{ created: number; existing: number }>;
-  owned(): Array<{ cidr: string; direction: BlockDirection }>;
+  owned(): Array<{ cidr: string; direction: BlockDirection; expiresAt: string | null }>;
+  /** The source block of this CIDR in force, whoever owns it (expiresAt null: permanent); undefined when none. */
+  block(cidr: string): { cidr: string; direction: BlockDirection; expiresAt: string | null } | undefined;
   removeMany(keys: Array<{ cidr: string; direction: BlockDirection }>): Promise<BlockRule[]>;
+}
+
+/** What Firewall.open has built and the constructor wires together. */
+interface FirewallParts {
+  store: RuleStore;
+  datapath: Datapath;
+  cidrMaps: CidrMaps;
+  policy: PolicyEngine;
+  clock: Clock;
+  countersCacheMs: number;
+  capacity: Config['capacity'];
+  log: Logger;
+  failsafe: readonly FailsafeEntry[];
+  /** ttl, dryRun and origin of blocks. */
+  blockMeta: BlockMetaService;
+  events: EventSettings;
+  lists: ListService;
+  /** Stored blocks per family, counted while restoring them. */
+  counts?: Record<4 | 6, number>;
 }
 
 export interface TableUsage {
@@ -97,28 +119,31 @@ export class Firewall {
   /** Turns the kernel's ban reports into auto blocks; the daemon starts it. */
   readonly bans: BanService | undefined;
 
-  private constructor(
-    private readonly store: RuleStore,
-    readonly datapath: Datapath,
-    private readonly cidrMaps: CidrMaps,
-    readonly policy: PolicyEngine,
-    private readonly clock: Clock,
-    countersCacheMs: number,
-    capacity: Config['capacity'],
-    log: Logger,
-    readonly failsafe: readonly FailsafeEntry[],
-    blockMeta: BlockMetaService,
-    events: EventSettings,
-    lists: ListService,
-    counts?: Record<4 | 6, number>,
-  ) {
+  private readonly store: RuleStore;
+  readonly datapath: Datapath;
+  private readonly cidrMaps: CidrMaps;
+  readonly policy: PolicyEngine;
+  private readonly clock: Clock;
+  readonly failsafe: readonly FailsafeEntry[];
+
+  private constructor({
+    store, datapath, cidrMaps, policy, clock, countersCacheMs, capacity, log, failsafe, blockMeta, events, lists, counts,
+  }: FirewallParts) {
+    this.store = store;
+    this.datapath = datapath;
+    this.cidrMaps = cidrMaps;
+    this.policy = policy;
+    this.clock = clock;
+    this.failsafe = failsafe;
     this.events = new EventHub(datapath.maps.events, events, { clock, ifaceName: (ifindex) => datapath.ifaceName(ifindex) });
     this.lists = lists;
     this.rules = new RuleService(store, policy, {
       now: () => new Date(clock.wallMs()),
       check: (rule) => checkFailsafeRule(failsafe, rule),
       log: { error: (details, message) => (log.error ?? log.warn).call(log, details, message) },
+      listExists: (name) => lists.has(name),
     });
+    lists.useRules(this.rules.listUsers);
     this.blockMeta = blockMeta;
     this.blocks = new BlockService(store, blockMeta.enforcer(cidrMaps), {
       counts,
@@ -158,12 +183,14 @@ export class Firewall {
       const cidrMaps = new CidrMaps(datapath.maps);
       const clock = options.clock ?? systemClock;
       const opened = datapath;
+      const listPrefixes = new ListPrefixes((name) => (lists.has(name) ? lists.get(name) : undefined));
       const policy = new PolicyEngine(await PolicyTables.open(datapath.maps.policy), {
         clock,
         ifindexOf: (iface) => opened.interfaces().find((i) => i.iface === iface)?.ifindex,
         ruleStats: datapath.maps.ruleStats,
         rateLimits: new RateLimitTables(datapath.maps.rateLimits, () => clock.monotonicNs()),
         ifaceDefaults: options.ifaceDefaults ?? [],
+        listPrefixes: (name) => listPrefixes.of(name),
       });
       const blockMeta = new BlockMetaService(store, datapath.maps.policy.blockMeta, (at) => policy.expiresNs(at), () => new Date(clock.wallMs()));
       // Before the prefixes: a dry-run block never drops.
@@ -192,10 +219,10 @@ export class Firewall {
       const failsafe = options.failsafe ?? [];
       policy.setDefaults(store.getSetting<PolicyDefaults>(POLICY_SETTING) ?? options.policy ?? { ingress: 'accept', egress: 'accept' });
       await policy.installFailsafe(failsafeRules(failsafe));
-      const firewall = new Firewall(
-        store, datapath, cidrMaps, policy, clock, options.countersCacheMs, options.capacity, log, failsafe, blockMeta,
-        options.events ?? DEFAULT_EVENT_SETTINGS, lists, blockCounts,
-      );
+      const firewall = new Firewall({
+        store, datapath, cidrMaps, policy, clock, countersCacheMs: options.countersCacheMs, capacity: options.capacity, log, failsafe,
+        blockMeta, events: options.events ?? DEFAULT_EVENT_SETTINGS, lists, counts: blockCounts,
+      });
       await firewall.rules.installAll();
       return { firewall, restored };
     } catch (error) {
@@ -234,9 +261,16 @@ export class Firewall {
     return this.blockMeta.add(this.blocks, input);
   }
 
-  /** Blocks many CIDRs with ttl/expiresAt and origin in one bulk change (see BlockMetaService.addMany). */
-  addBlocks(items: readonly BlockWithExtras[]): Promise<{ created: number; existing: number }> {
-    return this.blockMeta.addMany(this.blocks, items);
+  /**
+   * Blocks many CIDRs, each with the extras POST /v1/blocks takes (ttl or
+   * expiresAt, dryRun, origin), in one all-or-nothing bulk change; `items`
+   * may arrive in chunks as a body is read (see BlockMetaService.addMany).
+   */
+  addBlocks(
+    items: Iterable<BlockWithExtras> | AsyncIterable<readonly BlockWithExtras[]>,
+    options?: AddManyOptions,
+  ): Promise<{ created: number; existing: number }> {
+    return this.blockMeta.addMany(this.blocks, items, options);
   }
 
   /** The blocks an integration keeps, as it sees them: it adds in bulk and removes only what it owns. */
@@ -247,8 +281,13 @@ export class Firewall {
         if (cidr.prefixLen === 0) throw new TooBroadError(`${cidr.text} blocks everything`);
         checkFailsafeCidr(this.failsafe, cidr, 'block');
       },
-      addMany: (items) => this.addBlocks(items.map((item) => ({ ...item, origin }))),
+      // An integration's items carry no dryRun: they never flip an operator's dry run.
+      addMany: (items) => this.addBlocks(items.map((item) => ({ ...item, origin })), { keepDryRun: true }),
       owned: () => this.blockMeta.ownedBy(origin),
+      block: (cidr) => {
+        const rule = this.store.findByCidr(cidr, 'src')[0];
+        return rule && { cidr: rule.cidr, direction: rule.direction, expiresAt: this.blockMeta.meta(rule).expiresAt };
+      },
       removeMany: (keys) => this.blocks.removeMany(keys.filter((key) => this.blockMeta.origin(key) === origin)),
     };
   }

@@ -30,6 +30,7 @@ import {
   POLICY_MAPS,
   POLICY_SYNC_INNER,
   POL_MAX_RULES,
+  POL_MAX_ADDRS,
   POL_PORT_SLOTS,
   POL_REPLY_ENTRIES,
   POL_TABLES,
@@ -333,6 +334,7 @@ describe('programs and maps', () => {
   it('policy capacities agree', () => {
     expect(mapDefNumber(mapDef(POLICY_MAPS.rules), 'max_entries')).toBe(POL_TABLES * 2 * POL_MAX_RULES);
     expect(mapDefNumber(mapDef(POLICY_MAPS.ports), 'max_entries')).toBe(POL_TABLES * 2 * 2 * POL_PORT_SLOTS);
+    expect(mapDefNumber(mapDef(POLICY_MAPS.addrs), 'max_entries')).toBe(POL_TABLES * 2 * POL_MAX_ADDRS);
     expect(mapDefNumber(mapDef(POLICY_MAPS.replies), 'max_entries')).toBe(POL_REPLY_ENTRIES);
     expect(mapDefNumber(mapDef(POLICY_MAPS.sync), 'max_entries')).toBe(1);
   });

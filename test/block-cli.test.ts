@@ -1,39 +1,16 @@
 // `xdpwall block CIDR --ttl S | --expires-at ISO --dry-run` over the unix
 // socket against a real Firewall: the block is stored with its expiry and
 // as a dry run, and a malformed --ttl is refused before any request.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../api/app.js';
-import type { Firewall } from '../src/firewall.js';
-import { openTestFirewall } from './lib/firewall.js';
+import { describe, expect, it } from 'vitest';
+import { serveOnSocket } from './lib/cli-lab.js';
 import { runCli } from './lib/cli.js';
 
-let firewall: Firewall;
-let app: FastifyInstance;
-let dir: string;
-let api: string;
-
-beforeAll(async () => {
-  firewall = await openTestFirewall({ cidrV4: 1024, cidrV6: 1024, flows: 1024 });
-  dir = mkdtempSync(join(tmpdir(), 'xwt-block-cli-'));
-  app = await buildApp({ firewall });
-  await app.listen({ path: join(dir, 'api.sock') });
-  api = `unix:${join(dir, 'api.sock')}`;
-}, 60_000);
-
-afterAll(async () => {
-  await app?.close();
-  firewall?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+const lab = serveOnSocket('xwt-block-cli-', { cidrV4: 1024, cidrV6: 1024, flows: 1024 });
 
 describe('xdpwall block with ttl and dry run', () => {
   it('--ttl and --dry-run reach the API and the stored block', async () => {
     const started = Date.now();
-    const result = await runCli(['block', '198.18.90.0/24', '--ttl', '600', '--dry-run', '--api', api, '--json']);
+    const result = await runCli(['block', '198.18.90.0/24', '--ttl', '600', '--dry-run', '--api', lab.api, '--json']);
     expect(result.code).toBe(0);
     const body = JSON.parse(result.stdout) as { cidr: string; dryRun: boolean; expiresAt: string };
     expect(body).toMatchObject({ cidr: '198.18.90.0/24', dryRun: true });
@@ -44,15 +21,15 @@ describe('xdpwall block with ttl and dry run', () => {
 
   it('--expires-at sets the expiry; the text output says so', async () => {
     const at = new Date(Date.now() + 3_600_000).toISOString();
-    const result = await runCli(['block', '198.18.91.0/24', '--expires-at', at, '--api', api]);
+    const result = await runCli(['block', '198.18.91.0/24', '--expires-at', at, '--api', lab.api]);
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/^blocked 198\.18\.91\.0\/24 \(src, id \d+, until \S+\)\n$/);
   });
 
   it('refuses a --ttl that is not a whole number of seconds, with nothing stored', async () => {
-    const result = await runCli(['block', '198.18.92.0/24', '--ttl', '1h', '--api', api]);
+    const result = await runCli(['block', '198.18.92.0/24', '--ttl', '1h', '--api', lab.api]);
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('--ttl must be a whole number of seconds');
-    expect(firewall.blocks.list({ limit: 10, contains: '198.18.92.1' }).total).toBe(0);
+    expect(lab.firewall.blocks.list({ limit: 10, contains: '198.18.92.1' }).total).toBe(0);
   });
 });

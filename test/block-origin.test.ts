@@ -103,7 +103,7 @@ describe('block origin', () => {
 });
 
 describe('crowdsec configuration', () => {
-  it('parses url, apiKey and refresh; defaults refresh to 10s', () => {
+  it('parses url, apiKey, refresh and resync; defaults refresh to 10s and resync to 10m', () => {
     expect(parseDuration('10s', 'x')).toBe(10_000);
     expect(parseDuration('1h30m', 'x')).toBe(5_400_000);
     expect(parseDuration('500ms', 'x')).toBe(500);
@@ -111,8 +111,14 @@ describe('crowdsec configuration', () => {
   });
 
   it.each([
-    ['{url: "http://127.0.0.1:8080", apiKey: k}', { url: 'http://127.0.0.1:8080', apiKey: 'k', refreshMs: 10_000 }],
-    ['{url: "http://127.0.0.1:8080/", apiKey: k, refresh: 2m}', { url: 'http://127.0.0.1:8080', apiKey: 'k', refreshMs: 120_000 }],
+    ['{url: "http://127.0.0.1:8080", apiKey: k}', { url: 'http://127.0.0.1:8080', apiKey: 'k', refreshMs: 10_000, resyncMs: 600_000 }],
+    ['{url: "http://127.0.0.1:8080/", apiKey: k, refresh: 2m}', { url: 'http://127.0.0.1:8080', apiKey: 'k', refreshMs: 120_000, resyncMs: 600_000 }],
+    ['{url: "http://127.0.0.1:8080", apiKey: k, resync: 30m}', { url: 'http://127.0.0.1:8080', apiKey: 'k', refreshMs: 10_000, resyncMs: 1_800_000 }],
+    ['{url: "http://127.0.0.1:8080", apiKey: k, resync: 90s}', { url: 'http://127.0.0.1:8080', apiKey: 'k', refreshMs: 10_000, resyncMs: 90_000 }],
+    ['{url: "http://127.0.0.1:8080", apiKey: k, resync: off}', { url: 'http://127.0.0.1:8080', apiKey: 'k', refreshMs: 10_000, resyncMs: 0 }],
+    ['{url: "http://127.0.0.1:8080", apiKey: k, resync: 0}', { url: 'http://127.0.0.1:8080', apiKey: 'k', refreshMs: 10_000, resyncMs: 0 }],
+    ['{url: "http://127.0.0.1:8080", apiKey: k, resync: "0"}', { url: 'http://127.0.0.1:8080', apiKey: 'k', refreshMs: 10_000, resyncMs: 0 }],
+    ['{url: "http://127.0.0.1:8080", apiKey: k, resync: false}', { url: 'http://127.0.0.1:8080', apiKey: 'k', refreshMs: 10_000, resyncMs: 0 }],
   ])('crowdsec: %s', (yaml, expected) => expect(crowdsecConfig(yaml)).toEqual(expected));
 
   it.each([
@@ -121,6 +127,9 @@ describe('crowdsec configuration', () => {
     ['{url: "http://127.0.0.1:8080"}', /give apiKey or apiKeyFile/],
     ['{url: "http://127.0.0.1:8080", apiKey: k, refresh: soon}', /crowdsec.refresh must be a duration/],
     ['{url: "http://127.0.0.1:8080", apiKey: k, interval: 5s}', /crowdsec.interval: unknown key/],
+    ['{url: "http://127.0.0.1:8080", apiKey: k, resync: soon}', /crowdsec.resync must be a duration/],
+    ['{url: "http://127.0.0.1:8080", apiKey: k, resync: -5m}', /crowdsec.resync must be a duration/],
+    ['{url: "http://127.0.0.1:8080", apiKey: k, resync: true}', /crowdsec.resync must be a duration/],
     ['[1, 2]', /crowdsec must be a mapping/],
   ])('refuses crowdsec: %s', (yaml, error) => expect(() => crowdsecConfig(yaml)).toThrow(error));
 });

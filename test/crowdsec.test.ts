@@ -276,6 +276,35 @@ describe('the bouncer on a firewall', () => {
     expect(verdict('198.18.5.6')).toBe(PASS);
   });
 
+  it('a decision no delta carried, and a block removed behind its back, are enforced again by the periodic resync; /metrics counts the drift', async () => {
+    const resyncing = new CrowdsecBouncer({ url: lapi.url, apiKey: KEY, refreshMs: 10_000, resyncMs: 600_000 }, firewall.originBlocks(CROWDSEC_ORIGIN), { now, timeoutMs: 2_000 });
+    unregister();
+    unregister = firewall.integrations.register(CROWDSEC_ORIGIN, () => resyncing.status());
+    lapi.add('198.18.5.5', { durationMs: 7_200_000 });
+    lapi.add('198.18.5.6', { durationMs: 7_200_000 });
+    await resyncing.pull();
+    wallMs += 10_000;
+    lapi.add('198.18.6.0/24', { durationMs: 7_200_000, late: true });
+    await resyncing.pull();
+    await firewall.blocks.removeByCidr('198.18.5.6/32');
+    expect([verdict('198.18.6.9'), verdict('198.18.5.6'), verdict('198.18.5.5')]).toEqual([PASS, PASS, DROP]);
+    wallMs = T0 + 600_000;
+    await resyncing.pull();
+    expect(lapi.requests.map((r) => r.url)).toEqual(['/v1/decisions/stream?startup=true', '/v1/decisions/stream', '/v1/decisions/stream?startup=true']);
+    expect([verdict('198.18.6.9'), verdict('198.18.5.6'), verdict('198.18.5.5')]).toEqual([DROP, DROP, DROP]);
+    expect(crowdsecBlocks().sort((a, b) => a.cidr.localeCompare(b.cidr))).toEqual([
+      { cidr: '198.18.5.5/32', expiresAt: '2026-12-02T14:00:00.000Z', dryRun: false, origin: 'crowdsec' },
+      { cidr: '198.18.5.6/32', expiresAt: '2026-12-02T14:00:00.000Z', dryRun: false, origin: 'crowdsec' },
+      { cidr: '198.18.6.0/24', expiresAt: '2026-12-02T14:00:10.000Z', dryRun: false, origin: 'crowdsec' },
+    ]);
+    expect(resyncing.status()).toMatchObject({ state: 'ok', entries: 3, resync: { runs: 1, added: 2, extended: 0, removed: 0, lastAt: '2026-12-02T12:10:00.000Z' } });
+    const metrics = (await app.inject('/metrics')).body;
+    expect(metrics).toContain('xdpwall_integration_resyncs_total{integration="crowdsec"} 1');
+    expect(metrics).toContain('xdpwall_integration_resync_drift_total{integration="crowdsec",change="added"} 2');
+    expect(metrics).toContain('xdpwall_integration_resync_drift_total{integration="crowdsec",change="extended"} 0');
+    expect(metrics).toContain('xdpwall_integration_resync_drift_total{integration="crowdsec",change="removed"} 0');
+  });
+
   it('start() pulls at once and every refresh; stop() ends the loop', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     try {

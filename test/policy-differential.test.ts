@@ -2,13 +2,16 @@
 // (src/policy/reference.ts): seeded random rule sets, compiled and written
 // into the kernel's tables exactly as the daemon does, and random packets
 // aimed at the rules' edges, run through BPF_PROG_TEST_RUN on both hooks.
-// Every packet's verdict, reason and counted rule must agree. Needs root.
+// Every packet's verdict, reason and counted rule must agree. Rules may
+// reference named lists ("src": "list:NAME"): each set has a few random
+// lists (both families, nested and overlapping with the rules' own
+// prefixes, some empty) that several rules share. Needs root.
 //
 // XDPWALL_DIFF_PACKETS raises the packet count (the README's 1,000,000 run).
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BPF_OBJECT_PATH } from '../src/paths.js';
 import { compileTable } from '../src/policy/compile.js';
-import { classify, type ClassRule, type Decision, type PacketFields, type Prefix, type ReferencePolicy } from '../src/policy/reference.js';
+import { classify, type ClassRule, type Decision, type PacketFields, type Prefix, type PrefixList, type ReferencePolicy } from '../src/policy/reference.js';
 import { POL_MAX_RULES, PolTable } from '../src/datapath/abi.js';
 import { prng } from './lib/prng.js';
 import { TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS, classRule, frameOf, loadPolicyObject, runIngress, rulePackets, statsPackets, type LoadedPolicy } from './lib/policy.js';
@@ -53,8 +56,21 @@ function randomRange(r: Rand) {
   return { lo, hi };
 }
 
-function randomRule(r: Rand, kernelId: number): ClassRule {
+/** A list of 0..40 prefixes of both families (duplicates dropped, as the list parser does). */
+function randomList(r: Rand, n: number): PrefixList {
+  const size = pick(r, [0, 1, 3, 10, 40]);
+  const seen = new Map<string, Prefix>();
+  for (let i = 0; i < size; i++) {
+    const p = randomPrefix(r, chance(r, 0.7) ? 4 : 6);
+    seen.set(`${p.family}|${[...p.bytes].join('.')}|${p.prefixLen}`, p);
+  }
+  return { name: `l${n}`, version: `${n}`, prefixes: [...seen.values()] };
+}
+
+function randomRule(r: Rand, kernelId: number, lists: readonly PrefixList[] = []): ClassRule {
   const family = chance(r, 0.7) ? 4 : 6;
+  const srcList = lists.length > 0 && chance(r, 0.2) ? pick(r, lists) : null;
+  const dstList = lists.length > 0 && chance(r, 0.1) ? pick(r, lists) : null;
   const proto = pick(r, [6, 6, 17, 17, 1, 58, 47, null, null]);
   const ports = proto === 6 || proto === 17;
   const icmp = proto === 1 || proto === 58;
@@ -64,8 +80,10 @@ function randomRule(r: Rand, kernelId: number): ClassRule {
     action: pick(r, ['drop', 'drop', 'pass', 'log'] as const),
     dryRun: chance(r, 0.1),
     ifindex: chance(r, 0.15) ? pick(r, [1, 2]) : null,
-    src: chance(r, 0.4) ? randomPrefix(r, family) : null,
-    dst: chance(r, 0.3) ? randomPrefix(r, family) : null,
+    src: !srcList && chance(r, 0.4) ? randomPrefix(r, family) : null,
+    dst: !dstList && chance(r, 0.3) ? randomPrefix(r, family) : null,
+    srcList,
+    dstList,
     proto,
     srcPort: ports && chance(r, 0.2) ? randomRange(r) : null,
     dstPort: ports && chance(r, 0.6) ? randomRange(r) : null,
@@ -81,7 +99,11 @@ function randomRule(r: Rand, kernelId: number): ClassRule {
 /** A packet near the rules: their addresses, port edges (lo-1, lo, hi, hi+1), protocols. */
 function randomPacket(r: Rand, rules: readonly ClassRule[]): PacketFields {
   const rule = rules.length > 0 && chance(r, 0.8) ? pick(r, rules) : undefined;
-  const family = rule?.src?.family ?? rule?.dst?.family ?? (chance(r, 0.7) ? 4 : 6);
+  // A list's entry stands for the rule's prefix.
+  const fromList = (list: PrefixList | null | undefined) => (list && list.prefixes.length > 0 ? pick(r, list.prefixes) : null);
+  const srcNear = rule?.src ?? fromList(rule?.srcList);
+  const dstNear = rule?.dst ?? fromList(rule?.dstList);
+  const family = srcNear?.family ?? dstNear?.family ?? (chance(r, 0.7) ? 4 : 6);
   const near = (p: Prefix | null | undefined): Uint8Array => {
     if (!p || p.family !== family || chance(r, 0.2)) return randomAddress(r, family);
     const out = new Uint8Array(p.bytes);
@@ -95,8 +117,8 @@ function randomPacket(r: Rand, rules: readonly ClassRule[]): PacketFields {
   return {
     ifindex: 1,
     family,
-    src: near(rule?.src),
-    dst: near(rule?.dst),
+    src: near(srcNear),
+    dst: near(dstNear),
     proto,
     l4: !chance(r, 0.05),
     sport: edge(rule?.srcPort),
@@ -115,16 +137,18 @@ it(`agrees with the reference on ${PACKETS} packets over ${RULE_SETS} random rul
   const mismatches: string[] = [];
   let checked = 0;
   let matchedRules = 0;
+  let matchedListRules = 0;
   let nextId = 0x8000_0001;
 
   for (let set = 0; set < RULE_SETS; set++) {
     // One set at the data plane's capacity, the rest small to medium.
     const size = (hook: string) => (set === 3 && hook === 'ingress' ? POL_MAX_RULES : pick(r, [0, 1, 2, 5, 20, 64, 65, 200]));
-    const make = (n: number) => Array.from({ length: n }, () => randomRule(r, nextId++));
+    const lists = chance(r, 0.8) ? Array.from({ length: int(r, 1, 5) }, (_, n) => randomList(r, set * 10 + n)) : [];
+    const make = (n: number, withLists = true) => Array.from({ length: n }, () => randomRule(r, nextId++, withLists ? lists : []));
     const policy: ReferencePolicy = {
       ingress: make(size('ingress')),
       egress: make(size('egress')),
-      failsafe: chance(r, 0.5) ? make(int(r, 1, 4)).map((f) => ({ ...f, kernelId: 0, action: 'pass' as const, dryRun: false })) : [],
+      failsafe: chance(r, 0.5) ? make(int(r, 1, 4), false).map((f) => ({ ...f, kernelId: 0, action: 'pass' as const, dryRun: false })) : [],
       blocks: [],
       defaults: { ingress: pick(r, ['accept', 'drop'] as const), egress: pick(r, ['accept', 'drop'] as const) },
     };
@@ -148,6 +172,8 @@ it(`agrees with the reference on ${PACKETS} packets over ${RULE_SETS} random rul
       let ruleOk = true;
       if (want.ruleId !== 0) {
         matchedRules++;
+        const decided = policy[hook].find((rule) => rule.kernelId === want.ruleId);
+        if (decided?.srcList || decided?.dstList) matchedListRules++;
         const n = (hits.get(want.ruleId) ?? 0n) + 1n;
         hits.set(want.ruleId, n);
         ruleOk = rulePackets(loaded, want.ruleId) === n;
@@ -168,4 +194,6 @@ it(`agrees with the reference on ${PACKETS} packets over ${RULE_SETS} random rul
   expect(checked).toBe(PACKETS);
   // The packets exercised the rules, not only the defaults.
   expect(matchedRules).toBeGreaterThan(PACKETS / 4);
+  // ... and among them rules that reference lists.
+  expect(matchedListRules).toBeGreaterThan(PACKETS / 50);
 }, 600_000);

@@ -11,7 +11,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BPF_OBJECT_PATH } from '../src/paths.js';
 import { compileTable } from '../src/policy/compile.js';
-import { classify, type ClassRule, type PacketFields, type ReferencePolicy } from '../src/policy/reference.js';
+import { classify, type ClassRule, type PacketFields, type PrefixList, type ReferencePolicy } from '../src/policy/reference.js';
 import { PolTable, type ReasonName } from '../src/datapath/abi.js';
 import {
   TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS, classRule, frameOf, loadPolicyObject, packet, prefix, rulePackets, runIngress, statsPackets,
@@ -40,6 +40,7 @@ interface Row {
 
 const R = 0x8000_0000;
 const rule = (id: number, o: Partial<ClassRule> = {}) => classRule({ kernelId: R + id, ...o });
+const list = (name: string, ...entries: string[]): PrefixList => ({ name, version: `${name}:${entries.join()}`, prefixes: entries.map(prefix) });
 const dropped = (name: string, rules: ClassRule[], p: PacketFields, ruleId: number, extra: Partial<Row> = {}): Row =>
   ({ name, rules, packet: p, verdict: 'drop', reason: 'drop_rule', ruleId: R + ruleId, ...extra });
 const passed = (name: string, rules: ClassRule[], p: PacketFields, extra: Partial<Row> = {}): Row =>
@@ -93,6 +94,24 @@ const rows: Row[] = [
   passed('an IPv6 ::/0 rule never matches IPv4', [rule(1, { src: prefix('::/0') })], packet()),
   dropped('src and dst together', [rule(1, { src: prefix('198.18.1.0/24'), dst: prefix('198.18.7.0/24') })], packet(), 1),
   passed('src and dst together: dst outside', [rule(1, { src: prefix('198.18.1.0/24'), dst: prefix('198.18.8.0/24') })], packet()),
+  // named lists ("src": "list:NAME"): any entry contains the address
+  dropped('srcList: inside an entry', [rule(1, { srcList: list('bad', '198.18.5.0/24', '198.18.1.2') })], packet(), 1),
+  dropped('srcList: inside another entry', [rule(1, { srcList: list('bad', '198.18.5.0/24', '198.18.1.0/30') })], packet(), 1),
+  passed('srcList: in no entry', [rule(1, { srcList: list('bad', '198.18.5.0/24', '198.18.1.3') })], packet()),
+  passed('srcList: an empty list matches nothing', [rule(1, { srcList: list('empty') })], packet()),
+  dropped('srcList: an empty list falls through to the next rule', [rule(1, { srcList: list('empty'), action: 'pass' }), rule(2, { proto: 6 })], packet(), 2),
+  dropped('dstList: inside an entry', [rule(1, { dstList: list('servers', '198.18.7.0/24') })], packet(), 1),
+  dropped('srcList: both families in one list (IPv6 packet)', [rule(1, { srcList: list('mixed', '198.18.5.0/24', 'fd00:198::/64') })], v6(), 1),
+  passed('srcList: an IPv4 entry does not match the IPv6 packet', [rule(1, { srcList: list('v4', '0.0.0.0/1', '128.0.0.0/1') })], v6()),
+  passed('srcList: a list entry narrower than a later rule\'s prefix: the list rule decides inside it', [rule(1, { srcList: list('ok', '198.18.1.0/24'), action: 'pass' }), rule(2, { src: prefix('198.18.0.0/16') })], packet(), { reason: 'pass_rule', ruleId: R + 1 }),
+  dropped('srcList: ... and the later rule outside it', [rule(1, { srcList: list('ok', '198.18.1.0/24'), action: 'pass' }), rule(2, { src: prefix('198.18.0.0/16') })], packet({ src: Uint8Array.from([198, 18, 2, 1]) }), 2),
+  passed('srcList: a list entry wider than a later rule\'s prefix still matches inside that prefix', [rule(1, { srcList: list('ok', '198.18.0.0/16'), action: 'log' }), rule(2, { src: prefix('198.18.1.2') })], packet(), { reason: 'pass_log', ruleId: R + 1 }),
+  dropped('srcList: an entry equal to another rule\'s prefix: priority decides', [rule(1, { src: prefix('198.18.1.0/24') }), rule(2, { srcList: list('same', '198.18.1.0/24'), action: 'pass' })], packet(), 1),
+  passed('srcList: one list shared by two rules (the first by priority decides)', [rule(1, { srcList: list('shared', '198.18.1.0/24'), proto: 17 }), rule(2, { srcList: list('shared', '198.18.1.0/24'), action: 'pass' })], tcpTo(443), { reason: 'pass_rule', ruleId: R + 2 }),
+  dropped('srcList and dstList together: both must match', [rule(1, { srcList: list('a', '198.18.1.0/24'), dstList: list('b', '198.18.7.9') })], packet(), 1),
+  passed('srcList and dstList together: dst in neither entry', [rule(1, { srcList: list('a', '198.18.1.0/24'), dstList: list('b', '198.18.7.10') })], packet()),
+  dropped('drop udp 53 from list:bad', [rule(1, { proto: 17, dstPort: { lo: 53, hi: 53 }, srcList: list('bad', '198.18.1.0/24') })], udpFrom(4000), 1),
+  passed('drop udp 53 from list:bad: another source passes', [rule(1, { proto: 17, dstPort: { lo: 53, hi: 53 }, srcList: list('bad', '198.18.9.0/24') })], udpFrom(4000)),
   // TCP flags
   dropped('syn,!ack matches a SYN', [rule(1, { proto: 6, tcpFlags: { mask: TCP.syn | TCP.ack, set: TCP.syn } })], tcpTo(80, { tcpFlags: TCP.syn }), 1),
   passed('syn,!ack does not match a SYN-ACK', [rule(1, { proto: 6, tcpFlags: { mask: TCP.syn | TCP.ack, set: TCP.syn } })], tcpTo(80, { tcpFlags: TCP.syn | TCP.ack })),
@@ -176,6 +195,6 @@ describe('policy fixtures', () => {
 
   it('has a row for every field', () => {
     const fields = new Set(rows.flatMap((row) => row.rules.flatMap((r) => Object.entries(r).filter(([k, v]) => v !== null && !['kernelId', 'action', 'dryRun', 'expiresNs'].includes(k)).map(([k]) => k))));
-    expect([...fields].sort()).toEqual(['dst', 'dstPort', 'icmpCode', 'icmpType', 'ifindex', 'proto', 'src', 'srcPort', 'tcpFlags', 'vlan']);
+    expect([...fields].sort()).toEqual(['dst', 'dstList', 'dstPort', 'icmpCode', 'icmpType', 'ifindex', 'proto', 'src', 'srcList', 'srcPort', 'tcpFlags', 'vlan']);
   });
 });

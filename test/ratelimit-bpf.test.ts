@@ -9,7 +9,7 @@
 // configured one. The burst itself has its own row ("burst after idle").
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openRateLab, udpFrom, type RateLab } from './lib/ratelimit.js';
-import { ReferenceLimiter } from '../src/ratelimit/reference.js';
+import { ReferenceLimiter, bucketKey } from '../src/ratelimit/reference.js';
 import { rateConf, type RateConf } from '../src/ratelimit/model.js';
 import { kernelRuleId } from '../src/policy/engine.js';
 import type { PolicyRule, RuleInput } from '../src/policy/model.js';
@@ -455,5 +455,34 @@ describe('ban reports', () => {
     } finally {
       reader.close();
     }
+  });
+});
+
+describe('bucket keys', () => {
+  beforeEach(reset);
+
+  // The kernel masks the source to the rule's prefix a 32-bit word at a time; these lengths cut
+  // inside a word, inside a byte, and at the family's full length (no masking).
+  it.each([
+    { src: '198.18.77.201', per: 'source' as const, want: '198.18.77.201', prefixLen: 32 },
+    { src: '198.18.77.201', per: 'source-prefix' as const, prefixV4: 28, want: '198.18.77.192', prefixLen: 28 },
+    { src: '198.18.77.201', per: 'source-prefix' as const, prefixV4: 1, want: '128.0.0.0', prefixLen: 1 },
+    { src: 'fd00:198:0:12ff:8::1', per: 'source' as const, want: 'fd00:198:0:12ff:8::1', prefixLen: 128 },
+    { src: 'fd00:198:0:12ff:8::1', per: 'source-prefix' as const, prefixV6: 60, want: 'fd00:198:0:12f0::', prefixLen: 60 },
+    { src: 'fd00:198:0:12ff:8::1', per: 'source-prefix' as const, prefixV6: 77, want: 'fd00:198:0:12ff:8::', prefixLen: 77 },
+    { src: 'fd00:198:0:12ff:8::1', per: 'source-prefix' as const, prefixV6: 30, want: 'fd00:198::', prefixLen: 30 },
+  ])('$src per $per /$prefixLen -> $want, as the reference builds it', async ({ src, per, prefixV4, prefixV6, want, prefixLen }) => {
+    const [rule] = await lab.install([{ action: 'ratelimit', proto: 'udp', rate: { pps: 10, per, ...(prefixV4 && { prefixV4 }), ...(prefixV6 && { prefixV6 }) } }]);
+    lab.run(udpFrom(src));
+    const buckets = await lab.limits.readBuckets();
+    expect(buckets).toHaveLength(1);
+    const { key } = buckets[0]!;
+    const family = src.includes(':') ? 6 : 4;
+    const wantBytes = [...(family === 6 ? ipv6Bytes(want) : ipv4Bytes(want))];
+    expect({ ruleId: key.ruleId, family: key.family, prefixLen: key.prefixLen, addr: [...key.addr] })
+      .toEqual({ ruleId: kernelRuleId(rule!.id), family, prefixLen, addr: wantBytes });
+    const reference = bucketKey(kernelRuleId(rule!.id), confOf(rule!), packetOf(src, 64));
+    expect(reference.prefixLen).toBe(prefixLen);
+    expect([...reference.addr.subarray(0, family === 6 ? 16 : 4)]).toEqual(wantBytes);
   });
 });

@@ -8,7 +8,7 @@
 // id); blocks are counted in aggregate by xdpwall_packets_total{reason=...},
 // since one series per block would be one per address.
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { ApiFirewall } from '../app.js';
+import type { ApiFirewall } from '../firewall.js';
 import { kernelRuleId } from '../../src/policy/engine.js';
 
 export function registerEventMetrics(registry: Registry, firewall: Pick<ApiFirewall, 'events' | 'rules' | 'ruleHits'>): void {

@@ -3,7 +3,7 @@
 // Labels name routes (templates) and tables, never addresses.
 import type { FastifyInstance } from 'fastify';
 import { Gauge, Histogram, type Registry } from 'prom-client';
-import type { ApiFirewall } from '../app.js';
+import type { ApiFirewall } from '../firewall.js';
 import type { TableUsage } from '../../src/firewall.js';
 
 /** Seconds; from a cached read (~1 ms) to a million-rule bulk import. */

@@ -4,7 +4,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { BlockBulk, BlockBulkResult, BlockCreateOne, BlockDeleteQuery, BlockIdParams, BlockList, BlockListQuery } from '../schemas/blocks.js';
 import { errorResponses } from '../schemas/common.js';
 import type { BlockRule } from '../../src/rules/model.js';
-import type { ApiFirewall } from '../app.js';
+import type { ApiFirewall } from '../firewall.js';
 import { BULK_CONTENT_TYPES, readBulkItems, type BulkEnvelope, type BulkItem } from '../bulk-body.js';
 import { SelfLockoutGuard } from '../../src/auth/lockout.js';
 import { clientPeer } from '../plugins/auth.js';
@@ -57,6 +57,7 @@ export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async 
         description:
           'All or nothing: 200 once every item is on disk and in the kernel, or a 4xx/5xx and no change. ' +
           'Items already blocked (or repeated) count as existing. The first invalid item is named by its index. ' +
+          'Each item is what POST /v1/blocks takes (ttl or expiresAt, dryRun, origin included) and merges as it does. ' +
           'The body is `{"items": [...]}` (application/json) or one item per line (application/x-ndjson); it is ' +
           'read as a stream. One import runs at a time: another gets 409 BUSY.',
         body: BlockBulk,
@@ -67,7 +68,7 @@ export const blockRoutes: FastifyPluginAsyncTypebox<BlockRoutesOptions> = async 
     }, async (request) => {
       const envelope: BulkEnvelope = {};
       const items = readBulkItems(request.body as Readable, request.headers['content-type'], BULK_BODY_LIMIT_BYTES, envelope);
-      const result = await firewall.blocks.addMany(guarded(items, new SelfLockoutGuard(clientPeer(request)), envelope));
+      const result = await firewall.addBlocks(guarded(items, new SelfLockoutGuard(clientPeer(request)), envelope));
       // The body is a stream here, so the audit plugin cannot count its items: say it.
       request.audit({ ...result, count: result.created + result.existing, ...(envelope.force && { force: true }) });
       return result;

@@ -7,7 +7,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { CaptureQuery, DropEvent, EventQuery, EventStats } from '../schemas/events.js';
 import { errorResponses } from '../schemas/common.js';
-import type { ApiFirewall } from '../app.js';
+import type { ApiFirewall } from '../firewall.js';
 import { compileEventFilter, type EventFilter, type SampledPacket } from '../../src/events/model.js';
 import { ClientQueue } from '../../src/events/client-queue.js';
 import { pcapHeader, pcapRecord } from '../../src/events/pcap.js';

@@ -4,7 +4,7 @@
 import { Type, type Static } from 'typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { errorResponses } from '../schemas/common.js';
-import type { ApiFirewall } from '../app.js';
+import type { ApiFirewall } from '../firewall.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 import { parseEntryArray, parseListText } from '../../src/lists/parse.js';
 import { InvalidUtf8Error } from '../plugins/strict-input.js';

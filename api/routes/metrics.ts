@@ -3,7 +3,7 @@
 // routes use), so the scrape is the source of truth, not a copy kept here.
 import type { FastifyPluginAsync } from 'fastify';
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { ApiFirewall } from '../app.js';
+import type { ApiFirewall } from '../firewall.js';
 
 export interface MetricsRoutesOptions {
   firewall: ApiFirewall;
@@ -30,6 +30,8 @@ export const metricsRoutes: FastifyPluginAsync<MetricsRoutesOptions> = async (ap
   const integrationUpdates = new Counter({ name: 'xdpwall_integration_updates_total', help: 'Updates (pulls) by result', labelNames: ['integration', 'result'], registers: [registry] });
   const integrationSkipped = new Counter({ name: 'xdpwall_integration_skipped_total', help: 'Entries not applied, by reason (unsupported_scope, refused, ...)', labelNames: ['integration', 'reason'], registers: [registry] });
   const integrationLastSuccess = new Gauge({ name: 'xdpwall_integration_last_success_timestamp_seconds', help: 'Unix time of the last successful update', labelNames: ['integration'], registers: [registry] });
+  const integrationResyncs = new Counter({ name: 'xdpwall_integration_resyncs_total', help: 'Periodic full resyncs (CrowdSec: startup=true pulls reconciled with the blocks in force)', labelNames: ['integration'], registers: [registry] });
+  const integrationResyncDrift = new Counter({ name: 'xdpwall_integration_resync_drift_total', help: 'Blocks the periodic resyncs had to fix (the incremental updates had missed them), by change: added, extended, removed', labelNames: ['integration', 'change'], registers: [registry] });
   const listEntries = new Gauge({ name: 'xdpwall_list_entries', help: 'Entries of each named list', labelNames: ['list', 'action'], registers: [registry] });
   const feedUp = new Gauge({ name: 'xdpwall_feed_up', help: '1 while the last refresh of the feed filling the list succeeded, 0 while it fails (the last good version stays)', labelNames: ['list'], registers: [registry] });
   const feedSuccess = new Gauge({ name: 'xdpwall_feed_last_success_timestamp_seconds', help: 'When the feed last refreshed successfully (Unix time)', labelNames: ['list'], registers: [registry] });
@@ -55,8 +57,8 @@ export const metricsRoutes: FastifyPluginAsync<MetricsRoutesOptions> = async (ap
       attached.set({ iface }, state === 'attached' ? 1 : 0);
     }
     degraded.set(current.some(({ state }) => state === 'degraded') ? 1 : 0);
-    for (const metric of [integrationUp, integrationEntries, integrationUpdates, integrationSkipped, integrationLastSuccess]) metric.reset();
-    for (const { name, state, updates, entries, skipped, lastSuccessAt } of firewall.integrations.list()) {
+    for (const metric of [integrationUp, integrationEntries, integrationUpdates, integrationSkipped, integrationLastSuccess, integrationResyncs, integrationResyncDrift]) metric.reset();
+    for (const { name, state, updates, entries, skipped, lastSuccessAt, resync } of firewall.integrations.list()) {
       const integration = name;
       integrationUp.set({ integration }, state === 'ok' ? 1 : 0);
       integrationEntries.set({ integration }, entries);
@@ -64,6 +66,10 @@ export const metricsRoutes: FastifyPluginAsync<MetricsRoutesOptions> = async (ap
       integrationUpdates.inc({ integration, result: 'error' }, updates.error);
       for (const [reason, n] of Object.entries(skipped)) integrationSkipped.inc({ integration, reason }, n);
       if (lastSuccessAt !== null) integrationLastSuccess.set({ integration }, Date.parse(lastSuccessAt) / 1000);
+      if (resync) {
+        integrationResyncs.inc({ integration }, resync.runs);
+        for (const change of ['added', 'extended', 'removed'] as const) integrationResyncDrift.inc({ integration, change }, resync[change]);
+      }
     }
     listEntries.reset();
     for (const list of firewall.lists.all()) listEntries.set({ list: list.name, action: list.action }, list.texts.length);

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { FlowList, FlowQuery } from '../schemas/flows.js';
 import { Health, InterfaceList, Stats } from '../schemas/stats.js';
 import { errorResponses } from '../schemas/common.js';
-import type { ApiFirewall } from '../app.js';
+import type { ApiFirewall } from '../firewall.js';
 import { itemsJson } from '../sliced-json.js';
 
 export const NO_INTERFACE_WARNING = 'no interface is attached: nothing is filtered';

@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { errorResponses } from '../schemas/common.js';
-import type { ApiFirewall } from '../app.js';
+import type { ApiFirewall } from '../firewall.js';
 import { failsafeView } from '../../src/policy/failsafe.js';
 
 const Default = Type.Union([Type.Literal('accept'), Type.Literal('drop')]);

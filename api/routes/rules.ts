@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { RateLimitTop, RateLimitTopQuery, RuleBody, RuleIdParams, RuleList, RuleListQuery } from '../schemas/rules.js';
 import { errorResponses } from '../schemas/common.js';
-import type { ApiFirewall } from '../app.js';
+import type { ApiFirewall } from '../firewall.js';
 import { ruleView, type PolicyRule } from '../../src/policy/model.js';
 import { kernelRuleId } from '../../src/policy/engine.js';
 

@@ -11,6 +11,7 @@ const Force = Type.Optional(
   Type.Boolean({ description: 'Block even if this cuts the requesting client off from the API (otherwise 409 SELF_LOCKOUT)' }),
 );
 
+/** One block request: the body of POST /v1/blocks and each item of POST /v1/blocks/bulk (the same rules for both). */
 export const BlockCreate = Type.Object(
   {
     cidr: Type.String({ minLength: 1, maxLength: 64, examples: ['198.18.7.0/24', 'fd00:198::/48'] }),
@@ -22,15 +23,6 @@ export const BlockCreate = Type.Object(
     ),
     direction: Type.Optional(Direction),
     force: Force,
-  },
-  { additionalProperties: false },
-);
-export type BlockCreate = Static<typeof BlockCreate>;
-
-/** A single block may also expire or be a dry run (bulk items may not). */
-export const BlockCreateOne = Type.Object(
-  {
-    ...BlockCreate.properties,
     ttl: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: MAX_TTL_SECONDS, description: 'seconds until the block expires' }), Type.Null()])),
     expiresAt: Type.Optional(Type.Union([Type.String({ maxLength: 40, description: 'ISO 8601; instead of ttl' }), Type.Null()])),
     dryRun: Type.Optional(Type.Boolean({ description: 'count what the block would drop (would_drop) but pass' })),
@@ -38,6 +30,10 @@ export const BlockCreateOne = Type.Object(
   },
   { additionalProperties: false },
 );
+export type BlockCreate = Static<typeof BlockCreate>;
+
+/** The body of POST /v1/blocks (an alias kept for existing imports). */
+export const BlockCreateOne = BlockCreate;
 
 export const BlockBulk = Type.Object(
   { items: Type.Array(BlockCreate, { maxItems: MAX_BULK_ITEMS }), force: Force },

@@ -30,7 +30,10 @@ const BanBody = Type.Object(
   { additionalProperties: false, description: 'a source with afterDrops drops within `within` seconds gets a block (origin auto) for ttl seconds' },
 );
 const Hook = Type.Union([Type.Literal('ingress'), Type.Literal('egress')], { description: 'ingress (XDP) or egress (TC); default ingress' });
-const Address = Type.String({ minLength: 1, maxLength: 64, description: 'CIDR or bare address, IPv4 or IPv6' });
+const Address = Type.String({
+  minLength: 1, maxLength: 70,
+  description: 'CIDR or bare address, IPv4 or IPv6; or "list:NAME": the entries of a named list (/v1/lists), which must exist',
+});
 const Proto = Type.Union([Type.String({ maxLength: 8 }), Type.Integer({ minimum: 0, maximum: 255 })], {
   description: 'tcp | udp | icmp | icmpv6 | 0..255',
 });
@@ -73,8 +76,8 @@ export const Rule = Type.Object(
     priority: Type.Integer(),
     hook: Hook,
     iface: OrNull(Type.String()),
-    src: OrNull(Type.String()),
-    dst: OrNull(Type.String()),
+    src: OrNull(Type.String({ description: 'as written: a CIDR or "list:NAME"' })),
+    dst: OrNull(Type.String({ description: 'as written: a CIDR or "list:NAME"' })),
     proto: OrNull(Type.Union([Type.String(), Type.Integer()])),
     srcPort: OrNull(Type.Union([Type.Integer(), Type.String()])),
     dstPort: OrNull(Type.Union([Type.Integer(), Type.String()])),

@@ -126,7 +126,7 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
     bouncer = new CrowdsecBouncer(config.crowdsec, running.originBlocks(CROWDSEC_ORIGIN), { log });
     const current = bouncer;
     running.integrations.register(CROWDSEC_ORIGIN, () => current.status());
-    log.info({ url: config.crowdsec.url, refreshMs: config.crowdsec.refreshMs }, 'crowdsec: bouncer started');
+    log.info({ url: config.crowdsec.url, refreshMs: config.crowdsec.refreshMs, resyncMs: config.crowdsec.resyncMs }, 'crowdsec: bouncer started');
     bouncer.start();
   }
 

@@ -268,6 +268,8 @@ export const BLOCK_META_ENTRIES = 1 << 16;
 export const POLICY_SYNC_INNER = 'xw_pol_sync_inner';
 
 export const POL_MAX_RULES = 4096;
+/** xw_pol_addrs entries per table and buffer: rules' prefixes and their lists' entries (distinct prefixes). */
+export const POL_MAX_ADDRS = 1 << 18;
 export const POL_WORDS = POL_MAX_RULES / 64;
 export const POL_PORT_SLOTS = 65536 / 4;
 export const POL_WILDCARD = 0xffff_ffff;

@@ -25,6 +25,7 @@ import { rateLimitMapsOf, type RateLimitMaps } from '../ratelimit/tables.js';
 import { EVENT_MAPS } from '../events/abi.js';
 import type { EventMaps } from '../events/hub.js';
 import type { AttachMode, Config, InterfaceConfig } from '../config.js';
+import type { Logger } from '../logger.js';
 import { DatapathError, XdpwallError } from '../errors.js';
 import { explainLoadFailure } from './load-errors.js';
 import { mapMemory, type MapMemory } from './memory.js';
@@ -81,12 +82,7 @@ export interface DatapathOptions {
   capacity: Config['capacity'];
 }
 
-export interface Logger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  /** Failures that need an operator (pino has it; warn stands in where absent). */
-  error?(obj: object, msg: string): void;
-}
+export type { Logger } from '../logger.js';
 
 export interface AttachOptions {
   /** Replace an XDP program this instance does not own. */

@@ -14,7 +14,7 @@ import {
 } from '@xdpwall/addon';
 import { HookBusyError } from '../errors.js';
 import { linkPinName, linksDir, parseLinkPinName } from './pins.js';
-import type { Logger } from './datapath.js';
+import type { Logger } from '../logger.js';
 
 export interface Program {
   fd: number;

@@ -19,6 +19,21 @@ export interface IntegrationStatus {
   entries: number;
   /** Entries not applied since start, by reason (e.g. unsupported_scope). */
   skipped: Record<string, number>;
+  /** For integrations that resync periodically (CrowdSec). */
+  resync?: ResyncStatus;
+}
+
+/** Periodic full resyncs and the drift they fixed (changes the incremental updates had missed), since start. */
+export interface ResyncStatus {
+  runs: number;
+  /** Blocks a decision wanted that were missing. */
+  added: number;
+  /** Blocks that expired before their decision (a longer decision the deltas missed). */
+  extended: number;
+  /** Blocks of origin crowdsec that no decision bans any more. */
+  removed: number;
+  /** ISO 8601 time of the last resync; null before the first. */
+  lastAt: string | null;
 }
 
 export class Integrations {

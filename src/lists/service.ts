@@ -38,10 +38,24 @@ export interface ListKernel {
   hits(ruleId: number): Counter;
 }
 
+/**
+ * The policy rules that reference lists ("src": "list:NAME"). A change of a
+ * list runs inside `exclusive`, so no rule is added, changed or removed in
+ * between: the rules that use the list are recompiled with its new entries
+ * before the change returns, and a list a rule uses is never deleted.
+ */
+export interface ListUsers {
+  exclusive<T>(work: () => Promise<T>): Promise<T>;
+  /** Ids of the rules that reference the list. */
+  usedBy(name: string): number[];
+  /** Recompiles the rule tables that reference the list with what the index holds now (inside exclusive). */
+  refresh(name: string): Promise<void>;
+}
+
 export interface ListServiceOptions {
   now?: () => Date;
-  /** Ids of the policy rules that reference the list (`list:NAME`); none by default. */
-  usedBy?: (name: string) => number[];
+  /** The policy rules (set later with useRules when they are built after the lists); none by default. */
+  users?: ListUsers;
   log?: { error(details: object, message: string): void };
 }
 
@@ -75,7 +89,7 @@ export class ListService {
   /** Per key an action list holds: the ids of the lists that hold it. */
   private readonly owners = new Map<string, number | number[]>();
   private readonly now: () => Date;
-  private readonly usedBy: (name: string) => number[];
+  private users: ListUsers;
 
   constructor(
     private readonly store: ListStore,
@@ -83,8 +97,13 @@ export class ListService {
     private readonly options: ListServiceOptions = {},
   ) {
     this.now = options.now ?? (() => new Date());
-    this.usedBy = options.usedBy ?? (() => []);
+    this.users = options.users ?? { exclusive: (work) => work(), usedBy: () => [], refresh: async () => undefined };
     for (const list of store.all()) this.index(list, +1);
+  }
+
+  /** Wires the policy rules that reference lists (see ListUsers). */
+  useRules(users: ListUsers): void {
+    this.users = users;
   }
 
   all(): StoredList[] {
@@ -155,9 +174,9 @@ export class ListService {
     return this.lock.run(async () => {
       const current = this.get(name);
       this.checkChange(name, current, options);
-      const rules = this.usedBy(name);
-      if (rules.length > 0) throw new ListInUseError(`list ${name} is used by rule${rules.length === 1 ? '' : 's'} ${rules.join(', ')}: change or delete them first`);
-      await this.kernel.exclusive(async () => {
+      await this.users.exclusive(() => this.kernel.exclusive(async () => {
+        const rules = this.users.usedBy(name);
+        if (rules.length > 0) throw new ListInUseError(`list ${name} is used by rule${rules.length === 1 ? '' : 's'} ${rules.join(', ')}: change or delete them first`);
         const diff = this.diff(current, undefined);
         try {
           await this.store.delete(name);
@@ -169,7 +188,7 @@ export class ListService {
           this.restore(current, undefined);
           await this.store.save(current);
         });
-      });
+      }));
     });
   }
 
@@ -207,23 +226,47 @@ export class ListService {
     if (next.action !== 'deny' && next.action !== 'allow' && next.action !== 'none') throw new InvalidArgumentError(`action must be deny, allow or none`);
     const updatedAt = this.now().toISOString();
     const revision = (current?.revision ?? 0) + 1;
-    return this.kernel.exclusive(async () => {
+    return this.users.exclusive(() => this.kernel.exclusive(async () => {
       const id = current?.id ?? (await this.store.save({ ...next, name, revision, updatedAt }));
       const list: StoredList = { ...next, id, name, revision, updatedAt };
       const diff = this.diff(current, list);
+      const undo = async () => {
+        this.restore(current, list);
+        if (current) await this.store.save(current);
+        else await this.store.delete(name);
+      };
       try {
         if (current) await this.store.save(list);
       } catch (error) {
         this.restore(current, list);
         throw error;
       }
+      // Rules first: a list too big for their tables (507) is refused before the block tables change.
+      const used = current !== undefined && this.users.usedBy(name).length > 0;
+      if (used) {
+        try {
+          await this.users.refresh(name);
+        } catch (error) {
+          await this.undoRefresh(name, undo, error);
+          throw error;
+        }
+      }
       await this.applyOrResync(diff, async () => {
-        this.restore(current, list);
-        if (current) await this.store.save(current);
-        else await this.store.delete(name);
+        await undo();
+        if (used) await this.users.refresh(name);
       });
       return { name, count: list.texts.length, revision, updatedAt };
-    });
+    }));
+  }
+
+  /** The rules' tables refused the new list: the old one goes back in the index, the store and (unchanged or restored) the rules' tables. */
+  private async undoRefresh(name: string, undo: () => Promise<void>, error: unknown): Promise<void> {
+    try {
+      await undo();
+      await this.users.refresh(name);
+    } catch (undoError) {
+      this.options.log?.error({ err: error, undoError }, `list ${name}: its rules refused the change, and undoing it failed too`);
+    }
   }
 
   /** Applies a diff; on failure undoes the store and the index, then reconciles the kernel to them. */

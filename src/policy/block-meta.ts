@@ -13,11 +13,12 @@
 import type { BpfMap } from '@xdpwall/addon';
 import { encodeRuleId, Layout, RuleFlags } from '../datapath/abi.js';
 import type { BlockInput, BlockService, RuleEnforcer } from '../rules/blocks.js';
+import type { BlockBatch } from '../rules/block-batch.js';
 import type { BlockRule } from '../rules/model.js';
 import type { RuleStore } from '../rules/store.js';
 import { parseCidr } from '../rules/cidr.js';
 import { WriteLock } from '../rules/write-lock.js';
-import { InvalidArgumentError, collectFailures } from '../errors.js';
+import { CapacityError, InvalidArgumentError, collectFailures } from '../errors.js';
 import { TimeSlicer } from '../event-loop.js';
 import { MAX_TTL_SECONDS } from './model.js';
 
@@ -42,6 +43,17 @@ export interface BlockMeta {
   origin: string | null;
 }
 
+/**
+ * What one request asks for. `dryRun` undefined keeps an existing block's
+ * (false for a new one): integrations' bulk adds never flip an operator's dry run.
+ */
+export type RequestedMeta = Omit<BlockMeta, 'dryRun'> & { dryRun: boolean | undefined };
+
+export interface AddManyOptions {
+  /** An item without dryRun keeps an existing block's (integrations); otherwise it means false, as in POST /v1/blocks. */
+  keepDryRun?: boolean;
+}
+
 const NONE: BlockMeta = { expiresAt: null, dryRun: false, origin: null };
 const keyOf = (cidr: string, direction: string) => `${direction}|${cidr}`;
 /** Nothing to store. */
@@ -52,11 +64,18 @@ const kernelTrivial = (meta: BlockMeta) => meta.expiresAt === null && !meta.dryR
 /** Whether `a` outlasts `b` (null never expires); a tie is not. */
 const outlasts = (a: string | null, b: string | null): boolean => b !== null && (a === null || Date.parse(a) > Date.parse(b));
 
-/** `current` re-requested as `requested`: the later expiry, the new dryRun, the owner whose expiry is later. */
-const merge = (current: BlockMeta, requested: BlockMeta, dryRun = requested.dryRun): BlockMeta =>
-  outlasts(requested.expiresAt, current.expiresAt)
+/** `current` re-requested as `requested`: the later expiry, the new dryRun (if given), the owner whose expiry is later. */
+function merge(current: BlockMeta, requested: RequestedMeta): BlockMeta;
+function merge(current: RequestedMeta, requested: RequestedMeta): RequestedMeta;
+function merge(current: RequestedMeta, requested: RequestedMeta): RequestedMeta {
+  const dryRun = requested.dryRun ?? current.dryRun;
+  return outlasts(requested.expiresAt, current.expiresAt)
     ? { expiresAt: requested.expiresAt, dryRun, origin: requested.origin }
     : { expiresAt: current.expiresAt, dryRun, origin: current.origin };
+}
+
+/** A new block's extras as requested. */
+const fresh = (requested: RequestedMeta): BlockMeta => ({ ...requested, dryRun: requested.dryRun ?? false });
 
 export function normaliseOrigin(origin: string | null | undefined): string | null {
   if (origin == null || origin === API_ORIGIN) return null;
@@ -71,6 +90,8 @@ export type BlockWithExtras = BlockInput & BlockExtras;
 export class BlockMetaService {
   private readonly byKey = new Map<string, BlockMeta>();
   private readonly lock = new WriteLock();
+  /** Entries of byKey the kernel holds (an expiry or dry run): bounded by xw_block_meta's size. */
+  private kernelEntries = 0;
 
   constructor(
     private readonly store: RuleStore,
@@ -79,7 +100,37 @@ export class BlockMetaService {
     private readonly now: () => Date,
   ) {
     for (const row of store.allBlockMeta()) {
-      this.byKey.set(keyOf(row.cidr, row.direction), { expiresAt: row.expires_at, dryRun: row.dry_run === 1, origin: row.origin });
+      this.setMeta(keyOf(row.cidr, row.direction), { expiresAt: row.expires_at, dryRun: row.dry_run === 1, origin: row.origin });
+    }
+  }
+
+  /** The one place byKey changes (NONE removes), keeping kernelEntries. */
+  private setMeta(key: string, meta: BlockMeta): void {
+    const before = this.byKey.get(key);
+    if (before !== undefined && !kernelTrivial(before)) this.kernelEntries--;
+    if (trivial(meta)) {
+      this.byKey.delete(key);
+      return;
+    }
+    this.byKey.set(key, meta);
+    if (!kernelTrivial(meta)) this.kernelEntries++;
+  }
+
+  /**
+   * Refuses (507 CAPACITY_EXCEEDED, before anything is stored) a change after
+   * which more blocks would need an entry in xw_block_meta than it holds.
+   */
+  private checkCapacity(changes: Iterable<{ key: string; meta: BlockMeta }>): void {
+    let entries = this.kernelEntries;
+    for (const { key, meta } of changes) {
+      const before = this.byKey.get(key);
+      if (before !== undefined && !kernelTrivial(before)) entries--;
+      if (!kernelTrivial(meta)) entries++;
+    }
+    if (entries > this.kernel.maxEntries) {
+      throw new CapacityError(
+        `${entries} blocks with a ttl or dry run would exceed the kernel's ${this.kernel.maxEntries} (capacity.timedBlocks); nothing was stored`,
+      );
     }
   }
 
@@ -99,13 +150,13 @@ export class BlockMetaService {
     return this.meta(rule).origin ?? API_ORIGIN;
   }
 
-  /** The (cidr, direction) of every block this origin owns. */
-  ownedBy(origin: string): Array<{ cidr: string; direction: BlockRule['direction'] }> {
-    const owned: Array<{ cidr: string; direction: BlockRule['direction'] }> = [];
+  /** The (cidr, direction) and expiry of every block this origin owns. */
+  ownedBy(origin: string): Array<{ cidr: string; direction: BlockRule['direction']; expiresAt: string | null }> {
+    const owned: Array<{ cidr: string; direction: BlockRule['direction']; expiresAt: string | null }> = [];
     for (const [key, meta] of this.byKey) {
       if (meta.origin !== origin) continue;
       const [direction, cidr] = key.split('|') as [BlockRule['direction'], string];
-      owned.push({ cidr, direction });
+      owned.push({ cidr, direction, expiresAt: meta.expiresAt });
     }
     return owned;
   }
@@ -153,14 +204,19 @@ export class BlockMetaService {
           await this.store.transaction('cannot delete the block\'s ttl, dryRun and origin', () => {
             for (const { cidr, direction } of extras) this.store.deleteBlockMeta(cidr, direction);
           });
-          for (const { cidr, direction } of extras) this.byKey.delete(keyOf(cidr, direction));
+          for (const { cidr, direction } of extras) this.setMeta(keyOf(cidr, direction), NONE);
         }
       },
     };
   }
 
-  /** Validates ttl/expiresAt/dryRun of a block request. */
+  /** Validates ttl/expiresAt/dryRun of a block request (a missing dryRun is false). */
   parse(extras: BlockExtras): BlockMeta {
+    return fresh(this.request(extras));
+  }
+
+  /** Validates ttl/expiresAt/dryRun/origin; `keepDryRun`: a missing dryRun stays undefined. */
+  private request(extras: BlockExtras, keepDryRun = false): RequestedMeta {
     const { ttl, expiresAt } = extras;
     if (ttl != null && expiresAt != null) throw new InvalidArgumentError('ttl: give ttl or expiresAt, not both');
     let at: string | null = null;
@@ -173,7 +229,7 @@ export class BlockMetaService {
       if (ms <= this.now().getTime()) throw new InvalidArgumentError('expiresAt: is not in the future');
       at = new Date(ms).toISOString();
     }
-    return { expiresAt: at, dryRun: extras.dryRun ?? false, origin: normaliseOrigin(extras.origin) };
+    return { expiresAt: at, dryRun: extras.dryRun ?? (keepDryRun ? undefined : false), origin: normaliseOrigin(extras.origin) };
   }
 
   /**
@@ -192,6 +248,7 @@ export class BlockMetaService {
       const existing = this.findBlock(cidr, direction);
       if (!existing) {
         const previous = this.byKey.get(key);
+        this.checkCapacity([{ key, meta: requested }]);
         await this.setStored(cidr, direction, requested);
         try {
           return await blocks.add(blockInput);
@@ -201,6 +258,7 @@ export class BlockMetaService {
         }
       }
       const merged = merge(this.meta(existing), requested);
+      this.checkCapacity([{ key, meta: merged }]);
       await this.setStored(cidr, direction, merged);
       this.write(existing);
       return { rule: existing, created: false };
@@ -208,36 +266,53 @@ export class BlockMetaService {
   }
 
   /**
-   * Blocks many CIDRs with extras (ttl/expiresAt, origin; no dryRun) through
-   * the bulk path: the extras of all items are stored in one transaction,
-   * then BlockService.addMany stores and enforces the blocks (the wrapped
-   * enforcer puts the extras in the kernel ahead of them). Items that are
-   * already blocked are merged as add() does; repeated items merge too. On
-   * failure the extras are put back as they were and nothing is blocked.
+   * Blocks many CIDRs with extras (ttl/expiresAt, dryRun, origin) through the
+   * bulk path: items may arrive in chunks as a body is read, and their
+   * extras are validated as they come (the first invalid item fails the lot,
+   * named by its index, as BlockService.addMany names a bad CIDR). Once all
+   * are read, the extras of every item that has some (or that re-blocks a
+   * block that has some) are merged as add() merges them, checked against
+   * capacity.timedBlocks and stored in one transaction; BlockService then
+   * stores and enforces the blocks (the wrapped enforcer puts new blocks'
+   * extras in the kernel ahead of them), and existing blocks' extras are
+   * rewritten. On failure the extras are put back as they were and nothing
+   * is blocked.
    */
-  async addMany(blocks: BlockService, items: readonly BlockWithExtras[]): Promise<{ created: number; existing: number }> {
-    const wanted = new Map<string, { cidr: string; direction: BlockRule['direction']; meta: BlockMeta }>();
-    const inputs: BlockInput[] = [];
-    const slicer = new TimeSlicer();
-    for (let i = 0; i < items.length; i++) {
-      if ((i & 255) === 0 && slicer.due) await slicer.next();
-      const { ttl, expiresAt, dryRun, origin, ...input } = items[i]!;
-      let meta: BlockMeta;
-      let cidr: string;
-      try {
-        meta = this.parse({ ttl, expiresAt, dryRun, origin });
-        cidr = parseCidr(input.cidr).text;
-      } catch (error) {
-        if (error instanceof InvalidArgumentError) throw new InvalidArgumentError(`items[${i}]: ${error.message}`);
-        throw error;
+  async addMany(
+    blocks: BlockService,
+    items: Iterable<BlockWithExtras> | AsyncIterable<readonly BlockWithExtras[]>,
+    options: AddManyOptions = {},
+  ): Promise<{ created: number; existing: number }> {
+    /** Requested extras by item index: only items that carry some. */
+    const requested = new Map<number, RequestedMeta>();
+    const plain: RequestedMeta = { expiresAt: null, dryRun: options.keepDryRun ? undefined : false, origin: null };
+    const self = this;
+    async function* stripped(): AsyncGenerator<BlockInput[]> {
+      let index = 0;
+      const chunks = Symbol.asyncIterator in items ? items : [[...items]];
+      for await (const chunk of chunks) {
+        const inputs: BlockInput[] = [];
+        for (const { ttl, expiresAt, dryRun, origin, ...input } of chunk) {
+          if (ttl != null || expiresAt != null || dryRun !== undefined || origin != null) {
+            let meta: RequestedMeta;
+            try {
+              meta = self.request({ ttl, expiresAt, dryRun, origin }, options.keepDryRun);
+            } catch (error) {
+              // The items before it are validated first: the first invalid item is the one named.
+              if (inputs.length > 0) yield inputs;
+              throw error instanceof InvalidArgumentError ? new InvalidArgumentError(`items[${index}]: ${error.message}`) : error;
+            }
+            requested.set(index, meta);
+          }
+          inputs.push(input);
+          index++;
+        }
+        yield inputs;
       }
-      const direction = input.direction ?? 'src';
-      const key = keyOf(cidr, direction);
-      const seen = wanted.get(key);
-      wanted.set(key, { cidr, direction, meta: seen ? merge(seen.meta, meta) : meta });
-      inputs.push(input);
     }
-    return this.lock.run(async () => {
+    return blocks.addMany(stripped(), (batch, apply) => this.lock.run(async () => {
+      const wanted = await this.wantedExtras(batch, requested, plain);
+      const slicer = new TimeSlicer();
       const previous = new Map<string, BlockMeta | undefined>();
       const existing: BlockRule[] = [];
       let n = 0;
@@ -245,23 +320,60 @@ export class BlockMetaService {
         if ((++n & 255) === 0 && slicer.due) await slicer.next();
         const rule = this.findBlock(entry.cidr, entry.direction);
         previous.set(key, this.byKey.get(key));
-        if (rule) {
-          entry.meta = merge(this.meta(rule), entry.meta, this.meta(rule).dryRun);
-          existing.push(rule);
-        }
+        if (rule) existing.push(rule);
+        entry.meta = rule ? merge(this.meta(rule), entry.request) : fresh(entry.request);
       }
-      await this.setStoredMany([...wanted.values()]);
+      this.checkCapacity([...wanted].map(([key, { meta }]) => ({ key, meta: meta! })));
+      const entries = [...wanted.values()].map(({ cidr, direction, meta }) => ({ cidr, direction, meta: meta! }));
+      await this.setStoredMany(entries);
       try {
-        const result = await blocks.addMany(inputs);
+        const created = await apply();
         for (const rule of existing) this.write(rule);
-        return result;
+        return created;
       } catch (error) {
         await collectFailures([
-          () => this.setStoredMany([...wanted.values()].map(({ cidr, direction }) => ({ cidr, direction, meta: previous.get(keyOf(cidr, direction)) ?? NONE }))),
+          () => this.setStoredMany(entries.map(({ cidr, direction }) => ({ cidr, direction, meta: previous.get(keyOf(cidr, direction)) ?? NONE }))),
         ]);
         throw error;
       }
-    });
+    }));
+  }
+
+  /**
+   * The merged request of each (cidr, direction) in the batch whose extras
+   * may change: one an item asks extras for, or one that has extras now (an
+   * item without any makes it permanent, as POST /v1/blocks does). Items
+   * without extras on keys without any, the bulk of a large import, cost
+   * two lookups each, or nothing when no key has extras.
+   */
+  private async wantedExtras(
+    batch: BlockBatch,
+    requested: ReadonlyMap<number, RequestedMeta>,
+    plain: RequestedMeta,
+  ): Promise<Map<string, { cidr: string; direction: BlockRule['direction']; request: RequestedMeta; meta?: BlockMeta }>> {
+    const wanted = new Map<string, { cidr: string; direction: BlockRule['direction']; request: RequestedMeta; meta?: BlockMeta }>();
+    const add = (i: number, request: RequestedMeta) => {
+      const cidr = batch.cidr(i).text;
+      const direction = batch.direction(i);
+      const key = keyOf(cidr, direction);
+      const seen = wanted.get(key);
+      wanted.set(key, { cidr, direction, request: seen ? merge(seen.request, request) : request });
+    };
+    const keys = new Set<string>();
+    for (const i of requested.keys()) keys.add(keyOf(batch.cidr(i).text, batch.direction(i)));
+    if (keys.size === 0 && this.byKey.size === 0) return wanted;
+    const slicer = new TimeSlicer();
+    for (let i = 0; i < batch.count; i++) {
+      if ((i & 1023) === 0 && slicer.due) await slicer.next();
+      const request = requested.get(i);
+      if (request) add(i, request);
+      else {
+        // A plain item re-blocking a key that has (or gets) extras counts, in its place.
+        const key = keyOf(batch.cidr(i).text, batch.direction(i));
+        if (keys.has(key) || this.byKey.has(key)) add(i, plain);
+      }
+    }
+    return wanted;
   }
 
   private async setStoredMany(entries: ReadonlyArray<{ cidr: string; direction: string; meta: BlockMeta }>): Promise<void> {
@@ -274,10 +386,7 @@ export class BlockMetaService {
         else this.store.setBlockMeta(cidr, direction, meta.expiresAt, meta.dryRun, meta.origin);
       }
     });
-    for (const { cidr, direction, meta } of entries) {
-      if (trivial(meta)) this.byKey.delete(keyOf(cidr, direction));
-      else this.byKey.set(keyOf(cidr, direction), meta);
-    }
+    for (const { cidr, direction, meta } of entries) this.setMeta(keyOf(cidr, direction), meta);
   }
 
   private findBlock(cidr: string, direction: string): BlockRule | undefined {
@@ -289,8 +398,7 @@ export class BlockMetaService {
       if (trivial(meta)) this.store.deleteBlockMeta(cidr, direction);
       else this.store.setBlockMeta(cidr, direction, meta.expiresAt, meta.dryRun, meta.origin);
     });
-    if (trivial(meta)) this.byKey.delete(keyOf(cidr, direction));
-    else this.byKey.set(keyOf(cidr, direction), meta);
+    this.setMeta(keyOf(cidr, direction), meta);
   }
 
   /** Removes blocks whose expiry passed (the kernel already stopped matching them); their count. */

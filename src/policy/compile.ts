@@ -8,9 +8,10 @@
 //     accepts: those rules, plus the wildcard ones.
 // A packet's value without an entry gets the wildcard bitmap. Ports go
 // through elementary intervals (a port -> interval array, then one bitmap
-// per interval); address prefixes through an LPM trie whose longest match's
-// bitmap holds every rule whose prefix contains it.
-import { PolDefault, PolField, POL_MAX_RULES, POL_WILDCARD, type PolFieldName } from '../datapath/abi.js';
+// per interval); address prefixes (a rule's own, or every entry of the list
+// it references) through an LPM trie whose longest match's bitmap holds
+// every rule with a prefix containing it.
+import { PolDefault, PolField, POL_MAX_ADDRS, POL_MAX_RULES, POL_WILDCARD, type PolFieldName } from '../datapath/abi.js';
 import { CapacityError } from '../errors.js';
 import type { ClassRule, DefaultAction, Prefix } from './reference.js';
 
@@ -76,12 +77,16 @@ function scalarValues(rule: ClassRule, field: ScalarField): number[] | null {
   }
 }
 
-const prefixKey = (field: string, p: Prefix) => `${field}|${p.family}|${Buffer.from(p.bytes).toString('hex')}|${p.prefixLen}`;
-
-function truncated(p: Prefix, len: number): Prefix {
-  const bytes = new Uint8Array(p.bytes);
-  for (let bit = len; bit < bytes.length * 8; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
-  return { family: p.family, bytes, prefixLen: len };
+/** A key for `p` cut to its first `len` bits (len <= p.prefixLen). */
+function prefixKey(p: Prefix, len: number): string {
+  const b = p.bytes;
+  if (p.family === 4) {
+    const addr = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+    return `${len}/${len === 0 ? 0 : (addr & (0xffff_ffff << (32 - len))) >>> 0}`;
+  }
+  const bytes = Uint8Array.from(b);
+  for (let bit = len; bit < 128; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
+  return `${len}/${Buffer.from(bytes.buffer, bytes.byteOffset, 16).toString('hex')}`;
 }
 
 export interface CompileOptions {
@@ -107,6 +112,7 @@ export function compileTable(rules: readonly ClassRule[], options: CompileOption
     addrs: [],
     ports: {},
   };
+  let addrCount = 0;
   const emit = (field: PolFieldName, value: number, bits: Uint8Array) => {
     if (!isEmpty(bits)) out.bitmaps.push({ field: PolField[field], value, bits });
   };
@@ -171,28 +177,58 @@ export function compileTable(rules: readonly ClassRule[], options: CompileOption
   }
 
   for (const field of ['src', 'dst'] as const) {
-    const prefixes = rules.map((r) => r[field]);
-    if (prefixes.every((p) => p === null)) continue;
+    const listField = field === 'src' ? 'srcList' : 'dstList';
+    const constrained = rules.map((r) => r[field] !== null || !!r[listField]);
+    if (!constrained.some(Boolean)) continue;
     out.fields |= 1 << PolField[field];
     const wildcard = newBits();
-    prefixes.forEach((p, i) => p === null && setBit(wildcard, i));
+    constrained.forEach((c, i) => !c && setBit(wildcard, i));
     emit(field, POL_WILDCARD, wildcard);
-    // Rules by exact prefix, then each distinct prefix's bitmap from its ancestors.
+    // Rules by exact prefix (a rule's own prefix or its list's entries).
     const byPrefix = new Map<string, { prefix: Prefix; rules: number[] }>();
-    prefixes.forEach((p, i) => {
-      if (!p) return;
-      const key = prefixKey(field, p);
-      (byPrefix.get(key) ?? byPrefix.set(key, { prefix: p, rules: [] }).get(key)!).rules.push(i);
+    const lengths: Record<4 | 6, Set<number>> = { 4: new Set(), 6: new Set() };
+    const add = (p: Prefix, i: number) => {
+      const key = prefixKey(p, p.prefixLen);
+      const entry = byPrefix.get(key);
+      if (!entry) byPrefix.set(key, { prefix: p, rules: [i] });
+      else if (entry.rules[entry.rules.length - 1] !== i) entry.rules.push(i);
+      lengths[p.family].add(p.prefixLen);
+    };
+    rules.forEach((r, i) => {
+      const own = r[field];
+      if (own) add(own, i);
+      for (const p of r[listField]?.prefixes ?? []) add(p, i);
     });
-    let value = 1;
+    addrCount += byPrefix.size;
+    if (addrCount > POL_MAX_ADDRS) {
+      throw new CapacityError(
+        `the rules of one hook name ${addrCount.toLocaleString('en-US')} or more distinct source and destination prefixes ` +
+          `(their own and their lists' entries); the data plane holds ${POL_MAX_ADDRS.toLocaleString('en-US')} per hook`,
+      );
+    }
+    // Each distinct prefix's bitmap: the rules of every prefix containing it
+    // (the trie's longest match stands for all of them). Prefixes with the
+    // same rules share one bitmap: a list's entries usually all do.
+    const bySignature = new Map<string, number>();
+    const sortedLengths = { 4: [...lengths[4]].sort((a, b) => a - b), 6: [...lengths[6]].sort((a, b) => a - b) };
     for (const { prefix } of byPrefix.values()) {
-      const bits = Uint8Array.from(wildcard);
-      for (let len = 0; len <= prefix.prefixLen; len++) {
-        for (const i of byPrefix.get(prefixKey(field, truncated(prefix, len)))?.rules ?? []) setBit(bits, i);
+      const containing: number[] = [];
+      for (const len of sortedLengths[prefix.family]) {
+        if (len > prefix.prefixLen) break;
+        const rulesThere = byPrefix.get(prefixKey(prefix, len))?.rules;
+        if (rulesThere) containing.push(...rulesThere);
+      }
+      const sorted = [...new Set(containing)].sort((a, b) => a - b);
+      const signature = sorted.join(',');
+      let value = bySignature.get(signature);
+      if (value === undefined) {
+        value = bySignature.size + 1;
+        bySignature.set(signature, value);
+        const bits = Uint8Array.from(wildcard);
+        for (const i of sorted) setBit(bits, i);
+        out.bitmaps.push({ field: PolField[field], value, bits });
       }
       out.addrs.push({ field, prefix, value });
-      out.bitmaps.push({ field: PolField[field], value, bits });
-      value++;
     }
   }
   return out;

@@ -7,7 +7,7 @@ import type { Clock } from '../clock.js';
 import { POLICY_RULE_ID_BASE, PolFlags, PolTable, encodeRuleId } from '../datapath/abi.js';
 import { compileTable } from './compile.js';
 import type { PolicyRule, RuleHook } from './model.js';
-import type { ClassRule, DefaultAction, Prefix } from './reference.js';
+import type { ClassRule, DefaultAction, Prefix, PrefixList } from './reference.js';
 import type { PolicyTables } from './tables.js';
 import type { BpfMap } from '@xdpwall/addon';
 import type { Cidr } from '../rules/cidr.js';
@@ -31,6 +31,8 @@ export interface PolicyEngineOptions {
   rateLimits?: RateLimitTables;
   /** Interfaces' own default policies, from the configuration (by configured name). */
   ifaceDefaults?: readonly InterfaceDefaults[];
+  /** The entries of a named list rules reference ("list:NAME"); none: every list is empty. */
+  listPrefixes?: (name: string) => PrefixList;
 }
 
 export interface InterfaceDefaults {
@@ -67,6 +69,10 @@ export class PolicyEngine {
     return at > 0n && remainingNs > 0n ? at : 1n;
   }
 
+  private listPrefixes(name: string): PrefixList {
+    return this.options.listPrefixes?.(name) ?? { name, version: 'absent', prefixes: [] };
+  }
+
   /** A stored rule as the classifiers see it. */
   classRule(rule: PolicyRule): ClassRule {
     return {
@@ -76,6 +82,8 @@ export class PolicyEngine {
       ifindex: rule.iface === null ? null : (this.options.ifindexOf(rule.iface) ?? 0),
       src: prefixOf(rule.src),
       dst: prefixOf(rule.dst),
+      srcList: rule.srcList === null ? null : this.listPrefixes(rule.srcList),
+      dstList: rule.dstList === null ? null : this.listPrefixes(rule.dstList),
       proto: rule.proto,
       srcPort: rule.srcPort,
       dstPort: rule.dstPort,

@@ -6,6 +6,7 @@
 import { parseCidr, type Cidr } from '../rules/cidr.js';
 import { InvalidRuleError } from '../errors.js';
 import { isPrintableText } from '../text.js';
+import { LIST_NAME } from '../lists/model.js';
 import { parseBan, parseRate, rateView, type BanInput, type BanSpec, type RateInput, type RateSpec } from '../ratelimit/model.js';
 
 export const RULE_ACTIONS = ['drop', 'pass', 'log', 'ratelimit'] as const;
@@ -43,6 +44,7 @@ export interface RuleInput {
   priority?: number;
   hook?: RuleHook;
   iface?: string | null;
+  /** A CIDR, a bare address, or "list:NAME" (a named list's entries). */
   src?: string | null;
   dst?: string | null;
   proto?: string | number | null;
@@ -69,6 +71,9 @@ export interface RuleSpec {
   iface: string | null;
   src: Cidr | null;
   dst: Cidr | null;
+  /** The list named by "src": "list:NAME" (then src is null). */
+  srcList: string | null;
+  dstList: string | null;
   proto: number | null;
   srcPort: PortRange | null;
   dstPort: PortRange | null;
@@ -159,6 +164,24 @@ function parseAddress(value: string, field: string): Cidr {
   }
 }
 
+/** "list:NAME" in src or dst: the rule matches the addresses of a named list (src/lists). */
+export const LIST_REF_PREFIX = 'list:';
+
+/** The list a src/dst text references, or null for a CIDR. */
+export function listRefOf(value: string): string | null {
+  return value.startsWith(LIST_REF_PREFIX) ? value.slice(LIST_REF_PREFIX.length) : null;
+}
+
+export const listRef = (name: string): string => `${LIST_REF_PREFIX}${name}`;
+
+/** A src or dst: a CIDR, or a list reference (whose name must be well formed; existence is checked when stored). */
+function parseAddressOrList(value: string, field: 'src' | 'dst'): { cidr: Cidr | null; list: string | null } {
+  const list = listRefOf(value);
+  if (list === null) return { cidr: parseAddress(value, field), list: null };
+  if (!LIST_NAME.test(list)) throw invalid(field, `"${value}": a list name is 1-64 letters, digits, "_", "." and "-", starting with a letter or digit`);
+  return { cidr: null, list };
+}
+
 const IFACE = /^(?:[A-Za-z0-9_.-]{1,64}\/)?[A-Za-z0-9_.@:-]{1,15}$/;
 
 /**
@@ -175,8 +198,9 @@ export function parseRule(input: RuleInput, now: Date): RuleSpec {
   if (iface !== null && (!IFACE.test(iface) || iface.split('/').some((p) => p.startsWith('.')))) {
     throw invalid('iface', 'must be IFNAME or NETNS/IFNAME');
   }
-  const src = input.src == null ? null : parseAddress(input.src, 'src');
-  const dst = input.dst == null ? null : parseAddress(input.dst, 'dst');
+  const { cidr: src, list: srcList } = input.src == null ? { cidr: null, list: null } : parseAddressOrList(input.src, 'src');
+  const { cidr: dst, list: dstList } = input.dst == null ? { cidr: null, list: null } : parseAddressOrList(input.dst, 'dst');
+  // A list may hold both families: only CIDRs written in the rule are checked against each other.
   if (src && dst && src.family !== dst.family) throw invalid('dst', `IPv${dst.family} while src is IPv${src.family}: no packet matches both`);
   const proto = input.proto == null ? null : parseProto(input.proto);
   const family = src?.family ?? dst?.family;
@@ -215,7 +239,7 @@ export function parseRule(input: RuleInput, now: Date): RuleSpec {
   } else if (input.rate != null || input.ban != null) {
     throw invalid(input.rate != null ? 'rate' : 'ban', 'only with action ratelimit');
   }
-  return { action: input.action, priority, hook, iface, src, dst, proto, srcPort, dstPort, tcpFlags, icmpType, icmpCode, vlan, expiresAt, dryRun, comment, rate, ban };
+  return { action: input.action, priority, hook, iface, src, dst, srcList, dstList, proto, srcPort, dstPort, tcpFlags, icmpType, icmpCode, vlan, expiresAt, dryRun, comment, rate, ban };
 }
 
 function parseExpiry(input: RuleInput, now: Date): string | null {
@@ -240,8 +264,8 @@ export function ruleView(rule: PolicyRule) {
     priority: rule.priority,
     hook: rule.hook,
     iface: rule.iface,
-    src: rule.src?.text ?? null,
-    dst: rule.dst?.text ?? null,
+    src: rule.srcList !== null ? listRef(rule.srcList) : (rule.src?.text ?? null),
+    dst: rule.dstList !== null ? listRef(rule.dstList) : (rule.dst?.text ?? null),
     proto: rule.proto === null ? null : formatProto(rule.proto),
     srcPort: rule.srcPort && formatPorts(rule.srcPort),
     dstPort: rule.dstPort && formatPorts(rule.dstPort),

@@ -27,6 +27,18 @@ export interface Prefix {
   prefixLen: number;
 }
 
+/**
+ * A named list's entries as a rule references them ("src": "list:NAME"):
+ * the address matches when some entry contains it (an empty list: never).
+ * `version` names the list's content (its id and revision) for change
+ * detection; classification reads only `prefixes`.
+ */
+export interface PrefixList {
+  name: string;
+  version: string;
+  prefixes: readonly Prefix[];
+}
+
 /** A rule as both classifiers see it; its position in the list is its priority. */
 export interface ClassRule {
   /** The id counted in xw_rule_stats (0: not counted, e.g. failsafe entries). */
@@ -37,6 +49,9 @@ export interface ClassRule {
   ifindex: number | null;
   src: Prefix | null;
   dst: Prefix | null;
+  /** Instead of src / dst: a named list's entries. */
+  srcList?: PrefixList | null;
+  dstList?: PrefixList | null;
   proto: number | null;
   srcPort: PortRange | null;
   dstPort: PortRange | null;
@@ -128,6 +143,8 @@ export function ruleMatches(rule: ClassRule, p: PacketFields): boolean {
   if (rule.ifindex !== null && rule.ifindex !== p.ifindex) return false;
   if (rule.src && !prefixContains(rule.src, p.family, p.src)) return false;
   if (rule.dst && !prefixContains(rule.dst, p.family, p.dst)) return false;
+  if (rule.srcList && !rule.srcList.prefixes.some((prefix) => prefixContains(prefix, p.family, p.src))) return false;
+  if (rule.dstList && !rule.dstList.prefixes.some((prefix) => prefixContains(prefix, p.family, p.dst))) return false;
   if (rule.proto !== null && rule.proto !== p.proto) return false;
   if (rule.srcPort && !(hasPorts(p) && inRange(rule.srcPort, p.sport))) return false;
   if (rule.dstPort && !(hasPorts(p) && inRange(rule.dstPort, p.dport))) return false;

@@ -9,9 +9,10 @@
 // Changes are serialised by a WriteLock.
 import { WriteLock } from '../rules/write-lock.js';
 import type { RuleStore } from '../rules/store.js';
-import { CapacityError, InvalidArgumentError, NotFoundError, collectFailures, withUndoFailures } from '../errors.js';
+import { CapacityError, InvalidArgumentError, InvalidRuleError, NotFoundError, collectFailures, withUndoFailures } from '../errors.js';
 import { POL_MAX_RULES } from '../datapath/abi.js';
-import { parseRule, type PolicyRule, type RuleHook, type RuleInput } from './model.js';
+import { listRef, parseRule, type PolicyRule, type RuleHook, type RuleInput, type RuleSpec } from './model.js';
+import type { ListUsers } from '../lists/service.js';
 import { byEvaluationOrder, type PolicyDefaults, type PolicyEngine } from './engine.js';
 
 /** The settings key PUT /v1/policy stores the default policy under. */
@@ -32,7 +33,15 @@ export interface RuleServiceOptions {
   /** Refuses rules the failsafe list forbids (FAILSAFE_CONFLICT); see failsafe.ts. */
   check?: (rule: PolicyRule) => void;
   log?: { error(details: object, message: string): void };
+  /** Whether a named list exists (rules may reference lists as "list:NAME"); none by default. */
+  listExists?: (name: string) => boolean;
 }
+
+/** The lists a rule references, with the field that names each. */
+export const listsOf = (rule: RuleSpec): Array<{ field: 'src' | 'dst'; name: string }> => [
+  ...(rule.srcList !== null ? [{ field: 'src' as const, name: rule.srcList }] : []),
+  ...(rule.dstList !== null ? [{ field: 'dst' as const, name: rule.dstList }] : []),
+];
 
 export class RuleService {
   private readonly lock = new WriteLock();
@@ -65,6 +74,7 @@ export class RuleService {
       const count = this.store.allPolicyRules().filter((r) => r.hook === spec.hook).length;
       if (count >= POL_MAX_RULES) throw new CapacityError(`${spec.hook} already has ${count} rules, the data plane's limit per hook; nothing was stored`);
       const createdAt = this.now().toISOString();
+      this.checkLists(spec);
       this.options.check?.({ ...spec, id: 0, createdAt });
       const rule = await this.store.transaction('cannot store the rule', () => this.store.insertPolicyRule(spec, createdAt));
       try {
@@ -84,6 +94,7 @@ export class RuleService {
     return this.lock.run(async () => {
       const old = this.get(id);
       const rule: PolicyRule = { ...spec, id, createdAt: old.createdAt };
+      this.checkLists(spec);
       this.options.check?.(rule);
       if (spec.hook !== old.hook && this.hookRules(spec.hook).length >= POL_MAX_RULES) {
         throw new CapacityError(`${spec.hook} already has ${POL_MAX_RULES} rules, the data plane's limit per hook; nothing was changed`);
@@ -166,6 +177,25 @@ export class RuleService {
       for (const id of ids) this.engine.dropCounter(id);
       return [...ids];
     });
+  }
+
+  /** A rule may only name lists that exist (checked under the lock: a list a rule uses cannot be deleted). */
+  private checkLists(spec: RuleSpec): void {
+    for (const { field, name } of listsOf(spec)) {
+      if (!(this.options.listExists?.(name) ?? false)) throw new InvalidRuleError(field, `${field}: ${listRef(name)}: no list named ${name} (create it with PUT /v1/lists/${name})`);
+    }
+  }
+
+  /** The rules as lists see them: which use a list, and their recompile after a list changes. */
+  get listUsers(): ListUsers {
+    return {
+      exclusive: (work) => this.lock.run(work),
+      usedBy: (name) => this.store.allPolicyRules().filter((r) => r.srcList === name || r.dstList === name).map((r) => r.id),
+      refresh: async (name) => {
+        const hooks = new Set(this.store.allPolicyRules().filter((r) => r.srcList === name || r.dstList === name).map((r) => r.hook));
+        for (const hook of hooks) await this.engine.install(hook, this.hookRules(hook));
+      },
+    };
   }
 
   get(id: number): PolicyRule {

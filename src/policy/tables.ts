@@ -9,6 +9,7 @@ import {
   Layout, POL_PORT_SLOTS, POL_MAX_RULES, POL_FIELD_ALL, PolField, Action, RuleFlags, POLICY_MAPS, POLICY_SYNC_INNER,
 } from '../datapath/abi.js';
 import type { CompiledTable } from './compile.js';
+import type { PrefixList } from './reference.js';
 import { BITMAP_BYTES } from './compile.js';
 
 export interface PolicyMaps {
@@ -156,8 +157,11 @@ export class PolicyTables {
 
   /** Makes `compiled` the table packets see, atomically for packets. */
   async apply(table: number, compiled: CompiledTable): Promise<void> {
-    const digest = JSON.stringify([compiled.defaultAction, compiled.flags, compiled.rules], (_key, value: unknown) =>
-      typeof value === 'bigint' ? value.toString() : value instanceof Uint8Array ? [...value] : value,
+    const digest = JSON.stringify([compiled.defaultAction, compiled.flags, compiled.rules], (key, value: unknown) =>
+      typeof value === 'bigint' ? value.toString()
+        : value instanceof Uint8Array ? [...value]
+        : (key === 'srcList' || key === 'dstList') && value ? (value as PrefixList).version // not 100k entries
+        : value,
     );
     if (this.applied.get(table) === digest) return;
     this.applied.delete(table);
@@ -178,7 +182,7 @@ export class PolicyTables {
     if (compiled.addrs.length > 0) {
       const akeys = compiled.addrs.map((a) => addrKey(table, next, PolField[a.field], a.prefix.family, a.prefix.bytes, a.prefix.prefixLen));
       await maps.addrs.updateBatch(Buffer.concat(akeys), Buffer.concat(compiled.addrs.map((a) => u32(a.value))), akeys.length);
-      written.addrs.push(...akeys);
+      for (const key of akeys) written.addrs.push(key);
     }
 
     for (const [field, intervals] of Object.entries(compiled.ports) as Array<['sport' | 'dport', Uint16Array]>) {
@@ -199,6 +203,11 @@ export class PolicyTables {
     maps.active.update(u32(table), u32(next));
     this.sync();
     this.applied.set(table, digest);
+    // No packet reads the old buffer now: empty it, so a big list's entries
+    // are held once, not twice, between changes. A failure here changes
+    // nothing packets see; the keys stay tracked and the next change
+    // empties the buffer before using it.
+    await this.empty(table, next ^ 1).catch(() => undefined);
   }
 
   /** Returns once no running program can still read what it read before this call. */
@@ -210,8 +219,8 @@ export class PolicyTables {
     const w = this.written.get(table * 2 + buf);
     if (!w) return;
     if (w.bitmaps.length > 0) await this.maps.bitmaps.deleteBatch(Buffer.concat(w.bitmaps), w.bitmaps.length);
-    // LPM tries have no batch delete on every kernel: one by one (a few thousand at most).
-    for (const key of w.addrs) this.maps.addrs.delete(key);
+    w.bitmaps = [];
+    if (w.addrs.length > 0) await this.maps.addrs.deleteBatch(Buffer.concat(w.addrs), w.addrs.length);
     this.written.delete(table * 2 + buf);
   }
 }

@@ -69,6 +69,13 @@ export const KERNEL_CHUNK = 4096;
 /** Batches this large are stored on a worker thread (bulk-writer.ts): their COMMIT alone would block for long. */
 export const WORKER_BATCH = 16_384;
 
+/**
+ * Runs a validated bulk batch's change (`apply`, which stores and enforces
+ * it and returns how many rules it created) with work of the caller's
+ * around it: block-meta.ts stores the items' ttl and dryRun first.
+ */
+export type BulkApply = (batch: BlockBatch, apply: () => Promise<number>) => Promise<number>;
+
 /** Ids of the rules one change created, in the order of its batch. */
 interface Created {
   /** Index in the batch of each created rule. */
@@ -151,13 +158,17 @@ export class BlockService {
    * is read; one import runs at a time, a second gets BUSY at once (before
    * its body is read).
    */
-  async addMany(items: Iterable<BlockInput> | AsyncIterable<readonly BlockInput[]>): Promise<{ created: number; existing: number }> {
+  async addMany(
+    items: Iterable<BlockInput> | AsyncIterable<readonly BlockInput[]>,
+    around?: BulkApply,
+  ): Promise<{ created: number; existing: number }> {
     if (this.bulkRunning) throw new BusyError('another bulk import is running; retry when it has finished');
     this.bulkRunning = true;
     try {
       const batch = await collectValid(items);
       if (this.check) await checkAll(batch, this.check);
-      const { created } = await this.lock.run(() => this.apply(batch));
+      const apply = async () => (await this.lock.run(() => this.apply(batch))).created;
+      const created = around ? await around(batch, apply) : await apply();
       return { created, existing: batch.count - created };
     } finally {
       this.bulkRunning = false;

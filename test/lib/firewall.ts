@@ -3,13 +3,14 @@
 import { Firewall } from '../../src/firewall.js';
 import { BPF_OBJECT_PATH } from '../../src/paths.js';
 import type { Clock } from '../../src/clock.js';
+import type { Config } from '../../src/config.js';
 import type { FailsafeEntry } from '../../src/policy/failsafe.js';
 import type { PolicyDefaults } from '../../src/policy/engine.js';
 
 export const quietLog = { info: () => {}, warn: () => {} };
 
 export async function openTestFirewall(
-  capacity = { cidrV4: 1024, cidrV6: 1024, flows: 1024 },
+  capacity: Config['capacity'] = { cidrV4: 1024, cidrV6: 1024, flows: 1024 },
   clock?: Clock,
   policy: { policy?: PolicyDefaults; failsafe?: FailsafeEntry[]; storePath?: string } = {},
 ): Promise<Firewall> {

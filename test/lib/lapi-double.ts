@@ -72,13 +72,18 @@ export class LapiDouble {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  /** What `cscli decisions add --ip|--range VALUE --duration D --type T` makes. */
-  add(value: string, options: { scope?: string; type?: string; durationMs?: number } = {}): number {
+  /**
+   * What `cscli decisions add --ip|--range VALUE --duration D --type T` makes.
+   * `late`: what LAPI 1.4 does to a batch of an import that a pull raced (its
+   * created_at is stamped before the pull started, its INSERT commits after
+   * the pull read): no delta ever carries it, only startup=true does.
+   */
+  add(value: string, options: { scope?: string; type?: string; durationMs?: number; late?: boolean } = {}): number {
     const id = this.nextId++;
     const scope = options.scope ?? (value.includes('/') ? 'Range' : 'Ip');
     this.decisions.set(id, {
       id, scope, value, type: options.type ?? 'ban', origin: 'cscli', scenario: "manual 'ban' from 'test'",
-      expiresAtMs: this.now() + (options.durationMs ?? 3_600_000), createdSeq: ++this.seq,
+      expiresAtMs: this.now() + (options.durationMs ?? 3_600_000), createdSeq: options.late ? 0 : ++this.seq,
     });
     return id;
   }

@@ -301,7 +301,8 @@ struct xw_flow_value {
  *   xw_pol_meta     ARRAY[XW_POL_TABLES*2]  table*2+buf -> xw_pol_meta
  *   xw_pol_rules    ARRAY[XW_POL_TABLES*2*XW_POL_MAX_RULES]  -> xw_pol_rule
  *   xw_pol_bitmaps  HASH  xw_pol_bitmap_key -> xw_pol_bitmap
- *   xw_pol_addrs    LPM_TRIE  xw_pol_addr_key -> __u32 value of the prefix's bitmap key
+ *   xw_pol_addrs    LPM_TRIE[XW_POL_TABLES*2*XW_POL_MAX_ADDRS]  xw_pol_addr_key -> __u32
+ *                   value of the prefix's bitmap key (prefixes with the same rules share one)
  *   xw_pol_ports    ARRAY  ((table*2+buf)*2+(dport))*16384 + port/4 -> xw_pol_port_slot
  *   xw_block_meta   HASH  __u32 block rule_id -> xw_block_meta (ttl, dryRun)
  *   xw_pol_replies  LRU_HASH  xw_flow_key -> __u64 time of the last egress packet
@@ -309,6 +310,12 @@ struct xw_flow_value {
  *                   after which no packet still reads the buffer flipped away from
  */
 #define XW_POL_MAX_RULES 4096 /* per table */
+/*
+ * xw_pol_addrs entries per table and buffer (src and dst together): the
+ * rules' prefixes plus the entries of the lists they reference
+ * ("src": "list:NAME"), each distinct prefix once.
+ */
+#define XW_POL_MAX_ADDRS (1u << 18)
 #define XW_POL_WORDS     (XW_POL_MAX_RULES / 64)
 #define XW_POL_PORT_SLOTS (65536 / 4)
 #define XW_POL_WILDCARD  0xffffffffu /* xw_pol_bitmap_key.value: rules that leave the field open */
@@ -427,7 +434,11 @@ struct xw_pol_port_slot {
  * an idle time beyond *_fill_ns refills no more than a full bucket (this
  * also keeps elapsed * rate from overflowing). A packet must fit every
  * dimension the rule sets (pps, bps); a bucket starts full. The clock is
- * bpf_ktime_get_ns() (CLOCK_MONOTONIC), or in the test build
+ * CLOCK_MONOTONIC: bpf_ktime_get_coarse_ns() (as of the last tick, a few
+ * ms at most behind) for a rule whose fill times (pkt_fill_ns, bit_fill_ns
+ * of the dimensions it sets) are all at least XW_RL_COARSE_FILL_NS, so a
+ * tick's refill is a small share of the bucket; bpf_ktime_get_ns() for a
+ * shallower one. Either way refills add up exactly over time. In the test build
  * (-DXW_TEST_CLOCK) the u64 in map xw_test_clock, so BPF_PROG_TEST_RUN
  * tests own time.
  *
@@ -464,6 +475,7 @@ struct xw_pol_port_slot {
 #define XW_RL_CAS_TRIES        4
 #define XW_RL_REPORT_RATE      1000 /* ban reports per second, all rules */
 #define XW_RL_REPORT_RING      (1u << 16) /* bytes */
+#define XW_RL_COARSE_FILL_NS   50000000ULL /* 50 ms: see the clock above */
 
 enum xw_rl_per {
 	XW_RL_PER_SOURCE = 0,

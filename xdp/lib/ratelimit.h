@@ -8,6 +8,7 @@
 #define XW_RATELIMIT_H
 
 #include <linux/bpf.h>
+#include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
 #include "xdpwall_abi.h"
@@ -71,7 +72,7 @@ struct {
 	__type(value, __u64);
 } xw_test_clock SEC(".maps");
 
-static __always_inline __u64 xw_rl_now(void)
+static __always_inline __u64 xw_rl_now(const struct xw_rl_conf *c)
 {
 	__u32 slot = 0;
 	__u64 *now = bpf_map_lookup_elem(&xw_test_clock, &slot);
@@ -79,8 +80,19 @@ static __always_inline __u64 xw_rl_now(void)
 	return now ? *now : 0;
 }
 #else
-static __always_inline __u64 xw_rl_now(void)
+/*
+ * The precise clock costs a clock-source read (tens of ns under kvm-clock),
+ * the coarse one (the last tick's CLOCK_MONOTONIC) a load. Ticks quantize
+ * refills, which only matters when a tick's refill is a real share of the
+ * bucket's depth: a rule whose every bucket holds at least
+ * XW_RL_COARSE_FILL_NS of its rate (the default burst is one second's worth)
+ * takes the coarse clock; a shallow one (burst 1 at a high rate) the precise.
+ */
+static __always_inline __u64 xw_rl_now(const struct xw_rl_conf *c)
 {
+	if ((!c->pps || c->pkt_fill_ns >= XW_RL_COARSE_FILL_NS) &&
+	    (!c->bps || c->bit_fill_ns >= XW_RL_COARSE_FILL_NS))
+		return bpf_ktime_get_coarse_ns();
 	return bpf_ktime_get_ns();
 }
 #endif
@@ -129,13 +141,47 @@ static __always_inline bool xw_rl_take(__s64 *tokens, __s64 refill, __s64 cap, _
 	return false;
 }
 
-/* Whether a packet of `len` bytes fits the bucket now; refills it first. */
+/*
+ * Whether `cost` is more than the tokens the bucket would have after
+ * `elapsed` ns of refill. Read-only: no cap needed (a clamped bucket holds
+ * cap >= cost, or the packet never fits, which the exact path decides).
+ */
+static __always_inline bool xw_rl_short(const __s64 *tokens, __u64 elapsed, __u64 fill_ns, __u64 rate, __s64 cost)
+{
+	__u64 e = elapsed < fill_ns ? elapsed : fill_ns;
+
+	return *(volatile const __s64 *)tokens + (__s64)(e * rate) < cost;
+}
+
+/*
+ * Whether a packet of `len` bytes fits the bucket now; refills it first.
+ *
+ * A packet over the limit writes nothing: its refill stays pending in
+ * now - last_ns for the next packet. That is the same bucket: below the
+ * cap no clamp applies, and min(min(x + a, cap) + b, cap) = min(x + a + b,
+ * cap) for a, b >= 0, so refilling in one step later equals refilling in
+ * two; a drop implies elapsed < fill_ns (a full fill would admit it; tokens
+ * go below zero only briefly, under contention), so neither does the
+ * elapsed clamp. So a flood's drops cost two reads, no
+ * compare-and-swap, and the exact path below runs for admitted packets.
+ * (The sweep stays exact too: a bucket idle since last_ns for fill_ns is
+ * full whatever it dropped meanwhile.)
+ */
 static __always_inline bool xw_rl_admit(struct xw_rl_bucket *b, const struct xw_rl_conf *c,
 					__u64 now, __u32 len)
 {
-	__u64 elapsed = xw_rl_claim(b, now);
+	__u64 last = *(volatile __u64 *)&b->last_ns;
+	__u64 pending = now > last ? now - last : 0;
+	__s64 bits = (__s64)len * 8 * XW_RL_SCALE;
+	__u64 elapsed;
 	bool ok = true;
 
+	if (c->pps && xw_rl_short(&b->pkt_tokens, pending, c->pkt_fill_ns, c->pps, XW_RL_SCALE))
+		return false;
+	if (c->bps && xw_rl_short(&b->bit_tokens, pending, c->bit_fill_ns, c->bps, bits))
+		return false;
+
+	elapsed = xw_rl_claim(b, now);
 	if (c->pps) {
 		__u64 e = elapsed < c->pkt_fill_ns ? elapsed : c->pkt_fill_ns;
 
@@ -144,7 +190,7 @@ static __always_inline bool xw_rl_admit(struct xw_rl_bucket *b, const struct xw_
 	if (c->bps) {
 		__u64 e = elapsed < c->bit_fill_ns ? elapsed : c->bit_fill_ns;
 		/* Over the packet limit: only the refill, nothing taken. */
-		__s64 cost = ok ? (__s64)len * 8 * XW_RL_SCALE : 0;
+		__s64 cost = ok ? bits : 0;
 
 		if (!xw_rl_take(&b->bit_tokens, e * c->bps, c->bit_cap, cost)) {
 			ok = false;
@@ -155,38 +201,54 @@ static __always_inline bool xw_rl_admit(struct xw_rl_bucket *b, const struct xw_
 	return ok;
 }
 
+/* The high `bits` bits of a 32-bit word (0..32), in network byte order. */
+static __always_inline __be32 xw_rl_mask32(__s32 bits)
+{
+	if (bits <= 0)
+		return 0;
+	if (bits >= 32)
+		return 0xffffffff;
+	return bpf_htonl((__u32)(0xffffffff00000000ULL >> bits));
+}
+
 /* The bucket key of the packet's source under the rule's `per`. */
 static __always_inline void xw_rl_key_of(const struct xw_pkt *p, const struct xw_rl_conf *c,
 					 __u32 rule_id, struct xw_rl_key *key)
 {
 	bool prefix = c->per == XW_RL_PER_PREFIX;
+	__be32 w[4];
 	__u32 len;
 
-	__builtin_memset(key, 0, sizeof(*key));
+	__builtin_memcpy(w, p->saddr, sizeof(w));
 	key->rule_id = rule_id;
 	key->family = p->family;
+	key->pad = 0;
 	if (p->family == 4) {
 		len = prefix ? c->prefix_v4 : 32;
-		__builtin_memcpy(key->addr, p->saddr + 12, 4);
+		w[0] = w[3] & xw_rl_mask32(len);
+		w[1] = w[2] = w[3] = 0;
+	} else if (prefix) {
+		len = c->prefix_v6;
+#pragma unroll
+		for (int i = 0; i < 4; i++)
+			w[i] &= xw_rl_mask32((__s32)len - 32 * i);
 	} else {
-		len = prefix ? c->prefix_v6 : 128;
-		__builtin_memcpy(key->addr, p->saddr, 16);
+		len = 128;
 	}
 	key->prefixlen = len;
-#pragma unroll
-	for (int i = 0; i < 16; i++) {
-		if (len <= i * 8)
-			key->addr[i] = 0;
-		else if (len < (i + 1) * 8)
-			key->addr[i] &= (__u8)(0xff << ((i + 1) * 8 - len));
-	}
+	__builtin_memcpy(key->addr, w, sizeof(w));
 }
 
-/* The source's bucket, created full on its first packet; NULL when the table is full. */
-static __always_inline struct xw_rl_bucket *xw_rl_source_bucket(const struct xw_rl_key *key,
-								const struct xw_rl_conf *c, __u64 now)
+/*
+ * The bucket of `key` in `map` (xw_rl_buckets by source key, xw_rl_shared
+ * by rule id), created full on its first packet; NULL when the map is full.
+ * Shared buckets are created by the control plane with their rule; here
+ * only if one is missing.
+ */
+static __always_inline struct xw_rl_bucket *xw_rl_bucket_in(void *map, const void *key,
+							     const struct xw_rl_conf *c, __u64 now)
 {
-	struct xw_rl_bucket *b = bpf_map_lookup_elem(&xw_rl_buckets, key);
+	struct xw_rl_bucket *b = bpf_map_lookup_elem(map, key);
 
 	if (b)
 		return b;
@@ -199,30 +261,9 @@ static __always_inline struct xw_rl_bucket *xw_rl_source_bucket(const struct xw_
 		};
 
 		/* EEXIST (another CPU made it) and E2BIG (full) both end in the lookup. */
-		bpf_map_update_elem(&xw_rl_buckets, key, &fresh, BPF_NOEXIST);
+		bpf_map_update_elem(map, key, &fresh, BPF_NOEXIST);
 	}
-	return bpf_map_lookup_elem(&xw_rl_buckets, key);
-}
-
-/* The rule's shared bucket (created by the control plane; here only if it is missing). */
-static __always_inline struct xw_rl_bucket *xw_rl_shared_bucket(__u32 rule_id, const struct xw_rl_conf *c,
-								__u64 now)
-{
-	struct xw_rl_bucket *b = bpf_map_lookup_elem(&xw_rl_shared, &rule_id);
-
-	if (b)
-		return b;
-	{
-		struct xw_rl_bucket fresh = {
-			.pkt_tokens = c->pkt_cap,
-			.bit_tokens = c->bit_cap,
-			.last_ns = now,
-			.window_ns = now,
-		};
-
-		bpf_map_update_elem(&xw_rl_shared, &rule_id, &fresh, BPF_NOEXIST);
-	}
-	return bpf_map_lookup_elem(&xw_rl_shared, &rule_id);
+	return bpf_map_lookup_elem(map, key);
 }
 
 static __always_inline void xw_rl_count(__u32 rule_id, bool admitted, __u32 bytes)
@@ -301,14 +342,14 @@ __noinline int xw_ratelimit(const struct xw_pkt *p, __u32 rule_id, __u32 dry)
 
 	if (!c || !p) /* p: never NULL (the caller's scratch slot); the verifier asks */
 		return XW_REASON_PASS_RULE;
-	now = xw_rl_now();
+	now = xw_rl_now(c);
 	if (c->per != XW_RL_PER_RULE) {
 		xw_rl_key_of(p, c, rule_id, &key);
-		b = xw_rl_source_bucket(&key, c, now);
+		b = xw_rl_bucket_in(&xw_rl_buckets, &key, c, now);
 		own = b != NULL;
 	}
 	if (!b)
-		b = xw_rl_shared_bucket(rule_id, c, now);
+		b = xw_rl_bucket_in(&xw_rl_shared, &rule_id, c, now);
 	if (!b)
 		return XW_REASON_PASS_RULE;
 	ok = xw_rl_admit(b, c, now, p->len);

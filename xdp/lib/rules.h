@@ -52,7 +52,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, XW_POL_TABLES * 2 * 2 * XW_POL_MAX_RULES);
+	__uint(max_entries, XW_POL_TABLES * 2 * XW_POL_MAX_ADDRS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__type(key, struct xw_pol_addr_key);

@@ -49,7 +49,7 @@ interface BlockFlags {
   origin?: string;
 }
 
-const seconds = (value: string): number => {
+export const seconds = (value: string): number => {
   if (!/^\d+$/.test(value)) throw new CliError(`--ttl must be a whole number of seconds, not "${value}"`, 2);
   return Number(value);
 };

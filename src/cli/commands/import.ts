@@ -4,7 +4,7 @@
 import type { Readable } from 'node:stream';
 import { Command } from 'commander';
 import { CliError } from '../client.js';
-import { apiClient, clientCommand, print } from './client.js';
+import { apiClient, clientCommand, print, seconds } from './client.js';
 import { Progress } from '../progress.js';
 import { openInputFile } from '../input-file.js';
 import { isBlockDirection, type BlockDirection } from '../../rules/model.js';
@@ -16,6 +16,21 @@ interface ImportFlags {
   comment?: string;
   direction?: string;
   force?: boolean;
+  ttl?: number;
+  expiresAt?: string;
+  dryRun?: boolean;
+  origin?: string;
+}
+
+/** What every "CIDR [COMMENT]" line gets from the flags. */
+interface LineDefaults {
+  comment?: string;
+  direction?: BlockDirection;
+  force?: boolean;
+  ttl?: number;
+  expiresAt?: string;
+  dryRun?: boolean;
+  origin?: string;
 }
 
 interface ImportCounts {
@@ -31,7 +46,7 @@ interface ImportCounts {
  */
 async function* ndjsonItems(
   input: Readable,
-  defaults: { comment?: string; direction?: BlockDirection; force?: boolean },
+  defaults: LineDefaults,
   counts: ImportCounts,
   onChunk: () => void,
 ): AsyncGenerator<string> {
@@ -59,6 +74,10 @@ async function* ndjsonItems(
         ...(comment !== undefined && { comment }),
         ...(defaults.direction && { direction: defaults.direction }),
         ...(defaults.force && { force: true }),
+        ...(defaults.ttl !== undefined && { ttl: defaults.ttl }),
+        ...(defaults.expiresAt !== undefined && { expiresAt: defaults.expiresAt }),
+        ...(defaults.dryRun && { dryRun: true }),
+        ...(defaults.origin !== undefined && { origin: defaults.origin }),
       }));
     }
     return out;
@@ -86,6 +105,10 @@ export function blockImportCommand(): Command {
     .option('--comment <TEXT>', 'comment for lines that have none')
     .option('--direction <src|dst>', 'match the source (default) or destination address')
     .option('--force', 'block even what would cut this client off from the API')
+    .option('--ttl <SECONDS>', 'lines without their own: expire after this long', seconds)
+    .option('--expires-at <ISO>', 'lines without their own: expire at this time')
+    .option('--dry-run', 'lines without their own: count what they would drop (would_drop), but pass')
+    .option('--origin <NAME>', 'lines without their own: who blocks, e.g. fail2ban (default api)')
     .action(async (file: string, flags: ImportFlags) => {
       if (flags.direction !== undefined && !isBlockDirection(flags.direction)) throw new CliError(`--direction must be src or dst, not "${flags.direction}"`, 2);
       const { input, totalBytes } = openInputFile(file);
@@ -93,7 +116,10 @@ export function blockImportCommand(): Command {
       const counts: ImportCounts = { bytes: 0, items: 0, lines: [] };
       const items = ndjsonItems(
         input,
-        { comment: flags.comment, direction: flags.direction as BlockDirection | undefined, force: flags.force },
+        {
+          comment: flags.comment, direction: flags.direction as BlockDirection | undefined, force: flags.force,
+          ttl: flags.ttl, expiresAt: flags.expiresAt, dryRun: flags.dryRun, origin: flags.origin,
+        },
         counts,
         () => progress.update(counts.bytes, counts.items),
       );
