@@ -4,7 +4,7 @@
 // 10 ms: imports 1M IPv4 rules (NDJSON, 900k /32 + 100k /24), blocks
 // 0.0.0.0/1 (2^23 DIR-24 slots), unblocks it, and blocks and unblocks
 // 128.0.0.0/1 as dst, then fills the flow table (XW_STALL_FLOWS flows,
-// default 1M, written into the daemon's pinned xw_flows with map updates: no
+// default 262,144 = the default capacity.flows, written into the daemon's pinned xw_flows with map updates: no
 // traffic) and runs GET /v1/flows alone and concurrent variants. Prints, per phase, the request's time, the probes'
 // count, p50, p99 and max, and the daemon's own view (a 5 ms timer in the
 // daemon, scripts/loop-gaps.mjs, reports gaps over 20 ms): the longest time
@@ -27,7 +27,8 @@ import { parseIp, toMappedV6 } from '../src/rules/cidr.js';
 
 const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
 const count = Number(process.env.XW_STALL_RULES ?? 1_000_000);
-const flowCount = Number(process.env.XW_STALL_FLOWS ?? 1_000_000);
+/** Flows written: the default capacity.flows, so the table is full (an LRU: the last writes evict a few). */
+const flowCount = Number(process.env.XW_STALL_FLOWS ?? 262_144);
 const nodeArgs = (process.env.XW_STALL_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const state = mkdtempSync(join(tmpdir(), 'xw-stall-'));
 const instance = `stall-${process.pid}`;
@@ -156,7 +157,7 @@ async function fillFlows(capacity: Parameters<typeof applyCapacity>[1]): Promise
 
 try {
   const config = join(state, 'config.json');
-  const capacity = { cidrV4: count + 1024, cidrV6: 1024, flows: Math.max(1024, Math.ceil(flowCount * 1.25)), rateBuckets: 65536, timedBlocks: 65536 };
+  const capacity = { cidrV4: count + 1024, cidrV6: 1024, flows: Math.max(262_144, flowCount), rateBuckets: 65536, timedBlocks: 65536 };
   writeFileSync(config, JSON.stringify({ capacity }));
   const token = execFileSync(process.execPath, [CLI, 'token', 'create', 'stall', '--scope', 'admin', '--state-dir', state]).toString().trim();
   const auth = { authorization: `Bearer ${token}` };
