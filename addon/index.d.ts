@@ -106,6 +106,11 @@ export interface BatchLookupResult {
   count: number;
 }
 
+export interface BatchLookupPage extends BatchLookupResult {
+  /** Where the next page starts (opaque bytes), or null when this was the last. */
+  cursor: Buffer | null;
+}
+
 export declare class BpfMap {
   readonly name: string;
   /** -1 until the object is loaded, and after close(). */
@@ -147,6 +152,15 @@ export declare class BpfMap {
    * older kernels). batchSize elements per system call, default 4096.
    */
   lookupAll(batchSize?: number): Promise<BatchLookupResult>;
+  /**
+   * One page of a walk: at most maxCount elements (default 4096; more only
+   * when one hash bucket holds more) from where `cursor` points (the start
+   * when null), with the cursor of the next page, null after the last. One
+   * bpf_map_lookup_batch call on a worker thread, for map types with batch
+   * support (hash, per-CPU, LRU, LPM). The walk is not a snapshot: elements
+   * added or deleted meanwhile may or may not be seen.
+   */
+  lookupBatch(cursor: Buffer | null, maxCount?: number): Promise<BatchLookupPage>;
   pin(path: string): void;
   unpin(path: string): void;
 }

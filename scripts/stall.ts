@@ -3,7 +3,9 @@
 // a unique instance, state in a temp dir), and while /healthz is probed every
 // 10 ms: imports 1M IPv4 rules (NDJSON, 900k /32 + 100k /24), blocks
 // 0.0.0.0/1 (2^23 DIR-24 slots), unblocks it, and blocks and unblocks
-// 128.0.0.0/1 as dst. Prints, per phase, the request's time, the probes'
+// 128.0.0.0/1 as dst, then fills the flow table (XW_STALL_FLOWS flows,
+// default 262,144 = the default capacity.flows, written into the daemon's pinned xw_flows with map updates: no
+// traffic) and runs GET /v1/flows alone and concurrent variants. Prints, per phase, the request's time, the probes'
 // count, p50, p99 and max, and the daemon's own view (a 5 ms timer in the
 // daemon, scripts/loop-gaps.mjs, reports gaps over 20 ms): the longest time
 // its event loop was held, how often it was held over 50 ms, and the most
@@ -17,10 +19,16 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { PACKAGE_ROOT } from '../src/paths.js';
+import { BpfObject } from '@xdpwall/addon';
+import { BPF_OBJECT_PATH, PACKAGE_ROOT } from '../src/paths.js';
+import { applyCapacity } from '../src/datapath/datapath.js';
+import { Layout, cpusOf } from '../src/datapath/abi.js';
+import { parseIp, toMappedV6 } from '../src/rules/cidr.js';
 
 const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
 const count = Number(process.env.XW_STALL_RULES ?? 1_000_000);
+/** Flows written: the default capacity.flows, so the table is full (an LRU: the last writes evict a few). */
+const flowCount = Number(process.env.XW_STALL_FLOWS ?? 262_144);
 const nodeArgs = (process.env.XW_STALL_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const state = mkdtempSync(join(tmpdir(), 'xw-stall-'));
 const instance = `stall-${process.pid}`;
@@ -84,9 +92,73 @@ async function phase(name: string, request: () => Promise<Response>): Promise<{ 
   return result;
 }
 
+/** Runs the requests at once: the first failed response, or one 200 when all succeeded. */
+async function all(requests: Array<() => Promise<Response>>): Promise<Response> {
+  const responses = await Promise.all(requests.map((request) => request()));
+  for (const response of responses) {
+    if (!response.ok) return response;
+    await response.arrayBuffer();
+  }
+  return new Response('ok');
+}
+
+/**
+ * Writes `flowCount` flows into the daemon's pinned xw_flows (the same
+ * object opened on the instance's maps directory reuses its pins): unique
+ * IPv4 5-tuples from 198.18.0.0/15 to 198.19.0.1-4, seeded counters.
+ */
+async function fillFlows(capacity: Parameters<typeof applyCapacity>[1]): Promise<void> {
+  const root = `/sys/fs/bpf/xdpwall/${instance}`;
+  const dir = execFileSync('find', [root, '-name', 'xw_flows']).toString().trim().split('\n')[0];
+  if (!dir) throw new Error(`no xw_flows pinned under ${root}`);
+  const object = BpfObject.open(BPF_OBJECT_PATH, { pinRoot: dir.slice(0, -'/xw_flows'.length) });
+  try {
+    applyCapacity(object, capacity);
+    await object.load();
+    const map = object.map('xw_flows');
+    const K = Layout.flowKey;
+    const V = Layout.flowValue;
+    const stride = map.valueStride;
+    const slot = stride / cpusOf(map);
+    const chunk = 65536;
+    let seed = 7;
+    const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const src = toMappedV6(parseIp('198.18.0.0'));
+    const t0 = performance.now();
+    for (let from = 0; from < flowCount; from += chunk) {
+      const n = Math.min(chunk, flowCount - from);
+      const keys = Buffer.alloc(n * K.size);
+      const values = Buffer.alloc(n * stride);
+      for (let j = 0; j < n; j++) {
+        const i = from + j;
+        const k = j * K.size;
+        keys.set(src, k + K.src);
+        keys.writeUInt32BE((0xc6120000 + (i % 131072)) >>> 0, k + K.src + 12);
+        keys.set(src, k + K.dst);
+        keys.writeUInt32BE(0xc6130001 + (i % 4), k + K.dst + 12);
+        keys.writeUInt16BE(1024 + Math.floor(i / 131072), k + K.sport);
+        keys.writeUInt16BE([22, 53, 80, 443][i % 4]!, k + K.dport);
+        keys.writeUInt8(i % 3 === 0 ? 17 : 6, k + K.proto);
+        keys.writeUInt8(4, k + K.family);
+        const v = j * stride;
+        values.writeBigUInt64LE(BigInt(1 + Math.floor(random() * 1000)), v + V.dir);
+        values.writeBigUInt64LE(BigInt(64 + Math.floor(random() * 1_000_000)), v + V.dir + 8);
+        values.writeBigUInt64LE(1_000_000_000n, v + V.firstSeenNs);
+        values.writeBigUInt64LE(2_000_000_000n + BigInt(Math.floor(random() * 1e9)), v + V.lastSeenNs);
+        if (slot < stride) values.copy(values, v + slot, v, v + slot); // another CPU saw the same
+      }
+      await map.updateBatch(keys, values, n);
+    }
+    console.log(`wrote ${flowCount.toLocaleString('en-US')} flows into ${dir} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  } finally {
+    object.close();
+  }
+}
+
 try {
   const config = join(state, 'config.json');
-  writeFileSync(config, JSON.stringify({ capacity: { cidrV4: count + 1024, cidrV6: 1024 } }));
+  const capacity = { cidrV4: count + 1024, cidrV6: 1024, flows: Math.max(262_144, flowCount), rateBuckets: 65536, timedBlocks: 65536 };
+  writeFileSync(config, JSON.stringify({ capacity }));
   const token = execFileSync(process.execPath, [CLI, 'token', 'create', 'stall', '--scope', 'admin', '--state-dir', state]).toString().trim();
   const auth = { authorization: `Bearer ${token}` };
   daemon = spawn(
@@ -135,6 +207,20 @@ try {
   };
   await block('0.0.0.0/1', 'src');
   await block('128.0.0.0/1', 'dst');
+  await fillFlows(capacity);
+  const flows = (query: string) => fetch(`${base}/v1/flows${query}`, { headers: auth });
+  results.push(await phase(`GET /v1/flows?limit=100 (${(flowCount / 1e6).toFixed(2)}M flows)`, () => flows('?limit=100')));
+  const variants = ['?limit=100', '?limit=100', '?sort=packets&limit=1000', '?sort=lastSeen&src=198.18.0.0/16', '?proto=tcp&port=443&limit=10000', '?dst=198.19.0.1/32&sort=packets&limit=5', '?limit=1'];
+  results.push(await phase(`${variants.length} concurrent GET /v1/flows`, () => all(variants.map((q) => () => flows(q)))));
+  results.push(await phase(`3 rounds of ${variants.length} concurrent`, async () => {
+    for (let round = 0; round < 3; round++) {
+      const response = await all(variants.map((q) => () => flows(q)));
+      if (!response.ok) return response;
+    }
+    return new Response('ok');
+  }));
+  results.push(await phase('GET /v1/ratelimits/top + /v1/stats', () =>
+    all([() => fetch(`${base}/v1/ratelimits/top`, { headers: auth }), () => fetch(`${base}/v1/stats`, { headers: auth })])));
   const worst = (key: 'p99' | 'max' | 'held' | 'onCpu') => ms(Math.max(...results.map((r) => r[key])));
   console.log(
     `worst: /healthz p99 ${worst('p99')}, max ${worst('max')}; loop held max ${worst('held')}, on CPU max ${worst('onCpu')}; ` +

@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'STORE_BUSY'
   | 'STORE_FULL'
   | 'BUSY'
+  | 'QUERY_QUEUE_FULL'
   | 'INVALID_JSON'
   | 'INVALID_REQUEST'
   | 'PAYLOAD_TOO_LARGE'
@@ -178,6 +179,14 @@ export class BusyError extends XdpwallError {
   override readonly name = 'BusyError';
   constructor(message: string) {
     super('BUSY', message);
+  }
+}
+
+/** Too many distinct queries wait for the next pass over a kernel table (src/flows/scan.ts): retry shortly. */
+export class QueryQueueFullError extends XdpwallError {
+  override readonly name = 'QueryQueueFullError';
+  constructor(message: string) {
+    super('QUERY_QUEUE_FULL', message);
   }
 }
 

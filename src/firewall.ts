@@ -4,12 +4,13 @@
 import { join } from 'node:path';
 import { Datapath, type AttachedInterface, type AttachOptions, type Logger } from './datapath/datapath.js';
 import { CidrMaps, type ReconcileReport } from './datapath/cidr-maps.js';
-import { readFlows, readStats, type FlowTable, type StatsEntry } from './datapath/counters.js';
-import type { Counter } from './datapath/abi.js';
+import { readStats, type StatsEntry } from './datapath/counters.js';
+import { cpusOf, type Counter } from './datapath/abi.js';
 import { BlockService } from './rules/blocks.js';
 import { RuleStore } from './rules/store.js';
 import { SnapshotCache } from './counters-cache.js';
-import { queryFlows, type FlowQuery, type FlowRecord } from './flows/query.js';
+import type { FlowQuery, FlowRecord } from './flows/query.js';
+import { FlowScanner, SCAN_PAGE } from './flows/scan.js';
 import { buildStatsReport, type StatsReport } from './stats/report.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config, InterfaceConfig } from './config.js';
@@ -109,7 +110,8 @@ export class Firewall {
   rulesFile: { status(): { path: string; ok: boolean; reason?: string } } | undefined;
   /** The feeds filling lists, once the daemon starts them (healthz and metrics read their state). */
   feeds: { states(): FeedState[] } | undefined;
-  private readonly flowSnapshots: SnapshotCache<FlowTable>;
+  /** Flow queries and the flow count, in shared passes that give the event loop back (src/flows/scan.ts). */
+  readonly flowScanner: FlowScanner;
   private readonly statsSnapshots: SnapshotCache<StatsEntry[]>;
   private readonly startedAt: number;
   /** Rate limits' counters, buckets and sweeps (absent only without a rate-limit-capable engine). */
@@ -150,7 +152,14 @@ export class Firewall {
       check: (cidr) => checkFailsafeCidr(failsafe, cidr, 'block'),
       log: { error: (details, message) => (log.error ?? log.warn).call(log, details, message) },
     });
-    this.flowSnapshots = new SnapshotCache(() => readFlows(datapath.maps.flows), countersCacheMs);
+    const flowMap = datapath.maps.flows;
+    this.flowScanner = new FlowScanner({
+      read: (cursor) => flowMap.lookupBatch(cursor, SCAN_PAGE),
+      layout: { stride: flowMap.valueStride, cpus: cpusOf(flowMap) },
+      clock,
+      ifaceName: (ifindex) => datapath.ifaceName(ifindex),
+      countMaxAgeMs: countersCacheMs,
+    });
     this.statsSnapshots = new SnapshotCache(() => readStats(datapath.maps.stats, (slot) => datapath.ifslots.ifindexOf(slot)), countersCacheMs);
     this.startedAt = clock.wallMs();
     const tables = policy.rateLimits;
@@ -301,14 +310,14 @@ export class Firewall {
     return this.cidrMaps.hits(ruleId);
   }
 
+  /** 503 QUERY_QUEUE_FULL when too many distinct queries already wait (see FlowScanner). */
   async flows(query: FlowQuery): Promise<FlowRecord[]> {
-    const table = await this.flowSnapshots.get();
-    return queryFlows(table, query, this.clock, (ifindex) => this.datapath.ifaceName(ifindex));
+    return this.flowScanner.query(query);
   }
 
   /** Entries in the kernel's flow table. */
   async flowCount(): Promise<number> {
-    return (await this.flowSnapshots.get()).count;
+    return this.flowScanner.count();
   }
 
   async stats(): Promise<StatsReport> {

@@ -39,6 +39,7 @@ const STATUS: Record<ErrorCode, number> = {
   MISDIRECTED_REQUEST: 421,
   RATE_LIMITED: 429,
   STORE_BUSY: 503,
+  QUERY_QUEUE_FULL: 503,
   CAPACITY_EXCEEDED: 507,
   STORE_FULL: 507,
   DATAPATH_ERROR: 500,
@@ -132,7 +133,7 @@ describe('status by code, through the error handler', () => {
     expect(res.statusCode).toBe(status);
     expect(res.json()).toEqual({ error: { code, message: `injected ${code}` } });
     // Both clear once the other writer is done: the client is told when to retry.
-    expect(res.headers['retry-after']).toBe(code === 'STORE_BUSY' || code === 'BUSY' ? '1' : undefined);
+    expect(res.headers['retry-after']).toBe(['STORE_BUSY', 'BUSY', 'QUERY_QUEUE_FULL'].includes(code) ? '1' : undefined);
   });
 
   it.each(Object.entries(API_STATUS).map(([code, { status, request }]) => [code, status, request] as const))('%s → %i (raised by the framework)', async (code, status, request) => {

@@ -219,6 +219,73 @@ class LookupAllWorker : public PromiseWorker {
   uint32_t count_ = 0;
 };
 
+// One bpf_map_lookup_batch call: a page of at most maxCount elements from
+// the position `inToken` names (the start when empty), and the token of the
+// next page (empty at the end). Callers walk a large map a page at a time and
+// do their own work between pages.
+class LookupBatchWorker : public PromiseWorker {
+ public:
+  LookupBatchWorker(Napi::Env env, Napi::Object owner, UniqueFd fd, uint32_t keySize, uint32_t valueStride,
+                    uint32_t maxCount, std::vector<uint8_t> inToken, std::string context)
+      : PromiseWorker(env, "xdpwall:BpfMap.lookupBatch", owner),
+        fd_(std::move(fd)),
+        keySize_(keySize),
+        valueStride_(valueStride),
+        maxCount_(maxCount),
+        inToken_(std::move(inToken)) {
+    context_ = std::move(context);
+  }
+
+  static size_t TokenSize(uint32_t keySize) { return std::max<size_t>(keySize, sizeof(uint64_t)); }
+
+ protected:
+  int Run() override {
+    const bool first = inToken_.empty();
+    inToken_.resize(TokenSize(keySize_));
+    outToken_.resize(TokenSize(keySize_));
+    auto opts = ZeroedOpts<bpf_map_batch_opts>();
+    uint32_t batch = maxCount_;
+    for (;;) {
+      keys_.resize(size_t{batch} * keySize_);
+      values_.resize(size_t{batch} * valueStride_);
+      count_ = batch;
+      int err = NegErrno(bpf_map_lookup_batch(fd_.Get(), first ? nullptr : inToken_.data(), outToken_.data(),
+                                              keys_.data(), values_.data(), &count_, &opts));
+      if (err == -ENOSPC && count_ == 0 && batch < UINT32_MAX / 2) {
+        batch *= 2;  // one hash bucket holds more elements than fit in a page
+        continue;
+      }
+      if (err == -ENOENT) {
+        end_ = true;
+        return 0;
+      }
+      if (err != 0) op_ = "bpf_map_lookup_batch";
+      return err;
+    }
+  }
+
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("keys", CopyToBuffer(env, keys_, size_t{count_} * keySize_));
+    result.Set("values", CopyToBuffer(env, values_, size_t{count_} * valueStride_));
+    result.Set("count", Napi::Number::New(env, count_));
+    result.Set("cursor", end_ ? env.Null() : Napi::Value(CopyToBuffer(env, outToken_, outToken_.size())));
+    return result;
+  }
+
+ private:
+  UniqueFd fd_;
+  uint32_t keySize_;
+  uint32_t valueStride_;
+  uint32_t maxCount_;
+  std::vector<uint8_t> inToken_;
+  std::vector<uint8_t> outToken_;
+  std::vector<uint8_t> keys_;
+  std::vector<uint8_t> values_;
+  uint32_t count_ = 0;
+  bool end_ = false;
+};
+
 }  // namespace
 
 Napi::Function BpfMap::Init(Napi::Env env) {
@@ -241,6 +308,7 @@ Napi::Function BpfMap::Init(Napi::Env env) {
                          InstanceMethod<&BpfMap::UpdateBatch>("updateBatch"),
                          InstanceMethod<&BpfMap::DeleteBatch>("deleteBatch"),
                          InstanceMethod<&BpfMap::LookupAll>("lookupAll"),
+                         InstanceMethod<&BpfMap::LookupBatch>("lookupBatch"),
                          InstanceMethod<&BpfMap::Pin>("pin"),
                          InstanceMethod<&BpfMap::Unpin>("unpin"),
                      });
@@ -436,6 +504,28 @@ Napi::Value BpfMap::LookupAll(const Napi::CallbackInfo& info) {
     if (batchSize == 0) throw Napi::RangeError::New(env, "batchSize must be at least 1");
     UniqueFd fd = DupFd(env, "bpf_map_lookup_batch");
     return (new LookupAllWorker(env, Value(), std::move(fd), keySize_, valueStride_, batchSize, Context()))->Start();
+  } catch (const Napi::Error& e) {
+    return RejectedPromise(env, e);
+  }
+}
+
+Napi::Value BpfMap::LookupBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    const char* op = "bpf_map_lookup_batch";
+    std::vector<uint8_t> token;
+    if (info.Length() > 0 && !info[0].IsNull() && !info[0].IsUndefined()) {
+      if (!info[0].IsBuffer()) throw Napi::TypeError::New(env, "cursor must be a Buffer or null");
+      auto cursor = info[0].As<Napi::Buffer<uint8_t>>();
+      CheckSize(env, cursor, LookupBatchWorker::TokenSize(keySize_), "cursor", op, false);
+      token = CopyPrefix(cursor, cursor.Length());
+    }
+    const uint32_t maxCount = OptionalU32(env, info[1], "maxCount", kDefaultLookupBatch);
+    if (maxCount == 0) throw Napi::RangeError::New(env, "maxCount must be at least 1");
+    UniqueFd fd = DupFd(env, op);
+    return (new LookupBatchWorker(env, Value(), std::move(fd), keySize_, valueStride_, maxCount, std::move(token),
+                                  Context()))
+        ->Start();
   } catch (const Napi::Error& e) {
     return RejectedPromise(env, e);
   }

@@ -41,6 +41,7 @@ class BpfMap : public Napi::ObjectWrap<BpfMap> {
   Napi::Value UpdateBatch(const Napi::CallbackInfo& info);
   Napi::Value DeleteBatch(const Napi::CallbackInfo& info);
   Napi::Value LookupAll(const Napi::CallbackInfo& info);
+  Napi::Value LookupBatch(const Napi::CallbackInfo& info);
   void Pin(const Napi::CallbackInfo& info);
   void Unpin(const Napi::CallbackInfo& info);
 

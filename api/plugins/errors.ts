@@ -15,6 +15,7 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   STORE_BUSY: 503,
   STORE_FULL: 507,
   BUSY: 409,
+  QUERY_QUEUE_FULL: 503,
   INVALID_JSON: 400,
   INVALID_REQUEST: 400,
   PAYLOAD_TOO_LARGE: 413,
@@ -66,8 +67,8 @@ export function registerErrorHandling(app: FastifyInstance): void {
       const status = STATUS_BY_CODE[error.code];
       if (error instanceof AccessError) reply.headers(error.headers);
       if (status >= 500) request.log.error({ err: error }, 'request failed');
-      // Both pass once the other writer is done: say when to try again.
-      if (error.code === 'STORE_BUSY' || error.code === 'BUSY') reply.header('retry-after', '1');
+      // These pass once the other writer (or the running table pass) is done: say when to try again.
+      if (error.code === 'STORE_BUSY' || error.code === 'BUSY' || error.code === 'QUERY_QUEUE_FULL') reply.header('retry-after', '1');
       return reply.status(status).send(errorBody(error.code, error.message));
     }
     const fastifyError = error as FastifyError;

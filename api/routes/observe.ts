@@ -3,6 +3,7 @@ import { FlowList, FlowQuery } from '../schemas/flows.js';
 import { Health, InterfaceList, Stats } from '../schemas/stats.js';
 import { errorResponses } from '../schemas/common.js';
 import type { ApiFirewall } from '../firewall.js';
+import { itemsJson } from '../sliced-json.js';
 
 export const NO_INTERFACE_WARNING = 'no interface is attached: nothing is filtered';
 
@@ -18,7 +19,12 @@ export const observeRoutes: FastifyPluginAsyncTypebox<ObserveRoutesOptions> = as
       querystring: FlowQuery,
       response: { 200: FlowList, ...errorResponses(400) },
     },
-  }, async (request) => ({ items: await firewall.flows(request.query) }));
+  }, async (request, reply) => {
+    // Up to MAX_FLOW_LIMIT records: serialized in slices (api/sliced-json.ts), not in one go.
+    const json = await itemsJson(await firewall.flows(request.query));
+    // The typed reply wants the object; fastify sends a string payload as it is.
+    return reply.type('application/json; charset=utf-8').send(json as unknown as { items: never[] });
+  });
 
   app.get('/v1/stats', {
     schema: {

@@ -29,10 +29,11 @@ export async function readStats(map: BpfMap, ifindexOf: (slot: number) => number
 }
 
 /**
- * The flow table as the kernel handed it over: packed keys and values (one
- * per key: xw_flows is shared by all CPUs; src/flows/merge.ts reads any
- * number of per-CPU slots). Queries scan these bytes directly and decode only the flows they
- * return, so a million-entry table costs one pass, not a million objects.
+ * Flows as the kernel hands them over (the whole table, or one page of it):
+ * packed keys and values (one per key: xw_flows is shared by all CPUs;
+ * src/flows/merge.ts reads any number of per-CPU slots). Queries scan these
+ * bytes directly and decode only the flows they return, so a million-entry
+ * table costs one pass, not a million objects.
  */
 export interface FlowTable {
   keys: Buffer;
@@ -41,9 +42,4 @@ export interface FlowTable {
   /** Bytes of one element's values (all CPUs). */
   stride: number;
   cpus: number;
-}
-
-export async function readFlows(map: BpfMap): Promise<FlowTable> {
-  const { keys, values, count } = await map.lookupAll(65536);
-  return { keys, values, count, stride: map.valueStride, cpus: cpusOf(map) };
 }

@@ -1,13 +1,16 @@
-// Flow queries over a snapshot of the flow table: filter, sort, limit.
-// One pass over the kernel's packed bytes with a bounded heap for the top N;
-// only the flows returned are decoded. Pure functions of their inputs, so
-// they are unit-tested without a kernel.
+// Flow queries over the flow table: filter, sort, limit. One pass over the
+// kernel's packed bytes, a page at a time (src/flows/scan.ts reads the pages
+// and gives the event loop back between steps), with a bounded heap for the
+// top N that keeps copies of its flows' bytes: memory is limit x one flow,
+// whatever the table's size. Only the flows returned are decoded. Pure
+// functions of their inputs, so they are unit-tested without a kernel.
 import { fromMappedV6, parseCidr, toMappedV6 } from '../rules/cidr.js';
 import type { FlowTable } from '../datapath/counters.js';
 import { Layout, decodeFlowKey } from '../datapath/abi.js';
 import { monotonicToIso, type Clock } from '../clock.js';
 import { flowSortValue, mergeFlowValue, type FlowSlots } from './merge.js';
 import { InvalidArgumentError } from '../errors.js';
+import type { Slicer } from '../event-loop.js';
 
 export const FLOW_SORTS = ['bytes', 'packets', 'lastSeen'] as const;
 export type FlowSort = (typeof FLOW_SORTS)[number];
@@ -131,10 +134,15 @@ function matches(table: FlowTable, index: number, q: CompiledQuery): boolean {
   return true;
 }
 
-/** Keeps the `limit` largest (value, earliest index) pairs seen: a min-heap on its root. */
+/**
+ * Keeps the `limit` largest (value, earliest index) pairs seen: a min-heap on
+ * its root. Each kept pair owns a slot (0 .. limit-1) where its caller keeps
+ * what belongs to it; an evicted pair's slot passes to the pair replacing it.
+ */
 class TopN {
   private readonly values: number[] = [];
   private readonly indexes: number[] = [];
+  private readonly slots: number[] = [];
 
   constructor(private readonly limit: number) {}
 
@@ -145,27 +153,32 @@ class TopN {
   }
 
   private swap(a: number, b: number): void {
-    const { values, indexes } = this;
+    const { values, indexes, slots } = this;
     [values[a], values[b]] = [values[b]!, values[a]!];
     [indexes[a], indexes[b]] = [indexes[b]!, indexes[a]!];
+    [slots[a], slots[b]] = [slots[b]!, slots[a]!];
   }
 
-  offer(value: number, index: number): void {
-    const { values, indexes } = this;
+  /** The slot the pair now owns, or -1 when it ranks below all `limit` kept. */
+  offer(value: number, index: number): number {
+    const { values, indexes, slots } = this;
     if (values.length < this.limit) {
+      const slot = values.length;
       values.push(value);
       indexes.push(index);
+      slots.push(slot);
       for (let i = values.length - 1; i > 0; ) {
         const parent = (i - 1) >> 1;
         if (!this.below(i, parent)) break;
         this.swap(i, parent);
         i = parent;
       }
-      return;
+      return slot;
     }
-    if (value < values[0]! || (value === values[0] && index > indexes[0]!)) return;
+    if (value < values[0]! || (value === values[0] && index > indexes[0]!)) return -1;
     values[0] = value;
     indexes[0] = index;
+    const slot = slots[0]!;
     for (let i = 0; ; ) {
       const left = 2 * i + 1;
       const right = left + 1;
@@ -176,42 +189,110 @@ class TopN {
       this.swap(i, least);
       i = least;
     }
+    return slot;
   }
 
-  /** Table indexes, largest value first. */
+  /** Slots, largest value first. */
   ranked(): number[] {
     const order = this.values.map((_, i) => i).sort((a, b) => (this.below(a, b) ? 1 : this.below(b, a) ? -1 : 0));
-    return order.map((i) => this.indexes[i]!);
+    return order.map((i) => this.slots[i]!);
   }
 }
 
+/** Records decoded between two questions to the slicer. */
+const RECORD_STEP = 1024;
+
+/**
+ * One query's selection over a table read in pages: offer each page's flows
+ * (in table order, with the table index of the page's first flow), then take
+ * the records. Compiling the query in the constructor throws its 400s before
+ * any page is read.
+ */
+export class FlowSelection {
+  private readonly query: CompiledQuery;
+  private readonly top: TopN;
+  /** The kept flows' key and value bytes, by slot; grown as slots are taken. */
+  private kept: FlowTable | undefined;
+
+  constructor(query: FlowQuery) {
+    this.query = compile(query);
+    this.top = new TopN(this.query.limit);
+  }
+
+  /** Offers flows [from, to) of `page`, whose flow 0 is the table's flow `base`. */
+  offer(page: FlowTable, from: number, to: number, base: number): void {
+    const q = this.query;
+    for (let i = from; i < to; i++) {
+      if (!matches(page, i, q)) continue;
+      const slot = this.top.offer(flowSortValue(slotsOf(page, i), q.sort), base + i);
+      if (slot >= 0) this.keep(page, i, slot);
+    }
+  }
+
+  private keep(page: FlowTable, index: number, slot: number): void {
+    const K = Layout.flowKey.size;
+    let kept = this.kept;
+    if (!kept || kept.stride !== page.stride || kept.cpus !== page.cpus) {
+      if (kept) throw new RangeError('every page of one table has the same value layout');
+      kept = this.kept = { keys: Buffer.alloc(0), values: Buffer.alloc(0), count: 0, stride: page.stride, cpus: page.cpus };
+    }
+    if (slot >= kept.count) {
+      const count = Math.min(this.query.limit, Math.max(16, kept.count * 2, slot + 1));
+      const keys = Buffer.alloc(count * K);
+      const values = Buffer.alloc(count * kept.stride);
+      kept.keys.copy(keys);
+      kept.values.copy(values);
+      Object.assign(kept, { keys, values, count });
+    }
+    page.keys.copy(kept.keys, slot * K, index * K, (index + 1) * K);
+    page.values.copy(kept.values, slot * kept.stride, index * kept.stride, (index + 1) * kept.stride);
+  }
+
+  /** The selected flows, largest first; asks `slicer` between steps when given one. */
+  async recordsSliced(clock: Clock, ifaceName: (ifindex: number) => string | undefined, slicer: Slicer): Promise<FlowRecord[]> {
+    const slots = this.top.ranked();
+    const toIso = monotonicToIso(clock);
+    const records: FlowRecord[] = [];
+    for (let from = 0; from < slots.length; from += RECORD_STEP) {
+      if (from > 0 && slicer.due) await slicer.next();
+      for (const slot of slots.slice(from, from + RECORD_STEP)) records.push(flowRecord(this.kept!, slot, toIso, ifaceName));
+    }
+    return records;
+  }
+
+  /** The selected flows, largest first, in one go. */
+  records(clock: Clock, ifaceName: (ifindex: number) => string | undefined): FlowRecord[] {
+    const toIso = monotonicToIso(clock);
+    return this.top.ranked().map((slot) => flowRecord(this.kept!, slot, toIso, ifaceName));
+  }
+}
+
+function flowRecord(table: FlowTable, index: number, toIso: (ns: bigint) => string, ifaceName: (ifindex: number) => string | undefined): FlowRecord {
+  const key = decodeFlowKey(table.keys, index * Layout.flowKey.size);
+  const totals = mergeFlowValue(slotsOf(table, index));
+  return {
+    proto: PROTOCOL_NAMES[key.proto] ?? String(key.proto),
+    src: fromMappedV6(key.src).text,
+    srcPort: key.sport,
+    dst: fromMappedV6(key.dst).text,
+    dstPort: key.dport,
+    iface: ifaceName(key.ifindex) ?? null,
+    ingress: { packets: Number(totals.ingress.packets), bytes: Number(totals.ingress.bytes) },
+    egress: { packets: Number(totals.egress.packets), bytes: Number(totals.egress.bytes) },
+    firstSeen: toIso(totals.firstSeenNs),
+    lastSeen: toIso(totals.lastSeenNs),
+    tcpFlags: tcpFlagNames(totals.tcpFlags.ingress | totals.tcpFlags.egress),
+  };
+}
+
+/** A query over a whole table in memory, in one go (the reference the paged scan agrees with). */
 export function queryFlows(
   table: FlowTable,
   query: FlowQuery,
   clock: Clock,
   ifaceName: (ifindex: number) => string | undefined,
 ): FlowRecord[] {
-  const q = compile(query);
-  const top = new TopN(q.limit);
-  for (let i = 0; i < table.count; i++) {
-    if (matches(table, i, q)) top.offer(flowSortValue(slotsOf(table, i), q.sort), i);
-  }
-  const toIso = monotonicToIso(clock);
-  return top.ranked().map((index) => {
-    const key = decodeFlowKey(table.keys, index * Layout.flowKey.size);
-    const totals = mergeFlowValue(slotsOf(table, index));
-    return {
-      proto: PROTOCOL_NAMES[key.proto] ?? String(key.proto),
-      src: fromMappedV6(key.src).text,
-      srcPort: key.sport,
-      dst: fromMappedV6(key.dst).text,
-      dstPort: key.dport,
-      iface: ifaceName(key.ifindex) ?? null,
-      ingress: { packets: Number(totals.ingress.packets), bytes: Number(totals.ingress.bytes) },
-      egress: { packets: Number(totals.egress.packets), bytes: Number(totals.egress.bytes) },
-      firstSeen: toIso(totals.firstSeenNs),
-      lastSeen: toIso(totals.lastSeenNs),
-      tcpFlags: tcpFlagNames(totals.tcpFlags.ingress | totals.tcpFlags.egress),
-    };
-  });
+  const selection = new FlowSelection(query);
+  selection.offer(table, 0, table.count, 0);
+  return selection.records(clock, ifaceName);
 }

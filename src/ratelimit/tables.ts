@@ -9,6 +9,10 @@ import { BPF_NOEXIST } from '@xdpwall/addon';
 import { Layout, RATELIMIT_MAPS, RlPer, cpusOf, encodeRuleId, sumCounters, type Counter } from '../datapath/abi.js';
 import { encodeRateConf, type RateConf } from './model.js';
 import type { Bucket } from './reference.js';
+import { TimeSlicer, type Slicer } from '../event-loop.js';
+
+/** Buckets decoded between two questions to the slicer. */
+export const BUCKET_DECODE_STEP = 1024;
 
 export interface RateLimitMaps {
   rules: BpfMap;
@@ -156,12 +160,17 @@ export class RateLimitTables {
     };
   }
 
-  /** Every source bucket (one batch read). */
-  async readBuckets(): Promise<Array<{ key: BucketKey; raw: Buffer; state: BucketState }>> {
+  /**
+   * Every source bucket (one batch read on a worker thread), decoded in steps
+   * that give the event loop back when `slicer` says so: a table of
+   * capacity.rateBuckets entries is tens of milliseconds of decoding.
+   */
+  async readBuckets(slicer: Slicer = new TimeSlicer()): Promise<Array<{ key: BucketKey; raw: Buffer; state: BucketState }>> {
     const all = await this.maps.buckets.lookupAll();
     const { keySize, valueStride } = this.maps.buckets;
     const out: Array<{ key: BucketKey; raw: Buffer; state: BucketState }> = [];
     for (let i = 0; i < all.count; i++) {
+      if (i > 0 && i % BUCKET_DECODE_STEP === 0 && slicer.due) await slicer.next();
       const raw = Buffer.from(all.keys.subarray(i * keySize, (i + 1) * keySize));
       out.push({ key: decodeBucketKey(raw), raw, state: decodeBucket(all.values, i * valueStride) });
     }
