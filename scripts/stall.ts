@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { PACKAGE_ROOT } from '../src/paths.js';
 
-const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
+const CLI = join(PACKAGE_ROOT, 'dist', 'cli', 'main.js');
 const count = Number(process.env.XW_STALL_RULES ?? 1_000_000);
 const nodeArgs = (process.env.XW_STALL_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const state = mkdtempSync(join(tmpdir(), 'xw-stall-'));

@@ -1,11 +1,11 @@
 // Commands that talk to a running daemon through its API.
 import { Command } from 'commander';
 import { ApiClient, CliError, DEFAULT_API, apiUrl } from '../client.js';
-import { loadConfig } from '../../config.js';
+import { loadConfig } from '../../src/config.js';
 import { humanBytes, table, terminalJson, terminalLines } from '../format.js';
-import { isBlockDirection, type BlockDirection, type BlockRule } from '../../rules/model.js';
-import type { FlowRecord } from '../../flows/query.js';
-import type { StatsReport } from '../../stats/report.js';
+import { isBlockDirection, type BlockDirection, type BlockRule } from '../../src/rules/model.js';
+import type { FlowRecord } from '../../src/flows/query.js';
+import type { StatsReport } from '../../src/stats/report.js';
 
 type BlockView = Pick<BlockRule, 'id' | 'cidr' | 'direction' | 'comment' | 'createdAt'> & {
   hits?: { packets: number; bytes: number };

@@ -2,8 +2,8 @@
 import { Command, InvalidArgumentError as CommanderArgumentError } from 'commander';
 import { apiClient, clientCommand, print } from './client.js';
 import { table } from '../format.js';
-import { RULE_ACTIONS, RULE_HOOKS, type RuleInput, type RuleView } from '../../policy/model.js';
-import { RATE_PER, type RatePer } from '../../ratelimit/model.js';
+import { RULE_ACTIONS, RULE_HOOKS, type RuleInput, type RuleView } from '../../src/policy/model.js';
+import { RATE_PER, type RatePer } from '../../src/ratelimit/model.js';
 
 type RuleOutput = RuleView & { hits: { packets: number; bytes: number }; wouldDrop?: { packets: number; bytes: number } };
 
