@@ -190,9 +190,13 @@ async function main(): Promise<void> {
     ].join('\n'));
     const bouncer = spawnLogged(nsenterArgv(netns, [NFT_BOUNCER, '-c', nftConfig]), join(work, 'nft-bouncer.log'));
     cleanup.add('nftables bouncer', () => stopChild(bouncer));
+    let nftError = '';
     const setSize = async (): Promise<number | undefined> => {
       const listed = await runInNetns(netns, ['nft', '-j', 'list', 'set', 'ip', 'crowdsec', 'crowdsec-blacklists'], { timeoutMs: 60_000 });
-      if (listed.code !== 0) return undefined;
+      if (listed.code !== 0) {
+        nftError = (listed.stderr || `exit ${listed.code}`).trim().split('\n')[0] ?? '';
+        return undefined;
+      }
       const set = (JSON.parse(listed.stdout) as { nftables: Array<{ set?: { elem?: unknown[] } }> }).nftables.find((item) => item.set)?.set;
       return set?.elem?.length ?? 0;
     };
@@ -201,6 +205,7 @@ async function main(): Promise<void> {
     const nLoad = load();
     const nImportMs = await importAll();
     const nft = await countUntil('nftables', setSize, N, STALL_MS, 250);
+    if (!nft.complete && nftError) console.log(`nftables: the last \`nft list set\` failed: ${nftError}`);
     results.nftables = {
       importSeconds: +(nImportMs / 1000).toFixed(2), enforcedSeconds: +(nft.ms / 1000).toFixed(2), complete: nft.complete, reached: nft.reached,
       loadBefore: nLoad, loadAfter: load(),

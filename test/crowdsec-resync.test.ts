@@ -162,6 +162,53 @@ describe('periodic resync', () => {
     expect(bouncer.status()).toMatchObject({ entries: 1001, resync: { runs: 1, added: 2, extended: 1, removed: 1 } });
   });
 
+  it('a burst (a delta with a batch of 50 or more) is followed by a resync once a delta carries nothing new: an import\'s lost batch is back in two refreshes, not ten minutes', async () => {
+    const bouncer = bouncerWith(10 * MINUTE);
+    await bouncer.pull();
+    // A delta of 49 is no burst.
+    for (let i = 0; i < 49; i++) lapi.add(`198.18.1.${i}`);
+    wallMs += 10_000;
+    await bouncer.pull();
+    wallMs += 10_000;
+    await bouncer.pull();
+    wallMs += 10_000;
+    await bouncer.pull();
+    expect(urls()).toEqual(['?startup=true', '', '', '']);
+    // An import: 150 in two pulls, a batch of 50 of it lost.
+    for (let i = 0; i < 100; i++) lapi.add(`198.18.2.${i}`);
+    for (let i = 100; i < 150; i++) lapi.add(`198.18.2.${i}`, { late: true });
+    wallMs += 10_000;
+    await bouncer.pull(); // 100 new: a burst
+    for (let i = 0; i < 20; i++) lapi.add(`198.18.3.${i}`);
+    wallMs += 10_000;
+    await bouncer.pull(); // 20 new: still under way
+    wallMs += 10_000;
+    await bouncer.pull(); // nothing new: settled
+    expect(target.blocks.size).toBe(49 + 100 + 20);
+    wallMs += 10_000;
+    await bouncer.pull(); // the resync
+    expect(urls()).toEqual(['?startup=true', '', '', '', '', '', '', '?startup=true']);
+    expect(target.blocks.size).toBe(49 + 150 + 20);
+    expect(bouncer.status().resync).toEqual({ runs: 1, added: 50, extended: 0, removed: 0, lastAt: iso(T0 + 70_000) });
+    // Then deltas again until the next burst or 10 min.
+    wallMs += 10_000;
+    await bouncer.pull();
+    wallMs += 10_000;
+    await bouncer.pull();
+    expect(urls().slice(-2)).toEqual(['', '']);
+  });
+
+  it('with resync 0 a burst does not resync either', async () => {
+    const bouncer = bouncerWith(0);
+    await bouncer.pull();
+    for (let i = 0; i < 60; i++) lapi.add(`198.18.2.${i}`);
+    for (let t = 1; t <= 3; t++) {
+      wallMs += 10_000;
+      await bouncer.pull();
+    }
+    expect(urls()).toEqual(['?startup=true', '', '', '']);
+  });
+
   it('resync 0: only the first pull and recovery after a failure ask startup=true, and neither counts as a resync', async () => {
     const bouncer = bouncerWith(0);
     await bouncer.pull();

@@ -26,6 +26,9 @@
 // expiry extended) before blocks no decision bans any more are removed, so
 // an entry present on both sides is never briefly unblocked; what it fixed
 // is counted as drift (status `resync`, metrics, a warning in the log).
+// Because bulk writes are what lose batches, a resync also follows each
+// burst: after a delta carrying a batch or more (>= 50 new decisions), the
+// pull after the first delta that carries none is a resync too.
 //
 // Changes go through the bulk path in one call per pull, so a list of 100k
 // decisions is one transaction and a few kernel batches, not 100k requests.
@@ -49,6 +52,8 @@ export interface CrowdsecConfig {
 }
 
 export const DEFAULT_RESYNC_MS = 600_000;
+/** LAPI writes decisions in batches of 50: a delta with that many new ones comes from a bulk write. */
+export const BURST_DECISIONS = 50;
 
 /** A block of the firewall as the bouncer compares it: its expiry (null: never). */
 export interface TargetBlock {
@@ -108,6 +113,8 @@ export class CrowdsecBouncer {
   private readonly resync: ResyncStatus = { runs: 0, added: 0, extended: 0, removed: 0, lastAt: null };
   /** When the last successful full pull (startup=true) was asked for. */
   private lastFullAtMs: number | undefined;
+  /** A delta carried a burst (a bulk write under way); once a delta carries nothing new, resync. */
+  private burst: 'none' | 'under way' | 'settled' = 'none';
   private readonly resyncMs: number;
   private timer: NodeJS.Timeout | undefined;
   private inFlight: AbortController | undefined;
@@ -173,7 +180,11 @@ export class CrowdsecBouncer {
       const stream = parseDecisionStream(body);
       if (stream.malformed > 0) this.skip('malformed', stream.malformed);
       const changes = kind === 'delta' ? await this.applyDelta(stream.new, stream.deleted) : await this.reconcile(stream.new, askedAt);
-      if (kind !== 'delta') this.lastFullAtMs = askedAt;
+      if (kind !== 'delta') {
+        this.lastFullAtMs = askedAt;
+        this.burst = 'none';
+      } else if (stream.new.length >= BURST_DECISIONS) this.burst = 'under way';
+      else if (this.burst === 'under way' && stream.new.length === 0) this.burst = 'settled';
       this.startup = false;
       this.updates.ok++;
       this.lastSuccessAt = new Date(this.now()).toISOString();
@@ -194,9 +205,10 @@ export class CrowdsecBouncer {
     }
   }
 
-  /** Whether the next pull is a periodic full resync. */
+  /** Whether the next pull is a resync: `resync` after the last full pull, or once a burst has settled. */
   private resyncDue(): boolean {
-    return this.resyncMs > 0 && this.lastFullAtMs !== undefined && this.now() - this.lastFullAtMs >= this.resyncMs;
+    if (this.resyncMs <= 0 || this.lastFullAtMs === undefined) return false;
+    return this.burst === 'settled' || this.now() - this.lastFullAtMs >= this.resyncMs;
   }
 
   private recordResync(drift: Changes): void {

@@ -32,6 +32,8 @@ export class CommandError extends Error {
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
+/** Output kept per stream; Node's own default (1 MiB) cuts off e.g. `nft -j list set` of 100k elements. */
+const MAX_OUTPUT_BYTES = 256 * 1024 * 1024;
 
 /** Runs argv; resolves with the result whatever the exit status. */
 export function run(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
@@ -45,6 +47,7 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
         timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
         killSignal: 'SIGKILL',
         encoding: 'utf8',
+        maxBuffer: MAX_OUTPUT_BYTES,
         ...(options.env && { env: { ...process.env, ...options.env } }),
       },
       (error, stdout, stderr) => {
