@@ -9,22 +9,18 @@
 // escapes and nesting tracked); the items of a chunk are then parsed by one
 // native JSON.parse, and each is checked against the BlockCreate schema.
 import type { Readable } from 'node:stream';
-import { Compile } from 'typebox/compile';
-import Format from 'typebox/format';
 import { BlockCreate } from './schemas/blocks.js';
+import { requestChecker } from './schemas/check.js';
 import type { BlockWithExtras } from '../src/policy/block-meta.js';
 import { InvalidJsonError, InvalidRequestError, PayloadTooLargeError } from '../src/errors.js';
-import { isPrintableText } from '../src/text.js';
-import { InvalidUtf8Error, schemaErrorWording } from './plugins/strict-input.js';
+import { InvalidUtf8Error } from './plugins/strict-input.js';
 
 export const BULK_CONTENT_TYPES = ['application/json', 'application/x-ndjson'] as const;
 
 /** No single item (or key of the envelope) is longer: bounds what one chunk carries over. */
 export const MAX_ITEM_BYTES = 64 << 10;
 
-// The same `printable` format the route schemas get from ajv (plugins/strict-input.ts).
-Format.Set('printable', isPrintableText);
-const checkItem = Compile(BlockCreate);
+const checkItem = requestChecker(BlockCreate);
 
 const WHITESPACE = new Set([0x20, 0x09, 0x0a, 0x0d]);
 const QUOTE = 0x22;
@@ -67,11 +63,7 @@ export async function* readBulkItems(
   const checked = (texts: string[]): BulkItem[] => {
     const items = parseItems(texts, index);
     for (const item of items) {
-      if (!checkItem.Check(item)) {
-        const [first] = checkItem.Errors(item);
-        // Worded like the route schemas' errors (plugins/strict-input.ts).
-        throw new InvalidRequestError(`body/items/${index}${describe(first)}`);
-      }
+      checkItem(item, `body/items/${index}`);
       index++;
     }
     return items as BulkItem[];
@@ -85,15 +77,6 @@ export async function* readBulkItems(
   const rest = scanner.feed(decode());
   scanner.finish();
   if (rest.length > 0) yield checked(rest);
-}
-
-/** A schema error worded like the route schemas' (ajv via plugins/strict-input.ts). */
-function describe(error: Parameters<typeof schemaErrorWording>[0] & { instancePath?: string } | undefined): string {
-  if (error === undefined) return ' is not a block';
-  const path = error.instancePath ?? '';
-  // An unknown field: its subschema is `false` under additionalProperties.
-  if (error.message === 'schema is false') return ` must NOT have additional properties (${path.slice(1)})`;
-  return `${path} ${schemaErrorWording(error)}`;
 }
 
 /** One native parse for a chunk's items; on a syntax error, the first bad item is named. */

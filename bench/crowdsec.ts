@@ -27,14 +27,14 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ApiClient } from '../src/cli/client.js';
+import { ApiClient } from '../cli/client.js';
 import { CrowdsecLapi, crowdsecMissing } from '../src/lab/crowdsec-lapi.js';
 import { createNetns, deleteNetns, nsenterArgv, runInNetns } from '../src/lab/netns.js';
 import { run } from '../src/lab/run.js';
 import { parseDuration } from '../src/duration.js';
 import { Cleanup } from './lib/cleanup.js';
 
-const CLI = join(import.meta.dirname, '..', 'dist', 'src', 'cli', 'main.js');
+const CLI = join(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
 const NFT_BOUNCER = '/usr/bin/crowdsec-firewall-bouncer';
 
 function option(name: string, fallback: string): string {

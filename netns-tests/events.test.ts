@@ -14,7 +14,7 @@ import { run } from '../src/lab/run.js';
 import { CLI_PATH } from './lib/lab-env.js';
 import { FirewallLab } from './lib/firewall-lab.js';
 import { sendUdp, udpFrameLength } from './lib/traffic.js';
-import { sseMessages } from '../src/cli/commands/events.js';
+import { sseMessages } from '../cli/commands/events.js';
 import type { DropEvent } from '../src/events/model.js';
 
 const PORT = 9000;

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiClient } from '../src/cli/client.js';
+import { ApiClient } from '../cli/client.js';
 import { hostAddress } from '../src/lab/netns.js';
 import { run } from '../src/lab/run.js';
 import { newDaemonState, removeDaemonState, type DaemonState } from './lib/daemon.js';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiClient } from '../src/cli/client.js';
+import { ApiClient } from '../cli/client.js';
 import { hostAddress } from '../src/lab/netns.js';
 import { FirewallLab } from './lib/firewall-lab.js';
 import { CLI_PATH } from './lib/lab-env.js';

@@ -25,7 +25,7 @@ import { applyCapacity } from '../src/datapath/datapath.js';
 import { Layout, cpusOf } from '../src/datapath/abi.js';
 import { parseIp, toMappedV6 } from '../src/rules/cidr.js';
 
-const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
+const CLI = join(PACKAGE_ROOT, 'dist', 'cli', 'main.js');
 const count = Number(process.env.XW_STALL_RULES ?? 1_000_000);
 /** Flows written: the default capacity.flows, so the table is full (an LRU: the last writes evict a few). */
 const flowCount = Number(process.env.XW_STALL_FLOWS ?? 262_144);

@@ -26,6 +26,15 @@ describe('xdpwall block with ttl and dry run', () => {
     expect(result.stdout).toMatch(/^blocked 198\.18\.91\.0\/24 \(src, id \d+, until \S+\)\n$/);
   });
 
+  it('checks the body against the API\'s own schema before sending it (no daemon at this address)', async () => {
+    const result = await runCli(['block', '198.18.93.0/24', '--origin', 'Not An Origin', '--api', 'unix:/nonexistent/api.sock']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^xdpwall: INVALID_REQUEST: body\/origin must match pattern/);
+    const rule = await runCli(['rule', 'add', 'drop', '--vlan', '5000', '--api', 'unix:/nonexistent/api.sock']);
+    expect(rule.code).toBe(1);
+    expect(rule.stderr).toMatch(/^xdpwall: INVALID_REQUEST: body\/vlan must be <= 4095/);
+  });
+
   it('refuses a --ttl that is not a whole number of seconds, with nothing stored', async () => {
     const result = await runCli(['block', '198.18.92.0/24', '--ttl', '1h', '--api', lab.api]);
     expect(result.code).toBe(2);

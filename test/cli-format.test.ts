@@ -2,7 +2,7 @@
 // returns (comments stored before the API refused them, error messages that
 // echo input) is escaped visibly in tables, lines and --json output.
 import { describe, expect, it } from 'vitest';
-import { table, terminalJson, terminalLines, terminalSafe } from '../src/cli/format.js';
+import { table, terminalJson, terminalLines, terminalSafe } from '../cli/format.js';
 
 const ESC = '\u001b';
 

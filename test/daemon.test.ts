@@ -10,11 +10,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { objPin } from '@xdpwall/addon';
 import { loadConfig } from '../src/config.js';
-import { startDaemon } from '../src/daemon/serve.js';
+import { startDaemon } from '../daemon/serve.js';
 import { pinDirFor } from '../src/firewall.js';
 import { Datapath } from '../src/datapath/datapath.js';
 import { BPF_OBJECT_PATH } from '../src/paths.js';
-import { ApiClient } from '../src/cli/client.js';
+import { ApiClient } from '../cli/client.js';
 import { encodeLpmKey } from '../src/datapath/abi.js';
 import { parseCidr } from '../src/rules/cidr.js';
 

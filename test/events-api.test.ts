@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../api/app.js';
 import type { Firewall } from '../src/firewall.js';
 import { Reason } from '../src/datapath/abi.js';
-import { sseMessages } from '../src/cli/commands/events.js';
+import { sseMessages } from '../cli/commands/events.js';
 import type { DropEvent } from '../src/events/model.js';
 import { openTestFirewall } from './lib/firewall.js';
 import { ether, ipv4, udp } from './lib/packets.js';

@@ -9,7 +9,7 @@ import { pcapHeader, pcapRecord } from '../src/events/pcap.js';
 import { POLICY_RULE_ID_BASE, Reason } from '../src/datapath/abi.js';
 import { ConfigError, InvalidArgumentError, InvalidCidrError } from '../src/errors.js';
 import { ipv4Mapped, ipv6Bytes } from './lib/packets.js';
-import { formatEvent, sseMessages } from '../src/cli/commands/events.js';
+import { formatEvent, sseMessages } from '../cli/commands/events.js';
 
 const L = EventLayout.event;
 

@@ -1,7 +1,7 @@
 // The CLI's progress display: a bar redrawn in place on a terminal (at most
 // every 100 ms of the injected clock), plain lines at each tenth elsewhere.
 import { describe, expect, it } from 'vitest';
-import { Progress } from '../src/cli/progress.js';
+import { Progress } from '../cli/progress.js';
 
 function sink(isTTY: boolean) {
   const writes: string[] = [];

@@ -7,11 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ensureStateDir } from '../src/daemon/startup.js';
+import { ensureStateDir } from '../daemon/startup.js';
 import { pinDirFor } from '../src/firewall.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const CLI = join(ROOT, 'dist/src/cli/main.js');
+const CLI = join(ROOT, 'dist/cli/main.js');
 const work = mkdtempSync(join(tmpdir(), 'xw-startup-'));
 const instance = `startup-${process.pid}`;
 

@@ -2,7 +2,7 @@
 // first), busiest rules only when the API has them, flows by current rate,
 // escaped text, and the frame fits the terminal.
 import { describe, expect, it } from 'vitest';
-import { renderTop, type TopSample } from '../src/cli/top-view.js';
+import { renderTop, type TopSample } from '../cli/top-view.js';
 import type { StatsReport } from '../src/stats/report.js';
 import type { FlowRecord } from '../src/flows/query.js';
 

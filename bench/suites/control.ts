@@ -151,7 +151,7 @@ export async function runControl(ctx: SuiteContext): Promise<void> {
   await runDaemonCases(ctx, imported);
 }
 
-const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
+const CLI = join(PACKAGE_ROOT, 'dist', 'cli', 'main.js');
 
 /** Resident memory of a process, in MB. */
 const rssMb = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;

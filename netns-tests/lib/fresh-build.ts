@@ -31,7 +31,7 @@ interface Output {
 /** Every output the netns suites run, with its sources, in the tree at `root`. */
 export function buildOutputs(root: string): Output[] {
   const ts = (name: string) => name.endsWith('.ts') && !name.endsWith('.d.ts');
-  const typescript = [...filesUnder(root, 'src', ts), ...filesUnder(root, 'api', ts)];
+  const typescript = ['src', 'api', 'cli', 'daemon'].flatMap((dir) => filesUnder(root, dir, ts));
   return [
     ...typescript.map((source) => ({ path: join('dist', source.replace(/\.ts$/, '.js')), sources: [source] })),
     {

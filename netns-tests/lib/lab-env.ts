@@ -15,7 +15,7 @@ import {
 import { processExists } from '../../src/lab/run.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-export const CLI_PATH = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
+export const CLI_PATH = join(REPO_ROOT, 'dist', 'cli', 'main.js');
 
 const TEST_NETNS_PREFIX = 'xwt-';
 

@@ -4,11 +4,11 @@
 // only while no daemon holds the instance.
 import { existsSync } from 'node:fs';
 import { Command } from 'commander';
-import { loadConfig } from '../../config.js';
-import { pinDirFor } from '../../firewall.js';
-import { LockedError } from '../../errors.js';
-import { lockDirectory } from '../../lock.js';
-import { detachPinnedLink, pinnedLinks } from '../../datapath/hooks.js';
+import { loadConfig } from '../../src/config.js';
+import { pinDirFor } from '../../src/firewall.js';
+import { LockedError } from '../../src/errors.js';
+import { lockDirectory } from '../../src/lock.js';
+import { detachPinnedLink, pinnedLinks } from '../../src/datapath/hooks.js';
 import { CliError } from '../client.js';
 
 const collect = (value: string, previous: string[]) => [...previous, value];

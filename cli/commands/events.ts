@@ -9,7 +9,7 @@ import { Command } from 'commander';
 import { CliError } from '../client.js';
 import { apiClient, clientCommand } from './client.js';
 import { terminalSafe } from '../format.js';
-import type { DropEvent } from '../../events/model.js';
+import type { DropEvent } from '../../src/events/model.js';
 
 interface FilterFlags {
   reason?: string[];

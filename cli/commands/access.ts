@@ -4,11 +4,11 @@
 import { Command, Option } from 'commander';
 import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { AccessStore } from '../../auth/access.js';
-import { accessStorePathIn } from '../../auth/store.js';
-import { SCOPES, type Scope } from '../../auth/tokens.js';
-import type { AuditDetail, AuditRecord } from '../../auth/audit.js';
-import { DEFAULT_STATE_DIR } from '../../config.js';
+import { AccessStore } from '../../src/auth/access.js';
+import { accessStorePathIn } from '../../src/auth/store.js';
+import { SCOPES, type Scope } from '../../src/auth/tokens.js';
+import type { AuditDetail, AuditRecord } from '../../src/auth/audit.js';
+import { DEFAULT_STATE_DIR } from '../../src/config.js';
 import { CliError } from '../client.js';
 import { table } from '../format.js';
 import { apiClient, clientCommand, print } from './client.js';

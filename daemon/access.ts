@@ -2,13 +2,13 @@
 // directory, the rate limiter, TLS material and the socket's group, all from
 // the config, ready for buildApp and listen.
 import { readFileSync } from 'node:fs';
-import type { ApiAccess } from '../../api/app.js';
-import type { Config } from '../config.js';
-import { ConfigError } from '../errors.js';
-import { AccessStore } from '../auth/access.js';
-import { accessStorePathIn } from '../auth/store.js';
-import { RateLimiter } from '../auth/rate-limit.js';
-import { resolveGroup, SOCKET_MODE, type SocketPermissions } from '../auth/unix-socket.js';
+import type { ApiAccess } from '../api/app.js';
+import type { Config } from '../src/config.js';
+import { ConfigError } from '../src/errors.js';
+import { AccessStore } from '../src/auth/access.js';
+import { accessStorePathIn } from '../src/auth/store.js';
+import { RateLimiter } from '../src/auth/rate-limit.js';
+import { resolveGroup, SOCKET_MODE, type SocketPermissions } from '../src/auth/unix-socket.js';
 
 export interface DaemonAccess {
   access: ApiAccess;

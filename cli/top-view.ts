@@ -1,8 +1,8 @@
 // What `xdpwall top` draws: one frame of text from two samples of the API a
 // moment apart. Pure (no I/O, no clock), so tests can feed it samples.
 // Every string that came over the wire goes through terminalSafe.
-import type { StatsReport } from '../stats/report.js';
-import type { FlowRecord } from '../flows/query.js';
+import type { StatsReport } from '../src/stats/report.js';
+import type { FlowRecord } from '../src/flows/query.js';
 import { humanBytes, terminalSafe } from './format.js';
 
 /** A rule as /v1/rules lists it, as far as top needs: an id and its hit counters. */

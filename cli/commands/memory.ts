@@ -1,9 +1,9 @@
 import { Command } from 'commander';
 import { numPossibleCpus } from '@xdpwall/addon';
-import { loadConfig } from '../../config.js';
-import { plannedMapMemory } from '../../datapath/datapath.js';
-import { DAEMON_RSS_BUDGET_BYTES, memoryLimitBytes, mib, totalBytes } from '../../datapath/memory.js';
-import { BPF_OBJECT_PATH } from '../../paths.js';
+import { loadConfig } from '../../src/config.js';
+import { plannedMapMemory } from '../../src/datapath/datapath.js';
+import { DAEMON_RSS_BUDGET_BYTES, memoryLimitBytes, mib, totalBytes } from '../../src/datapath/memory.js';
+import { BPF_OBJECT_PATH } from '../../src/paths.js';
 import { CliError } from '../client.js';
 import { table, terminalJson } from '../format.js';
 

@@ -8,12 +8,12 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } f
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ATTACH_MODES, type AttachMode } from '../../config.js';
-import { pinDirFor } from '../../firewall.js';
-import { createVethPair, deleteNetns, hostAddress, netnsExists, type VethEnd } from '../../lab/netns.js';
-import { processExists } from '../../lab/run.js';
+import { ATTACH_MODES, type AttachMode } from '../../src/config.js';
+import { pinDirFor } from '../../src/firewall.js';
+import { createVethPair, deleteNetns, hostAddress, netnsExists, type VethEnd } from '../../src/lab/netns.js';
+import { processExists } from '../../src/lab/run.js';
 import { CliError } from '../client.js';
-import { ensureLabToken, LAB_TOKEN_FILE, LAB_TOKEN_NAME } from '../../lab/token.js';
+import { ensureLabToken, LAB_TOKEN_FILE, LAB_TOKEN_NAME } from '../../src/lab/token.js';
 import { detachInstance } from './detach.js';
 
 const CLIENT: VethEnd = { netns: 'xwlab-client', ifname: 'xwc0', ipv4: '198.18.0.1/24', ipv6: 'fd00:198::1/64' };

@@ -2,7 +2,7 @@
 // Nothing that came over the wire reaches the terminal raw: a stored comment
 // holding ESC[2J would clear the operator's screen, a newline would forge a
 // table row, U+202E would show text backwards.
-import { CONTROL_CHARACTERS } from '../text.js';
+import { CONTROL_CHARACTERS } from '../src/text.js';
 
 /** Writes each control character as a visible escape: ESC → \x1b, U+202E → \u202e. */
 export function terminalSafe(text: string): string {

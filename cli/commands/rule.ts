@@ -2,10 +2,18 @@
 import { Command, InvalidArgumentError as CommanderArgumentError } from 'commander';
 import { apiClient, clientCommand, print } from './client.js';
 import { table } from '../format.js';
-import { RULE_ACTIONS, RULE_HOOKS, type RuleInput, type RuleView } from '../../policy/model.js';
-import { RATE_PER, type RatePer } from '../../ratelimit/model.js';
+import type { Static } from 'typebox';
+import { RULE_ACTIONS, RULE_HOOKS, type RuleInput } from '../../src/policy/model.js';
+import { RuleBody, type Rule } from '../../api/schemas/rules.js';
+import type { CounterPair } from '../../api/schemas/common.js';
+import { requestChecker } from '../../api/schemas/check.js';
+import { RATE_PER, type RatePer } from '../../src/ratelimit/model.js';
 
-type RuleOutput = RuleView & { hits: { packets: number; bytes: number }; wouldDrop?: { packets: number; bytes: number } };
+/** The API's Rule (api/schemas/rules.ts), its counter references resolved. */
+type Counters = Static<typeof CounterPair>;
+type RuleOutput = Omit<Static<typeof Rule>, 'hits' | 'wouldDrop' | 'rateLimit'> & { hits: Counters; wouldDrop?: Counters };
+/** The body is checked against the API's own schema before it is sent. */
+const checkRule = requestChecker(RuleBody);
 
 const integer = (name: string) => (value: string): number => {
   if (!/^\d+$/.test(value)) throw new CommanderArgumentError(`${name} must be a whole number`);
@@ -110,7 +118,8 @@ function addCommand(): Command {
         api: _a, token: _t, json: _j, pps: _pps, bps: _bps, burst: _burst, per: _per, prefixV4: _p4, prefixV6: _p6,
         banAfter: _ba, banWithin: _bw, banTtl: _bt, ...fields
       } = flags;
-      const body: RuleInput = { action, ...fields, ...rateFields(flags) };
+      const body: RuleBody = { action, ...fields, ...rateFields(flags) };
+      checkRule(body, 'body');
       const { body: rule } = await apiClient(flags).call<RuleOutput>('POST', '/v1/rules', body);
       print(flags, rule, () => `added rule ${rule.id}: ${rule.hook} ${rule.action}${rule.dryRun ? ' (dry run)' : ''} ${describeRule(rule)}${describeRate(rule)}`);
     });

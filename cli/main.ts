@@ -13,9 +13,9 @@ import { topCommand } from './commands/top.js';
 import { captureCommand, eventsCommand } from './commands/events.js';
 import { blockImportCommand } from './commands/import.js';
 import { blockCommand, blocksCommand, flowsCommand, healthCommand, statsCommand, unblockCommand } from './commands/client.js';
-import { XdpwallError } from '../errors.js';
+import { XdpwallError } from '../src/errors.js';
 import { terminalSafe } from './format.js';
-import { VERSION } from '../version.js';
+import { VERSION } from '../src/version.js';
 
 const program = new Command('xdpwall')
   .description('XDP firewall: block CIDRs at the driver, count every flow')

@@ -7,7 +7,7 @@ import { CliError } from '../client.js';
 import { apiClient, clientCommand, print, seconds } from './client.js';
 import { Progress } from '../progress.js';
 import { openInputFile } from '../input-file.js';
-import { isBlockDirection, type BlockDirection } from '../../rules/model.js';
+import { isBlockDirection, type BlockDirection } from '../../src/rules/model.js';
 
 interface ImportFlags {
   api: string;

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { ATTACH_MODES, LOG_LEVELS, loadConfig, type AttachMode, type LogLevel } from '../../config.js';
+import { ATTACH_MODES, LOG_LEVELS, loadConfig, type AttachMode, type LogLevel } from '../../src/config.js';
 import { runDaemon } from '../../daemon/serve.js';
 
 interface ServeFlags {

@@ -7,8 +7,8 @@ import { apiClient, clientCommand, print } from './client.js';
 import { Progress } from '../progress.js';
 import { openInputFile } from '../input-file.js';
 import { table } from '../format.js';
-import { isBlockDirection } from '../../rules/model.js';
-import { isListAction, type ListView } from '../../lists/model.js';
+import { isBlockDirection } from '../../src/rules/model.js';
+import { isListAction, type ListView } from '../../src/lists/model.js';
 
 interface Flags {
   api: string;

@@ -7,8 +7,8 @@ import { CliError, type ApiClient } from '../client.js';
 import { apiClient, clientCommand } from './client.js';
 import { renderTop, type RuleSample, type TopSample } from '../top-view.js';
 import { terminalJson, terminalSafe } from '../format.js';
-import type { StatsReport } from '../../stats/report.js';
-import type { FlowRecord } from '../../flows/query.js';
+import type { StatsReport } from '../../src/stats/report.js';
+import type { FlowRecord } from '../../src/flows/query.js';
 
 const FLOWS_SAMPLED = 100;
 

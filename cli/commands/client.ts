@@ -1,18 +1,21 @@
 // Commands that talk to a running daemon through its API.
 import { Command } from 'commander';
 import { ApiClient, CliError, DEFAULT_API, apiUrl } from '../client.js';
-import { loadConfig } from '../../config.js';
+import { loadConfig } from '../../src/config.js';
 import { humanBytes, table, terminalJson, terminalLines } from '../format.js';
-import { isBlockDirection, type BlockDirection, type BlockRule } from '../../rules/model.js';
-import type { FlowRecord } from '../../flows/query.js';
-import type { StatsReport } from '../../stats/report.js';
+import type { Static } from 'typebox';
+import { isBlockDirection, type BlockDirection } from '../../src/rules/model.js';
+import { BlockCreate, type Block } from '../../api/schemas/blocks.js';
+import type { CounterPair } from '../../api/schemas/common.js';
+import { requestChecker } from '../../api/schemas/check.js';
+import type { FlowRecord } from '../../src/flows/query.js';
+import type { StatsReport } from '../../src/stats/report.js';
 
-type BlockView = Pick<BlockRule, 'id' | 'cidr' | 'direction' | 'comment' | 'createdAt'> & {
-  hits?: { packets: number; bytes: number };
-  expiresAt?: string | null;
-  dryRun?: boolean;
-  origin?: string;
-};
+/** The API's Block (api/schemas/blocks.ts), its counter references resolved. */
+type Counters = Static<typeof CounterPair>;
+type BlockView = Omit<Static<typeof Block>, 'hits' | 'wouldDrop'> & { hits?: Counters; wouldDrop?: Counters };
+/** The body is checked against the API's own schema before it is sent. */
+const checkBlock = requestChecker(BlockCreate);
 
 interface ClientFlags {
   api: string;
@@ -65,7 +68,7 @@ export function blockCommand(): Command {
     .option('--dry-run', 'count what it would drop (would_drop), but pass')
     .option('--origin <NAME>', 'who blocks, e.g. fail2ban (default api)')
     .action(async (cidr: string, flags: ClientFlags & BlockFlags) => {
-      const { status, body } = await apiClient(flags).call<BlockView>('POST', '/v1/blocks', {
+      const request: BlockCreate = {
         cidr,
         ...(flags.direction && { direction: flags.direction }),
         ...(flags.comment !== undefined && { comment: flags.comment }),
@@ -74,7 +77,9 @@ export function blockCommand(): Command {
         ...(flags.expiresAt !== undefined && { expiresAt: flags.expiresAt }),
         ...(flags.dryRun && { dryRun: true }),
         ...(flags.origin !== undefined && { origin: flags.origin }),
-      });
+      };
+      checkBlock(request, 'body');
+      const { status, body } = await apiClient(flags).call<BlockView>('POST', '/v1/blocks', request);
       const extras = [body.dryRun ? 'dry run' : '', body.expiresAt ? `until ${body.expiresAt}` : ''].filter(Boolean).join(', ');
       print(flags, body, () => `${status === 201 ? 'blocked' : 'already blocked'} ${body.cidr} (${body.direction}, id ${body.id}${extras ? `, ${extras}` : ''})`);
     });

@@ -2,7 +2,7 @@
 // can act on, before anything is loaded into the kernel.
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { ConfigError } from '../errors.js';
+import { ConfigError } from '../src/errors.js';
 
 /**
  * Creates the state directory and its missing parents, one level at a time.

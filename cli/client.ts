@@ -4,7 +4,7 @@
 // standard Node way, NODE_EXTRA_CA_CERTS=FILE.
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { formatListen, type ListenAddress } from '../config.js';
+import { formatListen, type ListenAddress } from '../src/config.js';
 
 export const DEFAULT_API = 'http://127.0.0.1:7070';
 
