@@ -11,6 +11,7 @@ import { cpusOf } from '../src/datapath/abi.js';
 import type { Firewall } from '../src/firewall.js';
 import { openTestFirewall } from './lib/firewall.js';
 import { seededFlowTable } from './lib/flow-table.js';
+import { countingSlicer } from './lib/counting-slicer.js';
 
 const N = 20_000;
 let firewall: Firewall;
@@ -61,32 +62,20 @@ describe('flow queries over xw_flows', () => {
   });
 
   it(`a pass asks the slicer ceil(N / ${SCAN_STEP}) - 1 times, with other work between every two turns`, async () => {
-    let ticks = 0;
-    let ticking = true;
-    const tick = () => {
-      ticks++;
-      if (ticking) setImmediate(tick);
-    };
-    setImmediate(tick);
-    const ticksAtTurns: number[] = [];
+    const counting = countingSlicer();
+    const { ticksAtTurns } = counting;
     const scanner = new FlowScanner({
       read: (cursor) => flows.lookupBatch(cursor, SCAN_PAGE),
       layout: { stride: flows.valueStride, cpus: cpusOf(flows) },
       clock, ifaceName: names, countMaxAgeMs: 0,
-      slicer: () => ({
-        due: true,
-        next: async () => {
-          await new Promise((resolve) => setImmediate(resolve));
-          ticksAtTurns.push(ticks);
-        },
-      }),
+      slicer: counting.slicer,
     });
     try {
       expect(await scanner.count()).toBe(N);
       expect(ticksAtTurns).toHaveLength(Math.ceil(N / SCAN_STEP) - 1);
       expect(ticksAtTurns.every((n, i) => n > (ticksAtTurns[i - 1] ?? 0))).toBe(true);
     } finally {
-      ticking = false;
+      counting.stop();
     }
   });
 

@@ -11,7 +11,7 @@ import type { FlowTable } from '../src/datapath/counters.js';
 import { Layout } from '../src/datapath/abi.js';
 import { prng, seededFlowTable } from './lib/flow-table.js';
 import type { Clock } from '../src/clock.js';
-import type { Slicer } from '../src/event-loop.js';
+import { countingSlicer } from './lib/counting-slicer.js';
 
 const clock: Clock = { wallMs: () => Date.parse('2026-12-02T12:00:00.000Z'), monotonicNs: () => 100_000_000_000n };
 const names = (ifindex: number) => (ifindex === 3 ? 'lab/veth0' : undefined);
@@ -36,30 +36,6 @@ function pagedReader(table: FlowTable, seed: number, reads: { count: number } = 
   };
 }
 
-/** An always-due slicer whose turns record how often other work (a self-rearming immediate) had run. */
-function countingSlicer(): { slicer: () => Slicer; ticksAtTurns: number[]; stop: () => void } {
-  let ticks = 0;
-  let ticking = true;
-  const tick = () => {
-    ticks++;
-    if (ticking) setImmediate(tick);
-  };
-  setImmediate(tick);
-  const ticksAtTurns: number[] = [];
-  return {
-    ticksAtTurns,
-    slicer: () => ({
-      due: true,
-      next: async () => {
-        await new Promise((resolve) => setImmediate(resolve));
-        ticksAtTurns.push(ticks);
-      },
-    }),
-    stop: () => {
-      ticking = false;
-    },
-  };
-}
 
 const QUERIES: FlowQuery[] = [
   {},
