@@ -7,7 +7,10 @@
 //   lastSeen    the latest stamp: a time, so never summed
 //   TCP flags   ORed per direction, over every slot, whichever CPU saw them
 import { Direction, Layout, type Counter } from '../datapath/abi.js';
-import type { FlowSort } from './query.js';
+
+/** The orders GET /v1/flows can sort by, each a value of a merged flow. */
+export const FLOW_SORTS = ['bytes', 'packets', 'lastSeen'] as const;
+export type FlowSort = (typeof FLOW_SORTS)[number];
 
 export interface FlowTotals {
   ingress: Counter;

@@ -8,12 +8,11 @@ import { fromMappedV6, parseCidr, toMappedV6 } from '../rules/cidr.js';
 import type { FlowTable } from '../datapath/counters.js';
 import { Layout, decodeFlowKey } from '../datapath/abi.js';
 import { monotonicToIso, type Clock } from '../clock.js';
-import { flowSortValue, mergeFlowValue, type FlowSlots } from './merge.js';
+import { FLOW_SORTS, flowSortValue, mergeFlowValue, type FlowSlots, type FlowSort } from './merge.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { Slicer } from '../event-loop.js';
 
-export const FLOW_SORTS = ['bytes', 'packets', 'lastSeen'] as const;
-export type FlowSort = (typeof FLOW_SORTS)[number];
+export { FLOW_SORTS, type FlowSort } from './merge.js';
 
 export const DEFAULT_FLOW_LIMIT = 100;
 export const MAX_FLOW_LIMIT = 10_000;
