@@ -192,7 +192,7 @@ export class Firewall {
         ifaceDefaults: options.ifaceDefaults ?? [],
         listPrefixes: (name) => listPrefixes.of(name),
       });
-      const blockMeta = new BlockMetaService(store, datapath.maps.policy.blockMeta, (at) => policy.expiresNs(at), () => new Date(clock.wallMs()));
+      const blockMeta = new BlockMetaService(store, datapath.maps.policy.blockMeta, datapath.maps.config, (at) => policy.expiresNs(at), () => new Date(clock.wallMs()));
       // Before the prefixes: a dry-run block never drops.
       await blockMeta.restore(store.blocksWithMeta());
       // Columns, not BlockRule objects: a million rules restore in seconds

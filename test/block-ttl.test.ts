@@ -9,6 +9,7 @@ import type { Firewall } from '../src/firewall.js';
 import { openTestFirewall } from './lib/firewall.js';
 import { ether, ipv4, udp } from './lib/packets.js';
 import { xdpCtx } from './lib/policy.js';
+import { Feature, Layout } from '../src/datapath/abi.js';
 
 const T0 = Date.parse('2026-12-02T12:00:00Z');
 let wallMs = T0;
@@ -93,5 +94,37 @@ describe('dry-run blocks', () => {
     expect(enforced.statusCode).toBe(200);
     expect(enforced.json().dryRun).toBe(false);
     expect(ingress(frame)).toBe(1);
+  });
+});
+
+describe('the block-meta gate (XW_FEATURE_BLOCK_META)', () => {
+  const gate = () => (firewall.datapath.maps.config.lookup(Buffer.alloc(4))!.readUInt32LE(Layout.config.features) & Feature.blockMeta) !== 0;
+  const metaEntries = async () => (await firewall.datapath.maps.policy.blockMeta.lookupAll()).count;
+
+  it('is open exactly while xw_block_meta holds entries, and a dry run behind it still passes', async () => {
+    expect(await metaEntries()).toBe(0);
+    expect(gate()).toBe(false);
+    const plain = (await post({ cidr: '198.18.40.0/24' })).json();
+    expect(gate()).toBe(false); // a plain block has no metadata: denied packets skip the lookup
+    expect(ingress(from('198.18.40.1'))).toBe(1);
+    const dry = (await post({ cidr: '198.18.41.0/24', dryRun: true })).json();
+    const timed = (await post({ cidr: '198.18.42.0/24', ttl: 600 })).json();
+    expect(gate()).toBe(true);
+    expect(await metaEntries()).toBe(2);
+    expect(ingress(from('198.18.41.1'))).toBe(2);
+    expect(ingress(from('198.18.42.1'))).toBe(1);
+    await app.inject({ method: 'DELETE', url: `/v1/blocks/${dry.id}` });
+    expect(gate()).toBe(true);
+    await app.inject({ method: 'DELETE', url: `/v1/blocks/${timed.id}` });
+    expect(await metaEntries()).toBe(0);
+    expect(gate()).toBe(false);
+    // Re-blocking as a dry run opens it again; making it permanent and enforced closes it.
+    expect((await post({ cidr: '198.18.40.0/24', dryRun: true })).statusCode).toBe(200);
+    expect(gate()).toBe(true);
+    expect(ingress(from('198.18.40.1'))).toBe(2);
+    expect((await post({ cidr: '198.18.40.0/24', dryRun: false })).statusCode).toBe(200);
+    expect(gate()).toBe(false);
+    expect(ingress(from('198.18.40.1'))).toBe(1);
+    await app.inject({ method: 'DELETE', url: `/v1/blocks/${plain.id}` });
   });
 });

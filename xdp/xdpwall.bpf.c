@@ -2,15 +2,17 @@
 /*
  * xdpwall data plane: XDP on receive, TC clsact on transmit.
  *
- *   ingress  parse -> IPv4: deny lookups (host hash, DIR-24-8) -> flow
+ *   ingress  parse -> IPv4: deny lookups (host hash, DIR-24-8) -> policy
+ *                           -> flow (passed packets only)
  *                     IPv6: flow's cached pass, else deny lookups (hash, trie)
- *            -> policy -> exit
+ *                           -> policy
+ *            -> exit
  *   egress   parse -> policy (egress rules, default) -> exit
  *
- * IPv4 denies are decided before the flow table: two array reads and a hash
- * probe cost less than the flow lookup that would cache them, and a denied
- * packet never touches the flow table. IPv6 still asks the flow table
- * first, whose cached pass skips the trie walk.
+ * IPv4 is decided before the flow table: two array reads and a hash probe
+ * cost less than the flow lookup that would cache them, and a packet that a
+ * block, a rule or a rate limit drops never touches the flow table. IPv6
+ * still asks the flow table first, whose cached pass skips the trie walk.
  *
  * The policy stage (lib/policy.h) applies rules, the default policy and the
  * failsafe list. Verdicts: on ingress a malformed packet drops under its own
@@ -87,23 +89,25 @@ int xw_ingress(struct xdp_md *ctx)
 	if (reason == XW_REASON_PASS_NO_MATCH) {
 		/* Read before any lookup: see struct xw_config. */
 		const struct xw_config *cfg = xw_config_get();
+		enum xw_verdict verdict;
 
 		if (!cfg) /* never */
 			return XDP_PASS;
 		rules_gen = cfg->rules_gen;
 		if (p->family == 4) {
 			rule_id = xw_cidr_deny(p, cfg, &reason);
-			if (!rule_id)
+			verdict = xw_policy(p, XW_DIR_INGRESS, &reason, &rule_id);
+			/* Only a packet that passes is accounted: a drop never pays for the flow. */
+			if (verdict == XW_VERDICT_PASS && xw_reason_has_flow(reason))
 				flow = xw_flow_find(p, XW_DIR_INGRESS);
 		} else {
 			/* Denied packets never have a flow, so only passes are cached. */
 			flow = xw_flow_find(p, XW_DIR_INGRESS);
 			if (!xw_flow_pass_cached(flow, rules_gen))
 				rule_id = xw_cidr_deny(p, cfg, &reason);
+			verdict = xw_policy(p, XW_DIR_INGRESS, &reason, &rule_id);
 		}
-		return xw_exit(ctx, p, XW_DIR_INGRESS,
-			       xw_policy(p, XW_DIR_INGRESS, &reason, &rule_id),
-			       reason, rule_id, flow, rules_gen);
+		return xw_exit(ctx, p, XW_DIR_INGRESS, verdict, reason, rule_id, flow, rules_gen);
 	}
 
 	return xw_exit(ctx, p, XW_DIR_INGRESS,

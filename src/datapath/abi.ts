@@ -92,7 +92,7 @@ export const Action = { deny: 1, allow: 2, log: 3, ratelimit: 4 } as const;
 export const Cache = { none: 0, pass: 1 } as const;
 export const RuleFlags = { dryRun: 1 << 0, ifaceDefault: 1 << 1 } as const;
 /** enum xw_feature: bits of xw_config.features. */
-export const Feature = { srcV4: 1 << 0, dstV4: 1 << 1, srcV6: 1 << 2, dstV6: 1 << 3, events: 1 << 16 } as const;
+export const Feature = { srcV4: 1 << 0, dstV4: 1 << 1, srcV6: 1 << 2, dstV6: 1 << 3, blockMeta: 1 << 4, events: 1 << 16 } as const;
 
 /** Sizes and field offsets of the ABI structs, in bytes. */
 export const Layout = {

@@ -10,8 +10,12 @@
 // "crowdsec" or "fail2ban"). It has one owner: the origin whose request
 // expires last (a tie keeps the first), so an integration removes only
 // blocks it still owns, never an operator's longer or permanent one.
+// The data plane asks xw_block_meta only while XW_FEATURE_BLOCK_META is set
+// in xw_config: this service sets it before the first entry is written and
+// clears it after the last one is deleted, so a plain blocklist pays no
+// lookup per denied packet.
 import type { BpfMap } from '@xdpwall/addon';
-import { encodeRuleId, Layout, RuleFlags } from '../datapath/abi.js';
+import { encodeRuleId, Feature, Layout, RuleFlags } from '../datapath/abi.js';
 import type { BlockInput, BlockService, RuleEnforcer } from '../rules/blocks.js';
 import type { BlockBatch } from '../rules/block-batch.js';
 import type { BlockRule } from '../rules/model.js';
@@ -92,10 +96,14 @@ export class BlockMetaService {
   private readonly lock = new WriteLock();
   /** Entries of byKey the kernel holds (an expiry or dry run): bounded by xw_block_meta's size. */
   private kernelEntries = 0;
+  /** Rule ids this service has written to xw_block_meta: the gate is open while there are any. */
+  private readonly written = new Set<number>();
 
   constructor(
     private readonly store: RuleStore,
     private readonly kernel: BpfMap,
+    /** xw_config, whose features word carries the gate (Feature.blockMeta). */
+    private readonly config: BpfMap,
     private readonly expiresNs: (expiresAt: string | null) => bigint,
     private readonly now: () => Date,
   ) {
@@ -163,8 +171,32 @@ export class BlockMetaService {
 
   private write(rule: BlockRule): void {
     const meta = this.meta(rule);
-    if (kernelTrivial(meta)) this.kernel.delete(encodeRuleId(rule.id));
-    else this.kernel.update(encodeRuleId(rule.id), this.encode(meta));
+    if (kernelTrivial(meta)) {
+      this.unwrite(rule.id);
+      return;
+    }
+    // Open before the entry exists: a packet never misses an entry the kernel holds.
+    if (this.written.size === 0) this.setGate(true);
+    this.kernel.update(encodeRuleId(rule.id), this.encode(meta));
+    this.written.add(rule.id);
+  }
+
+  /** Deletes the rule's entry; closes the gate after the last one went. */
+  private unwrite(id: number): void {
+    this.kernel.delete(encodeRuleId(id));
+    this.written.delete(id);
+    if (this.written.size === 0) this.setGate(false);
+  }
+
+  /** Sets or clears Feature.blockMeta in xw_config, leaving the other stages' bits. */
+  private setGate(on: boolean): void {
+    const key = Buffer.alloc(4);
+    const value = this.config.lookup(key) ?? Buffer.alloc(Layout.config.size);
+    const features = value.readUInt32LE(Layout.config.features);
+    const next = (on ? features | Feature.blockMeta : features & ~Feature.blockMeta) >>> 0;
+    if (next === features) return;
+    value.writeUInt32LE(next, Layout.config.features);
+    this.config.update(key, value);
   }
 
   /** Start-up: the kernel holds exactly the stored blocks' extras (before their prefixes go in). */
@@ -180,6 +212,7 @@ export class BlockMetaService {
       const key = keys.subarray(i * 4, (i + 1) * 4);
       if (!wanted.has(key.readUInt32LE(0))) this.kernel.delete(Buffer.from(key));
     }
+    this.setGate(this.written.size > 0);
   }
 
   /** Wraps the block enforcer: extras go into the kernel before a block, and leave after it. */
@@ -191,14 +224,14 @@ export class BlockMetaService {
         try {
           await inner.installMany(rules);
         } catch (error) {
-          for (const rule of extras) this.kernel.delete(encodeRuleId(rule.id));
+          for (const rule of extras) this.unwrite(rule.id);
           throw error;
         }
       },
       removeMany: async (rules) => {
         await inner.removeMany(rules);
         const extras = rules.filter((rule) => !trivial(this.meta(rule)));
-        for (const rule of extras) if (!kernelTrivial(this.meta(rule))) this.kernel.delete(encodeRuleId(rule.id));
+        for (const rule of extras) if (!kernelTrivial(this.meta(rule))) this.unwrite(rule.id);
         // The extras go with the block: blocking it again (even in bulk) starts afresh.
         if (extras.length > 0) {
           await this.store.transaction('cannot delete the block\'s ttl, dryRun and origin', () => {

@@ -147,6 +147,13 @@ enum xw_feature {
 	XW_FEATURE_SRC_V6 = 1u << 2,
 	XW_FEATURE_DST_V6 = 1u << 3,
 	/*
+	 * xw_block_meta may hold entries (some block has an expiry or is a dry
+	 * run): a denied packet asks it only then, so a plain blocklist pays no
+	 * hash lookup for metadata it does not have. Set before the first entry
+	 * is written, cleared after the last is deleted.
+	 */
+	XW_FEATURE_BLOCK_META = 1u << 4,
+	/*
 	 * Observation, from bit 16 up (filtering stages take the low bits):
 	 * sampled events are emitted only while the control plane has a
 	 * consumer attached (an SSE or pcap client), see "events" below.

@@ -128,8 +128,12 @@ static __always_inline enum xw_verdict xw_policy(struct xw_pkt *p, enum xw_direc
 	bool matched = false;
 
 	if (*reason >= XW_REASON__FIRST_DROP) {
-		const struct xw_block_meta *bm = bpf_map_lookup_elem(&xw_block_meta, rule_id);
+		/* xw_block_meta only while some block has meta (XW_FEATURE_BLOCK_META) */
+		const struct xw_config *cfg = xw_config_get();
+		const struct xw_block_meta *bm = NULL;
 
+		if (cfg && (cfg->features & XW_FEATURE_BLOCK_META))
+			bm = bpf_map_lookup_elem(&xw_block_meta, rule_id);
 		verdict = XW_VERDICT_DROP;
 		if (bm && bm->expires_ns && bm->expires_ns <= xw_now()) {
 			*reason = XW_REASON_PASS_NO_MATCH; /* expired: on to the rules */
