@@ -155,20 +155,23 @@ static __always_inline __u32 xw_pol_port(__u32 table, __u32 buf, bool dst, __be1
  * gets the buffer's all-ones bitmap (key field XW_FIELD__MAX). Every
  * pointer is into xw_pol_bitmaps, so the verifier's states after each
  * optional lookup are alike and prune. Returns false when some field
- * lets no rule through.
+ * lets no rule through, or when the summaries of the fields looked up so
+ * far have no word in common: then no rule can match, and the remaining
+ * lookups (the address tries last, the dearest) are not asked for.
  */
 struct xw_pol_fields {
 	const struct xw_pol_bitmap *bm[XW_FIELD__MAX];
 };
 
 static __always_inline bool xw_pol_lookup(const struct xw_pkt *p, __u32 table, __u32 buf,
-					  __u32 fields, struct xw_pol_fields *out)
+					  __u32 fields, bool one_word, struct xw_pol_fields *out)
 {
 	struct xw_pol_bitmap_key all = { .table = table, .buf = buf, .field = XW_FIELD__MAX };
 	bool l4 = p->flags & XW_PKT_L4;
 	bool ports = l4 && (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP);
 	bool icmp = l4 && (p->proto == IPPROTO_ICMP || p->proto == IPPROTO_ICMPV6);
 	const struct xw_pol_bitmap *ones = bpf_map_lookup_elem(&xw_pol_bitmaps, &all);
+	__u64 summary = ~0ULL;
 	__u32 interval;
 
 	if (!ones)
@@ -181,6 +184,10 @@ static __always_inline bool xw_pol_lookup(const struct xw_pkt *p, __u32 table, _
 	if (fields & (1u << (_f))) {                                          \
 		out->bm[_f] = _lookup;                                        \
 		if (!out->bm[_f])                                             \
+			return false;                                         \
+		summary &= one_word ? out->bm[_f]->words[0]                   \
+				    : out->bm[_f]->summary;                   \
+		if (!summary)                                                 \
 			return false;                                         \
 	}
 	XW_FIELD(XW_FIELD_IFACE, xw_pol_field(table, buf, XW_FIELD_IFACE, p->ifindex, true));
@@ -299,7 +306,7 @@ static __always_inline bool xw_pol_classify(const struct xw_pkt *p, __u32 table,
 		return false;
 	if (words > XW_POL_WORDS)
 		words = XW_POL_WORDS;
-	if (!xw_pol_lookup(p, table, buf, meta->fields, &s.fb))
+	if (!xw_pol_lookup(p, table, buf, meta->fields, words == 1, &s.fb))
 		return false;
 	s.base = index * XW_POL_MAX_RULES;
 	s.todo = s.fb.bm[0]->summary & s.fb.bm[1]->summary & s.fb.bm[2]->summary &
