@@ -155,9 +155,10 @@ static __always_inline __u32 xw_pol_port(__u32 table, __u32 buf, bool dst, __be1
  * gets the buffer's all-ones bitmap (key field XW_FIELD__MAX). Every
  * pointer is into xw_pol_bitmaps, so the verifier's states after each
  * optional lookup are alike and prune. Returns false when some field
- * lets no rule through, or when the summaries of the fields looked up so
- * far have no word in common: then no rule can match, and the remaining
- * lookups (the address tries last, the dearest) are not asked for.
+ * lets no rule through, or as soon as the fields looked up so far share
+ * no rule (their words for a table of <= 64 rules, else their word
+ * summaries): the remaining lookups (the address tries last, the dearest)
+ * are not asked for.
  */
 struct xw_pol_fields {
 	const struct xw_pol_bitmap *bm[XW_FIELD__MAX];
@@ -170,35 +171,56 @@ static __always_inline bool xw_pol_lookup(const struct xw_pkt *p, __u32 table, _
 	bool l4 = p->flags & XW_PKT_L4;
 	bool ports = l4 && (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP);
 	bool icmp = l4 && (p->proto == IPPROTO_ICMP || p->proto == IPPROTO_ICMPV6);
-	const struct xw_pol_bitmap *ones = bpf_map_lookup_elem(&xw_pol_bitmaps, &all);
+	const struct xw_pol_bitmap *ones, *proto = NULL, *dport = NULL;
 	__u64 summary = ~0ULL;
 	__u32 interval;
 
+#define XW_NARROW(_bm)                                                        \
+	do {                                                                  \
+		summary &= one_word ? (_bm)->words[0] : (_bm)->summary;       \
+		if (!summary)                                                 \
+			return false;                                         \
+	} while (0)
+	/*
+	 * Protocol and destination port first, before the all-ones bitmap: a
+	 * packet they rule out (most drops' failsafe check) asks for nothing
+	 * else. Two optional pointers keep the verifier's states few.
+	 */
+	if (fields & (1u << XW_FIELD_PROTO)) {
+		proto = xw_pol_field(table, buf, XW_FIELD_PROTO, p->proto, true);
+		if (!proto)
+			return false;
+		XW_NARROW(proto);
+	}
+	if (fields & (1u << XW_FIELD_DPORT)) {
+		interval = ports ? xw_pol_port(table, buf, true, p->dport) : 0;
+		dport = xw_pol_field(table, buf, XW_FIELD_DPORT, interval, interval != 0);
+		if (!dport)
+			return false;
+		XW_NARROW(dport);
+	}
+	ones = bpf_map_lookup_elem(&xw_pol_bitmaps, &all);
 	if (!ones)
 		return false;
 #pragma unroll
 	for (int f = 0; f < XW_FIELD__MAX; f++)
 		out->bm[f] = ones;
+	if (proto)
+		out->bm[XW_FIELD_PROTO] = proto;
+	if (dport)
+		out->bm[XW_FIELD_DPORT] = dport;
 
 #define XW_FIELD(_f, _lookup)                                                 \
 	if (fields & (1u << (_f))) {                                          \
 		out->bm[_f] = _lookup;                                        \
 		if (!out->bm[_f])                                             \
 			return false;                                         \
-		summary &= one_word ? out->bm[_f]->words[0]                   \
-				    : out->bm[_f]->summary;                   \
-		if (!summary)                                                 \
-			return false;                                         \
+		XW_NARROW(out->bm[_f]);                                       \
 	}
 	XW_FIELD(XW_FIELD_IFACE, xw_pol_field(table, buf, XW_FIELD_IFACE, p->ifindex, true));
-	XW_FIELD(XW_FIELD_PROTO, xw_pol_field(table, buf, XW_FIELD_PROTO, p->proto, true));
 	if (fields & (1u << XW_FIELD_SPORT)) {
 		interval = ports ? xw_pol_port(table, buf, false, p->sport) : 0;
 		XW_FIELD(XW_FIELD_SPORT, xw_pol_field(table, buf, XW_FIELD_SPORT, interval, interval != 0));
-	}
-	if (fields & (1u << XW_FIELD_DPORT)) {
-		interval = ports ? xw_pol_port(table, buf, true, p->dport) : 0;
-		XW_FIELD(XW_FIELD_DPORT, xw_pol_field(table, buf, XW_FIELD_DPORT, interval, interval != 0));
 	}
 	XW_FIELD(XW_FIELD_TCP_FLAGS, xw_pol_field(table, buf, XW_FIELD_TCP_FLAGS, p->tcp_flags,
 						  l4 && p->proto == IPPROTO_TCP));
@@ -208,6 +230,7 @@ static __always_inline bool xw_pol_lookup(const struct xw_pkt *p, __u32 table, _
 	XW_FIELD(XW_FIELD_SRC, xw_pol_addr(table, buf, XW_FIELD_SRC, p));
 	XW_FIELD(XW_FIELD_DST, xw_pol_addr(table, buf, XW_FIELD_DST, p));
 #undef XW_FIELD
+#undef XW_NARROW
 	return true;
 }
 
