@@ -12,7 +12,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BPF_OBJECT_PATH } from '../src/paths.js';
 import { compileTable } from '../src/policy/compile.js';
 import { classify, type ClassRule, type Decision, type PacketFields, type Prefix, type PrefixList, type ReferencePolicy } from '../src/policy/reference.js';
-import { POL_MAX_RULES, PolTable } from '../src/datapath/abi.js';
+import { POL_MAX_RULES, PolFlags, PolTable } from '../src/datapath/abi.js';
 import { prng } from './lib/prng.js';
 import { TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS, classRule, frameOf, loadPolicyObject, runIngress, rulePackets, statsPackets, type LoadedPolicy } from './lib/policy.js';
 
@@ -96,6 +96,18 @@ function randomRule(r: Rand, kernelId: number, lists: readonly PrefixList[] = []
   });
 }
 
+/**
+ * The rule made to need a destination port for TCP and UDP packets (a port
+ * rule, or a protocol without ports): tables of only such rules carry
+ * PolFlags.dportAll, which lets the data plane decide "no match" from the
+ * port array alone.
+ */
+function portsOnly(r: Rand, rule: ClassRule): ClassRule {
+  if (rule.dstPort || (rule.proto !== null && rule.proto !== 6 && rule.proto !== 17)) return rule;
+  const proto = rule.proto ?? pick(r, [6, 17]);
+  return { ...rule, proto, dstPort: randomRange(r), tcpFlags: proto === 6 ? rule.tcpFlags : null, icmpType: null, icmpCode: null };
+}
+
 /** A packet near the rules: their addresses, port edges (lo-1, lo, hi, hi+1), protocols. */
 function randomPacket(r: Rand, rules: readonly ClassRule[]): PacketFields {
   const rule = rules.length > 0 && chance(r, 0.8) ? pick(r, rules) : undefined;
@@ -139,12 +151,16 @@ it(`agrees with the reference on ${PACKETS} packets over ${RULE_SETS} random rul
   let matchedRules = 0;
   let matchedListRules = 0;
   let nextId = 0x8000_0001;
+  let portedSets = 0;
 
   for (let set = 0; set < RULE_SETS; set++) {
     // One set at the data plane's capacity, the rest small to medium.
     const size = (hook: string) => (set === 3 && hook === 'ingress' ? POL_MAX_RULES : pick(r, [0, 1, 2, 5, 20, 64, 65, 200]));
     const lists = chance(r, 0.8) ? Array.from({ length: int(r, 1, 5) }, (_, n) => randomList(r, set * 10 + n)) : [];
-    const make = (n: number, withLists = true) => Array.from({ length: n }, () => randomRule(r, nextId++, withLists ? lists : []));
+    // Every fifth set holds only rules that need a destination port (PolFlags.dportAll in every table).
+    const ported = set % 5 === 4;
+    const make = (n: number, withLists = true) =>
+      Array.from({ length: n }, () => randomRule(r, nextId++, withLists ? lists : [])).map((rule) => (ported ? portsOnly(r, rule) : rule));
     const policy: ReferencePolicy = {
       ingress: make(size('ingress')),
       egress: make(size('egress')),
@@ -152,9 +168,20 @@ it(`agrees with the reference on ${PACKETS} packets over ${RULE_SETS} random rul
       blocks: [],
       defaults: { ingress: pick(r, ['accept', 'drop'] as const), egress: pick(r, ['accept', 'drop'] as const) },
     };
-    await loaded.tables.apply(PolTable.ingress, compileTable(policy.ingress, { defaultAction: policy.defaults.ingress }));
-    await loaded.tables.apply(PolTable.egress, compileTable(policy.egress, { defaultAction: policy.defaults.egress }));
-    await loaded.tables.apply(PolTable.failsafe, compileTable(policy.failsafe));
+    const compiled = {
+      ingress: compileTable(policy.ingress, { defaultAction: policy.defaults.ingress }),
+      egress: compileTable(policy.egress, { defaultAction: policy.defaults.egress }),
+      failsafe: compileTable(policy.failsafe),
+    };
+    await loaded.tables.apply(PolTable.ingress, compiled.ingress);
+    await loaded.tables.apply(PolTable.egress, compiled.egress);
+    await loaded.tables.apply(PolTable.failsafe, compiled.failsafe);
+    if (ported) {
+      portedSets++;
+      for (const table of ['ingress', 'egress', 'failsafe'] as const) {
+        expect(compiled[table].flags & PolFlags.dportAll).toBe(policy[table].length > 0 ? PolFlags.dportAll : 0);
+      }
+    }
     const hits = new Map<number, bigint>();
     const env = { nowNs: process.hrtime.bigint(), isReply: () => false };
 
@@ -192,6 +219,7 @@ it(`agrees with the reference on ${PACKETS} packets over ${RULE_SETS} random rul
   }
   expect(mismatches).toEqual([]);
   expect(checked).toBe(PACKETS);
+  expect(portedSets).toBe(RULE_SETS / 5);
   // The packets exercised the rules, not only the defaults.
   expect(matchedRules).toBeGreaterThan(PACKETS / 4);
   // ... and among them rules that reference lists.

@@ -301,7 +301,7 @@ export const POL_FIELD_ALL = 10;
 /** enum xw_pol_default */
 export const PolDefault = { accept: 0, drop: 1 } as const;
 /** enum xw_pol_flags */
-export const PolFlags = { replies: 1 << 0 } as const;
+export const PolFlags = { replies: 1 << 0, dportAll: 1 << 1 } as const;
 
 /** Kernel rule ids of policy rules carry this bit, so they never collide with block ids in xw_rule_stats. */
 export const POLICY_RULE_ID_BASE = 0x8000_0000;

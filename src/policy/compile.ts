@@ -11,7 +11,7 @@
 // per interval); address prefixes (a rule's own, or every entry of the list
 // it references) through an LPM trie whose longest match's bitmap holds
 // every rule with a prefix containing it.
-import { PolDefault, PolField, POL_MAX_ADDRS, POL_MAX_RULES, POL_WILDCARD, type PolFieldName } from '../datapath/abi.js';
+import { PolDefault, PolField, PolFlags, POL_MAX_ADDRS, POL_MAX_RULES, POL_WILDCARD, type PolFieldName } from '../datapath/abi.js';
 import { CapacityError } from '../errors.js';
 import type { ClassRule, DefaultAction, Prefix } from './reference.js';
 
@@ -93,6 +93,12 @@ function prefixKey(p: Prefix, len: number): number | string {
   return `${len}/${Buffer.from(bytes.buffer, bytes.byteOffset, 16).toString('hex')}`;
 }
 
+const TCP = 6;
+const UDP = 17;
+
+/** Whether a TCP or UDP packet can match `rule` only through its destination port (PolFlags.dportAll). */
+const needsDport = (rule: ClassRule) => !!rule.dstPort || (rule.proto !== null && rule.proto !== TCP && rule.proto !== UDP);
+
 export interface CompileOptions {
   defaultAction?: DefaultAction;
   flags?: number;
@@ -109,7 +115,7 @@ export function compileTable(rules: readonly ClassRule[], options: CompileOption
     words: Math.ceil(n / 64),
     fields: 0,
     defaultAction: PolDefault[options.defaultAction ?? 'accept'],
-    flags: options.flags ?? 0,
+    flags: (options.flags ?? 0) | (rules.length > 0 && rules.every(needsDport) ? PolFlags.dportAll : 0),
     rules,
     bitmaps: [],
     all,

@@ -362,6 +362,13 @@ enum xw_pol_default {
 /* Bits of xw_pol_meta.flags. */
 enum xw_pol_flags {
 	XW_POL_F_REPLIES = 1u << 0, /* egress: record flows for ingress pass_reply */
+	/*
+	 * Every rule that can match a TCP or UDP packet constrains its
+	 * destination port (port rules, a failsafe list of ports): a TCP/UDP
+	 * packet whose port no rule's range covers (interval 0) matches none,
+	 * decided by the port array alone, without a hash lookup.
+	 */
+	XW_POL_F_DPORT_ALL = 1u << 1,
 };
 
 struct xw_pol_meta {

@@ -329,6 +329,10 @@ static __always_inline bool xw_pol_classify(const struct xw_pkt *p, __u32 table,
 		return false;
 	if (words > XW_POL_WORDS)
 		words = XW_POL_WORDS;
+	if ((meta->flags & XW_POL_F_DPORT_ALL) && (p->flags & XW_PKT_L4) &&
+	    (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP) &&
+	    !xw_pol_port(table, buf, true, p->dport))
+		return false; /* no rule covers the port: see XW_POL_F_DPORT_ALL */
 	if (!xw_pol_lookup(p, table, buf, meta->fields, words == 1, &s.fb))
 		return false;
 	s.base = index * XW_POL_MAX_RULES;
