@@ -152,7 +152,8 @@ static __always_inline __u32 xw_pol_port(__u32 table, __u32 buf, bool dst, __be1
 
 /*
  * Bitmaps of every field, in a fixed order; a field no rule constrains
- * gets the buffer's all-ones bitmap (key field XW_FIELD__MAX). Every
+ * gets the buffer's all-ones bitmap (key field XW_FIELD__MAX), or a
+ * bitmap of another field already in the AND (the same result). Every
  * pointer is into xw_pol_bitmaps, so the verifier's states after each
  * optional lookup are alike and prune. Returns false when some field
  * lets no rule through, or as soon as the fields looked up so far share
@@ -199,14 +200,19 @@ static __always_inline bool xw_pol_lookup(const struct xw_pkt *p, __u32 table, _
 			return false;
 		XW_NARROW(dport);
 	}
-	ones = bpf_map_lookup_elem(&xw_pol_bitmaps, &all);
+	/*
+	 * What an unconstrained field stands for: any bitmap already in the
+	 * AND does (x & x = x), so the all-ones one is asked for only when
+	 * neither protocol nor port is constrained.
+	 */
+	ones = proto ? proto : dport;
+	if (!ones)
+		ones = bpf_map_lookup_elem(&xw_pol_bitmaps, &all);
 	if (!ones)
 		return false;
 #pragma unroll
 	for (int f = 0; f < XW_FIELD__MAX; f++)
 		out->bm[f] = ones;
-	if (proto)
-		out->bm[XW_FIELD_PROTO] = proto;
 	if (dport)
 		out->bm[XW_FIELD_DPORT] = dport;
 
