@@ -1,7 +1,7 @@
 // The issue's targets, checked against the figures of one run. A miss is
 // reported, never turned into a failing exit status.
 import type { Result } from './results.js';
-import { RULES_BARE, rulesCase } from '../suites/rules-ladder.js';
+import { RULES_BARE, rulesCase, rulesFailsafeCase } from '../suites/rules-ladder.js';
 import { VETH_RULES_1K, XDP_FILTER_SRC } from '../suites/veth-rules.js';
 import { RL_BARE, RL_DROP_RULE, RL_DROP_SOURCE, rlLoadedCase } from '../suites/ratelimit-ladder.js';
 import { VETH_RL_FLOOD, VETH_RL_LOADED } from '../suites/veth-ratelimit.js';
@@ -64,6 +64,9 @@ export function evaluateTargets(rows: readonly Result[]): TargetOutcome[] {
   }
   add('deny v4 block with 1,000 port rules loaded (1M prefixes) vs bare', div(ns(rulesCase('deny v4 block', 1000)), ns(RULES_BARE)), '≤', 5, '×');
   add('deny v4 block with 1,000 port rules loaded vs with none', div(ns(rulesCase('deny v4 block', 1000)), ns(rulesCase('deny v4 block', 0))), '≤', 1.2, '×');
+  // A daemon's default configuration has a failsafe list, which every packet about to drop is checked against.
+  add('deny v4 block with 1,000 port rules and the default failsafe list vs bare', div(ns(rulesFailsafeCase('deny v4 block')), ns(RULES_BARE)), '≤', 5, '×');
+  add('deny v4 block with the default failsafe list vs without', div(ns(rulesFailsafeCase('deny v4 block')), ns(rulesCase('deny v4 block', 1000))), '≤', 1.2, '×');
   add('veth drop rate, xdpwall 1,000 port rules + 1M blocks vs xdp-filter', div(pps(VETH_RULES_1K), pps(XDP_FILTER_SRC)), '≥', 0.8, '×');
   // Rate limits (issue 8): a drop whose bucket exists, and the earlier targets with rate-limit rules loaded.
   const rlBare = ns(RL_BARE);

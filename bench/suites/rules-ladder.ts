@@ -11,6 +11,7 @@ import { compileTable } from '../../src/policy/compile.js';
 import type { PolicyMaps } from '../../src/policy/tables.js';
 import { PolicyTables } from '../../src/policy/tables.js';
 import type { ClassRule } from '../../src/policy/reference.js';
+import { DEFAULT_FAILSAFE, failsafeRules } from '../../src/policy/failsafe.js';
 import { ether, ipv4, tcp } from '../../test/lib/packets.js';
 import { sizeLabel, type SuiteContext } from '../lib/context.js';
 import { median } from '../lib/stats.js';
@@ -21,6 +22,12 @@ export type RuleCaseKind = 'no match' | 'match last rule' | 'deny v4 block';
 /** "xdpwall rules, no match (1,000 port rules)" */
 export const rulesCase = (kind: RuleCaseKind, rules: number): string =>
   `xdpwall rules, ${kind} (${rules.toLocaleString('en-US')} port rule${rules === 1 ? '' : 's'})`;
+
+/** Rows measured with the default failsafe list in its table, as a daemon runs by default. */
+export const WITH_FAILSAFE_RULES = 1000;
+/** "xdpwall rules, deny v4 block (1,000 port rules, default failsafe list)" */
+export const rulesFailsafeCase = (kind: RuleCaseKind): string =>
+  `xdpwall rules, ${kind} (${WITH_FAILSAFE_RULES.toLocaleString('en-US')} port rules, default failsafe list)`;
 
 /** The first rule's destination port; rule i drops TCP to FIRST_PORT + i. */
 const FIRST_PORT = 10_000;
@@ -78,7 +85,9 @@ export async function runRuleLadder(a: RuleLadderArgs): Promise<void> {
       `flipped in by PolicyTables; "no match" is a TCP SYN from ${a.passedSource} (in no block) to port ${UNRULED_PORT} ` +
       `(passes, pass_no_match), "match last rule" the same to port ${FIRST_PORT}+n-1 (drop_rule); "deny v4 block" a SYN ` +
       `from ${a.deniedSource} (in a block) to port ${FIRST_PORT}: dropped by the block before the rules; ` +
-      `interleaved with "${RULES_BARE}"; ${a.rounds} rounds`,
+      `interleaved with "${RULES_BARE}"; ${a.rounds} rounds; "default failsafe list" rows: the same with the ` +
+      `configuration file's default failsafe entries (tcp 22, udp 68, udp 546, icmpv6 133-137) in the failsafe table, ` +
+      `which every packet about to drop is checked against`,
   );
   try {
     // 0 rules: the blocked packet's cost before any rule exists, what the rows with rules compare with.
@@ -101,9 +110,23 @@ export async function runRuleLadder(a: RuleLadderArgs): Promise<void> {
         for (const c of cases) record(c.name, c.run());
       }
     }
+    // The default failsafe list, as a daemon started from a configuration file without `failsafe:` has it.
+    await tables.apply(PolTable.ingress, compileTable(portRules(WITH_FAILSAFE_RULES)));
+    await tables.apply(PolTable.failsafe, compileTable(failsafeRules(DEFAULT_FAILSAFE)));
+    const matchLast = frame(a.passedSource, FIRST_PORT + WITH_FAILSAFE_RULES - 1);
+    const cases = [
+      { name: RULES_BARE, run: timed(a.bare, denied, XDP_DROP) },
+      { name: rulesFailsafeCase('no match'), run: timed(a.ingress, noMatch, XDP_PASS) },
+      { name: rulesFailsafeCase('match last rule'), run: timed(a.ingress, matchLast, XDP_DROP) },
+      { name: rulesFailsafeCase('deny v4 block'), run: timed(a.ingress, denied, XDP_DROP) },
+    ];
+    for (let round = 0; round < a.rounds; round++) {
+      for (const c of cases) record(c.name, c.run());
+    }
   } finally {
-    // The rule table is left empty for whatever the ladder measures next.
+    // The rule and failsafe tables are left empty for whatever the ladder measures next.
     await tables.apply(PolTable.ingress, compileTable([]));
+    await tables.apply(PolTable.failsafe, compileTable([]));
     for (const [name, ns] of samples) {
       ctx.results.add({
         suite: 'ladder', case: name, metric: 'time', value: median(ns), unit: 'ns/packet',
