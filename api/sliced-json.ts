@@ -7,12 +7,21 @@ import { TimeSlicer, type Slicer } from '../src/event-loop.js';
 /** Items serialized between two questions to the slicer. */
 export const JSON_STEP = 512;
 
-/** `{"items":[...]}` for `items`; asks `slicer` before each step of JSON_STEP items but the first. */
-export async function itemsJson(items: readonly unknown[], slicer: Slicer = new TimeSlicer(), step = JSON_STEP): Promise<string> {
+/**
+ * `{"items":[...], ...fields}` for `items` and a few more top-level `fields`;
+ * asks `slicer` before each step of JSON_STEP items but the first.
+ */
+export async function itemsJson(
+  items: readonly unknown[],
+  fields: Record<string, unknown> = {},
+  slicer: Slicer = new TimeSlicer(),
+  step = JSON_STEP,
+): Promise<string> {
   const parts: string[] = [];
   for (let from = 0; from < items.length; from += step) {
     if (from > 0 && slicer.due) await slicer.next();
     parts.push(items.slice(from, from + step).map((item) => JSON.stringify(item)).join(','));
   }
-  return `{"items":[${parts.join(',')}]}`;
+  const rest = Object.entries(fields).map(([name, value]) => `,${JSON.stringify(name)}:${JSON.stringify(value)}`).join('');
+  return `{"items":[${parts.join(',')}]${rest}}`;
 }
