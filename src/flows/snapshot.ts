@@ -343,7 +343,7 @@ export class FlowSnapshots {
     const arrived = clock.wallMs();
     let snapshot = await this.fresh(arrived);
     // Late in its life: start the next one now, so the queries after this one need not wait for it.
-    if (!this.refreshing && clock.wallMs() - snapshot.asOfMs >= this.freshForMs(snapshot) - 2 * snapshot.buildMs) {
+    if (!this.refreshing && clock.wallMs() - snapshot.asOfMs > this.freshForMs(snapshot) - 2 * snapshot.buildMs) {
       this.refresh().catch((error: unknown) => this.options.log?.warn({ err: error }, 'a background refresh of the flow snapshot failed'));
     }
     let selection = await this.engine.query(query);
