@@ -9,7 +9,7 @@
 import { describe, expect, it } from 'vitest';
 import type { BatchLookupPage } from '@xdpwall/addon';
 import {
-  FlowSnapshots, LocalSnapshotEngine, REUSE_FACTOR, WorkerSnapshotEngine, type FlowPageReader, type FlowSnapshotsOptions, type SnapshotEngine,
+  AHEAD_FACTOR, FlowSnapshots, KEEP_WARM_MIN_BUILD_MS, KEEP_WARM_MS, LocalSnapshotEngine, REUSE_FACTOR, WorkerSnapshotEngine, type FlowPageReader, type FlowSnapshotsOptions, type SnapshotEngine,
 } from '../src/flows/snapshot.js';
 import { queryFlows, type FlowQuery } from '../src/flows/query.js';
 import type { FlowTable } from '../src/datapath/counters.js';
@@ -59,7 +59,7 @@ function testTime(buildMs = 10) {
 function snapshots(table: FlowTable, options: Partial<FlowSnapshotsOptions> = {}): FlowSnapshots {
   return new FlowSnapshots({
     read: pagedReader(table, 5), layout: { stride: table.stride, cpus: table.cpus }, clock: fixedClock, ifaceName: names,
-    engine: new LocalSnapshotEngine(), countMaxAgeMs: 0, ...options,
+    engine: new LocalSnapshotEngine(), countMaxAgeMs: 0, keepWarmMs: 0, ...options,
   });
 }
 
@@ -120,9 +120,9 @@ describe('flow queries from a snapshot', () => {
   });
 
   it.each([
-    // build ms, maxAgeMs, how long it answers, after when a query also starts the next (2 build times before its end)
-    [10, 1000, 10 * REUSE_FACTOR, 10 * REUSE_FACTOR - 20],
-    [400, 1000, 1000, 200],
+    // build ms, maxAgeMs, how long it answers, after when a query also starts the next (AHEAD_FACTOR build times before its end)
+    [10, 1000, 10 * REUSE_FACTOR, 10 * REUSE_FACTOR - 10 * AHEAD_FACTOR],
+    [400, 1000, 1000, 1000 - 400 * AHEAD_FACTOR],
     [0, 1000, 0, 0],
   ] as const)('built in %i ms with maxAgeMs %i, a snapshot answers for %i ms; after %i ms a query also starts the next', async (buildMs, maxAgeMs, freshFor, aheadAfter) => {
     const time = testTime(buildMs);
@@ -149,6 +149,57 @@ describe('flow queries from a snapshot', () => {
     const later = await s.query({ limit: 3 });
     expect(later.asOfMs).toBe(time.clock.wallMs());
     expect(s.refreshes).toBe(refreshes + 1);
+    await s.close();
+  });
+
+  it('while queries come, the next snapshot is read by timer before the current one ends; after KEEP_WARM_MS without queries, no more', async () => {
+    const buildMs = 300;
+    const time = testTime(buildMs);
+    const timers: Array<{ run: () => void; ms: number; cancelled: boolean }> = [];
+    const s = snapshots(table, {
+      clock: time.clock, elapsedMs: time.elapsedMs, maxAgeMs: 2000, keepWarmMs: KEEP_WARM_MS,
+      timer: (run, ms) => {
+        const t = { run, ms, cancelled: false };
+        timers.push(t);
+        return () => {
+          t.cancelled = true;
+        };
+      },
+    });
+    const first = await s.query({});
+    // freshFor = min(2000, 4 x 300) = 1200; the next read starts 1.5 x 300 before: 750 ms after asOf.
+    expect(timers.map((t) => t.ms)).toEqual([750]);
+    time.advance(750);
+    timers[0]!.run();
+    expect(s.refreshes).toBe(2);
+    await new Promise((resolve) => setImmediate(resolve));
+    const next = await s.query({});
+    expect(next.asOfMs).toBe(first.asOfMs + 750);
+    expect(s.refreshes).toBe(2);
+    // The second snapshot scheduled the third.
+    expect(timers).toHaveLength(2);
+    // Quiet for longer than KEEP_WARM_MS: the timer's refresh schedules none after it.
+    time.advance(KEEP_WARM_MS + 1);
+    timers[1]!.run();
+    for (let i = 0; i < 5 && s.refreshes < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+    await (s as unknown as { refreshing?: Promise<unknown> }).refreshing;
+    expect(s.refreshes).toBe(3);
+    expect(timers).toHaveLength(2);
+    await s.close();
+  });
+
+  it(`tables read in less than ${KEEP_WARM_MIN_BUILD_MS} ms are not kept warm`, async () => {
+    const time = testTime(KEEP_WARM_MIN_BUILD_MS - 1);
+    let scheduled = 0;
+    const s = snapshots(table, {
+      clock: time.clock, elapsedMs: time.elapsedMs, keepWarmMs: KEEP_WARM_MS,
+      timer: () => {
+        scheduled++;
+        return () => {};
+      },
+    });
+    await s.query({});
+    expect(scheduled).toBe(0);
     await s.close();
   });
 
@@ -244,7 +295,8 @@ describe('flow queries from a snapshot', () => {
     const s = snapshots(table, { engine, clock: time.clock, elapsedMs: time.elapsedMs });
     try {
       for (const query of QUERIES) expect((await s.query(query)).items).toEqual(queryFlows(table, query, time.clock, names));
-      expect(await engine.bytes()).toBe(N * (Layout.flowKey.size + Layout.flowValue.size));
+      // Keys and one value a flow, and a column of doubles for each of the three sorts the queries used.
+      expect(await engine.bytes()).toBe(N * (Layout.flowKey.size + Layout.flowValue.size + 3 * 8));
       await engine.close();
       time.advance(1000);
       expect((await s.query({ limit: 7 })).items).toEqual(queryFlows(table, { limit: 7 }, time.clock, names));

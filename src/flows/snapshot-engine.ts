@@ -63,7 +63,11 @@ export function flowSnapshotEngine(layout: EngineLayout): FlowSnapshotEngineApi 
   const SORTS = ['bytes', 'packets', 'lastSeen'];
   const TWO32 = 4294967296;
 
-  interface Chunk { keys: Uint8Array; values: Uint8Array; keyView: DataView; valueView: DataView; count: number; start: number }
+  interface Chunk {
+    keys: Uint8Array; values: Uint8Array; keyView: DataView; valueView: DataView; count: number; start: number;
+    /** Each flow's value for a sort, as a double: made by the first query with that sort (8 bytes a flow each). */
+    sorted: Record<string, Float64Array | undefined>;
+  }
   interface Snapshot { chunks: Chunk[]; count: number; generation: number; bytes: number }
   interface Building extends Snapshot { stride: number; cpus: number }
 
@@ -122,6 +126,25 @@ export function flowSnapshotEngine(layout: EngineLayout): FlowSnapshotEngineApi 
     return out;
   }
 
+  /** The chunk's column of values for `sort` (bytes and packets summed over both directions, lastSeen as it is). */
+  function column(chunk: Chunk, sort: string, snapshot: Snapshot): Float64Array {
+    const made = chunk.sorted[sort];
+    if (made) return made;
+    const { valueView, count } = chunk;
+    const col = new Float64Array(count);
+    const at0 = sort === 'lastSeen' ? VO.lastSeenNs : VO.dir + (sort === 'bytes' ? C.bytes : C.packets);
+    const summed = sort !== 'lastSeen';
+    for (let i = 0; i < count; i++) {
+      const at = i * V + at0;
+      let value = valueView.getUint32(at, true) + valueView.getUint32(at + 4, true) * TWO32;
+      if (summed) value += valueView.getUint32(at + C.size, true) + valueView.getUint32(at + C.size + 4, true) * TWO32;
+      col[i] = value;
+    }
+    chunk.sorted[sort] = col;
+    snapshot.bytes += col.byteLength;
+    return col;
+  }
+
   function prefixMatches(keys: Uint8Array, at: number, prefix: { bytes: Uint8Array; bits: number }): boolean {
     const whole = prefix.bits >> 3;
     for (let i = 0; i < whole; i++) if (keys[at + i] !== prefix.bytes[i]) return false;
@@ -146,7 +169,7 @@ export function flowSnapshotEngine(layout: EngineLayout): FlowSnapshotEngineApi 
       if (keys.byteLength < count * K || values.byteLength < count * b.stride) throw new RangeError('a page is shorter than its count');
       const kept = b.cpus === 1 && b.stride === V ? values.subarray(0, count * V) : merge(values, count, b.stride, b.cpus);
       const ks = keys.subarray(0, count * K);
-      b.chunks.push({ keys: ks, values: kept, keyView: view(ks), valueView: view(kept), count, start: b.count });
+      b.chunks.push({ keys: ks, values: kept, keyView: view(ks), valueView: view(kept), count, start: b.count, sorted: {} });
       b.count += count;
       b.bytes += ks.byteLength + kept.byteLength;
     },
@@ -189,20 +212,22 @@ export function flowSnapshotEngine(layout: EngineLayout): FlowSnapshotEngineApi 
         hi[a] = hi[b]!;
         hi[b] = x;
       };
-      const sortAt = q.sort === 'lastSeen' ? VO.lastSeenNs : VO.dir + (q.sort === 'bytes' ? C.bytes : C.packets);
-      const summed = q.sort !== 'lastSeen';
       const { proto, port, src, dst } = q;
+      const filtered = proto !== undefined || port !== undefined || src !== undefined || dst !== undefined;
       for (const chunk of snapshot.chunks) {
-        const { keys, keyView, valueView, count, start } = chunk;
+        const { keys, keyView, count, start } = chunk;
+        const col = column(chunk, q.sort, snapshot);
         for (let i = 0; i < count; i++) {
-          const k = i * K;
-          if (proto !== undefined && keys[k + KO.proto] !== proto) continue;
-          if (port !== undefined && keyView.getUint16(k + KO.sport) !== port && keyView.getUint16(k + KO.dport) !== port) continue;
-          if (src && !prefixMatches(keys, k + KO.src, src)) continue;
-          if (dst && !prefixMatches(keys, k + KO.dst, dst)) continue;
-          const at = i * V + sortAt;
-          let value = valueView.getUint32(at, true) + valueView.getUint32(at + 4, true) * TWO32;
-          if (summed) value += valueView.getUint32(at + C.size, true) + valueView.getUint32(at + C.size + 4, true) * TWO32;
+          const value = col[i]!;
+          // Below the kept minimum: out whatever the filters say (the cheap test first).
+          if (size === limit && value < hv[0]!) continue;
+          if (filtered) {
+            const k = i * K;
+            if (proto !== undefined && keys[k + KO.proto] !== proto) continue;
+            if (port !== undefined && keyView.getUint16(k + KO.sport) !== port && keyView.getUint16(k + KO.dport) !== port) continue;
+            if (src && !prefixMatches(keys, k + KO.src, src)) continue;
+            if (dst && !prefixMatches(keys, k + KO.dst, dst)) continue;
+          }
           const index = start + i;
           if (size < limit) {
             let n = size++;

@@ -9,16 +9,16 @@
 // snapshot was taken (asOf).
 //
 // Freshness: a snapshot answers while it is younger than
-// min(maxAgeMs, REUSE_FACTOR x the time it took to build) — a small table
-// rebuilds in a few ms, so its answers stay as good as a fresh walk, while a
-// million-flow table is walked at most about once per maxAgeMs however many
-// clients ask. A query that finds the snapshot too old waits for the next
-// refresh (one at a time, shared by all), and a query served late in a
-// snapshot's life starts the next refresh in the background, so a steady
-// stream of queries rarely waits. At most `maxWaiting` distinct queries wait
-// or run at once (identical ones share one answer); more get 503
-// QUERY_QUEUE_FULL with Retry-After.
-import { createRequire } from 'node:module';
+// min(maxAgeMs, REUSE_FACTOR x the time it took to build): a small table
+// rebuilds in a few ms, so its answers stay as good as a fresh walk; a
+// million-flow table is walked about once per (that age - AHEAD_FACTOR build
+// times) while clients ask, however many. A query that finds the snapshot too
+// old waits for the next refresh (one at a time, shared by all). While queries
+// keep coming (the last within KEEP_WARM_MS) the next refresh starts by timer
+// AHEAD_FACTOR build times before the snapshot's end, so a steady stream of
+// queries does not wait; once they stop, so do the walks. At most
+// `maxWaiting` distinct queries wait or run at once (identical ones share one
+// answer); more get 503 QUERY_QUEUE_FULL with Retry-After.
 import { Worker } from 'node:worker_threads';
 import type { BatchLookupPage } from '@xdpwall/addon';
 import type { FlowTable } from '../datapath/counters.js';
@@ -34,9 +34,15 @@ export const SNAPSHOT_PAGE = 8192;
 /** Distinct queries that may wait or run at once. */
 export const DEFAULT_MAX_WAITING = 16;
 /** How long a snapshot may answer, at most (config flowSnapshotMaxAgeMs). */
-export const DEFAULT_SNAPSHOT_MAX_AGE_MS = 1000;
+export const DEFAULT_SNAPSHOT_MAX_AGE_MS = 2000;
 /** A snapshot answers for at most this many times its build time: refreshes take at most ~1/REUSE_FACTOR of the time. */
 export const REUSE_FACTOR = 4;
+/** The next refresh starts this many build times before the snapshot's end, so it is ready before the end. */
+export const AHEAD_FACTOR = 1.5;
+/** After the last query, snapshots are kept fresh this long without waiting for a query to ask. */
+export const KEEP_WARM_MS = 10_000;
+/** Tables read faster than this are not kept warm: a query waits for so short a read. */
+export const KEEP_WARM_MIN_BUILD_MS = 20;
 
 /** One page of the walk: BpfMap.lookupBatch's answer (the start when `cursor` is null). */
 export type FlowPageReader = (cursor: Buffer | null) => Promise<BatchLookupPage>;
@@ -261,7 +267,17 @@ export interface FlowSnapshotsOptions {
   log?: { warn(details: object, message: string): void };
   /** Milliseconds from any origin, for a refresh's build time (default performance.now); tests fake it. */
   elapsedMs?: () => number;
+  /** Default KEEP_WARM_MS; 0: refresh only when a query asks. */
+  keepWarmMs?: number;
+  /** Runs `run` in `ms` (default: an unref'd setTimeout); returns a cancel. Tests run it by hand. */
+  timer?: (run: () => void, ms: number) => () => void;
 }
+
+const unrefTimer = (run: () => void, ms: number): (() => void) => {
+  const handle = setTimeout(run, ms);
+  handle.unref();
+  return () => clearTimeout(handle);
+};
 
 export interface FlowAnswer {
   items: FlowRecord[];
@@ -284,6 +300,9 @@ export class FlowSnapshots {
   private refreshing: Promise<Snapshot> | undefined;
   private generation = 0;
   private readonly pending = new Map<string, Promise<FlowAnswer>>();
+  private lastQueryMs: number | undefined;
+  private cancelWarm: (() => void) | undefined;
+  private closed = false;
   /** Refreshes started so far (tests and measurements read it). */
   refreshes = 0;
 
@@ -325,8 +344,39 @@ export class FlowSnapshots {
 
   /** Drops the snapshot's memory and stops the worker. */
   async close(): Promise<void> {
+    this.closed = true;
+    this.cancelWarm?.();
     this.current = undefined;
     await this.engine.close();
+  }
+
+  /** When the next refresh should start: AHEAD_FACTOR build times before `snapshot` may no longer answer. */
+  private aheadAtMs(snapshot: Snapshot): number {
+    return snapshot.asOfMs + this.freshForMs(snapshot) - AHEAD_FACTOR * snapshot.buildMs;
+  }
+
+  private refreshAhead(): void {
+    this.refresh().catch((error: unknown) => this.options.log?.warn({ err: error }, 'a background refresh of the flow snapshot failed'));
+  }
+
+  /**
+   * While queries came within keepWarmMs, schedules the refresh that replaces
+   * `snapshot` before it ends (for tables that take KEEP_WARM_MIN_BUILD_MS or
+   * more to read).
+   */
+  private keepWarm(snapshot: Snapshot): void {
+    this.cancelWarm?.();
+    this.cancelWarm = undefined;
+    const keepWarmMs = this.options.keepWarmMs ?? KEEP_WARM_MS;
+    const now = this.options.clock.wallMs();
+    if (this.closed || keepWarmMs <= 0 || snapshot.buildMs < KEEP_WARM_MIN_BUILD_MS) return;
+    if (this.lastQueryMs === undefined || now - this.lastQueryMs > keepWarmMs) return;
+    const timer = this.options.timer ?? unrefTimer;
+    this.cancelWarm = timer(() => {
+      this.cancelWarm = undefined;
+      if (!this.closed && !this.refreshing && this.current === snapshot) this.refreshAhead();
+      // At least a build time apart: walking the table takes at most half of the time.
+    }, Math.max(snapshot.buildMs, this.aheadAtMs(snapshot) - now));
   }
 
   /** A snapshot that may answer a query arriving at `arrivedMs`: the current one if young enough, else one begun after it arrived. */
@@ -341,11 +391,10 @@ export class FlowSnapshots {
   private async answer(query: CompiledQuery): Promise<FlowAnswer> {
     const { clock, ifaceName } = this.options;
     const arrived = clock.wallMs();
+    this.lastQueryMs = arrived;
     let snapshot = await this.fresh(arrived);
-    // Late in its life: start the next one now, so the queries after this one need not wait for it.
-    if (!this.refreshing && clock.wallMs() - snapshot.asOfMs > this.freshForMs(snapshot) - 2 * snapshot.buildMs) {
-      this.refresh().catch((error: unknown) => this.options.log?.warn({ err: error }, 'a background refresh of the flow snapshot failed'));
-    }
+    // Late in its life (no timer did it: the first query after a quiet spell): start the next one now.
+    if (!this.refreshing && clock.wallMs() > this.aheadAtMs(snapshot)) this.refreshAhead();
     let selection = await this.engine.query(query);
     if (selection.generation !== snapshot.generation) {
       // The worker moved on to a newer snapshot (or lost it) between the two: ask again once.
@@ -402,6 +451,7 @@ export class FlowSnapshots {
     const count = await this.engine.commit();
     const snapshot = { generation, asOfMs, count, buildMs: elapsed() - t0 };
     this.current = snapshot;
+    this.keepWarm(snapshot);
     return snapshot;
   }
 }
