@@ -288,21 +288,24 @@ describe('flow queries from a snapshot', () => {
     expect(s.refreshes).toBe(2);
   });
 
-  it('the worker-thread engine answers what the in-process one does, and a closed one starts again', async () => {
+  it('the worker-thread engine answers what the in-process one does; a worker that dies is replaced, a closed one stays closed', async () => {
     const lost: Error[] = [];
-    const engine: SnapshotEngine = new WorkerSnapshotEngine((error) => lost.push(error));
+    const engine = new WorkerSnapshotEngine((error) => lost.push(error));
     const time = testTime(10);
     const s = snapshots(table, { engine, clock: time.clock, elapsedMs: time.elapsedMs });
     try {
       for (const query of QUERIES) expect((await s.query(query)).items).toEqual(queryFlows(table, query, time.clock, names));
       // Keys and one value a flow, and a column of doubles for each of the three sorts the queries used.
       expect(await engine.bytes()).toBe(N * (Layout.flowKey.size + Layout.flowValue.size + 3 * 8));
-      await engine.close();
-      time.advance(1000);
+      const refreshes = s.refreshes;
+      await (engine as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+      expect(lost.map((e) => e.message)).toEqual(['the flow snapshot worker exited with 1']);
+      // The snapshot went with the worker: the next query reads the table again on a new one.
       expect((await s.query({ limit: 7 })).items).toEqual(queryFlows(table, { limit: 7 }, time.clock, names));
-      expect(lost).toEqual([]);
+      expect(s.refreshes).toBe(refreshes + 1);
     } finally {
       await s.close();
     }
+    expect(() => engine.begin(1, table.stride, table.cpus)).toThrow(/closed/);
   });
 });

@@ -175,11 +175,13 @@ export class WorkerSnapshotEngine implements SnapshotEngine {
   private worker: Worker | undefined;
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (value: never) => void; reject: (error: unknown) => void }>();
+  private closed = false;
 
   constructor(private readonly onLost: (error: Error) => void = () => {}) {}
 
   private start(): Worker {
     if (this.worker) return this.worker;
+    if (this.closed) throw new Error('the flow snapshot worker was closed');
     const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { layout: ENGINE_LAYOUT } });
     worker.unref(); // an idle snapshot does not keep the process alive
     worker.on('message', (m: { id: number; result?: unknown; error?: { message: string; name: string } }) => {
@@ -241,7 +243,9 @@ export class WorkerSnapshotEngine implements SnapshotEngine {
     return this.call({ op: 'bytes' });
   }
 
+  /** Stops the worker for good: later calls fail. */
   async close(): Promise<void> {
+    this.closed = true;
     const worker = this.worker;
     this.worker = undefined;
     for (const { reject } of this.pending.values()) reject(new Error('the flow snapshot worker was closed'));
@@ -396,11 +400,17 @@ export class FlowSnapshots {
     // Late in its life (no timer did it: the first query after a quiet spell): start the next one now.
     if (!this.refreshing && clock.wallMs() > this.aheadAtMs(snapshot)) this.refreshAhead();
     let selection = await this.engine.query(query);
-    if (selection.generation !== snapshot.generation) {
-      // The worker moved on to a newer snapshot (or lost it) between the two: ask again once.
-      snapshot = this.current?.generation === selection.generation ? this.current : await this.fresh(arrived);
-      if (selection.generation !== snapshot.generation) selection = await this.engine.query(query);
-      if (selection.generation !== snapshot.generation) throw new Error('the flow snapshot changed under a query twice');
+    for (let retried = false; selection.generation !== snapshot.generation; retried = true) {
+      if (this.current && this.current.generation === selection.generation) {
+        // A newer snapshot was committed between the two: its answer stands.
+        snapshot = this.current;
+        break;
+      }
+      if (retried) throw new Error('the flow snapshot changed under a query twice');
+      // The engine no longer holds the snapshot (released, or a new worker after one died): read again.
+      if (this.current === snapshot) this.current = undefined;
+      snapshot = await this.fresh(arrived);
+      selection = await this.engine.query(query);
     }
     const V = Layout.flowValue.size;
     const table: FlowTable = {
@@ -441,6 +451,7 @@ export class FlowSnapshots {
       let cursor: Buffer | null = null;
       do {
         const page: BatchLookupPage = await read(cursor);
+        if (this.closed) throw new Error('the flow snapshots were closed');
         cursor = page.cursor;
         this.engine.page(page);
       } while (cursor);
