@@ -23,7 +23,7 @@ export const observeRoutes: FastifyPluginAsyncTypebox<ObserveRoutesOptions> = as
     // Up to MAX_FLOW_LIMIT records: serialized in slices (api/sliced-json.ts), not in one go.
     const { items, asOfMs } = await firewall.flows(request.query);
     const json = await itemsJson(items, { asOf: new Date(asOfMs).toISOString() });
-    // The typed reply wants the object; fastify sends a string payload as it is.
+    // The typed reply wants the object; fastify sends a Buffer payload as it is.
     return reply.type('application/json; charset=utf-8').send(json as unknown as { items: never[]; asOf: string });
   });
 
