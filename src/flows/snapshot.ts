@@ -376,11 +376,12 @@ export class FlowSnapshots {
     if (this.closed || keepWarmMs <= 0 || snapshot.buildMs < KEEP_WARM_MIN_BUILD_MS) return;
     if (this.lastQueryMs === undefined || now - this.lastQueryMs > keepWarmMs) return;
     const timer = this.options.timer ?? unrefTimer;
+    // At least a build time after this one: walking the table takes at most half of the time.
+    const delayMs = Math.max(snapshot.buildMs, this.aheadAtMs(snapshot) - now);
     this.cancelWarm = timer(() => {
       this.cancelWarm = undefined;
       if (!this.closed && !this.refreshing && this.current === snapshot) this.refreshAhead();
-      // At least a build time apart: walking the table takes at most half of the time.
-    }, Math.max(snapshot.buildMs, this.aheadAtMs(snapshot) - now));
+    }, delayMs);
   }
 
   /** A snapshot that may answer a query arriving at `arrivedMs`: the current one if young enough, else one begun after it arrived. */
