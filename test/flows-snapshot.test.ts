@@ -188,6 +188,26 @@ describe('flow queries from a snapshot', () => {
     await s.close();
   });
 
+  it('no reading ahead when a snapshot would answer for less than (1 + AHEAD_FACTOR) build times: queries wait for one walk', async () => {
+    const time = testTime(500); // freshFor = min(1000, 2000) = 1000 < 2.5 x 500
+    let scheduled = 0;
+    const s = snapshots(table, {
+      clock: time.clock, elapsedMs: time.elapsedMs, maxAgeMs: 1000, keepWarmMs: KEEP_WARM_MS,
+      timer: () => {
+        scheduled++;
+        return () => {};
+      },
+    });
+    const first = await s.query({});
+    time.advance(999);
+    expect((await s.query({})).asOfMs).toBe(first.asOfMs);
+    time.advance(1);
+    expect((await s.query({})).asOfMs).toBe(first.asOfMs + 1000);
+    expect(s.refreshes).toBe(2);
+    expect(scheduled).toBe(0);
+    await s.close();
+  });
+
   it(`tables read in less than ${KEEP_WARM_MIN_BUILD_MS} ms are not kept warm`, async () => {
     const time = testTime(KEEP_WARM_MIN_BUILD_MS - 1);
     let scheduled = 0;

@@ -359,6 +359,17 @@ export class FlowSnapshots {
     return snapshot.asOfMs + this.freshForMs(snapshot) - AHEAD_FACTOR * snapshot.buildMs;
   }
 
+  /**
+   * Reading ahead pays only if the snapshot read will answer for at least
+   * as long as it takes to read (freshFor >= (1 + AHEAD_FACTOR) x build):
+   * with a slower read (a busy machine, a table near a million flows with a
+   * small maxAgeMs) snapshots are read only when queries wait for them, one
+   * walk per batch of waiting queries, instead of back to back.
+   */
+  private worthReadingAhead(snapshot: Snapshot): boolean {
+    return this.freshForMs(snapshot) >= (1 + AHEAD_FACTOR) * snapshot.buildMs;
+  }
+
   private refreshAhead(): void {
     this.refresh().catch((error: unknown) => this.options.log?.warn({ err: error }, 'a background refresh of the flow snapshot failed'));
   }
@@ -373,11 +384,10 @@ export class FlowSnapshots {
     this.cancelWarm = undefined;
     const keepWarmMs = this.options.keepWarmMs ?? KEEP_WARM_MS;
     const now = this.options.clock.wallMs();
-    if (this.closed || keepWarmMs <= 0 || snapshot.buildMs < KEEP_WARM_MIN_BUILD_MS) return;
+    if (this.closed || keepWarmMs <= 0 || snapshot.buildMs < KEEP_WARM_MIN_BUILD_MS || !this.worthReadingAhead(snapshot)) return;
     if (this.lastQueryMs === undefined || now - this.lastQueryMs > keepWarmMs) return;
     const timer = this.options.timer ?? unrefTimer;
-    // At least a build time after this one: walking the table takes at most half of the time.
-    const delayMs = Math.max(snapshot.buildMs, this.aheadAtMs(snapshot) - now);
+    const delayMs = Math.max(0, this.aheadAtMs(snapshot) - now);
     this.cancelWarm = timer(() => {
       this.cancelWarm = undefined;
       if (!this.closed && !this.refreshing && this.current === snapshot) this.refreshAhead();
@@ -399,7 +409,7 @@ export class FlowSnapshots {
     this.lastQueryMs = arrived;
     let snapshot = await this.fresh(arrived);
     // Late in its life (no timer did it: the first query after a quiet spell): start the next one now.
-    if (!this.refreshing && clock.wallMs() > this.aheadAtMs(snapshot)) this.refreshAhead();
+    if (!this.refreshing && clock.wallMs() > this.aheadAtMs(snapshot) && this.worthReadingAhead(snapshot)) this.refreshAhead();
     let selection = await this.engine.query(query);
     for (let retried = false; selection.generation !== snapshot.generation; retried = true) {
       if (this.current && this.current.generation === selection.generation) {
