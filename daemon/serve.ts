@@ -58,6 +58,7 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
         pin: { bpffsRoot: config.bpffsRoot, dir: pinDir },
         capacity: config.capacity,
         countersCacheMs: config.countersCacheMs,
+        flowSnapshotMaxAgeMs: config.flowSnapshotMaxAgeMs,
         policy: config.policy,
         failsafe: config.failsafe,
         events: config.events,

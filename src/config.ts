@@ -11,6 +11,7 @@ import { parseEventSettings, type EventSettings } from './events/settings.js';
 import { parseDuration } from './duration.js';
 import type { CrowdsecConfig } from './integrations/crowdsec.js';
 import { parseFeeds, type FeedConfig } from './lists/feed-config.js';
+import { DEFAULT_SNAPSHOT_MAX_AGE_MS } from './flows/snapshot.js';
 
 export type PolicyDefault = 'accept' | 'drop';
 
@@ -46,6 +47,8 @@ export interface Config {
   bodyLimitBytes: number;
   /** How long counter snapshots are reused by hot API reads. */
   countersCacheMs: number;
+  /** How long a snapshot of the flow table may answer GET /v1/flows, at most (src/flows/snapshot.ts). */
+  flowSnapshotMaxAgeMs: number;
   logLevel: LogLevel;
   /** Tokens, Host names, TLS, the socket's group, rate limits: src/auth/config.ts. */
   api: ApiConfig;
@@ -202,6 +205,7 @@ export function loadConfig(configFile: string | undefined, overrides: ConfigOver
     },
     bodyLimitBytes: positiveInt(file.bodyLimitBytes, 'bodyLimitBytes', 1 << 20),
     countersCacheMs: positiveInt(file.countersCacheMs, 'countersCacheMs', 250),
+    flowSnapshotMaxAgeMs: positiveInt(file.flowSnapshotMaxAgeMs, 'flowSnapshotMaxAgeMs', DEFAULT_SNAPSHOT_MAX_AGE_MS),
     logLevel,
     api: parseApiConfig(file.api),
     force: overrides.force ?? false,

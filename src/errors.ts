@@ -182,7 +182,7 @@ export class BusyError extends XdpwallError {
   }
 }
 
-/** Too many distinct queries wait for the next pass over a kernel table (src/flows/scan.ts): retry shortly. */
+/** Too many distinct flow queries wait or run at once (src/flows/snapshot.ts): retry shortly. */
 export class QueryQueueFullError extends XdpwallError {
   override readonly name = 'QueryQueueFullError';
   constructor(message: string) {

@@ -9,8 +9,8 @@ import { cpusOf, type Counter } from './datapath/abi.js';
 import { BlockService } from './rules/blocks.js';
 import { RuleStore } from './rules/store.js';
 import { SnapshotCache } from './counters-cache.js';
-import type { FlowQuery, FlowRecord } from './flows/query.js';
-import { FlowScanner, SCAN_PAGE } from './flows/scan.js';
+import type { FlowQuery } from './flows/query.js';
+import { FlowSnapshots, SNAPSHOT_PAGE, type FlowAnswer } from './flows/snapshot.js';
 import { buildStatsReport, type StatsReport } from './stats/report.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config, InterfaceConfig } from './config.js';
@@ -45,6 +45,8 @@ export interface FirewallOptions {
   pin: { bpffsRoot: string; dir: string } | null;
   capacity: Config['capacity'];
   countersCacheMs: number;
+  /** Default DEFAULT_SNAPSHOT_MAX_AGE_MS (src/flows/snapshot.ts). */
+  flowSnapshotMaxAgeMs?: number;
   clock?: Clock;
   /** The configuration's default policy; one stored through PUT /v1/policy wins. Default accept. */
   policy?: PolicyDefaults;
@@ -75,6 +77,7 @@ interface FirewallParts {
   policy: PolicyEngine;
   clock: Clock;
   countersCacheMs: number;
+  flowSnapshotMaxAgeMs: number | undefined;
   capacity: Config['capacity'];
   log: Logger;
   failsafe: readonly FailsafeEntry[];
@@ -110,8 +113,8 @@ export class Firewall {
   rulesFile: { status(): { path: string; ok: boolean; reason?: string } } | undefined;
   /** The feeds filling lists, once the daemon starts them (healthz and metrics read their state). */
   feeds: { states(): FeedState[] } | undefined;
-  /** Flow queries and the flow count, in shared passes that give the event loop back (src/flows/scan.ts). */
-  readonly flowScanner: FlowScanner;
+  /** Flow queries and the flow count, from a snapshot on a worker thread (src/flows/snapshot.ts). */
+  readonly flowSnapshots: FlowSnapshots;
   private readonly statsSnapshots: SnapshotCache<StatsEntry[]>;
   private readonly startedAt: number;
   /** Rate limits' counters, buckets and sweeps (absent only without a rate-limit-capable engine). */
@@ -127,7 +130,7 @@ export class Firewall {
   readonly failsafe: readonly FailsafeEntry[];
 
   private constructor({
-    store, datapath, cidrMaps, policy, clock, countersCacheMs, capacity, log, failsafe, blockMeta, events, lists, counts,
+    store, datapath, cidrMaps, policy, clock, countersCacheMs, flowSnapshotMaxAgeMs, capacity, log, failsafe, blockMeta, events, lists, counts,
   }: FirewallParts) {
     this.store = store;
     this.datapath = datapath;
@@ -153,12 +156,14 @@ export class Firewall {
       log: { error: (details, message) => (log.error ?? log.warn).call(log, details, message) },
     });
     const flowMap = datapath.maps.flows;
-    this.flowScanner = new FlowScanner({
-      read: (cursor) => flowMap.lookupBatch(cursor, SCAN_PAGE),
+    this.flowSnapshots = new FlowSnapshots({
+      read: (cursor) => flowMap.lookupBatch(cursor, SNAPSHOT_PAGE),
       layout: { stride: flowMap.valueStride, cpus: cpusOf(flowMap) },
       clock,
       ifaceName: (ifindex) => datapath.ifaceName(ifindex),
+      maxAgeMs: flowSnapshotMaxAgeMs,
       countMaxAgeMs: countersCacheMs,
+      log,
     });
     this.statsSnapshots = new SnapshotCache(() => readStats(datapath.maps.stats, (slot) => datapath.ifslots.ifindexOf(slot)), countersCacheMs);
     this.startedAt = clock.wallMs();
@@ -220,7 +225,8 @@ export class Firewall {
       policy.setDefaults(store.getSetting<PolicyDefaults>(POLICY_SETTING) ?? options.policy ?? { ingress: 'accept', egress: 'accept' });
       await policy.installFailsafe(failsafeRules(failsafe));
       const firewall = new Firewall({
-        store, datapath, cidrMaps, policy, clock, countersCacheMs: options.countersCacheMs, capacity: options.capacity, log, failsafe,
+        store, datapath, cidrMaps, policy, clock, countersCacheMs: options.countersCacheMs, flowSnapshotMaxAgeMs: options.flowSnapshotMaxAgeMs,
+        capacity: options.capacity, log, failsafe,
         blockMeta, events: options.events ?? DEFAULT_EVENT_SETTINGS, lists, counts: blockCounts,
       });
       await firewall.rules.installAll();
@@ -310,14 +316,14 @@ export class Firewall {
     return this.cidrMaps.hits(ruleId);
   }
 
-  /** 503 QUERY_QUEUE_FULL when too many distinct queries already wait (see FlowScanner). */
-  async flows(query: FlowQuery): Promise<FlowRecord[]> {
-    return this.flowScanner.query(query);
+  /** The flows and the time of the snapshot they come from; 503 QUERY_QUEUE_FULL when too many distinct queries wait (see FlowSnapshots). */
+  async flows(query: FlowQuery): Promise<FlowAnswer> {
+    return this.flowSnapshots.query(query);
   }
 
   /** Entries in the kernel's flow table. */
   async flowCount(): Promise<number> {
-    return this.flowScanner.count();
+    return this.flowSnapshots.count();
   }
 
   async stats(): Promise<StatsReport> {
@@ -352,6 +358,7 @@ export class Firewall {
 
   /** Frees kernel handles; the pinned links and maps stay, enforcing (see Datapath.close). */
   close(): void {
+    void this.flowSnapshots.close();
     this.bans?.close();
     this.events.close();
     this.datapath.close();

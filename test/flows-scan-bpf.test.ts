@@ -1,17 +1,16 @@
 // Flow queries over the real kernel flow table (xw_flows, an LRU hash read a
-// page at a time with bpf_map_lookup_batch): a seeded table gives the same
-// records as the one-go query over the whole table read at once, the walk
-// asks its slicer an exact number of times, and the Firewall's queries and
-// count go through it.
+// page at a time with bpf_map_lookup_batch into a snapshot on a worker
+// thread): a seeded table gives the same records as the one-go query over the
+// whole table read at once, the snapshot holds ~100 bytes a flow, and the
+// Firewall's queries and count go through it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BpfMap } from '@xdpwall/addon';
-import { FlowScanner, SCAN_PAGE, SCAN_STEP } from '../src/flows/scan.js';
+import { FlowSnapshots, SNAPSHOT_PAGE, WorkerSnapshotEngine } from '../src/flows/snapshot.js';
 import { queryFlows, type FlowQuery } from '../src/flows/query.js';
-import { cpusOf } from '../src/datapath/abi.js';
+import { Layout, cpusOf } from '../src/datapath/abi.js';
 import type { Firewall } from '../src/firewall.js';
 import { openTestFirewall } from './lib/firewall.js';
 import { seededFlowTable } from './lib/flow-table.js';
-import { countingSlicer } from './lib/counting-slicer.js';
 
 const N = 20_000;
 let firewall: Firewall;
@@ -37,8 +36,8 @@ describe('flow queries over xw_flows', () => {
     let seen = 0;
     let pages = 0;
     do {
-      const page = await flows.lookupBatch(cursor, SCAN_PAGE);
-      expect(page.count).toBeLessThanOrEqual(SCAN_PAGE);
+      const page = await flows.lookupBatch(cursor, SNAPSHOT_PAGE);
+      expect(page.count).toBeLessThanOrEqual(SNAPSHOT_PAGE);
       expect(page.keys.length).toBe(page.count * flows.keySize);
       expect(page.values.length).toBe(page.count * flows.valueStride);
       seen += page.count;
@@ -46,7 +45,7 @@ describe('flow queries over xw_flows', () => {
       cursor = page.cursor;
     } while (cursor);
     expect(seen).toBe(N);
-    expect(pages).toBeGreaterThanOrEqual(Math.ceil(N / SCAN_PAGE));
+    expect(pages).toBeGreaterThanOrEqual(Math.ceil(N / SNAPSHOT_PAGE));
     await expect(flows.lookupBatch(Buffer.alloc(2))).rejects.toThrow(/cursor is 2 bytes/);
   });
 
@@ -55,35 +54,37 @@ describe('flow queries over xw_flows', () => {
   it.each(QUERIES.map((q) => [JSON.stringify(q), q] as const))('%s: the records of the one-go query over lookupAll()', async (_, query) => {
     const all = await flows.lookupAll();
     const table = { ...all, stride: flows.valueStride, cpus: cpusOf(flows) };
-    const scanner = new FlowScanner({
-      read: (cursor) => flows.lookupBatch(cursor, SCAN_PAGE), layout: { stride: table.stride, cpus: table.cpus }, clock, ifaceName: names, countMaxAgeMs: 0,
-    });
-    expect(await scanner.query(query)).toEqual(queryFlows(table, query, clock, names));
-  });
-
-  it(`a pass asks the slicer ceil(N / ${SCAN_STEP}) - 1 times, with other work between every two turns`, async () => {
-    const counting = countingSlicer();
-    const { ticksAtTurns } = counting;
-    const scanner = new FlowScanner({
-      read: (cursor) => flows.lookupBatch(cursor, SCAN_PAGE),
-      layout: { stride: flows.valueStride, cpus: cpusOf(flows) },
-      clock, ifaceName: names, countMaxAgeMs: 0,
-      slicer: counting.slicer,
+    const snapshots = new FlowSnapshots({
+      read: (cursor) => flows.lookupBatch(cursor, SNAPSHOT_PAGE), layout: { stride: table.stride, cpus: table.cpus }, clock, ifaceName: names, countMaxAgeMs: 0,
     });
     try {
-      expect(await scanner.count()).toBe(N);
-      expect(ticksAtTurns).toHaveLength(Math.ceil(N / SCAN_STEP) - 1);
-      expect(ticksAtTurns.every((n, i) => n > (ticksAtTurns[i - 1] ?? 0))).toBe(true);
+      const answer = await snapshots.query(query);
+      expect(answer.items).toEqual(queryFlows(table, query, clock, names));
+      expect(answer.asOfMs).toBe(clock.wallMs());
     } finally {
-      counting.stop();
+      await snapshots.close();
     }
   });
 
-  it('the Firewall answers flows and flowCount from the scanner', async () => {
+  it('the snapshot on the worker holds every flow in key + one value bytes, whatever the CPU count', async () => {
+    const engine = new WorkerSnapshotEngine();
+    const snapshots = new FlowSnapshots({
+      read: (cursor) => flows.lookupBatch(cursor, SNAPSHOT_PAGE), layout: { stride: flows.valueStride, cpus: cpusOf(flows) },
+      clock, ifaceName: names, countMaxAgeMs: 0, engine,
+    });
+    try {
+      expect(await snapshots.count()).toBe(N);
+      expect(await engine.bytes()).toBe(N * (Layout.flowKey.size + Layout.flowValue.size));
+    } finally {
+      await snapshots.close();
+    }
+  });
+
+  it('the Firewall answers flows and flowCount from the snapshot', async () => {
     const all = await flows.lookupAll();
     const table = { ...all, stride: flows.valueStride, cpus: cpusOf(flows) };
     const fixed = queryFlows(table, { limit: 5 }, clock, names);
-    const listed = await firewall.flows({ limit: 5 });
+    const { items: listed } = await firewall.flows({ limit: 5 });
     expect(listed.map(({ src, srcPort, dst, dstPort, proto, ingress, egress }) => ({ src, srcPort, dst, dstPort, proto, ingress, egress })))
       .toEqual(fixed.map(({ src, srcPort, dst, dstPort, proto, ingress, egress }) => ({ src, srcPort, dst, dstPort, proto, ingress, egress })));
     expect(await firewall.flowCount()).toBe(N);

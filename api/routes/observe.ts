@@ -17,13 +17,14 @@ export const observeRoutes: FastifyPluginAsyncTypebox<ObserveRoutesOptions> = as
       tags: ['observe'],
       summary: 'Per-flow counters, both directions, largest first',
       querystring: FlowQuery,
-      response: { 200: FlowList, ...errorResponses(400) },
+      response: { 200: FlowList, ...errorResponses(400, 503) },
     },
   }, async (request, reply) => {
     // Up to MAX_FLOW_LIMIT records: serialized in slices (api/sliced-json.ts), not in one go.
-    const json = await itemsJson(await firewall.flows(request.query));
-    // The typed reply wants the object; fastify sends a string payload as it is.
-    return reply.type('application/json; charset=utf-8').send(json as unknown as { items: never[] });
+    const { items, asOfMs } = await firewall.flows(request.query);
+    const json = await itemsJson(items, { asOf: new Date(asOfMs).toISOString() });
+    // The typed reply wants the object; fastify sends a Buffer payload as it is.
+    return reply.type('application/json; charset=utf-8').send(json as unknown as { items: never[]; asOf: string });
   });
 
   app.get('/v1/stats', {

@@ -31,4 +31,10 @@ export const Flow = Type.Object(
   { $id: 'Flow', title: 'Flow' },
 );
 
-export const FlowList = Type.Object({ items: Type.Array(Type.Ref('Flow')) });
+export const FlowList = Type.Object({
+  items: Type.Array(Type.Ref('Flow')),
+  asOf: Type.String({
+    format: 'date-time',
+    description: 'When the walk of the flow table this answer comes from began: answers come from a snapshot at most flowSnapshotMaxAgeMs old',
+  }),
+});

@@ -1,9 +1,9 @@
-// Flow queries over the flow table: filter, sort, limit. One pass over the
-// kernel's packed bytes, a page at a time (src/flows/scan.ts reads the pages
-// and gives the event loop back between steps), with a bounded heap for the
-// top N that keeps copies of its flows' bytes: memory is limit x one flow,
-// whatever the table's size. Only the flows returned are decoded. Pure
-// functions of their inputs, so they are unit-tested without a kernel.
+// Flow queries over the flow table: filter, sort, limit. The query model
+// (checks, the order: value descending, then table order) and the decoding of
+// the flows returned. queryFlows is the reference, one pass over the kernel's
+// packed bytes with a bounded heap for the top N; the daemon answers from a
+// snapshot on a worker thread (src/flows/snapshot.ts) that must agree with
+// it. Pure functions of their inputs, so they are unit-tested without a kernel.
 import { fromMappedV6, parseCidr, toMappedV6 } from '../rules/cidr.js';
 import type { FlowTable } from '../datapath/counters.js';
 import { Layout, decodeFlowKey } from '../datapath/abi.js';
@@ -74,7 +74,8 @@ interface KeyPrefix {
   bits: number;
 }
 
-interface CompiledQuery {
+/** A query checked and in the key's terms: plain data, so it also crosses to the snapshot's worker. */
+export interface CompiledQuery {
   limit: number;
   sort: FlowSort;
   src?: KeyPrefix;
@@ -97,7 +98,8 @@ function prefixMatches(key: Buffer, offset: number, prefix: KeyPrefix): boolean 
   return ((key[offset + whole]! ^ prefix.bytes[whole]!) & mask) === 0;
 }
 
-function compile(query: FlowQuery): CompiledQuery {
+/** Checks a query (400s: INVALID_ARGUMENT, INVALID_CIDR) and puts it in the flow key's terms. */
+export function compileFlowQuery(query: FlowQuery): CompiledQuery {
   const limit = query.limit ?? DEFAULT_FLOW_LIMIT;
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_FLOW_LIMIT) {
     throw new InvalidArgumentError(`limit must be an integer from 1 to ${MAX_FLOW_LIMIT}`);
@@ -214,7 +216,7 @@ export class FlowSelection {
   private kept: FlowTable | undefined;
 
   constructor(query: FlowQuery) {
-    this.query = compile(query);
+    this.query = compileFlowQuery(query);
     this.top = new TopN(this.query.limit);
   }
 
@@ -247,23 +249,28 @@ export class FlowSelection {
     page.values.copy(kept.values, slot * kept.stride, index * kept.stride, (index + 1) * kept.stride);
   }
 
-  /** The selected flows, largest first; asks `slicer` between steps when given one. */
-  async recordsSliced(clock: Clock, ifaceName: (ifindex: number) => string | undefined, slicer: Slicer): Promise<FlowRecord[]> {
-    const slots = this.top.ranked();
-    const toIso = monotonicToIso(clock);
-    const records: FlowRecord[] = [];
-    for (let from = 0; from < slots.length; from += RECORD_STEP) {
-      if (from > 0 && slicer.due) await slicer.next();
-      for (const slot of slots.slice(from, from + RECORD_STEP)) records.push(flowRecord(this.kept!, slot, toIso, ifaceName));
-    }
-    return records;
-  }
-
   /** The selected flows, largest first, in one go. */
   records(clock: Clock, ifaceName: (ifindex: number) => string | undefined): FlowRecord[] {
     const toIso = monotonicToIso(clock);
     return this.top.ranked().map((slot) => flowRecord(this.kept!, slot, toIso, ifaceName));
   }
+}
+
+/** Decodes flows `indexes` of `table`, in that order, asking `slicer` between steps of RECORD_STEP records. */
+export async function flowRecordsSliced(
+  table: FlowTable,
+  indexes: readonly number[],
+  clock: Clock,
+  ifaceName: (ifindex: number) => string | undefined,
+  slicer: Slicer,
+): Promise<FlowRecord[]> {
+  const toIso = monotonicToIso(clock);
+  const records: FlowRecord[] = [];
+  for (let from = 0; from < indexes.length; from += RECORD_STEP) {
+    if (from > 0 && slicer.due) await slicer.next();
+    for (const index of indexes.slice(from, from + RECORD_STEP)) records.push(flowRecord(table, index, toIso, ifaceName));
+  }
+  return records;
 }
 
 function flowRecord(table: FlowTable, index: number, toIso: (ns: bigint) => string, ifaceName: (ifindex: number) => string | undefined): FlowRecord {
