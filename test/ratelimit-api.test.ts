@@ -54,3 +54,21 @@ it('stores the canonical rate (default burst and prefixes), and reports admitted
   expect(top.items).toEqual([{ ruleId: rule.id, source: '198.18.5.0/24', windowDrops: 3, dropped: 3, admitted: 2 }]);
   expect((await app.inject({ method: 'DELETE', url: `/v1/rules/${rule.id}` })).statusCode).toBe(204);
 });
+
+it('ratelimits/top keeps the most limited sources, most drops first, however many are limited', async () => {
+  const res = await post({ action: 'ratelimit', proto: 'udp', dstPort: 54, rate: { pps: 2, per: 'source' } });
+  expect(res.statusCode).toBe(201);
+  const rule = res.json();
+  // Source i sends the burst (2) and i more: i drops. Sent in an order unlike the ranking.
+  for (const i of [3, 0, 6, 1, 5, 2, 4]) {
+    const frame = ether(ipv4({ src: `198.18.6.${10 + i}`, dst: '198.18.7.9' }, udp({ sport: 1, dport: 54 })));
+    for (let n = 0; n < 2 + i; n++) firewall.datapath.ingress.testRunSync({ data: frame, ctxIn: xdpCtx(frame.length, 1), dataSizeOut: 0 });
+  }
+  const top = (await app.inject({ method: 'GET', url: '/v1/ratelimits/top?limit=3' })).json();
+  expect(top.items.map((item: { source: string; windowDrops: number }) => [item.source, item.windowDrops])).toEqual([
+    ['198.18.6.16', 6], ['198.18.6.15', 5], ['198.18.6.14', 4],
+  ]);
+  const all = (await app.inject({ method: 'GET', url: '/v1/ratelimits/top?limit=100' })).json();
+  expect(all.items.map((item: { windowDrops: number }) => item.windowDrops)).toEqual([6, 5, 4, 3, 2, 1]);
+  expect((await app.inject({ method: 'DELETE', url: `/v1/rules/${rule.id}` })).statusCode).toBe(204);
+});

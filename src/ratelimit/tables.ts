@@ -10,6 +10,7 @@ import { Layout, RATELIMIT_MAPS, RlPer, cpusOf, encodeRuleId, sumCounters, type 
 import { encodeRateConf, type RateConf } from './model.js';
 import type { Bucket } from './reference.js';
 import { TimeSlicer, type Slicer } from '../event-loop.js';
+import { TopK } from '../top-k.js';
 
 /** Buckets decoded between two questions to the slicer. */
 export const BUCKET_DECODE_STEP = 1024;
@@ -208,15 +209,33 @@ export class RateLimitTables {
 
   /**
    * The sources (or prefixes) being limited now: buckets with drops in a
-   * drop-count window that is still current, most such drops first.
+   * drop-count window that is still current, most such drops first (then
+   * most drops in all, then table order). The table is read once and
+   * scanned in steps that give the event loop back when `slicer` says so;
+   * only the `limit` best are kept and decoded, so a table full of limited
+   * sources (a spoofed flood) costs O(n log limit), not a sort of n objects.
    */
-  async top(limit: number): Promise<LimitedSource[]> {
+  async top(limit: number, slicer: Slicer = new TimeSlicer()): Promise<LimitedSource[]> {
     const now = this.monotonicNs();
-    const limited = (await this.readBuckets()).filter(({ key, state }) => {
-      const window = this.confOf(key.ruleId)?.banWithinNs;
-      return window !== undefined && state.windowDrops > 0 && now - state.windowNs < window;
+    const all = await this.maps.buckets.lookupAll();
+    const { keySize, valueStride } = this.maps.buckets;
+    const K = Layout.rlKey;
+    const V = Layout.rlBucket;
+    const best = new TopK<{ index: number; windowDrops: number; dropped: bigint }>(limit, (a, b) =>
+      a.windowDrops !== b.windowDrops ? a.windowDrops > b.windowDrops
+        : a.dropped !== b.dropped ? a.dropped > b.dropped
+          : a.index < b.index);
+    for (let i = 0; i < all.count; i++) {
+      if (i > 0 && i % BUCKET_DECODE_STEP === 0 && slicer.due) await slicer.next();
+      const windowDrops = all.values.readUInt32LE(i * valueStride + V.windowDrops);
+      if (windowDrops === 0) continue;
+      const window = this.confOf(all.keys.readUInt32LE(i * keySize + K.ruleId))?.banWithinNs;
+      if (window === undefined || now - all.values.readBigUInt64LE(i * valueStride + V.windowNs) >= window) continue;
+      best.offer({ index: i, windowDrops, dropped: all.values.readBigUInt64LE(i * valueStride + V.dropped) });
+    }
+    return best.ranked().map(({ index }) => {
+      const bucket = decodeBucketKey(all.keys, index * keySize);
+      return { ruleId: bucket.ruleId, bucket, state: decodeBucket(all.values, index * valueStride) };
     });
-    limited.sort((a, b) => b.state.windowDrops - a.state.windowDrops || (b.state.dropped > a.state.dropped ? 1 : b.state.dropped < a.state.dropped ? -1 : 0));
-    return limited.slice(0, limit).map(({ key, state }) => ({ ruleId: key.ruleId, bucket: key, state }));
   }
 }
