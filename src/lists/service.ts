@@ -4,8 +4,9 @@
 // CIDR) into the same tables as blocks, with the list's own rule id
 // (LIST_RULE_ID_BASE + its id, so xw_rule_stats counts per list). Several
 // owners may claim one key: a block wins (its entry stays as it is), then
-// deny lists before allow lists, then the older list. `owners` keeps, per
-// key any action list holds, the ids of those lists.
+// deny lists before allow lists, then the older list. Each list carries its
+// entries as sorted keys (keys.ts): a replace merges the old and the new
+// version's keys, looking the other lists up by cursor, with no per-entry map.
 //
 // A replace is one diff against what the kernel holds, applied new and
 // replaced values first and removals last (CidrMaps.applyDiff): an address
@@ -27,6 +28,9 @@ import {
 } from '../errors.js';
 import { checkListName, type ListAction, type ListOrigin, type ListView } from './model.js';
 import { EntrySet, parseEntry, type ParsedEntries } from './parse.js';
+import {
+  AscendingProbe, EMPTY_KEYS, canonicalV4Key, eachOfUnion, hasKey, keyOfCidr, v4KeyAddress, v4KeyPrefixLen, v4KeyText,
+} from './keys.js';
 import type { ListStore, StoredList } from './store.js';
 
 export interface ListKernel {
@@ -80,14 +84,10 @@ export interface ListResult {
   updatedAt: string;
 }
 
-const keyOf = (direction: BlockDirection, text: string): string => (direction === 'src' ? 's' : 'd') + text;
-
 export class ListService {
   private readonly lock = new WriteLock();
   private readonly byName = new Map<string, StoredList>();
   private readonly byId = new Map<number, StoredList>();
-  /** Per key an action list holds: the ids of the lists that hold it. */
-  private readonly owners = new Map<string, number | number[]>();
   private readonly now: () => Date;
   private users: ListUsers;
 
@@ -151,6 +151,7 @@ export class ListService {
         direction: input.direction ?? 'src',
         comment: input.comment ?? null,
         texts: input.entries.texts,
+        keys: input.entries.keys,
         origin: options.origin ?? 'api',
       });
     });
@@ -164,9 +165,10 @@ export class ListService {
       const removed = new Set<string>();
       (delta.remove ?? []).forEach((entry, i) => removed.add(parseEntry(entry, `remove[${i}]`).text));
       const set = new EntrySet();
-      for (const text of current.texts) if (!removed.has(text)) set.add(parseCidr(text));
-      (delta.add ?? []).forEach((entry, i) => set.add(parseEntry(entry, `add[${i}]`)));
-      return this.replace(name, current, { ...current, texts: set.texts, origin: options.origin ?? current.origin });
+      for (const text of current.texts) if (!removed.has(text)) set.addInput(text, 'a stored entry');
+      (delta.add ?? []).forEach((entry, i) => set.addInput(entry, `add[${i}]`));
+      const { texts, keys } = set.finish();
+      return this.replace(name, current, { ...current, texts, keys, origin: options.origin ?? current.origin });
     });
   }
 
@@ -194,22 +196,45 @@ export class ListService {
 
   /** The kernel entry a key's lists want when no block holds it (CidrMaps.setListClaims). */
   claim(direction: BlockDirection, cidr: string): KernelRule | undefined {
-    const winner = this.winner(keyOf(direction, cidr));
-    return winner === undefined ? undefined : kernelRule(winner, direction, cidr);
+    if (this.byId.size === 0) return undefined;
+    const v4 = canonicalV4Key(cidr);
+    const key = v4 >= 0 ? v4 : keyOfCidr(parseCidr(cidr));
+    const winner = this.winner(direction, key);
+    return winner === undefined ? undefined : kernelRule(winner, direction, key, Buffer.allocUnsafe(4), 0);
   }
 
   /** Appends the list entries the kernel must hold (keys no block holds) to start-up's columns. */
   appendKernelRows(columns: RuleColumns, blocked: (direction: BlockDirection, cidrs: string[]) => Set<string>): void {
-    const perDirection: Record<BlockDirection, string[]> = { src: [], dst: [] };
-    for (const key of this.owners.keys()) perDirection[key[0] === 's' ? 'src' : 'dst'].push(key.slice(1));
+    const network = Buffer.alloc(4);
     for (const direction of ['src', 'dst'] as const) {
-      const held = blocked(direction, perDirection[direction]);
-      for (const text of perDirection[direction]) {
-        if (held.has(text)) continue;
-        const list = this.winner(keyOf(direction, text))!;
-        const cidr = parseCidr(text);
-        columns.push(LIST_RULE_ID_BASE + list.id, cidr.family, cidr.prefixLen, cidr.bytes, direction === 'dst', list.action === 'allow');
-      }
+      const lists = byStrength([...this.byId.values()].filter((list) => holds(list, direction)));
+      const texts: string[] = [];
+      const winners: StoredList[] = [];
+      lists.forEach((list, i) => {
+        const stronger = lists.slice(0, i);
+        for (const key of list.keys.v4) {
+          if (stronger.some((other) => hasKey(other.keys.v4, key))) continue;
+          texts.push(v4KeyText(key));
+          winners.push(list);
+        }
+        for (const key of list.keys.v6) {
+          if (stronger.some((other) => hasKey(other.keys.v6, key))) continue;
+          texts.push(key);
+          winners.push(list);
+        }
+      });
+      const held = blocked(direction, texts);
+      texts.forEach((text, i) => {
+        if (held.has(text)) return;
+        const list = winners[i]!;
+        const v4 = canonicalV4Key(text);
+        const cidr = v4 >= 0 ? undefined : parseCidr(text);
+        if (cidr === undefined) network.writeUInt32BE(v4KeyAddress(v4), 0);
+        columns.push(
+          LIST_RULE_ID_BASE + list.id, cidr?.family ?? 4, cidr?.prefixLen ?? v4KeyPrefixLen(v4), cidr?.bytes ?? network,
+          direction === 'dst', list.action === 'allow',
+        );
+      });
     }
   }
 
@@ -291,65 +316,62 @@ export class ListService {
   }
 
   /**
-   * Moves the index from `before` to `after` (either may be absent) and
-   * returns what the kernel must change: keys whose winner changed, but not
-   * keys a block holds.
+   * Moves the index from `before` to `after` (versions of one list, either
+   * may be absent) and returns what the kernel must change: keys whose
+   * winner changed, but not keys a block holds. One merge of the two sorted
+   * key arrays, with a cursor into each other list of the direction.
    */
   private diff(before: StoredList | undefined, after: StoredList | undefined): KernelDiff {
-    const keys: string[] = [];
-    const seen = new Set<string>();
-    const collect = (list: StoredList | undefined) => {
-      if (!list || list.action === 'none') return;
-      for (const text of list.texts) {
-        const key = keyOf(list.direction, text);
-        if (!seen.has(key)) {
-          seen.add(key);
-          keys.push(key);
-        }
-      }
-    };
-    collect(before);
-    collect(after);
-    const was = keys.map((key) => this.winner(key));
+    const id = (before ?? after)!.id;
+    const others = [...this.byId.values()].filter((list) => list.id !== id);
     if (before) this.index(before, -1);
     if (after) this.index(after, +1);
-    const code = (list: StoredList | undefined) => (list ? list.id * 2 + (list.action === 'allow' ? 1 : 0) : 0);
-    const changed: number[] = [];
-    const now: Array<StoredList | undefined> = [];
-    keys.forEach((key, i) => {
-      const winner = this.winner(key);
-      if (code(winner) === code(was[i])) return;
-      changed.push(i);
-      now[i] = winner;
-    });
     const install: KernelRule[] = [];
     const replace: Array<{ from: KernelRule; to: KernelRule }> = [];
     const remove: KernelRule[] = [];
     for (const direction of ['src', 'dst'] as const) {
-      const mine = changed.filter((i) => (keys[i]![0] === 's') === (direction === 'src'));
-      const blocked = this.store.blockedAmong(direction, mine.map((i) => keys[i]!.slice(1)));
-      for (const i of mine) {
-        const text = keys[i]!.slice(1);
-        if (blocked.has(text)) continue;
-        const from = was[i] && kernelRule(was[i]!, direction, text);
-        const to = now[i] && kernelRule(now[i]!, direction, text);
+      const rivals = byStrength(others.filter((list) => holds(list, direction)));
+      const was = holds(before, direction) ? before : undefined;
+      const now = holds(after, direction) ? after : undefined;
+      if (!was && !now) continue;
+      const changes = new Changes();
+      const oldKeys = was?.keys ?? EMPTY_KEYS;
+      const newKeys = now?.keys ?? EMPTY_KEYS;
+      sweep(was, now, rivals, rivals.map((list) => list.keys.v4), oldKeys.v4, newKeys.v4, changes);
+      sweep(was, now, rivals, rivals.map((list) => list.keys.v6), oldKeys.v6, newKeys.v6, changes);
+      const blocked = this.blockedAmong(direction, changes.keys);
+      const networks = Buffer.allocUnsafe(changes.keys.length * 4);
+      changes.keys.forEach((key, i) => {
+        if (blocked(key)) return;
+        const from = changes.from[i] && kernelRule(changes.from[i]!, direction, key, networks, i);
+        const to = changes.to[i] && kernelRule(changes.to[i]!, direction, key, networks, i);
         if (from && to) replace.push({ from, to });
         else if (to) install.push(to);
         else if (from) remove.push(from);
-      }
+      });
     }
     return { install, replace, remove };
   }
 
+  /** Whether a block of `direction` holds a key, asked for each of `keys`: the blocks' keys or an IN query, whichever is fewer. */
+  private blockedAmong(direction: BlockDirection, keys: ReadonlyArray<number | string>): (key: number | string) => boolean {
+    if (keys.length === 0) return () => false;
+    const total = this.store.blockCount(direction);
+    if (total === 0) return () => false;
+    if (total <= keys.length) {
+      const blocks = this.store.blockKeys(direction);
+      return (key) => (typeof key === 'number' ? hasKey(blocks.v4, key) : hasKey(blocks.v6, key));
+    }
+    const held = this.store.blockedAmong(direction, keys.map(keyText));
+    return (key) => held.has(keyText(key));
+  }
+
   /** The list whose entry the kernel holds for a key (blocks aside): deny before allow, then the oldest. */
-  private winner(key: string): StoredList | undefined {
-    const ids = this.owners.get(key);
-    if (ids === undefined) return undefined;
-    if (typeof ids === 'number') return this.byId.get(ids);
+  private winner(direction: BlockDirection, key: number | string): StoredList | undefined {
     let best: StoredList | undefined;
-    for (const id of ids) {
-      const list = this.byId.get(id)!;
-      if (!best || (list.action === 'deny' && best.action !== 'deny') || (list.action === best.action && list.id < best.id)) best = list;
+    for (const list of this.byId.values()) {
+      if (!holds(list, direction)) continue;
+      if (typeof key === 'number' ? hasKey(list.keys.v4, key) : hasKey(list.keys.v6, key)) best = stronger(best, list);
     }
     return best;
   }
@@ -362,27 +384,97 @@ export class ListService {
       this.byName.delete(list.name);
       this.byId.delete(list.id);
     }
-    if (list.action === 'none') return;
-    for (const text of list.texts) {
-      const key = keyOf(list.direction, text);
-      const ids = this.owners.get(key);
-      if (delta > 0) {
-        if (ids === undefined) this.owners.set(key, list.id);
-        else if (typeof ids === 'number') this.owners.set(key, [ids, list.id]);
-        else ids.push(list.id);
-      } else if (ids === list.id) this.owners.delete(key);
-      else if (Array.isArray(ids)) {
-        const rest = ids.filter((id) => id !== list.id);
-        this.owners.set(key, rest.length === 1 ? rest[0]! : rest);
-      }
-    }
   }
 }
 
-function kernelRule(list: StoredList, direction: BlockDirection, text: string): KernelRule {
-  const cidr = parseCidr(text);
-  return {
-    id: LIST_RULE_ID_BASE + list.id, cidr: cidr.text, family: cidr.family, prefixLen: cidr.prefixLen, network: cidr.bytes,
-    direction, comment: null, createdAt: '', ...(list.action === 'allow' && { allow: true }),
-  };
+/** Whether a list puts entries of `direction` into the kernel. */
+const holds = (list: StoredList | undefined, direction: BlockDirection): list is StoredList =>
+  list !== undefined && list.action !== 'none' && list.direction === direction;
+
+/** Lower is stronger: deny lists before allow lists, then the older list. */
+const strength = (list: StoredList): number => (list.action === 'deny' ? 0 : 2 ** 32) + list.id;
+
+const stronger = (a: StoredList | undefined, b: StoredList | undefined): StoredList | undefined =>
+  !a ? b : !b ? a : strength(a) <= strength(b) ? a : b;
+
+const byStrength = (lists: StoredList[]): StoredList[] => lists.sort((a, b) => strength(a) - strength(b));
+
+/** What the kernel holds for a key when this list wins it (0: nothing). */
+const verdictOf = (list: StoredList | undefined): number => (list ? list.id * 2 + (list.action === 'allow' ? 1 : 0) : 0);
+
+const keyText = (key: number | string): string => (typeof key === 'number' ? v4KeyText(key) : key);
+
+/** Keys whose winner changes, with the old and new winner. */
+class Changes {
+  readonly keys: Array<number | string> = [];
+  readonly from: Array<StoredList | undefined> = [];
+  readonly to: Array<StoredList | undefined> = [];
+
+  push(key: number | string, from: StoredList | undefined, to: StoredList | undefined): void {
+    this.keys.push(key);
+    this.from.push(from);
+    this.to.push(to);
+  }
+}
+
+/**
+ * The keys of one family and direction whose winner changes when `was`
+ * becomes `now` (the other lists, `rivals`, strongest first, stay).
+ */
+function sweep<K extends number | string>(
+  was: StoredList | undefined, now: StoredList | undefined, rivals: readonly StoredList[], rivalKeys: ReadonlyArray<ArrayLike<K>>,
+  oldKeys: ArrayLike<K>, newKeys: ArrayLike<K>, changes: Changes,
+): void {
+  const probes = rivalKeys.map((keys) => new AscendingProbe(keys));
+  const same = was !== undefined && now !== undefined && verdictOf(was) === verdictOf(now);
+  eachOfUnion(oldKeys, newKeys, (key, inOld, inNew) => {
+    if (inOld && inNew && same) return;
+    let rival: StoredList | undefined;
+    for (let i = 0; i < probes.length; i++) {
+      if (probes[i]!.has(key)) {
+        rival = rivals[i];
+        break;
+      }
+    }
+    const from = stronger(rival, inOld ? was : undefined);
+    const to = stronger(rival, inNew ? now : undefined);
+    if (verdictOf(from) !== verdictOf(to)) changes.push(key, from, to);
+  });
+}
+
+/**
+ * A list entry as the kernel writer takes it. Made by the million on a
+ * replace, so the text is made only if asked for and IPv4 addresses are
+ * views of one buffer.
+ */
+class ListEntryRule implements KernelRule {
+  readonly comment = null;
+  readonly createdAt = '';
+
+  constructor(
+    readonly id: number,
+    private readonly key: number | string,
+    readonly family: 4 | 6,
+    readonly prefixLen: number,
+    readonly network: Buffer,
+    readonly direction: BlockDirection,
+    readonly allow: boolean,
+  ) {}
+
+  get cidr(): string {
+    return keyText(this.key);
+  }
+}
+
+/** The kernel entry of `list` for a key; an IPv4 address goes into `networks` at slot `slot`. */
+function kernelRule(list: StoredList, direction: BlockDirection, key: number | string, networks: Buffer, slot: number): KernelRule {
+  const id = LIST_RULE_ID_BASE + list.id;
+  const allow = list.action === 'allow';
+  if (typeof key === 'string') {
+    const cidr = parseCidr(key);
+    return new ListEntryRule(id, key, 6, cidr.prefixLen, cidr.bytes, direction, allow);
+  }
+  const network = networks.subarray(slot * 4, slot * 4 + 4);
+  network.writeUInt32BE(v4KeyAddress(key), 0);
+  return new ListEntryRule(id, key, 4, v4KeyPrefixLen(key), network, direction, allow);
 }

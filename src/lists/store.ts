@@ -6,6 +6,7 @@ import type Database from 'better-sqlite3';
 import type { RuleStore } from '../rules/store.js';
 import type { BlockDirection } from '../rules/model.js';
 import type { ListAction, ListOrigin } from './model.js';
+import { keysOfTexts, type EntryKeys } from './keys.js';
 
 interface ListRow {
   id: number;
@@ -28,7 +29,10 @@ export interface StoredList {
   revision: number;
   updatedAt: string;
   origin: ListOrigin;
+  /** Canonical entries, in the order given. */
   texts: string[];
+  /** The same entries as sorted keys (what diffs and lookups use). */
+  keys: EntryKeys;
 }
 
 const SCHEMA = `CREATE TABLE IF NOT EXISTS lists (
@@ -59,7 +63,7 @@ export class ListStore {
   }
 
   /** Inserts or replaces a list in one transaction; the id of its row. */
-  async save(list: Omit<StoredList, 'id'>): Promise<number> {
+  async save(list: Omit<StoredList, 'id' | 'keys'>): Promise<number> {
     return this.rules.transaction(`cannot store list ${list.name}`, () => {
       const row = this.db
         .prepare<[string, string, string, string | null, number, string, string, string], { id: number }>(
@@ -79,11 +83,21 @@ export class ListStore {
     });
   }
 
+  /** How many blocks of `direction` there are. */
+  blockCount(direction: BlockDirection): number {
+    return this.db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM blocks WHERE direction = ?').get(direction)!.n;
+  }
+
+  /** The keys of every block of `direction`. */
+  blockKeys(direction: BlockDirection): EntryKeys {
+    return keysOfTexts(this.db.prepare<[string], string>('SELECT cidr FROM blocks WHERE direction = ?').pluck().all(direction));
+  }
+
   /** The texts among `cidrs` that a block of `direction` holds. */
   blockedAmong(direction: BlockDirection, cidrs: readonly string[]): Set<string> {
     const blocked = new Set<string>();
     if (cidrs.length === 0) return blocked;
-    const total = this.db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM blocks WHERE direction = ?').get(direction)!.n;
+    const total = this.blockCount(direction);
     if (total === 0) return blocked;
     if (total <= cidrs.length) {
       const mine = new Set(cidrs);
@@ -105,6 +119,7 @@ export class ListStore {
 }
 
 function toList(row: ListRow): StoredList {
+  const texts = row.entries === '' ? [] : row.entries.split('\n');
   return {
     id: row.id,
     name: row.name,
@@ -114,6 +129,7 @@ function toList(row: ListRow): StoredList {
     revision: row.revision,
     updatedAt: row.updated_at,
     origin: row.origin,
-    texts: row.entries === '' ? [] : row.entries.split('\n'),
+    texts,
+    keys: keysOfTexts(texts),
   };
 }

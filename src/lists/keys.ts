@@ -1,0 +1,176 @@
+// A list's entries as sorted, unique keys: IPv4 as numbers (network address
+// * 64 + prefix length, exact in a double), IPv6 as canonical text. Diffs
+// and lookups are then merges and binary searches over typed arrays, not
+// sets of strings: a million-entry list is one 8 MB Float64Array instead of
+// a million map entries.
+import { parseCidr, type Cidr } from '../rules/cidr.js';
+
+export interface EntryKeys {
+  /** IPv4 entries, ascending (v4Key). */
+  readonly v4: Float64Array;
+  /** IPv6 entries as canonical text, ascending (code unit order, as `<` compares). */
+  readonly v6: readonly string[];
+}
+
+export const EMPTY_KEYS: EntryKeys = { v4: new Float64Array(0), v6: [] };
+
+export const v4Key = (address: number, prefixLen: number): number => address * 64 + prefixLen;
+export const v4KeyPrefixLen = (key: number): number => key % 64;
+export const v4KeyAddress = (key: number): number => Math.floor(key / 64);
+
+/** Canonical text of an IPv4 key, e.g. "198.18.0.0/15". */
+export function v4KeyText(key: number): string {
+  const a = v4KeyAddress(key);
+  return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}/${v4KeyPrefixLen(key)}`;
+}
+
+/** The key of a parsed CIDR: a number for IPv4, the canonical text for IPv6. */
+export function keyOfCidr(cidr: Cidr): number | string {
+  return cidr.family === 4 ? v4Key(cidr.bytes.readUInt32BE(0), cidr.prefixLen) : cidr.text;
+}
+
+/**
+ * The key of "a.b.c.d" or "a.b.c.d/len" written canonically (no leading
+ * zeros, no host bits, len 1-32), else -1: every other form, and every
+ * error, is the general parser's (parseCidr), which says what is wrong.
+ */
+export function canonicalV4Key(s: string): number {
+  const n = s.length;
+  let address = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  let i = 0;
+  for (; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 48 && c <= 57) {
+      if (digits > 0 && octet === 0) return -1;
+      octet = octet * 10 + c - 48;
+      if (octet > 255) return -1;
+      digits++;
+    } else if (c === 46) {
+      if (digits === 0 || dots === 3) return -1;
+      address = address * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots++;
+    } else if (c === 47) {
+      break;
+    } else {
+      return -1;
+    }
+  }
+  if (dots !== 3 || digits === 0) return -1;
+  address = address * 256 + octet;
+  let prefixLen = 32;
+  if (i < n) {
+    i++;
+    if (i === n) return -1;
+    prefixLen = 0;
+    for (let first = i; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c < 48 || c > 57 || (i > first && prefixLen === 0)) return -1;
+      prefixLen = prefixLen * 10 + c - 48;
+      if (prefixLen > 32) return -1;
+    }
+    if (prefixLen === 0) return -1;
+  }
+  if (address % 2 ** (32 - prefixLen) !== 0) return -1;
+  return v4Key(address, prefixLen);
+}
+
+/** Keys of canonical texts (as stored). */
+export function keysOfTexts(texts: readonly string[]): EntryKeys {
+  const collector = new KeyCollector();
+  for (const text of texts) {
+    const key = canonicalV4Key(text);
+    collector.add(key >= 0 ? key : keyOfCidr(parseCidr(text)));
+  }
+  return collector.finish().keys;
+}
+
+/** Gathers keys in any order; finish() sorts them and says whether any came twice. */
+export class KeyCollector {
+  private v4 = new Float64Array(1024);
+  private v4Count = 0;
+  private readonly v6: string[] = [];
+
+  add(key: number | string): void {
+    if (typeof key === 'string') {
+      this.v6.push(key);
+      return;
+    }
+    if (this.v4Count === this.v4.length) {
+      const grown = new Float64Array(this.v4.length * 2);
+      grown.set(this.v4);
+      this.v4 = grown;
+    }
+    this.v4[this.v4Count++] = key;
+  }
+
+  get size(): number {
+    return this.v4Count + this.v6.length;
+  }
+
+  finish(): { keys: EntryKeys; duplicates: boolean } {
+    const v4 = this.v4.slice(0, this.v4Count).sort();
+    const v6 = this.v6.sort();
+    const u4 = uniqueSorted(v4);
+    const u6 = uniqueSorted(v6);
+    return { keys: { v4: u4, v6: u6 }, duplicates: u4.length !== v4.length || u6.length !== v6.length };
+  }
+}
+
+function uniqueSorted<A extends Float64Array | string[]>(sorted: A): A {
+  let out = 0;
+  for (let i = 0; i < sorted.length; i++) {
+    if (i === 0 || sorted[i] !== sorted[out - 1]) sorted[out++] = sorted[i]!;
+  }
+  if (out === sorted.length) return sorted;
+  return (sorted instanceof Float64Array ? sorted.slice(0, out) : sorted.slice(0, out)) as A;
+}
+
+/** Whether an ascending array holds `key` (binary search). */
+export function hasKey<K extends number | string>(sorted: ArrayLike<K>, key: K): boolean {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < sorted.length && sorted[lo] === key;
+}
+
+/** Membership of keys asked in ascending order: each call moves a cursor, so a sweep is linear. */
+export class AscendingProbe<K extends number | string> {
+  private at = 0;
+
+  constructor(private readonly sorted: ArrayLike<K>) {}
+
+  has(key: K): boolean {
+    const { sorted } = this;
+    while (this.at < sorted.length && sorted[this.at]! < key) this.at++;
+    return this.at < sorted.length && sorted[this.at] === key;
+  }
+}
+
+/**
+ * Visits the union of two ascending arrays in ascending order, saying for
+ * each key which of them hold it.
+ */
+export function eachOfUnion<K extends number | string>(
+  a: ArrayLike<K>, b: ArrayLike<K>, visit: (key: K, inA: boolean, inB: boolean) => void,
+): void {
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    if (j === b.length || (i < a.length && a[i]! < b[j]!)) visit(a[i++]!, true, false);
+    else if (i === a.length || b[j]! < a[i]!) visit(b[j++]!, false, true);
+    else {
+      visit(a[i]!, true, true);
+      i++;
+      j++;
+    }
+  }
+}
