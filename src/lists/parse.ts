@@ -1,24 +1,32 @@
 // Named lists as text: one address or CIDR per line. `#` and `;` start a
 // comment, anywhere on a line, so FireHOL netsets ("# ..." headers, bare
 // CIDRs) and Spamhaus DROP/EDROP ("1.10.16.0/20 ; SBL256894") parse as they
-// are. Entries are canonicalised (parseCidr) and deduplicated, keeping the
-// first occurrence's order; a bad line fails the whole list, named by its
-// line number, so a truncated download never replaces a good list.
+// are. Entries are canonicalised (parseCidr) and deduplicated into sorted
+// keys (keys.ts): IPv4 ascending, then IPv6. A bad line fails the whole list,
+// named by its line number, so a truncated download never replaces a good list.
 //
-// A million lines take the fast path: canonical IPv4 is read from its
-// characters into a number key (keys.ts), with no regex, Cidr object or
-// per-entry Set; anything else goes through parseCidr.
+// A million lines take the fast path: canonical IPv4 is read from the body's
+// characters into a number, with no string, regex or object per line;
+// anything else goes through parseCidr.
 import { parseCidr, type Cidr } from '../rules/cidr.js';
 import { InvalidArgumentError, InvalidCidrError, TooBroadError, XdpwallError } from '../errors.js';
-import { KeyCollector, canonicalV4Key, keyOfCidr, type EntryKeys } from './keys.js';
+import { KeyCollector, canonicalV4Key, canonicalV4KeyAt, keyCount, keyOfCidr, keyTexts, type EntryKeys } from './keys.js';
 
 /** Entries per list (the kernel's tables hold a few million prefixes at most). */
 export const MAX_LIST_ENTRIES = 2_000_000;
 
-/** Canonical, deduplicated entries (first occurrence's order) and their sorted keys. */
-export interface ParsedEntries {
-  texts: string[];
-  keys: EntryKeys;
+/** Canonical, deduplicated entries as sorted keys. */
+export class ParsedEntries {
+  constructor(readonly keys: EntryKeys) {}
+
+  get count(): number {
+    return keyCount(this.keys);
+  }
+
+  /** The canonical texts, in key order (made on each call). */
+  get texts(): string[] {
+    return keyTexts(this.keys);
+  }
 }
 
 /** Parses one entry; /0 is refused (the default policy is the way to drop everything). */
@@ -34,33 +42,37 @@ export function parseEntry(input: string, where: string): Cidr {
   return cidr;
 }
 
-/** Collects entries; finish() deduplicates them by canonical text. */
+/** Collects entries; finish() deduplicates and sorts them. */
 export class EntrySet {
-  private readonly texts: string[] = [];
   private readonly keys = new KeyCollector();
 
   /** An entry as given (`where` names it in errors). */
   addInput(input: string, where: string): void {
     const key = canonicalV4Key(input);
-    if (key >= 0) this.addCanonical(input.indexOf('/') < 0 ? `${input}/32` : input, key);
+    if (key >= 0) this.keys.add(key);
     else this.add(parseEntry(input, where));
   }
 
-  add(cidr: Cidr): void {
-    this.addCanonical(cidr.text, keyOfCidr(cidr));
+  /** The entry text.slice(start, end). */
+  addAt(text: string, start: number, end: number, where: string): void {
+    const key = canonicalV4KeyAt(text, start, end);
+    if (key >= 0) this.keys.add(key);
+    else this.add(parseEntry(text.slice(start, end), where));
   }
 
-  private addCanonical(text: string, key: number | string): void {
-    this.texts.push(text);
+  add(cidr: Cidr): void {
+    this.keys.add(keyOfCidr(cidr));
+  }
+
+  /** An entry already canonical, by its key. */
+  addKey(key: number | string): void {
     this.keys.add(key);
   }
 
   finish(): ParsedEntries {
-    const { keys, duplicates } = this.keys.finish();
-    const count = keys.v4.length + keys.v6.length;
-    if (count > MAX_LIST_ENTRIES) throw new InvalidArgumentError(`a list holds at most ${MAX_LIST_ENTRIES} entries`);
-    // Canonical texts are equal exactly when their keys are.
-    return { texts: duplicates ? [...new Set(this.texts)] : this.texts, keys };
+    const { keys } = this.keys.finish();
+    if (keyCount(keys) > MAX_LIST_ENTRIES) throw new InvalidArgumentError(`a list holds at most ${MAX_LIST_ENTRIES} entries`);
+    return new ParsedEntries(keys);
   }
 }
 
@@ -79,36 +91,41 @@ export function parseListText(text: string): ParsedEntries {
     let end = text.indexOf('\n', start);
     if (end < 0) end = text.length;
     line++;
-    const entry = firstToken(text, start, end);
-    if (entry !== '') set.addInput(entry, `line ${line}`);
+    addFirstWord(set, text, start, end, line);
     start = end + 1;
   }
   return set.finish();
 }
 
 /**
- * The line's entry: its first whitespace-separated word once comments are
- * cut (Spamhaus' formats and some netsets carry more columns after it).
+ * Adds the line's entry: its first whitespace-separated word once comments
+ * are cut (Spamhaus' formats and some netsets carry more columns after it).
  * Scans ASCII in place; a non-ASCII character (maybe Unicode whitespace)
  * before the word ends sends the line the general way.
  */
-function firstToken(text: string, start: number, end: number): string {
+function addFirstWord(set: EntrySet, text: string, start: number, end: number, line: number): void {
   let from = -1;
+  let to = end;
   for (let i = start; i < end; i++) {
     const c = text.charCodeAt(i);
-    if (c > 127) return firstTokenOf(text.slice(start, end));
-    if (c === 35 || c === 59) return from < 0 ? '' : text.slice(from, i);
-    const space = c === 32 || (c >= 9 && c <= 13);
-    if (from < 0) {
-      if (!space) from = i;
-    } else if (space) {
-      return text.slice(from, i);
+    if (c > 127) {
+      const word = firstWordOf(text.slice(start, end));
+      if (word !== '') set.addInput(word, `line ${line}`);
+      return;
     }
+    const cut = c === 35 || c === 59;
+    const space = c === 32 || (c >= 9 && c <= 13);
+    if (from < 0 && !space && !cut) from = i;
+    else if (from >= 0 && (space || cut)) {
+      to = i;
+      break;
+    }
+    if (cut) break;
   }
-  return from < 0 ? '' : text.slice(from, end);
+  if (from >= 0) set.addAt(text, from, to, `line ${line}`);
 }
 
-function firstTokenOf(line: string): string {
+function firstWordOf(line: string): string {
   let content = line;
   const hash = content.indexOf('#');
   if (hash >= 0) content = content.slice(0, hash);

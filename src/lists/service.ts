@@ -29,9 +29,10 @@ import {
 import { checkListName, type ListAction, type ListOrigin, type ListView } from './model.js';
 import { EntrySet, parseEntry, type ParsedEntries } from './parse.js';
 import {
-  AscendingProbe, EMPTY_KEYS, canonicalV4Key, eachOfUnion, hasKey, keyOfCidr, v4KeyAddress, v4KeyPrefixLen, v4KeyText,
+  AscendingProbe, EMPTY_KEYS, canonicalV4Key, eachOfUnion, hasKey, holdsKey, keyOfCidr, keyOfText, keyTexts, v4KeyAddress, v4KeyPrefixLen,
+  v4KeyText,
 } from './keys.js';
-import type { ListStore, StoredList } from './store.js';
+import { StoredList, type ListFields, type ListStore } from './store.js';
 
 export interface ListKernel {
   /** Runs `work` with no other change of the block tables in between. */
@@ -123,7 +124,7 @@ export class ListService {
   view(list: StoredList): ListView {
     const hits = this.kernel.hits(LIST_RULE_ID_BASE + list.id);
     return {
-      name: list.name, action: list.action, direction: list.direction, comment: list.comment, count: list.texts.length,
+      name: list.name, action: list.action, direction: list.direction, comment: list.comment, count: list.count,
       revision: list.revision, updatedAt: list.updatedAt, origin: list.origin,
       hits: { packets: Number(hits.packets), bytes: Number(hits.bytes) },
     };
@@ -131,13 +132,15 @@ export class ListService {
 
   /** A page of a list's entries, optionally only those containing an address. */
   entries(name: string, query: { limit: number; offset: number; contains?: string }): { items: string[]; total: number } {
-    const list = this.get(name);
-    let texts = list.texts;
-    if (query.contains !== undefined) {
-      const wanted = new Set(prefixesContaining(query.contains));
-      texts = texts.filter((t) => wanted.has(t));
-    }
-    return { items: texts.slice(query.offset, query.offset + query.limit), total: texts.length };
+    const { keys, count } = this.get(name);
+    const end = query.offset + query.limit;
+    if (query.contains === undefined) return { items: keyTexts(keys, query.offset, end), total: count };
+    const held = prefixesContaining(query.contains).map(keyOfText).filter((key) => holdsKey(keys, key));
+    // In the list's order: IPv4 keys ascending, then IPv6 texts ascending.
+    const v4 = held.filter((key): key is number => typeof key === 'number').sort((a, b) => a - b);
+    const v6 = held.filter((key): key is string => typeof key === 'string').sort();
+    const texts = [...v4.map(v4KeyText), ...v6];
+    return { items: texts.slice(query.offset, end), total: texts.length };
   }
 
   /** Replaces (or creates) a list as a whole. */
@@ -150,7 +153,6 @@ export class ListService {
         action: input.action ?? 'deny',
         direction: input.direction ?? 'src',
         comment: input.comment ?? null,
-        texts: input.entries.texts,
         keys: input.entries.keys,
         origin: options.origin ?? 'api',
       });
@@ -162,13 +164,15 @@ export class ListService {
     return this.lock.run(async () => {
       const current = this.get(name);
       this.checkChange(name, current, options);
-      const removed = new Set<string>();
-      (delta.remove ?? []).forEach((entry, i) => removed.add(parseEntry(entry, `remove[${i}]`).text));
+      const removed = new Set<number | string>();
+      (delta.remove ?? []).forEach((entry, i) => removed.add(keyOfCidr(parseEntry(entry, `remove[${i}]`))));
       const set = new EntrySet();
-      for (const text of current.texts) if (!removed.has(text)) set.addInput(text, 'a stored entry');
+      for (const key of current.keys.v4) if (!removed.has(key)) set.addKey(key);
+      for (const key of current.keys.v6) if (!removed.has(key)) set.addKey(key);
       (delta.add ?? []).forEach((entry, i) => set.addInput(entry, `add[${i}]`));
-      const { texts, keys } = set.finish();
-      return this.replace(name, current, { ...current, texts, keys, origin: options.origin ?? current.origin });
+      const { keys } = set.finish();
+      const { action, direction, comment } = current;
+      return this.replace(name, current, { action, direction, comment, keys, origin: options.origin ?? current.origin });
     });
   }
 
@@ -197,10 +201,9 @@ export class ListService {
   /** The kernel entry a key's lists want when no block holds it (CidrMaps.setListClaims). */
   claim(direction: BlockDirection, cidr: string): KernelRule | undefined {
     if (this.byId.size === 0) return undefined;
-    const v4 = canonicalV4Key(cidr);
-    const key = v4 >= 0 ? v4 : keyOfCidr(parseCidr(cidr));
+    const key = keyOfText(cidr);
     const winner = this.winner(direction, key);
-    return winner === undefined ? undefined : kernelRule(winner, direction, key, Buffer.allocUnsafe(4), 0);
+    return winner === undefined ? undefined : kernelRule(winner, direction, key);
   }
 
   /** Appends the list entries the kernel must hold (keys no block holds) to start-up's columns. */
@@ -247,13 +250,14 @@ export class ListService {
     }
   }
 
-  private async replace(name: string, current: StoredList | undefined, next: Omit<StoredList, 'id' | 'name' | 'revision' | 'updatedAt'>): Promise<ListResult> {
+  private async replace(name: string, current: StoredList | undefined, next: Omit<ListFields, 'name' | 'revision' | 'updatedAt'>): Promise<ListResult> {
     if (next.action !== 'deny' && next.action !== 'allow' && next.action !== 'none') throw new InvalidArgumentError(`action must be deny, allow or none`);
     const updatedAt = this.now().toISOString();
     const revision = (current?.revision ?? 0) + 1;
     return this.users.exclusive(() => this.kernel.exclusive(async () => {
-      const id = current?.id ?? (await this.store.save({ ...next, name, revision, updatedAt }));
-      const list: StoredList = { ...next, id, name, revision, updatedAt };
+      const fields: ListFields = { ...next, name, revision, updatedAt };
+      const id = current?.id ?? (await this.store.save(fields));
+      const list = new StoredList(id, fields);
       const diff = this.diff(current, list);
       const undo = async () => {
         this.restore(current, list);
@@ -280,7 +284,7 @@ export class ListService {
         await undo();
         if (used) await this.users.refresh(name);
       });
-      return { name, count: list.texts.length, revision, updatedAt };
+      return { name, count: list.count, revision, updatedAt };
     }));
   }
 
@@ -334,21 +338,24 @@ export class ListService {
       const was = holds(before, direction) ? before : undefined;
       const now = holds(after, direction) ? after : undefined;
       if (!was && !now) continue;
-      const changes = new Changes();
+      // Per family apart: IPv4 keys stay unboxed doubles in their arrays.
       const oldKeys = was?.keys ?? EMPTY_KEYS;
       const newKeys = now?.keys ?? EMPTY_KEYS;
-      sweep(was, now, rivals, rivals.map((list) => list.keys.v4), oldKeys.v4, newKeys.v4, changes);
-      sweep(was, now, rivals, rivals.map((list) => list.keys.v6), oldKeys.v6, newKeys.v6, changes);
-      const blocked = this.blockedAmong(direction, changes.keys);
-      const networks = Buffer.allocUnsafe(changes.keys.length * 4);
-      changes.keys.forEach((key, i) => {
-        if (blocked(key)) return;
-        const from = changes.from[i] && kernelRule(changes.from[i]!, direction, key, networks, i);
-        const to = changes.to[i] && kernelRule(changes.to[i]!, direction, key, networks, i);
-        if (from && to) replace.push({ from, to });
-        else if (to) install.push(to);
-        else if (from) remove.push(from);
-      });
+      const v4 = sweep(was, now, rivals, rivals.map((list) => list.keys.v4), oldKeys.v4, newKeys.v4);
+      const v6 = sweep(was, now, rivals, rivals.map((list) => list.keys.v6), oldKeys.v6, newKeys.v6);
+      for (const changes of [v4, v6] as Array<Changes<number | string>>) {
+        const blocked = this.blockedAmong(direction, changes.keys);
+        const { keys, from, to, parties } = changes;
+        for (let i = 0; i < keys.length; i++) {
+          const key = keys[i]!;
+          if (blocked(key)) continue;
+          const old = from[i]! > 0 ? kernelRule(parties[from[i]!]!, direction, key) : undefined;
+          const next = to[i]! > 0 ? kernelRule(parties[to[i]!]!, direction, key) : undefined;
+          if (old && next) replace.push({ from: old, to: next });
+          else if (next) install.push(next);
+          else if (old) remove.push(old);
+        }
+      }
     }
     return { install, replace, remove };
   }
@@ -371,7 +378,7 @@ export class ListService {
     let best: StoredList | undefined;
     for (const list of this.byId.values()) {
       if (!holds(list, direction)) continue;
-      if (typeof key === 'number' ? hasKey(list.keys.v4, key) : hasKey(list.keys.v6, key)) best = stronger(best, list);
+      if (holdsKey(list.keys, key)) best = stronger(best, list);
     }
     return best;
   }
@@ -404,13 +411,18 @@ const verdictOf = (list: StoredList | undefined): number => (list ? list.id * 2 
 
 const keyText = (key: number | string): string => (typeof key === 'number' ? v4KeyText(key) : key);
 
-/** Keys whose winner changes, with the old and new winner. */
-class Changes {
-  readonly keys: Array<number | string> = [];
-  readonly from: Array<StoredList | undefined> = [];
-  readonly to: Array<StoredList | undefined> = [];
+/**
+ * Keys whose winner changes, with the old and new winner as indices into
+ * `parties` (0: none): no object per key.
+ */
+class Changes<K extends number | string> {
+  readonly keys: K[] = [];
+  readonly from: number[] = [];
+  readonly to: number[] = [];
 
-  push(key: number | string, from: StoredList | undefined, to: StoredList | undefined): void {
+  constructor(readonly parties: ReadonlyArray<StoredList | undefined>) {}
+
+  push(key: K, from: number, to: number): void {
     this.keys.push(key);
     this.from.push(from);
     this.to.push(to);
@@ -423,40 +435,45 @@ class Changes {
  */
 function sweep<K extends number | string>(
   was: StoredList | undefined, now: StoredList | undefined, rivals: readonly StoredList[], rivalKeys: ReadonlyArray<ArrayLike<K>>,
-  oldKeys: ArrayLike<K>, newKeys: ArrayLike<K>, changes: Changes,
-): void {
+  oldKeys: ArrayLike<K>, newKeys: ArrayLike<K>,
+): Changes<K> {
+  // Parties: 0 none, 1 was, 2 now, 3.. the rivals.
+  const parties = [undefined, was, now, ...rivals];
+  const changes = new Changes<K>(parties);
   const probes = rivalKeys.map((keys) => new AscendingProbe(keys));
   const same = was !== undefined && now !== undefined && verdictOf(was) === verdictOf(now);
+  const winner = (rival: number, mine: number): number => {
+    if (rival === 0 || mine === 0) return rival + mine;
+    return strength(parties[mine]!) < strength(parties[rival]!) ? mine : rival;
+  };
   eachOfUnion(oldKeys, newKeys, (key, inOld, inNew) => {
     if (inOld && inNew && same) return;
-    let rival: StoredList | undefined;
+    let rival = 0;
     for (let i = 0; i < probes.length; i++) {
       if (probes[i]!.has(key)) {
-        rival = rivals[i];
+        rival = 3 + i;
         break;
       }
     }
-    const from = stronger(rival, inOld ? was : undefined);
-    const to = stronger(rival, inNew ? now : undefined);
-    if (verdictOf(from) !== verdictOf(to)) changes.push(key, from, to);
+    const from = winner(rival, inOld ? 1 : 0);
+    const to = winner(rival, inNew ? 2 : 0);
+    if (verdictOf(parties[from]) !== verdictOf(parties[to])) changes.push(key, from, to);
   });
+  return changes;
 }
 
 /**
  * A list entry as the kernel writer takes it. Made by the million on a
- * replace, so the text is made only if asked for and IPv4 addresses are
- * views of one buffer.
+ * replace and held until the kernel has the change, so it carries only its
+ * key: the text and the IPv4 address bytes are made when asked for.
  */
 class ListEntryRule implements KernelRule {
-  readonly comment = null;
-  readonly createdAt = '';
-
   constructor(
     readonly id: number,
     private readonly key: number | string,
     readonly family: 4 | 6,
     readonly prefixLen: number,
-    readonly network: Buffer,
+    private readonly v6Network: Buffer | undefined,
     readonly direction: BlockDirection,
     readonly allow: boolean,
   ) {}
@@ -464,17 +481,30 @@ class ListEntryRule implements KernelRule {
   get cidr(): string {
     return keyText(this.key);
   }
+
+  get network(): Buffer {
+    if (this.v6Network) return this.v6Network;
+    const network = Buffer.allocUnsafe(4);
+    network.writeUInt32BE(v4KeyAddress(this.key as number), 0);
+    return network;
+  }
+
+  get comment(): null {
+    return null;
+  }
+
+  get createdAt(): string {
+    return '';
+  }
 }
 
-/** The kernel entry of `list` for a key; an IPv4 address goes into `networks` at slot `slot`. */
-function kernelRule(list: StoredList, direction: BlockDirection, key: number | string, networks: Buffer, slot: number): KernelRule {
+/** The kernel entry of `list` for a key. */
+function kernelRule(list: StoredList, direction: BlockDirection, key: number | string): KernelRule {
   const id = LIST_RULE_ID_BASE + list.id;
   const allow = list.action === 'allow';
   if (typeof key === 'string') {
     const cidr = parseCidr(key);
     return new ListEntryRule(id, key, 6, cidr.prefixLen, cidr.bytes, direction, allow);
   }
-  const network = networks.subarray(slot * 4, slot * 4 + 4);
-  network.writeUInt32BE(v4KeyAddress(key), 0);
-  return new ListEntryRule(id, key, 4, v4KeyPrefixLen(key), network, direction, allow);
+  return new ListEntryRule(id, key, 4, v4KeyPrefixLen(key), undefined, direction, allow);
 }

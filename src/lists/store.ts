@@ -1,12 +1,13 @@
 // Named lists in the rule store's SQLite file: one row per list, its entries
-// as one text (canonical CIDRs joined by "\n"). A million entries are one
-// 15 MB value written in one statement, not a million rows: a replace is a
-// single UPDATE, and the list is read whole at start-up anyway.
+// as one value (encodeKeys: a million IPv4 entries are 8 MB of sorted keys,
+// written in one statement, not a million rows): a replace is a single
+// UPDATE, and the list is read whole at start-up anyway. Rows written before
+// keys were stored hold canonical CIDRs joined by "\n" (TEXT); both read.
 import type Database from 'better-sqlite3';
 import type { RuleStore } from '../rules/store.js';
 import type { BlockDirection } from '../rules/model.js';
 import type { ListAction, ListOrigin } from './model.js';
-import { keysOfTexts, type EntryKeys } from './keys.js';
+import { decodeKeys, encodeKeys, keyCount, keyTexts, keysOfTexts, type EntryKeys } from './keys.js';
 
 interface ListRow {
   id: number;
@@ -17,11 +18,11 @@ interface ListRow {
   revision: number;
   updated_at: string;
   origin: ListOrigin;
-  entries: string;
+  entries: string | Buffer;
 }
 
-export interface StoredList {
-  id: number;
+/** What a change of a list gives; the store adds the id. */
+export interface ListFields {
   name: string;
   action: ListAction;
   direction: BlockDirection;
@@ -29,10 +30,41 @@ export interface StoredList {
   revision: number;
   updatedAt: string;
   origin: ListOrigin;
-  /** Canonical entries, in the order given. */
-  texts: string[];
-  /** The same entries as sorted keys (what diffs and lookups use). */
+  /** The entries, as sorted keys. */
   keys: EntryKeys;
+}
+
+/** One version of a list; a change makes a new one. */
+export class StoredList implements ListFields {
+  readonly name: string;
+  readonly action: ListAction;
+  readonly direction: BlockDirection;
+  readonly comment: string | null;
+  readonly revision: number;
+  readonly updatedAt: string;
+  readonly origin: ListOrigin;
+  readonly keys: EntryKeys;
+  private textCache?: string[];
+
+  constructor(readonly id: number, fields: ListFields) {
+    this.name = fields.name;
+    this.action = fields.action;
+    this.direction = fields.direction;
+    this.comment = fields.comment;
+    this.revision = fields.revision;
+    this.updatedAt = fields.updatedAt;
+    this.origin = fields.origin;
+    this.keys = fields.keys;
+  }
+
+  get count(): number {
+    return keyCount(this.keys);
+  }
+
+  /** Canonical entries in key order (IPv4 by address, then IPv6), made once when first asked for. */
+  get texts(): readonly string[] {
+    return (this.textCache ??= keyTexts(this.keys));
+  }
 }
 
 const SCHEMA = `CREATE TABLE IF NOT EXISTS lists (
@@ -63,16 +95,16 @@ export class ListStore {
   }
 
   /** Inserts or replaces a list in one transaction; the id of its row. */
-  async save(list: Omit<StoredList, 'id' | 'keys'>): Promise<number> {
+  async save(list: ListFields): Promise<number> {
     return this.rules.transaction(`cannot store list ${list.name}`, () => {
       const row = this.db
-        .prepare<[string, string, string, string | null, number, string, string, string], { id: number }>(
+        .prepare<[string, string, string, string | null, number, string, string, Buffer], { id: number }>(
           `INSERT INTO lists (name, action, direction, comment, revision, updated_at, origin, entries) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (name) DO UPDATE SET action = excluded.action, direction = excluded.direction, comment = excluded.comment,
              revision = excluded.revision, updated_at = excluded.updated_at, origin = excluded.origin, entries = excluded.entries
            RETURNING id`,
         )
-        .get(list.name, list.action, list.direction, list.comment, list.revision, list.updatedAt, list.origin, list.texts.join('\n'));
+        .get(list.name, list.action, list.direction, list.comment, list.revision, list.updatedAt, list.origin, encodeKeys(list.keys));
       return row!.id;
     });
   }
@@ -119,9 +151,8 @@ export class ListStore {
 }
 
 function toList(row: ListRow): StoredList {
-  const texts = row.entries === '' ? [] : row.entries.split('\n');
-  return {
-    id: row.id,
+  const keys = typeof row.entries === 'string' ? keysOfTexts(row.entries === '' ? [] : row.entries.split('\n')) : decodeKeys(row.entries);
+  return new StoredList(row.id, {
     name: row.name,
     action: row.action,
     direction: row.direction,
@@ -129,7 +160,6 @@ function toList(row: ListRow): StoredList {
     revision: row.revision,
     updatedAt: row.updated_at,
     origin: row.origin,
-    texts,
-    keys: keysOfTexts(texts),
-  };
+    keys,
+  });
 }
