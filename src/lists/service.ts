@@ -299,9 +299,9 @@ export class ListService {
   }
 
   /** Applies a diff; on failure undoes the store and the index, then reconciles the kernel to them. */
-  private async applyOrResync(diff: KernelDiff, undo: () => void | Promise<void>): Promise<void> {
+  private async applyOrResync(diff: ListDiff, undo: () => void | Promise<void>): Promise<void> {
     try {
-      await this.kernel.applyDiff(diff);
+      await this.apply(diff);
     } catch (error) {
       try {
         await undo();
@@ -325,51 +325,71 @@ export class ListService {
    * winner changed, but not keys a block holds. One merge of the two sorted
    * key arrays, with a cursor into each other list of the direction.
    */
-  private diff(before: StoredList | undefined, after: StoredList | undefined): KernelDiff {
+  private diff(before: StoredList | undefined, after: StoredList | undefined): ListDiff {
     const id = (before ?? after)!.id;
     const others = [...this.byId.values()].filter((list) => list.id !== id);
     if (before) this.index(before, -1);
     if (after) this.index(after, +1);
-    const install: KernelRule[] = [];
-    const replace: Array<{ from: KernelRule; to: KernelRule }> = [];
-    const remove: KernelRule[] = [];
+    const parts: ListDiff = [];
     for (const direction of ['src', 'dst'] as const) {
       const rivals = byStrength(others.filter((list) => holds(list, direction)));
       const was = holds(before, direction) ? before : undefined;
       const now = holds(after, direction) ? after : undefined;
       if (!was && !now) continue;
-      // Per family apart: IPv4 keys stay unboxed doubles in their arrays.
       const oldKeys = was?.keys ?? EMPTY_KEYS;
       const newKeys = now?.keys ?? EMPTY_KEYS;
-      const v4 = sweep(was, now, rivals, rivals.map((list) => list.keys.v4), oldKeys.v4, newKeys.v4);
-      const v6 = sweep(was, now, rivals, rivals.map((list) => list.keys.v6), oldKeys.v6, newKeys.v6);
-      for (const changes of [v4, v6] as Array<Changes<number | string>>) {
-        const blocked = this.blockedAmong(direction, changes.keys);
-        const { keys, from, to, parties } = changes;
-        for (let i = 0; i < keys.length; i++) {
-          const key = keys[i]!;
-          if (blocked(key)) continue;
-          const old = from[i]! > 0 ? kernelRule(parties[from[i]!]!, direction, key) : undefined;
-          const next = to[i]! > 0 ? kernelRule(parties[to[i]!]!, direction, key) : undefined;
-          if (old && next) replace.push({ from: old, to: next });
-          else if (next) install.push(next);
-          else if (old) remove.push(old);
-        }
+      // Per family apart: IPv4 keys stay unboxed doubles.
+      for (const changes of [
+        sweep(was, now, rivals, rivals.map((list) => list.keys.v4), oldKeys.v4, newKeys.v4, new Float64Array(oldKeys.v4.length + newKeys.v4.length)),
+        sweep(was, now, rivals, rivals.map((list) => list.keys.v6), oldKeys.v6, newKeys.v6, []),
+      ] as Array<Changes<number | string>>) {
+        if (changes.count > 0) parts.push({ direction, changes, blocked: this.blockedAmong(direction, changes.keys, changes.count) });
       }
     }
-    return { install, replace, remove };
+    return parts;
+  }
+
+  /**
+   * Applies a diff: every new and replaced entry first, removals after, so
+   * no address both lists hold is ever unfiltered. In chunks of kernel
+   * entries, which are garbage once their chunk is in (a million of them
+   * held at once cost more in GC than the kernel writes).
+   */
+  private async apply(diff: ListDiff): Promise<void> {
+    for (const removals of [false, true]) {
+      let chunk: MutableDiff = { install: [], replace: [], remove: [] };
+      let size = 0;
+      for (const { direction, changes, blocked } of diff) {
+        const { keys, from, to, parties } = changes;
+        for (let i = 0; i < changes.count; i++) {
+          if ((to[i] === 0) !== removals) continue;
+          const key = keys[i]!;
+          if (blocked(key)) continue;
+          const next = to[i] === 0 ? undefined : kernelRule(parties[to[i]!]!, direction, key);
+          const old = from[i] === 0 ? undefined : kernelRule(parties[from[i]!]!, direction, key);
+          if (old && next) chunk.replace.push({ from: old, to: next });
+          else if (next) chunk.install.push(next);
+          else if (old) chunk.remove.push(old);
+          if (++size === APPLY_CHUNK) {
+            await this.kernel.applyDiff(chunk);
+            chunk = { install: [], replace: [], remove: [] };
+            size = 0;
+          }
+        }
+      }
+      if (size > 0) await this.kernel.applyDiff(chunk);
+    }
   }
 
   /** Whether a block of `direction` holds a key, asked for each of `keys`: the blocks' keys or an IN query, whichever is fewer. */
-  private blockedAmong(direction: BlockDirection, keys: ReadonlyArray<number | string>): (key: number | string) => boolean {
-    if (keys.length === 0) return () => false;
+  private blockedAmong(direction: BlockDirection, keys: ArrayLike<number | string>, count: number): (key: number | string) => boolean {
     const total = this.store.blockCount(direction);
     if (total === 0) return () => false;
-    if (total <= keys.length) {
+    if (total <= count) {
       const blocks = this.store.blockKeys(direction);
       return (key) => (typeof key === 'number' ? hasKey(blocks.v4, key) : hasKey(blocks.v6, key));
     }
-    const held = this.store.blockedAmong(direction, keys.map(keyText));
+    const held = this.store.blockedAmong(direction, Array.from({ length: count }, (_, i) => keyText(keys[i]!)));
     return (key) => held.has(keyText(key));
   }
 
@@ -411,35 +431,53 @@ const verdictOf = (list: StoredList | undefined): number => (list ? list.id * 2 
 
 const keyText = (key: number | string): string => (typeof key === 'number' ? v4KeyText(key) : key);
 
+type MutableDiff = { install: KernelRule[]; replace: Array<{ from: KernelRule; to: KernelRule }>; remove: KernelRule[] };
+
+/** Kernel entries per applyDiff call. */
+const APPLY_CHUNK = 1 << 16;
+
+/** A list change for the kernel: per direction and family, the keys whose winner changes. */
+type ListDiff = Array<{ direction: BlockDirection; changes: Changes<number | string>; blocked: (key: number | string) => boolean }>;
+
 /**
  * Keys whose winner changes, with the old and new winner as indices into
- * `parties` (0: none): no object per key.
+ * `parties` (0: none), in arrays sized once: no object per key.
  */
 class Changes<K extends number | string> {
-  readonly keys: K[] = [];
-  readonly from: number[] = [];
-  readonly to: number[] = [];
+  count = 0;
+  readonly from: Uint32Array;
+  readonly to: Uint32Array;
 
-  constructor(readonly parties: ReadonlyArray<StoredList | undefined>) {}
+  constructor(
+    readonly parties: ReadonlyArray<StoredList | undefined>,
+    /** Room for as many keys as `from` and `to` get. */
+    readonly keys: { [i: number]: K; length: number },
+  ) {
+    this.from = new Uint32Array(keys.length);
+    this.to = new Uint32Array(keys.length);
+  }
 
   push(key: K, from: number, to: number): void {
-    this.keys.push(key);
-    this.from.push(from);
-    this.to.push(to);
+    const i = this.count++;
+    this.keys[i] = key;
+    this.from[i] = from;
+    this.to[i] = to;
   }
 }
 
 /**
  * The keys of one family and direction whose winner changes when `was`
- * becomes `now` (the other lists, `rivals`, strongest first, stay).
+ * becomes `now` (the other lists, `rivals`, strongest first, stay), written
+ * into `room` (a Float64Array as long as both key arrays, or a string array).
  */
 function sweep<K extends number | string>(
   was: StoredList | undefined, now: StoredList | undefined, rivals: readonly StoredList[], rivalKeys: ReadonlyArray<ArrayLike<K>>,
-  oldKeys: ArrayLike<K>, newKeys: ArrayLike<K>,
+  oldKeys: ArrayLike<K>, newKeys: ArrayLike<K>, room: { [i: number]: K; length: number },
 ): Changes<K> {
   // Parties: 0 none, 1 was, 2 now, 3.. the rivals.
   const parties = [undefined, was, now, ...rivals];
-  const changes = new Changes<K>(parties);
+  if (!(room instanceof Float64Array)) room.length = oldKeys.length + newKeys.length;
+  const changes = new Changes<K>(parties, room);
   const probes = rivalKeys.map((keys) => new AscendingProbe(keys));
   const same = was !== undefined && now !== undefined && verdictOf(was) === verdictOf(now);
   const winner = (rival: number, mine: number): number => {
