@@ -119,12 +119,15 @@ describe('list diffs', () => {
     const kernel = new RecordingKernel();
     const lists = new ListService(new ListStore(rules), kernel);
     await lists.put('big', { entries: parseListText(hosts(100_000)) });
-    expect(kernel.calls.map((c) => c.install.length)).toEqual([65_536, 100_000 - 65_536]);
+    expect(kernel.calls.map((c) => c.install.length)).toEqual([...Array<number>(6).fill(16_384), 100_000 - 6 * 16_384]);
     kernel.calls.length = 0;
     // Half the entries stay, half are new, half go: the same ones stay untouched.
     await lists.put('big', { entries: parseListText(hosts(100_000, 1, 50_000)) });
     const sizes = kernel.calls.map((c) => [c.install.length, c.replace.length, c.remove.length]);
-    expect(sizes).toEqual([[50_000, 0, 0], [0, 0, 50_000]]);
+    expect(sizes).toEqual([
+      ...Array(3).fill([16_384, 0, 0]), [50_000 - 3 * 16_384, 0, 0],
+      ...Array(3).fill([0, 0, 16_384]), [0, 0, 50_000 - 3 * 16_384],
+    ]);
     const first = kernel.calls[0]!.install[0]!;
     expect([first.cidr, first.id, first.family, first.prefixLen, [...first.network], first.allow]).toEqual(
       [hostText(100_000), LIST_RULE_ID_BASE + 1, 4, 32, hostBytes(100_000), false],
