@@ -9,7 +9,8 @@ import type { KernelDiff } from '../src/datapath/cidr-maps.js';
 import { parseCidr } from '../src/rules/cidr.js';
 import { RuleStore } from '../src/rules/store.js';
 import { canonicalV4Key, decodeKeys, encodeKeys, keyOfCidr, keyTexts } from '../src/lists/keys.js';
-import { EntrySet, parseEntryArray, parseListText } from '../src/lists/parse.js';
+import { EntrySet, parseEntryArray, parseEntryArraySliced, parseListText, parseListTextSliced } from '../src/lists/parse.js';
+import { countingSlicer } from './lib/counting-slicer.js';
 import { ListService, type ListKernel } from '../src/lists/service.js';
 import { ListStore } from '../src/lists/store.js';
 
@@ -67,6 +68,24 @@ describe('list keys', () => {
     expect(() => parseListText('198.18.0.0/24\n198.18.0.1/24\n')).toThrow(/line 2: .*host bits/);
   });
 
+  it('parses and sorts a large body in slices of the event loop, to the same keys', async () => {
+    // Descending, so every sorted run and merge has work to do; 100,000 entries span four runs of 32,768.
+    const text = hosts(100_000).split('\n').reverse().join('\n');
+    const counting = countingSlicer();
+    try {
+      const sliced = await parseListTextSliced(text, counting.slicer());
+      const whole = parseListText(text);
+      expect([...sliced.keys.v4]).toEqual([...whole.keys.v4]);
+      expect(sliced.count).toBe(100_000);
+      // A look after each 2,048 lines but the last (48), each of 4 runs sorted, each of 3 merges (2 of width 32,768, 1 of 65,536).
+      expect(counting.ticksAtTurns.length).toBe(48 + 4 + 3);
+      const array = await parseEntryArraySliced(text.split('\n'), counting.slicer());
+      expect([...array.keys.v4]).toEqual([...whole.keys.v4]);
+    } finally {
+      counting.stop();
+    }
+  });
+
   it('round-trips through the stored value, and a row stored as text still reads', async () => {
     const keys = parseListText('198.18.0.0/15\n198.18.5.5\nfd00:198::/48\nfd00:198::1\n').keys;
     const decoded = decodeKeys(encodeKeys(keys));
@@ -117,7 +136,8 @@ describe('list diffs', () => {
   it('sends a big replace in chunks, every install and replacement before any removal, and skips unchanged keys', async () => {
     const rules = new RuleStore(':memory:');
     const kernel = new RecordingKernel();
-    const lists = new ListService(new ListStore(rules), kernel);
+    const counting = countingSlicer();
+    const lists = new ListService(new ListStore(rules), kernel, { slicer: counting.slicer });
     await lists.put('big', { entries: parseListText(hosts(100_000)) });
     expect(kernel.calls.map((c) => c.install.length)).toEqual([...Array<number>(6).fill(16_384), 100_000 - 6 * 16_384]);
     kernel.calls.length = 0;
@@ -135,6 +155,10 @@ describe('list diffs', () => {
     kernel.calls.length = 0;
     await lists.put('big', { entries: parseListText(hosts(100_000, 1, 50_000)) });
     expect(kernel.calls).toEqual([]);
+    // The diff looked at its slicer every 4,096 keys: 100k, then 150k (the union), then 100k keys.
+    expect(counting.ticksAtTurns.length).toBe(Math.floor(100_000 / 4096) + Math.floor(150_000 / 4096) + Math.floor(100_000 / 4096));
+    expect(counting.ticksAtTurns.every((ticks, i) => i === 0 || ticks > counting.ticksAtTurns[i - 1]!)).toBe(true);
+    counting.stop();
     rules.close();
   });
 

@@ -4,6 +4,7 @@
 // sets of strings: a million-entry list is one 8 MB Float64Array instead of
 // a million map entries.
 import { parseCidr, type Cidr } from '../rules/cidr.js';
+import type { Slicer } from '../event-loop.js';
 
 export interface EntryKeys {
   /** IPv4 entries, ascending (v4Key). */
@@ -140,7 +141,7 @@ export function decodeKeys(value: Uint8Array): EntryKeys {
 export function keysOfTexts(texts: readonly string[]): EntryKeys {
   const collector = new KeyCollector();
   for (const text of texts) collector.add(keyOfText(text));
-  return collector.finish().keys;
+  return collector.finish();
 }
 
 /** Gathers keys in any order; finish() sorts them and says whether any came twice. */
@@ -166,13 +167,44 @@ export class KeyCollector {
     return this.v4Count + this.v6.length;
   }
 
-  finish(): { keys: EntryKeys; duplicates: boolean } {
-    const v4 = this.v4.slice(0, this.v4Count).sort();
-    const v6 = this.v6.sort();
-    const u4 = uniqueSorted(v4);
-    const u6 = uniqueSorted(v6);
-    return { keys: { v4: u4, v6: u6 }, duplicates: u4.length !== v4.length || u6.length !== v6.length };
+  finish(): EntryKeys {
+    return { v4: uniqueSorted(this.v4.slice(0, this.v4Count).sort()), v6: uniqueSorted(this.v6.sort()) };
   }
+
+  /** finish(), sorting IPv4 in runs merged between turns of the event loop. */
+  async finishSliced(slicer: Slicer): Promise<EntryKeys> {
+    const v4 = await sortSliced(this.v4.slice(0, this.v4Count), slicer);
+    return { v4: uniqueSorted(v4), v6: uniqueSorted(this.v6.sort()) };
+  }
+}
+
+/** Keys per run sorted in one go (a few milliseconds). */
+const SORT_RUN = 1 << 15;
+
+/** Sorts `keys` (ascending): runs sorted natively, then merged pairwise, looking at the slicer between steps. */
+async function sortSliced(keys: Float64Array, slicer: Slicer): Promise<Float64Array> {
+  const n = keys.length;
+  for (let from = 0; from < n; from += SORT_RUN) {
+    keys.subarray(from, Math.min(n, from + SORT_RUN)).sort();
+    if (slicer.due) await slicer.next();
+  }
+  let src: Float64Array = keys;
+  let dst: Float64Array = new Float64Array(n);
+  for (let width = SORT_RUN; width < n; width *= 2) {
+    for (let lo = 0; lo < n; lo += 2 * width) {
+      const mid = Math.min(n, lo + width);
+      const hi = Math.min(n, lo + 2 * width);
+      let i = lo;
+      let j = mid;
+      let k = lo;
+      while (i < mid && j < hi) dst[k++] = src[j]! < src[i]! ? src[j++]! : src[i++]!;
+      while (i < mid) dst[k++] = src[i++]!;
+      while (j < hi) dst[k++] = src[j++]!;
+      if (slicer.due) await slicer.next();
+    }
+    [src, dst] = [dst, src];
+  }
+  return src;
 }
 
 function uniqueSorted<A extends Float64Array | string[]>(sorted: A): A {
@@ -206,25 +238,5 @@ export class AscendingProbe<K extends number | string> {
     const { sorted } = this;
     while (this.at < sorted.length && sorted[this.at]! < key) this.at++;
     return this.at < sorted.length && sorted[this.at] === key;
-  }
-}
-
-/**
- * Visits the union of two ascending arrays in ascending order, saying for
- * each key which of them hold it.
- */
-export function eachOfUnion<K extends number | string>(
-  a: ArrayLike<K>, b: ArrayLike<K>, visit: (key: K, inA: boolean, inB: boolean) => void,
-): void {
-  let i = 0;
-  let j = 0;
-  while (i < a.length || j < b.length) {
-    if (j === b.length || (i < a.length && a[i]! < b[j]!)) visit(a[i++]!, true, false);
-    else if (i === a.length || b[j]! < a[i]!) visit(b[j++]!, false, true);
-    else {
-      visit(a[i]!, true, true);
-      i++;
-      j++;
-    }
   }
 }

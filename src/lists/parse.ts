@@ -10,6 +10,7 @@
 // anything else goes through parseCidr.
 import { parseCidr, type Cidr } from '../rules/cidr.js';
 import { InvalidArgumentError, InvalidCidrError, TooBroadError, XdpwallError } from '../errors.js';
+import { TimeSlicer, type Slicer } from '../event-loop.js';
 import { KeyCollector, canonicalV4Key, canonicalV4KeyAt, keyCount, keyOfCidr, keyTexts, type EntryKeys } from './keys.js';
 
 /** Entries per list (the kernel's tables hold a few million prefixes at most). */
@@ -70,11 +71,22 @@ export class EntrySet {
   }
 
   finish(): ParsedEntries {
-    const { keys } = this.keys.finish();
-    if (keyCount(keys) > MAX_LIST_ENTRIES) throw new InvalidArgumentError(`a list holds at most ${MAX_LIST_ENTRIES} entries`);
-    return new ParsedEntries(keys);
+    return checked(this.keys.finish());
+  }
+
+  /** finish(), giving the event loop back between steps of the sort. */
+  async finishSliced(slicer: Slicer): Promise<ParsedEntries> {
+    return checked(await this.keys.finishSliced(slicer));
   }
 }
+
+function checked(keys: EntryKeys): ParsedEntries {
+  if (keyCount(keys) > MAX_LIST_ENTRIES) throw new InvalidArgumentError(`a list holds at most ${MAX_LIST_ENTRIES} entries`);
+  return new ParsedEntries(keys);
+}
+
+/** Entries between looks at the slicer (a look reads the clock). */
+const ENTRIES_PER_LOOK = 2048;
 
 export function parseEntryArray(entries: readonly string[], field = 'entries'): ParsedEntries {
   const set = new EntrySet();
@@ -82,19 +94,45 @@ export function parseEntryArray(entries: readonly string[], field = 'entries'): 
   return set.finish();
 }
 
+/** parseEntryArray in slices of the event loop (a request's million entries). */
+export async function parseEntryArraySliced(entries: readonly string[], slicer: Slicer = new TimeSlicer(), field = 'entries'): Promise<ParsedEntries> {
+  const set = new EntrySet();
+  for (let i = 0; i < entries.length; i++) {
+    set.addInput(entries[i]!, `${field}[${i}]`);
+    if (i % ENTRIES_PER_LOOK === 0 && slicer.due) await slicer.next();
+  }
+  return set.finishSliced(slicer);
+}
+
 /** Parses a list file (plain, FireHOL netset, Spamhaus DROP). */
 export function parseListText(text: string): ParsedEntries {
   const set = new EntrySet();
-  let line = 0;
-  let start = 0;
-  while (start <= text.length) {
+  const at = { line: 0, start: 0 };
+  while (addLines(set, text, at, Infinity));
+  return set.finish();
+}
+
+/** parseListText in slices of the event loop (a request's 17 MB body). */
+export async function parseListTextSliced(text: string, slicer: Slicer = new TimeSlicer()): Promise<ParsedEntries> {
+  const set = new EntrySet();
+  const at = { line: 0, start: 0 };
+  while (addLines(set, text, at, ENTRIES_PER_LOOK)) if (slicer.due) await slicer.next();
+  return set.finishSliced(slicer);
+}
+
+/** Adds up to `lines` lines from `at` on and moves `at` past them; false once the text is done. */
+function addLines(set: EntrySet, text: string, at: { line: number; start: number }, lines: number): boolean {
+  let { line, start } = at;
+  for (let n = 0; n < lines && start <= text.length; n++) {
     let end = text.indexOf('\n', start);
     if (end < 0) end = text.length;
     line++;
     addFirstWord(set, text, start, end, line);
     start = end + 1;
   }
-  return set.finish();
+  at.line = line;
+  at.start = start;
+  return start <= text.length;
 }
 
 /**

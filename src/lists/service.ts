@@ -23,13 +23,14 @@ import { prefixesContaining } from '../rules/blocks.js';
 import type { BlockDirection } from '../rules/model.js';
 import type { RuleColumns } from '../rules/rule-columns.js';
 import { WriteLock } from '../rules/write-lock.js';
+import { TimeSlicer, type Slicer } from '../event-loop.js';
 import {
   InvalidArgumentError, ListInUseError, ManagedByFileError, NotFoundError, RevisionMismatchError,
 } from '../errors.js';
 import { checkListName, type ListAction, type ListOrigin, type ListView } from './model.js';
 import { EntrySet, parseEntry, type ParsedEntries } from './parse.js';
 import {
-  AscendingProbe, EMPTY_KEYS, canonicalV4Key, eachOfUnion, hasKey, holdsKey, keyOfCidr, keyOfText, keyTexts, v4KeyAddress, v4KeyPrefixLen,
+  AscendingProbe, EMPTY_KEYS, canonicalV4Key, hasKey, holdsKey, keyOfCidr, keyOfText, keyTexts, v4KeyAddress, v4KeyPrefixLen,
   v4KeyText,
 } from './keys.js';
 import { StoredList, type ListFields, type ListStore } from './store.js';
@@ -62,6 +63,8 @@ export interface ListServiceOptions {
   /** The policy rules (set later with useRules when they are built after the lists); none by default. */
   users?: ListUsers;
   log?: { error(details: object, message: string): void };
+  /** A slicer per change, for the diff's long loops (default: TimeSlicer); tests count the turns. */
+  slicer?: () => Slicer;
 }
 
 export interface ListPut {
@@ -90,6 +93,7 @@ export class ListService {
   private readonly byName = new Map<string, StoredList>();
   private readonly byId = new Map<number, StoredList>();
   private readonly now: () => Date;
+  private readonly slicer: () => Slicer;
   private users: ListUsers;
 
   constructor(
@@ -98,6 +102,7 @@ export class ListService {
     private readonly options: ListServiceOptions = {},
   ) {
     this.now = options.now ?? (() => new Date());
+    this.slicer = options.slicer ?? (() => new TimeSlicer());
     this.users = options.users ?? { exclusive: (work) => work(), usedBy: () => [], refresh: async () => undefined };
     for (const list of store.all()) this.index(list, +1);
   }
@@ -183,7 +188,7 @@ export class ListService {
       await this.users.exclusive(() => this.kernel.exclusive(async () => {
         const rules = this.users.usedBy(name);
         if (rules.length > 0) throw new ListInUseError(`list ${name} is used by rule${rules.length === 1 ? '' : 's'} ${rules.join(', ')}: change or delete them first`);
-        const diff = this.diff(current, undefined);
+        const diff = await this.diff(current, undefined);
         try {
           await this.store.delete(name);
         } catch (error) {
@@ -258,7 +263,7 @@ export class ListService {
       const fields: ListFields = { ...next, name, revision, updatedAt };
       const id = current?.id ?? (await this.store.save(fields));
       const list = new StoredList(id, fields);
-      const diff = this.diff(current, list);
+      const diff = await this.diff(current, list);
       const undo = async () => {
         this.restore(current, list);
         if (current) await this.store.save(current);
@@ -325,7 +330,7 @@ export class ListService {
    * winner changed, but not keys a block holds. One merge of the two sorted
    * key arrays, with a cursor into each other list of the direction.
    */
-  private diff(before: StoredList | undefined, after: StoredList | undefined): ListDiff {
+  private async diff(before: StoredList | undefined, after: StoredList | undefined): Promise<ListDiff> {
     const id = (before ?? after)!.id;
     const others = [...this.byId.values()].filter((list) => list.id !== id);
     if (before) this.index(before, -1);
@@ -339,9 +344,10 @@ export class ListService {
       const oldKeys = was?.keys ?? EMPTY_KEYS;
       const newKeys = now?.keys ?? EMPTY_KEYS;
       // Per family apart: IPv4 keys stay unboxed doubles.
+      const slicer = this.slicer();
       for (const changes of [
-        sweep(was, now, rivals, rivals.map((list) => list.keys.v4), oldKeys.v4, newKeys.v4, new Float64Array(oldKeys.v4.length + newKeys.v4.length)),
-        sweep(was, now, rivals, rivals.map((list) => list.keys.v6), oldKeys.v6, newKeys.v6, []),
+        await sweep(was, now, rivals, rivals.map((list) => list.keys.v4), oldKeys.v4, newKeys.v4, new Float64Array(oldKeys.v4.length + newKeys.v4.length), slicer),
+        await sweep(was, now, rivals, rivals.map((list) => list.keys.v6), oldKeys.v6, newKeys.v6, [], slicer),
       ] as Array<Changes<number | string>>) {
         if (changes.count > 0) parts.push({ direction, changes, blocked: this.blockedAmong(direction, changes.keys, changes.count) });
       }
@@ -433,6 +439,9 @@ const keyText = (key: number | string): string => (typeof key === 'number' ? v4K
 
 type MutableDiff = { install: KernelRule[]; replace: Array<{ from: KernelRule; to: KernelRule }>; remove: KernelRule[] };
 
+/** Keys between looks at the slicer. */
+const KEYS_PER_LOOK = 4096;
+
 /**
  * Kernel entries per applyDiff call: small enough that they die young and
  * the event loop runs between calls; 16,384 measured faster than 65,536 and
@@ -473,11 +482,12 @@ class Changes<K extends number | string> {
  * The keys of one family and direction whose winner changes when `was`
  * becomes `now` (the other lists, `rivals`, strongest first, stay), written
  * into `room` (a Float64Array as long as both key arrays, or a string array).
+ * Gives the event loop back when the slicer says (2M keys take longer than a slice).
  */
-function sweep<K extends number | string>(
+async function sweep<K extends number | string>(
   was: StoredList | undefined, now: StoredList | undefined, rivals: readonly StoredList[], rivalKeys: ReadonlyArray<ArrayLike<K>>,
-  oldKeys: ArrayLike<K>, newKeys: ArrayLike<K>, room: { [i: number]: K; length: number },
-): Changes<K> {
+  oldKeys: ArrayLike<K>, newKeys: ArrayLike<K>, room: { [i: number]: K; length: number }, slicer: Slicer,
+): Promise<Changes<K>> {
   // Parties: 0 none, 1 was, 2 now, 3.. the rivals.
   const parties = [undefined, was, now, ...rivals];
   if (!(room instanceof Float64Array)) room.length = oldKeys.length + newKeys.length;
@@ -488,19 +498,27 @@ function sweep<K extends number | string>(
     if (rival === 0 || mine === 0) return rival + mine;
     return strength(parties[mine]!) < strength(parties[rival]!) ? mine : rival;
   };
-  eachOfUnion(oldKeys, newKeys, (key, inOld, inNew) => {
-    if (inOld && inNew && same) return;
+  // The union of both ascending key arrays, in order.
+  let i = 0;
+  let j = 0;
+  for (let n = 1; i < oldKeys.length || j < newKeys.length; n++) {
+    const inOld = j === newKeys.length || (i < oldKeys.length && oldKeys[i]! <= newKeys[j]!);
+    const inNew = i === oldKeys.length || (j < newKeys.length && newKeys[j]! <= oldKeys[i]!);
+    const key = inOld ? oldKeys[i++]! : newKeys[j]!;
+    if (inNew) j++;
+    if (n % KEYS_PER_LOOK === 0 && slicer.due) await slicer.next();
+    if (inOld && inNew && same) continue;
     let rival = 0;
-    for (let i = 0; i < probes.length; i++) {
-      if (probes[i]!.has(key)) {
-        rival = 3 + i;
+    for (let r = 0; r < probes.length; r++) {
+      if (probes[r]!.has(key)) {
+        rival = 3 + r;
         break;
       }
     }
     const from = winner(rival, inOld ? 1 : 0);
     const to = winner(rival, inNew ? 2 : 0);
     if (verdictOf(parties[from]) !== verdictOf(parties[to])) changes.push(key, from, to);
-  });
+  }
   return changes;
 }
 
