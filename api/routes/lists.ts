@@ -115,7 +115,7 @@ export const listRoutes: FastifyPluginAsyncTypebox<ListRoutesOptions> = async (a
   app.get('/v1/lists/:name/entries', {
     schema: {
       tags: ['lists'],
-      summary: "A page of a list's entries; contains=IP gives those that contain the address",
+      summary: "A page of a list's entries (canonical, IPv4 by address then prefix length, then IPv6); contains=IP gives those that contain the address",
       params: Name,
       querystring: EntriesQuery,
       response: {
