@@ -336,6 +336,7 @@ export class ListService {
     if (before) this.index(before, -1);
     if (after) this.index(after, +1);
     const parts: ListDiff = [];
+    const slicer = this.slicer();
     for (const direction of ['src', 'dst'] as const) {
       const rivals = byStrength(others.filter((list) => holds(list, direction)));
       const was = holds(before, direction) ? before : undefined;
@@ -344,7 +345,6 @@ export class ListService {
       const oldKeys = was?.keys ?? EMPTY_KEYS;
       const newKeys = now?.keys ?? EMPTY_KEYS;
       // Per family apart: IPv4 keys stay unboxed doubles.
-      const slicer = this.slicer();
       for (const changes of [
         await sweep(was, now, rivals, rivals.map((list) => list.keys.v4), oldKeys.v4, newKeys.v4, new Float64Array(oldKeys.v4.length + newKeys.v4.length), slicer),
         await sweep(was, now, rivals, rivals.map((list) => list.keys.v6), oldKeys.v6, newKeys.v6, [], slicer),
