@@ -4,6 +4,7 @@
 // on one firewall. Realistic blocklist shape (REALISTIC_V4: 90% /32, 7% /24,
 // the rest /12../23 and /25../31). Prints the figures and the ratio
 // (target: the API replace <= 3x the raw batch). Needs root.
+import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { buildApp } from '../api/app.js';
 import { openTestFirewall } from '../test/lib/firewall.js';
@@ -43,7 +44,7 @@ try {
   await firewall.lists.delete('bench');
   const remove = performance.now() - t;
   const f = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
-  console.log(`entries ${count} (REALISTIC_V4), body ${(bodyA.length / 1e6).toFixed(1)} MB`);
+  console.log(`entries ${count} (REALISTIC_V4), body ${(bodyA.length / 1e6).toFixed(1)} MB, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   console.log(`raw bpf_map_update_batch into the LPM trie: ${f(raw)}`);
   console.log(`PUT /v1/lists/bench (new list):             ${f(create)}  ratio ${(create / raw).toFixed(2)}x`);
   console.log(`PUT /v1/lists/bench (replace by another 1M): ${f(replace)}  ratio ${(replace / raw).toFixed(2)}x`);

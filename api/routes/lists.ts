@@ -6,7 +6,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { errorResponses } from '../schemas/common.js';
 import type { ApiFirewall } from '../firewall.js';
 import { InvalidArgumentError } from '../../src/errors.js';
-import { parseEntryArray, parseListText } from '../../src/lists/parse.js';
+import { parseEntryArraySliced, parseListTextSliced } from '../../src/lists/parse.js';
 import { InvalidUtf8Error } from '../plugins/strict-input.js';
 import { isUtf8 } from 'node:buffer';
 
@@ -90,12 +90,12 @@ export const listRoutes: FastifyPluginAsyncTypebox<ListRoutesOptions> = async (a
     const ifMatch = ifMatchOf(request.headers['if-match']);
     let result;
     if (typeof body === 'string') {
-      result = await lists.put(request.params.name, { entries: parseListText(body), ...request.query }, { ifMatch });
+      result = await lists.put(request.params.name, { entries: await parseListTextSliced(body), ...request.query }, { ifMatch });
     } else {
       if (request.query.action !== undefined || request.query.direction !== undefined) {
         throw new InvalidArgumentError('with a JSON body, action and direction go in the body');
       }
-      result = await lists.put(request.params.name, { ...body, entries: parseEntryArray(body.entries) }, { ifMatch });
+      result = await lists.put(request.params.name, { ...body, entries: await parseEntryArraySliced(body.entries) }, { ifMatch });
     }
     request.audit({ name: result.name, count: result.count, revision: result.revision });
     return reply.header('etag', `"${result.revision}"`).send(result);
@@ -115,7 +115,7 @@ export const listRoutes: FastifyPluginAsyncTypebox<ListRoutesOptions> = async (a
   app.get('/v1/lists/:name/entries', {
     schema: {
       tags: ['lists'],
-      summary: "A page of a list's entries; contains=IP gives those that contain the address",
+      summary: "A page of a list's entries (canonical, IPv4 by address then prefix length, then IPv6); contains=IP gives those that contain the address",
       params: Name,
       querystring: EntriesQuery,
       response: {

@@ -72,7 +72,7 @@ export const metricsRoutes: FastifyPluginAsync<MetricsRoutesOptions> = async (ap
       }
     }
     listEntries.reset();
-    for (const list of firewall.lists.all()) listEntries.set({ list: list.name, action: list.action }, list.texts.length);
+    for (const list of firewall.lists.all()) listEntries.set({ list: list.name, action: list.action }, list.count);
     feedUp.reset();
     feedSuccess.reset();
     feedFetches.reset();

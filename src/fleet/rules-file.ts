@@ -20,6 +20,7 @@ import { listsOf } from '../policy/rules.js';
 import type { PolicyDefaults } from '../policy/engine.js';
 import { checkListName, isListAction, type ListAction } from '../lists/model.js';
 import { parseEntryArray, parseListText, type ParsedEntries } from '../lists/parse.js';
+import { sameKeys } from '../lists/keys.js';
 import type { Firewall } from '../firewall.js';
 import { blockKey } from './managed.js';
 
@@ -281,7 +282,7 @@ export class RulesFile {
     for (const [name, list] of content.lists) {
       const current = firewall.lists.has(name) ? firewall.lists.get(name) : undefined;
       const same = current && current.origin === 'file' && current.action === list.action && current.direction === list.direction &&
-        current.comment === list.comment && sameTexts(current.texts, list.entries.texts);
+        current.comment === list.comment && sameKeys(current.keys, list.entries.keys);
       if (!same) await firewall.lists.put(name, list, { origin: 'file' });
     }
 
@@ -339,8 +340,3 @@ export class RulesFile {
   }
 }
 
-function sameTexts(a: readonly string[], b: readonly string[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}

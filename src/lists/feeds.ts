@@ -121,7 +121,7 @@ export class FeedRunner {
       if (body.length > MAX_FEED_BYTES) throw new Error(`the body is ${body.length} bytes, more than ${MAX_FEED_BYTES}`);
       const text = new TextDecoder('utf-8', { fatal: true }).decode(body);
       const entries = parseListText(text);
-      if (entries.texts.length === 0 && state.entries) throw new Error('the feed is empty; keeping the last version (an empty list is more likely a broken download)');
+      if (entries.count === 0 && state.entries) throw new Error('the feed is empty; keeping the last version (an empty list is more likely a broken download)');
       const result = await this.lists.put(config.list, { entries, action: config.action, direction: config.direction }, { origin: 'feed' });
       feed.etag = response.headers.get('etag') ?? undefined;
       feed.lastModified = response.headers.get('last-modified') ?? undefined;

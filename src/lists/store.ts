@@ -1,11 +1,13 @@
 // Named lists in the rule store's SQLite file: one row per list, its entries
-// as one text (canonical CIDRs joined by "\n"). A million entries are one
-// 15 MB value written in one statement, not a million rows: a replace is a
-// single UPDATE, and the list is read whole at start-up anyway.
+// as one value (encodeKeys: a million IPv4 entries are 8 MB of sorted keys,
+// written in one statement, not a million rows): a replace is a single
+// UPDATE, and the list is read whole at start-up anyway. Rows written before
+// keys were stored hold canonical CIDRs joined by "\n" (TEXT); both read.
 import type Database from 'better-sqlite3';
 import type { RuleStore } from '../rules/store.js';
 import type { BlockDirection } from '../rules/model.js';
 import type { ListAction, ListOrigin } from './model.js';
+import { decodeKeys, encodeKeys, keyCount, keyTexts, keysOfTexts, type EntryKeys } from './keys.js';
 
 interface ListRow {
   id: number;
@@ -16,11 +18,11 @@ interface ListRow {
   revision: number;
   updated_at: string;
   origin: ListOrigin;
-  entries: string;
+  entries: string | Buffer;
 }
 
-export interface StoredList {
-  id: number;
+/** What a change of a list gives; the store adds the id. */
+export interface ListFields {
   name: string;
   action: ListAction;
   direction: BlockDirection;
@@ -28,7 +30,41 @@ export interface StoredList {
   revision: number;
   updatedAt: string;
   origin: ListOrigin;
-  texts: string[];
+  /** The entries, as sorted keys. */
+  keys: EntryKeys;
+}
+
+/** One version of a list; a change makes a new one. */
+export class StoredList implements ListFields {
+  readonly name: string;
+  readonly action: ListAction;
+  readonly direction: BlockDirection;
+  readonly comment: string | null;
+  readonly revision: number;
+  readonly updatedAt: string;
+  readonly origin: ListOrigin;
+  readonly keys: EntryKeys;
+  private textCache?: string[];
+
+  constructor(readonly id: number, fields: ListFields) {
+    this.name = fields.name;
+    this.action = fields.action;
+    this.direction = fields.direction;
+    this.comment = fields.comment;
+    this.revision = fields.revision;
+    this.updatedAt = fields.updatedAt;
+    this.origin = fields.origin;
+    this.keys = fields.keys;
+  }
+
+  get count(): number {
+    return keyCount(this.keys);
+  }
+
+  /** Canonical entries in key order (IPv4 by address, then IPv6), made once when first asked for. */
+  get texts(): readonly string[] {
+    return (this.textCache ??= keyTexts(this.keys));
+  }
 }
 
 const SCHEMA = `CREATE TABLE IF NOT EXISTS lists (
@@ -59,16 +95,16 @@ export class ListStore {
   }
 
   /** Inserts or replaces a list in one transaction; the id of its row. */
-  async save(list: Omit<StoredList, 'id'>): Promise<number> {
+  async save(list: ListFields): Promise<number> {
     return this.rules.transaction(`cannot store list ${list.name}`, () => {
       const row = this.db
-        .prepare<[string, string, string, string | null, number, string, string, string], { id: number }>(
+        .prepare<[string, string, string, string | null, number, string, string, Buffer], { id: number }>(
           `INSERT INTO lists (name, action, direction, comment, revision, updated_at, origin, entries) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (name) DO UPDATE SET action = excluded.action, direction = excluded.direction, comment = excluded.comment,
              revision = excluded.revision, updated_at = excluded.updated_at, origin = excluded.origin, entries = excluded.entries
            RETURNING id`,
         )
-        .get(list.name, list.action, list.direction, list.comment, list.revision, list.updatedAt, list.origin, list.texts.join('\n'));
+        .get(list.name, list.action, list.direction, list.comment, list.revision, list.updatedAt, list.origin, encodeKeys(list.keys));
       return row!.id;
     });
   }
@@ -79,11 +115,21 @@ export class ListStore {
     });
   }
 
+  /** How many blocks of `direction` there are. */
+  blockCount(direction: BlockDirection): number {
+    return this.db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM blocks WHERE direction = ?').get(direction)!.n;
+  }
+
+  /** The keys of every block of `direction`. */
+  blockKeys(direction: BlockDirection): EntryKeys {
+    return keysOfTexts(this.db.prepare<[string], string>('SELECT cidr FROM blocks WHERE direction = ?').pluck().all(direction));
+  }
+
   /** The texts among `cidrs` that a block of `direction` holds. */
   blockedAmong(direction: BlockDirection, cidrs: readonly string[]): Set<string> {
     const blocked = new Set<string>();
     if (cidrs.length === 0) return blocked;
-    const total = this.db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM blocks WHERE direction = ?').get(direction)!.n;
+    const total = this.blockCount(direction);
     if (total === 0) return blocked;
     if (total <= cidrs.length) {
       const mine = new Set(cidrs);
@@ -105,8 +151,8 @@ export class ListStore {
 }
 
 function toList(row: ListRow): StoredList {
-  return {
-    id: row.id,
+  const keys = typeof row.entries === 'string' ? keysOfTexts(row.entries === '' ? [] : row.entries.split('\n')) : decodeKeys(row.entries);
+  return new StoredList(row.id, {
     name: row.name,
     action: row.action,
     direction: row.direction,
@@ -114,6 +160,6 @@ function toList(row: ListRow): StoredList {
     revision: row.revision,
     updatedAt: row.updated_at,
     origin: row.origin,
-    texts: row.entries === '' ? [] : row.entries.split('\n'),
-  };
+    keys,
+  });
 }

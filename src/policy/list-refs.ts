@@ -4,16 +4,21 @@
 // keyed by the stored list object, which a change replaces.
 import { parseCidr } from '../rules/cidr.js';
 import type { StoredList } from '../lists/store.js';
+import { v4KeyAddress, v4KeyPrefixLen } from '../lists/keys.js';
 import type { Prefix, PrefixList } from './reference.js';
 
-const CANONICAL_V4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
-
-/** A stored (canonical) entry as a prefix; IPv4 without the general parser, which a 100k-entry list would wait on. */
-function prefixOf(text: string): Prefix {
-  const m = CANONICAL_V4.exec(text);
-  if (m) return { family: 4, bytes: Uint8Array.of(+m[1]!, +m[2]!, +m[3]!, +m[4]!), prefixLen: +m[5]! };
-  const c = parseCidr(text);
-  return { family: c.family, bytes: c.bytes, prefixLen: c.prefixLen };
+/** A list's entries as prefixes: IPv4 straight from its keys, IPv6 through the parser. */
+function prefixesOf(list: StoredList): Prefix[] {
+  const prefixes: Prefix[] = [];
+  for (const key of list.keys.v4) {
+    const a = v4KeyAddress(key);
+    prefixes.push({ family: 4, bytes: Uint8Array.of(a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255), prefixLen: v4KeyPrefixLen(key) });
+  }
+  for (const text of list.keys.v6) {
+    const c = parseCidr(text);
+    prefixes.push({ family: c.family, bytes: c.bytes, prefixLen: c.prefixLen });
+  }
+  return prefixes;
 }
 
 export class ListPrefixes {
@@ -28,7 +33,7 @@ export class ListPrefixes {
     if (!list) return { name, version: 'absent', prefixes: [] };
     let out = this.parsed.get(list);
     if (!out) {
-      const prefixes: Prefix[] = list.texts.map(prefixOf);
+      const prefixes = prefixesOf(list);
       out = { name, version: `${list.id}:${list.revision}`, prefixes };
       this.parsed.set(list, out);
     }
