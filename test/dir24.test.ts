@@ -336,3 +336,40 @@ describe('SlotSet.ascendingPairs', () => {
     expect(chunks.every(([, firstPair], i) => firstPair === i * 65_536)).toBe(true);
   });
 });
+
+describe('Dir24Index.changeInto', () => {
+  it('applies one-step changes (/8 and longer, /25../31) exactly as addSteps/removeSteps do, and refuses longer ones', () => {
+    const random = prng(90210);
+    const stepped = new Dir24Index(8);
+    const direct = new Dir24Index(8);
+    const live: Dir24Rule[] = [];
+    let nextId = 1;
+    for (let op = 0; op < 500; op++) {
+      const removing = live.length > 0 && random() < 0.35;
+      const rule = removing
+        ? live.splice(Math.floor(random() * live.length), 1)[0]!
+        : (() => {
+            const prefixLen = 8 + Math.floor(random() * 24); // 8..31
+            const network = ((ip('10.0.0.0') | Math.floor(random() * 2 ** 22)) & mask(prefixLen)) >>> 0;
+            return { network, prefixLen, ruleId: nextId++ };
+          })();
+      if (!removing) {
+        if (live.some((r) => r.network === rule.network && r.prefixLen === rule.prefixLen)) continue;
+        live.push(rule);
+      }
+      const want = new SlotSet();
+      for (const slots of removing ? stepped.removeSteps(rule) : stepped.addSteps(rule)) want.addAll(slots);
+      const got = new SlotSet();
+      expect(direct.changeInto(rule, removing ? 'remove' : 'add', got)).toBe(true);
+      expect([...got.slots()].sort((x, y) => x - y)).toEqual([...want.slots()].sort((x, y) => x - y));
+      expect(direct.takeBlockWrites()).toEqual(stepped.takeBlockWrites());
+      direct.commitReleased();
+      stepped.commitReleased();
+    }
+    for (let slot = ip('10.0.0.0') >>> 8; slot < (ip('10.64.0.0') >>> 8); slot++) {
+      if (direct.value(slot) !== stepped.value(slot)) expect([slot, direct.value(slot)]).toEqual([slot, stepped.value(slot)]);
+    }
+    expect(direct.changeInto({ network: 0, prefixLen: 7, ruleId: 1 }, 'add', new SlotSet())).toBe(false);
+    expect(direct.changeInto({ network: 0, prefixLen: 0, ruleId: 1 }, 'add', new SlotSet())).toBe(false);
+  });
+});

@@ -36,8 +36,8 @@ export interface Dir24Rule {
   allow?: boolean;
 }
 
-const mask = (len: number): number => (len === 0 ? 0 : (0xffff_ffff << (32 - len)) >>> 0);
-const prefixId = (network: number, len: number): number => network * 64 + len; // exact in a double
+/** A prefix's network bits alone: a small integer (a Smi) for lengths up to 24, cheap as a Map key. */
+const ownerKey = (network: number, len: number): number => network >>> (32 - len);
 const ruleValue = (rule: Dir24Rule | null): number => (rule ? (rule.ruleId | (rule.allow ? DIR24_ALLOW : 0)) >>> 0 : 0);
 
 export class Dir24Index {
@@ -49,8 +49,8 @@ export class Dir24Index {
   private depth: Uint8Array | null = null;
   /** How many /25../31 prefixes lie in each /24 (at most 254, so a byte). */
   private deeper: Uint8Array | null = null;
-  /** Prefixes of length 1..24 by prefixId, for the successor of a removed one. */
-  private readonly owners = new Map<number, Dir24Rule>();
+  /** Prefixes of length 1..24, a map per length keyed by ownerKey, for the successor of a removed one. */
+  private readonly owners: Array<Map<number, Dir24Rule>> = Array.from({ length: 25 }, () => new Map());
   /** The /25../31 prefixes of each /24 that has any. */
   private readonly deepRules = new Map<number, Dir24Rule[]>();
   /** /24 -> its second-level block. */
@@ -155,7 +155,7 @@ export class Dir24Index {
       yield this.changeDeeper(rule, +1);
       return;
     }
-    this.owners.set(prefixId(rule.network, rule.prefixLen), rule);
+    this.owners[rule.prefixLen]!.set(ownerKey(rule.network, rule.prefixLen), rule);
     yield* this.fill(rule, 0, rule.prefixLen, rule);
   }
 
@@ -169,13 +169,47 @@ export class Dir24Index {
       yield this.changeDeeper(rule, -1);
       return;
     }
-    this.owners.delete(prefixId(rule.network, rule.prefixLen));
-    // The slots this prefix owned go to the longest shorter prefix covering it (the /0 is the default, not an owner).
-    let successor: Dir24Rule | null = null;
-    for (let len = rule.prefixLen - 1; len >= 1 && !successor; len--) {
-      successor = this.owners.get(prefixId((rule.network & mask(len)) >>> 0, len)) ?? null;
+    this.owners[rule.prefixLen]!.delete(ownerKey(rule.network, rule.prefixLen));
+    yield* this.fill(rule, rule.prefixLen + 1, rule.prefixLen + 1, this.successor(rule));
+  }
+
+  /** The slots a removed prefix owned go to the longest shorter prefix covering it (the /0 is the default, not an owner). */
+  private successor(rule: Dir24Rule): Dir24Rule | null {
+    for (let len = rule.prefixLen - 1; len >= 1; len--) {
+      const owner = this.owners[len]!.get(ownerKey(rule.network, len));
+      if (owner) return owner;
     }
-    yield* this.fill(rule, rule.prefixLen + 1, rule.prefixLen + 1, successor);
+    return null;
+  }
+
+  /**
+   * A change that is a single step (a /8 or longer, or a /25../31) applied
+   * at once, its changed slots added to `into`: what a bulk import does a
+   * million times, without a generator per rule. False (nothing done) for a
+   * longer change, which goes through addSteps/removeSteps.
+   */
+  changeInto(rule: Dir24Rule, change: 'add' | 'remove', into: SlotSet): boolean {
+    const len = rule.prefixLen;
+    if (len === 0 || (len <= 24 && 1 << (24 - len) > DIR24_STEP_SLOTS)) return false;
+    if (change === 'add' && (rule.ruleId < 1 || rule.ruleId > DIR24_MAX_RULE_ID)) throw new RangeError(`rule id ${rule.ruleId} does not fit a DIR-24 slot`);
+    if (len > 24) {
+      const changed = this.changeDeeper(rule, change === 'add' ? +1 : -1);
+      if (changed.length > 0) into.add(changed[0]!);
+      return true;
+    }
+    const first = rule.network >>> 8;
+    const end = first + (1 << (24 - len));
+    const out = (this.stepChanged ??= new Uint32Array(DIR24_STEP_SLOTS));
+    let count: number;
+    if (change === 'add') {
+      this.owners[len]!.set(ownerKey(rule.network, len), rule);
+      count = this.fillRange(first, end, 0, len, rule, out);
+    } else {
+      this.owners[len]!.delete(ownerKey(rule.network, len));
+      count = this.fillRange(first, end, len + 1, len + 1, this.successor(rule), out);
+    }
+    into.addAll(out.subarray(0, count));
+    return true;
   }
 
   /**
@@ -186,30 +220,35 @@ export class Dir24Index {
    * lookups per slot.
    */
   private *fill(range: Dir24Rule, lowest: number, highest: number, owner: Dir24Rule | null): Generator<Uint32Array, void, undefined> {
-    const slots = (this.slots ??= new Uint32Array(DIR24_SLOTS));
-    const depth = (this.depth ??= new Uint8Array(DIR24_SLOTS));
     const first = range.network >>> 8;
     const end = first + (1 << (24 - range.prefixLen));
-    const value = ruleValue(owner);
-    const ownerDepth = owner ? owner.prefixLen + 1 : 0;
     for (let from = first; from < end; from += DIR24_STEP_SLOTS) {
-      const to = Math.min(end, from + DIR24_STEP_SLOTS);
-      const withBlocks = this.blockOf.size > 0;
       // A typed array, not push(): pushing 2^23 numbers costs seconds.
       const changed = (this.stepChanged ??= new Uint32Array(DIR24_STEP_SLOTS));
-      let count = 0;
-      for (let slot = from; slot < to; slot++) {
-        const d = depth[slot]!;
-        if (d < lowest || d > highest) continue;
-        depth[slot] = ownerDepth;
-        if (value === slots[slot]) continue;
-        slots[slot] = value;
-        // A /24 with a block keeps pointing at it: the block's fall-through slots change instead.
-        if (withBlocks && this.blockOf.has(slot)) this.dirty.add(slot);
-        else changed[count++] = slot;
-      }
+      const count = this.fillRange(from, Math.min(end, from + DIR24_STEP_SLOTS), lowest, highest, owner, changed);
       yield changed.subarray(0, count);
     }
+  }
+
+  /** One step of fill(): slots [from, to) (at most DIR24_STEP_SLOTS), the changed ones written to `changed`; their count. */
+  private fillRange(from: number, to: number, lowest: number, highest: number, owner: Dir24Rule | null, changed: Uint32Array): number {
+    const slots = (this.slots ??= new Uint32Array(DIR24_SLOTS));
+    const depth = (this.depth ??= new Uint8Array(DIR24_SLOTS));
+    const value = ruleValue(owner);
+    const ownerDepth = owner ? owner.prefixLen + 1 : 0;
+    const withBlocks = this.blockOf.size > 0;
+    let count = 0;
+    for (let slot = from; slot < to; slot++) {
+      const d = depth[slot]!;
+      if (d < lowest || d > highest) continue;
+      depth[slot] = ownerDepth;
+      if (value === slots[slot]) continue;
+      slots[slot] = value;
+      // A /24 with a block keeps pointing at it: the block's fall-through slots change instead.
+      if (withBlocks && this.blockOf.has(slot)) this.dirty.add(slot);
+      else changed[count++] = slot;
+    }
+    return count;
   }
 
   private changeDeeper(rule: Dir24Rule, delta: 1 | -1): number[] {
@@ -219,17 +258,18 @@ export class Dir24Index {
     const deeper = (this.deeper ??= new Uint8Array(DIR24_SLOTS));
     const count = deeper[slot]! + delta;
     if (count < 0) throw new Error(`no /25../31 prefix to remove in slot ${slot}`);
-    const rules = this.deepRules.get(slot) ?? [];
-    if (delta > 0) rules.push(rule);
-    else {
+    const rules = this.deepRules.get(slot);
+    if (delta > 0) {
+      if (rules) rules.push(rule);
+      else this.deepRules.set(slot, [rule]);
+    } else if (rules) {
       const at = rules.findIndex((r) => r.network === rule.network && r.prefixLen === rule.prefixLen);
       if (at >= 0) rules.splice(at, 1);
+      if (rules.length === 0) this.deepRules.delete(slot);
     }
-    if (rules.length > 0) this.deepRules.set(slot, rules);
-    else this.deepRules.delete(slot);
     const before = this.value(slot);
     deeper[slot] = count;
-    const block = this.blockOf.get(slot);
+    const block = this.blockOf.size > 0 ? this.blockOf.get(slot) : undefined;
     if (count === 0 && block !== undefined) {
       this.blockOf.delete(slot);
       this.dirty.delete(slot);
@@ -311,15 +351,20 @@ export function packBlocks(writes: ReadonlyArray<{ block: number; values: Uint32
 /**
  * A set of slots without duplicates, cheap at millions of members (a bulk
  * import of /20s touches 16 slots each): a plain Set while small, then a
- * mark per slot and a list, so single-rule changes allocate nothing large.
+ * bit per slot (2 MiB for the table) and a list, so single-rule changes
+ * allocate nothing large, and a chunk of a bulk import (a few thousand
+ * slots spread over the table) neither zeroes 16 MiB of marks nor scans
+ * them: its list is sorted instead.
  */
-/** Marks (four at a time) scanned before a partial chunk of pairs is handed out. */
-const SCAN_WINDOW_MASK = (1 << 16) - 1;
+/** Bitmap words (32 slots each) scanned before a partial chunk of pairs is handed out. */
+const SCAN_WINDOW_MASK = (1 << 13) - 1;
+/** An unordered list up to this long is sorted (a few ms at most) rather than its bitmap scanned. */
+const SORT_MAX = 1 << 17;
 
 export class SlotSet {
   private static readonly SMALL = 4096;
   private small: Set<number> | null = new Set();
-  private marks: Uint8Array | null = null;
+  private bits: Uint32Array | null = null;
   private list = new Uint32Array(SlotSet.SMALL * 2);
   size = 0;
   /** The list is in ascending order (one rule's range, or rules in order): its pairs come without a scan or sort. */
@@ -335,11 +380,12 @@ export class SlotSet {
         this.append(slot);
         return;
       }
-      this.toMarks();
+      this.toBits();
     }
-    const marks = this.marks!;
-    if (marks[slot]) return;
-    marks[slot] = 1;
+    const bits = this.bits!;
+    const bit = 1 << (slot & 31);
+    if (bits[slot >>> 5]! & bit) return;
+    bits[slot >>> 5]! |= bit;
     if (this.size === this.list.length) this.grow(this.size + 1);
     this.append(slot);
   }
@@ -354,7 +400,7 @@ export class SlotSet {
   /** Makes room for `extra` more slots at once: a /1 would grow the list ten times (64 MiB of copies). */
   reserve(extra: number): void {
     if (this.small && this.small.size + extra <= SlotSet.SMALL) return;
-    if (this.small) this.toMarks();
+    if (this.small) this.toBits();
     if (this.size + extra > this.list.length) this.grow(this.size + extra);
   }
 
@@ -364,15 +410,17 @@ export class SlotSet {
       for (let i = 0; i < slots.length; i++) this.add(slots[i]!);
       return;
     }
-    if (this.small) this.toMarks();
+    if (this.small) this.toBits();
     if (this.size + slots.length > this.list.length) this.grow(this.size + slots.length);
-    const marks = this.marks!;
+    const bits = this.bits!;
     const list = this.list;
     let { size, ascending, lowest, highest } = this;
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i]!;
-      if (marks[slot]) continue;
-      marks[slot] = 1;
+      const bit = 1 << (slot & 31);
+      const word = slot >>> 5;
+      if (bits[word]! & bit) continue;
+      bits[word]! |= bit;
       list[size++] = slot;
       if (slot < highest) ascending = false;
       if (slot < lowest) lowest = slot;
@@ -392,15 +440,16 @@ export class SlotSet {
    * The distinct pairs holding the slots, ascending, in chunks of at most
    * `chunk` (each a view valid until the next): a /1 touches 2^22 pairs,
    * packed and written a chunk at a time. Work between two chunks stays
-   * bounded: an ascending list is walked as it is; otherwise a small set is
-   * sorted, and the marks of a large one are scanned in order (no sort of
-   * millions) from its lowest slot to its highest, a window at a time.
+   * bounded: an ascending list is walked as it is; otherwise a list of up
+   * to SORT_MAX is sorted, and the bitmap of a larger one is scanned in
+   * order (no sort of millions) from its lowest slot to its highest, a
+   * window at a time.
    */
   *ascendingPairs(chunk = DIR24_STEP_SLOTS): Generator<Uint32Array, void, undefined> {
     const pairs = new Uint32Array(chunk);
     let count = 0;
     let last = -1;
-    if (this.ascending || this.small) {
+    if (this.ascending || this.small || this.size <= SORT_MAX) {
       const list = this.ascending ? this.slots() : pairsOf(this.slots());
       const shift = this.ascending ? 1 : 0; // pairsOf gives pairs already
       for (let i = 0; i < list.length; i++) {
@@ -413,16 +462,15 @@ export class SlotSet {
         }
       }
     } else {
-      // Two marks (bytes) to a pair: one u16 per pair, and zero u32s skip two pairs at once.
-      const marks = this.marks!;
-      const quads = new Uint32Array(marks.buffer, marks.byteOffset, marks.length >>> 2);
-      const duos = new Uint16Array(marks.buffer, marks.byteOffset, marks.length >>> 1);
-      const end = (this.highest >>> 2) + 1;
-      for (let q = this.lowest >>> 2; q < end; q++) {
-        if (quads[q] !== 0) {
-          for (let pair = q * 2; pair < q * 2 + 2; pair++) {
-            if (duos[pair] === 0) continue;
-            pairs[count++] = pair;
+      // Sixteen pairs to a word; zero words skip 32 slots at once.
+      const bits = this.bits!;
+      const end = (this.highest >>> 5) + 1;
+      for (let w = this.lowest >>> 5; w < end; w++) {
+        const word = bits[w]!;
+        if (word !== 0) {
+          for (let k = 0; k < 16; k++) {
+            if (((word >>> (k * 2)) & 3) === 0) continue;
+            pairs[count++] = w * 16 + k;
             if (count === chunk) {
               yield pairs;
               count = 0;
@@ -430,7 +478,7 @@ export class SlotSet {
           }
         }
         // A window scanned: hand out what it found rather than scan on.
-        if ((q & SCAN_WINDOW_MASK) === SCAN_WINDOW_MASK && count > 0) {
+        if ((w & SCAN_WINDOW_MASK) === SCAN_WINDOW_MASK && count > 0) {
           yield pairs.subarray(0, count);
           count = 0;
         }
@@ -446,10 +494,10 @@ export class SlotSet {
     this.list = grown;
   }
 
-  /** From a small set to one mark per slot of the whole table. */
-  private toMarks(): void {
-    this.marks = new Uint8Array(DIR24_SLOTS);
-    for (const known of this.small!) this.marks[known] = 1;
+  /** From a small set to one bit per slot of the whole table. */
+  private toBits(): void {
+    const bits = (this.bits = new Uint32Array(DIR24_SLOTS >>> 5));
+    for (const known of this.small!) bits[known >>> 5]! |= 1 << (known & 31);
     this.small = null;
   }
 }
