@@ -246,6 +246,24 @@ describe('SlotSet', () => {
   });
 });
 
+describe('SlotSet.release', () => {
+  it('hands its list and bitmap to the next large set, which starts empty', () => {
+    const slots = Uint32Array.from({ length: 20_000 }, (_, i) => (i * 7919) % 2 ** 24);
+    const first = new SlotSet();
+    first.addAll(slots);
+    expect(first.size).toBe(20_000);
+    first.release();
+    expect(first.size).toBe(0);
+    const second = new SlotSet();
+    second.addAll(slots); // with a bitmap left dirty, every slot would count as seen
+    second.addAll(slots);
+    expect(second.size).toBe(20_000);
+    expect(new Set(second.slots()).size).toBe(20_000);
+    first.add(3); // a released set is an empty one
+    expect([...first.slots()]).toEqual([3]);
+  });
+});
+
 describe('a change in steps', () => {
   it('adds and removes a /1 in 128 steps of 65,536 slots, each step already applied when it is handed out', () => {
     const index = new Dir24Index();

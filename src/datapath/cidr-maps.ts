@@ -376,6 +376,7 @@ export class CidrMaps implements RuleEnforcer {
           const pairs = packPairs(index, chunk, into);
           await first.updateBatch(pairs.keys, pairs.values, pairs.count);
         }
+        set.release();
       }
       index.commitReleased();
     }

@@ -361,10 +361,17 @@ const SCAN_WINDOW_MASK = (1 << 13) - 1;
 /** An unordered list up to this long is sorted (a few ms at most) rather than its bitmap scanned. */
 const SORT_MAX = 1 << 17;
 
+/**
+ * One list and one (zeroed) bitmap kept from the last large SlotSet
+ * released: a /1 otherwise allocates 34 MiB per change, and the GC that the
+ * allocation sets off held the event loop ~50 ms.
+ */
+const spare: { list: Uint32Array<ArrayBuffer> | null; bits: Uint32Array<ArrayBuffer> | null } = { list: null, bits: null };
+
 export class SlotSet {
   private static readonly SMALL = 4096;
   private small: Set<number> | null = new Set();
-  private bits: Uint32Array | null = null;
+  private bits: Uint32Array<ArrayBuffer> | null = null;
   private list = new Uint32Array(SlotSet.SMALL * 2);
   size = 0;
   /** The list is in ascending order (one rule's range, or rules in order): its pairs come without a scan or sort. */
@@ -487,16 +494,39 @@ export class SlotSet {
     if (count > 0) yield pairs.subarray(0, count);
   }
 
+  /**
+   * Call when done with the set (it is empty afterwards): its list and
+   * bitmap serve the next large set instead of new allocations.
+   */
+  release(): void {
+    if (this.bits) {
+      this.bits.fill(0); // 2 MiB
+      spare.bits = this.bits;
+    }
+    if (this.list.length > SlotSet.SMALL * 2 && (!spare.list || spare.list.length < this.list.length)) spare.list = this.list;
+    this.bits = null;
+    this.small = new Set();
+    this.list = new Uint32Array(SlotSet.SMALL * 2);
+    this.size = 0;
+    this.ascending = true;
+    this.lowest = DIR24_SLOTS;
+    this.highest = -1;
+  }
+
   /** A list with room for `needed` slots (at least double the old one, at most the whole table). */
   private grow(needed: number): void {
-    const grown = new Uint32Array(Math.min(DIR24_SLOTS, Math.max(this.list.length * 2, needed)));
+    const length = Math.min(DIR24_SLOTS, Math.max(this.list.length * 2, needed));
+    let grown = spare.list;
+    if (grown && grown.length >= length) spare.list = null;
+    else grown = new Uint32Array(length);
     grown.set(this.list.subarray(0, this.size));
     this.list = grown;
   }
 
   /** From a small set to one bit per slot of the whole table. */
   private toBits(): void {
-    const bits = (this.bits = new Uint32Array(DIR24_SLOTS >>> 5));
+    const bits = (this.bits = spare.bits ?? new Uint32Array(DIR24_SLOTS >>> 5));
+    spare.bits = null;
     for (const known of this.small!) bits[known >>> 5]! |= 1 << (known & 31);
     this.small = null;
   }
