@@ -345,6 +345,8 @@ export class CidrMaps implements RuleEnforcer {
         if ((i & 63) === 63 && slicer.due) await slicer.next();
         continue;
       }
+      // A change of many steps starts with a slice of its own: its first step runs as the loop begins.
+      if (slicer.due) await slicer.next();
       const steps = change === 'add' ? index.addSteps(value) : index.removeSteps(value);
       if (rule.prefixLen <= 24) set.reserve(2 ** (24 - rule.prefixLen));
       for (const slots of steps) {

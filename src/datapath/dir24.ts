@@ -49,10 +49,14 @@ export class Dir24Index {
   private depth: Uint8Array | null = null;
   /** How many /25../31 prefixes lie in each /24 (at most 254, so a byte). */
   private deeper: Uint8Array | null = null;
-  /** Prefixes of length 1..24, a map per length keyed by ownerKey, for the successor of a removed one. */
-  private readonly owners: Array<Map<number, Dir24Rule>> = Array.from({ length: 25 }, () => new Map());
+  /**
+   * Prefixes of length 1..24, for the successor of a removed one: a map per
+   * length, ownerKey -> ownerValue (small integers, no object per rule: a
+   * million retained objects made every full GC longer).
+   */
+  private readonly owners: Array<Map<number, number>> = Array.from({ length: 25 }, () => new Map());
   /** The /25../31 prefixes of each /24 that has any. */
-  private readonly deepRules = new Map<number, Dir24Rule[]>();
+  private readonly deep = new DeepRules();
   /** /24 -> its second-level block. */
   private readonly blockOf = new Map<number, number>();
   private readonly freeBlocks: number[] = [];
@@ -96,12 +100,14 @@ export class Dir24Index {
   blockValues(slot: number): Uint32Array {
     const values = new Uint32Array(DIR24_BLOCK_SLOTS).fill(this.slots?.[slot] ?? 0);
     const depth = new Uint8Array(DIR24_BLOCK_SLOTS);
-    for (const rule of this.deepRules.get(slot) ?? []) {
-      const first = rule.network & 0xff;
-      const value = ruleValue(rule);
-      for (let i = first; i < first + (1 << (32 - rule.prefixLen)); i++) {
-        if (depth[i]! >= rule.prefixLen) continue;
-        depth[i] = rule.prefixLen;
+    const { next, low, lens, values: ruleValues } = this.deep;
+    for (let node = this.deep.first(slot); node >= 0; node = next[node]!) {
+      const first = low[node]!;
+      const prefixLen = lens[node]!;
+      const value = ruleValues[node]!;
+      for (let i = first; i < first + (1 << (32 - prefixLen)); i++) {
+        if (depth[i]! >= prefixLen) continue;
+        depth[i] = prefixLen;
         values[i] = value;
       }
     }
@@ -155,7 +161,7 @@ export class Dir24Index {
       yield this.changeDeeper(rule, +1);
       return;
     }
-    this.owners[rule.prefixLen]!.set(ownerKey(rule.network, rule.prefixLen), rule);
+    this.owners[rule.prefixLen]!.set(ownerKey(rule.network, rule.prefixLen), ownerValue(rule));
     yield* this.fill(rule, 0, rule.prefixLen, rule);
   }
 
@@ -177,7 +183,11 @@ export class Dir24Index {
   private successor(rule: Dir24Rule): Dir24Rule | null {
     for (let len = rule.prefixLen - 1; len >= 1; len--) {
       const owner = this.owners[len]!.get(ownerKey(rule.network, len));
-      if (owner) return owner;
+      if (owner !== undefined) {
+        const found: Dir24Rule = { network: (rule.network & ((0xffff_ffff << (32 - len)) >>> 0)) >>> 0, prefixLen: len, ruleId: owner >>> 1 };
+        if (owner & 1) found.allow = true;
+        return found;
+      }
     }
     return null;
   }
@@ -202,7 +212,7 @@ export class Dir24Index {
     const out = (this.stepChanged ??= new Uint32Array(DIR24_STEP_SLOTS));
     let count: number;
     if (change === 'add') {
-      this.owners[len]!.set(ownerKey(rule.network, len), rule);
+      this.owners[len]!.set(ownerKey(rule.network, len), ownerValue(rule));
       count = this.fillRange(first, end, 0, len, rule, out);
     } else {
       this.owners[len]!.delete(ownerKey(rule.network, len));
@@ -258,15 +268,8 @@ export class Dir24Index {
     const deeper = (this.deeper ??= new Uint8Array(DIR24_SLOTS));
     const count = deeper[slot]! + delta;
     if (count < 0) throw new Error(`no /25../31 prefix to remove in slot ${slot}`);
-    const rules = this.deepRules.get(slot);
-    if (delta > 0) {
-      if (rules) rules.push(rule);
-      else this.deepRules.set(slot, [rule]);
-    } else if (rules) {
-      const at = rules.findIndex((r) => r.network === rule.network && r.prefixLen === rule.prefixLen);
-      if (at >= 0) rules.splice(at, 1);
-      if (rules.length === 0) this.deepRules.delete(slot);
-    }
+    if (delta > 0) this.deep.add(slot, rule.network & 0xff, rule.prefixLen, ruleValue(rule));
+    else this.deep.remove(slot, rule.network & 0xff, rule.prefixLen);
     const before = this.value(slot);
     deeper[slot] = count;
     const block = this.blockOf.size > 0 ? this.blockOf.get(slot) : undefined;
@@ -281,6 +284,81 @@ export class Dir24Index {
       this.dirty.add(slot);
     }
     return this.value(slot) === before ? [] : [slot];
+  }
+}
+
+/** An owner's rule id and allow flag as one small integer (below 2^30: a Smi). */
+const ownerValue = (rule: Dir24Rule): number => rule.ruleId * 2 + (rule.allow ? 1 : 0);
+
+/**
+ * The /25../31 prefixes of each /24 that has any, as a list per /24 in
+ * typed arrays (a node per prefix: its network's last byte, its length and
+ * its slot value), in the order they were added: a bulk import brings half
+ * a million of them, which as arrays of objects kept the GC busy.
+ */
+class DeepRules {
+  private readonly heads = new Map<number, number>();
+  next = new Int32Array(1024);
+  low = new Uint8Array(1024);
+  lens = new Uint8Array(1024);
+  values = new Uint32Array(1024);
+  private used = 0;
+  private free = -1;
+
+  /** The first node of the /24's list, -1 for none. */
+  first(slot: number): number {
+    return this.heads.get(slot) ?? -1;
+  }
+
+  add(slot: number, low: number, prefixLen: number, value: number): void {
+    const node = this.alloc();
+    this.next[node] = -1;
+    this.low[node] = low;
+    this.lens[node] = prefixLen;
+    this.values[node] = value;
+    const head = this.heads.get(slot);
+    if (head === undefined) {
+      this.heads.set(slot, node);
+      return;
+    }
+    let tail = head;
+    while (this.next[tail]! >= 0) tail = this.next[tail]!;
+    this.next[tail] = node;
+  }
+
+  /** Removes the first node of the /24 with this network byte and length, if any. */
+  remove(slot: number, low: number, prefixLen: number): void {
+    let previous = -1;
+    for (let node = this.first(slot); node >= 0; previous = node, node = this.next[node]!) {
+      if (this.low[node] !== low || this.lens[node] !== prefixLen) continue;
+      const after = this.next[node]!;
+      if (previous >= 0) this.next[previous] = after;
+      else if (after >= 0) this.heads.set(slot, after);
+      else this.heads.delete(slot);
+      this.next[node] = this.free;
+      this.free = node;
+      return;
+    }
+  }
+
+  private alloc(): number {
+    if (this.free >= 0) {
+      const node = this.free;
+      this.free = this.next[node]!;
+      return node;
+    }
+    if (this.used === this.next.length) {
+      const grow = <T extends Int32Array | Uint8Array | Uint32Array>(old: T, make: (n: number) => T): T => {
+        const grown = make(old.length * 2);
+        grown.set(old);
+        return grown;
+      };
+      this.next = grow(this.next, (n) => new Int32Array(n));
+      this.low = grow(this.low, (n) => new Uint8Array(n));
+      this.lens = grow(this.lens, (n) => new Uint8Array(n));
+      this.values = grow(this.values, (n) => new Uint32Array(n));
+    }
+    return this.used++;
   }
 }
 
