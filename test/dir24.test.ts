@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { prng } from './lib/prng.js';
 import {
-  DIR24_ALLOW, DIR24_BLOCK, DIR24_DEEPER, DIR24_MAX_RULE_ID, DIR24_STEP_SLOTS, Dir24Index, SlotSet, packBlocks, packSlotPairs, type Dir24Rule, type Slots,
+  DIR24_ALLOW, DIR24_BLOCK, DIR24_DEEPER, DIR24_MAX_RULE_ID, DIR24_STEP_SLOTS, Dir24Index, IntMap, SlotSet, packBlocks, packSlotPairs, type Dir24Rule, type Slots,
 } from '../src/datapath/dir24.js';
 
 const mask = (len: number): number => (len === 0 ? 0 : (0xffff_ffff << (32 - len)) >>> 0);
@@ -389,5 +389,27 @@ describe('Dir24Index.changeInto', () => {
     }
     expect(direct.changeInto({ network: 0, prefixLen: 7, ruleId: 1 }, 'add', new SlotSet())).toBe(false);
     expect(direct.changeInto({ network: 0, prefixLen: 0, ruleId: 1 }, 'add', new SlotSet())).toBe(false);
+  });
+});
+
+describe('IntMap', () => {
+  it('matches a Map through seeded sets and deletes, across growths and the moves after them', () => {
+    const random = prng(777);
+    const map = new IntMap();
+    const oracle = new Map<number, number>();
+    for (let op = 0; op < 200_000; op++) {
+      const key = Math.floor(random() * 50_000) * 331; // collisions and clusters
+      if (random() < 0.3) {
+        map.delete(key);
+        oracle.delete(key);
+      } else {
+        map.set(key, op);
+        oracle.set(key, op);
+      }
+      if (op % 997 === 0) expect(map.size).toBe(oracle.size);
+    }
+    expect(map.size).toBe(oracle.size);
+    for (const [key, value] of oracle) if (map.get(key) !== value) expect([key, map.get(key)]).toEqual([key, value]);
+    for (let k = 1; k < 50_000; k += 7) if (!oracle.has(k * 331 + 1)) expect(map.get(k * 331 + 1)).toBeUndefined();
   });
 });

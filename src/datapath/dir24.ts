@@ -54,7 +54,7 @@ export class Dir24Index {
    * length, ownerKey -> ownerValue (small integers, no object per rule: a
    * million retained objects made every full GC longer).
    */
-  private readonly owners: Array<Map<number, number>> = Array.from({ length: 25 }, () => new Map());
+  private readonly owners: IntMap[] = Array.from({ length: 25 }, () => new IntMap());
   /** The /25../31 prefixes of each /24 that has any. */
   private readonly deep = new DeepRules();
   /** /24 -> its second-level block. */
@@ -100,11 +100,11 @@ export class Dir24Index {
   blockValues(slot: number): Uint32Array {
     const values = new Uint32Array(DIR24_BLOCK_SLOTS).fill(this.slots?.[slot] ?? 0);
     const depth = new Uint8Array(DIR24_BLOCK_SLOTS);
-    const { next, low, lens, values: ruleValues } = this.deep;
-    for (let node = this.deep.first(slot); node >= 0; node = next[node]!) {
-      const first = low[node]!;
-      const prefixLen = lens[node]!;
-      const value = ruleValues[node]!;
+    const { deep } = this;
+    for (let node = deep.first(slot); node >= 0; node = deep.next(node)) {
+      const first = deep.low(node);
+      const prefixLen = deep.len(node);
+      const value = deep.value(node);
       for (let i = first; i < first + (1 << (32 - prefixLen)); i++) {
         if (depth[i]! >= prefixLen) continue;
         depth[i] = prefixLen;
@@ -287,6 +287,115 @@ export class Dir24Index {
   }
 }
 
+/**
+ * A map from non-negative integers below 2^31 - 1 to integers, in typed
+ * arrays (open addressing, linear probing, at most half full). A Map of
+ * half a million numbers held the event loop 200-330 ms each time it grew
+ * (a rehash of heap entries), and on this kind of VM even touching a fresh
+ * 8 MiB array at once takes ~0.1 s: so growing allocates without touching
+ * (0 marks an empty slot, keys are stored plus one) and moves the old
+ * entries over a few per write, the old table answering until it is empty.
+ */
+export class IntMap {
+  private keys = new Int32Array(64);
+  private values = new Int32Array(64);
+  private mask = 63;
+  /** The table before the last growth, until its entries have moved. */
+  private old: { keys: Int32Array; values: Int32Array; mask: number; next: number } | null = null;
+  size = 0;
+
+  get(key: number): number | undefined {
+    const found = IntMap.find(this.keys, this.mask, key);
+    if (this.keys[found] === key + 1) return this.values[found];
+    const old = this.old;
+    if (old) {
+      const at = IntMap.find(old.keys, old.mask, key);
+      if (old.keys[at] === key + 1) return old.values[at];
+    }
+    return undefined;
+  }
+
+  set(key: number, value: number): void {
+    this.migrate();
+    if (!this.old && (this.size + 1) * 2 > this.keys.length) this.grow();
+    // A key still in the old table moves now: it must not come back with its old value.
+    if (this.old && IntMap.bury(this.old.keys, this.old.mask, key)) this.size--;
+    const at = IntMap.find(this.keys, this.mask, key);
+    if (this.keys[at] === 0) {
+      this.keys[at] = key + 1;
+      this.size++;
+    }
+    this.values[at] = value;
+  }
+
+  delete(key: number): void {
+    if (IntMap.remove(this.keys, this.values, this.mask, key)) this.size--;
+    else if (this.old && IntMap.bury(this.old.keys, this.old.mask, key)) this.size--;
+  }
+
+  /** Moves a few entries of the old table (each write moves more than it adds, so it empties before the next growth). */
+  private migrate(): void {
+    const old = this.old;
+    if (!old) return;
+    const end = Math.min(old.keys.length, old.next + 16);
+    for (; old.next < end; old.next++) {
+      const k = old.keys[old.next]!;
+      if (k <= 0) continue; // empty, or a tombstone
+      const at = IntMap.find(this.keys, this.mask, k - 1);
+      this.keys[at] = k;
+      this.values[at] = old.values[old.next]!;
+      old.keys[old.next] = -1; // moved: a tombstone, so it is not found (and buried) there again
+    }
+    if (old.next === old.keys.length) this.old = null;
+  }
+
+  private grow(): void {
+    this.old = { keys: this.keys, values: this.values, mask: this.mask, next: 0 };
+    const length = this.keys.length * 2;
+    this.keys = new Int32Array(length);
+    this.values = new Int32Array(length);
+    this.mask = length - 1;
+  }
+
+  /** The slot holding `key`, or the empty slot where it would go. */
+  private static find(keys: Int32Array, mask: number, key: number): number {
+    let i = IntMap.hash(key) & mask;
+    while (keys[i] !== 0 && keys[i] !== key + 1) i = (i + 1) & mask;
+    return i;
+  }
+
+  /**
+   * Removes `key` from the old table with a tombstone (-1): a backward shift
+   * could move an entry not yet migrated behind the migration's position.
+   */
+  private static bury(keys: Int32Array, mask: number, key: number): boolean {
+    const at = IntMap.find(keys, mask, key);
+    if (keys[at] === 0) return false;
+    keys[at] = -1;
+    return true;
+  }
+
+  /** Removes `key` from a table (backward-shift: no tombstones); whether it was there. */
+  private static remove(keys: Int32Array, values: Int32Array, mask: number, key: number): boolean {
+    let hole = IntMap.find(keys, mask, key);
+    if (keys[hole] === 0) return false;
+    for (let j = (hole + 1) & mask; keys[j] !== 0; j = (j + 1) & mask) {
+      const home = IntMap.hash(keys[j]! - 1) & mask;
+      if (((j - home) & mask) >= ((j - hole) & mask)) {
+        keys[hole] = keys[j]!;
+        values[hole] = values[j]!;
+        hole = j;
+      }
+    }
+    keys[hole] = 0;
+    return true;
+  }
+
+  private static hash(key: number): number {
+    return Math.imul(key, 0x9e37_79b1) >>> 7;
+  }
+}
+
 /** An owner's rule id and allow flag as one small integer (below 2^30: a Smi). */
 const ownerValue = (rule: Dir24Rule): number => rule.ruleId * 2 + (rule.allow ? 1 : 0);
 
@@ -297,11 +406,9 @@ const ownerValue = (rule: Dir24Rule): number => rule.ruleId * 2 + (rule.allow ? 
  * a million of them, which as arrays of objects kept the GC busy.
  */
 class DeepRules {
-  private readonly heads = new Map<number, number>();
-  next = new Int32Array(1024);
-  low = new Uint8Array(1024);
-  lens = new Uint8Array(1024);
-  values = new Uint32Array(1024);
+  private readonly heads = new IntMap();
+  /** Nodes in pages of 2^16 (a page more when full: growing one array would copy and touch megabytes at once). */
+  private readonly pages: Array<{ next: Int32Array; low: Uint8Array; lens: Uint8Array; values: Uint32Array }> = [];
   private used = 0;
   private free = -1;
 
@@ -310,32 +417,55 @@ class DeepRules {
     return this.heads.get(slot) ?? -1;
   }
 
+  next(node: number): number {
+    return this.pages[node >>> 16]!.next[node & 0xffff]!;
+  }
+
+  /** The node's network's last byte, its prefix length and its slot value. */
+  low(node: number): number {
+    return this.pages[node >>> 16]!.low[node & 0xffff]!;
+  }
+
+  len(node: number): number {
+    return this.pages[node >>> 16]!.lens[node & 0xffff]!;
+  }
+
+  value(node: number): number {
+    return this.pages[node >>> 16]!.values[node & 0xffff]!;
+  }
+
+  private setNext(node: number, next: number): void {
+    this.pages[node >>> 16]!.next[node & 0xffff] = next;
+  }
+
   add(slot: number, low: number, prefixLen: number, value: number): void {
     const node = this.alloc();
-    this.next[node] = -1;
-    this.low[node] = low;
-    this.lens[node] = prefixLen;
-    this.values[node] = value;
+    const page = this.pages[node >>> 16]!;
+    const at = node & 0xffff;
+    page.next[at] = -1;
+    page.low[at] = low;
+    page.lens[at] = prefixLen;
+    page.values[at] = value;
     const head = this.heads.get(slot);
     if (head === undefined) {
       this.heads.set(slot, node);
       return;
     }
     let tail = head;
-    while (this.next[tail]! >= 0) tail = this.next[tail]!;
-    this.next[tail] = node;
+    while (this.next(tail) >= 0) tail = this.next(tail);
+    this.setNext(tail, node);
   }
 
   /** Removes the first node of the /24 with this network byte and length, if any. */
   remove(slot: number, low: number, prefixLen: number): void {
     let previous = -1;
-    for (let node = this.first(slot); node >= 0; previous = node, node = this.next[node]!) {
-      if (this.low[node] !== low || this.lens[node] !== prefixLen) continue;
-      const after = this.next[node]!;
-      if (previous >= 0) this.next[previous] = after;
+    for (let node = this.first(slot); node >= 0; previous = node, node = this.next(node)) {
+      if (this.low(node) !== low || this.len(node) !== prefixLen) continue;
+      const after = this.next(node);
+      if (previous >= 0) this.setNext(previous, after);
       else if (after >= 0) this.heads.set(slot, after);
       else this.heads.delete(slot);
-      this.next[node] = this.free;
+      this.setNext(node, this.free);
       this.free = node;
       return;
     }
@@ -344,19 +474,12 @@ class DeepRules {
   private alloc(): number {
     if (this.free >= 0) {
       const node = this.free;
-      this.free = this.next[node]!;
+      this.free = this.next(node);
       return node;
     }
-    if (this.used === this.next.length) {
-      const grow = <T extends Int32Array | Uint8Array | Uint32Array>(old: T, make: (n: number) => T): T => {
-        const grown = make(old.length * 2);
-        grown.set(old);
-        return grown;
-      };
-      this.next = grow(this.next, (n) => new Int32Array(n));
-      this.low = grow(this.low, (n) => new Uint8Array(n));
-      this.lens = grow(this.lens, (n) => new Uint8Array(n));
-      this.values = grow(this.values, (n) => new Uint32Array(n));
+    if ((this.used & 0xffff) === 0) {
+      const n = 1 << 16;
+      this.pages.push({ next: new Int32Array(n), low: new Uint8Array(n), lens: new Uint8Array(n), values: new Uint32Array(n) });
     }
     return this.used++;
   }
