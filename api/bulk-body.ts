@@ -177,14 +177,12 @@ class ItemScanner {
   private step(text: string, start: number, end: number): string | undefined {
     const c = text.charCodeAt(start);
     const single = end - start === 1 ? text[start] : undefined;
-    const fail = (what: string): never => {
-      throw new InvalidJsonError(`unexpected ${JSON.stringify(text.slice(start, Math.min(end, start + 20)))}; expected ${what}`);
-    };
-    switch (this.expect) {
+    // A method, not a closure per token: two million tokens per million items.
+        switch (this.expect) {
       case 'item':
       case 'itemAfterComma':
         if (single === ']' && this.form === 'envelope') {
-          if (this.expect === 'itemAfterComma') fail("an item after ','");
+          if (this.expect === 'itemAfterComma') unexpected(text, start, end, "an item after ','");
           return this.closeItems();
         }
         this.expect = this.form === 'envelope' ? 'separator' : 'end';
@@ -192,16 +190,16 @@ class ItemScanner {
       case 'separator':
         if (single === ',') this.expect = 'itemAfterComma';
         else if (single === ']') this.closeItems();
-        else fail("',' or ']'");
+        else unexpected(text, start, end, "',' or ']'");
         return undefined;
       case 'open':
-        if (single !== '{') fail("'{'");
+        if (single !== '{') unexpected(text, start, end, "'{'");
         this.expect = 'key';
         return undefined;
       case 'key':
       case 'nextKey':
         if (single === '}' && this.expect === 'key') return this.closeEnvelope();
-        if (c !== QUOTE) fail('a key');
+        if (c !== QUOTE) unexpected(text, start, end, 'a key');
         this.key = JSON.parse(text.slice(start, end)) as string;
         if ((this.key !== 'items' && this.key !== 'force') || this.seen.has(this.key)) {
           throw new InvalidRequestError(`unexpected field ${text.slice(start, end)}: the body is {"items": [...], "force"?: true|false}`);
@@ -210,7 +208,7 @@ class ItemScanner {
         this.expect = 'colon';
         return undefined;
       case 'colon':
-        if (single !== ':') fail("':'");
+        if (single !== ':') unexpected(text, start, end, "':'");
         this.expect = this.key === 'items' ? 'array' : 'force';
         return undefined;
       case 'force': {
@@ -227,10 +225,10 @@ class ItemScanner {
       case 'afterValue':
         if (single === ',') this.expect = 'nextKey';
         else if (single === '}') this.closeEnvelope();
-        else fail("',' or '}'");
+        else unexpected(text, start, end, "',' or '}'");
         return undefined;
       case 'end':
-        return fail('the end of the body');
+        return unexpected(text, start, end, 'the end of the body');
     }
   }
 
@@ -261,6 +259,11 @@ class ItemScanner {
     }
     return -1;
   }
+}
+
+/** The syntax error for the token text[start, end). */
+function unexpected(text: string, start: number, end: number, what: string): never {
+  throw new InvalidJsonError(`unexpected ${JSON.stringify(text.slice(start, Math.min(end, start + 20)))}; expected ${what}`);
 }
 
 /** The end of the string starting at `start` (after its closing quote), or -1. */

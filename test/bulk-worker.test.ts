@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Firewall } from '../src/firewall.js';
 import { BPF_OBJECT_PATH } from '../src/paths.js';
-import { WORKER_BATCH } from '../src/rules/blocks.js';
+import { BpfError, type BpfMap } from '@xdpwall/addon';
+import { BlockService, WORKER_BATCH } from '../src/rules/blocks.js';
+import { CidrMaps } from '../src/datapath/cidr-maps.js';
 import { RuleStore } from '../src/rules/store.js';
 import { quietLog } from './lib/firewall.js';
 
@@ -78,5 +80,55 @@ describe('bulk import on the worker thread', () => {
     Buffer.from([10, 0, 1, 2]).copy(frame, 26); // src 10.0.1.2, stored
     Buffer.from([198, 18, 0, 2]).copy(frame, 30);
     expect(ingress.testRunSync({ data: frame }).retval).toBe(XDP_DROP);
+  });
+});
+
+describe('a large batch enforced while the worker stores it: failures leave neither rows nor entries', () => {
+  const state = mkdtempSync(join(tmpdir(), 'xdpwall-bulk-pipe-'));
+  const storePath = join(state, 'rules.sqlite');
+  let firewall: Firewall;
+  const size = 3 * WORKER_BATCH;
+  beforeAll(async () => {
+    ({ firewall } = await Firewall.open(
+      { objectPath: BPF_OBJECT_PATH, storePath, pin: null, capacity: { cidrV4: 2 * size, cidrV6: 100, flows: 1024 }, countersCacheMs: 1 },
+      quietLog,
+    ));
+  });
+  afterAll(() => {
+    firewall?.close();
+    rmSync(state, { recursive: true, force: true });
+  });
+
+  /** The host hash, refusing (EIO) its `nth` updateBatch call and every one after. */
+  const failingFrom = (nth: number) => {
+    const map = firewall.datapath.maps.srcHostV4;
+    let calls = 0;
+    return new Proxy(map, {
+      get(target, property) {
+        if (property === 'updateBatch') {
+          return (...args: Parameters<BpfMap['updateBatch']>) =>
+            ++calls >= nth ? Promise.reject(new BpfError('injected EIO', 5, 'EIO', 'bpf_map_update_batch')) : target.updateBatch(...args);
+        }
+        const value = Reflect.get(target, property, target) as unknown;
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+  };
+
+  it('the kernel refuses a chunk halfway: nothing is stored, the chunks already installed come out', async () => {
+    const before = (await firewall.datapath.maps.srcHostV4.lookupAll()).count;
+    const store = new RuleStore(storePath);
+    const blocks = new BlockService(store, new CidrMaps({ ...firewall.datapath.maps, srcHostV4: failingFrom(5) }));
+    try {
+      await expect(blocks.addMany(hosts(0, size, '12'))).rejects.toMatchObject({ code: 'DATAPATH_ERROR' });
+      expect(blocks.list({ limit: 1 }).total).toBe(0);
+      expect(blocks.list({ contains: '12.0.0.5' }).total).toBe(0);
+    } finally {
+      store.close();
+    }
+    expect((await firewall.datapath.maps.srcHostV4.lookupAll()).count).toBe(before);
+    // The service of the firewall itself still imports the same batch whole.
+    expect(await firewall.blocks.addMany(hosts(0, size, '12'))).toEqual({ created: size, existing: 0 });
+    expect((await firewall.datapath.maps.srcHostV4.lookupAll()).count).toBe(before + size);
   });
 });

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { prng } from './lib/prng.js';
 import {
-  DIR24_ALLOW, DIR24_BLOCK, DIR24_DEEPER, DIR24_MAX_RULE_ID, DIR24_STEP_SLOTS, Dir24Index, SlotSet, packBlocks, packSlotPairs, type Dir24Rule, type Slots,
+  DIR24_ALLOW, DIR24_BLOCK, DIR24_DEEPER, DIR24_MAX_RULE_ID, DIR24_STEP_SLOTS, Dir24Index, IntMap, SlotSet, packBlocks, packSlotPairs, type Dir24Rule, type Slots,
 } from '../src/datapath/dir24.js';
 
 const mask = (len: number): number => (len === 0 ? 0 : (0xffff_ffff << (32 - len)) >>> 0);
@@ -246,6 +246,24 @@ describe('SlotSet', () => {
   });
 });
 
+describe('SlotSet.release', () => {
+  it('hands its list and bitmap to the next large set, which starts empty', () => {
+    const slots = Uint32Array.from({ length: 20_000 }, (_, i) => (i * 7919) % 2 ** 24);
+    const first = new SlotSet();
+    first.addAll(slots);
+    expect(first.size).toBe(20_000);
+    first.release();
+    expect(first.size).toBe(0);
+    const second = new SlotSet();
+    second.addAll(slots); // with a bitmap left dirty, every slot would count as seen
+    second.addAll(slots);
+    expect(second.size).toBe(20_000);
+    expect(new Set(second.slots()).size).toBe(20_000);
+    first.add(3); // a released set is an empty one
+    expect([...first.slots()]).toEqual([3]);
+  });
+});
+
 describe('a change in steps', () => {
   it('adds and removes a /1 in 128 steps of 65,536 slots, each step already applied when it is handed out', () => {
     const index = new Dir24Index();
@@ -334,5 +352,64 @@ describe('SlotSet.ascendingPairs', () => {
     expect(chunks.map(([length]) => length)).toEqual(new Array(64).fill(65_536));
     expect([chunks[0]![1], chunks[63]![2]]).toEqual([0, 2 ** 22 - 1]);
     expect(chunks.every(([, firstPair], i) => firstPair === i * 65_536)).toBe(true);
+  });
+});
+
+describe('Dir24Index.changeInto', () => {
+  it('applies one-step changes (/8 and longer, /25../31) exactly as addSteps/removeSteps do, and refuses longer ones', () => {
+    const random = prng(90210);
+    const stepped = new Dir24Index(8);
+    const direct = new Dir24Index(8);
+    const live: Dir24Rule[] = [];
+    let nextId = 1;
+    for (let op = 0; op < 500; op++) {
+      const removing = live.length > 0 && random() < 0.35;
+      const rule = removing
+        ? live.splice(Math.floor(random() * live.length), 1)[0]!
+        : (() => {
+            const prefixLen = 8 + Math.floor(random() * 24); // 8..31
+            const network = ((ip('10.0.0.0') | Math.floor(random() * 2 ** 22)) & mask(prefixLen)) >>> 0;
+            return { network, prefixLen, ruleId: nextId++ };
+          })();
+      if (!removing) {
+        if (live.some((r) => r.network === rule.network && r.prefixLen === rule.prefixLen)) continue;
+        live.push(rule);
+      }
+      const want = new SlotSet();
+      for (const slots of removing ? stepped.removeSteps(rule) : stepped.addSteps(rule)) want.addAll(slots);
+      const got = new SlotSet();
+      expect(direct.changeInto(rule, removing ? 'remove' : 'add', got)).toBe(true);
+      expect([...got.slots()].sort((x, y) => x - y)).toEqual([...want.slots()].sort((x, y) => x - y));
+      expect(direct.takeBlockWrites()).toEqual(stepped.takeBlockWrites());
+      direct.commitReleased();
+      stepped.commitReleased();
+    }
+    for (let slot = ip('10.0.0.0') >>> 8; slot < (ip('10.64.0.0') >>> 8); slot++) {
+      if (direct.value(slot) !== stepped.value(slot)) expect([slot, direct.value(slot)]).toEqual([slot, stepped.value(slot)]);
+    }
+    expect(direct.changeInto({ network: 0, prefixLen: 7, ruleId: 1 }, 'add', new SlotSet())).toBe(false);
+    expect(direct.changeInto({ network: 0, prefixLen: 0, ruleId: 1 }, 'add', new SlotSet())).toBe(false);
+  });
+});
+
+describe('IntMap', () => {
+  it('matches a Map through seeded sets and deletes, across growths and the moves after them', () => {
+    const random = prng(777);
+    const map = new IntMap();
+    const oracle = new Map<number, number>();
+    for (let op = 0; op < 200_000; op++) {
+      const key = Math.floor(random() * 50_000) * 331; // collisions and clusters
+      if (random() < 0.3) {
+        map.delete(key);
+        oracle.delete(key);
+      } else {
+        map.set(key, op);
+        oracle.set(key, op);
+      }
+      if (op % 997 === 0) expect(map.size).toBe(oracle.size);
+    }
+    expect(map.size).toBe(oracle.size);
+    for (const [key, value] of oracle) if (map.get(key) !== value) expect([key, map.get(key)]).toEqual([key, value]);
+    for (let k = 1; k < 50_000; k += 7) if (!oracle.has(k * 331 + 1)) expect(map.get(k * 331 + 1)).toBeUndefined();
   });
 });

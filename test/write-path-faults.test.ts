@@ -13,6 +13,7 @@ import { Firewall } from '../src/firewall.js';
 import { CidrMaps } from '../src/datapath/cidr-maps.js';
 import type { DatapathMaps } from '../src/datapath/datapath.js';
 import { RuleStore } from '../src/rules/store.js';
+import { WORKER_BATCH } from '../src/rules/blocks.js';
 import { parseCidr } from '../src/rules/cidr.js';
 import type { BlockRule } from '../src/rules/model.js';
 import { BPF_OBJECT_PATH } from '../src/paths.js';
@@ -161,6 +162,29 @@ describe('a full disk', () => {
     const retry = await app.inject({ method: 'POST', url: '/v1/blocks/bulk', payload: { items } });
     expect(retry.json()).toEqual({ created: 3000, existing: 0 });
     expect((await app.inject('/v1/blocks?limit=1')).json().total).toBe(await hostEntries());
+  });
+  it('a bulk import large enough to be enforced while the worker stores it: 507, and the rules it installed come out', async () => {
+    const fs = mountTmpfs('16m');
+    cleanups.push(fs.unmount);
+    const { firewall } = await Firewall.open(
+      { objectPath: BPF_OBJECT_PATH, storePath: join(fs.dir, 'rules.sqlite'), pin: null, capacity: { cidrV4: 65536, cidrV6: 64, flows: 64 }, countersCacheMs: 1 },
+      quietLog,
+    );
+    cleanups.push(() => firewall.close());
+    const app = await buildApp({ firewall });
+    cleanups.push(() => void app.close());
+    const hostEntries = async () => (await firewall.datapath.maps.srcHostV4.lookupAll()).count;
+    fillDisk(join(fs.dir, 'filler'));
+    const items = Array.from({ length: 2 * WORKER_BATCH }, (_, i) => ({ cidr: `10.2.${i >> 8}.${i & 255}` }));
+    const bulk = await app.inject({ method: 'POST', url: '/v1/blocks/bulk', payload: { items } });
+    expect(bulk.statusCode).toBe(507);
+    expect(bulk.json().error).toMatchObject({ code: 'STORE_FULL' });
+    expect(await hostEntries()).toBe(0);
+    expect((await app.inject('/v1/blocks?limit=1')).json().total).toBe(0);
+    rmSync(join(fs.dir, 'filler'));
+    const retry = await app.inject({ method: 'POST', url: '/v1/blocks/bulk', payload: { items } });
+    expect(retry.json()).toEqual({ created: items.length, existing: 0 });
+    expect(await hostEntries()).toBe(items.length);
   });
 });
 

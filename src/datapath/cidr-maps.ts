@@ -69,7 +69,10 @@ const hasTableEntry = (rule: BlockRule): boolean => !(inDir24(rule) && Dir24Inde
 
 function dir24Rule(rule: KernelRule): Dir24Rule {
   if (rule.id > DIR24_MAX_RULE_ID) throw new DatapathError(`rule id ${rule.id} does not fit a DIR-24 slot`);
-  return { network: rule.network.readUInt32BE(0), prefixLen: rule.prefixLen, ruleId: rule.id, ...(rule.allow && { allow: true }) };
+  const { network } = rule;
+  const value: Dir24Rule = { network: ((network[0]! << 24) | (network[1]! << 16) | (network[2]! << 8) | network[3]!) >>> 0, prefixLen: rule.prefixLen, ruleId: rule.id };
+  if (rule.allow) value.allow = true;
+  return value;
 }
 
 /** The xw_config.features bits this class owns: which kinds of CIDR rules exist. */
@@ -330,11 +333,21 @@ export class CidrMaps implements RuleEnforcer {
     rules: readonly KernelRule[], change: 'add' | 'remove', done: KernelRule[], slicer: Slicer,
   ): Promise<Map<BlockDirection, SlotSet>> {
     const changed = new Map<BlockDirection, SlotSet>();
-    for (const rule of rules) {
+    for (let i = 0; i < rules.length; i++) {
+      const rule = rules[i]!;
       const index = this.dir24[rule.direction];
-      const steps = change === 'add' ? index.addSteps(dir24Rule(rule)) : index.removeSteps(dir24Rule(rule));
       let set = changed.get(rule.direction);
       if (!set) changed.set(rule.direction, (set = new SlotSet()));
+      const value = dir24Rule(rule);
+      // Most rules are one step, applied at once; every 64th asks the slicer.
+      if (index.changeInto(value, change, set)) {
+        done.push(rule);
+        if ((i & 63) === 63 && slicer.due) await slicer.next();
+        continue;
+      }
+      // A change of many steps starts with a slice of its own: its first step runs as the loop begins.
+      if (slicer.due) await slicer.next();
+      const steps = change === 'add' ? index.addSteps(value) : index.removeSteps(value);
       if (rule.prefixLen <= 24) set.reserve(2 ** (24 - rule.prefixLen));
       for (const slots of steps) {
         set.addAll(slots);
@@ -365,6 +378,7 @@ export class CidrMaps implements RuleEnforcer {
           const pairs = packPairs(index, chunk, into);
           await first.updateBatch(pairs.keys, pairs.values, pairs.count);
         }
+        set.release();
       }
       index.commitReleased();
     }

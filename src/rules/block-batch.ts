@@ -57,6 +57,8 @@ const newSegment = (): Segment => ({
 
 export class BlockBatch {
   count = 0;
+  /** Rows per address family (repeats included). */
+  readonly perFamily: Record<4 | 6, number> = { 4: 0, 6: 0 };
   private readonly segments: Segment[] = [];
   /** Sparse: most imported rules have no comment. */
   private readonly comments = new Map<number, string>();
@@ -78,6 +80,7 @@ export class BlockBatch {
     segment.textLength += segment.text.write(cidr.text, segment.textLength, 'latin1');
     segment.textEnds[row] = segment.textLength;
     if (comment !== null) this.comments.set(i, comment);
+    this.perFamily[cidr.family]++;
     this.count++;
   }
 

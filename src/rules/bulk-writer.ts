@@ -36,6 +36,27 @@ export class BulkCapacityError extends Error {
   }
 }
 
+/** Thrown when the caller set the abort flag before the COMMIT: nothing was stored. */
+export class BulkAbortedError extends Error {
+  constructor() {
+    super('the bulk insert was aborted');
+  }
+}
+
+/**
+ * For a caller that enforces the rows while they are being stored: `onRows`
+ * gets the created rows (batch index and id) in insert order, a part at a
+ * time, before the COMMIT; setting `abort[0]` to 1 makes the worker roll
+ * back at its next check (unless it has committed already).
+ */
+export interface BulkInsertProgress {
+  onRows(index: Uint32Array, ids: Float64Array): void;
+  abort: Int32Array;
+}
+
+/** Created rows per progress message. */
+export const PROGRESS_ROWS = 16_384;
+
 /** Thrown when SQLite hands out an id above `maxRuleId`: nothing was stored. */
 export class BulkRuleIdError extends Error {
   constructor(readonly id: number) {
@@ -47,7 +68,7 @@ export class BulkRuleIdError extends Error {
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.sqlite);
-const { job, families, prefixLens, dsts, networks, texts, textEnds, comments } = workerData;
+const { job, families, prefixLens, dsts, networks, texts, textEnds, comments, abort, progressRows } = workerData;
 const db = new Database(job.path, { timeout: job.busyTimeoutMs });
 let result;
 try {
@@ -66,8 +87,15 @@ try {
   let created = 0;
   const bytes = Buffer.from(networks.buffer, networks.byteOffset, networks.byteLength);
   const textBytes = Buffer.from(texts.buffer, texts.byteOffset, texts.byteLength);
+  let posted = 0;
+  const post = () => {
+    const part = { kind: 'rows', index: index.slice(posted, created), ids: ids.slice(posted, created) };
+    parentPort.postMessage(part, [part.index.buffer, part.ids.buffer]);
+    posted = created;
+  };
   db.exec('BEGIN IMMEDIATE');
   for (let i = 0; i < count; i++) {
+    if ((i & 4095) === 0 && abort && Atomics.load(abort, 0) !== 0) { result = { kind: 'aborted' }; break; }
     const text = textBytes.toString('latin1', i === 0 ? 0 : textEnds[i - 1], textEnds[i]);
     const family = families[i];
     const network = bytes.subarray(i * 16, i * 16 + (family === 4 ? 4 : 16));
@@ -79,8 +107,11 @@ try {
       ids[created] = id;
       created++;
       perFamily[family]++;
+      if (progressRows && created - posted >= progressRows) post();
     }
   }
+  if (!result && abort && Atomics.load(abort, 0) !== 0) result = { kind: 'aborted' };
+  if (!result && progressRows && created > posted) post();
   if (!result && (perFamily[4] > job.room[4] || perFamily[6] > job.room[6])) result = { kind: 'capacity', perFamily };
   if (result) db.exec('ROLLBACK');
   else {
@@ -97,21 +128,35 @@ parentPort.postMessage(result, result.kind === 'ok' ? [result.index.buffer, resu
 `;
 
 type WorkerResult =
+  | { kind: 'rows'; index: Uint32Array; ids: Float64Array }
+  | { kind: 'aborted' }
   | { kind: 'ok'; index: Uint32Array; ids: Float64Array; perFamily: Record<4 | 6, number> }
   | { kind: 'capacity'; perFamily: Record<4 | 6, number> }
   | { kind: 'ruleId'; id: number }
   | { kind: 'error'; message: string; code: unknown; sqlite: boolean };
 
-/** Runs the insert on a worker; rejects with SqliteError (mapped by the store), BulkCapacityError or BulkRuleIdError. */
-export async function insertOnWorker(job: BulkInsertJob, batch: BlockBatchColumns): Promise<BulkInsertResult> {
+/**
+ * Runs the insert on a worker; rejects with SqliteError (mapped by the
+ * store), BulkCapacityError, BulkRuleIdError or (with `progress`) BulkAbortedError.
+ */
+export async function insertOnWorker(job: BulkInsertJob, batch: BlockBatchColumns, progress?: BulkInsertProgress): Promise<BulkInsertResult> {
   const sqlite = createRequire(import.meta.url).resolve('better-sqlite3');
   const worker = new Worker(WORKER_SOURCE, {
     eval: true,
-    workerData: { sqlite, job, ...batch },
+    workerData: { sqlite, job, ...batch, abort: progress?.abort, progressRows: progress ? PROGRESS_ROWS : 0 },
   });
   try {
     const result = await new Promise<WorkerResult>((resolve, reject) => {
-      worker.once('message', resolve);
+      worker.on('message', (message: WorkerResult) => {
+        if (message.kind !== 'rows') resolve(message);
+        else {
+          try {
+            progress?.onRows(message.index, message.ids);
+          } catch (error) {
+            reject(error);
+          }
+        }
+      });
       worker.once('error', reject);
       worker.once('exit', (code) => reject(new Error(`the bulk insert worker exited with ${code}`)));
     });
@@ -122,6 +167,10 @@ export async function insertOnWorker(job: BulkInsertJob, batch: BlockBatchColumn
         throw new BulkCapacityError(result.perFamily);
       case 'ruleId':
         throw new BulkRuleIdError(result.id);
+      case 'aborted':
+        throw new BulkAbortedError();
+      case 'rows':
+        throw new Error('unreachable');
       case 'error':
         if (result.sqlite && typeof result.code === 'string') throw new Database.SqliteError(result.message, result.code);
         throw Object.assign(new Error(result.message), { code: result.code });

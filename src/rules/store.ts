@@ -15,7 +15,7 @@ import { decodeRuleSpec, encodeRuleSpec, type PolicyRow } from '../policy/codec.
 import type { PolicyRule, RuleSpec } from '../policy/model.js';
 import { RuleColumns } from './rule-columns.js';
 import type { BlockBatch } from './block-batch.js';
-import { insertOnWorker, type BulkInsertJob, type BulkInsertResult } from './bulk-writer.js';
+import { insertOnWorker, type BulkInsertJob, type BulkInsertProgress, type BulkInsertResult } from './bulk-writer.js';
 import { TimeSlicer } from '../event-loop.js';
 
 /** Rows per page when start-up reads every rule. */
@@ -282,10 +282,10 @@ export class RuleStore {
    * worker thread (bulk-writer.ts), so neither the inserts nor the COMMIT
    * block the event loop. All or nothing, like transaction().
    */
-  async insertBatch(batch: BlockBatch, job: Omit<BulkInsertJob, 'path' | 'busyTimeoutMs'>): Promise<BulkInsertResult> {
+  async insertBatch(batch: BlockBatch, job: Omit<BulkInsertJob, 'path' | 'busyTimeoutMs'>, progress?: BulkInsertProgress): Promise<BulkInsertResult> {
     const columns = await batch.columns();
     try {
-      const result = await insertOnWorker({ ...job, path: this.path, busyTimeoutMs: BUSY_TIMEOUT_MS }, columns);
+      const result = await insertOnWorker({ ...job, path: this.path, busyTimeoutMs: BUSY_TIMEOUT_MS }, columns, progress);
       this.checkpointer?.committed();
       return result;
     } catch (error) {
