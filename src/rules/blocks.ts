@@ -251,13 +251,7 @@ export class BlockService {
       // kept: a rule may be stored and not enforced until the next start,
       // never enforced and unlisted.
       const last = undoFailuresOf(error).length > 0 ? installed : installed - 1;
-      const kept = new Set<number>();
-      const undo: unknown[] = [];
-      for (let c = last; c >= 0; c--) {
-        const failed = await collectFailures([() => this.enforcer.removeMany(chunk(c))]);
-        if (failed.length > 0) kept.add(c);
-        undo.push(...failed);
-      }
+      const { kept, undo } = await this.uninstallChunks(last, chunk);
       undo.push(...(await collectFailures([() => this.deleteCreated(created, kept)])));
       throw this.undone(error, undo, `installing ${plural(created.ids.length)}`);
     }
@@ -342,13 +336,7 @@ export class BlockService {
     // The chunks to take out: those installed and, if the failed one could not undo itself, that one too.
     const failedChunk = chunkOf(installed);
     const last = kernelFailure && undoFailuresOf(kernelFailure.error).length > 0 ? failedChunk : chunkOf(installed - 1 + KERNEL_CHUNK) - 1;
-    const kept = new Set<number>();
-    const undo: unknown[] = [];
-    for (let c = last; c >= 0; c--) {
-      const failed = await collectFailures([() => this.enforcer.removeMany(chunk(c))]);
-      if (failed.length > 0) kept.add(c);
-      undo.push(...failed);
-    }
+    const { kept, undo } = await this.uninstallChunks(last, chunk);
     if (stored_) undo.push(...(await collectFailures([() => this.deleteCreated(stored_, kept)])));
     if (kernelFailure) throw this.undone(kernelFailure.error, undo, `installing ${plural(received)}`);
     throw this.undone(this.bulkStoreError(storeFailure!.error, room), undo, `storing ${plural(batch.count)}`);
@@ -406,6 +394,22 @@ export class BlockService {
       }
       return { index: index.subarray(0, n), ids: ids.subarray(0, n), perFamily };
     });
+  }
+
+  /**
+   * Takes chunks `last` .. 0 of a batch out of the kernel, last first (absent
+   * entries are skipped). `kept`: the chunks the kernel would not give back;
+   * `undo`: those failures.
+   */
+  private async uninstallChunks(last: number, chunk: (c: number) => BlockRule[]): Promise<{ kept: Set<number>; undo: unknown[] }> {
+    const kept = new Set<number>();
+    const undo: unknown[] = [];
+    for (let c = last; c >= 0; c--) {
+      const failed = await collectFailures([() => this.enforcer.removeMany(chunk(c))]);
+      if (failed.length > 0) kept.add(c);
+      undo.push(...failed);
+    }
+    return { kept, undo };
   }
 
   /**
