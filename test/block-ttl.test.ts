@@ -2,6 +2,9 @@
 // re-blocking keeps the later expiry, a dry-run block passes under would_drop,
 // and the sweeper removes expired blocks. The wall clock is injected; the
 // monotonic one is the kernel's. Needs root.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../api/app.js';
@@ -126,5 +129,33 @@ describe('the block-meta gate (XW_FEATURE_BLOCK_META)', () => {
     expect(gate()).toBe(false);
     expect(ingress(from('198.18.40.1'))).toBe(1);
     await app.inject({ method: 'DELETE', url: `/v1/blocks/${plain.id}` });
+  });
+});
+
+describe('a restart', () => {
+  it('restores the kernel side of dry-run and ttl blocks from the store', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'xw-block-meta-'));
+    const storePath = join(dir, 'rules.sqlite');
+    try {
+      const before = await openTestFirewall(undefined, undefined, { storePath });
+      const api = await buildApp({ firewall: before });
+      expect((await api.inject({ method: 'POST', url: '/v1/blocks', payload: { cidr: '198.18.62.0/24' } })).statusCode).toBe(201);
+      expect((await api.inject({ method: 'POST', url: '/v1/blocks', payload: { cidr: '198.18.60.0/24', dryRun: true } })).statusCode).toBe(201);
+      expect((await api.inject({ method: 'POST', url: '/v1/blocks', payload: { cidr: '198.18.61.0/24', ttl: 3600 } })).statusCode).toBe(201);
+      await api.close();
+      before.close();
+
+      const after = await openTestFirewall(undefined, undefined, { storePath });
+      try {
+        const run = (frame: Buffer) => after.datapath.ingress.testRunSync({ data: frame, ctxIn: xdpCtx(frame.length, 1), dataSizeOut: 0 }).retval;
+        expect(run(from('198.18.60.7'))).toBe(2); // dry run: passes, as before the restart
+        expect(run(from('198.18.61.7'))).toBe(1); // ttl block, not expired: drops
+        expect((await after.datapath.maps.policy.blockMeta.lookupAll()).count).toBe(2);
+      } finally {
+        after.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

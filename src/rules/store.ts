@@ -404,8 +404,10 @@ export class RuleStore {
   /** The blocks that carry a ttl or dryRun: start-up restores their extras without reading every block. */
   blocksWithMeta(): BlockRule[] {
     try {
+      // CROSS JOIN keeps block_meta the outer loop: the planner otherwise walks every block in id
+      // order and probes the (usually empty) meta table a million times at start-up.
       return this.db
-        .prepare<[], BlockRow>('SELECT b.* FROM blocks b JOIN block_meta m ON m.cidr = b.cidr AND m.direction = b.direction ORDER BY b.id')
+        .prepare<[], BlockRow>('SELECT b.* FROM block_meta m CROSS JOIN blocks b ON b.cidr = m.cidr AND b.direction = m.direction ORDER BY b.id')
         .all()
         .map(toRule);
     } catch (error) {
