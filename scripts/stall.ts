@@ -35,8 +35,8 @@ const instance = `stall-${process.pid}`;
 const port = 20000 + (process.pid % 20000);
 const base = `http://127.0.0.1:${port}`;
 let daemon: ChildProcess | null = null;
-/** Gaps of the daemon's event loop, [from, to] in µs of CLOCK_MONOTONIC, and the µs its thread ran meanwhile. */
-const gaps: Array<[number, number, number]> = [];
+/** Gaps of the daemon's event loop, [from, to] in µs of CLOCK_MONOTONIC, the µs its thread ran meanwhile and the µs it waited for a CPU. */
+const gaps: Array<[number, number, number, number]> = [];
 const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
 const quantile = (values: number[], q: number): number => {
@@ -88,11 +88,16 @@ async function phase(name: string, request: () => Promise<Response>): Promise<{ 
   const inPhase = gaps.filter(([start, end]) => end > from && start < to);
   const held = inPhase.map(([start, end]) => (end - start) / 1000);
   const onCpu = Math.max(0, ...inPhase.map(([, , cpu]) => cpu / 1000));
+  // The longest gap split: ran, waited for a CPU, slept (a system call or a lock).
+  const longest = inPhase.reduce<(typeof gaps)[number] | undefined>((a, g) => (!a || g[1] - g[0] > a[1] - a[0] ? g : a), undefined);
+  const split = longest
+    ? ` (longest: ran ${ms(longest[2] / 1000)}, waited for a CPU ${ms(longest[3] / 1000)}, slept ${ms(Math.max(0, longest[1] - longest[0] - longest[2] - longest[3]) / 1000)})`
+    : '';
   const result = { p99: quantile(latencies, 0.99), max: Math.max(...latencies), held: Math.max(0, ...held), onCpu };
   console.log(
     `${name.padEnd(40)} ${seconds.toFixed(2).padStart(6)} s; /healthz ${String(latencies.length).padStart(5)} probes: ` +
       `p50 ${ms(quantile(latencies, 0.5))}, p99 ${ms(result.p99)}, max ${ms(result.max)}; ` +
-      `loop held max ${ms(result.held)}, ${held.filter((h) => h > 50).length}x > 50 ms, on CPU max ${ms(onCpu)}`,
+      `loop held max ${ms(result.held)}, ${held.filter((h) => h > 50).length}x > 50 ms, on CPU max ${ms(onCpu)}${split}`,
   );
   return result;
 }
@@ -172,8 +177,8 @@ try {
     { stdio: ['ignore', 'inherit', 'pipe'] },
   );
   createInterface({ input: daemon.stderr! }).on('line', (line) => {
-    const gap = /^LOOP_GAP (\d+) (\d+) (\d+)$/.exec(line);
-    if (gap) gaps.push([Number(gap[1]), Number(gap[2]), Number(gap[3])]);
+    const gap = /^LOOP_GAP (\d+) (\d+) (\d+) (\d+)$/.exec(line);
+    if (gap) gaps.push([Number(gap[1]), Number(gap[2]), Number(gap[3]), Number(gap[4])]);
     else console.error(line);
   });
   for (let i = 0; ; i++) {
