@@ -162,6 +162,31 @@ describe('list diffs', () => {
     rules.close();
   });
 
+  it('reports how far a change has got while its chunks go to the kernel, and nothing once it is done', async () => {
+    const rules = new RuleStore(':memory:');
+    const seen: unknown[] = [];
+    let lists: ListService | undefined;
+    const kernel = new (class extends RecordingKernel {
+      override async applyDiff(diff: KernelDiff): Promise<void> {
+        seen.push(lists!.progress('big'));
+        await super.applyDiff(diff);
+      }
+    })();
+    lists = new ListService(new ListStore(rules), kernel);
+    await lists.put('big', { entries: parseListText(hosts(40_000)) });
+    expect(seen).toEqual([0, 16_384, 32_768].map((done) => ({ phase: 'kernel', done, total: 40_000 })));
+    seen.length = 0;
+    // 20k stay, 20k new, 20k go: 40k changes, installs first.
+    await lists.put('big', { entries: parseListText(hosts(40_000, 1, 20_000)) });
+    expect(seen).toEqual([0, 16_384, 20_000, 36_384].map((done) => ({ phase: 'kernel', done, total: 40_000 })));
+    expect(lists.progress('big')).toBeUndefined();
+    seen.length = 0;
+    await lists.delete('big');
+    expect(seen).toEqual([0, 16_384, 32_768].map((done) => ({ phase: 'kernel', done, total: 40_000 })));
+    expect(lists.progress('big')).toBeUndefined();
+    rules.close();
+  });
+
   it('gives each key to a block, else a deny list, else the older list; a change moves only the keys whose winner changes', async () => {
     const rules = new RuleStore(':memory:');
     const kernel = new RecordingKernel();

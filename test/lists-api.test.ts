@@ -78,6 +78,14 @@ describe('/v1/lists', () => {
     expect(containing.items).toEqual(['198.18.5.0/24']);
   });
 
+  it('GET progress: inactive for a list no change is under way for, 404 for no list (the counts themselves: test/list-keys.test.ts)', async () => {
+    expect((await put('quiet', { entries: ['198.18.5.0/24'] })).statusCode).toBe(200);
+    const idle = await app.inject({ method: 'GET', url: '/v1/lists/quiet/progress' });
+    expect([idle.statusCode, idle.json()]).toEqual([200, { name: 'quiet', active: false }]);
+    const missing = await app.inject({ method: 'GET', url: '/v1/lists/nosuch/progress' });
+    expect([missing.statusCode, missing.json().error.code]).toEqual([404, 'NOT_FOUND']);
+  });
+
   it('PUT text/plain takes action and direction from the query; dst lists match destinations', async () => {
     const res = await app.inject({
       method: 'PUT', url: '/v1/lists/dsts?direction=dst', headers: { 'content-type': 'text/plain' },

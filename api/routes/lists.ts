@@ -38,6 +38,13 @@ const ListView = Type.Object({
   origin: Type.String({ description: 'api, feed (a feed of the configuration) or file (the --rules file)' }),
   hits: Type.Ref('CounterPair'),
 });
+const Progress = Type.Object({
+  name: Type.String(),
+  active: Type.Boolean({ description: 'whether a PUT, PATCH or DELETE of the list is under way' }),
+  phase: Type.Optional(Type.Union([Type.Literal('store'), Type.Literal('kernel')], { description: 'store: being saved; kernel: its entries going into the kernel' })),
+  done: Type.Optional(Type.Integer({ description: 'kernel phase: entries of the change applied so far' })),
+  total: Type.Optional(Type.Integer({ description: 'store phase: entries of the new list; kernel phase: entries the change touches' })),
+});
 const EntriesQuery = Type.Object(
   {
     limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 100 }),
@@ -110,6 +117,21 @@ export const listRoutes: FastifyPluginAsyncTypebox<ListRoutesOptions> = async (a
   }, async (request, reply) => {
     const list = lists.get(request.params.name);
     return reply.header('etag', `"${list.revision}"`).send(lists.view(list));
+  });
+
+  app.get('/v1/lists/:name/progress', {
+    schema: {
+      tags: ['lists'],
+      summary: 'How far a long PUT, PATCH or DELETE of the list has got (poll it while the request runs)',
+      params: Name,
+      response: { 200: Progress, ...errorResponses(400, 404) },
+    },
+  }, async (request) => {
+    const { name } = request.params;
+    const progress = lists.progress(name);
+    if (progress) return { name, active: true, ...progress };
+    lists.get(name); // 404 for a list that neither exists nor is being made
+    return { name, active: false };
   });
 
   app.get('/v1/lists/:name/entries', {

@@ -30,10 +30,17 @@ import {
 import { checkListName, type ListAction, type ListOrigin, type ListView } from './model.js';
 import { EntrySet, parseEntry, type ParsedEntries } from './parse.js';
 import {
-  AscendingProbe, EMPTY_KEYS, canonicalV4Key, hasKey, holdsKey, keyOfCidr, keyOfText, keyTexts, v4KeyAddress, v4KeyPrefixLen,
-  v4KeyText,
+  AscendingProbe, EMPTY_KEYS, canonicalV4Key, hasKey, holdsKey, keyCount, keyOfCidr, keyOfText, keyTexts, v4KeyAddress,
+  v4KeyPrefixLen, v4KeyText, type EntryKeys,
 } from './keys.js';
 import { StoredList, type ListFields, type ListStore } from './store.js';
+
+/** Where a change of a list is: storing it, then its entries going to the kernel (done of total). */
+export interface ListProgress {
+  phase: 'store' | 'kernel';
+  done: number;
+  total: number;
+}
 
 export interface ListKernel {
   /** Runs `work` with no other change of the block tables in between. */
@@ -91,6 +98,8 @@ export interface ListResult {
 export class ListService {
   private readonly lock = new WriteLock();
   private readonly byName = new Map<string, StoredList>();
+  /** Changes under way, by list name (progress()). */
+  private readonly inFlight = new Map<string, ListProgress>();
   private readonly byId = new Map<number, StoredList>();
   private readonly now: () => Date;
   private readonly slicer: () => Slicer;
@@ -185,7 +194,7 @@ export class ListService {
     return this.lock.run(async () => {
       const current = this.get(name);
       this.checkChange(name, current, options);
-      await this.users.exclusive(() => this.kernel.exclusive(async () => {
+      await this.users.exclusive(() => this.tracked(name, current.keys, async () => {
         const rules = this.users.usedBy(name);
         if (rules.length > 0) throw new ListInUseError(`list ${name} is used by rule${rules.length === 1 ? '' : 's'} ${rules.join(', ')}: change or delete them first`);
         const diff = await this.diff(current, undefined);
@@ -198,7 +207,7 @@ export class ListService {
         await this.applyOrResync(diff, async () => {
           this.restore(current, undefined);
           await this.store.save(current);
-        });
+        }, name);
       }));
     });
   }
@@ -259,7 +268,7 @@ export class ListService {
     if (next.action !== 'deny' && next.action !== 'allow' && next.action !== 'none') throw new InvalidArgumentError(`action must be deny, allow or none`);
     const updatedAt = this.now().toISOString();
     const revision = (current?.revision ?? 0) + 1;
-    return this.users.exclusive(() => this.kernel.exclusive(async () => {
+    return this.users.exclusive(() => this.tracked(name, next.keys, async () => {
       const fields: ListFields = { ...next, name, revision, updatedAt };
       const id = current?.id ?? (await this.store.save(fields));
       const list = new StoredList(id, fields);
@@ -288,9 +297,27 @@ export class ListService {
       await this.applyOrResync(diff, async () => {
         await undo();
         if (used) await this.users.refresh(name);
-      });
+      }, name);
       return { name, count: list.count, revision, updatedAt };
     }));
+  }
+
+  /** The change of list `name` under way (PUT, PATCH, DELETE), or undefined. */
+  progress(name: string): ListProgress | undefined {
+    const progress = this.inFlight.get(name);
+    return progress && { ...progress };
+  }
+
+  /** Runs a change of list `name` inside the kernel's exclusive section, reporting it through progress(). */
+  private tracked<T>(name: string, keys: EntryKeys, work: () => Promise<T>): Promise<T> {
+    return this.kernel.exclusive(async () => {
+      this.inFlight.set(name, { phase: 'store', done: 0, total: keyCount(keys) });
+      try {
+        return await work();
+      } finally {
+        this.inFlight.delete(name);
+      }
+    });
   }
 
   /** The rules' tables refused the new list: the old one goes back in the index, the store and (unchanged or restored) the rules' tables. */
@@ -304,9 +331,9 @@ export class ListService {
   }
 
   /** Applies a diff; on failure undoes the store and the index, then reconciles the kernel to them. */
-  private async applyOrResync(diff: ListDiff, undo: () => void | Promise<void>): Promise<void> {
+  private async applyOrResync(diff: ListDiff, undo: () => void | Promise<void>, name: string): Promise<void> {
     try {
-      await this.apply(diff);
+      await this.apply(diff, this.inFlight.get(name));
     } catch (error) {
       try {
         await undo();
@@ -361,14 +388,25 @@ export class ListService {
    * entries, which are garbage once their chunk is in (a million of them
    * held at once cost more in GC than the kernel writes).
    */
-  private async apply(diff: ListDiff): Promise<void> {
+  private async apply(diff: ListDiff, progress?: ListProgress): Promise<void> {
+    if (progress) Object.assign(progress, { phase: 'kernel', done: 0, total: diff.reduce((n, d) => n + d.changes.count, 0) });
     for (const removals of [false, true]) {
       let chunk: MutableDiff = { install: [], replace: [], remove: [] };
       let size = 0;
+      /** Entries of this pass examined since the last write (those a block holds are skipped, and done too). */
+      let examined = 0;
+      const write = async (): Promise<void> => {
+        if (size > 0) await this.kernel.applyDiff(chunk);
+        if (progress) progress.done += examined;
+        chunk = { install: [], replace: [], remove: [] };
+        size = 0;
+        examined = 0;
+      };
       for (const { direction, changes, blocked } of diff) {
         const { keys, from, to, parties } = changes;
         for (let i = 0; i < changes.count; i++) {
           if ((to[i] === 0) !== removals) continue;
+          examined++;
           const key = keys[i]!;
           if (blocked(key)) continue;
           const next = to[i] === 0 ? undefined : kernelRule(parties[to[i]!]!, direction, key);
@@ -376,16 +414,13 @@ export class ListService {
           if (old && next) chunk.replace.push({ from: old, to: next });
           else if (next) chunk.install.push(next);
           else if (old) chunk.remove.push(old);
-          if (++size === APPLY_CHUNK) {
-            await this.kernel.applyDiff(chunk);
-            chunk = { install: [], replace: [], remove: [] };
-            size = 0;
-          }
+          if (++size === APPLY_CHUNK) await write();
         }
       }
-      if (size > 0) await this.kernel.applyDiff(chunk);
+      await write();
     }
   }
+
 
   /** Whether a block of `direction` holds a key, asked for each of `keys`: the blocks' keys or an IN query, whichever is fewer. */
   private blockedAmong(direction: BlockDirection, keys: ArrayLike<number | string>, count: number): (key: number | string) => boolean {
