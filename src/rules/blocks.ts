@@ -346,31 +346,28 @@ export class BlockService {
   private bulkStoreError(error: unknown, room: Record<4 | 6, number>): unknown {
     if (error instanceof BulkCapacityError) {
       const family = error.perFamily[4] > room[4] ? 4 : 6;
-      return new CapacityError(
-        `${this.counts[family] + error.perFamily[family]} IPv${family} rules would exceed the capacity of ${this.limits[family]} (capacity.cidrV${family}); nothing was stored`,
-      );
+      return this.overCapacity(family, error.perFamily[family]);
     }
     if (error instanceof BulkRuleIdError) return new DatapathError(`rule id ${error.id} does not fit the kernel's 32-bit rule id`);
     if (error instanceof BulkAbortedError) return new DatapathError('the bulk insert was aborted');
     return error;
   }
 
-  /** Writes the batch's rules that do not exist yet, in one transaction, within capacity. */
-  private async insert(batch: BlockBatch, createdAt: string): Promise<Created> {
-    const overCapacity = (family: 4 | 6, created: number) => new CapacityError(
+  /** The 507 of a batch that would take `created` more rules of `family` than capacity allows. */
+  private overCapacity(family: 4 | 6, created: number): CapacityError {
+    return new CapacityError(
       `${this.counts[family] + created} IPv${family} rules would exceed the capacity of ${this.limits[family]} (capacity.cidrV${family}); nothing was stored`,
     );
+  }
+
+  /** Writes the batch's rules that do not exist yet, in one transaction, within capacity. */
+  private async insert(batch: BlockBatch, createdAt: string): Promise<Created> {
     if (batch.count >= WORKER_BATCH && this.store.writesOffLoop) {
       const room = { 4: this.limits[4] - this.counts[4], 6: this.limits[6] - this.counts[6] };
       try {
         return await this.store.insertBatch(batch, { createdAt, room, maxRuleId: MAX_RULE_ID });
       } catch (error) {
-        if (error instanceof BulkCapacityError) {
-          const family = error.perFamily[4] > room[4] ? 4 : 6;
-          throw overCapacity(family, error.perFamily[family]);
-        }
-        if (error instanceof BulkRuleIdError) throw new DatapathError(`rule id ${error.id} does not fit the kernel's 32-bit rule id`);
-        throw error;
+        throw this.bulkStoreError(error, room);
       }
     }
     return this.store.transaction(`cannot store ${plural(batch.count)}`, async () => {
@@ -390,7 +387,7 @@ export class BlockService {
         perFamily[batch.family(i)]++;
       }
       for (const family of [4, 6] as const) {
-        if (this.counts[family] + perFamily[family] > this.limits[family]) throw overCapacity(family, perFamily[family]);
+        if (this.counts[family] + perFamily[family] > this.limits[family]) throw this.overCapacity(family, perFamily[family]);
       }
       return { index: index.subarray(0, n), ids: ids.subarray(0, n), perFamily };
     });
