@@ -264,8 +264,8 @@ export class BlockService {
    * about as long each, and overlap instead of running one after the other.
    */
   private pipelines(batch: BlockBatch): boolean {
-    return batch.count >= WORKER_BATCH && this.store.writesOffLoop &&
-      batch.perFamily[4] <= this.limits[4] - this.counts[4] && batch.perFamily[6] <= this.limits[6] - this.counts[6];
+    const room = this.room();
+    return batch.count >= WORKER_BATCH && this.store.writesOffLoop && batch.perFamily[4] <= room[4] && batch.perFamily[6] <= room[6];
   }
 
   /**
@@ -280,7 +280,7 @@ export class BlockService {
    * (reconcile). The number of rules created.
    */
   private async applyPipelined(batch: BlockBatch, createdAt: string): Promise<number> {
-    const room = { 4: this.limits[4] - this.counts[4], 6: this.limits[6] - this.counts[6] };
+    const room = this.room();
     const index = new Uint32Array(batch.count);
     const ids = new Float64Array(batch.count);
     let received = 0;
@@ -353,6 +353,11 @@ export class BlockService {
     return error;
   }
 
+  /** Rules of each family that still fit the capacity. */
+  private room(): Record<4 | 6, number> {
+    return { 4: this.limits[4] - this.counts[4], 6: this.limits[6] - this.counts[6] };
+  }
+
   /** The 507 of a batch that would take `created` more rules of `family` than capacity allows. */
   private overCapacity(family: 4 | 6, created: number): CapacityError {
     return new CapacityError(
@@ -363,7 +368,7 @@ export class BlockService {
   /** Writes the batch's rules that do not exist yet, in one transaction, within capacity. */
   private async insert(batch: BlockBatch, createdAt: string): Promise<Created> {
     if (batch.count >= WORKER_BATCH && this.store.writesOffLoop) {
-      const room = { 4: this.limits[4] - this.counts[4], 6: this.limits[6] - this.counts[6] };
+      const room = this.room();
       try {
         return await this.store.insertBatch(batch, { createdAt, room, maxRuleId: MAX_RULE_ID });
       } catch (error) {
