@@ -2,6 +2,9 @@
 // their ttl and dryRun, rules, the sweeper), each under its own lock: a
 // transaction that starts while another is open waits for it, in order; one
 // started from inside another's work joins it; a failed one frees the queue.
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RuleStore } from '../src/rules/store.js';
 
@@ -55,5 +58,32 @@ describe('RuleStore.transaction', () => {
     await expect(failed).rejects.toThrow(/injected/);
     await next;
     expect([store.getSetting('lost'), store.getSetting('kept')]).toEqual([undefined, 1]);
+  });
+});
+
+describe('RuleStore.close', () => {
+  it('returns with every connection closed: nothing touches the directory afterwards', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'xw-close-'));
+    try {
+      for (let round = 0; round < 3; round++) {
+        const store = new RuleStore(join(dir, 'rules.sqlite'));
+        store.setSetting('round', round);
+        store.close();
+        // The checkpoint worker's connection was the last to close: the log is
+        // checkpointed, its files are gone, and nothing recreates the store.
+        expect(readdirSync(dir)).toEqual(['rules.sqlite']);
+        store.close(); // twice is harmless
+        const copy = readFileSync(join(dir, 'rules.sqlite'));
+        rmSync(join(dir, 'rules.sqlite'));
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        expect(readdirSync(dir)).toEqual([]);
+        writeFileSync(join(dir, 'rules.sqlite'), copy);
+      }
+      const reopened = new RuleStore(join(dir, 'rules.sqlite'));
+      expect(reopened.getSetting('round')).toBe(2);
+      reopened.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

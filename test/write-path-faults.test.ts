@@ -100,8 +100,7 @@ function mountTmpfs(size: string, options = ''): { dir: string; unmount: () => v
   return {
     dir,
     unmount: () => {
-      // Lazy: the store's checkpoint worker closes its connection a moment after RuleStore.close().
-      execFileSync('umount', ['--lazy', dir]);
+      execFileSync('umount', [dir]);
       rmSync(dir, { recursive: true, force: true });
     },
   };
