@@ -25,6 +25,8 @@ export class Progress {
   private lastDraw = -Infinity;
   private lastStep = 0;
   private drawn = false;
+  private countPhase = '';
+  private countStep = -1;
   private readonly now: () => number;
 
   constructor(
@@ -64,6 +66,29 @@ export class Progress {
     if (step <= this.lastStep || (totalBytes && step >= 100)) return;
     this.lastStep = step;
     this.sink.write(`${label}: ${totalBytes ? `${step}% (${this.describe(bytes, items)})` : `sent ${this.describe(bytes, items)}`}\n`);
+  }
+
+  /**
+   * The daemon's own progress of a phase (e.g. "kernel", done of total
+   * entries): redrawn in place on a terminal, a plain line at each tenth of
+   * each phase elsewhere.
+   */
+  count(phase: string, done: number, total: number): void {
+    const percent = total > 0 ? Math.floor((Math.min(done / total, 1) * 100)) : 100;
+    const text = `${phase} ${done.toLocaleString('en')} of ${total.toLocaleString('en')} entries (${percent}%)`;
+    if (this.sink.isTTY) {
+      const at = this.now();
+      if (at - this.lastDraw < REDRAW_MS) return;
+      this.lastDraw = at;
+      this.sink.write(`\r\x1b[K${this.options.label}: ${text}`);
+      this.drawn = true;
+      return;
+    }
+    const step = Math.floor(percent / 10) * 10;
+    if (phase === this.countPhase && step <= this.countStep) return;
+    this.countPhase = phase;
+    this.countStep = step;
+    this.sink.write(`${this.options.label}: ${text}\n`);
   }
 
   /** A new phase with no measurable progress, e.g. waiting for the daemon. */

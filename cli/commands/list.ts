@@ -1,6 +1,7 @@
 // `xdpwall list put|ls|show|rm`: named lists (/v1/lists). `put` streams the
 // file as it is (text/plain: plain, FireHOL netset or Spamhaus DROP) with a
-// progress bar on stderr, then waits while the daemon swaps the list in.
+// progress bar on stderr, then shows the daemon's progress (GET
+// /v1/lists/{name}/progress) while it stores the list and swaps it in.
 import { Command } from 'commander';
 import { CliError } from '../client.js';
 import { apiClient, clientCommand, print } from './client.js';
@@ -25,6 +26,52 @@ interface PutResult {
 
 const path = (name: string): string => `/v1/lists/${encodeURIComponent(name)}`;
 
+/** How often `put` asks the daemon how far it has got, once the file is sent. */
+const POLL_MS = 250;
+
+interface ListProgress {
+  active: boolean;
+  phase?: 'store' | 'kernel';
+  done?: number;
+  total?: number;
+}
+
+/**
+ * Shows the daemon's progress with list `name` every POLL_MS until stop() is
+ * called. A failed poll is not the command's failure: the PUT's own answer is.
+ */
+export function pollProgress(
+  client: Pick<ReturnType<typeof apiClient>, 'call'>,
+  name: string,
+  progress: Pick<Progress, 'count'>,
+  intervalMs = POLL_MS,
+): { stop: () => Promise<void> } {
+  let stopped = false;
+  let wake: () => void = () => {};
+  const loop = (async () => {
+    while (!stopped) {
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, intervalMs);
+      });
+      if (stopped) return;
+      try {
+        const { body } = await client.call<ListProgress>('GET', `${path(name)}/progress`);
+        if (!stopped && body.active && body.phase && body.total !== undefined) progress.count(body.phase, body.done ?? 0, body.total);
+      } catch {
+        // e.g. 404 before the list exists: nothing to show yet
+      }
+    }
+  })();
+  return {
+    stop: async () => {
+      stopped = true;
+      wake();
+      await loop;
+    },
+  };
+}
+
 function putCommand(): Command {
   return clientCommand('put', 'replace list NAME with the entries of FILE ("-": standard input), atomically')
     .argument('<NAME>')
@@ -48,10 +95,17 @@ function putCommand(): Command {
         progress.phase(`sent ${lines.toLocaleString('en')} lines; the daemon is parsing and swapping the list in`);
       }
       const query = new URLSearchParams({ ...(flags.action && { action: flags.action }), ...(flags.direction && { direction: flags.direction }) });
+      const client = apiClient(flags);
+      let poller: { stop: () => Promise<void> } | undefined;
+      async function* sentThenPoll(): AsyncGenerator<Buffer> {
+        yield* sent();
+        poller = pollProgress(client, name, progress);
+      }
       let result: PutResult;
       try {
-        ({ body: result } = await apiClient(flags).upload<PutResult>('PUT', `${path(name)}${query.size > 0 ? `?${query}` : ''}`, 'text/plain', sent()));
+        ({ body: result } = await client.upload<PutResult>('PUT', `${path(name)}${query.size > 0 ? `?${query}` : ''}`, 'text/plain', sentThenPoll()));
       } finally {
+        await poller?.stop();
         progress.done();
       }
       print(flags, result, () => `list ${result.name}: ${result.count.toLocaleString('en')} entries, revision ${result.revision}`);
