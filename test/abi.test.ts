@@ -30,6 +30,7 @@ import {
   POLICY_MAPS,
   POLICY_SYNC_INNER,
   POL_MAX_RULES,
+  POL_SLOTS,
   POL_MAX_ADDRS,
   POL_PORT_SLOTS,
   POL_REPLY_ENTRIES,
@@ -259,6 +260,7 @@ describe('programs and maps', () => {
     [MAPS.srcHostV6]: ['xw_host_v6_key', 'xw_rule_value'],
     [MAPS.dstHostV6]: ['xw_host_v6_key', 'xw_rule_value'],
     [MAPS.ruleStats]: ['unsigned int', 'xw_counter'],
+    [MAPS.slotHits]: ['unsigned int', 'xw_counter'], // policy rule slot
     [MAPS.stats]: ['unsigned int', 'xw_counter'], // XW_STATS_INDEX()
     [MAPS.ifslots]: ['unsigned int', 'unsigned int'],
     [MAPS.flows]: ['xw_flow_key', 'xw_flow_value'],
@@ -333,6 +335,9 @@ describe('programs and maps', () => {
 
   it('policy capacities agree', () => {
     expect(mapDefNumber(mapDef(POLICY_MAPS.rules), 'max_entries')).toBe(POL_TABLES * 2 * POL_MAX_RULES);
+    expect(mapDefNumber(mapDef(MAPS.slotHits), 'max_entries')).toBe(POL_SLOTS);
+    // Both hooks' full tables and a full replacement of one, besides slot 0 (none).
+    expect(POL_SLOTS).toBeGreaterThan(3 * POL_MAX_RULES);
     expect(mapDefNumber(mapDef(POLICY_MAPS.ports), 'max_entries')).toBe(POL_TABLES * 2 * 2 * POL_PORT_SLOTS);
     expect(mapDefNumber(mapDef(POLICY_MAPS.addrs), 'max_entries')).toBe(POL_TABLES * 2 * POL_MAX_ADDRS);
     expect(mapDefNumber(mapDef(POLICY_MAPS.replies), 'max_entries')).toBe(POL_REPLY_ENTRIES);
@@ -340,7 +345,8 @@ describe('programs and maps', () => {
   });
 
   it('rate-limit capacities agree; the report ring is a pinned ring buffer', () => {
-    expect(mapDefNumber(mapDef(RATELIMIT_MAPS.rules), 'max_entries')).toBe(RL_RULE_ENTRIES);
+    expect(mapDefNumber(mapDef(RATELIMIT_MAPS.rules), 'max_entries')).toBe(POL_SLOTS);
+    expect(mapDefNumber(mapDef(RATELIMIT_MAPS.stats), 'max_entries')).toBe(POL_SLOTS);
     expect(mapDefNumber(mapDef(RATELIMIT_MAPS.shared), 'max_entries')).toBe(RL_RULE_ENTRIES);
     expect(mapDefNumber(mapDef(RATELIMIT_MAPS.buckets), 'max_entries')).toBe(DEFAULT_RL_BUCKETS);
     const ring = mapDef(RATELIMIT_MAPS.reports);

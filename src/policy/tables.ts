@@ -11,6 +11,7 @@ import {
 import type { CompiledTable } from './compile.js';
 import type { PrefixList } from './reference.js';
 import { BITMAP_BYTES } from './compile.js';
+import type { InstalledSlot } from './slots.js';
 
 export interface PolicyMaps {
   active: BpfMap;
@@ -96,6 +97,7 @@ export function encodeRule(rule: CompiledTable['rules'][number]): Buffer {
   value.writeUInt32LE(rule.kernelId >>> 0, L.ruleId);
   value.writeUInt8(ACTION_CODES[rule.action], L.action);
   value.writeUInt8((rule.dryRun ? RuleFlags.dryRun : 0) | (rule.ifaceDefault ? RuleFlags.ifaceDefault : 0), L.flags);
+  value.writeUInt16LE(rule.slot ?? 0, L.slot);
   value.writeBigUInt64LE(rule.expiresNs, L.expiresNs);
   return value;
 }
@@ -148,6 +150,29 @@ export class PolicyTables {
     let w = this.written.get(slot);
     if (!w) this.written.set(slot, (w = { bitmaps: [], addrs: [] }));
     return w;
+  }
+
+  /**
+   * The rules (kernel id and slot) the active buffer of each table in
+   * `tables` holds: the positions set in its all-ones bitmap. What a
+   * previous run left enforcing, so a restart keeps the rules' slots and
+   * their counters.
+   */
+  installedSlots(tables: readonly number[]): InstalledSlot[] {
+    const out: InstalledSlot[] = [];
+    for (const table of tables) {
+      const buf = this.activeBuffer(table);
+      const all = this.maps.bitmaps.lookup(bitmapKey(table, buf, POL_FIELD_ALL, 0));
+      if (!all) continue;
+      const base = (table * 2 + buf) * POL_MAX_RULES;
+      for (let i = 0; i < POL_MAX_RULES; i++) {
+        if ((all[Layout.polBitmap.words + (i >> 3)]! & (1 << (i & 7))) === 0) continue;
+        const rule = this.maps.rules.lookup(u32(base + i));
+        if (!rule) continue;
+        out.push({ table, kernelId: rule.readUInt32LE(Layout.polRule.ruleId), slot: rule.readUInt16LE(Layout.polRule.slot) });
+      }
+    }
+    return out;
   }
 
   /** The buffer packets read for this table now. */

@@ -166,7 +166,8 @@ struct xw_pol_fields {
 };
 
 static __always_inline bool xw_pol_lookup(const struct xw_pkt *p, __u32 table, __u32 buf,
-					  __u32 fields, bool one_word, struct xw_pol_fields *out)
+					  __u32 fields, bool one_word, __u32 dport_interval,
+					  struct xw_pol_fields *out)
 {
 	struct xw_pol_bitmap_key all = { .table = table, .buf = buf, .field = XW_FIELD__MAX };
 	bool l4 = p->flags & XW_PKT_L4;
@@ -194,8 +195,7 @@ static __always_inline bool xw_pol_lookup(const struct xw_pkt *p, __u32 table, _
 		XW_NARROW(proto);
 	}
 	if (fields & (1u << XW_FIELD_DPORT)) {
-		interval = ports ? xw_pol_port(table, buf, true, p->dport) : 0;
-		dport = xw_pol_field(table, buf, XW_FIELD_DPORT, interval, interval != 0);
+		dport = xw_pol_field(table, buf, XW_FIELD_DPORT, dport_interval, dport_interval != 0);
 		if (!dport)
 			return false;
 		XW_NARROW(dport);
@@ -318,7 +318,7 @@ static __always_inline bool xw_pol_classify(const struct xw_pkt *p, __u32 table,
 {
 	const struct xw_pol_meta *meta;
 	struct xw_pol_scan s = {};
-	__u32 *active, buf, words, index;
+	__u32 *active, buf, words, index, dport_interval = 0;
 
 	*meta_out = NULL;
 	active = bpf_map_lookup_elem(&xw_pol_active, &table);
@@ -335,11 +335,16 @@ static __always_inline bool xw_pol_classify(const struct xw_pkt *p, __u32 table,
 		return false;
 	if (words > XW_POL_WORDS)
 		words = XW_POL_WORDS;
-	if ((meta->flags & XW_POL_F_DPORT_ALL) && (p->flags & XW_PKT_L4) &&
-	    (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP) &&
-	    !xw_pol_port(table, buf, true, p->dport))
-		return false; /* no rule covers the port: see XW_POL_F_DPORT_ALL */
-	if (!xw_pol_lookup(p, table, buf, meta->fields, words == 1, &s.fb))
+	/* The port's interval, read once for the check below and the port's bitmap. */
+	if ((p->flags & XW_PKT_L4) && (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP)) {
+		if (meta->fields & (1u << XW_FIELD_DPORT))
+			dport_interval = xw_pol_port(table, buf, true, p->dport);
+		else if (meta->flags & XW_POL_F_DPORT_ALL)
+			return false; /* no rule can match a TCP/UDP packet */
+		if ((meta->flags & XW_POL_F_DPORT_ALL) && !dport_interval)
+			return false; /* no rule covers the port: see XW_POL_F_DPORT_ALL */
+	}
+	if (!xw_pol_lookup(p, table, buf, meta->fields, words == 1, dport_interval, &s.fb))
 		return false;
 	s.base = index * XW_POL_MAX_RULES;
 	s.todo = s.fb.bm[0]->summary & s.fb.bm[1]->summary & s.fb.bm[2]->summary &
