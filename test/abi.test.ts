@@ -31,6 +31,8 @@ import {
   POLICY_SYNC_INNER,
   POL_MAX_RULES,
   POL_SLOTS,
+  POL_PORT_BITMAPS,
+  POL_BM_PER_BUF,
   POL_MAX_ADDRS,
   POL_PORT_SLOTS,
   POL_REPLY_ENTRIES,
@@ -273,6 +275,7 @@ describe('programs and maps', () => {
     [POLICY_MAPS.ports]: ['unsigned int', 'xw_pol_port_slot'],
     [POLICY_MAPS.replies]: ['xw_flow_key', 'unsigned long long'],
     [POLICY_MAPS.blockMeta]: ['unsigned int', 'xw_block_meta'],
+    [POLICY_MAPS.arrayBitmaps]: ['unsigned int', 'xw_pol_bitmap'],
     [RATELIMIT_MAPS.rules]: ['unsigned int', 'xw_rl_conf'],
     [RATELIMIT_MAPS.shared]: ['unsigned int', 'xw_rl_bucket'],
     [RATELIMIT_MAPS.buckets]: ['xw_rl_key', 'xw_rl_bucket'],
@@ -336,6 +339,9 @@ describe('programs and maps', () => {
   it('policy capacities agree', () => {
     expect(mapDefNumber(mapDef(POLICY_MAPS.rules), 'max_entries')).toBe(POL_TABLES * 2 * POL_MAX_RULES);
     expect(mapDefNumber(mapDef(MAPS.slotHits), 'max_entries')).toBe(POL_SLOTS);
+    expect(mapDefNumber(mapDef(POLICY_MAPS.arrayBitmaps), 'max_entries')).toBe(POL_TABLES * 2 * POL_BM_PER_BUF);
+    expect(POL_BM_PER_BUF).toBe(256 + 1 + POL_PORT_BITMAPS);
+    expect(POL_PORT_BITMAPS).toBe(2 * POL_MAX_RULES); // n ranges: at most 2n - 1 intervals, and interval 0
     // Both hooks' full tables and a full replacement of one, besides slot 0 (none).
     expect(POL_SLOTS).toBeGreaterThan(3 * POL_MAX_RULES);
     expect(mapDefNumber(mapDef(POLICY_MAPS.ports), 'max_entries')).toBe(POL_TABLES * 2 * 2 * POL_PORT_SLOTS);

@@ -264,11 +264,17 @@ export const POLICY_MAPS = {
   replies: 'xw_pol_replies',
   sync: 'xw_pol_sync',
   blockMeta: 'xw_block_meta',
+  arrayBitmaps: 'xw_pol_bm',
 } as const;
 export const BLOCK_META_ENTRIES = 1 << 16;
 export const POLICY_SYNC_INNER = 'xw_pol_sync_inner';
 
 export const POL_MAX_RULES = 4096;
+/** xw_pol_bm per table and buffer: protocol bitmaps (0..255), the all-ones (POL_BM_ALL), port intervals' (from POL_BM_DPORT). */
+export const POL_PORT_BITMAPS = 2 * 4096;
+export const POL_BM_ALL = 256;
+export const POL_BM_DPORT = 257;
+export const POL_BM_PER_BUF = POL_BM_DPORT + POL_PORT_BITMAPS;
 /** Dense per-rule slots ("rule slots" in the ABI header): slot 0 means none. */
 export const POL_SLOTS = 16384;
 /** xw_pol_addrs entries per table and buffer: rules' prefixes and their lists' entries (distinct prefixes). */

@@ -416,6 +416,25 @@ struct xw_pol_rule {
  */
 #define XW_POL_SLOTS 16384
 
+/*
+ * The bitmaps of the two fields nearly every rule set constrains, protocol
+ * and destination port, and the all-ones bitmap are elements of one array
+ * instead of xw_pol_bitmaps entries (a hash probe each per classified
+ * packet otherwise). Per table and buffer, XW_POL_BM_PER_BUF elements from
+ * (table*2+buf)*XW_POL_BM_PER_BUF:
+ *   + IP protocol (0..255)   its rules and the wildcard's, every protocol written
+ *   + XW_POL_BM_ALL          all-ones over the buffer's rules (always written)
+ *   + XW_POL_BM_DPORT + interval  (interval 0, no rule's range: the wildcard's)
+ * The protocol and port parts are written for a buffer only while its
+ * table constrains the field (its bit in xw_pol_meta.fields), so only then
+ * read. n port ranges make at most 2n - 1 intervals.
+ *   xw_pol_bm  ARRAY[XW_POL_TABLES*2*XW_POL_BM_PER_BUF] -> xw_pol_bitmap
+ */
+#define XW_POL_PORT_BITMAPS (2 * XW_POL_MAX_RULES)
+#define XW_POL_BM_ALL       256
+#define XW_POL_BM_DPORT     257
+#define XW_POL_BM_PER_BUF   (XW_POL_BM_DPORT + XW_POL_PORT_BITMAPS)
+
 struct xw_pol_bitmap_key {
 	__u8 table;  /* enum xw_pol_table */
 	__u8 buf;    /* 0 or 1 */
