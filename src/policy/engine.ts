@@ -4,10 +4,9 @@
 // recompiles the whole hook it touches (at most 4,096 rules) and flips it in
 // atomically; nothing else writes the policy maps.
 import type { Clock } from '../clock.js';
-import { POLICY_RULE_ID_BASE, POL_MAX_RULES, PolFlags, PolTable, type Counter } from '../datapath/abi.js';
-import { CapacityError } from '../errors.js';
+import { POLICY_RULE_ID_BASE, PolFlags, PolTable, type Counter } from '../datapath/abi.js';
 import { RuleSlots } from './slots.js';
-import { compileTable } from './compile.js';
+import { checkTableSize, compileTable } from './compile.js';
 import type { PolicyRule, RuleHook } from './model.js';
 import type { ClassRule, DefaultAction, Prefix, PrefixList } from './reference.js';
 import type { PolicyTables } from './tables.js';
@@ -137,9 +136,7 @@ export class PolicyEngine {
     const table = PolTable[hook];
     const flags = hook === 'egress' && this.ingressMayDrop() ? PolFlags.replies : 0;
     const classRules = rules.map((r) => this.classRule(r));
-    if (classRules.length > POL_MAX_RULES) {
-      throw new CapacityError(`${classRules.length} rules in one hook exceed the data plane's ${POL_MAX_RULES}`);
-    }
+    checkTableSize(classRules.length); // before slots are given to rules that cannot be installed
     const ids = classRules.map((r) => r.kernelId);
     const slots = await this.slots.assign(table, ids);
     for (const r of classRules) r.slot = slots.get(r.kernelId);
