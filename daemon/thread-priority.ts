@@ -1,0 +1,97 @@
+// The event loop answers every request, so it gets the CPU first. On a
+// small machine the loop's longest holds were mostly time it waited for a
+// CPU while the daemon's own background threads ran: the WAL checkpoint
+// worker, the bulk SQLite writer, the flow snapshot worker, libuv's pool
+// (batch map system calls) and V8's helpers (GC). Those work for a request
+// or for later; none answers one. Linux keeps a nice value per thread
+// (setpriority(PRIO_PROCESS, tid) acts on one thread), and raising it needs
+// no privilege, so the daemon raises every thread's but the loop's.
+//
+// New threads inherit their creator's nice value, which for all of these is
+// the loop's: libuv's pool starts on first use, workers on demand. So the
+// threads are looked for again whenever a worker starts and every
+// RESCAN_MS; a thread keeps its value once set.
+import { readdirSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
+import { isMainThread } from 'node:worker_threads';
+import { ConfigError } from '../src/errors.js';
+
+/** Weight 110 against the loop's 1024 (nice 0): about a tenth of a CPU when both want it, all of it when the loop is idle. */
+export const BACKGROUND_NICE = 10;
+
+/**
+ * The nice value from XDPWALL_BACKGROUND_NICE (0..19; 0 leaves every thread
+ * as it started), BACKGROUND_NICE when unset. Not a number in range: an error.
+ */
+export function backgroundNice(value: string | undefined): number {
+  if (value === undefined || value === '') return BACKGROUND_NICE;
+  const nice = Number(value);
+  if (!/^\d{1,2}$/.test(value) || nice > 19) {
+    throw new ConfigError(`XDPWALL_BACKGROUND_NICE must be an integer from 0 (off) to 19, not ${JSON.stringify(value)}`);
+  }
+  return nice;
+}
+
+/** How often new threads are looked for; a libuv pool thread starts with the first request that uses it. */
+const RESCAN_MS = 250;
+
+export interface ThreadPriority {
+  /** Threads reniced so far (ids). */
+  readonly lowered: ReadonlySet<number>;
+  /** Looks for new threads now; returns how many it reniced. */
+  scan(): number;
+  stop(): void;
+}
+
+/**
+ * Keeps every thread of this process but the main one (the event loop) at
+ * `nice`. Only on Linux and from the main thread; elsewhere it does
+ * nothing. A thread that exits between listing and renicing is skipped.
+ */
+export function lowerBackgroundThreads(nice = BACKGROUND_NICE, onError: (error: Error) => void = () => undefined): ThreadPriority {
+  const lowered = new Set<number>();
+  let failed = false;
+  const scan = (): number => {
+    if (failed) return 0;
+    let tids: number[];
+    try {
+      tids = readdirSync('/proc/self/task').map(Number);
+    } catch (error) {
+      failed = true; // no /proc: not Linux, or a sandbox without it
+      onError(error as Error);
+      return 0;
+    }
+    let count = 0;
+    const live = new Set(tids);
+    for (const tid of lowered) if (!live.has(tid)) lowered.delete(tid); // ids are reused
+    for (const tid of tids) {
+      if (tid === process.pid || lowered.has(tid)) continue;
+      try {
+        if (getPriority(tid) < nice) setPriority(tid, nice); // never lower one: that needs CAP_SYS_NICE
+        lowered.add(tid);
+        count++;
+      } catch (error) {
+        if ((error as { info?: { code?: string } }).info?.code === 'ESRCH') continue; // exited meanwhile
+        failed = true;
+        onError(error as Error);
+        return count;
+      }
+    }
+    return count;
+  };
+  if (nice === 0 || process.platform !== 'linux' || !isMainThread) return { lowered, scan: () => 0, stop: () => undefined };
+  scan();
+  const timer = setInterval(scan, RESCAN_MS);
+  timer.unref();
+  // A worker's thread, and the threads its own isolate starts, once it runs.
+  const onWorker = (worker: import('node:worker_threads').Worker) => worker.once('online', scan);
+  process.on('worker', onWorker);
+  return {
+    lowered,
+    scan,
+    stop: () => {
+      clearInterval(timer);
+      process.off('worker', onWorker);
+    },
+  };
+}
