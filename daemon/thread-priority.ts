@@ -16,12 +16,16 @@ import { getPriority, setPriority } from 'node:os';
 import { isMainThread } from 'node:worker_threads';
 import { ConfigError } from '../src/errors.js';
 
-/** Weight 110 against the loop's 1024 (nice 0): about a tenth of a CPU when both want it, all of it when the loop is idle. */
+/**
+ * How much nicer than the loop: at +10 a thread weighs 110 against the
+ * loop's 1024, about a tenth of a CPU when both want it, all of it when the
+ * loop is idle. Relative, so a service started with Nice=-5 keeps the order.
+ */
 export const BACKGROUND_NICE = 10;
 
 /**
- * The nice value from XDPWALL_BACKGROUND_NICE (0..19; 0 leaves every thread
- * as it started), BACKGROUND_NICE when unset. Not a number in range: an error.
+ * The offset from XDPWALL_BACKGROUND_NICE (0..19; 0 leaves every thread as
+ * it started), BACKGROUND_NICE when unset. Not a number in range: an error.
  */
 export function backgroundNice(value: string | undefined): number {
   if (value === undefined || value === '') return BACKGROUND_NICE;
@@ -45,10 +49,11 @@ export interface ThreadPriority {
 
 /**
  * Keeps every thread of this process but the main one (the event loop) at
- * `nice`. Only on Linux and from the main thread; elsewhere it does
- * nothing. A thread that exits between listing and renicing is skipped.
+ * the loop's nice value + `offset` (at most 19). Only on Linux and from the
+ * main thread; elsewhere it does nothing. A thread that exits between
+ * listing and renicing is skipped.
  */
-export function lowerBackgroundThreads(nice = BACKGROUND_NICE, onError: (error: Error) => void = () => undefined): ThreadPriority {
+export function lowerBackgroundThreads(offset = BACKGROUND_NICE, onError: (error: Error) => void = () => undefined): ThreadPriority {
   const lowered = new Set<number>();
   let failed = false;
   const scan = (): number => {
@@ -61,6 +66,7 @@ export function lowerBackgroundThreads(nice = BACKGROUND_NICE, onError: (error: 
       onError(error as Error);
       return 0;
     }
+    const nice = Math.min(19, getPriority(process.pid) + offset);
     let count = 0;
     const live = new Set(tids);
     for (const tid of lowered) if (!live.has(tid)) lowered.delete(tid); // ids are reused
@@ -79,7 +85,7 @@ export function lowerBackgroundThreads(nice = BACKGROUND_NICE, onError: (error: 
     }
     return count;
   };
-  if (nice === 0 || process.platform !== 'linux' || !isMainThread) return { lowered, scan: () => 0, stop: () => undefined };
+  if (offset === 0 || process.platform !== 'linux' || !isMainThread) return { lowered, scan: () => 0, stop: () => undefined };
   scan();
   const timer = setInterval(scan, RESCAN_MS);
   timer.unref();

@@ -24,12 +24,13 @@ interface Seen {
 }
 
 /**
- * Runs lowerBackgroundThreads(nice) in a fresh node process that has a
+ * Runs lowerBackgroundThreads(nice) in a fresh node process (started at
+ * `startNice` more than this one) that has a
  * worker (which sets its own nice to `workerNice` unless 0) and libuv pool
  * threads (an fs.readFile), and reports every thread's nice value.
  */
-function run(nice: number, workerNice: number): Seen {
-  const script = join(dir, `probe-${nice}-${workerNice}.mts`);
+function run(nice: number, workerNice: number, startNice = 0): Seen {
+  const script = join(dir, `probe-${nice}-${workerNice}-${startNice}.mts`);
   writeFileSync(
     script,
     `
@@ -56,24 +57,33 @@ priority.stop();
 worker.postMessage('exit');
 `,
   );
-  return JSON.parse(execFileSync(process.execPath, ['--import', 'tsx', script], { encoding: 'utf8' })) as Seen;
+  const command = [process.execPath, '--import', 'tsx', script];
+  const output = startNice > 0 ? execFileSync('nice', ['-n', String(startNice), ...command], { encoding: 'utf8' }) : execFileSync(command[0]!, command.slice(1), { encoding: 'utf8' });
+  return JSON.parse(output) as Seen;
 }
 
 describe('background thread priority', () => {
-  it('raises every thread but the event loop to the nice value, the worker\'s too', () => {
+  it('raises every thread but the event loop to the loop\'s nice value + 10, the worker\'s too', () => {
     const seen = run(BACKGROUND_NICE, 0);
     expect(seen.mainAfter).toBe(seen.mainBefore);
     const values = Object.values(seen.others);
     // V8's platform threads, libuv's pool (started by the readFile), the worker and its isolate's threads.
     expect(values.length).toBeGreaterThanOrEqual(6);
-    for (const nice of values) expect(nice).toBe(Math.max(BACKGROUND_NICE, seen.mainBefore));
-    expect(seen.others[seen.workerTid]).toBe(Math.max(BACKGROUND_NICE, seen.mainBefore));
+    for (const nice of values) expect(nice).toBe(Math.min(19, seen.mainBefore + BACKGROUND_NICE));
+    expect(seen.others[seen.workerTid]).toBe(Math.min(19, seen.mainBefore + BACKGROUND_NICE));
   });
 
   it('never lowers a thread already nicer than the value (that needs CAP_SYS_NICE)', () => {
     const seen = run(BACKGROUND_NICE, 15);
-    expect(seen.others[seen.workerTid]).toBe(15);
+    expect(seen.others[seen.workerTid]).toBe(Math.max(15, Math.min(19, seen.mainBefore + BACKGROUND_NICE)));
     expect(seen.mainAfter).toBe(seen.mainBefore);
+  });
+
+  it('is relative to the loop: a daemon started at nice 3 keeps its loop there and the rest at 13', () => {
+    const seen = run(BACKGROUND_NICE, 0, 3);
+    expect(seen.mainBefore).toBeGreaterThanOrEqual(3);
+    expect(seen.mainAfter).toBe(seen.mainBefore);
+    for (const nice of Object.values(seen.others)) expect(nice).toBe(Math.min(19, seen.mainBefore + BACKGROUND_NICE));
   });
 
   it('0 leaves every thread as it started', () => {
