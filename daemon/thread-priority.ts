@@ -1,16 +1,20 @@
 // The event loop answers every request, so it gets the CPU first. On a
 // small machine the loop's longest holds were mostly time it waited for a
-// CPU while the daemon's own background threads ran: the WAL checkpoint
-// worker, the bulk SQLite writer, the flow snapshot worker, libuv's pool
-// (batch map system calls) and V8's helpers (GC). Those work for a request
-// or for later; none answers one. Linux keeps a nice value per thread
-// (setpriority(PRIO_PROCESS, tid) acts on one thread), and raising it needs
-// no privilege, so the daemon raises every thread's but the loop's.
+// CPU while the daemon's own threads ran: the WAL checkpoint worker, the
+// bulk SQLite writer, the flow snapshot worker, libuv's pool. Those work
+// for a request or for later; none answers one. Linux keeps a nice value
+// per thread (setpriority(PRIO_PROCESS, tid) acts on one thread), and
+// raising it needs no privilege, so the daemon raises theirs.
 //
-// New threads inherit their creator's nice value, which for all of these is
-// the loop's: libuv's pool starts on first use, workers on demand. So the
-// threads are looked for again whenever a worker starts and every
-// RESCAN_MS; a thread keeps its value once set.
+// Not every thread: the ones node starts before any JavaScript runs (V8's
+// platform workers, its delayed-task and signal threads, libuv's pool once
+// the modules are loaded) are left as they are. The loop waits for V8's
+// workers inside a garbage collection; reniced, they lost the CPU to other
+// processes and the loop slept up to 350 ms in one turn. So the threads
+// present at start are exempt, and every later one (workers, and libuv's
+// pool if it starts later) is reniced: looked for whenever a worker comes
+// online and every RESCAN_MS. New threads inherit their creator's value,
+// the loop's; a thread keeps its value once set.
 import { readdirSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import { isMainThread } from 'node:worker_threads';
@@ -48,30 +52,35 @@ export interface ThreadPriority {
 }
 
 /**
- * Keeps every thread of this process but the main one (the event loop) at
- * the loop's nice value + `offset` (at most 19). Only on Linux and from the
- * main thread; elsewhere it does nothing. A thread that exits between
- * listing and renicing is skipped.
+ * Keeps every thread this process starts from now on at the loop's nice
+ * value + `offset` (at most 19); the loop and the threads already running
+ * keep theirs. Only on Linux and from the main thread; elsewhere it does
+ * nothing. A thread that exits between listing and renicing is skipped.
  */
 export function lowerBackgroundThreads(offset = BACKGROUND_NICE, onError: (error: Error) => void = () => undefined): ThreadPriority {
   const lowered = new Set<number>();
+  /** Threads running at start, the loop's among them: never reniced. */
+  let exempt = new Set<number>();
   let failed = false;
-  const scan = (): number => {
-    if (failed) return 0;
-    let tids: number[];
+  const list = (): number[] | null => {
     try {
-      tids = readdirSync('/proc/self/task').map(Number);
+      return readdirSync('/proc/self/task').map(Number);
     } catch (error) {
       failed = true; // no /proc: not Linux, or a sandbox without it
       onError(error as Error);
-      return 0;
+      return null;
     }
+  };
+  const scan = (): number => {
+    if (failed) return 0;
+    const tids = list();
+    if (!tids) return 0;
     const nice = Math.min(19, getPriority(process.pid) + offset);
     let count = 0;
     const live = new Set(tids);
     for (const tid of lowered) if (!live.has(tid)) lowered.delete(tid); // ids are reused
     for (const tid of tids) {
-      if (tid === process.pid || lowered.has(tid)) continue;
+      if (exempt.has(tid) || lowered.has(tid)) continue;
       try {
         if (getPriority(tid) < nice) setPriority(tid, nice); // never lower one: that needs CAP_SYS_NICE
         lowered.add(tid);
@@ -86,7 +95,8 @@ export function lowerBackgroundThreads(offset = BACKGROUND_NICE, onError: (error
     return count;
   };
   if (offset === 0 || process.platform !== 'linux' || !isMainThread) return { lowered, scan: () => 0, stop: () => undefined };
-  scan();
+  exempt = new Set(list() ?? []);
+  exempt.add(process.pid);
   const timer = setInterval(scan, RESCAN_MS);
   timer.unref();
   // A worker's thread, and the threads its own isolate starts, once it runs.
