@@ -13,8 +13,8 @@
 // processes and the loop slept up to 350 ms in one turn. So the threads
 // present at start are exempt, and every later one (workers, and libuv's
 // pool if it starts later) is reniced: looked for whenever a worker comes
-// online and every RESCAN_MS. New threads inherit their creator's value,
-// the loop's; a thread keeps its value once set.
+// online and every RESCAN_MS (a dozen getpriority calls). New threads
+// inherit their creator's value, the loop's.
 import { readdirSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import { isMainThread } from 'node:worker_threads';
@@ -44,9 +44,7 @@ export function backgroundNice(value: string | undefined): number {
 const RESCAN_MS = 250;
 
 export interface ThreadPriority {
-  /** Threads reniced so far (ids). */
-  readonly lowered: ReadonlySet<number>;
-  /** Looks for new threads now; returns how many it reniced. */
+  /** Looks at the threads now; returns how many it reniced. */
   scan(): number;
   stop(): void;
 }
@@ -58,7 +56,6 @@ export interface ThreadPriority {
  * nothing. A thread that exits between listing and renicing is skipped.
  */
 export function lowerBackgroundThreads(offset = BACKGROUND_NICE, onError: (error: Error) => void = () => undefined): ThreadPriority {
-  const lowered = new Set<number>();
   /** Threads running at start, the loop's among them: never reniced. */
   let exempt = new Set<number>();
   let failed = false;
@@ -77,13 +74,12 @@ export function lowerBackgroundThreads(offset = BACKGROUND_NICE, onError: (error
     if (!tids) return 0;
     const nice = Math.min(19, getPriority(process.pid) + offset);
     let count = 0;
-    const live = new Set(tids);
-    for (const tid of lowered) if (!live.has(tid)) lowered.delete(tid); // ids are reused
     for (const tid of tids) {
-      if (exempt.has(tid) || lowered.has(tid)) continue;
+      if (exempt.has(tid)) continue;
       try {
-        if (getPriority(tid) < nice) setPriority(tid, nice); // never lower one: that needs CAP_SYS_NICE
-        lowered.add(tid);
+        // Never lower one (that needs CAP_SYS_NICE): a thread may have set its own.
+        if (getPriority(tid) >= nice) continue;
+        setPriority(tid, nice);
         count++;
       } catch (error) {
         if ((error as { info?: { code?: string } }).info?.code === 'ESRCH') continue; // exited meanwhile
@@ -94,7 +90,7 @@ export function lowerBackgroundThreads(offset = BACKGROUND_NICE, onError: (error
     }
     return count;
   };
-  if (offset === 0 || process.platform !== 'linux' || !isMainThread) return { lowered, scan: () => 0, stop: () => undefined };
+  if (offset === 0 || process.platform !== 'linux' || !isMainThread) return { scan: () => 0, stop: () => undefined };
   exempt = new Set(list() ?? []);
   exempt.add(process.pid);
   const timer = setInterval(scan, RESCAN_MS);
@@ -103,7 +99,6 @@ export function lowerBackgroundThreads(offset = BACKGROUND_NICE, onError: (error
   const onWorker = (worker: import('node:worker_threads').Worker) => worker.once('online', scan);
   process.on('worker', onWorker);
   return {
-    lowered,
     scan,
     stop: () => {
       clearInterval(timer);

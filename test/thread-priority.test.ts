@@ -80,7 +80,8 @@ describe('background thread priority', () => {
 
   it('never lowers a thread already nicer than the value (that needs CAP_SYS_NICE)', () => {
     const seen = run(BACKGROUND_NICE, 15);
-    expect(seen.others[seen.workerTid]).toBe(Math.max(15, Math.min(19, seen.mainBefore + BACKGROUND_NICE)));
+    // Reniced to +10 as it came online, it then set 15 itself; the scan after leaves that.
+    expect(seen.others[seen.workerTid]).toBe(seen.mainBefore + BACKGROUND_NICE <= 15 ? 15 : Math.min(19, seen.mainBefore + BACKGROUND_NICE));
     expect(seen.mainAfter).toBe(seen.mainBefore);
   });
 
