@@ -26,5 +26,14 @@ export async function itemsJson(
   }
   const rest = Object.entries(fields).map(([name, value]) => `,${JSON.stringify(name)}:${JSON.stringify(value)}`).join('');
   parts.push(Buffer.from(`]${rest}}`));
-  return Buffer.concat(parts);
+  // Joined a step at a time too: one Buffer.concat of 3.5 MB took 12-15 ms on
+  // CPU here (the copy faults in every page of the new buffer).
+  const total = parts.reduce((sum, part) => sum + part.length, 0);
+  const joined = Buffer.allocUnsafeSlow(total);
+  let at = 0;
+  for (let i = 0; i < parts.length; i++) {
+    if (i > 0 && slicer.due) await slicer.next();
+    at += parts[i]!.copy(joined, at);
+  }
+  return joined;
 }

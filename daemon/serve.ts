@@ -23,6 +23,7 @@ import { FeedRunner } from '../src/lists/feeds.js';
 import { RulesFile } from '../src/fleet/rules-file.js';
 import { resolve } from 'node:path';
 import { checkSocketDir, ensureStateDir, listenError } from './startup.js';
+import { backgroundNice, lowerBackgroundThreads } from './thread-priority.js';
 import { CROWDSEC_ORIGIN, CrowdsecBouncer } from '../src/integrations/crowdsec.js';
 
 export interface RunningDaemon {
@@ -194,7 +195,14 @@ async function listen(app: FastifyInstance, config: Config, access: DaemonAccess
 /** Runs until SIGTERM or SIGINT, then shuts down; SIGHUP re-checks the interfaces at once. */
 export async function runDaemon(config: Config): Promise<void> {
   const log = pino({ level: config.logLevel });
-  const daemon = await startDaemon(config, log);
+  // Before the store's and the flows' workers start, so each is found as it comes online.
+  const priority = lowerBackgroundThreads(backgroundNice(process.env.XDPWALL_BACKGROUND_NICE), (error) =>
+    log.warn({ err: error }, 'cannot lower the background threads\' priority: the event loop shares the CPU with them'),
+  );
+  const daemon = await startDaemon(config, log).catch((error: unknown) => {
+    priority.stop();
+    throw error;
+  });
   // Logs go to stdout (journald or the container runtime): there is no log file to reopen.
   const onHangup = () => {
     log.info({ signal: 'SIGHUP' }, 're-checking interfaces and links');
@@ -206,6 +214,7 @@ export async function runDaemon(config: Config): Promise<void> {
     const onSignal = (signal: NodeJS.Signals) => {
       log.info({ signal }, 'shutting down');
       process.off('SIGHUP', onHangup);
+      priority.stop();
       daemon.stop().then(resolve, (error: unknown) => {
         log.error({ err: error }, 'shutdown failed');
         process.exitCode = 1;

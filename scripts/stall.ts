@@ -13,9 +13,10 @@
 // the wall-clock figures are mostly time the daemon waited for a CPU; the
 // on-CPU figure is the work between two turns of the loop. XW_STALL_RULES sets
 // the rule count; XW_STALL_NODE_ARGS passes more flags to the daemon's node
-// (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
+// (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"); XW_STALL_GAPS=FILE keeps
+// the gaps for scripts/prof-gaps.mjs, which shows what ran in each.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -30,6 +31,8 @@ const count = Number(process.env.XW_STALL_RULES ?? 1_000_000);
 /** Flows written: the default capacity.flows, so the table is full (an LRU: the last writes evict a few). */
 const flowCount = Number(process.env.XW_STALL_FLOWS ?? 262_144);
 const nodeArgs = (process.env.XW_STALL_NODE_ARGS ?? '').split(' ').filter(Boolean);
+/** XW_STALL_GAPS=FILE appends the daemon's LOOP_GAP lines there, to match against a --cpu-prof profile (same clock). */
+const gapsFile = process.env.XW_STALL_GAPS;
 const state = mkdtempSync(join(tmpdir(), 'xw-stall-'));
 const instance = `stall-${process.pid}`;
 const port = 20000 + (process.pid % 20000);
@@ -65,6 +68,7 @@ async function* pieces(body: Buffer): AsyncGenerator<Uint8Array> {
 async function phase(name: string, request: () => Promise<Response>): Promise<{ p99: number; max: number; held: number; onCpu: number }> {
   const latencies: number[] = [];
   const from = nowUs();
+  if (gapsFile) appendFileSync(gapsFile, `PHASE ${from} ${name}\n`);
   let running = true;
   const probe = (async () => {
     while (running) {
@@ -178,7 +182,10 @@ try {
   );
   createInterface({ input: daemon.stderr! }).on('line', (line) => {
     const gap = /^LOOP_GAP (\d+) (\d+) (\d+) (\d+)$/.exec(line);
-    if (gap) gaps.push([Number(gap[1]), Number(gap[2]), Number(gap[3]), Number(gap[4])]);
+    if (gap) {
+      gaps.push([Number(gap[1]), Number(gap[2]), Number(gap[3]), Number(gap[4])]);
+      if (gapsFile) appendFileSync(gapsFile, `${line}\n`);
+    }
     else console.error(line);
   });
   for (let i = 0; ; i++) {
