@@ -335,3 +335,26 @@ export const RL_REPORT_RING = 1 << 16;
 
 /** enum xw_rl_per */
 export const RlPer = { source: 0, prefix: 1, rule: 2 } as const;
+
+// ---------------------------------------------------------------- IPv6 prefixes by length
+// The flat IPv6 tables (see "IPv6 prefixes by length" in the ABI header);
+// filled by src/datapath/v6-lengths.ts.
+
+export const V6_MAPS = {
+  srcLen: 'xw_src_v6_len',
+  dstLen: 'xw_dst_v6_len',
+  lengths: 'xw_v6_lengths',
+} as const;
+
+/** Lengths listed per step (a /64's longer lengths, the lengths below /64); more ask the trie. */
+export const V6_PROBES = 8;
+
+/** enum xw_v6_value_flags */
+export const V6ValueFlags = { deeper: 1 << 0 } as const;
+/** enum xw_v6_flags */
+export const V6Flags = { flat: 1 << 0, has64: 1 << 1, shortTrie: 1 << 2 } as const;
+
+export const V6Layout = {
+  v6Value: { size: 24, rule: 0, longer: 8, flags: 16, pad: 20 }, // rule: struct xw_rule_value; longer: __u8[V6_PROBES]
+  v6Lengths: { size: 16, shorter: 0, count: 8, flags: 12 }, // shorter: __u8[V6_PROBES]
+} as const;

@@ -608,4 +608,58 @@ struct xw_event {
 	__u32 pad;
 };
 
+/*
+ * ---------------------------------------------------------------- IPv6 prefixes by length
+ * IPv6 network prefixes (not /128: those are in the host hashes) in one
+ * exact-match hash per direction, keyed by struct xw_lpm_v6_key with the
+ * address masked to prefixlen, so a lookup is one probe per length that
+ * can match instead of a trie walk (lib/cidr.h, xw_deny_v6):
+ *   - the /64 of the address is probed first (if some prefix of /64../127
+ *     exists): its entry holds the /64 prefix's rule if there is one, and in
+ *     `longer` the lengths /65../127 present inside that /64, longest first,
+ *     so an address pays only for the lengths of its own /64;
+ *   - then the lengths /0../63 present (xw_v6_lengths.shorter), longest first.
+ * At most XW_V6_PROBES lengths are listed per step; a /64 with more lengths
+ * (XW_V6_DEEPER) or more short lengths than that (XW_V6_SHORT_TRIE) asks
+ * the LPM trie (xw_src_v6/xw_dst_v6), which keeps holding every prefix.
+ * The first entry found is the longest match, an allow included.
+ *
+ * The control plane (src/datapath/v6-lengths.ts) writes prefix entries,
+ * then the /64 entries that list them, then xw_v6_lengths; removals in the
+ * same order. A listed length without its entry is a miss, so every packet
+ * sees the old or the new answer. Until XW_V6_FLAT is set (a new load,
+ * before the tables are filled) the trie answers alone. Not pinned: rebuilt
+ * on every start, like the DIR-24 tables.
+ *
+ * Maps:
+ *   xw_src_v6_len, xw_dst_v6_len  HASH  xw_lpm_v6_key -> xw_v6_value (2 x capacity.cidrV6)
+ *   xw_v6_lengths                 ARRAY[2]  0 source, 1 destination -> xw_v6_lengths
+ */
+#define XW_V6_PROBES 8 /* lengths listed per step; more ask the trie */
+
+/* Bits of xw_v6_value.flags. */
+enum xw_v6_value_flags {
+	XW_V6_DEEPER = 1u << 0, /* this /64 holds more than XW_V6_PROBES lengths: ask the trie */
+};
+
+struct xw_v6_value {
+	struct xw_rule_value rule;  /* rule_id 0: no prefix of exactly this key (a /64 entry that only lists) */
+	__u8 longer[XW_V6_PROBES];  /* /64 entries: lengths 65..127 inside, longest first, 0 ends */
+	__u32 flags;                /* enum xw_v6_value_flags */
+	__u32 pad;
+};
+
+/* Bits of xw_v6_lengths.flags. */
+enum xw_v6_flags {
+	XW_V6_FLAT       = 1u << 0, /* the hash holds every prefix: use it (else only the trie) */
+	XW_V6_HAS64      = 1u << 1, /* some prefix of /64../127 exists: probe the /64 */
+	XW_V6_SHORT_TRIE = 1u << 2, /* more than XW_V6_PROBES lengths below /64: the trie decides those */
+};
+
+struct xw_v6_lengths {
+	__u8 shorter[XW_V6_PROBES]; /* lengths 0..63 present, longest first */
+	__u32 count;                /* how many of shorter[] are in use */
+	__u32 flags;                /* enum xw_v6_flags */
+};
+
 #endif /* XDPWALL_ABI_H */

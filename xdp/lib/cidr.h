@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Source and destination prefix lookups: the host-route hash, then the
- * DIR-24-8 table (IPv4) or the LPM trie (see xdpwall_abi.h for the layout).
+ * DIR-24-8 table (IPv4) or the hash per prefix length (IPv6), with the LPM
+ * tries as their fallback (see xdpwall_abi.h for the layouts).
  */
 #ifndef XW_CIDR_H
 #define XW_CIDR_H
@@ -59,15 +60,95 @@ static __always_inline __u32 xw_deny_v4(void *hosts, void *dir24, void *l2, void
 	return slot & XW_DIR24_ALLOW ? 0 : slot & XW_DIR24_RULE_MASK;
 }
 
-/* IPv6: the host hash, then the trie. */
-static __always_inline __u32 xw_deny_v6(void *hosts, void *trie, const __u8 addr[16])
+/* The flat-table key of the address's first len (0..64) bits; hi is the address's first half in host order. */
+static __always_inline void xw_v6_key_short(struct xw_lpm_v6_key *key, __u64 hi, __u32 len)
 {
-	struct xw_lpm_v6_key key = { .prefixlen = 128 };
-	struct xw_rule_value *rule;
+	__u64 h = len ? bpf_cpu_to_be64(hi & (~0ull << ((64 - len) & 63))) : 0;
 
+	key->prefixlen = len;
+	__builtin_memcpy(key->addr, &h, 8);
+	__builtin_memset(key->addr + 8, 0, 8);
+}
+
+/*
+ * The flat-table lookup of an address (hi, lo: its halves in host order)
+ * in the source (side 0) or destination (1) tables, host routes aside: the
+ * deny rule id of the longest match, 0 if none or an allow, -1 if the trie
+ * must decide. A global function: the verifier checks it once, with the
+ * lengths it reads from maps as unknowns, however often ingress calls it.
+ */
+__noinline __s64 xw_flat_v6(__u64 hi, __u64 lo, __u32 side)
+{
+	const struct xw_v6_lengths *lens = bpf_map_lookup_elem(&xw_v6_lengths, &side);
+	void *flat = side ? (void *)&xw_dst_v6_len : (void *)&xw_src_v6_len;
+	const struct xw_v6_value *entry;
+	struct xw_lpm_v6_key key;
+	__u32 i;
+
+	if (!lens || !(lens->flags & XW_V6_FLAT))
+		return -1;
+	if (lens->flags & XW_V6_HAS64) {
+		struct xw_v6_value net;
+
+		xw_v6_key_short(&key, hi, 64);
+		entry = bpf_map_lookup_elem(flat, &key);
+		if (entry) {
+			/* A copy: the lengths are read after more lookups into the same map. */
+			__builtin_memcpy(&net, entry, sizeof(net));
+			if (net.flags & XW_V6_DEEPER)
+				return -1;
+			for (i = 0; i < XW_V6_PROBES; i++) {
+				__u32 len = net.longer[i];
+				__u64 l;
+
+				if (len <= 64)
+					break;
+				l = bpf_cpu_to_be64(lo & (~0ull << ((128 - len) & 63)));
+				key.prefixlen = len;
+				__builtin_memcpy(key.addr + 8, &l, 8);
+				entry = bpf_map_lookup_elem(flat, &key);
+				if (entry)
+					return xw_denying(&entry->rule);
+			}
+			if (net.rule.rule_id)
+				return xw_denying(&net.rule);
+		}
+	}
+	if (lens->flags & XW_V6_SHORT_TRIE)
+		return -1;
+	for (i = 0; i < XW_V6_PROBES; i++) {
+		if (i >= lens->count)
+			return 0;
+		xw_v6_key_short(&key, hi, lens->shorter[i] & 63);
+		entry = bpf_map_lookup_elem(flat, &key);
+		if (entry)
+			return xw_denying(&entry->rule);
+	}
+	return lens->count > XW_V6_PROBES ? -1 : 0;
+}
+
+/*
+ * IPv6: the host hash, then the flat table (see "IPv6 prefixes by length"
+ * in xdpwall_abi.h): the address's /64 and the lengths inside it, then the
+ * lengths below /64, each longest first. The trie answers where the flat
+ * table says so (too many lengths) or is not filled yet.
+ */
+static __always_inline __u32 xw_deny_v6(void *hosts, void *trie, __u32 side, const __u8 addr[16])
+{
+	struct xw_rule_value *rule = bpf_map_lookup_elem(hosts, addr);
+	struct xw_lpm_v6_key key = { .prefixlen = 128 };
+	__u64 hi, lo;
+	__s64 flat;
+
+	if (rule)
+		return xw_denying(rule);
+	__builtin_memcpy(&hi, addr, 8);
+	__builtin_memcpy(&lo, addr + 8, 8);
+	flat = xw_flat_v6(bpf_be64_to_cpu(hi), bpf_be64_to_cpu(lo), side);
+	if (flat >= 0)
+		return (__u32)flat;
 	__builtin_memcpy(key.addr, addr, sizeof(key.addr));
-	rule = bpf_map_lookup_elem(hosts, key.addr);
-	return xw_denying(rule ? rule : bpf_map_lookup_elem(trie, &key));
+	return xw_denying(bpf_map_lookup_elem(trie, &key));
 }
 
 /* The id of the deny rule that is the most specific match of the source (src) or destination address, or 0. */
@@ -85,8 +166,8 @@ static __always_inline __u32 xw_cidr_lookup(const struct xw_pkt *p,
 					cfg->v4_default[0], addr)
 			   : xw_deny_v4(&xw_dst_host_v4, &xw_dst_dir24, &xw_dst_dir24_l2, &xw_dst_v4,
 					cfg->v4_default[1], addr);
-	return src ? xw_deny_v6(&xw_src_host_v6, &xw_src_v6, addr)
-		   : xw_deny_v6(&xw_dst_host_v6, &xw_dst_v6, addr);
+	return src ? xw_deny_v6(&xw_src_host_v6, &xw_src_v6, 0, addr)
+		   : xw_deny_v6(&xw_dst_host_v6, &xw_dst_v6, 1, addr);
 }
 
 /*

@@ -132,4 +132,28 @@ struct {
 	__type(value, struct xw_config);
 } xw_config SEC(".maps");
 
+/*
+ * IPv6 prefixes by length (include/xdpwall_abi.h, "IPv6 prefixes by
+ * length"): an exact-match hash per direction, sized for every prefix plus
+ * a /64 index entry each; not pinned, rebuilt on every start.
+ */
+#define XW_V6_LEN_MAP(_name)                                    \
+	struct {                                                \
+		__uint(type, BPF_MAP_TYPE_HASH);                \
+		__uint(max_entries, 2 * XW_DEFAULT_CIDR_V6_ENTRIES); \
+		__uint(map_flags, BPF_F_NO_PREALLOC);           \
+		__type(key, struct xw_lpm_v6_key);              \
+		__type(value, struct xw_v6_value);              \
+	} _name SEC(".maps")
+
+XW_V6_LEN_MAP(xw_src_v6_len);
+XW_V6_LEN_MAP(xw_dst_v6_len);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct xw_v6_lengths);
+} xw_v6_lengths SEC(".maps");
+
 #endif /* XW_MAPS_H */

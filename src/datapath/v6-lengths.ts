@@ -1,0 +1,298 @@
+// Keeps the flat IPv6 tables (see "IPv6 prefixes by length" in
+// xdp/include/xdpwall_abi.h) in step with the IPv6 network prefixes
+// CidrMaps writes to the tries: one hash entry per prefix (/64s inside
+// their /64 entry), a /64 entry listing the longer lengths inside it, and
+// per direction the lengths below /64. The tries keep every prefix and stay
+// the fallback (too many lengths, or a table not filled yet).
+//
+// Write order, so a packet sees the old or the new answer and never a
+// half-made one: prefix entries, then the /64 entries that list them, then
+// the lengths entry (a listed length without its entry is only a miss).
+// State is kept per kernel map (every CidrMaps over the same maps shares
+// it), so it always describes what the kernel holds.
+import type { BpfMap } from '@xdpwall/addon';
+import { Action, Layout, V6Flags, V6Layout, V6_MAPS, V6_PROBES, V6ValueFlags, writeRuleValue } from './abi.js';
+import { syncPacked, type PackedRules } from './reconcile.js';
+import type { BlockDirection } from '../rules/model.js';
+
+export interface V6Maps {
+  srcLen: BpfMap;
+  dstLen: BpfMap;
+  lengths: BpfMap;
+}
+
+/** The flat IPv6 maps of a loaded object. */
+export function v6MapsOf(object: { map(name: string): BpfMap }): V6Maps {
+  return { srcLen: object.map(V6_MAPS.srcLen), dstLen: object.map(V6_MAPS.dstLen), lengths: object.map(V6_MAPS.lengths) };
+}
+
+/** Sizes the flat tables for `cidrV6` prefixes: an entry each plus at most one /64 entry each; before load(). */
+export function applyV6Capacity(object: { setMapMaxEntries(name: string, entries: number): void }, cidrV6: number): void {
+  object.setMapMaxEntries(V6_MAPS.srcLen, 2 * cidrV6);
+  object.setMapMaxEntries(V6_MAPS.dstLen, 2 * cidrV6);
+}
+
+/** An IPv6 network prefix (not a /128) as the flat table holds it. */
+export interface V6Prefix {
+  id: number;
+  prefixLen: number;
+  network: Uint8Array;
+  direction: BlockDirection;
+  allow?: boolean;
+}
+
+/** One change: new prefixes, prefixes whose rule changes (same key), removed prefixes. */
+export interface V6Change {
+  install: readonly V6Prefix[];
+  replace: ReadonlyArray<{ from: V6Prefix; to: V6Prefix }>;
+  remove: readonly V6Prefix[];
+}
+
+interface Net64 {
+  /** The /64 prefix's own rule (0: none) and whether it allows. */
+  ruleId: number;
+  allow: boolean;
+  /** Prefixes inside this /64 by length (65..127). */
+  longer: Map<number, number>;
+}
+
+/** What one direction's tables hold. */
+class Side {
+  /** Prefixes by length (0..127). */
+  readonly lengths = new Uint32Array(128);
+  readonly nets = new Map<bigint, Net64>();
+  written: Buffer | null = null;
+}
+
+const KEY = Layout.lpmV6Key;
+const VALUE = V6Layout.v6Value;
+const LENGTHS = V6Layout.v6Lengths;
+
+/** The kernel's flat tables and what they hold: one per set of maps. */
+export class V6Lengths {
+  private static readonly byMaps = new WeakMap<BpfMap, V6Lengths>();
+
+  /** The state of these maps, shared by everyone who writes them. */
+  static of(maps: V6Maps): V6Lengths {
+    let tables = V6Lengths.byMaps.get(maps.srcLen);
+    if (!tables) V6Lengths.byMaps.set(maps.srcLen, (tables = new V6Lengths(maps)));
+    return tables;
+  }
+
+  private readonly sides: Record<BlockDirection, Side> = { src: new Side(), dst: new Side() };
+  /** Cleared only to measure the trie alone (bench); the data plane then asks the trie for every prefix. */
+  private flat = true;
+
+  private constructor(private readonly maps: V6Maps) {}
+
+  /**
+   * Applies a change, all or nothing: if a kernel write fails, the state
+   * goes back and the tables are brought back to it before the error is
+   * rethrown.
+   */
+  async apply(change: V6Change): Promise<void> {
+    if (change.install.length + change.replace.length + change.remove.length === 0) return;
+    const touched = this.account(change);
+    try {
+      for (const direction of ['src', 'dst'] as const) await this.write(direction, change, touched[direction]);
+    } catch (error) {
+      this.account({ install: change.remove, replace: change.replace.map((r) => ({ from: r.to, to: r.from })), remove: change.install });
+      // The kernel's other entries are as they were: only this change's keys are put back as they were.
+      const entries = { src: await this.prefixEntries('src'), dst: await this.prefixEntries('dst') };
+      for (const prefix of change.install) entries[prefix.direction].delete(keyText(prefix));
+      for (const prefix of [...change.remove, ...change.replace.map((r) => r.from)]) {
+        if (prefix.prefixLen !== 64) entries[prefix.direction].set(keyText(prefix), prefix);
+      }
+      await this.sync(entries);
+      throw error;
+    }
+  }
+
+  /** Makes the tables hold exactly `prefixes` (start-up, or after a failed change). */
+  async reconcile(prefixes: Iterable<V6Prefix>): Promise<void> {
+    this.sides.src = new Side();
+    this.sides.dst = new Side();
+    const entries: Record<BlockDirection, Map<string, V6Prefix>> = { src: new Map(), dst: new Map() };
+    for (const prefix of prefixes) {
+      const side = this.sides[prefix.direction];
+      side.lengths[prefix.prefixLen]! += 1;
+      if (prefix.prefixLen >= 64) addToNet(side, prefix, +1);
+      if (prefix.prefixLen !== 64) entries[prefix.direction].set(keyText(prefix), prefix);
+    }
+    await this.sync(entries);
+  }
+
+  /** Bench only: whether packets use the flat tables (true) or the trie alone (false). */
+  setFlat(flat: boolean): void {
+    this.flat = flat;
+    for (const direction of ['src', 'dst'] as const) this.writeLengths(direction, true);
+  }
+
+  /** Updates the counts and /64 lists; returns the /64s touched per direction. */
+  private account(change: V6Change): Record<BlockDirection, Set<bigint>> {
+    const touched: Record<BlockDirection, Set<bigint>> = { src: new Set(), dst: new Set() };
+    const count = (prefix: V6Prefix, delta: 1 | -1) => {
+      const side = this.sides[prefix.direction];
+      side.lengths[prefix.prefixLen]! += delta;
+      if (prefix.prefixLen >= 64) touched[prefix.direction].add(addToNet(side, prefix, delta));
+    };
+    for (const prefix of change.install) count(prefix, +1);
+    for (const { to } of change.replace) if (to.prefixLen === 64) touched[to.direction].add(addToNet(this.sides[to.direction], to, 0));
+    for (const prefix of change.remove) count(prefix, -1);
+    return touched;
+  }
+
+  /** Writes one direction's part of a change in the order the data plane needs. */
+  private async write(direction: BlockDirection, change: V6Change, touched: Set<bigint>): Promise<void> {
+    const table = direction === 'src' ? this.maps.srcLen : this.maps.dstLen;
+    const mine = (p: V6Prefix) => p.direction === direction && p.prefixLen !== 64;
+    const writes = [...change.install.filter(mine), ...change.replace.map((r) => r.to).filter(mine)];
+    const removes = change.remove.filter(mine);
+    if (writes.length > 0) {
+      const packed = packPrefixes(writes);
+      await table.updateBatch(packed.keys, packed.values, packed.count);
+    }
+    if (removes.length > 0) {
+      const packed = packPrefixes(removes);
+      await table.deleteBatch(packed.keys, packed.count);
+    }
+    const side = this.sides[direction];
+    const live: Array<[bigint, Net64]> = [];
+    const gone: bigint[] = [];
+    for (const top of touched) {
+      const net = side.nets.get(top);
+      if (net && (net.ruleId !== 0 || net.longer.size > 0)) live.push([top, net]);
+      else {
+        side.nets.delete(top);
+        gone.push(top);
+      }
+    }
+    if (live.length > 0) {
+      const packed = packNets(live);
+      await table.updateBatch(packed.keys, packed.values, packed.count);
+    }
+    if (gone.length > 0) {
+      const keys = Buffer.alloc(gone.length * KEY.size);
+      gone.forEach((top, i) => writeNetKey(keys, i * KEY.size, top));
+      await table.deleteBatch(keys, gone.length);
+    }
+    this.writeLengths(direction, false);
+  }
+
+  /**
+   * Brings both tables to `entries` (the prefix entries, by key) and the
+   * state's /64 entries, a diff against what the kernel holds, then writes
+   * the lengths entries.
+   */
+  private async sync(entries: Record<BlockDirection, Map<string, V6Prefix>>): Promise<void> {
+    for (const direction of ['src', 'dst'] as const) {
+      const side = this.sides[direction];
+      const table = direction === 'src' ? this.maps.srcLen : this.maps.dstLen;
+      const prefixes = entries[direction];
+      const nets = [...side.nets].filter(([, net]) => net.ruleId !== 0 || net.longer.size > 0);
+      const a = packPrefixes([...prefixes.values()]);
+      const b = packNets(nets);
+      const wanted: PackedRules = { keys: Buffer.concat([a.keys, b.keys]), values: Buffer.concat([a.values, b.values]), count: a.count + b.count };
+      await syncPacked(table, wanted, { added: 0, removed: 0, kept: 0 });
+      this.writeLengths(direction, true);
+    }
+  }
+
+  /** The prefix entries (not /64 entries) one direction's table holds. */
+  private async prefixEntries(direction: BlockDirection): Promise<Map<string, V6Prefix>> {
+    const table = direction === 'src' ? this.maps.srcLen : this.maps.dstLen;
+    const { keys, values, count } = await table.lookupAll();
+    const out = new Map<string, V6Prefix>();
+    for (let i = 0; i < count; i++) {
+      const prefixLen = keys.readUInt32LE(i * KEY.size + KEY.prefixlen);
+      if (prefixLen === 64) continue;
+      const network = Buffer.from(keys.subarray(i * KEY.size + KEY.addr, i * KEY.size + KEY.addr + 16));
+      const at = i * table.valueStride;
+      const prefix: V6Prefix = { id: values.readUInt32LE(at + Layout.ruleValue.ruleId), prefixLen, network, direction };
+      if (values[at + Layout.ruleValue.action] === Action.allow) prefix.allow = true;
+      out.set(keyText(prefix), prefix);
+    }
+    return out;
+  }
+
+  /** xw_v6_lengths[direction]: the lengths below /64 longest first, and the flags. */
+  private writeLengths(direction: BlockDirection, force: boolean): void {
+    const side = this.sides[direction];
+    const value = Buffer.alloc(LENGTHS.size);
+    let count = 0;
+    let has64 = false;
+    for (let len = 127; len >= 0; len--) {
+      if (side.lengths[len] === 0) continue;
+      if (len >= 64) has64 = true;
+      else {
+        if (count < V6_PROBES) value[LENGTHS.shorter + count] = len;
+        count++;
+      }
+    }
+    value.writeUInt32LE(count, LENGTHS.count);
+    const flags = (this.flat ? V6Flags.flat : 0) | (has64 ? V6Flags.has64 : 0) | (count > V6_PROBES ? V6Flags.shortTrie : 0);
+    value.writeUInt32LE(flags, LENGTHS.flags);
+    if (!force && side.written?.equals(value)) return;
+    const slot = Buffer.alloc(4);
+    slot.writeUInt32LE(direction === 'src' ? 0 : 1);
+    this.maps.lengths.update(slot, value);
+    side.written = value;
+  }
+}
+
+/** Counts a prefix of /64 or longer in its /64's entry (delta 0: the /64's rule changed); returns the /64. */
+function addToNet(side: Side, prefix: V6Prefix, delta: 1 | 0 | -1): bigint {
+  const top = Buffer.from(prefix.network.buffer, prefix.network.byteOffset, 8).readBigUInt64BE(0);
+  let net = side.nets.get(top);
+  if (!net) side.nets.set(top, (net = { ruleId: 0, allow: false, longer: new Map() }));
+  if (prefix.prefixLen === 64) {
+    net.ruleId = delta < 0 ? 0 : prefix.id;
+    net.allow = delta >= 0 && prefix.allow === true;
+  } else {
+    const n = (net.longer.get(prefix.prefixLen) ?? 0) + delta;
+    if (n > 0) net.longer.set(prefix.prefixLen, n);
+    else net.longer.delete(prefix.prefixLen);
+  }
+  return top;
+}
+
+function keyText(prefix: V6Prefix): string {
+  return `${prefix.prefixLen}/${Buffer.from(prefix.network.buffer, prefix.network.byteOffset, 16).toString('hex')}`;
+}
+
+/** A flat-table key: the prefix length and the address cut to it. */
+function writeKey(target: Buffer, offset: number, network: Uint8Array, prefixLen: number): void {
+  target.writeUInt32LE(prefixLen, offset + KEY.prefixlen);
+  const full = prefixLen >> 3;
+  target.set(network.subarray(0, full), offset + KEY.addr);
+  if (prefixLen & 7) target[offset + KEY.addr + full] = network[full]! & (0xff << (8 - (prefixLen & 7)));
+}
+
+function writeNetKey(target: Buffer, offset: number, top: bigint): void {
+  target.writeUInt32LE(64, offset + KEY.prefixlen);
+  target.writeBigUInt64BE(top, offset + KEY.addr);
+}
+
+function packPrefixes(prefixes: readonly V6Prefix[]): PackedRules {
+  const keys = Buffer.alloc(prefixes.length * KEY.size);
+  const values = Buffer.alloc(prefixes.length * VALUE.size);
+  prefixes.forEach((prefix, i) => {
+    writeKey(keys, i * KEY.size, prefix.network, prefix.prefixLen);
+    writeRuleValue(values, i * VALUE.size + VALUE.rule, { ruleId: prefix.id, action: prefix.allow ? Action.allow : Action.deny, flags: 0 });
+  });
+  return { keys, values, count: prefixes.length };
+}
+
+function packNets(nets: ReadonlyArray<[bigint, Net64]>): PackedRules {
+  const keys = Buffer.alloc(nets.length * KEY.size);
+  const values = Buffer.alloc(nets.length * VALUE.size);
+  nets.forEach(([top, net], i) => {
+    writeNetKey(keys, i * KEY.size, top);
+    const at = i * VALUE.size;
+    if (net.ruleId !== 0) writeRuleValue(values, at + VALUE.rule, { ruleId: net.ruleId, action: net.allow ? Action.allow : Action.deny, flags: 0 });
+    const longer = [...net.longer.keys()].sort((a, b) => b - a);
+    longer.slice(0, V6_PROBES).forEach((len, k) => (values[at + VALUE.longer + k] = len));
+    values.writeUInt32LE(longer.length > V6_PROBES ? V6ValueFlags.deeper : 0, at + VALUE.flags);
+  });
+  return { keys, values, count: nets.length };
+}
