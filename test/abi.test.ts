@@ -3,7 +3,7 @@
 // program names, map key/value types and default capacities, and the ABI
 // version the object carries. Needs bpftool and llvm-objcopy; no kernel.
 import { DIR24_BLOCK_PAIRS, DIR24_SLOTS } from '../src/datapath/dir24.js';
-import { V6Flags, V6Layout, V6ValueFlags, V6_MAPS, V6_PROBES } from '../src/datapath/abi.js';
+import { V6Flags, V6Layout, V6ValueFlags, V6_FILTER_WORDS, V6_MAPS, V6_PROBES } from '../src/datapath/abi.js';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -443,6 +443,13 @@ describe('the flat IPv6 tables', () => {
     expect(mapDefType(def, 'key').name).toBe('xw_lpm_v6_key');
     expect(mapDefType(def, 'value').name).toBe('xw_v6_value');
     expect(mapDefNumber(def, 'max_entries')).toBe(2 * DEFAULT_CAPACITY.cidrV6);
+    expect(def.members!.map((m) => m.name)).not.toContain('pinning');
+  });
+
+  it('xw_v6_filter: a u64 word per 64 bits, per direction, not pinned', () => {
+    const def = mapDef(V6_MAPS.filter);
+    expect(mapDefType(def, 'value').name).toBe('unsigned long long');
+    expect(mapDefNumber(def, 'max_entries')).toBe(2 * V6_FILTER_WORDS);
     expect(def.members!.map((m) => m.name)).not.toContain('pinning');
   });
 

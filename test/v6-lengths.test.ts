@@ -254,5 +254,7 @@ describe.each([
     // Nothing left: no lengths, and the tables are empty.
     expect(lengthsEntry()).toEqual({ count: 0, flags: V6Flags.flat, shorter: [] });
     expect((await firewall.datapath.maps.v6.srcLen.lookupAll()).count).toBe(0);
+    const filter = await firewall.datapath.maps.v6.filter.lookupAll();
+    expect(filter.values.every((byte) => byte === 0)).toBe(true);
   }, 120_000);
 });

@@ -344,7 +344,22 @@ export const V6_MAPS = {
   srcLen: 'xw_src_v6_len',
   dstLen: 'xw_dst_v6_len',
   lengths: 'xw_v6_lengths',
+  filter: 'xw_v6_filter',
 } as const;
+
+/** The filter of host routes and /64 entries: 2^V6_FILTER_BITS bits per direction, in u64 words. */
+export const V6_FILTER_BITS = 22;
+export const V6_FILTER_WORDS = 1 << (V6_FILTER_BITS - 6);
+
+/** The filter bit of a /64 (a, b: the address's first two 32-bit words, big-endian). */
+export const v6NetBit = (a: number, b: number): number =>
+  Math.imul((a ^ Math.imul(b, 0x85ebca6b)) >>> 0, 0x9e3779b1) >>> (32 - V6_FILTER_BITS);
+
+/** The filter bit of a host route (a..d: the address's 32-bit words, big-endian). */
+export function v6HostBit(a: number, b: number, c: number, d: number): number {
+  const cd = Math.imul((c ^ Math.imul(d, 0xc2b2ae35)) >>> 0, 0x27d4eb2f);
+  return Math.imul((a ^ Math.imul((b ^ cd) >>> 0, 0x85ebca6b)) >>> 0, 0x9e3779b1) >>> (32 - V6_FILTER_BITS);
+}
 
 /** Lengths listed per step (a /64's longer lengths, the lengths below /64); more ask the trie. */
 export const V6_PROBES = 8;

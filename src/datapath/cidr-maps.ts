@@ -65,8 +65,8 @@ const isHostRoute = (rule: Pick<BlockRule, 'family' | 'prefixLen'>): boolean =>
 /** IPv4 network prefixes: the DIR-24 table holds or flags them. */
 const inDir24 = (rule: BlockRule): boolean => rule.family === 4 && !isHostRoute(rule);
 
-/** IPv6 network prefixes: the flat IPv6 tables hold them too (v6-lengths.ts). */
-const inV6Flat = (rule: BlockRule): boolean => rule.family === 6 && !isHostRoute(rule);
+/** IPv6 rules: the flat IPv6 tables hold the network prefixes too, and filter bits of all (v6-lengths.ts). */
+const inV6Flat = (rule: BlockRule): boolean => rule.family === 6;
 
 /** Rules that need a trie or hash entry (all but IPv4 prefixes up to /24). */
 const hasTableEntry = (rule: BlockRule): boolean => !(inDir24(rule) && Dir24Index.holds(rule.prefixLen));
@@ -496,10 +496,10 @@ function mergeSlots(into: Map<BlockDirection, SlotSet>, more: Map<BlockDirection
   }
 }
 
-/** The IPv6 network prefixes among the columns, for the flat tables. */
+/** The IPv6 rules among the columns, for the flat tables. */
 function* v6Prefixes(rules: RuleColumns): Generator<V6Prefix> {
   for (let i = 0; i < rules.count; i++) {
-    if (rules.families[i] !== 6 || rules.prefixLens[i] === 128) continue;
+    if (rules.families[i] !== 6) continue;
     const start = i * ADDRESS_BYTES;
     yield {
       id: rules.ids[i]!, prefixLen: rules.prefixLens[i]!, network: rules.networks.subarray(start, start + 16),

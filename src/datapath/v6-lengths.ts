@@ -11,7 +11,9 @@
 // State is kept per kernel map (every CidrMaps over the same maps shares
 // it), so it always describes what the kernel holds.
 import type { BpfMap } from '@xdpwall/addon';
-import { Action, Layout, V6Flags, V6Layout, V6_MAPS, V6_PROBES, V6ValueFlags, writeRuleValue } from './abi.js';
+import {
+  Action, Layout, V6Flags, V6Layout, V6_FILTER_BITS, V6_FILTER_WORDS, V6_MAPS, V6_PROBES, V6ValueFlags, v6HostBit, v6NetBit, writeRuleValue,
+} from './abi.js';
 import { syncPacked, type PackedRules } from './reconcile.js';
 import type { BlockDirection } from '../rules/model.js';
 
@@ -19,11 +21,14 @@ export interface V6Maps {
   srcLen: BpfMap;
   dstLen: BpfMap;
   lengths: BpfMap;
+  filter: BpfMap;
 }
 
 /** The flat IPv6 maps of a loaded object. */
 export function v6MapsOf(object: { map(name: string): BpfMap }): V6Maps {
-  return { srcLen: object.map(V6_MAPS.srcLen), dstLen: object.map(V6_MAPS.dstLen), lengths: object.map(V6_MAPS.lengths) };
+  return {
+    srcLen: object.map(V6_MAPS.srcLen), dstLen: object.map(V6_MAPS.dstLen), lengths: object.map(V6_MAPS.lengths), filter: object.map(V6_MAPS.filter),
+  };
 }
 
 /** Sizes the flat tables for `cidrV6` prefixes: an entry each plus at most one /64 entry each; before load(). */
@@ -32,7 +37,7 @@ export function applyV6Capacity(object: { setMapMaxEntries(name: string, entries
   object.setMapMaxEntries(V6_MAPS.dstLen, 2 * cidrV6);
 }
 
-/** An IPv6 network prefix (not a /128) as the flat table holds it. */
+/** An IPv6 prefix: a /128 only sets its filter bit (CidrMaps writes the host hash), the others have flat entries. */
 export interface V6Prefix {
   id: number;
   prefixLen: number;
@@ -54,6 +59,8 @@ interface Net64 {
   allow: boolean;
   /** Prefixes inside this /64 by length (65..127). */
   longer: Map<number, number>;
+  /** Whether the kernel holds (or is about to hold) this /64's entry, which its filter bit counts. */
+  present: boolean;
 }
 
 /** What one direction's tables hold. */
@@ -62,6 +69,32 @@ class Side {
   readonly lengths = new Uint32Array(128);
   readonly nets = new Map<bigint, Net64>();
   written: Buffer | null = null;
+  /** Entries per filter bit (host routes and /64 entries), saturating; allocated on first use. */
+  private counts: Uint16Array | null = null;
+  /** Filter words whose value changed since they were last written. */
+  readonly dirty = new Set<number>();
+
+  bump(bit: number, delta: 1 | -1): void {
+    const counts = (this.counts ??= new Uint16Array(1 << V6_FILTER_BITS));
+    const n = counts[bit]!;
+    if (n === 0xffff) return; // saturated: stays set
+    if (delta < 0 && n === 0) throw new Error('v6 filter count below zero');
+    counts[bit] = n + delta;
+    if (n === 0 || n + delta === 0) this.dirty.add(bit >>> 6);
+  }
+
+  /** A filter word as the kernel should hold it, little-endian. */
+  word(index: number, into: Buffer, offset: number): void {
+    let low = 0;
+    let high = 0;
+    const counts = this.counts;
+    if (counts) {
+      for (let i = 0; i < 32; i++) if (counts[index * 64 + i]) low |= 1 << i;
+      for (let i = 0; i < 32; i++) if (counts[index * 64 + 32 + i]) high |= 1 << i;
+    }
+    into.writeUInt32LE(low >>> 0, offset);
+    into.writeUInt32LE(high >>> 0, offset + 4);
+  }
 }
 
 const KEY = Layout.lpmV6Key;
@@ -95,13 +128,15 @@ export class V6Lengths {
     const touched = this.account(change);
     try {
       for (const direction of ['src', 'dst'] as const) await this.write(direction, change, touched[direction]);
+      await this.writeFilter(false);
+      for (const direction of ['src', 'dst'] as const) this.writeLengths(direction, false);
     } catch (error) {
       this.account({ install: change.remove, replace: change.replace.map((r) => ({ from: r.to, to: r.from })), remove: change.install });
       // The kernel's other entries are as they were: only this change's keys are put back as they were.
       const entries = { src: await this.prefixEntries('src'), dst: await this.prefixEntries('dst') };
       for (const prefix of change.install) entries[prefix.direction].delete(keyText(prefix));
       for (const prefix of [...change.remove, ...change.replace.map((r) => r.from)]) {
-        if (prefix.prefixLen !== 64) entries[prefix.direction].set(keyText(prefix), prefix);
+        if (hasEntry(prefix)) entries[prefix.direction].set(keyText(prefix), prefix);
       }
       await this.sync(entries);
       throw error;
@@ -113,12 +148,9 @@ export class V6Lengths {
     this.sides.src = new Side();
     this.sides.dst = new Side();
     const entries: Record<BlockDirection, Map<string, V6Prefix>> = { src: new Map(), dst: new Map() };
-    for (const prefix of prefixes) {
-      const side = this.sides[prefix.direction];
-      side.lengths[prefix.prefixLen]! += 1;
-      if (prefix.prefixLen >= 64) addToNet(side, prefix, +1);
-      if (prefix.prefixLen !== 64) entries[prefix.direction].set(keyText(prefix), prefix);
-    }
+    this.account({ install: [...prefixes], replace: [], remove: [] }, (prefix) => {
+      if (hasEntry(prefix)) entries[prefix.direction].set(keyText(prefix), prefix);
+    });
     await this.sync(entries);
   }
 
@@ -128,24 +160,47 @@ export class V6Lengths {
     for (const direction of ['src', 'dst'] as const) this.writeLengths(direction, true);
   }
 
-  /** Updates the counts and /64 lists; returns the /64s touched per direction. */
-  private account(change: V6Change): Record<BlockDirection, Set<bigint>> {
+  /**
+   * Updates the counts, the /64 lists and the filter counts (a /64 entry's
+   * bit counts while the entry exists); returns the /64s touched per
+   * direction. `each` sees every installed prefix.
+   */
+  private account(change: V6Change, each?: (prefix: V6Prefix) => void): Record<BlockDirection, Set<bigint>> {
     const touched: Record<BlockDirection, Set<bigint>> = { src: new Set(), dst: new Set() };
     const count = (prefix: V6Prefix, delta: 1 | -1) => {
       const side = this.sides[prefix.direction];
+      if (prefix.prefixLen === 128) return side.bump(hostBit(prefix.network), delta);
       side.lengths[prefix.prefixLen]! += delta;
       if (prefix.prefixLen >= 64) touched[prefix.direction].add(addToNet(side, prefix, delta));
     };
-    for (const prefix of change.install) count(prefix, +1);
+    for (const prefix of change.install) {
+      count(prefix, +1);
+      each?.(prefix);
+    }
     for (const { to } of change.replace) if (to.prefixLen === 64) touched[to.direction].add(addToNet(this.sides[to.direction], to, 0));
     for (const prefix of change.remove) count(prefix, -1);
+    for (const direction of ['src', 'dst'] as const) {
+      const side = this.sides[direction];
+      for (const top of touched[direction]) {
+        const net = side.nets.get(top)!;
+        const present = net.ruleId !== 0 || net.longer.size > 0;
+        if (!present && !net.present) {
+          // Never in the kernel: nothing to write or delete.
+          side.nets.delete(top);
+          touched[direction].delete(top);
+          continue;
+        }
+        if (present !== net.present) side.bump(netBit(top), present ? 1 : -1);
+        net.present = present;
+      }
+    }
     return touched;
   }
 
   /** Writes one direction's part of a change in the order the data plane needs. */
   private async write(direction: BlockDirection, change: V6Change, touched: Set<bigint>): Promise<void> {
     const table = direction === 'src' ? this.maps.srcLen : this.maps.dstLen;
-    const mine = (p: V6Prefix) => p.direction === direction && p.prefixLen !== 64;
+    const mine = (p: V6Prefix) => p.direction === direction && hasEntry(p);
     const writes = [...change.install.filter(mine), ...change.replace.map((r) => r.to).filter(mine)];
     const removes = change.remove.filter(mine);
     if (writes.length > 0) {
@@ -161,7 +216,7 @@ export class V6Lengths {
     const gone: bigint[] = [];
     for (const top of touched) {
       const net = side.nets.get(top);
-      if (net && (net.ruleId !== 0 || net.longer.size > 0)) live.push([top, net]);
+      if (net?.present) live.push([top, net]);
       else {
         side.nets.delete(top);
         gone.push(top);
@@ -176,7 +231,23 @@ export class V6Lengths {
       gone.forEach((top, i) => writeNetKey(keys, i * KEY.size, top));
       await table.deleteBatch(keys, gone.length);
     }
-    this.writeLengths(direction, false);
+  }
+
+  /** Writes the filter words that changed (all of them with `all`). */
+  private async writeFilter(all: boolean): Promise<void> {
+    for (const [slot, direction] of [[0, 'src'], [1, 'dst']] as const) {
+      const side = this.sides[direction];
+      const words = all ? Array.from({ length: V6_FILTER_WORDS }, (_, i) => i) : [...side.dirty];
+      if (words.length === 0) continue;
+      const keys = Buffer.alloc(words.length * 4);
+      const values = Buffer.alloc(words.length * 8);
+      words.forEach((word, i) => {
+        keys.writeUInt32LE(slot * V6_FILTER_WORDS + word, i * 4);
+        side.word(word, values, i * 8);
+      });
+      await this.maps.filter.updateBatch(keys, values, words.length);
+      side.dirty.clear();
+    }
   }
 
   /**
@@ -189,13 +260,14 @@ export class V6Lengths {
       const side = this.sides[direction];
       const table = direction === 'src' ? this.maps.srcLen : this.maps.dstLen;
       const prefixes = entries[direction];
-      const nets = [...side.nets].filter(([, net]) => net.ruleId !== 0 || net.longer.size > 0);
+      const nets = [...side.nets].filter(([, net]) => net.present);
       const a = packPrefixes([...prefixes.values()]);
       const b = packNets(nets);
       const wanted: PackedRules = { keys: Buffer.concat([a.keys, b.keys]), values: Buffer.concat([a.values, b.values]), count: a.count + b.count };
       await syncPacked(table, wanted, { added: 0, removed: 0, kept: 0 });
-      this.writeLengths(direction, true);
     }
+    await this.writeFilter(true);
+    for (const direction of ['src', 'dst'] as const) this.writeLengths(direction, true);
   }
 
   /** The prefix entries (not /64 entries) one direction's table holds. */
@@ -244,7 +316,7 @@ export class V6Lengths {
 function addToNet(side: Side, prefix: V6Prefix, delta: 1 | 0 | -1): bigint {
   const top = Buffer.from(prefix.network.buffer, prefix.network.byteOffset, 8).readBigUInt64BE(0);
   let net = side.nets.get(top);
-  if (!net) side.nets.set(top, (net = { ruleId: 0, allow: false, longer: new Map() }));
+  if (!net) side.nets.set(top, (net = { ruleId: 0, allow: false, longer: new Map(), present: false }));
   if (prefix.prefixLen === 64) {
     net.ruleId = delta < 0 ? 0 : prefix.id;
     net.allow = delta >= 0 && prefix.allow === true;
@@ -254,6 +326,19 @@ function addToNet(side: Side, prefix: V6Prefix, delta: 1 | 0 | -1): bigint {
     else net.longer.delete(prefix.prefixLen);
   }
   return top;
+}
+
+/** Prefixes with an entry of their own in the flat table: not /64s (in their /64 entry) nor /128s (in the host hash). */
+const hasEntry = (prefix: V6Prefix): boolean => prefix.prefixLen !== 64 && prefix.prefixLen !== 128;
+
+const word32 = (bytes: Uint8Array, at: number): number => ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0;
+
+function hostBit(network: Uint8Array): number {
+  return v6HostBit(word32(network, 0), word32(network, 4), word32(network, 8), word32(network, 12));
+}
+
+function netBit(top: bigint): number {
+  return v6NetBit(Number(top >> 32n), Number(top & 0xffff_ffffn));
 }
 
 function keyText(prefix: V6Prefix): string {

@@ -631,11 +631,26 @@ struct xw_event {
  * before the tables are filled) the trie answers alone. Not pinned: rebuilt
  * on every start, like the DIR-24 tables.
  *
+ * A filter per direction says which host routes and /64 entries may exist,
+ * so an address that has neither (most passing traffic) skips those hash
+ * probes for one array read each: bit xw_v6_hash_host(address) is set while
+ * the host hash may hold the address, bit xw_v6_hash_net(its /64) while the
+ * /64 entry may exist (set after the entry is written, cleared after it is
+ * deleted; a set bit without an entry is only a probe). Read only while
+ * XW_V6_FLAT is set. Hashes of the address's 32-bit words a, b, c, d (host
+ * order of the big-endian words), in u32 arithmetic, the top
+ * XW_V6_FILTER_BITS bits kept:
+ *   net:  (a ^ b * 0x85ebca6b) * 0x9e3779b1
+ *   host: (a ^ (b ^ (c ^ d * 0xc2b2ae35) * 0x27d4eb2f) * 0x85ebca6b) * 0x9e3779b1
+ *
  * Maps:
  *   xw_src_v6_len, xw_dst_v6_len  HASH  xw_lpm_v6_key -> xw_v6_value (2 x capacity.cidrV6)
  *   xw_v6_lengths                 ARRAY[2]  0 source, 1 destination -> xw_v6_lengths
+ *   xw_v6_filter                  ARRAY[2 x XW_V6_FILTER_WORDS]  side * words + bit / 64 -> __u64
  */
 #define XW_V6_PROBES 8 /* lengths listed per step; more ask the trie */
+#define XW_V6_FILTER_BITS  22 /* 4 Mi bits (512 KiB) per direction */
+#define XW_V6_FILTER_WORDS (1u << (XW_V6_FILTER_BITS - 6))
 
 /* Bits of xw_v6_value.flags. */
 enum xw_v6_value_flags {

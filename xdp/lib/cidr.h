@@ -70,24 +70,62 @@ static __always_inline void xw_v6_key_short(struct xw_lpm_v6_key *key, __u64 hi,
 	__builtin_memset(key->addr + 8, 0, 8);
 }
 
+/* Filter hashes (see "IPv6 prefixes by length" in xdpwall_abi.h). */
+static __always_inline __u32 xw_v6_hash_net(__u64 hi)
+{
+	return ((__u32)(hi >> 32) ^ (__u32)hi * 0x85ebca6bu) * 0x9e3779b1u;
+}
+
+static __always_inline __u32 xw_v6_hash_host(__u64 hi, __u64 lo)
+{
+	__u32 cd = ((__u32)(lo >> 32) ^ (__u32)lo * 0xc2b2ae35u) * 0x27d4eb2fu;
+
+	return ((__u32)(hi >> 32) ^ ((__u32)hi ^ cd) * 0x85ebca6bu) * 0x9e3779b1u;
+}
+
+/* Whether the side's filter has the bit of `hash`: false means the entry does not exist. */
+static __always_inline bool xw_v6_maybe(__u32 side, __u32 hash)
+{
+	__u32 bit = hash >> (32 - XW_V6_FILTER_BITS);
+	__u32 index = side * XW_V6_FILTER_WORDS + (bit >> 6);
+	const __u64 *word = bpf_map_lookup_elem(&xw_v6_filter, &index);
+
+	return word && ((*word >> (bit & 63)) & 1);
+}
+
 /*
- * The flat-table lookup of an address (hi, lo: its halves in host order)
- * in the source (side 0) or destination (1) tables, host routes aside: the
- * deny rule id of the longest match, 0 if none or an allow, -1 if the trie
- * must decide. A global function: the verifier checks it once, with the
- * lengths it reads from maps as unknowns, however often ingress calls it.
+ * An IPv6 address's prefix lookup (hi, lo: its halves in host order) in the
+ * source (side 0) or destination (1) tables: the deny rule id of the
+ * longest match, 0 if none or an allow. The host hash, then the flat
+ * tables (see "IPv6 prefixes by length" in xdpwall_abi.h): the address's
+ * /64 and the lengths inside it, then the lengths below /64, each longest
+ * first; the filter skips host and /64 probes that cannot hit. The trie
+ * answers where the flat tables say so (too many lengths) or are not filled.
+ * A global function: the verifier checks it once, with the lengths it reads
+ * from maps as unknowns, however often ingress calls it.
  */
-__noinline __s64 xw_flat_v6(__u64 hi, __u64 lo, __u32 side)
+__noinline __u32 xw_lookup_v6(__u64 hi, __u64 lo, __u32 side)
 {
 	const struct xw_v6_lengths *lens = bpf_map_lookup_elem(&xw_v6_lengths, &side);
 	void *flat = side ? (void *)&xw_dst_v6_len : (void *)&xw_src_v6_len;
+	bool filled = lens && (lens->flags & XW_V6_FLAT);
 	const struct xw_v6_value *entry;
 	struct xw_lpm_v6_key key;
+	__u64 h = bpf_cpu_to_be64(hi), l = bpf_cpu_to_be64(lo);
 	__u32 i;
 
-	if (!lens || !(lens->flags & XW_V6_FLAT))
-		return -1;
-	if (lens->flags & XW_V6_HAS64) {
+	__builtin_memcpy(key.addr, &h, 8);
+	__builtin_memcpy(key.addr + 8, &l, 8);
+	if (!filled || xw_v6_maybe(side, xw_v6_hash_host(hi, lo))) {
+		const struct xw_rule_value *host =
+			bpf_map_lookup_elem(side ? (void *)&xw_dst_host_v6 : (void *)&xw_src_host_v6, key.addr);
+
+		if (host)
+			return xw_denying(host);
+	}
+	if (!filled)
+		goto trie;
+	if ((lens->flags & XW_V6_HAS64) && xw_v6_maybe(side, xw_v6_hash_net(hi))) {
 		struct xw_v6_value net;
 
 		xw_v6_key_short(&key, hi, 64);
@@ -96,16 +134,16 @@ __noinline __s64 xw_flat_v6(__u64 hi, __u64 lo, __u32 side)
 			/* A copy: the lengths are read after more lookups into the same map. */
 			__builtin_memcpy(&net, entry, sizeof(net));
 			if (net.flags & XW_V6_DEEPER)
-				return -1;
+				goto trie;
 			for (i = 0; i < XW_V6_PROBES; i++) {
 				__u32 len = net.longer[i];
-				__u64 l;
+				__u64 cut;
 
 				if (len <= 64)
 					break;
-				l = bpf_cpu_to_be64(lo & (~0ull << ((128 - len) & 63)));
+				cut = bpf_cpu_to_be64(lo & (~0ull << ((128 - len) & 63)));
 				key.prefixlen = len;
-				__builtin_memcpy(key.addr + 8, &l, 8);
+				__builtin_memcpy(key.addr + 8, &cut, 8);
 				entry = bpf_map_lookup_elem(flat, &key);
 				if (entry)
 					return xw_denying(&entry->rule);
@@ -115,7 +153,7 @@ __noinline __s64 xw_flat_v6(__u64 hi, __u64 lo, __u32 side)
 		}
 	}
 	if (lens->flags & XW_V6_SHORT_TRIE)
-		return -1;
+		goto trie;
 	for (i = 0; i < XW_V6_PROBES; i++) {
 		if (i >= lens->count)
 			return 0;
@@ -124,31 +162,22 @@ __noinline __s64 xw_flat_v6(__u64 hi, __u64 lo, __u32 side)
 		if (entry)
 			return xw_denying(&entry->rule);
 	}
-	return lens->count > XW_V6_PROBES ? -1 : 0;
+	if (lens->count <= XW_V6_PROBES)
+		return 0;
+trie:
+	key.prefixlen = 128;
+	__builtin_memcpy(key.addr, &h, 8);
+	__builtin_memcpy(key.addr + 8, &l, 8);
+	return xw_denying(bpf_map_lookup_elem(side ? (void *)&xw_dst_v6 : (void *)&xw_src_v6, &key));
 }
 
-/*
- * IPv6: the host hash, then the flat table (see "IPv6 prefixes by length"
- * in xdpwall_abi.h): the address's /64 and the lengths inside it, then the
- * lengths below /64, each longest first. The trie answers where the flat
- * table says so (too many lengths) or is not filled yet.
- */
-static __always_inline __u32 xw_deny_v6(void *hosts, void *trie, __u32 side, const __u8 addr[16])
+static __always_inline __u32 xw_deny_v6(__u32 side, const __u8 addr[16])
 {
-	struct xw_rule_value *rule = bpf_map_lookup_elem(hosts, addr);
-	struct xw_lpm_v6_key key = { .prefixlen = 128 };
 	__u64 hi, lo;
-	__s64 flat;
 
-	if (rule)
-		return xw_denying(rule);
 	__builtin_memcpy(&hi, addr, 8);
 	__builtin_memcpy(&lo, addr + 8, 8);
-	flat = xw_flat_v6(bpf_be64_to_cpu(hi), bpf_be64_to_cpu(lo), side);
-	if (flat >= 0)
-		return (__u32)flat;
-	__builtin_memcpy(key.addr, addr, sizeof(key.addr));
-	return xw_denying(bpf_map_lookup_elem(trie, &key));
+	return xw_lookup_v6(bpf_be64_to_cpu(hi), bpf_be64_to_cpu(lo), side);
 }
 
 /* The id of the deny rule that is the most specific match of the source (src) or destination address, or 0. */
@@ -166,8 +195,7 @@ static __always_inline __u32 xw_cidr_lookup(const struct xw_pkt *p,
 					cfg->v4_default[0], addr)
 			   : xw_deny_v4(&xw_dst_host_v4, &xw_dst_dir24, &xw_dst_dir24_l2, &xw_dst_v4,
 					cfg->v4_default[1], addr);
-	return src ? xw_deny_v6(&xw_src_host_v6, &xw_src_v6, 0, addr)
-		   : xw_deny_v6(&xw_dst_host_v6, &xw_dst_v6, 1, addr);
+	return xw_deny_v6(src ? 0 : 1, addr);
 }
 
 /*

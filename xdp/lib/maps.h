@@ -156,4 +156,11 @@ struct {
 	__type(value, struct xw_v6_lengths);
 } xw_v6_lengths SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * XW_V6_FILTER_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} xw_v6_filter SEC(".maps");
+
 #endif /* XW_MAPS_H */
