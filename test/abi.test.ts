@@ -3,7 +3,7 @@
 // program names, map key/value types and default capacities, and the ABI
 // version the object carries. Needs bpftool and llvm-objcopy; no kernel.
 import { DIR24_BLOCK_PAIRS, DIR24_SLOTS } from '../src/datapath/dir24.js';
-import { V6Flags, V6Layout, V6ValueFlags, V6_FILTER_WORDS, V6_MAPS, V6_PROBES } from '../src/datapath/abi.js';
+import { V6Flags, V6Layout, V6NetFlags, V6_FILTER_WORDS, V6_MAPS, V6_PROBES } from '../src/datapath/abi.js';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -415,7 +415,7 @@ describe('events (src/events/abi.ts)', () => {
 // ---------------------------------------------------------------- IPv6 prefixes by length
 
 describe('the flat IPv6 tables', () => {
-  const V6_STRUCTS = { v6Value: 'xw_v6_value', v6Lengths: 'xw_v6_lengths' } as const;
+  const V6_STRUCTS = { v6Sub: 'xw_v6_sub', v6Net: 'xw_v6_net', v6Lengths: 'xw_v6_lengths' } as const;
 
   it.each(Object.entries(V6_STRUCTS))('V6Layout.%s matches struct %s, with no implicit padding', (layoutName, structName) => {
     const struct = named('STRUCT', structName);
@@ -433,16 +433,22 @@ describe('the flat IPv6 tables', () => {
 
   it('enums and the probe count agree', () => {
     expect(enumValues('xw_v6_flags')).toEqual(upper('XW_V6_', V6Flags));
-    expect(enumValues('xw_v6_value_flags')).toEqual(upper('XW_V6_', V6ValueFlags));
-    const longer = named('STRUCT', 'xw_v6_value').members!.find((m) => m.name === 'longer')!;
-    expect(sizeOf(longer.type_id)).toBe(V6_PROBES);
+    expect(enumValues('xw_v6_net_flags')).toEqual(upper('XW_V6_', V6NetFlags));
+    const member = (name: string) => named('STRUCT', 'xw_v6_net').members!.find((m) => m.name === name)!;
+    expect(sizeOf(member('longer').type_id)).toBe(V6_PROBES);
+    expect(sizeOf(member('sub').type_id)).toBe(V6_PROBES * V6Layout.v6Sub.size);
   });
 
-  it.each([V6_MAPS.srcLen, V6_MAPS.dstLen])('%s maps xw_lpm_v6_key to xw_v6_value, twice the IPv6 capacity, not pinned (rebuilt on start)', (name) => {
+  it.each([
+    [V6_MAPS.srcLen, 'xw_lpm_v6_key', 'xw_rule_value'],
+    [V6_MAPS.dstLen, 'xw_lpm_v6_key', 'xw_rule_value'],
+    [V6_MAPS.srcNet, 'unsigned long long', 'xw_v6_net'], // __be64, resolved through its typedef
+    [V6_MAPS.dstNet, 'unsigned long long', 'xw_v6_net'],
+  ])('%s maps %s to %s, sized for the IPv6 capacity, not pinned (rebuilt on start)', (name, key, value) => {
     const def = mapDef(name);
-    expect(mapDefType(def, 'key').name).toBe('xw_lpm_v6_key');
-    expect(mapDefType(def, 'value').name).toBe('xw_v6_value');
-    expect(mapDefNumber(def, 'max_entries')).toBe(2 * DEFAULT_CAPACITY.cidrV6);
+    expect(mapDefType(def, 'key').name).toBe(key);
+    expect(mapDefType(def, 'value').name).toBe(value);
+    expect(mapDefNumber(def, 'max_entries')).toBe(DEFAULT_CAPACITY.cidrV6);
     expect(def.members!.map((m) => m.name)).not.toContain('pinning');
   });
 

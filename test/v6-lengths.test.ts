@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CidrMaps, type KernelRule } from '../src/datapath/cidr-maps.js';
 import { assignIfslot } from '../src/datapath/datapath.js';
-import { V6Flags, V6Layout, V6ValueFlags, V6_PROBES } from '../src/datapath/abi.js';
+import { V6Flags, V6Layout, V6NetFlags, V6_PROBES } from '../src/datapath/abi.js';
 import type { Firewall } from '../src/firewall.js';
 import { ether, ipv6, udp } from './lib/packets.js';
 import { openTestFirewall, quietLog } from './lib/firewall.js';
@@ -173,16 +173,14 @@ function lengthsEntry(): { count: number; flags: number; shorter: number[] } {
   return { count, flags: value.readUInt32LE(L.flags), shorter: [...value.subarray(L.shorter, L.shorter + Math.min(count, V6_PROBES))] };
 }
 
-/** The /64 entries of the source table: whether each asks the trie, and how many lengths it lists. */
-async function netEntries(): Promise<Array<{ deeper: boolean; longer: number }>> {
-  const table = firewall.datapath.maps.v6.srcLen;
-  const { keys, values, count } = await table.lookupAll();
-  const V = V6Layout.v6Value;
-  const out: Array<{ deeper: boolean; longer: number }> = [];
+/** The /64 entries of the source table: how each holds its longer prefixes. */
+async function netEntries(): Promise<Array<'in place' | 'listed' | 'trie'>> {
+  const table = firewall.datapath.maps.v6.srcNet;
+  const { values, count } = await table.lookupAll();
+  const out: Array<'in place' | 'listed' | 'trie'> = [];
   for (let i = 0; i < count; i++) {
-    if (keys.readUInt32LE(i * table.keySize) !== 64) continue;
-    const at = i * table.valueStride;
-    out.push({ deeper: (values.readUInt32LE(at + V.flags) & V6ValueFlags.deeper) !== 0, longer: values.subarray(at + V.longer, at + V.longer + V6_PROBES).filter((b) => b !== 0).length });
+    const flags = values.readUInt32LE(i * table.valueStride + V6Layout.v6Net.flags);
+    out.push(flags & V6NetFlags.deeper ? 'trie' : flags & V6NetFlags.listed ? 'listed' : 'in place');
   }
   return out;
 }
@@ -217,10 +215,8 @@ describe.each([
       verify('after the first set');
       expect((lengthsEntry().flags & V6Flags.shortTrie) !== 0).toBe(shortTrie);
       expect(lengthsEntry().flags & V6Flags.flat).toBe(V6Flags.flat);
-      // Both kinds of /64 exist: ones whose lengths are probed, ones that ask the trie.
-      const nets = await netEntries();
-      expect(nets.filter((n) => n.deeper).length).toBeGreaterThan(0);
-      expect(nets.filter((n) => !n.deeper && n.longer > 1).length).toBeGreaterThan(0);
+      // Every kind of /64 entry exists: prefixes in place, lengths listed, the trie asked.
+      expect(new Set(await netEntries())).toEqual(new Set(['in place', 'listed', 'trie']));
 
       for (let round = 0; round < 4; round++) {
         const all = [...prefixes.values()];
@@ -254,6 +250,7 @@ describe.each([
     // Nothing left: no lengths, and the tables are empty.
     expect(lengthsEntry()).toEqual({ count: 0, flags: V6Flags.flat, shorter: [] });
     expect((await firewall.datapath.maps.v6.srcLen.lookupAll()).count).toBe(0);
+    expect((await firewall.datapath.maps.v6.srcNet.lookupAll()).count).toBe(0);
     const filter = await firewall.datapath.maps.v6.filter.lookupAll();
     expect(filter.values.every((byte) => byte === 0)).toBe(true);
   }, 120_000);

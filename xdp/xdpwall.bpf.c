@@ -55,7 +55,7 @@ const struct {
 	enum xw_event_flags event_flags;
 	enum xw_rl_per rl_per;
 	enum xw_v6_flags v6_flags;
-	enum xw_v6_value_flags v6_value_flags;
+	enum xw_v6_net_flags v6_net_flags;
 	struct xw_stats_key stats_key;
 	struct xw_event event;
 	struct xw_event_cfg event_cfg;

@@ -343,6 +343,8 @@ export const RlPer = { source: 0, prefix: 1, rule: 2 } as const;
 export const V6_MAPS = {
   srcLen: 'xw_src_v6_len',
   dstLen: 'xw_dst_v6_len',
+  srcNet: 'xw_src_v6_net',
+  dstNet: 'xw_dst_v6_net',
   lengths: 'xw_v6_lengths',
   filter: 'xw_v6_filter',
 } as const;
@@ -361,15 +363,16 @@ export function v6HostBit(a: number, b: number, c: number, d: number): number {
   return Math.imul((a ^ Math.imul((b ^ cd) >>> 0, 0x85ebca6b)) >>> 0, 0x9e3779b1) >>> (32 - V6_FILTER_BITS);
 }
 
-/** Lengths listed per step (a /64's longer lengths, the lengths below /64); more ask the trie. */
+/** Prefixes kept in a /64's entry, lengths listed per step (a /64's, those below /64); more ask the trie. */
 export const V6_PROBES = 8;
 
-/** enum xw_v6_value_flags */
-export const V6ValueFlags = { deeper: 1 << 0 } as const;
+/** enum xw_v6_net_flags */
+export const V6NetFlags = { deeper: 1 << 0, listed: 1 << 1 } as const;
 /** enum xw_v6_flags */
 export const V6Flags = { flat: 1 << 0, has64: 1 << 1, shortTrie: 1 << 2 } as const;
 
 export const V6Layout = {
-  v6Value: { size: 24, rule: 0, longer: 8, flags: 16, pad: 20 }, // rule: struct xw_rule_value; longer: __u8[V6_PROBES]
+  v6Sub: { size: 16, low: 0, ruleId: 8, action: 12, len: 13, pad: 14 },
+  v6Net: { size: 152, rule: 0, flags: 8, count: 12, longer: 16, sub: 24 }, // rule: struct xw_rule_value; longer: __u8[V6_PROBES]; sub: xw_v6_sub[V6_PROBES]
   v6Lengths: { size: 16, shorter: 0, count: 8, flags: 12 }, // shorter: __u8[V6_PROBES]
 } as const;

@@ -12,7 +12,7 @@
 // it), so it always describes what the kernel holds.
 import type { BpfMap } from '@xdpwall/addon';
 import {
-  Action, Layout, V6Flags, V6Layout, V6_FILTER_BITS, V6_FILTER_WORDS, V6_MAPS, V6_PROBES, V6ValueFlags, v6HostBit, v6NetBit, writeRuleValue,
+  Action, Layout, V6Flags, V6Layout, V6NetFlags, V6_FILTER_BITS, V6_FILTER_WORDS, V6_MAPS, V6_PROBES, v6HostBit, v6NetBit, writeRuleValue,
 } from './abi.js';
 import { syncPacked, type PackedRules } from './reconcile.js';
 import type { BlockDirection } from '../rules/model.js';
@@ -20,6 +20,8 @@ import type { BlockDirection } from '../rules/model.js';
 export interface V6Maps {
   srcLen: BpfMap;
   dstLen: BpfMap;
+  srcNet: BpfMap;
+  dstNet: BpfMap;
   lengths: BpfMap;
   filter: BpfMap;
 }
@@ -27,14 +29,14 @@ export interface V6Maps {
 /** The flat IPv6 maps of a loaded object. */
 export function v6MapsOf(object: { map(name: string): BpfMap }): V6Maps {
   return {
-    srcLen: object.map(V6_MAPS.srcLen), dstLen: object.map(V6_MAPS.dstLen), lengths: object.map(V6_MAPS.lengths), filter: object.map(V6_MAPS.filter),
+    srcLen: object.map(V6_MAPS.srcLen), dstLen: object.map(V6_MAPS.dstLen), srcNet: object.map(V6_MAPS.srcNet), dstNet: object.map(V6_MAPS.dstNet),
+    lengths: object.map(V6_MAPS.lengths), filter: object.map(V6_MAPS.filter),
   };
 }
 
-/** Sizes the flat tables for `cidrV6` prefixes: an entry each plus at most one /64 entry each; before load(). */
+/** Sizes the flat tables for `cidrV6` prefixes (an entry each, at most one /64 entry each); before load(). */
 export function applyV6Capacity(object: { setMapMaxEntries(name: string, entries: number): void }, cidrV6: number): void {
-  object.setMapMaxEntries(V6_MAPS.srcLen, 2 * cidrV6);
-  object.setMapMaxEntries(V6_MAPS.dstLen, 2 * cidrV6);
+  for (const name of [V6_MAPS.srcLen, V6_MAPS.dstLen, V6_MAPS.srcNet, V6_MAPS.dstNet]) object.setMapMaxEntries(name, cidrV6);
 }
 
 /** An IPv6 prefix: a /128 only sets its filter bit (CidrMaps writes the host hash), the others have flat entries. */
@@ -59,6 +61,8 @@ interface Net64 {
   allow: boolean;
   /** Prefixes inside this /64 by length (65..127). */
   longer: Map<number, number>;
+  /** The prefixes inside, by their last 64 bits and length. */
+  subs: Map<string, V6Prefix>;
   /** Whether the kernel holds (or is about to hold) this /64's entry, which its filter bit counts. */
   present: boolean;
 }
@@ -98,7 +102,9 @@ class Side {
 }
 
 const KEY = Layout.lpmV6Key;
-const VALUE = V6Layout.v6Value;
+const RULE = Layout.ruleValue;
+const NET = V6Layout.v6Net;
+const SUB = V6Layout.v6Sub;
 const LENGTHS = V6Layout.v6Lengths;
 
 /** The kernel's flat tables and what they hold: one per set of maps. */
@@ -177,7 +183,7 @@ export class V6Lengths {
       count(prefix, +1);
       each?.(prefix);
     }
-    for (const { to } of change.replace) if (to.prefixLen === 64) touched[to.direction].add(addToNet(this.sides[to.direction], to, 0));
+    for (const { to } of change.replace) if (to.prefixLen >= 64 && to.prefixLen < 128) touched[to.direction].add(addToNet(this.sides[to.direction], to, 0));
     for (const prefix of change.remove) count(prefix, -1);
     for (const direction of ['src', 'dst'] as const) {
       const side = this.sides[direction];
@@ -200,6 +206,7 @@ export class V6Lengths {
   /** Writes one direction's part of a change in the order the data plane needs. */
   private async write(direction: BlockDirection, change: V6Change, touched: Set<bigint>): Promise<void> {
     const table = direction === 'src' ? this.maps.srcLen : this.maps.dstLen;
+    const netTable = direction === 'src' ? this.maps.srcNet : this.maps.dstNet;
     const mine = (p: V6Prefix) => p.direction === direction && hasEntry(p);
     const writes = [...change.install.filter(mine), ...change.replace.map((r) => r.to).filter(mine)];
     const removes = change.remove.filter(mine);
@@ -224,12 +231,12 @@ export class V6Lengths {
     }
     if (live.length > 0) {
       const packed = packNets(live);
-      await table.updateBatch(packed.keys, packed.values, packed.count);
+      await netTable.updateBatch(packed.keys, packed.values, packed.count);
     }
     if (gone.length > 0) {
-      const keys = Buffer.alloc(gone.length * KEY.size);
-      gone.forEach((top, i) => writeNetKey(keys, i * KEY.size, top));
-      await table.deleteBatch(keys, gone.length);
+      const keys = Buffer.alloc(gone.length * 8);
+      gone.forEach((top, i) => keys.writeBigUInt64BE(top, i * 8));
+      await netTable.deleteBatch(keys, gone.length);
     }
   }
 
@@ -258,13 +265,9 @@ export class V6Lengths {
   private async sync(entries: Record<BlockDirection, Map<string, V6Prefix>>): Promise<void> {
     for (const direction of ['src', 'dst'] as const) {
       const side = this.sides[direction];
-      const table = direction === 'src' ? this.maps.srcLen : this.maps.dstLen;
-      const prefixes = entries[direction];
-      const nets = [...side.nets].filter(([, net]) => net.present);
-      const a = packPrefixes([...prefixes.values()]);
-      const b = packNets(nets);
-      const wanted: PackedRules = { keys: Buffer.concat([a.keys, b.keys]), values: Buffer.concat([a.values, b.values]), count: a.count + b.count };
-      await syncPacked(table, wanted, { added: 0, removed: 0, kept: 0 });
+      const report = { added: 0, removed: 0, kept: 0 };
+      await syncPacked(direction === 'src' ? this.maps.srcLen : this.maps.dstLen, packPrefixes([...entries[direction].values()]), report);
+      await syncPacked(direction === 'src' ? this.maps.srcNet : this.maps.dstNet, packNets([...side.nets].filter(([, net]) => net.present)), report);
     }
     await this.writeFilter(true);
     for (const direction of ['src', 'dst'] as const) this.writeLengths(direction, true);
@@ -277,11 +280,10 @@ export class V6Lengths {
     const out = new Map<string, V6Prefix>();
     for (let i = 0; i < count; i++) {
       const prefixLen = keys.readUInt32LE(i * KEY.size + KEY.prefixlen);
-      if (prefixLen === 64) continue;
       const network = Buffer.from(keys.subarray(i * KEY.size + KEY.addr, i * KEY.size + KEY.addr + 16));
       const at = i * table.valueStride;
-      const prefix: V6Prefix = { id: values.readUInt32LE(at + Layout.ruleValue.ruleId), prefixLen, network, direction };
-      if (values[at + Layout.ruleValue.action] === Action.allow) prefix.allow = true;
+      const prefix: V6Prefix = { id: values.readUInt32LE(at + RULE.ruleId), prefixLen, network, direction };
+      if (values[at + RULE.action] === Action.allow) prefix.allow = true;
       out.set(keyText(prefix), prefix);
     }
     return out;
@@ -316,7 +318,7 @@ export class V6Lengths {
 function addToNet(side: Side, prefix: V6Prefix, delta: 1 | 0 | -1): bigint {
   const top = Buffer.from(prefix.network.buffer, prefix.network.byteOffset, 8).readBigUInt64BE(0);
   let net = side.nets.get(top);
-  if (!net) side.nets.set(top, (net = { ruleId: 0, allow: false, longer: new Map(), present: false }));
+  if (!net) side.nets.set(top, (net = { ruleId: 0, allow: false, longer: new Map(), subs: new Map(), present: false }));
   if (prefix.prefixLen === 64) {
     net.ruleId = delta < 0 ? 0 : prefix.id;
     net.allow = delta >= 0 && prefix.allow === true;
@@ -324,6 +326,9 @@ function addToNet(side: Side, prefix: V6Prefix, delta: 1 | 0 | -1): bigint {
     const n = (net.longer.get(prefix.prefixLen) ?? 0) + delta;
     if (n > 0) net.longer.set(prefix.prefixLen, n);
     else net.longer.delete(prefix.prefixLen);
+    const sub = keyText(prefix);
+    if (delta < 0) net.subs.delete(sub);
+    else net.subs.set(sub, prefix);
   }
   return top;
 }
@@ -353,31 +358,43 @@ function writeKey(target: Buffer, offset: number, network: Uint8Array, prefixLen
   if (prefixLen & 7) target[offset + KEY.addr + full] = network[full]! & (0xff << (8 - (prefixLen & 7)));
 }
 
-function writeNetKey(target: Buffer, offset: number, top: bigint): void {
-  target.writeUInt32LE(64, offset + KEY.prefixlen);
-  target.writeBigUInt64BE(top, offset + KEY.addr);
-}
-
 function packPrefixes(prefixes: readonly V6Prefix[]): PackedRules {
   const keys = Buffer.alloc(prefixes.length * KEY.size);
-  const values = Buffer.alloc(prefixes.length * VALUE.size);
+  const values = Buffer.alloc(prefixes.length * RULE.size);
   prefixes.forEach((prefix, i) => {
     writeKey(keys, i * KEY.size, prefix.network, prefix.prefixLen);
-    writeRuleValue(values, i * VALUE.size + VALUE.rule, { ruleId: prefix.id, action: prefix.allow ? Action.allow : Action.deny, flags: 0 });
+    writeRuleValue(values, i * RULE.size, { ruleId: prefix.id, action: prefix.allow ? Action.allow : Action.deny, flags: 0 });
   });
   return { keys, values, count: prefixes.length };
 }
 
+/**
+ * /64 entries: the /64's own rule, and its prefixes in place (up to
+ * V6_PROBES, longest first), else their lengths listed, else the trie.
+ */
 function packNets(nets: ReadonlyArray<[bigint, Net64]>): PackedRules {
-  const keys = Buffer.alloc(nets.length * KEY.size);
-  const values = Buffer.alloc(nets.length * VALUE.size);
+  const keys = Buffer.alloc(nets.length * 8);
+  const values = Buffer.alloc(nets.length * NET.size);
   nets.forEach(([top, net], i) => {
-    writeNetKey(keys, i * KEY.size, top);
-    const at = i * VALUE.size;
-    if (net.ruleId !== 0) writeRuleValue(values, at + VALUE.rule, { ruleId: net.ruleId, action: net.allow ? Action.allow : Action.deny, flags: 0 });
+    keys.writeBigUInt64BE(top, i * 8);
+    const at = i * NET.size;
+    if (net.ruleId !== 0) writeRuleValue(values, at + NET.rule, { ruleId: net.ruleId, action: net.allow ? Action.allow : Action.deny, flags: 0 });
+    if (net.subs.size <= V6_PROBES) {
+      const subs = [...net.subs.values()].sort((a, b) => b.prefixLen - a.prefixLen);
+      values.writeUInt32LE(subs.length, at + NET.count);
+      subs.forEach((sub, k) => {
+        const s = at + NET.sub + k * SUB.size;
+        const low = Buffer.from(sub.network.buffer, sub.network.byteOffset + 8, 8).readBigUInt64BE(0) & (((1n << 64n) - 1n) << BigInt(128 - sub.prefixLen)) & ((1n << 64n) - 1n);
+        values.writeBigUInt64LE(low, s + SUB.low);
+        values.writeUInt32LE(sub.id, s + SUB.ruleId);
+        values[s + SUB.action] = sub.allow ? Action.allow : Action.deny;
+        values[s + SUB.len] = sub.prefixLen;
+      });
+      return;
+    }
     const longer = [...net.longer.keys()].sort((a, b) => b - a);
-    longer.slice(0, V6_PROBES).forEach((len, k) => (values[at + VALUE.longer + k] = len));
-    values.writeUInt32LE(longer.length > V6_PROBES ? V6ValueFlags.deeper : 0, at + VALUE.flags);
+    longer.slice(0, V6_PROBES).forEach((len, k) => (values[at + NET.longer + k] = len));
+    values.writeUInt32LE(longer.length > V6_PROBES ? V6NetFlags.deeper : V6NetFlags.listed, at + NET.flags);
   });
   return { keys, values, count: nets.length };
 }

@@ -109,7 +109,7 @@ __noinline __u32 xw_lookup_v6(__u64 hi, __u64 lo, __u32 side)
 	const struct xw_v6_lengths *lens = bpf_map_lookup_elem(&xw_v6_lengths, &side);
 	void *flat = side ? (void *)&xw_dst_v6_len : (void *)&xw_src_v6_len;
 	bool filled = lens && (lens->flags & XW_V6_FLAT);
-	const struct xw_v6_value *entry;
+	const struct xw_rule_value *rule;
 	struct xw_lpm_v6_key key;
 	__u64 h = bpf_cpu_to_be64(hi), l = bpf_cpu_to_be64(lo);
 	__u32 i;
@@ -117,39 +117,53 @@ __noinline __u32 xw_lookup_v6(__u64 hi, __u64 lo, __u32 side)
 	__builtin_memcpy(key.addr, &h, 8);
 	__builtin_memcpy(key.addr + 8, &l, 8);
 	if (!filled || xw_v6_maybe(side, xw_v6_hash_host(hi, lo))) {
-		const struct xw_rule_value *host =
-			bpf_map_lookup_elem(side ? (void *)&xw_dst_host_v6 : (void *)&xw_src_host_v6, key.addr);
-
-		if (host)
-			return xw_denying(host);
+		rule = bpf_map_lookup_elem(side ? (void *)&xw_dst_host_v6 : (void *)&xw_src_host_v6, key.addr);
+		if (rule)
+			return xw_denying(rule);
 	}
 	if (!filled)
 		goto trie;
 	if ((lens->flags & XW_V6_HAS64) && xw_v6_maybe(side, xw_v6_hash_net(hi))) {
-		struct xw_v6_value net;
+		const struct xw_v6_net *net =
+			bpf_map_lookup_elem(side ? (void *)&xw_dst_v6_net : (void *)&xw_src_v6_net, &h);
 
-		xw_v6_key_short(&key, hi, 64);
-		entry = bpf_map_lookup_elem(flat, &key);
-		if (entry) {
-			/* A copy: the lengths are read after more lookups into the same map. */
-			__builtin_memcpy(&net, entry, sizeof(net));
-			if (net.flags & XW_V6_DEEPER)
+		if (net) {
+			struct xw_rule_value own = net->rule;
+			__u32 flags = net->flags;
+
+			if (flags & XW_V6_DEEPER)
 				goto trie;
-			for (i = 0; i < XW_V6_PROBES; i++) {
-				__u32 len = net.longer[i];
-				__u64 cut;
+			if (flags & XW_V6_LISTED) {
+				__u8 longer[XW_V6_PROBES];
 
-				if (len <= 64)
-					break;
-				cut = bpf_cpu_to_be64(lo & (~0ull << ((128 - len) & 63)));
-				key.prefixlen = len;
-				__builtin_memcpy(key.addr + 8, &cut, 8);
-				entry = bpf_map_lookup_elem(flat, &key);
-				if (entry)
-					return xw_denying(&entry->rule);
+				/* A copy: read after lookups into another map. */
+				__builtin_memcpy(longer, net->longer, sizeof(longer));
+				xw_v6_key_short(&key, hi, 64);
+				for (i = 0; i < XW_V6_PROBES; i++) {
+					__u32 len = longer[i];
+					__u64 cut;
+
+					if (len <= 64)
+						break;
+					cut = bpf_cpu_to_be64(lo & (~0ull << ((128 - len) & 63)));
+					key.prefixlen = len;
+					__builtin_memcpy(key.addr + 8, &cut, 8);
+					rule = bpf_map_lookup_elem(flat, &key);
+					if (rule)
+						return xw_denying(rule);
+				}
+			} else {
+				for (i = 0; i < XW_V6_PROBES; i++) {
+					const struct xw_v6_sub *sub = &net->sub[i];
+
+					if (i >= net->count)
+						break;
+					if ((lo & (~0ull << ((128 - sub->len) & 63))) == sub->low)
+						return sub->action == XW_ACTION_DENY ? sub->rule_id : 0;
+				}
 			}
-			if (net.rule.rule_id)
-				return xw_denying(&net.rule);
+			if (own.rule_id)
+				return xw_denying(&own);
 		}
 	}
 	if (lens->flags & XW_V6_SHORT_TRIE)
@@ -158,9 +172,9 @@ __noinline __u32 xw_lookup_v6(__u64 hi, __u64 lo, __u32 side)
 		if (i >= lens->count)
 			return 0;
 		xw_v6_key_short(&key, hi, lens->shorter[i] & 63);
-		entry = bpf_map_lookup_elem(flat, &key);
-		if (entry)
-			return xw_denying(&entry->rule);
+		rule = bpf_map_lookup_elem(flat, &key);
+		if (rule)
+			return xw_denying(rule);
 	}
 	if (lens->count <= XW_V6_PROBES)
 		return 0;
