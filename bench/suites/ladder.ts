@@ -152,7 +152,7 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
   };
   ctx.note(
     `ladder: packets are 60-byte UDP frames; denied sources ${deniedV4} in a /${v4.lens[0]} (IPv4 DIR-24 table) and ` +
-      `${deniedV6} in a /${v6.lens[0]} (IPv6 trie), ${deniedHostV4} / ${deniedHostV6} in a host route (exact-match hash, ` +
+      `${deniedV6} in a /${v6.lens[0]} (IPv6 /64 entry, flat tables; the "trie only" rows switch them off), ${deniedHostV4} / ${deniedHostV6} in a host route (exact-match hash, ` +
       `from 2 prefixes on), ${deniedDeepV4} in a /${v4.lens[2]} (IPv4 trie behind a flagged DIR-24 slot, from 3 prefixes on), ` +
       `${deniedCleanV4} in a /${v4.lens[3]} whose /24 holds no longer prefix (DIR-24 slot alone, from 4 prefixes on); ` +
       `passed sources ${passedV4} / ${passedV6} in none; repeat ${repeat.toLocaleString('en-US')} per call, ${rounds} rounds, CPU ${BENCH_CPU}`,
@@ -160,7 +160,7 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
   ctx.note(
     `ladder: IPv4 prefixes: the first 2048 (/24../32) inside 198.18.0.0/15, the rest (/20../32) elsewhere (a /15 holds < 2^18 prefixes); ` +
       `IPv6 /64../128 inside fd00:198::/48; loaded through the control plane's CidrMaps.installMany (host routes to the ` +
-      `hashes, the rest to the tries, rule counters created on first hit), as the daemon does`,
+      `hashes, the rest to the tries and, for IPv6, the flat tables by prefix length; rule counters created on first hit), as the daemon does`,
   );
   ctx.note(
     `ladder: "+ event listener" cases run with the events gate open (XW_FEATURE_EVENTS), default sampling and cap, the ring drained between calls`,
