@@ -101,13 +101,15 @@ static __always_inline bool xw_v6_maybe(__u32 side, __u32 hash)
  * /64 and the lengths inside it, then the lengths below /64, each longest
  * first; the filter skips host and /64 probes that cannot hit. The trie
  * answers where the flat tables say so (too many lengths) or are not filled.
- * A global function: the verifier checks it once, with the lengths it reads
- * from maps as unknowns, however often ingress calls it.
+ * Inlined into one global function per side (below), so every map is a
+ * constant there: the verifier inlines each hash lookup instead of calling
+ * through the map's ops (a map chosen at run time would cost an indirect
+ * call per probe).
  */
-__noinline __u32 xw_lookup_v6(__u64 hi, __u64 lo, __u32 side)
+static __always_inline __u32 xw_lookup_v6(__u64 hi, __u64 lo, __u32 side, void *hosts, void *nets,
+					  void *flat, void *trie)
 {
 	const struct xw_v6_lengths *lens = bpf_map_lookup_elem(&xw_v6_lengths, &side);
-	void *flat = side ? (void *)&xw_dst_v6_len : (void *)&xw_src_v6_len;
 	bool filled = lens && (lens->flags & XW_V6_FLAT);
 	const struct xw_rule_value *rule;
 	struct xw_lpm_v6_key key;
@@ -117,15 +119,14 @@ __noinline __u32 xw_lookup_v6(__u64 hi, __u64 lo, __u32 side)
 	__builtin_memcpy(key.addr, &h, 8);
 	__builtin_memcpy(key.addr + 8, &l, 8);
 	if (!filled || xw_v6_maybe(side, xw_v6_hash_host(hi, lo))) {
-		rule = bpf_map_lookup_elem(side ? (void *)&xw_dst_host_v6 : (void *)&xw_src_host_v6, key.addr);
+		rule = bpf_map_lookup_elem(hosts, key.addr);
 		if (rule)
 			return xw_denying(rule);
 	}
 	if (!filled)
 		goto trie;
 	if ((lens->flags & XW_V6_HAS64) && xw_v6_maybe(side, xw_v6_hash_net(hi))) {
-		const struct xw_v6_net *net =
-			bpf_map_lookup_elem(side ? (void *)&xw_dst_v6_net : (void *)&xw_src_v6_net, &h);
+		const struct xw_v6_net *net = bpf_map_lookup_elem(nets, &h);
 
 		if (net) {
 			struct xw_rule_value own = net->rule;
@@ -182,7 +183,21 @@ trie:
 	key.prefixlen = 128;
 	__builtin_memcpy(key.addr, &h, 8);
 	__builtin_memcpy(key.addr + 8, &l, 8);
-	return xw_denying(bpf_map_lookup_elem(side ? (void *)&xw_dst_v6 : (void *)&xw_src_v6, &key));
+	return xw_denying(bpf_map_lookup_elem(trie, &key));
+}
+
+/*
+ * Global functions: the verifier checks each once, with the lengths read
+ * from maps as unknowns, however often ingress calls them.
+ */
+__noinline __u32 xw_lookup_v6_src(__u64 hi, __u64 lo)
+{
+	return xw_lookup_v6(hi, lo, 0, &xw_src_host_v6, &xw_src_v6_net, &xw_src_v6_len, &xw_src_v6);
+}
+
+__noinline __u32 xw_lookup_v6_dst(__u64 hi, __u64 lo)
+{
+	return xw_lookup_v6(hi, lo, 1, &xw_dst_host_v6, &xw_dst_v6_net, &xw_dst_v6_len, &xw_dst_v6);
 }
 
 static __always_inline __u32 xw_deny_v6(__u32 side, const __u8 addr[16])
@@ -191,7 +206,9 @@ static __always_inline __u32 xw_deny_v6(__u32 side, const __u8 addr[16])
 
 	__builtin_memcpy(&hi, addr, 8);
 	__builtin_memcpy(&lo, addr + 8, 8);
-	return xw_lookup_v6(bpf_be64_to_cpu(hi), bpf_be64_to_cpu(lo), side);
+	hi = bpf_be64_to_cpu(hi);
+	lo = bpf_be64_to_cpu(lo);
+	return side ? xw_lookup_v6_dst(hi, lo) : xw_lookup_v6_src(hi, lo);
 }
 
 /* The id of the deny rule that is the most specific match of the source (src) or destination address, or 0. */
