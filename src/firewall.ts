@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Datapath, type AttachedInterface, type AttachOptions, type Logger } from './datapath/datapath.js';
 import { CidrMaps, type ReconcileReport } from './datapath/cidr-maps.js';
 import { readStats, type StatsEntry } from './datapath/counters.js';
-import { cpusOf, type Counter } from './datapath/abi.js';
+import { POLICY_RULE_ID_BASE, cpusOf, type Counter } from './datapath/abi.js';
 import { BlockService } from './rules/blocks.js';
 import { RuleStore } from './rules/store.js';
 import { SnapshotCache } from './counters-cache.js';
@@ -192,7 +192,7 @@ export class Firewall {
       const policy = new PolicyEngine(await PolicyTables.open(datapath.maps.policy), {
         clock,
         ifindexOf: (iface) => opened.interfaces().find((i) => i.iface === iface)?.ifindex,
-        ruleStats: datapath.maps.ruleStats,
+        slotHits: datapath.maps.slotHits,
         rateLimits: new RateLimitTables(datapath.maps.rateLimits, () => clock.monotonicNs()),
         ifaceDefaults: options.ifaceDefaults ?? [],
         listPrefixes: (name) => listPrefixes.of(name),
@@ -312,8 +312,9 @@ export class Firewall {
     return this.datapath.interfaces();
   }
 
+  /** Hits of a block or list (xw_rule_stats), or of a policy rule by its kernel id (its slot's counters). */
   ruleHits(ruleId: number): Counter | undefined {
-    return this.cidrMaps.hits(ruleId);
+    return ruleId >= POLICY_RULE_ID_BASE ? this.policy.hits(ruleId) : this.cidrMaps.hits(ruleId);
   }
 
   /** The flows and the time of the snapshot they come from; 503 QUERY_QUEUE_FULL when too many distinct queries wait (see FlowSnapshots). */

@@ -31,6 +31,9 @@ import {
   POLICY_MAPS,
   POLICY_SYNC_INNER,
   POL_MAX_RULES,
+  POL_SLOTS,
+  POL_PORT_BITMAPS,
+  POL_BM_PER_BUF,
   POL_MAX_ADDRS,
   POL_PORT_SLOTS,
   POL_REPLY_ENTRIES,
@@ -260,6 +263,7 @@ describe('programs and maps', () => {
     [MAPS.srcHostV6]: ['xw_host_v6_key', 'xw_rule_value'],
     [MAPS.dstHostV6]: ['xw_host_v6_key', 'xw_rule_value'],
     [MAPS.ruleStats]: ['unsigned int', 'xw_counter'],
+    [MAPS.slotHits]: ['unsigned int', 'xw_counter'], // policy rule slot
     [MAPS.stats]: ['unsigned int', 'xw_counter'], // XW_STATS_INDEX()
     [MAPS.ifslots]: ['unsigned int', 'unsigned int'],
     [MAPS.flows]: ['xw_flow_key', 'xw_flow_value'],
@@ -272,6 +276,7 @@ describe('programs and maps', () => {
     [POLICY_MAPS.ports]: ['unsigned int', 'xw_pol_port_slot'],
     [POLICY_MAPS.replies]: ['xw_flow_key', 'unsigned long long'],
     [POLICY_MAPS.blockMeta]: ['unsigned int', 'xw_block_meta'],
+    [POLICY_MAPS.arrayBitmaps]: ['unsigned int', 'xw_pol_bitmap'],
     [RATELIMIT_MAPS.rules]: ['unsigned int', 'xw_rl_conf'],
     [RATELIMIT_MAPS.shared]: ['unsigned int', 'xw_rl_bucket'],
     [RATELIMIT_MAPS.buckets]: ['xw_rl_key', 'xw_rl_bucket'],
@@ -334,6 +339,12 @@ describe('programs and maps', () => {
 
   it('policy capacities agree', () => {
     expect(mapDefNumber(mapDef(POLICY_MAPS.rules), 'max_entries')).toBe(POL_TABLES * 2 * POL_MAX_RULES);
+    expect(mapDefNumber(mapDef(MAPS.slotHits), 'max_entries')).toBe(POL_SLOTS);
+    expect(mapDefNumber(mapDef(POLICY_MAPS.arrayBitmaps), 'max_entries')).toBe(POL_TABLES * 2 * POL_BM_PER_BUF);
+    expect(POL_BM_PER_BUF).toBe(256 + 1 + POL_PORT_BITMAPS);
+    expect(POL_PORT_BITMAPS).toBe(2 * POL_MAX_RULES); // n ranges: at most 2n - 1 intervals, and interval 0
+    // Both hooks' full tables and a full replacement of one, besides slot 0 (none).
+    expect(POL_SLOTS).toBeGreaterThan(3 * POL_MAX_RULES);
     expect(mapDefNumber(mapDef(POLICY_MAPS.ports), 'max_entries')).toBe(POL_TABLES * 2 * 2 * POL_PORT_SLOTS);
     expect(mapDefNumber(mapDef(POLICY_MAPS.addrs), 'max_entries')).toBe(POL_TABLES * 2 * POL_MAX_ADDRS);
     expect(mapDefNumber(mapDef(POLICY_MAPS.replies), 'max_entries')).toBe(POL_REPLY_ENTRIES);
@@ -341,7 +352,8 @@ describe('programs and maps', () => {
   });
 
   it('rate-limit capacities agree; the report ring is a pinned ring buffer', () => {
-    expect(mapDefNumber(mapDef(RATELIMIT_MAPS.rules), 'max_entries')).toBe(RL_RULE_ENTRIES);
+    expect(mapDefNumber(mapDef(RATELIMIT_MAPS.rules), 'max_entries')).toBe(POL_SLOTS);
+    expect(mapDefNumber(mapDef(RATELIMIT_MAPS.stats), 'max_entries')).toBe(POL_SLOTS);
     expect(mapDefNumber(mapDef(RATELIMIT_MAPS.shared), 'max_entries')).toBe(RL_RULE_ENTRIES);
     expect(mapDefNumber(mapDef(RATELIMIT_MAPS.buckets), 'max_entries')).toBe(DEFAULT_RL_BUCKETS);
     const ring = mapDef(RATELIMIT_MAPS.reports);

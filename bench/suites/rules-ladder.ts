@@ -38,6 +38,7 @@ const UNRULED_PORT = 9;
 export function portRules(n: number): ClassRule[] {
   return Array.from({ length: n }, (_, i) => ({
     kernelId: POLICY_RULE_ID_BASE + 1 + i,
+    slot: 1 + i, // dense, as the daemon's PolicyEngine assigns them
     action: 'drop' as const,
     dryRun: false,
     ifindex: null,

@@ -30,6 +30,7 @@ export function rulePorts(): number[] {
 function udpPortRules(): ClassRule[] {
   return rulePorts().map((port, i) => ({
     kernelId: POLICY_RULE_ID_BASE + 1 + i,
+    slot: 1 + i, // dense, as the daemon's PolicyEngine assigns them
     action: 'drop' as const,
     dryRun: false,
     ifindex: null,

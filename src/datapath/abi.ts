@@ -21,6 +21,7 @@ export const MAPS = {
   dstDir24L2: 'xw_dst_dir24_l2',
   ifslots: 'xw_ifslots',
   ruleStats: 'xw_rule_stats',
+  slotHits: 'xw_slot_hits',
   stats: 'xw_stats',
   flows: 'xw_flows',
   config: 'xw_config',
@@ -105,7 +106,7 @@ export const Layout = {
   flowKey: { size: 44, src: 0, dst: 16, sport: 32, dport: 34, ifindex: 36, proto: 40, family: 41, pad: 42 },
   config: { size: 16, rulesGen: 0, features: 4, v4Default: 8 }, // v4Default: __u32[2], source then destination
   polMeta: { size: 16, words: 0, fields: 4, defaultAction: 8, flags: 9, pad: 10, pad2: 12 },
-  polRule: { size: 16, ruleId: 0, action: 4, flags: 5, pad: 6, expiresNs: 8 },
+  polRule: { size: 16, ruleId: 0, action: 4, flags: 5, slot: 6, expiresNs: 8 },
   polBitmapKey: { size: 8, table: 0, buf: 1, field: 2, pad: 3, value: 4 },
   polBitmap: { size: 520, summary: 0, words: 8 },
   polAddrKey: { size: 24, prefixlen: 0, table: 4, buf: 5, field: 6, family: 7, addr: 8 },
@@ -263,11 +264,19 @@ export const POLICY_MAPS = {
   replies: 'xw_pol_replies',
   sync: 'xw_pol_sync',
   blockMeta: 'xw_block_meta',
+  arrayBitmaps: 'xw_pol_bm',
 } as const;
 export const BLOCK_META_ENTRIES = 1 << 16;
 export const POLICY_SYNC_INNER = 'xw_pol_sync_inner';
 
 export const POL_MAX_RULES = 4096;
+/** xw_pol_bm per table and buffer: protocol bitmaps (0..255), the all-ones (POL_BM_ALL), port intervals' (from POL_BM_DPORT). */
+export const POL_PORT_BITMAPS = 2 * 4096;
+export const POL_BM_ALL = 256;
+export const POL_BM_DPORT = 257;
+export const POL_BM_PER_BUF = POL_BM_DPORT + POL_PORT_BITMAPS;
+/** Dense per-rule slots ("rule slots" in the ABI header): slot 0 means none. */
+export const POL_SLOTS = 16384;
 /** xw_pol_addrs entries per table and buffer: rules' prefixes and their lists' entries (distinct prefixes). */
 export const POL_MAX_ADDRS = 1 << 18;
 export const POL_WORDS = POL_MAX_RULES / 64;

@@ -51,6 +51,8 @@ export interface DatapathMaps {
   dstDir24L2: BpfMap;
   ifslots: BpfMap;
   ruleStats: BpfMap;
+  /** Policy rules' hits by rule slot (src/policy/slots.ts). */
+  slotHits: BpfMap;
   stats: BpfMap;
   flows: BpfMap;
   config: BpfMap;
@@ -184,6 +186,7 @@ export class Datapath {
       dstDir24L2: object.map(MAPS.dstDir24L2),
       ifslots: object.map(MAPS.ifslots),
       ruleStats: object.map(MAPS.ruleStats),
+      slotHits: object.map(MAPS.slotHits),
       stats: object.map(MAPS.stats),
       flows: object.map(MAPS.flows),
       config: object.map(MAPS.config),

@@ -104,10 +104,13 @@ export interface CompileOptions {
   flags?: number;
 }
 
+/** Refuses more rules than one table holds. */
+export function checkTableSize(count: number): void {
+  if (count > POL_MAX_RULES) throw new CapacityError(`${count} rules in one hook exceed the data plane's ${POL_MAX_RULES}`);
+}
+
 export function compileTable(rules: readonly ClassRule[], options: CompileOptions = {}): CompiledTable {
-  if (rules.length > POL_MAX_RULES) {
-    throw new CapacityError(`${rules.length} rules in one hook exceed the data plane's ${POL_MAX_RULES}`);
-  }
+  checkTableSize(rules.length);
   const n = rules.length;
   const all = newBits();
   for (let i = 0; i < n; i++) setBit(all, i);

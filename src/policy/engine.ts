@@ -4,8 +4,9 @@
 // recompiles the whole hook it touches (at most 4,096 rules) and flips it in
 // atomically; nothing else writes the policy maps.
 import type { Clock } from '../clock.js';
-import { POLICY_RULE_ID_BASE, PolFlags, PolTable, encodeRuleId } from '../datapath/abi.js';
-import { compileTable } from './compile.js';
+import { POLICY_RULE_ID_BASE, PolFlags, PolTable, type Counter } from '../datapath/abi.js';
+import { RuleSlots } from './slots.js';
+import { checkTableSize, compileTable } from './compile.js';
 import type { PolicyRule, RuleHook } from './model.js';
 import type { ClassRule, DefaultAction, Prefix, PrefixList } from './reference.js';
 import type { PolicyTables } from './tables.js';
@@ -25,8 +26,8 @@ export interface PolicyEngineOptions {
   clock: Clock;
   /** The ifindex of an attached interface by its configured name; undefined when not attached. */
   ifindexOf(iface: string): number | undefined;
-  /** Where per-rule counters live (deleted with their rule). */
-  ruleStats?: BpfMap;
+  /** Policy rules' hits by slot (xw_slot_hits): zeroed when a slot is given to a rule, read by hits(). */
+  slotHits?: BpfMap;
   /** Rate limits' parameters and buckets (written around each install). */
   rateLimits?: RateLimitTables;
   /** Interfaces' own default policies, from the configuration (by configured name). */
@@ -45,11 +46,17 @@ const prefixOf = (c: Cidr | null): Prefix | null => c && { family: c.family, byt
 export class PolicyEngine {
   private defaults: PolicyDefaults = { ingress: 'accept', egress: 'accept' };
   private failsafe: ClassRule[] = [];
+  private readonly slots: RuleSlots;
 
   constructor(
     private readonly tables: PolicyTables,
     private readonly options: PolicyEngineOptions,
-  ) {}
+  ) {
+    this.slots = new RuleSlots(
+      { hits: options.slotHits, rateStats: options.rateLimits?.maps.stats },
+      tables.installedSlots([PolTable.ingress, PolTable.egress]),
+    );
+  }
 
   /** The rate limiter's tables, when this engine has them. */
   get rateLimits(): RateLimitTables | undefined {
@@ -126,14 +133,30 @@ export class PolicyEngine {
 
   /** Writes one hook's rules, given in evaluation order (priority, then id). */
   async install(hook: RuleHook, rules: readonly PolicyRule[]): Promise<void> {
+    const table = PolTable[hook];
     const flags = hook === 'egress' && this.ingressMayDrop() ? PolFlags.replies : 0;
     const classRules = rules.map((r) => this.classRule(r));
+    checkTableSize(classRules.length); // before slots are given to rules that cannot be installed
+    const ids = classRules.map((r) => r.kernelId);
+    const slots = await this.slots.assign(table, ids);
+    for (const r of classRules) r.slot = slots.get(r.kernelId);
     const entries = [...classRules, ...this.ifaceDefaultRules(hook)];
     const compiled = compileTable(entries, { defaultAction: this.defaults[hook], flags });
-    const rated: RateRule[] = classRules.flatMap((r) => (r.rate ? [{ kernelId: r.kernelId, conf: r.rate }] : []));
+    const rated: RateRule[] = classRules.flatMap((r) => (r.rate ? [{ kernelId: r.kernelId, slot: r.slot!, conf: r.rate }] : []));
     this.options.rateLimits?.prepare(rated); // before the flip: a packet always finds its rule's rate
-    await this.tables.apply(PolTable[hook], compiled);
+    await this.tables.apply(table, compiled);
     this.options.rateLimits?.committed(hook, rated);
+    this.slots.committed(table, ids);
+  }
+
+  /** A policy rule's hits (by its kernel id), from its slot's counters. */
+  hits(kernelId: number): Counter {
+    return this.slots.hits(kernelId);
+  }
+
+  /** Slots of rules the tables hold (or held until their flip synced). */
+  get slotsUsed(): number {
+    return this.slots.used;
   }
 
   /** Sets the default policy; the caller reinstalls both hooks. */
@@ -145,11 +168,6 @@ export class PolicyEngine {
   async installFailsafe(entries: readonly ClassRule[]): Promise<void> {
     this.failsafe = [...entries];
     await this.tables.apply(PolTable.failsafe, compileTable(this.failsafe));
-  }
-
-  /** Forgets a removed rule's counter. */
-  dropCounter(id: number): void {
-    this.options.ruleStats?.delete(encodeRuleId(kernelRuleId(id)));
   }
 }
 

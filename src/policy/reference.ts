@@ -41,8 +41,14 @@ export interface PrefixList {
 
 /** A rule as both classifiers see it; its position in the list is its priority. */
 export interface ClassRule {
-  /** The id counted in xw_rule_stats (0: not counted, e.g. failsafe entries). */
+  /** The rule's kernel id: events and rate-limit buckets name it (0: none, e.g. failsafe entries). */
   kernelId: number;
+  /**
+   * Its dense slot (src/policy/slots.ts): the index of its hits and rate
+   * parameters in the kernel's arrays. 0 or absent: counted under kernelId
+   * in xw_rule_stats instead (tables written without the engine).
+   */
+  slot?: number;
   action: RuleAction;
   dryRun: boolean;
   /** null: any interface; an ifindex no packet carries (0) for an interface not attached. */

@@ -100,7 +100,8 @@ export class RuleService {
         throw new CapacityError(`${spec.hook} already has ${POL_MAX_RULES} rules, the data plane's limit per hook; nothing was changed`);
       }
       await this.store.transaction('cannot store the rule', () => void this.store.replacePolicyRule(id, spec));
-      const hooks = [...new Set([old.hook, spec.hook])];
+      // The new hook first: a rule moving hooks is held by one table throughout, so it keeps its slot (and hits).
+      const hooks = [...new Set([spec.hook, old.hook])];
       try {
         for (const hook of hooks) await this.engine.install(hook, this.hookRules(hook));
       } catch (error) {
@@ -126,7 +127,6 @@ export class RuleService {
         const undo = await collectFailures([() => this.engine.install(rule.hook, this.hookRules(rule.hook))]);
         throw this.undone(error, undo, 'removing a rule');
       }
-      this.engine.dropCounter(id);
       return rule;
     });
   }
@@ -174,7 +174,6 @@ export class RuleService {
         const undo = await collectFailures(hooks.map((hook) => () => this.engine.install(hook, this.hookRules(hook))));
         throw this.undone(error, undo, 'removing expired rules');
       }
-      for (const id of ids) this.engine.dropCounter(id);
       return [...ids];
     });
   }

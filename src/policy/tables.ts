@@ -6,11 +6,14 @@
 // entirely by the old rules or entirely by the new ones.
 import type { BpfMap } from '@xdpwall/addon';
 import {
-  Layout, POL_PORT_SLOTS, POL_MAX_RULES, POL_FIELD_ALL, PolField, Action, RuleFlags, POLICY_MAPS, POLICY_SYNC_INNER,
+  Layout, POL_PORT_SLOTS, POL_MAX_RULES, POL_FIELD_ALL, POL_PORT_BITMAPS, POL_BM_ALL, POL_BM_DPORT, POL_BM_PER_BUF, POL_WILDCARD, PolField, Action, RuleFlags, POLICY_MAPS,
+  POLICY_SYNC_INNER,
 } from '../datapath/abi.js';
+import { CapacityError } from '../errors.js';
 import type { CompiledTable } from './compile.js';
 import type { PrefixList } from './reference.js';
 import { BITMAP_BYTES } from './compile.js';
+import type { InstalledSlot } from './slots.js';
 
 export interface PolicyMaps {
   active: BpfMap;
@@ -23,6 +26,8 @@ export interface PolicyMaps {
   sync: BpfMap;
   /** Blocks' ttl and dryRun (src/policy/block-meta.ts). */
   blockMeta: BpfMap;
+  /** Protocol, all-ones and destination-port bitmaps, an array (see XW_POL_BM_PER_BUF in the ABI header). */
+  arrayBitmaps: BpfMap;
   /** The inner map whose fd xw_pol_sync is updated with. */
   syncInner: BpfMap;
 }
@@ -39,6 +44,7 @@ export function policyMapsOf(object: { map(name: string): BpfMap }): PolicyMaps 
     replies: object.map(POLICY_MAPS.replies),
     sync: object.map(POLICY_MAPS.sync),
     blockMeta: object.map(POLICY_MAPS.blockMeta),
+    arrayBitmaps: object.map(POLICY_MAPS.arrayBitmaps),
     syncInner: object.map(POLICY_SYNC_INNER),
   };
 }
@@ -96,6 +102,7 @@ export function encodeRule(rule: CompiledTable['rules'][number]): Buffer {
   value.writeUInt32LE(rule.kernelId >>> 0, L.ruleId);
   value.writeUInt8(ACTION_CODES[rule.action], L.action);
   value.writeUInt8((rule.dryRun ? RuleFlags.dryRun : 0) | (rule.ifaceDefault ? RuleFlags.ifaceDefault : 0), L.flags);
+  value.writeUInt16LE(rule.slot ?? 0, L.slot);
   value.writeBigUInt64LE(rule.expiresNs, L.expiresNs);
   return value;
 }
@@ -150,6 +157,29 @@ export class PolicyTables {
     return w;
   }
 
+  /**
+   * The rules (kernel id and slot) the active buffer of each table in
+   * `tables` holds: the positions set in its all-ones bitmap. What a
+   * previous run left enforcing, so a restart keeps the rules' slots and
+   * their counters.
+   */
+  installedSlots(tables: readonly number[]): InstalledSlot[] {
+    const out: InstalledSlot[] = [];
+    for (const table of tables) {
+      const buf = this.activeBuffer(table);
+      const all = this.maps.bitmaps.lookup(bitmapKey(table, buf, POL_FIELD_ALL, 0));
+      if (!all) continue;
+      const base = (table * 2 + buf) * POL_MAX_RULES;
+      for (let i = 0; i < POL_MAX_RULES; i++) {
+        if ((all[Layout.polBitmap.words + (i >> 3)]! & (1 << (i & 7))) === 0) continue;
+        const rule = this.maps.rules.lookup(u32(base + i));
+        if (!rule) continue;
+        out.push({ table, kernelId: rule.readUInt32LE(Layout.polRule.ruleId), slot: rule.readUInt16LE(Layout.polRule.slot) });
+      }
+    }
+    return out;
+  }
+
   /** The buffer packets read for this table now. */
   activeBuffer(table: number): number {
     return (this.maps.active.lookup(u32(table))?.readUInt32LE(0) ?? 0) & 1;
@@ -170,9 +200,12 @@ export class PolicyTables {
     const written = this.track(table, next);
     const { maps } = this;
 
+    // Protocol and destination port go to their arrays, the other fields to the hash.
+    const arrayField = (field: number) => field === PolField.proto || field === PolField.dport;
+    await this.writeArrayBitmaps(table, next, compiled);
     const bitmaps = [
       { field: POL_FIELD_ALL, value: 0, bits: compiled.all },
-      ...compiled.bitmaps,
+      ...compiled.bitmaps.filter((b) => !arrayField(b.field)),
     ];
     const bkeys = Buffer.concat(bitmaps.map((b) => bitmapKey(table, next, b.field, b.value)));
     const bvalues = Buffer.concat(bitmaps.map((b) => encodeBitmap(b.bits)));
@@ -216,6 +249,38 @@ export class PolicyTables {
     // nothing packets see; the keys stay tracked and the next change
     // empties the buffer before using it.
     await this.empty(table, next ^ 1).catch(() => undefined);
+  }
+
+  /**
+   * xw_pol_bm's part of a buffer: the all-ones bitmap, and while the table
+   * constrains them the 256 protocols' bitmaps (each protocol's, else the
+   * wildcard's, else none) and every port interval's (0: the wildcard's).
+   */
+  private async writeArrayBitmaps(table: number, buf: number, compiled: CompiledTable): Promise<void> {
+    const base = (table * 2 + buf) * POL_BM_PER_BUF;
+    const bitsOf = (field: number) => new Map(compiled.bitmaps.filter((b) => b.field === field).map((b) => [b.value, b.bits]));
+    const write = async (first: number, entries: number, bits: (i: number) => Uint8Array | undefined) => {
+      const empty = new Uint8Array(BITMAP_BYTES);
+      const keys = Buffer.alloc(entries * 4);
+      const values = Buffer.alloc(entries * Layout.polBitmap.size);
+      for (let i = 0; i < entries; i++) {
+        keys.writeUInt32LE(base + first + i, i * 4);
+        encodeBitmap(bits(i) ?? empty).copy(values, i * Layout.polBitmap.size);
+      }
+      await this.maps.arrayBitmaps.updateBatch(keys, values, entries);
+    };
+    await write(POL_BM_ALL, 1, () => compiled.all);
+    if (compiled.fields & (1 << PolField.proto)) {
+      const byValue = bitsOf(PolField.proto);
+      const wildcard = byValue.get(POL_WILDCARD);
+      await write(0, 256, (p) => byValue.get(p) ?? wildcard);
+    }
+    if (compiled.fields & (1 << PolField.dport)) {
+      const byValue = bitsOf(PolField.dport);
+      const intervals = Math.max(0, ...[...byValue.keys()].filter((v) => v !== POL_WILDCARD)) + 1;
+      if (intervals > POL_PORT_BITMAPS) throw new CapacityError(`${intervals - 1} destination-port intervals exceed the data plane's ${POL_PORT_BITMAPS - 1}`);
+      await write(POL_BM_DPORT, intervals, (i) => byValue.get(i === 0 ? POL_WILDCARD : i));
+    }
   }
 
   /** Returns once no running program can still read what it read before this call. */

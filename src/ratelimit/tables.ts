@@ -37,6 +37,8 @@ export function rateLimitMapsOf(object: { map(name: string): BpfMap }): RateLimi
 
 export interface RateRule {
   kernelId: number;
+  /** Its rule slot (src/policy/slots.ts): the index of its conf and counters. */
+  slot: number;
   conf: RateConf;
 }
 
@@ -109,8 +111,8 @@ export interface LimitedSource {
 }
 
 export class RateLimitTables {
-  /** Kernel ids of the ratelimit rules each hook's installed table holds. */
-  private readonly installed = new Map<string, Map<number, RateConf>>();
+  /** The ratelimit rules each hook's installed table holds, by kernel id. */
+  private readonly installed = new Map<string, Map<number, RateRule>>();
 
   constructor(
     readonly maps: RateLimitMaps,
@@ -119,40 +121,44 @@ export class RateLimitTables {
 
   /** Before a hook's table flips: every ratelimit rule it will hold has its conf and shared bucket. */
   prepare(rules: readonly RateRule[]): void {
-    for (const { kernelId, conf } of rules) {
+    for (const { kernelId, slot, conf } of rules) {
       const key = encodeRuleId(kernelId);
-      this.maps.rules.update(key, encodeRateConf(conf));
+      this.maps.rules.update(encodeRuleId(slot), encodeRateConf(conf));
       if (!this.maps.shared.lookup(key)) this.maps.shared.update(key, encodeFullBucket(conf, this.monotonicNs()), BPF_NOEXIST);
     }
   }
 
   /**
    * After a hook's table flipped and no packet reads the old one: forgets
-   * rules that are in neither hook's table any more (conf, shared bucket,
-   * counters; their source buckets go with the next sweep).
+   * the shared bucket of rules that are in neither hook's table any more
+   * (their source buckets go with the next sweep; their slot's conf and
+   * counters are overwritten and zeroed when the slot is given again).
    */
   committed(hook: string, rules: readonly RateRule[]): void {
-    const before = this.installed.get(hook) ?? new Map<number, RateConf>();
-    this.installed.set(hook, new Map(rules.map((r) => [r.kernelId, r.conf])));
+    const before = this.installed.get(hook) ?? new Map<number, RateRule>();
+    this.installed.set(hook, new Map(rules.map((r) => [r.kernelId, r])));
     for (const id of before.keys()) {
-      if (this.confOf(id)) continue;
-      const key = encodeRuleId(id);
-      this.maps.rules.delete(key);
-      this.maps.shared.delete(key);
-      this.maps.stats.delete(key);
+      if (this.ruleOf(id)) continue;
+      this.maps.shared.delete(encodeRuleId(id));
     }
   }
 
-  confOf(kernelId: number): RateConf | undefined {
+  private ruleOf(kernelId: number): RateRule | undefined {
     for (const rules of this.installed.values()) {
-      const conf = rules.get(kernelId);
-      if (conf) return conf;
+      const rule = rules.get(kernelId);
+      if (rule) return rule;
     }
     return undefined;
   }
 
+  confOf(kernelId: number): RateConf | undefined {
+    return this.ruleOf(kernelId)?.conf;
+  }
+
+  /** An installed ratelimit rule's counters (zero for one not installed). */
   ruleStats(kernelId: number): RuleLimitStats {
-    const value = this.maps.stats.lookup(encodeRuleId(kernelId));
+    const rule = this.ruleOf(kernelId);
+    const value = rule ? this.maps.stats.lookup(encodeRuleId(rule.slot)) : null;
     const cpus = cpusOf(this.maps.stats);
     if (!value) return { admitted: { packets: 0n, bytes: 0n }, dropped: { packets: 0n, bytes: 0n } };
     return {

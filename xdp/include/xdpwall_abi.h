@@ -33,7 +33,8 @@
  *             xw_src_host_v6, xw_dst_host_v6  HASH  xw_host_v6_key -> xw_rule_value
  *             xw_src_dir24, xw_dst_dir24      ARRAY[2^23]  __u32 pair -> __u64 (two slots)
  *             xw_src_dir24_l2, xw_dst_dir24_l2  ARRAY[blocks x 128]  -> __u64 (two slots)
- *             xw_rule_stats          PERCPU_HASH  __u32 rule_id -> xw_counter
+ *             xw_rule_stats          PERCPU_HASH  __u32 rule_id -> xw_counter (blocks, lists)
+ *             xw_slot_hits           PERCPU_ARRAY  policy rule slot -> xw_counter ("rule slots")
  *             xw_stats               PERCPU_ARRAY xw_stats_index() -> xw_counter
  *             xw_ifslots             ARRAY[2^16]  __u32 ifindex -> __u32 interface slot
  *             xw_flows               LRU_HASH (shared, atomic counters)  xw_flow_key -> xw_flow_value
@@ -380,14 +381,59 @@ struct xw_pol_meta {
 	__u32 pad2;
 };
 
-/* A rule by its position (bit). expires_ns: coarse CLOCK_MONOTONIC, 0 = never. */
+/*
+ * A rule by its position (bit). expires_ns: coarse CLOCK_MONOTONIC, 0 = never.
+ * slot: the rule's index in the per-slot counters (see "rule slots" below);
+ * 0: counted under rule_id in xw_rule_stats (failsafe entries, interface
+ * defaults: rule_id 0, not counted).
+ */
 struct xw_pol_rule {
-	__u32 rule_id; /* key of xw_rule_stats */
+	__u32 rule_id; /* the control plane's id: events, rate-limit bucket keys */
 	__u8 action;   /* enum xw_action: DENY, ALLOW or LOG */
 	__u8 flags;    /* enum xw_rule_flags */
-	__u16 pad;
+	__u16 slot;    /* < XW_POL_SLOTS */
 	__u64 expires_ns;
 };
+
+/*
+ * ---------------------------------------------------------------- rule slots
+ * Every policy rule the tables hold has a dense slot (1..XW_POL_SLOTS-1)
+ * the control plane assigns, carried in its xw_pol_rule, so the counters
+ * and rate parameters of the rule that decided are array elements, not
+ * hash entries: the classifier already read the slot with the rule.
+ * A slot stays with its rule while either hook's table holds the rule
+ * (hits survive a change of priority or hook), is freed once a table flip
+ * without the rule has synced (no packet counts into it any more), and is
+ * zeroed in every map below before the control plane gives it to another
+ * rule, so a new rule never inherits hits. Pinned: a restarted daemon
+ * reads the slots back from the active tables and the counters stay.
+ * Room for both hooks' full tables plus a full replacement of one.
+ *
+ * Maps (pinned by name):
+ *   xw_slot_hits   PERCPU_ARRAY[XW_POL_SLOTS]  slot -> xw_counter (the rule's hits)
+ *   xw_rl_rules    ARRAY[XW_POL_SLOTS]  slot -> xw_rl_conf (see "rate limits")
+ *   xw_rl_stats    PERCPU_ARRAY[XW_POL_SLOTS]  slot -> xw_rl_stats
+ */
+#define XW_POL_SLOTS 16384
+
+/*
+ * The bitmaps of the two fields nearly every rule set constrains, protocol
+ * and destination port, and the all-ones bitmap are elements of one array
+ * instead of xw_pol_bitmaps entries (a hash probe each per classified
+ * packet otherwise). Per table and buffer, XW_POL_BM_PER_BUF elements from
+ * (table*2+buf)*XW_POL_BM_PER_BUF:
+ *   + IP protocol (0..255)   its rules and the wildcard's, every protocol written
+ *   + XW_POL_BM_ALL          all-ones over the buffer's rules (always written)
+ *   + XW_POL_BM_DPORT + interval  (interval 0, no rule's range: the wildcard's)
+ * The protocol and port parts are written for a buffer only while its
+ * table constrains the field (its bit in xw_pol_meta.fields), so only then
+ * read. n port ranges make at most 2n - 1 intervals.
+ *   xw_pol_bm  ARRAY[XW_POL_TABLES*2*XW_POL_BM_PER_BUF] -> xw_pol_bitmap
+ */
+#define XW_POL_PORT_BITMAPS (2 * XW_POL_MAX_RULES)
+#define XW_POL_BM_ALL       256
+#define XW_POL_BM_DPORT     257
+#define XW_POL_BM_PER_BUF   (XW_POL_BM_DPORT + XW_POL_PORT_BITMAPS)
 
 struct xw_pol_bitmap_key {
 	__u8 table;  /* enum xw_pol_table */
@@ -476,10 +522,10 @@ struct xw_pol_port_slot {
  * A rule with per = rule uses its shared bucket only.
  *
  * Maps (pinned by name):
- *   xw_rl_rules    HASH  __u32 rule_id -> xw_rl_conf (written with the rule tables)
+ *   xw_rl_rules    ARRAY[XW_POL_SLOTS]  rule slot -> xw_rl_conf (written before the rule tables flip)
  *   xw_rl_shared   HASH  __u32 rule_id -> xw_rl_bucket (per-rule or overflow bucket)
  *   xw_rl_buckets  HASH  xw_rl_key -> xw_rl_bucket (sized by capacity.rateBuckets)
- *   xw_rl_stats    PERCPU_HASH  __u32 rule_id -> xw_rl_stats
+ *   xw_rl_stats    PERCPU_ARRAY[XW_POL_SLOTS]  rule slot -> xw_rl_stats
  *   xw_rl_reports  RINGBUF  xw_rl_report: sources that crossed a rule's ban threshold
  *   xw_rl_report_budget  ARRAY[1] -> xw_rl_bucket: at most XW_RL_REPORT_RATE reports/s
  */

@@ -66,7 +66,7 @@ static __always_inline void xw_stats_count(const struct xw_pkt *p,
 }
 
 /*
- * Per-rule counters appear on a rule's first hit, so their per-CPU memory
+ * Blocks' and lists' counters appear on a rule's first hit, so their per-CPU memory
  * follows the rules that match traffic, not all rules; an entry the control
  * plane created in advance is simply counted into. rule_id comes from the
  * control plane's trie values, so packets cannot invent keys.
@@ -74,6 +74,17 @@ static __always_inline void xw_stats_count(const struct xw_pkt *p,
 static __always_inline void xw_rule_count(__u32 rule_id, __u32 bytes)
 {
 	xw_count(&xw_rule_stats, &rule_id, bytes);
+}
+
+/* A policy rule's hits: this CPU's element of its slot, two increments. */
+static __always_inline void xw_slot_count(__u32 slot, __u32 bytes)
+{
+	struct xw_counter *ctr = bpf_map_lookup_elem(&xw_slot_hits, &slot);
+
+	if (!ctr)
+		return;
+	ctr->packets++;
+	ctr->bytes += bytes;
 }
 
 /*
@@ -99,7 +110,8 @@ static __always_inline int xw_hook_action(enum xw_direction dir,
 /*
  * ctx: the hook's context (struct xdp_md or struct __sk_buff: sampled
  * events copy frame bytes through it); dir: the hook's direction, a
- * constant; rule_id: the rule that decided the verdict, or 0; flow: the packet's xw_flow_find() result (NULL: a new
+ * constant; rule_id: the rule that decided the verdict, or 0 (counted under
+ * p->rule_slot when the policy stage set one, else in xw_rule_stats); flow: the packet's xw_flow_find() result (NULL: a new
  * flow, or none looked up because the packet will not be accounted);
  * rules_gen: the generation the verdict was reached under.
  */
@@ -112,7 +124,9 @@ static __always_inline int xw_exit(void *ctx, const struct xw_pkt *p,
 				   __u32 rules_gen)
 {
 	xw_stats_count(p, dir, verdict, reason);
-	if (rule_id)
+	if (p->rule_slot)
+		xw_slot_count(p->rule_slot, p->len);
+	else if (rule_id)
 		xw_rule_count(rule_id, p->len);
 	if (verdict == XW_VERDICT_PASS && xw_reason_has_flow(reason))
 		xw_flow_account(p, dir, flow, rules_gen);

@@ -86,6 +86,19 @@ struct {
 } xw_rule_stats SEC(".maps");
 
 /*
+ * Hits of policy rules, by the slot their xw_pol_rule carries ("rule
+ * slots" in the ABI): an indexed element, no hash probe, no first-hit
+ * insert. Blocks (up to millions) keep xw_rule_stats above.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XW_POL_SLOTS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, __u32);
+	__type(value, struct xw_counter);
+} xw_slot_hits SEC(".maps");
+
+/*
  * Verdict and reason counters: an array indexed by XW_STATS_INDEX(), so
  * counting is an address computation and two increments, never a hash.
  */

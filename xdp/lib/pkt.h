@@ -37,7 +37,9 @@ struct xw_pkt {
 	__u8 icmp_type;  /* valid with XW_PKT_L4 for ICMP and ICMPv6 */
 	__u8 icmp_code;
 	__u8 flags;      /* enum xw_pkt_flags */
-	__u8 pad2[3];
+	__u8 pad2;
+	/* set by the policy stage: the deciding rule's slot (xw_pol_rule.slot), 0 if none */
+	__u16 rule_slot;
 };
 
 enum xw_pkt_flags {

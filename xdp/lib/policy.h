@@ -22,8 +22,10 @@
  *
  * Checking the failsafe list last but letting it override is the same as
  * checking it first for every packet that can be dropped, and costs
- * nothing on the pass path. Rule ids in xw_pol_rule go to the exit, which
- * counts the packet under them in xw_rule_stats.
+ * nothing on the pass path. The deciding rule's id goes to the exit and its
+ * slot into p->rule_slot: the exit counts the packet in the slot's element
+ * of xw_slot_hits (a block, which has no slot, under its id in
+ * xw_rule_stats).
  */
 #ifndef XW_POLICY_H
 #define XW_POLICY_H
@@ -149,6 +151,7 @@ static __always_inline enum xw_verdict xw_policy(struct xw_pkt *p, enum xw_direc
 	} else if ((matched = xw_pol_classify(p, ingress ? XW_POL_INGRESS : XW_POL_EGRESS, &rule, &meta)) &&
 		   !(rule.flags & XW_RULE_F_IFACE_DEFAULT)) {
 		*rule_id = rule.rule_id;
+		p->rule_slot = rule.slot;
 		if (rule.action == XW_ACTION_DENY) {
 			bool dry = rule.flags & XW_RULE_F_DRY_RUN;
 
@@ -176,6 +179,7 @@ static __always_inline enum xw_verdict xw_policy(struct xw_pkt *p, enum xw_direc
 	    (ingress ? xw_pol_classify(p, XW_POL_FAILSAFE, &rule, &ignored) : xw_pol_failsafe_egress(p, &rule))) {
 		*reason = XW_REASON_PASS_FAILSAFE;
 		*rule_id = 0;
+		p->rule_slot = 0;
 		return XW_VERDICT_PASS;
 	}
 	if (!ingress && verdict == XW_VERDICT_PASS)

@@ -14,10 +14,10 @@
 #include "xdpwall_abi.h"
 #include "pkt.h"
 
+/* By rule slot (see "rule slots"): the classifier's rule read carries the index. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XW_RL_RULE_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XW_POL_SLOTS);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__type(key, __u32);
 	__type(value, struct xw_rl_conf);
@@ -41,9 +41,8 @@ struct {
 } xw_rl_buckets SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, XW_RL_RULE_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XW_POL_SLOTS);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__type(key, __u32);
 	__type(value, struct xw_rl_stats);
@@ -266,19 +265,13 @@ static __always_inline struct xw_rl_bucket *xw_rl_bucket_in(void *map, const voi
 	return bpf_map_lookup_elem(map, key);
 }
 
-static __always_inline void xw_rl_count(__u32 rule_id, bool admitted, __u32 bytes)
+static __always_inline void xw_rl_count(__u32 slot, bool admitted, __u32 bytes)
 {
-	struct xw_rl_stats *s = bpf_map_lookup_elem(&xw_rl_stats, &rule_id);
+	struct xw_rl_stats *s = bpf_map_lookup_elem(&xw_rl_stats, &slot);
 	struct xw_counter *ctr;
 
-	if (!s) {
-		struct xw_rl_stats first = {};
-
-		bpf_map_update_elem(&xw_rl_stats, &rule_id, &first, BPF_NOEXIST);
-		s = bpf_map_lookup_elem(&xw_rl_stats, &rule_id);
-		if (!s)
-			return;
-	}
+	if (!s)
+		return;
 	ctr = admitted ? &s->admitted : &s->dropped;
 	ctr->packets++;
 	ctr->bytes += bytes;
@@ -324,23 +317,29 @@ static __always_inline void xw_rl_ban_check(struct xw_rl_bucket *b, const struct
 }
 
 /*
- * Charges the packet to its bucket under ratelimit rule `rule_id` and
- * returns its reason: XW_REASON_PASS_RULE when admitted, else
- * XW_REASON_RATELIMIT (XW_REASON_WOULD_RATELIMIT when `dry`). A rule
- * without a conf (never: the control plane writes it before the rule
- * tables) admits. A global function: the verifier checks it once, and its
- * result is one unknown value to the caller rather than three constants
- * that would triple the states of everything after the policy stage.
+ * Charges the packet to its bucket under ratelimit rule `rule_id` (its conf
+ * and counters at p->rule_slot) and returns its reason: XW_REASON_PASS_RULE
+ * when admitted, else XW_REASON_RATELIMIT (XW_REASON_WOULD_RATELIMIT when
+ * `dry`). A rule without a conf (no rate in its slot: never, the control
+ * plane writes it before the rule tables flip) admits. A global function:
+ * the verifier checks it once, and its result is one unknown value to the
+ * caller rather than three constants that would triple the states of
+ * everything after the policy stage.
  */
 __noinline int xw_ratelimit(const struct xw_pkt *p, __u32 rule_id, __u32 dry)
 {
-	const struct xw_rl_conf *c = bpf_map_lookup_elem(&xw_rl_rules, &rule_id);
+	const struct xw_rl_conf *c;
 	struct xw_rl_bucket *b = NULL;
 	struct xw_rl_key key;
 	bool own = false, ok;
+	__u32 slot;
 	__u64 now;
 
-	if (!c || !p) /* p: never NULL (the caller's scratch slot); the verifier asks */
+	if (!p) /* never NULL (the caller's scratch slot); the verifier asks */
+		return XW_REASON_PASS_RULE;
+	slot = p->rule_slot;
+	c = bpf_map_lookup_elem(&xw_rl_rules, &slot);
+	if (!c || (!c->pps && !c->bps))
 		return XW_REASON_PASS_RULE;
 	now = xw_rl_now(c);
 	if (c->per != XW_RL_PER_RULE) {
@@ -354,7 +353,7 @@ __noinline int xw_ratelimit(const struct xw_pkt *p, __u32 rule_id, __u32 dry)
 		return XW_REASON_PASS_RULE;
 	ok = xw_rl_admit(b, c, now, p->len);
 	__sync_fetch_and_add(ok ? &b->admitted : &b->dropped, 1);
-	xw_rl_count(rule_id, ok, p->len);
+	xw_rl_count(slot, ok, p->len);
 	if (!ok && own)
 		xw_rl_ban_check(b, c, &key, now);
 	if (ok)

@@ -40,6 +40,15 @@ struct {
 	__type(value, struct xw_pol_rule);
 } xw_pol_rules SEC(".maps");
 
+/* Protocol, all-ones and destination-port bitmaps: see XW_POL_BM_PER_BUF. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XW_POL_TABLES * 2 * XW_POL_BM_PER_BUF);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, __u32);
+	__type(value, struct xw_pol_bitmap);
+} xw_pol_bm SEC(".maps");
+
 /* Memory follows the distinct values rules name, not the capacity. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -84,6 +93,9 @@ struct {
 } xw_pol_sync SEC(".maps") = {
 	.values = { [0] = &xw_pol_sync_inner },
 };
+
+/* Fields whose bitmaps are in xw_pol_bitmaps (the others: xw_pol_bm). */
+#define XW_POL_HASH_FIELDS (~((1u << XW_FIELD_PROTO) | (1u << XW_FIELD_DPORT)) & ((1u << XW_FIELD__MAX) - 1))
 
 /* Index of the lowest set bit of x (x != 0), branch-free: de Bruijn. */
 static const __u8 xw_debruijn64[64] = {
@@ -153,9 +165,9 @@ static __always_inline __u32 xw_pol_port(__u32 table, __u32 buf, bool dst, __be1
 /*
  * Bitmaps of every field, in a fixed order; a field no rule constrains
  * gets the buffer's all-ones bitmap (key field XW_FIELD__MAX), or a
- * bitmap of another field already in the AND (the same result). Every
- * pointer is into xw_pol_bitmaps, so the verifier's states after each
- * optional lookup are alike and prune. Returns false when some field
+ * bitmap of another field already in the AND (the same result). Pointers
+ * are into xw_pol_bitmaps, or the protocol and port arrays for those two
+ * fields. Returns false when some field
  * lets no rule through, or as soon as the fields looked up so far share
  * no rule (their words for a table of <= 64 rules, else their word
  * summaries): the remaining lookups (the address tries last, the dearest)
@@ -166,15 +178,17 @@ struct xw_pol_fields {
 };
 
 static __always_inline bool xw_pol_lookup(const struct xw_pkt *p, __u32 table, __u32 buf,
-					  __u32 fields, bool one_word, struct xw_pol_fields *out)
+					  __u32 fields, bool one_word, __u32 dport_interval,
+					  struct xw_pol_fields *out)
 {
 	struct xw_pol_bitmap_key all = { .table = table, .buf = buf, .field = XW_FIELD__MAX };
 	bool l4 = p->flags & XW_PKT_L4;
 	bool ports = l4 && (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP);
 	bool icmp = l4 && (p->proto == IPPROTO_ICMP || p->proto == IPPROTO_ICMPV6);
-	const struct xw_pol_bitmap *ones, *proto = NULL, *dport = NULL;
+	const struct xw_pol_bitmap *ones, *hones, *proto = NULL, *dport = NULL;
+	__u32 base = (table * 2 + buf) * XW_POL_BM_PER_BUF;
 	__u64 summary = ~0ULL;
-	__u32 interval;
+	__u32 interval, index;
 
 #define XW_NARROW(_bm)                                                        \
 	do {                                                                  \
@@ -188,14 +202,15 @@ static __always_inline bool xw_pol_lookup(const struct xw_pkt *p, __u32 table, _
 	 * else. Two optional pointers keep the verifier's states few.
 	 */
 	if (fields & (1u << XW_FIELD_PROTO)) {
-		proto = xw_pol_field(table, buf, XW_FIELD_PROTO, p->proto, true);
+		index = base + p->proto;
+		proto = bpf_map_lookup_elem(&xw_pol_bm, &index);
 		if (!proto)
 			return false;
 		XW_NARROW(proto);
 	}
 	if (fields & (1u << XW_FIELD_DPORT)) {
-		interval = ports ? xw_pol_port(table, buf, true, p->dport) : 0;
-		dport = xw_pol_field(table, buf, XW_FIELD_DPORT, interval, interval != 0);
+		index = base + XW_POL_BM_DPORT + dport_interval;
+		dport = bpf_map_lookup_elem(&xw_pol_bm, &index);
 		if (!dport)
 			return false;
 		XW_NARROW(dport);
@@ -203,18 +218,42 @@ static __always_inline bool xw_pol_lookup(const struct xw_pkt *p, __u32 table, _
 	/*
 	 * What an unconstrained field stands for: any bitmap already in the
 	 * AND does (x & x = x), so the all-ones one is asked for only when
-	 * neither protocol nor port is constrained.
+	 * neither protocol nor port is constrained. The verifier prunes only
+	 * states whose pointers are into the same map: the fields of the hash
+	 * stand for themselves with the hash's all-ones bitmap, asked for only
+	 * when one of them is constrained (one probe), else with the array's.
 	 */
 	ones = proto ? proto : dport;
-	if (!ones)
-		ones = bpf_map_lookup_elem(&xw_pol_bitmaps, &all);
+	if (!ones) {
+		index = base + XW_POL_BM_ALL;
+		ones = bpf_map_lookup_elem(&xw_pol_bm, &index);
+	}
 	if (!ones)
 		return false;
-#pragma unroll
-	for (int f = 0; f < XW_FIELD__MAX; f++)
-		out->bm[f] = ones;
-	if (dport)
-		out->bm[XW_FIELD_DPORT] = dport;
+	out->bm[XW_FIELD_PROTO] = ones;
+	out->bm[XW_FIELD_DPORT] = dport ? dport : ones;
+	if (!(fields & XW_POL_HASH_FIELDS)) {
+		out->bm[XW_FIELD_IFACE] = ones;
+		out->bm[XW_FIELD_SPORT] = ones;
+		out->bm[XW_FIELD_TCP_FLAGS] = ones;
+		out->bm[XW_FIELD_ICMP_TYPE] = ones;
+		out->bm[XW_FIELD_ICMP_CODE] = ones;
+		out->bm[XW_FIELD_VLAN] = ones;
+		out->bm[XW_FIELD_SRC] = ones;
+		out->bm[XW_FIELD_DST] = ones;
+		return true;
+	}
+	hones = bpf_map_lookup_elem(&xw_pol_bitmaps, &all);
+	if (!hones)
+		return false;
+	out->bm[XW_FIELD_IFACE] = hones;
+	out->bm[XW_FIELD_SPORT] = hones;
+	out->bm[XW_FIELD_TCP_FLAGS] = hones;
+	out->bm[XW_FIELD_ICMP_TYPE] = hones;
+	out->bm[XW_FIELD_ICMP_CODE] = hones;
+	out->bm[XW_FIELD_VLAN] = hones;
+	out->bm[XW_FIELD_SRC] = hones;
+	out->bm[XW_FIELD_DST] = hones;
 
 #define XW_FIELD(_f, _lookup)                                                 \
 	if (fields & (1u << (_f))) {                                          \
@@ -304,6 +343,33 @@ static long xw_pol_scan_word(__u64 k, void *ctx)
 }
 
 /*
+ * The common case without the loops: the first candidate word's lowest
+ * rule, if it has not expired, is the answer (the scan would visit it
+ * first and stop there). Otherwise the caller scans from the start, which
+ * skips expired rules; *s is left as it was.
+ */
+static __always_inline bool xw_pol_first(const struct xw_pol_scan *s, struct xw_pol_rule *rule)
+{
+	__u32 i = xw_lowest_bit(s->todo) & (XW_POL_WORDS - 1);
+	const struct xw_pol_rule *r;
+	__u64 acc;
+	__u32 index;
+
+	acc = s->fb.bm[0]->words[i] & s->fb.bm[1]->words[i] & s->fb.bm[2]->words[i] &
+	      s->fb.bm[3]->words[i] & s->fb.bm[4]->words[i] & s->fb.bm[5]->words[i] &
+	      s->fb.bm[6]->words[i] & s->fb.bm[7]->words[i] & s->fb.bm[8]->words[i] &
+	      s->fb.bm[9]->words[i];
+	if (!acc)
+		return false;
+	index = s->base + i * 64 + xw_lowest_bit(acc);
+	r = bpf_map_lookup_elem(&xw_pol_rules, &index);
+	if (!r || (r->expires_ns && r->expires_ns <= xw_now()))
+		return false;
+	*rule = *r;
+	return true;
+}
+
+/*
  * The first rule of `table` (as its active buffer holds it) that matches
  * the packet and has not expired, copied to *rule; false when none does.
  * *meta_out: the buffer's metadata (NULL before the control plane wrote
@@ -318,7 +384,7 @@ static __always_inline bool xw_pol_classify(const struct xw_pkt *p, __u32 table,
 {
 	const struct xw_pol_meta *meta;
 	struct xw_pol_scan s = {};
-	__u32 *active, buf, words, index;
+	__u32 *active, buf, words, index, dport_interval = 0;
 
 	*meta_out = NULL;
 	active = bpf_map_lookup_elem(&xw_pol_active, &table);
@@ -335,17 +401,26 @@ static __always_inline bool xw_pol_classify(const struct xw_pkt *p, __u32 table,
 		return false;
 	if (words > XW_POL_WORDS)
 		words = XW_POL_WORDS;
-	if ((meta->flags & XW_POL_F_DPORT_ALL) && (p->flags & XW_PKT_L4) &&
-	    (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP) &&
-	    !xw_pol_port(table, buf, true, p->dport))
-		return false; /* no rule covers the port: see XW_POL_F_DPORT_ALL */
-	if (!xw_pol_lookup(p, table, buf, meta->fields, words == 1, &s.fb))
+	/* The port's interval, read once for the check below and the port's bitmap. */
+	if ((p->flags & XW_PKT_L4) && (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP)) {
+		if (meta->fields & (1u << XW_FIELD_DPORT))
+			dport_interval = xw_pol_port(table, buf, true, p->dport);
+		else if (meta->flags & XW_POL_F_DPORT_ALL)
+			return false; /* no rule can match a TCP/UDP packet */
+		if ((meta->flags & XW_POL_F_DPORT_ALL) && !dport_interval)
+			return false; /* no rule covers the port: see XW_POL_F_DPORT_ALL */
+	}
+	if (!xw_pol_lookup(p, table, buf, meta->fields, words == 1, dport_interval, &s.fb))
 		return false;
 	s.base = index * XW_POL_MAX_RULES;
 	s.todo = s.fb.bm[0]->summary & s.fb.bm[1]->summary & s.fb.bm[2]->summary &
 		 s.fb.bm[3]->summary & s.fb.bm[4]->summary & s.fb.bm[5]->summary &
 		 s.fb.bm[6]->summary & s.fb.bm[7]->summary & s.fb.bm[8]->summary &
 		 s.fb.bm[9]->summary;
+	if (!s.todo)
+		return false;
+	if (xw_pol_first(&s, rule))
+		return true;
 	bpf_loop(words, xw_pol_scan_word, &s, 0);
 	if (!s.found)
 		return false;
