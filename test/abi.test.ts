@@ -3,6 +3,7 @@
 // program names, map key/value types and default capacities, and the ABI
 // version the object carries. Needs bpftool and llvm-objcopy; no kernel.
 import { DIR24_BLOCK_PAIRS, DIR24_SLOTS } from '../src/datapath/dir24.js';
+import { V6Flags, V6Layout, V6NetFlags, V6_FILTER_WORDS, V6_MAPS, V6_PROBES } from '../src/datapath/abi.js';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -289,7 +290,7 @@ describe('programs and maps', () => {
   it('names exactly the maps the mirror lists (plus internal ones), in .maps', () => {
     const section = named('DATASEC', '.maps');
     const names = section.vars!.map((v) => byId(v.type_id).name).sort();
-    expect(names).toEqual([...Object.values(MAPS), ...Object.values(POLICY_MAPS), ...Object.values(EVENT_MAPS), ...Object.values(RATELIMIT_MAPS), ...INTERNAL_MAPS].sort());
+    expect(names).toEqual([...Object.values(MAPS), ...Object.values(POLICY_MAPS), ...Object.values(EVENT_MAPS), ...Object.values(RATELIMIT_MAPS), ...Object.values(V6_MAPS), ...INTERNAL_MAPS].sort());
   });
 
   it('pins every ABI map by name and no internal one', () => {
@@ -420,5 +421,60 @@ describe('events (src/events/abi.ts)', () => {
     for (const name of [...Object.values(EVENT_MAPS), 'xw_event_samplers', 'xw_event_bucket']) {
       expect(mapDef(name).members!.map((m) => m.name)).not.toContain('pinning');
     }
+  });
+});
+
+// ---------------------------------------------------------------- IPv6 prefixes by length
+
+describe('the flat IPv6 tables', () => {
+  const V6_STRUCTS = { v6Sub: 'xw_v6_sub', v6Net: 'xw_v6_net', v6Lengths: 'xw_v6_lengths' } as const;
+
+  it.each(Object.entries(V6_STRUCTS))('V6Layout.%s matches struct %s, with no implicit padding', (layoutName, structName) => {
+    const struct = named('STRUCT', structName);
+    const { size, ...fields } = V6Layout[layoutName as keyof typeof V6Layout] as { size: number } & Record<string, number>;
+    expect(struct.size).toBe(size);
+    expect(Object.fromEntries(Object.entries(fields).map(([field, offset]) => [snake(field), offset])))
+      .toEqual(Object.fromEntries(struct.members!.map((m) => [m.name, m.bits_offset / 8])));
+    let end = 0;
+    for (const member of struct.members!) {
+      expect(member.bits_offset / 8, `${structName}.${member.name}`).toBe(end);
+      end += sizeOf(member.type_id);
+    }
+    expect(end).toBe(struct.size);
+  });
+
+  it('enums and the probe count agree', () => {
+    expect(enumValues('xw_v6_flags')).toEqual(upper('XW_V6_', V6Flags));
+    expect(enumValues('xw_v6_net_flags')).toEqual(upper('XW_V6_', V6NetFlags));
+    const member = (name: string) => named('STRUCT', 'xw_v6_net').members!.find((m) => m.name === name)!;
+    expect(sizeOf(member('longer').type_id)).toBe(V6_PROBES);
+    expect(sizeOf(member('sub').type_id)).toBe(V6_PROBES * V6Layout.v6Sub.size);
+  });
+
+  it.each([
+    [V6_MAPS.srcLen, 'xw_lpm_v6_key', 'xw_rule_value'],
+    [V6_MAPS.dstLen, 'xw_lpm_v6_key', 'xw_rule_value'],
+    [V6_MAPS.srcNet, 'unsigned long long', 'xw_v6_net'], // __be64, resolved through its typedef
+    [V6_MAPS.dstNet, 'unsigned long long', 'xw_v6_net'],
+  ])('%s maps %s to %s, sized for the IPv6 capacity, not pinned (rebuilt on start)', (name, key, value) => {
+    const def = mapDef(name);
+    expect(mapDefType(def, 'key').name).toBe(key);
+    expect(mapDefType(def, 'value').name).toBe(value);
+    expect(mapDefNumber(def, 'max_entries')).toBe(DEFAULT_CAPACITY.cidrV6);
+    expect(def.members!.map((m) => m.name)).not.toContain('pinning');
+  });
+
+  it('xw_v6_filter: a u64 word per 64 bits, per direction, not pinned', () => {
+    const def = mapDef(V6_MAPS.filter);
+    expect(mapDefType(def, 'value').name).toBe('unsigned long long');
+    expect(mapDefNumber(def, 'max_entries')).toBe(2 * V6_FILTER_WORDS);
+    expect(def.members!.map((m) => m.name)).not.toContain('pinning');
+  });
+
+  it('xw_v6_lengths: one entry per direction, not pinned', () => {
+    const def = mapDef(V6_MAPS.lengths);
+    expect(mapDefType(def, 'value').name).toBe('xw_v6_lengths');
+    expect(mapDefNumber(def, 'max_entries')).toBe(2);
+    expect(def.members!.map((m) => m.name)).not.toContain('pinning');
   });
 });

@@ -2,17 +2,15 @@
 /*
  * xdpwall data plane: XDP on receive, TC clsact on transmit.
  *
- *   ingress  parse -> IPv4: deny lookups (host hash, DIR-24-8) -> policy
- *                           -> flow (passed packets only)
- *                     IPv6: flow's cached pass, else deny lookups (hash, trie)
- *                           -> policy
- *            -> exit
+ *   ingress  parse -> deny lookups (IPv4: host hash, DIR-24-8; IPv6: host
+ *            hash, hash per prefix length) -> policy -> flow (passed
+ *            packets only) -> exit
  *   egress   parse -> policy (egress rules, default) -> exit
  *
- * IPv4 is decided before the flow table: two array reads and a hash probe
- * cost less than the flow lookup that would cache them, and a packet that a
- * block, a rule or a rate limit drops never touches the flow table. IPv6
- * still asks the flow table first, whose cached pass skips the trie walk.
+ * Both families are decided before the flow table: IPv4's two array reads
+ * and a hash probe, IPv6's few hash probes (one per prefix length that can
+ * match) cost less than the flow lookup that would cache them, and a packet
+ * that a block, a rule or a rate limit drops never touches the flow table.
  *
  * The policy stage (lib/policy.h) applies rules, the default policy and the
  * failsafe list. Verdicts: on ingress a malformed packet drops under its own
@@ -56,6 +54,8 @@ const struct {
 	enum xw_event_stat event_stat;
 	enum xw_event_flags event_flags;
 	enum xw_rl_per rl_per;
+	enum xw_v6_flags v6_flags;
+	enum xw_v6_net_flags v6_net_flags;
 	struct xw_stats_key stats_key;
 	struct xw_event event;
 	struct xw_event_cfg event_cfg;
@@ -94,19 +94,11 @@ int xw_ingress(struct xdp_md *ctx)
 		if (!cfg) /* never */
 			return XDP_PASS;
 		rules_gen = cfg->rules_gen;
-		if (p->family == 4) {
-			rule_id = xw_cidr_deny(p, cfg, &reason);
-			verdict = xw_policy(p, XW_DIR_INGRESS, &reason, &rule_id);
-			/* Only a packet that passes is accounted: a drop never pays for the flow. */
-			if (verdict == XW_VERDICT_PASS && xw_reason_has_flow(reason))
-				flow = xw_flow_find(p, XW_DIR_INGRESS);
-		} else {
-			/* Denied packets never have a flow, so only passes are cached. */
+		rule_id = xw_cidr_deny(p, cfg, &reason);
+		verdict = xw_policy(p, XW_DIR_INGRESS, &reason, &rule_id);
+		/* Only a packet that passes is accounted: a drop never pays for the flow. */
+		if (verdict == XW_VERDICT_PASS && xw_reason_has_flow(reason))
 			flow = xw_flow_find(p, XW_DIR_INGRESS);
-			if (!xw_flow_pass_cached(flow, rules_gen))
-				rule_id = xw_cidr_deny(p, cfg, &reason);
-			verdict = xw_policy(p, XW_DIR_INGRESS, &reason, &rule_id);
-		}
 		return xw_exit(ctx, p, XW_DIR_INGRESS, verdict, reason, rule_id, flow, rules_gen);
 	}
 

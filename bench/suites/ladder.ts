@@ -15,6 +15,7 @@ import {
   v4Keys, v4Rules, v4Uncovered, v6AddressIn, v6Rules, v6Uncovered,
 } from '../lib/prefixes.js';
 import { CidrMaps } from '../../src/datapath/cidr-maps.js';
+import { V6Lengths } from '../../src/datapath/v6-lengths.js';
 import { median } from '../lib/stats.js';
 import { EventHub } from '../../src/events/hub.js';
 import { DEFAULT_EVENT_SETTINGS } from '../../src/events/settings.js';
@@ -43,6 +44,9 @@ export const ladderCase = (kind: LadderKind, v4: number, v6: number, set = ''): 
   const count = prefixCount(kind.includes('v6') ? v6 : v4);
   return `xdpwall ${kind} (${set ? count.replace(/ prefix(es)?$/, ` ${set} prefix$1`) : count})`;
 };
+
+/** The same IPv6 case with the flat tables switched off: the trie answers every prefix lookup (the baseline of issue 6). */
+export const trieOnlyCase = (kind: LadderKind, v4: number, v6: number, set = ''): string => `${ladderCase(kind, v4, v6, set)}, trie only`;
 
 /** The same case while a /v1/events client listens (default sampling: drops 1 in 100, at most 1000 events/s). */
 export const listeningCase = (kind: LadderKind, v4: number, v6: number): string => `${ladderCase(kind, v4, v6)} + event listener`;
@@ -93,6 +97,15 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
   ctx.cleanup.add('close the ladder data plane', () => datapath.close());
   const ruleTables = new CidrMaps(datapath.maps);
   const ingress = datapath.ingress;
+  const v6Tables = V6Lengths.of(datapath.maps.v6);
+  const trieOnly = (run: () => number) => (): number => {
+    v6Tables.setFlat(false);
+    try {
+      return run();
+    } finally {
+      v6Tables.setFlat(true);
+    }
+  };
   // The timer never fires: each listening case drains the ring itself, untimed.
   const events = new EventHub(datapath.maps.events, DEFAULT_EVENT_SETTINGS, { clock: systemClock, ifaceName: () => undefined, pollMs: 3_600_000 });
   ctx.cleanup.add('close the ladder event hub', () => events.close());
@@ -139,7 +152,7 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
   };
   ctx.note(
     `ladder: packets are 60-byte UDP frames; denied sources ${deniedV4} in a /${v4.lens[0]} (IPv4 DIR-24 table) and ` +
-      `${deniedV6} in a /${v6.lens[0]} (IPv6 trie), ${deniedHostV4} / ${deniedHostV6} in a host route (exact-match hash, ` +
+      `${deniedV6} in a /${v6.lens[0]} (IPv6 /64 entry, flat tables; the "trie only" rows switch them off), ${deniedHostV4} / ${deniedHostV6} in a host route (exact-match hash, ` +
       `from 2 prefixes on), ${deniedDeepV4} in a /${v4.lens[2]} (IPv4 trie behind a flagged DIR-24 slot, from 3 prefixes on), ` +
       `${deniedCleanV4} in a /${v4.lens[3]} whose /24 holds no longer prefix (DIR-24 slot alone, from 4 prefixes on); ` +
       `passed sources ${passedV4} / ${passedV6} in none; repeat ${repeat.toLocaleString('en-US')} per call, ${rounds} rounds, CPU ${BENCH_CPU}`,
@@ -147,7 +160,7 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
   ctx.note(
     `ladder: IPv4 prefixes: the first 2048 (/24../32) inside 198.18.0.0/15, the rest (/20../32) elsewhere (a /15 holds < 2^18 prefixes); ` +
       `IPv6 /64../128 inside fd00:198::/48; loaded through the control plane's CidrMaps.installMany (host routes to the ` +
-      `hashes, the rest to the tries, rule counters created on first hit), as the daemon does`,
+      `hashes, the rest to the tries and, for IPv6, the flat tables by prefix length; rule counters created on first hit), as the daemon does`,
   );
   ctx.note(
     `ladder: "+ event listener" cases run with the events gate open (XW_FEATURE_EVENTS), default sampling and cap, the ring drained between calls`,
@@ -203,12 +216,14 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
       ...(parse ? [{ name: PARSE, run: timed(parse, packet.deniedV4, XDP_DROP) }] : []),
       { name: ladderCase('deny v4', nV4, nV6), run: timed(ingress, packet.deniedV4, XDP_DROP) },
       { name: ladderCase('deny v6', nV4, nV6), run: timed(ingress, packet.deniedV6, XDP_DROP) },
+      { name: trieOnlyCase('deny v6', nV4, nV6), run: trieOnly(timed(ingress, packet.deniedV6, XDP_DROP)) },
       ...(nV4 >= 2 ? [{ name: ladderCase('deny v4 host route', nV4, nV6), run: timed(ingress, packet.deniedHostV4, XDP_DROP) }] : []),
       ...(nV6 >= 2 ? [{ name: ladderCase('deny v6 host route', nV4, nV6), run: timed(ingress, packet.deniedHostV6, XDP_DROP) }] : []),
       ...(nV4 >= 3 ? [{ name: ladderCase('deny v4 /25../31', nV4, nV6), run: timed(ingress, packet.deniedDeepV4, XDP_DROP) }] : []),
       ...(nV4 >= 4 ? [{ name: ladderCase('deny v4 clean /24', nV4, nV6), run: timed(ingress, packet.deniedCleanV4, XDP_DROP) }] : []),
       { name: ladderCase('established v4', nV4, nV6), run: timed(ingress, packet.passedV4, XDP_PASS) },
       { name: ladderCase('established v6', nV4, nV6), run: timed(ingress, packet.passedV6, XDP_PASS) },
+      { name: trieOnlyCase('established v6', nV4, nV6), run: trieOnly(timed(ingress, packet.passedV6, XDP_PASS)) },
       ...(step === 0
         ? [
             { name: listeningCase('deny v4', nV4, nV6), run: listening(timed(ingress, packet.deniedV4, XDP_DROP)) },
@@ -262,7 +277,7 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
     // Take the uniform set out rule by rule (reconcile() assumes freshly loaded, empty DIR-24 tables).
     await ruleTables.removeMany(v4Rules(v4, 0, maxV4, 1));
     await ruleTables.removeMany(v6Rules(v6, 0, maxV6, 2_000_001));
-    await runRealistic({ ctx, ruleTables, ingress, maxV4, maxV6, rounds, timed, churnVia, record, bare, XDP_DROP, XDP_PASS });
+    await runRealistic({ ctx, ruleTables, ingress, maxV4, maxV6, rounds, timed, churnVia, record, bare, trieOnly, XDP_DROP, XDP_PASS });
   } finally {
     publish();
   }
@@ -314,6 +329,8 @@ interface RealisticArgs {
   churnVia: (program: BpfProgram, data: Buffer, expect: number) => () => number;
   record: (name: string, ns: number) => void;
   bare: BpfProgram;
+  /** Runs a case with the flat IPv6 tables off (the trie alone). */
+  trieOnly: (run: () => number) => () => number;
   XDP_DROP: number;
   XDP_PASS: number;
 }
@@ -352,6 +369,9 @@ async function runRealistic(a: RealisticArgs): Promise<void> {
   const passedV6 = v6From(formatV6(v6Uncovered(v6, prng)), 40001);
   ingress.testRunSync({ data: passedV4, dataSizeOut: 0 });
   ingress.testRunSync({ data: passedV6, dataSizeOut: 0 });
+  // Drawn where the list reaches it, so the other cases' addresses stay those of earlier runs.
+  let deniedV6: Buffer | undefined;
+  const deniedV6Frame = (): Buffer => (deniedV6 ??= v6From(formatV6(v6AddressIn(v6, 0, prng))));
   const set = REALISTIC;
   const cases: Array<{ name: string; run: () => number }> = [
     { name: BARE, run: timed(a.bare, v4From(u32ToIpv4(v4AddressIn(v4, 0, prng))), XDP_DROP) },
@@ -359,10 +379,12 @@ async function runRealistic(a: RealisticArgs): Promise<void> {
     { name: ladderCase('deny v4 host route', maxV4, maxV6, set), run: timed(ingress, v4From(u32ToIpv4(v4AddressIn(v4, 1, prng))), XDP_DROP) },
     { name: ladderCase('deny v4 /25../31', maxV4, maxV6, set), run: timed(ingress, v4From(u32ToIpv4(v4AddressIn(v4, 2, prng))), XDP_DROP) },
     { name: ladderCase('deny v4 clean /24', maxV4, maxV6, set), run: timed(ingress, v4From(u32ToIpv4(cleanV4)), XDP_DROP) },
-    { name: ladderCase('deny v6', maxV4, maxV6, set), run: timed(ingress, v6From(formatV6(v6AddressIn(v6, 0, prng))), XDP_DROP) },
+    { name: ladderCase('deny v6', maxV4, maxV6, set), run: timed(ingress, deniedV6Frame(), XDP_DROP) },
+    { name: trieOnlyCase('deny v6', maxV4, maxV6, set), run: a.trieOnly(timed(ingress, deniedV6Frame(), XDP_DROP)) },
     { name: ladderCase('deny v6 host route', maxV4, maxV6, set), run: timed(ingress, v6From(formatV6(v6AddressIn(v6, 1, prng))), XDP_DROP) },
     { name: ladderCase('established v4', maxV4, maxV6, set), run: timed(ingress, passedV4, XDP_PASS) },
     { name: ladderCase('established v6', maxV4, maxV6, set), run: timed(ingress, passedV6, XDP_PASS) },
+    { name: trieOnlyCase('established v6', maxV4, maxV6, set), run: a.trieOnly(timed(ingress, passedV6, XDP_PASS)) },
     { name: ladderCase('new flow v4', maxV4, maxV6, set), run: churnVia(ingress, passedV4, XDP_PASS) },
   ];
   const bareSamples: number[] = [];

@@ -344,3 +344,44 @@ export const RL_REPORT_RING = 1 << 16;
 
 /** enum xw_rl_per */
 export const RlPer = { source: 0, prefix: 1, rule: 2 } as const;
+
+// ---------------------------------------------------------------- IPv6 prefixes by length
+// The flat IPv6 tables (see "IPv6 prefixes by length" in the ABI header);
+// filled by src/datapath/v6-lengths.ts.
+
+export const V6_MAPS = {
+  srcLen: 'xw_src_v6_len',
+  dstLen: 'xw_dst_v6_len',
+  srcNet: 'xw_src_v6_net',
+  dstNet: 'xw_dst_v6_net',
+  lengths: 'xw_v6_lengths',
+  filter: 'xw_v6_filter',
+} as const;
+
+/** The filter of host routes and /64 entries: 2^V6_FILTER_BITS bits per direction, in u64 words. */
+export const V6_FILTER_BITS = 22;
+export const V6_FILTER_WORDS = 1 << (V6_FILTER_BITS - 6);
+
+/** The filter bit of a /64 (a, b: the address's first two 32-bit words, big-endian). */
+export const v6NetBit = (a: number, b: number): number =>
+  Math.imul((a ^ Math.imul(b, 0x85ebca6b)) >>> 0, 0x9e3779b1) >>> (32 - V6_FILTER_BITS);
+
+/** The filter bit of a host route (a..d: the address's 32-bit words, big-endian). */
+export function v6HostBit(a: number, b: number, c: number, d: number): number {
+  const cd = Math.imul((c ^ Math.imul(d, 0xc2b2ae35)) >>> 0, 0x27d4eb2f);
+  return Math.imul((a ^ Math.imul((b ^ cd) >>> 0, 0x85ebca6b)) >>> 0, 0x9e3779b1) >>> (32 - V6_FILTER_BITS);
+}
+
+/** Prefixes kept in a /64's entry, lengths listed per step (a /64's, those below /64); more ask the trie. */
+export const V6_PROBES = 8;
+
+/** enum xw_v6_net_flags */
+export const V6NetFlags = { deeper: 1 << 0, listed: 1 << 1 } as const;
+/** enum xw_v6_flags */
+export const V6Flags = { flat: 1 << 0, has64: 1 << 1, shortTrie: 1 << 2 } as const;
+
+export const V6Layout = {
+  v6Sub: { size: 16, low: 0, ruleId: 8, action: 12, len: 13, pad: 14 },
+  v6Net: { size: 152, rule: 0, flags: 8, count: 12, longer: 16, sub: 24 }, // rule: struct xw_rule_value; longer: __u8[V6_PROBES]; sub: xw_v6_sub[V6_PROBES]
+  v6Lengths: { size: 16, shorter: 0, count: 8, flags: 12 }, // shorter: __u8[V6_PROBES]
+} as const;

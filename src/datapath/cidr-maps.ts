@@ -33,6 +33,7 @@ import { ADDRESS_BYTES, RuleColumns } from '../rules/rule-columns.js';
 import { WriteLock } from '../rules/write-lock.js';
 import { dropStaleIds, packRows, planRows, syncPacked, type PackedRules } from './reconcile.js';
 import { TimeSlicer, type Slicer } from '../event-loop.js';
+import { V6Lengths, type V6Prefix } from './v6-lengths.js';
 
 /** A rule as the kernel's block tables hold it: blocks deny; list entries may allow (src/lists). */
 export type KernelRule = BlockRule & { allow?: boolean };
@@ -64,6 +65,9 @@ const isHostRoute = (rule: Pick<BlockRule, 'family' | 'prefixLen'>): boolean =>
 /** IPv4 network prefixes: the DIR-24 table holds or flags them. */
 const inDir24 = (rule: BlockRule): boolean => rule.family === 4 && !isHostRoute(rule);
 
+/** IPv6 rules: the flat IPv6 tables hold the network prefixes too, and filter bits of all (v6-lengths.ts). */
+const inV6Flat = (rule: BlockRule): boolean => rule.family === 6;
+
 /** Rules that need a trie or hash entry (all but IPv4 prefixes up to /24). */
 const hasTableEntry = (rule: BlockRule): boolean => !(inDir24(rule) && Dir24Index.holds(rule.prefixLen));
 
@@ -93,8 +97,11 @@ export class CidrMaps implements RuleEnforcer {
 
   private readonly slicer: () => Slicer;
 
+  private readonly v6: V6Lengths;
+
   constructor(private readonly maps: DatapathMaps, options: CidrMapsOptions = {}) {
     this.dir24 = this.emptyDir24();
+    this.v6 = V6Lengths.of(maps.v6);
     this.slicer = options.slicer ?? (() => new TimeSlicer());
   }
 
@@ -207,6 +214,7 @@ export class CidrMaps implements RuleEnforcer {
         const packed = pack(group);
         await table.deleteBatch(packed.keys, packed.count);
       }
+      await this.v6.apply({ install: diff.install.filter(inV6Flat), replace: diff.replace.filter((r) => inV6Flat(r.to)), remove: diff.remove.filter(inV6Flat) });
       await this.writeSlots(await this.changeDir24(diff.remove.filter(inDir24), 'remove', [], slicer));
       const gone = diff.replace.filter((r) => r.from.id < LIST_RULE_ID_BASE && r.from.id !== r.to.id).map((r) => r.from);
       if (gone.length > 0) await this.maps.ruleStats.deleteBatch(Buffer.concat(gone.map((r) => encodeRuleId(r.id))), gone.length);
@@ -231,6 +239,7 @@ export class CidrMaps implements RuleEnforcer {
       }
       const slots = await this.changeDir24(rules.filter(inDir24), 'add', indexed, slicer);
       await this.writeSlots(slots);
+      await this.v6.apply({ install: rules.filter(inV6Flat), replace: [], remove: [] });
       this.countKinds(rules, +1);
       this.bumpRulesGen();
     } catch (error) {
@@ -249,12 +258,16 @@ export class CidrMaps implements RuleEnforcer {
     const slicer = this.slicer();
     const deleted: Array<[BpfMap, PackedRules]> = [];
     const unindexed: BlockRule[] = [];
+    const v6 = rules.filter(inV6Flat);
+    let v6Removed = false;
     try {
       for (const [table, group] of this.groupByTable(rules.filter(hasTableEntry))) {
         const packed = pack(group);
         deleted.push([table, packed]);
         await table.deleteBatch(packed.keys, packed.count);
       }
+      await this.v6.apply({ install: [], replace: [], remove: v6 });
+      v6Removed = true;
       await this.writeSlots(await this.changeDir24(rules.filter(inDir24), 'remove', unindexed, slicer));
       const counters = Buffer.concat(rules.map((r) => encodeRuleId(r.id)));
       await this.maps.ruleStats.deleteBatch(counters, rules.length);
@@ -265,6 +278,7 @@ export class CidrMaps implements RuleEnforcer {
       // then retire passes cached while the rules were gone.
       const undo = await collectFailures([
         ...deleted.map(([table, { keys, values, count }]) => () => table.updateBatch(keys, values, count)),
+        async () => v6Removed && this.v6.apply({ install: v6, replace: [], remove: [] }),
         async () => this.writeSlots(await this.changeDir24(unindexed.reverse(), 'add', [], slicer)),
         async () => this.bumpRulesGen(),
       ]);
@@ -300,6 +314,7 @@ export class CidrMaps implements RuleEnforcer {
         const wanted = group ? packRows(rules, group.rows, group.hostKey, table.keySize) : pack([]);
         await syncTable(table, wanted, report);
       }
+      await this.v6.reconcile(v6Prefixes(rules));
       this.dir24 = this.emptyDir24();
       // In chunks of short-lived rules, so the index code stays the one installMany uses.
       const slots = new Map<BlockDirection, SlotSet>();
@@ -478,6 +493,18 @@ function mergeSlots(into: Map<BlockDirection, SlotSet>, more: Map<BlockDirection
     const target = into.get(direction);
     if (target) target.addAll(set.slots());
     else into.set(direction, set);
+  }
+}
+
+/** The IPv6 rules among the columns, for the flat tables. */
+function* v6Prefixes(rules: RuleColumns): Generator<V6Prefix> {
+  for (let i = 0; i < rules.count; i++) {
+    if (rules.families[i] !== 6) continue;
+    const start = i * ADDRESS_BYTES;
+    yield {
+      id: rules.ids[i]!, prefixLen: rules.prefixLens[i]!, network: rules.networks.subarray(start, start + 16),
+      direction: rules.direction(i), ...(rules.allows[i] && { allow: true }),
+    };
   }
 }
 

@@ -21,6 +21,7 @@ import {
 } from '@xdpwall/addon';
 import { IFSLOT_IFINDEX_MAX, MAPS, POLICY_MAPS, PROGRAMS, RATELIMIT_MAPS, STATS_IFSLOTS, STATS_REASONS, statsIndex } from './abi.js';
 import { policyMapsOf, type PolicyMaps } from '../policy/tables.js';
+import { applyV6Capacity, v6MapsOf, type V6Maps } from './v6-lengths.js';
 import { rateLimitMapsOf, type RateLimitMaps } from '../ratelimit/tables.js';
 import { EVENT_MAPS } from '../events/abi.js';
 import type { EventMaps } from '../events/hub.js';
@@ -55,6 +56,8 @@ export interface DatapathMaps {
   stats: BpfMap;
   flows: BpfMap;
   config: BpfMap;
+  /** The flat IPv6 prefix tables (v6-lengths.ts). */
+  v6: V6Maps;
   /** The rule tables of the policy stage (src/policy/tables.ts). */
   policy: PolicyMaps;
   /** Rate limits' parameters, buckets and counters (src/ratelimit/tables.ts). */
@@ -187,6 +190,7 @@ export class Datapath {
       stats: object.map(MAPS.stats),
       flows: object.map(MAPS.flows),
       config: object.map(MAPS.config),
+      v6: v6MapsOf(object),
       policy: policyMapsOf(object),
       rateLimits: rateLimitMapsOf(object),
       events: { ring: object.map(EVENT_MAPS.ring), cfg: object.map(EVENT_MAPS.cfg), stats: object.map(EVENT_MAPS.stats), config: object.map(MAPS.config) },
@@ -437,6 +441,7 @@ export function applyCapacity(object: BpfObject, { cidrV4, cidrV6, flows, rateBu
   object.setMapMaxEntries(MAPS.dstHostV4, cidrV4);
   object.setMapMaxEntries(MAPS.srcHostV6, cidrV6);
   object.setMapMaxEntries(MAPS.dstHostV6, cidrV6);
+  applyV6Capacity(object, cidrV6);
   // Counters exist only for rules that dropped something (created on first hit).
   object.setMapMaxEntries(MAPS.ruleStats, cidrV4 + cidrV6);
   object.setMapMaxEntries(MAPS.flows, flows);

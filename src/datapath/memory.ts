@@ -7,7 +7,7 @@
 // top of the daemon's own RSS. test/memory.test.ts checks the formulas against
 // what the kernel reports for the real maps.
 import type { BpfMap } from '@xdpwall/addon';
-import { MAPS, POLICY_MAPS, RATELIMIT_MAPS } from './abi.js';
+import { MAPS, POLICY_MAPS, RATELIMIT_MAPS, V6_MAPS } from './abi.js';
 
 export interface MapMemory {
   map: string;
@@ -35,6 +35,10 @@ const SIZED_BY: Record<string, string> = {
   [MAPS.flows]: 'capacity.flows',
   [RATELIMIT_MAPS.buckets]: 'capacity.rateBuckets',
   [POLICY_MAPS.blockMeta]: 'capacity.timedBlocks',
+  [V6_MAPS.srcLen]: 'capacity.cidrV6',
+  [V6_MAPS.dstLen]: 'capacity.cidrV6',
+  [V6_MAPS.srcNet]: 'capacity.cidrV6',
+  [V6_MAPS.dstNet]: 'capacity.cidrV6',
 };
 
 // Kernel structure sizes on 64-bit (kernel/bpf/hashtab.c, lpm_trie.c).

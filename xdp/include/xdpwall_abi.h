@@ -654,4 +654,90 @@ struct xw_event {
 	__u32 pad;
 };
 
+/*
+ * ---------------------------------------------------------------- IPv6 prefixes by length
+ * IPv6 network prefixes (not /128: those are in the host hashes) in
+ * exact-match hashes per direction, so a lookup is a probe or two instead
+ * of a trie walk (lib/cidr.h, xw_lookup_v6):
+ *   - the /64 of the address (if some prefix of /64../127 exists), in
+ *     xw_*_v6_net keyed by the /64 alone: its entry holds the /64 prefix's
+ *     own rule and, for up to XW_V6_PROBES prefixes /65../127 inside it,
+ *     those prefixes themselves (sub[], longest first: compared in place,
+ *     no further probe). A /64 with more prefixes lists their lengths
+ *     instead (XW_V6_LISTED, longest first: one probe each into
+ *     xw_*_v6_len); with more than XW_V6_PROBES lengths it asks the trie
+ *     (XW_V6_DEEPER);
+ *   - then the lengths /0../63 present (xw_v6_lengths.shorter), longest
+ *     first, one probe each into xw_*_v6_len (keyed by xw_lpm_v6_key, the
+ *     address cut to prefixlen); more than XW_V6_PROBES such lengths ask
+ *     the trie (XW_V6_SHORT_TRIE).
+ * The LPM tries (xw_src_v6/xw_dst_v6) keep every prefix. The first match
+ * found is the longest, an allow included.
+ *
+ * The control plane (src/datapath/v6-lengths.ts) writes prefix entries,
+ * then the /64 entries, then the filter bits, then xw_v6_lengths; removals
+ * in the same order. A listed length or set bit without its entry is a
+ * miss, and an entry is replaced whole, so every packet sees the old or the
+ * new answer. Until XW_V6_FLAT is set (a new load, before the tables are
+ * filled) the trie answers alone. Not pinned: rebuilt on every start, like
+ * the DIR-24 tables.
+ *
+ * A filter per direction says which host routes and /64 entries may exist,
+ * so an address that has neither (most passing traffic) skips those hash
+ * probes for one array read each: bit xw_v6_hash_host(address) is set while
+ * the host hash may hold the address, bit xw_v6_hash_net(its /64) while the
+ * /64 entry may exist (set after the entry is written, cleared after it is
+ * deleted; a set bit without an entry is only a probe). Read only while
+ * XW_V6_FLAT is set. Hashes of the address's 32-bit words a, b, c, d (host
+ * order of the big-endian words), in u32 arithmetic, the top
+ * XW_V6_FILTER_BITS bits kept:
+ *   net:  (a ^ b * 0x85ebca6b) * 0x9e3779b1
+ *   host: (a ^ (b ^ (c ^ d * 0xc2b2ae35) * 0x27d4eb2f) * 0x85ebca6b) * 0x9e3779b1
+ *
+ * Maps:
+ *   xw_src_v6_len, xw_dst_v6_len  HASH  xw_lpm_v6_key -> xw_rule_value (capacity.cidrV6)
+ *   xw_src_v6_net, xw_dst_v6_net  HASH  __be64 /64 -> xw_v6_net (capacity.cidrV6)
+ *   xw_v6_lengths                 ARRAY[2]  0 source, 1 destination -> xw_v6_lengths
+ *   xw_v6_filter                  ARRAY[2 x XW_V6_FILTER_WORDS]  side * words + bit / 64 -> __u64
+ */
+#define XW_V6_PROBES 8 /* prefixes in place or lengths listed per step; more ask the trie */
+#define XW_V6_FILTER_BITS  22 /* 4 Mi bits (512 KiB) per direction */
+#define XW_V6_FILTER_WORDS (1u << (XW_V6_FILTER_BITS - 6))
+
+/* Bits of xw_v6_net.flags. */
+enum xw_v6_net_flags {
+	XW_V6_DEEPER = 1u << 0, /* more than XW_V6_PROBES lengths inside: ask the trie */
+	XW_V6_LISTED = 1u << 1, /* more than XW_V6_PROBES prefixes inside: longer[] lists their lengths */
+};
+
+/* A prefix /65../127 kept in its /64's entry. */
+struct xw_v6_sub {
+	__u64 low;      /* the address's last 64 bits cut to len, host order */
+	__u32 rule_id;
+	__u8 action;    /* enum xw_action */
+	__u8 len;       /* 65..127 */
+	__u16 pad;
+};
+
+struct xw_v6_net {
+	struct xw_rule_value rule;   /* the /64 prefix's own rule; rule_id 0: none */
+	__u32 flags;                 /* enum xw_v6_net_flags */
+	__u32 count;                 /* sub[] in use (neither flag set) */
+	__u8 longer[XW_V6_PROBES];   /* XW_V6_LISTED: lengths 65..127 inside, longest first, 0 ends */
+	struct xw_v6_sub sub[XW_V6_PROBES]; /* the prefixes inside, longest first */
+};
+
+/* Bits of xw_v6_lengths.flags. */
+enum xw_v6_flags {
+	XW_V6_FLAT       = 1u << 0, /* the hashes hold every prefix: use them (else only the trie) */
+	XW_V6_HAS64      = 1u << 1, /* some prefix of /64../127 exists: probe the /64 */
+	XW_V6_SHORT_TRIE = 1u << 2, /* more than XW_V6_PROBES lengths below /64: the trie decides those */
+};
+
+struct xw_v6_lengths {
+	__u8 shorter[XW_V6_PROBES]; /* lengths 0..63 present, longest first */
+	__u32 count;                /* how many of shorter[] are in use */
+	__u32 flags;                /* enum xw_v6_flags */
+};
+
 #endif /* XDPWALL_ABI_H */

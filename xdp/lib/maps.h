@@ -145,4 +145,37 @@ struct {
 	__type(value, struct xw_config);
 } xw_config SEC(".maps");
 
+/*
+ * IPv6 prefixes by length (include/xdpwall_abi.h, "IPv6 prefixes by
+ * length"): exact-match hashes per direction, sized for every prefix; not
+ * pinned, rebuilt on every start.
+ */
+#define XW_V6_HASH(_name, _key, _value)                         \
+	struct {                                                \
+		__uint(type, BPF_MAP_TYPE_HASH);                \
+		__uint(max_entries, XW_DEFAULT_CIDR_V6_ENTRIES); \
+		__uint(map_flags, BPF_F_NO_PREALLOC);           \
+		__type(key, _key);                              \
+		__type(value, _value);                          \
+	} _name SEC(".maps")
+
+XW_V6_HASH(xw_src_v6_len, struct xw_lpm_v6_key, struct xw_rule_value);
+XW_V6_HASH(xw_dst_v6_len, struct xw_lpm_v6_key, struct xw_rule_value);
+XW_V6_HASH(xw_src_v6_net, __be64, struct xw_v6_net);
+XW_V6_HASH(xw_dst_v6_net, __be64, struct xw_v6_net);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct xw_v6_lengths);
+} xw_v6_lengths SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * XW_V6_FILTER_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} xw_v6_filter SEC(".maps");
+
 #endif /* XW_MAPS_H */
