@@ -55,18 +55,6 @@ static __always_inline struct xw_flow_value *xw_flow_find(const struct xw_pkt *p
 }
 
 /*
- * True when this flow passed every rule of the current generation, so
- * ingress may skip the lookups that cost more than the flow lookup itself
- * (the IPv6 trie), until the next rule change.
- */
-static __always_inline bool xw_flow_pass_cached(const struct xw_flow_value *val,
-						__u32 rules_gen)
-{
-	return val && val->cached_verdict == XW_CACHE_PASS &&
-	       val->rules_gen == rules_gen;
-}
-
-/*
  * The 32-bit word holding tcp_flags[2], cached_verdict and pad0 (see
  * struct xw_flow_value): atomics work on 32 or 64 bits, not bytes.
  */
