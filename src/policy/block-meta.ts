@@ -219,7 +219,8 @@ export class BlockMetaService {
   enforcer(inner: RuleEnforcer): RuleEnforcer {
     return {
       installMany: async (rules) => {
-        const extras = rules.filter((r) => !kernelTrivial(this.meta(r)));
+        // No block has extras (a plain import): nothing to look up per rule.
+        const extras = this.byKey.size === 0 ? [] : rules.filter((r) => !kernelTrivial(this.meta(r)));
         for (const rule of extras) this.write(rule);
         try {
           await inner.installMany(rules);
@@ -369,7 +370,11 @@ export class BlockMetaService {
         ]);
         throw error;
       }
-    }));
+    }), {
+      // Stored while the body is read only when there are no extras to merge: none asked for, none stored.
+      allowed: () => requested.size === 0 && this.byKey.size === 0,
+      hold: (work) => this.lock.run(work),
+    });
   }
 
   /**

@@ -110,6 +110,52 @@ export class BlockBatch {
     return this.comments.get(i) ?? null;
   }
 
+  /**
+   * Rows `from` .. `to` (exclusive) as flat columns in fresh (transferable)
+   * arrays, comments numbered within the part: what a streamed bulk insert
+   * sends its worker a piece at a time.
+   */
+  part(from: number, to: number): BlockBatchColumns {
+    const count = to - from;
+    const families = new Uint8Array(count);
+    const prefixLens = new Uint8Array(count);
+    const dsts = new Uint8Array(count);
+    const networks = new Uint8Array(count * ADDRESS_BYTES);
+    const textEnds = new Uint32Array(count);
+    const pieces: Array<[Segment, number, number]> = [];
+    let textBytes = 0;
+    for (let i = from; i < to; ) {
+      const segment = this.segments[i >>> SEGMENT_BITS]!;
+      const row = i & SEGMENT_MASK;
+      const rows = Math.min(SEGMENT_ROWS - row, to - i);
+      const at = i - from;
+      families.set(segment.families.subarray(row, row + rows), at);
+      prefixLens.set(segment.prefixLens.subarray(row, row + rows), at);
+      dsts.set(segment.dsts.subarray(row, row + rows), at);
+      networks.set(segment.networks.subarray(row * ADDRESS_BYTES, (row + rows) * ADDRESS_BYTES), at * ADDRESS_BYTES);
+      const textFrom = row === 0 ? 0 : segment.textEnds[row - 1]!;
+      for (let k = 0; k < rows; k++) textEnds[at + k] = textBytes + segment.textEnds[row + k]! - textFrom;
+      const textTo = segment.textEnds[row + rows - 1]!;
+      pieces.push([segment, textFrom, textTo]);
+      textBytes += textTo - textFrom;
+      i += rows;
+    }
+    const texts = new Uint8Array(textBytes);
+    let textAt = 0;
+    for (const [segment, a, b] of pieces) {
+      texts.set(segment.text.subarray(a, b), textAt);
+      textAt += b - a;
+    }
+    const comments: Array<[number, string]> = [];
+    if (this.comments.size > 0) {
+      for (let i = from; i < to; i++) {
+        const comment = this.comments.get(i);
+        if (comment !== undefined) comments.push([i - from, comment]);
+      }
+    }
+    return { families, prefixLens, dsts, networks, texts, textEnds, comments };
+  }
+
   /** The whole batch as flat columns in shared memory, built a segment per slice of the event loop. */
   async columns(): Promise<BlockBatchColumns> {
     const { count } = this;
