@@ -4,7 +4,7 @@
 // live in fixed segments, so growing never copies what is there (doubling
 // one 16 MB array blocked the event loop for 40 ms at a million rows).
 import type { Cidr, IpFamily } from './cidr.js';
-import type { BlockDirection } from './model.js';
+import type { BlockDirection, BlockRule } from './model.js';
 import { TimeSlicer } from '../event-loop.js';
 
 export interface ValidBlock {
@@ -102,6 +102,30 @@ export class BlockBatch {
     };
   }
 
+  /** The i-th CIDR's canonical text. */
+  text(i: number): string {
+    const segment = this.segments[i >>> SEGMENT_BITS]!;
+    const row = i & SEGMENT_MASK;
+    return segment.text.toString('latin1', row === 0 ? 0 : segment.textEnds[row - 1]!, segment.textEnds[row]!);
+  }
+
+  /**
+   * The i-th row as the rule `id`, for the kernel: its network a view into
+   * the batch, its text made only if asked for (the installer of a plain
+   * import never asks; a million texts and Cidr objects were a second of
+   * garbage). Read its fields; a spread copies no `cidr`.
+   */
+  rule(i: number, id: number, createdAt: string): BlockRule {
+    const segment = this.segments[i >>> SEGMENT_BITS]!;
+    const row = i & SEGMENT_MASK;
+    const family = segment.families[row] as IpFamily;
+    const start = row * ADDRESS_BYTES;
+    return new BatchRule(
+      this, i, id, family, segment.prefixLens[row]!, segment.networks.subarray(start, start + (family === 4 ? 4 : 16)),
+      segment.dsts[row] ? 'dst' : 'src', this.comments.get(i) ?? null, createdAt,
+    );
+  }
+
   direction(i: number): BlockDirection {
     return this.segments[i >>> SEGMENT_BITS]!.dsts[i & SEGMENT_MASK] ? 'dst' : 'src';
   }
@@ -184,5 +208,24 @@ export class BlockBatch {
       if (slicer.due) await slicer.next();
     }
     return { families, prefixLens, dsts, networks, texts, textEnds, comments: [...this.comments] };
+  }
+}
+
+/** A batch row as a BlockRule whose text is read from the batch when asked for. */
+class BatchRule implements BlockRule {
+  constructor(
+    private readonly batch: BlockBatch,
+    private readonly row: number,
+    readonly id: number,
+    readonly family: IpFamily,
+    readonly prefixLen: number,
+    readonly network: Buffer,
+    readonly direction: BlockDirection,
+    readonly comment: string | null,
+    readonly createdAt: string,
+  ) {}
+
+  get cidr(): string {
+    return this.batch.text(this.row);
   }
 }

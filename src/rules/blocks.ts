@@ -445,7 +445,7 @@ export class BlockService {
     }
     const created = await this.insert(batch, createdAt);
     const count = await this.installCreated(batch, created, createdAt);
-    return { created: count, rules: count <= 1 ? this.rulesOf(batch, created, createdAt, 0, 1) : [] };
+    return { created: count, rules: count === 1 ? [this.ruleAt(batch, created, createdAt, 0)] : [] };
   }
 
   /** Counts and enforces the rows a change stored, a KERNEL_CHUNK at a time; on failure, takes them out and deletes them. */
@@ -647,24 +647,27 @@ export class BlockService {
     this.counts[6] -= deleted[6];
   }
 
-  /** The created rules from position `from` up to `to` (exclusive), as the kernel takes them. */
+  /** The created rules from position `from` up to `to` (exclusive), as the kernel takes them (texts made on demand: BlockBatch.rule). */
   private rulesOf(batch: BlockBatch, created: Created, createdAt: string, from: number, to: number): BlockRule[] {
     const rules: BlockRule[] = [];
-    for (let k = from; k < Math.min(to, created.ids.length); k++) {
-      const i = created.index[k]!;
-      const cidr = batch.cidr(i);
-      rules.push({
-        id: created.ids[k]!,
-        cidr: cidr.text,
-        family: cidr.family,
-        prefixLen: cidr.prefixLen,
-        network: cidr.bytes,
-        direction: batch.direction(i),
-        comment: batch.comment(i),
-        createdAt,
-      });
-    }
+    for (let k = from; k < Math.min(to, created.ids.length); k++) rules.push(batch.rule(created.index[k]!, created.ids[k]!, createdAt));
     return rules;
+  }
+
+  /** The created rule at position `k` as a plain object (what add() returns). */
+  private ruleAt(batch: BlockBatch, created: Created, createdAt: string, k: number): BlockRule {
+    const i = created.index[k]!;
+    const cidr = batch.cidr(i);
+    return {
+      id: created.ids[k]!,
+      cidr: cidr.text,
+      family: cidr.family,
+      prefixLen: cidr.prefixLen,
+      network: cidr.bytes,
+      direction: batch.direction(i),
+      comment: batch.comment(i),
+      createdAt,
+    };
   }
 
   /** Deletes the rules `find` names from the kernel, then from the store. */
