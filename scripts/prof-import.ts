@@ -7,6 +7,7 @@ import { Firewall } from '../src/firewall.js';
 import { BPF_OBJECT_PATH } from '../src/paths.js';
 import { generateV4, v4Cidr } from '../bench/lib/prefixes.js';
 import { quantile } from '../bench/lib/stats.js';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 const N = Number(process.env.N ?? 1_000_000);
 const quietLog = { info: () => {}, warn: () => {} };
@@ -22,9 +23,13 @@ try {
   const body = Buffer.from(`{"items":[${items.join(',')}]}`);
   items.length = 0;
   async function* pieces(b: Buffer) { for (let at = 0; at < b.length; at += 1 << 16) yield b.subarray(at, at + (1 << 16)); }
+  const eld = monitorEventLoopDelay({ resolution: 5 });
+  eld.enable();
   let t0 = performance.now();
   const r = await fetch(`${base}/v1/blocks/bulk`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: pieces(body), duplex: 'half' } as RequestInit);
   console.log('import', r.status, await r.text(), ((performance.now() - t0) / 1000).toFixed(2), 's');
+  eld.disable();
+  console.log('event loop delay during import: p99', (eld.percentile(99) / 1e6).toFixed(1), 'ms, max', (eld.max / 1e6).toFixed(1), 'ms');
   const lat: number[] = [];
   if (!process.env.SKIP_SINGLE) {
     for (let i = N; i < N + 1000; i++) {
