@@ -326,8 +326,13 @@ export class BlockMetaService {
       const chunks = Symbol.asyncIterator in items ? items : [[...items]];
       for await (const chunk of chunks) {
         const inputs: BlockInput[] = [];
-        for (const { ttl, expiresAt, dryRun, origin, ...input } of chunk) {
+        for (const item of chunk) {
+          const { ttl, expiresAt, dryRun, origin } = item;
+          // An item without extras goes on as it is (the block service reads only cidr, direction and comment): no copy per item.
+          let input: BlockInput = item;
           if (ttl != null || expiresAt != null || dryRun !== undefined || origin != null) {
+            const { ttl: _t, expiresAt: _e, dryRun: _d, origin: _o, ...rest } = item;
+            input = rest;
             let meta: RequestedMeta;
             try {
               meta = self.request({ ttl, expiresAt, dryRun, origin }, options.keepDryRun);
