@@ -25,10 +25,13 @@ try {
   async function* pieces(b: Buffer) { for (let at = 0; at < b.length; at += 1 << 16) yield b.subarray(at, at + (1 << 16)); }
   const eld = monitorEventLoopDelay({ resolution: 5 });
   eld.enable();
+  const cpu0 = process.cpuUsage();
   let t0 = performance.now();
   const r = await fetch(`${base}/v1/blocks/bulk`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: pieces(body), duplex: 'half' } as RequestInit);
   console.log('import', r.status, await r.text(), ((performance.now() - t0) / 1000).toFixed(2), 's');
   eld.disable();
+  const cpu = process.cpuUsage(cpu0);
+  console.log('process CPU during import (all threads, client included):', ((cpu.user + cpu.system) / 1e6).toFixed(2), 's');
   console.log('event loop delay during import: p99', (eld.percentile(99) / 1e6).toFixed(1), 'ms, max', (eld.max / 1e6).toFixed(1), 'ms');
   const lat: number[] = [];
   if (!process.env.SKIP_SINGLE) {
