@@ -219,7 +219,8 @@ export class BlockMetaService {
   enforcer(inner: RuleEnforcer): RuleEnforcer {
     return {
       installMany: async (rules) => {
-        const extras = rules.filter((r) => !kernelTrivial(this.meta(r)));
+        // No block has extras (a plain import): nothing to look up per rule.
+        const extras = this.byKey.size === 0 ? [] : rules.filter((r) => !kernelTrivial(this.meta(r)));
         for (const rule of extras) this.write(rule);
         try {
           await inner.installMany(rules);
@@ -325,8 +326,13 @@ export class BlockMetaService {
       const chunks = Symbol.asyncIterator in items ? items : [[...items]];
       for await (const chunk of chunks) {
         const inputs: BlockInput[] = [];
-        for (const { ttl, expiresAt, dryRun, origin, ...input } of chunk) {
+        for (const item of chunk) {
+          const { ttl, expiresAt, dryRun, origin } = item;
+          // An item without extras goes on as it is (the block service reads only cidr, direction and comment): no copy per item.
+          let input: BlockInput = item;
           if (ttl != null || expiresAt != null || dryRun !== undefined || origin != null) {
+            const { ttl: _t, expiresAt: _e, dryRun: _d, origin: _o, ...rest } = item;
+            input = rest;
             let meta: RequestedMeta;
             try {
               meta = self.request({ ttl, expiresAt, dryRun, origin }, options.keepDryRun);
@@ -369,7 +375,11 @@ export class BlockMetaService {
         ]);
         throw error;
       }
-    }));
+    }), {
+      // Stored while the body is read only when there are no extras to merge: none asked for, none stored.
+      allowed: () => requested.size === 0 && this.byKey.size === 0,
+      hold: (work) => this.lock.run(work),
+    });
   }
 
   /**

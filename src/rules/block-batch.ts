@@ -4,7 +4,7 @@
 // live in fixed segments, so growing never copies what is there (doubling
 // one 16 MB array blocked the event loop for 40 ms at a million rows).
 import type { Cidr, IpFamily } from './cidr.js';
-import type { BlockDirection } from './model.js';
+import type { BlockDirection, BlockRule } from './model.js';
 import { TimeSlicer } from '../event-loop.js';
 
 export interface ValidBlock {
@@ -104,12 +104,82 @@ export class BlockBatch {
     };
   }
 
+  /** The i-th CIDR's canonical text. */
+  text(i: number): string {
+    const segment = this.segments[i >>> SEGMENT_BITS]!;
+    const row = i & SEGMENT_MASK;
+    return segment.text.toString('latin1', row === 0 ? 0 : segment.textEnds[row - 1]!, segment.textEnds[row]!);
+  }
+
+  /**
+   * The i-th row as the rule `id`, for the kernel: its network a view into
+   * the batch, its text made only if asked for (the installer of a plain
+   * import never asks; a million texts and Cidr objects were a second of
+   * garbage). Read its fields; a spread copies no `cidr`.
+   */
+  rule(i: number, id: number, createdAt: string): BlockRule {
+    const segment = this.segments[i >>> SEGMENT_BITS]!;
+    const row = i & SEGMENT_MASK;
+    const family = segment.families[row] as IpFamily;
+    const start = row * ADDRESS_BYTES;
+    return new BatchRule(
+      this, i, id, family, segment.prefixLens[row]!, segment.networks.subarray(start, start + (family === 4 ? 4 : 16)),
+      segment.dsts[row] ? 'dst' : 'src', this.comments.get(i) ?? null, createdAt,
+    );
+  }
+
   direction(i: number): BlockDirection {
     return this.segments[i >>> SEGMENT_BITS]!.dsts[i & SEGMENT_MASK] ? 'dst' : 'src';
   }
 
   comment(i: number): string | null {
     return this.comments.get(i) ?? null;
+  }
+
+  /**
+   * Rows `from` .. `to` (exclusive) as flat columns in fresh (transferable)
+   * arrays, comments numbered within the part: what a streamed bulk insert
+   * sends its worker a piece at a time.
+   */
+  part(from: number, to: number): BlockBatchColumns {
+    const count = to - from;
+    const families = new Uint8Array(count);
+    const prefixLens = new Uint8Array(count);
+    const dsts = new Uint8Array(count);
+    const networks = new Uint8Array(count * ADDRESS_BYTES);
+    const textEnds = new Uint32Array(count);
+    const pieces: Array<[Segment, number, number]> = [];
+    let textBytes = 0;
+    for (let i = from; i < to; ) {
+      const segment = this.segments[i >>> SEGMENT_BITS]!;
+      const row = i & SEGMENT_MASK;
+      const rows = Math.min(SEGMENT_ROWS - row, to - i);
+      const at = i - from;
+      families.set(segment.families.subarray(row, row + rows), at);
+      prefixLens.set(segment.prefixLens.subarray(row, row + rows), at);
+      dsts.set(segment.dsts.subarray(row, row + rows), at);
+      networks.set(segment.networks.subarray(row * ADDRESS_BYTES, (row + rows) * ADDRESS_BYTES), at * ADDRESS_BYTES);
+      const textFrom = row === 0 ? 0 : segment.textEnds[row - 1]!;
+      for (let k = 0; k < rows; k++) textEnds[at + k] = textBytes + segment.textEnds[row + k]! - textFrom;
+      const textTo = segment.textEnds[row + rows - 1]!;
+      pieces.push([segment, textFrom, textTo]);
+      textBytes += textTo - textFrom;
+      i += rows;
+    }
+    const texts = new Uint8Array(textBytes);
+    let textAt = 0;
+    for (const [segment, a, b] of pieces) {
+      texts.set(segment.text.subarray(a, b), textAt);
+      textAt += b - a;
+    }
+    const comments: Array<[number, string]> = [];
+    if (this.comments.size > 0) {
+      for (let i = from; i < to; i++) {
+        const comment = this.comments.get(i);
+        if (comment !== undefined) comments.push([i - from, comment]);
+      }
+    }
+    return { families, prefixLens, dsts, networks, texts, textEnds, comments };
   }
 
   /** The whole batch as flat columns in shared memory, built a segment per slice of the event loop. */
@@ -147,5 +217,24 @@ export class BlockBatch {
       textAt += segment.textLength;
     }
     return { families, prefixLens, dsts, networks, texts, textEnds, comments: [...this.comments] };
+  }
+}
+
+/** A batch row as a BlockRule whose text is read from the batch when asked for. */
+class BatchRule implements BlockRule {
+  constructor(
+    private readonly batch: BlockBatch,
+    private readonly row: number,
+    readonly id: number,
+    readonly family: IpFamily,
+    readonly prefixLen: number,
+    readonly network: Buffer,
+    readonly direction: BlockDirection,
+    readonly comment: string | null,
+    readonly createdAt: string,
+  ) {}
+
+  get cidr(): string {
+    return this.batch.text(this.row);
   }
 }

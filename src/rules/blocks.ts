@@ -15,7 +15,7 @@
 // loops yield to the event loop (see event-loop.ts).
 import { parseCidr, parseIp, formatCidr, type Cidr } from './cidr.js';
 import { MAX_RULE_ID, type BlockDirection, type BlockRule } from './model.js';
-import type { RuleStore } from './store.js';
+import type { RuleStore, StoreBulkInsert } from './store.js';
 import { WriteLock } from './write-lock.js';
 import { BlockBatch, type ValidBlock } from './block-batch.js';
 import { BulkAbortedError, BulkCapacityError, BulkRuleIdError } from './bulk-writer.js';
@@ -66,6 +66,8 @@ export const MAX_PAGE_SIZE = 1000;
 export const MAX_BULK_ITEMS = 2_000_000;
 /** Rules per installMany call: bounds the synchronous packing work between kernel batches. */
 export const KERNEL_CHUNK = 4096;
+/** Rules per installMany call while the worker stores a batch (applyPipelined). */
+export const PIPELINE_CHUNK = KERNEL_CHUNK;
 /** Batches this large are stored on a worker thread (bulk-writer.ts): their COMMIT alone would block for long. */
 export const WORKER_BATCH = 16_384;
 
@@ -75,6 +77,73 @@ export const WORKER_BATCH = 16_384;
  * around it: block-meta.ts stores the items' ttl and dryRun first.
  */
 export type BulkApply = (batch: BlockBatch, apply: () => Promise<number>) => Promise<number>;
+
+/**
+ * Lets a large bulk import store its items on the worker while the rest of
+ * its body is still being read and checked (BlockService.addMany), when
+ * nothing but the blocks themselves is to be stored.
+ */
+export interface BulkStaging {
+  /** True while the import needs no work of the caller's (`around`: no ttl, dryRun or origin); asked as items arrive. */
+  allowed(): boolean;
+  /** Runs `work` under the lock(s) `around` takes, so the staged import is ordered with the caller's other changes. */
+  hold<T>(work: () => Promise<T>): Promise<T>;
+}
+
+/**
+ * A staged import gives the write lock back (and continues as an unstaged
+ * one, stored once its body is read) when its body stalls this long: a slow
+ * client must not keep every other writer waiting.
+ */
+export const STAGE_WAIT_MS = 500;
+/** Rows per part sent to a staged import's worker. */
+const STAGE_PART = 4096;
+
+/** A bulk import being stored while its body is read; see BlockService.addMany. */
+interface Stage {
+  insert: StoreBulkInsert;
+  rows: CreatedRows;
+  abort: Int32Array;
+  createdAt: string;
+  /** Rows of the batch sent to the worker. */
+  fed: number;
+  /** Gives the locks back (once). */
+  release(): void;
+}
+
+/** Rows a worker has created so far (batch index and id), growing as it reports them. */
+class CreatedRows {
+  index: Uint32Array;
+  ids: Float64Array;
+  count = 0;
+  /** Called when rows arrive or the insert settles. */
+  wake: (() => void) | null = null;
+
+  constructor(capacity = 1 << 16) {
+    this.index = new Uint32Array(capacity);
+    this.ids = new Float64Array(capacity);
+  }
+
+  add(index: Uint32Array, ids: Float64Array): void {
+    if (this.count + index.length > this.index.length) {
+      const size = Math.max(this.index.length * 2, this.count + index.length);
+      const grownIndex = new Uint32Array(size);
+      grownIndex.set(this.index.subarray(0, this.count));
+      const grownIds = new Float64Array(size);
+      grownIds.set(this.ids.subarray(0, this.count));
+      this.index = grownIndex;
+      this.ids = grownIds;
+    }
+    this.index.set(index, this.count);
+    this.ids.set(ids, this.count);
+    this.count += index.length;
+    this.wake?.();
+  }
+
+  view(): Created {
+    return { index: this.index.subarray(0, this.count), ids: this.ids.subarray(0, this.count), perFamily: { 4: 0, 6: 0 } };
+  }
+}
 
 /** Ids of the rules one change created, in the order of its batch. */
 interface Created {
@@ -157,22 +226,154 @@ export class BlockService {
    * or repeated, count as existing. `items` may arrive in chunks as a body
    * is read; one import runs at a time, a second gets BUSY at once (before
    * its body is read).
+   *
+   * With `staging`, a chunked import of at least WORKER_BATCH items that
+   * `staging` allows takes the locks and starts storing its items on the
+   * worker while the rest of the body is read (parsing and storing overlap;
+   * they took about as long each). Nothing is committed or enforced before
+   * the last item is read and every item has passed its checks; a failure
+   * rolls the worker back. The locks go back if the body stalls for
+   * STAGE_WAIT_MS or `staging` stops allowing it, and the import continues
+   * unstaged.
    */
   async addMany(
     items: Iterable<BlockInput> | AsyncIterable<readonly BlockInput[]>,
     around?: BulkApply,
+    staging?: BulkStaging,
   ): Promise<{ created: number; existing: number }> {
     if (this.bulkRunning) throw new BusyError('another bulk import is running; retry when it has finished');
     this.bulkRunning = true;
+    let stage: Stage | null = null;
     try {
-      const batch = await collectValid(items);
-      if (this.check) await checkAll(batch, this.check);
+      let batch: BlockBatch;
+      if (Symbol.asyncIterator in items) {
+        batch = await this.collectChunks(items, staging && this.store.writesOffLoop ? staging : undefined, (s) => { stage = s; });
+      } else {
+        batch = await collectValid(items);
+        if (this.check) await checkAll(batch, this.check);
+      }
+      const staged = stage as Stage | null;
+      if (staged) {
+        // `staging` allowed it to the end: `around` has nothing to store, and its locks are held.
+        const created = await this.applyStaged(batch, staged);
+        return { created, existing: batch.count - created };
+      }
       const apply = async () => (await this.lock.run(() => this.apply(batch))).created;
       const created = around ? await around(batch, apply) : await apply();
       return { created, existing: batch.count - created };
     } finally {
+      const staged = stage as Stage | null;
+      if (staged) await dropStage(staged);
       this.bulkRunning = false;
     }
+  }
+
+  /**
+   * Validates chunked items into a batch, yielding to the event loop between
+   * slices; with `staging`, opens (and feeds, or drops) the stage as
+   * addMany describes, handing it to `staged`. A CIDR the `check` refuses
+   * fails the import once every item is valid.
+   */
+  private async collectChunks(
+    items: AsyncIterable<readonly BlockInput[]>,
+    staging: BulkStaging | undefined,
+    staged: (stage: Stage | null) => void,
+  ): Promise<BlockBatch> {
+    const batch = new BlockBatch();
+    const slicer = new TimeSlicer();
+    let refused: unknown;
+    let stage: Stage | null = null;
+    let stageable = staging !== undefined;
+    const drop = async (): Promise<void> => {
+      if (stage) await dropStage(stage);
+      stage = null;
+      staged(null);
+      stageable = false;
+    };
+    const iterator = items[Symbol.asyncIterator]();
+    let finished = false;
+    try {
+      for (;;) {
+        const next = iterator.next();
+        let step: IteratorResult<readonly BlockInput[]>;
+        if (stage) {
+          let timer: NodeJS.Timeout | undefined;
+          const stalled = new Promise<'stalled'>((resolve) => { timer = setTimeout(() => resolve('stalled'), STAGE_WAIT_MS); });
+          const first = await Promise.race([next, stalled]);
+          clearTimeout(timer);
+          if (first === 'stalled') {
+            await drop();
+            step = await next;
+          } else step = first;
+        } else step = await next;
+        if (step.done) {
+          finished = true;
+          break;
+        }
+        for (const item of step.value) {
+          if (batch.count === MAX_BULK_ITEMS) throw new InvalidArgumentError(`at most ${MAX_BULK_ITEMS} items per request`);
+          const block = validateItem(item, batch.count);
+          if (this.check && refused === undefined) {
+            try {
+              this.check(block.cidr);
+            } catch (error) {
+              refused = error;
+            }
+          }
+          batch.push(block);
+          if ((batch.count & 255) === 0 && slicer.due) await slicer.next();
+        }
+        if (stage && !staging!.allowed()) await drop();
+        if (!stage && stageable && batch.count >= WORKER_BATCH && refused === undefined && staging!.allowed()) {
+          stage = await this.openStage(staging!);
+          staged(stage);
+          if (!staging!.allowed()) await drop();
+        }
+        if (stage && batch.count - stage.fed >= STAGE_PART) feed(stage, batch);
+      }
+    } finally {
+      if (!finished) await iterator.return?.();
+    }
+    if (refused !== undefined) throw refused;
+    return batch;
+  }
+
+  /** Takes the caller's locks and this service's, and starts the worker's transaction. */
+  private async openStage(staging: BulkStaging): Promise<Stage> {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => { release = resolve; });
+    await new Promise<void>((acquired) => {
+      void staging.hold(() => this.lock.run(() => {
+        acquired();
+        return held;
+      }));
+    });
+    try {
+      const rows = new CreatedRows();
+      const abort = new Int32Array(new SharedArrayBuffer(4));
+      const createdAt = this.now().toISOString();
+      const insert = this.store.beginBulkInsert({ createdAt, maxRuleId: MAX_RULE_ID }, { onRows: (index, ids) => rows.add(index, ids), abort });
+      return { insert, rows, abort, createdAt, fed: 0, release };
+    } catch (error) {
+      release();
+      throw error;
+    }
+  }
+
+  /** Commits and enforces a staged import (the locks are held): as apply() does. */
+  private async applyStaged(batch: BlockBatch, stage: Stage): Promise<number> {
+    if (stage.fed < batch.count) feed(stage, batch);
+    const room = this.room();
+    if (batch.perFamily[4] <= room[4] && batch.perFamily[6] <= room[6]) {
+      return this.applyPipelined(batch, stage.createdAt, stage.rows, stage.insert.end(room), stage.abort, room);
+    }
+    let created: Created;
+    try {
+      created = await stage.insert.end(room);
+    } catch (error) {
+      throw this.bulkStoreError(error, room);
+    }
+    return this.installCreated(batch, created, stage.createdAt);
   }
 
   get(id: number): BlockRule {
@@ -235,8 +436,20 @@ export class BlockService {
    */
   private async apply(batch: BlockBatch): Promise<{ created: number; rules: BlockRule[] }> {
     const createdAt = this.now().toISOString();
-    if (this.pipelines(batch)) return { created: await this.applyPipelined(batch, createdAt), rules: [] };
+    if (this.pipelines(batch)) {
+      const room = this.room();
+      const rows = new CreatedRows(batch.count);
+      const abort = new Int32Array(new SharedArrayBuffer(4));
+      const stored = this.store.insertBatch(batch, { createdAt, room, maxRuleId: MAX_RULE_ID }, { onRows: (index, ids) => rows.add(index, ids), abort });
+      return { created: await this.applyPipelined(batch, createdAt, rows, stored, abort, room), rules: [] };
+    }
     const created = await this.insert(batch, createdAt);
+    const count = await this.installCreated(batch, created, createdAt);
+    return { created: count, rules: count === 1 ? [this.ruleAt(batch, created, createdAt, 0)] : [] };
+  }
+
+  /** Counts and enforces the rows a change stored, a KERNEL_CHUNK at a time; on failure, takes them out and deletes them. */
+  private async installCreated(batch: BlockBatch, created: Created, createdAt: string): Promise<number> {
     this.counts[4] += created.perFamily[4];
     this.counts[6] += created.perFamily[6];
     const chunks = Math.ceil(created.ids.length / KERNEL_CHUNK);
@@ -255,7 +468,7 @@ export class BlockService {
       undo.push(...(await collectFailures([() => this.deleteCreated(created, kept)])));
       throw this.undone(error, undo, `installing ${plural(created.ids.length)}`);
     }
-    return { created: created.ids.length, rules: created.ids.length <= 1 ? chunk(0) : [] };
+    return created.ids.length;
   }
 
   /**
@@ -270,7 +483,7 @@ export class BlockService {
 
   /**
    * Stores the batch on the worker and installs its created rules in the
-   * kernel as the worker reports them, a KERNEL_CHUNK at a time, before the
+   * kernel as the worker reports them, a PIPELINE_CHUNK at a time, before the
    * COMMIT. All or nothing as apply(): if the kernel refuses a chunk, the
    * worker is told to roll back (or, if it had committed, the rows are
    * deleted) and the chunks installed come out again; if the store fails,
@@ -279,21 +492,15 @@ export class BlockService {
    * the kernel holding rules the store lacks, which the next start removes
    * (reconcile). The number of rules created.
    */
-  private async applyPipelined(batch: BlockBatch, createdAt: string): Promise<number> {
-    const room = this.room();
-    const index = new Uint32Array(batch.count);
-    const ids = new Float64Array(batch.count);
-    let received = 0;
+  private async applyPipelined(
+    batch: BlockBatch,
+    createdAt: string,
+    rows: CreatedRows,
+    stored: Promise<Created>,
+    abort: Int32Array,
+    room: Record<4 | 6, number>,
+  ): Promise<number> {
     let settled = false;
-    let wake: (() => void) | null = null;
-    const abort = new Int32Array(new SharedArrayBuffer(4));
-    const onRows = (part: Uint32Array, partIds: Float64Array): void => {
-      index.set(part, received);
-      ids.set(partIds, received);
-      received += part.length;
-      wake?.();
-    };
-    const stored = this.store.insertBatch(batch, { createdAt, room, maxRuleId: MAX_RULE_ID }, { onRows, abort });
     let storeFailure: { error: unknown } | null = null;
     let result: Created | null = null;
     const done = stored.then(
@@ -301,30 +508,33 @@ export class BlockService {
       (error: unknown) => { storeFailure = { error }; },
     ).finally(() => {
       settled = true;
-      wake?.();
+      rows.wake?.();
     });
-    const view = (): Created => ({ index: index.subarray(0, received), ids: ids.subarray(0, received), perFamily: { 4: 0, 6: 0 } });
+    const view = (): Created => rows.view();
     let installed = 0; // rows in the kernel, a whole number of chunks until the last
+    let received = 0;
     let kernelFailure: { error: unknown } | null = null;
     try {
       for (;;) {
         if (storeFailure) break;
-        if (installed < received && (received - installed >= KERNEL_CHUNK || settled)) {
-          const to = Math.min(received, installed + KERNEL_CHUNK);
+        received = rows.count;
+        if (installed < received && (received - installed >= PIPELINE_CHUNK || settled)) {
+          const to = Math.min(received, installed + PIPELINE_CHUNK);
           await this.enforcer.installMany(this.rulesOf(batch, view(), createdAt, installed, to));
           installed = to;
           continue;
         }
         if (settled) break;
-        await new Promise<void>((resolve) => { wake = resolve; });
-        wake = null;
+        await new Promise<void>((resolve) => { rows.wake = resolve; });
+        rows.wake = null;
       }
     } catch (error) {
       kernelFailure = { error };
       Atomics.store(abort, 0, 1);
     }
+    received = rows.count;
     await done;
-    const chunkOf = (row: number) => Math.floor(row / KERNEL_CHUNK);
+    const chunkOf = (row: number) => Math.floor(row / PIPELINE_CHUNK);
     const stored_ = result as Created | null;
     if (stored_) {
       this.counts[4] += stored_.perFamily[4];
@@ -332,12 +542,12 @@ export class BlockService {
     }
     if (!kernelFailure && stored_) return stored_.ids.length;
     const created: Created = stored_ ?? view();
-    const chunk = (c: number): BlockRule[] => this.rulesOf(batch, created, createdAt, c * KERNEL_CHUNK, (c + 1) * KERNEL_CHUNK);
+    const chunk = (c: number): BlockRule[] => this.rulesOf(batch, created, createdAt, c * PIPELINE_CHUNK, (c + 1) * PIPELINE_CHUNK);
     // The chunks to take out: those installed and, if the failed one could not undo itself, that one too.
     const failedChunk = chunkOf(installed);
-    const last = kernelFailure && undoFailuresOf(kernelFailure.error).length > 0 ? failedChunk : chunkOf(installed - 1 + KERNEL_CHUNK) - 1;
+    const last = kernelFailure && undoFailuresOf(kernelFailure.error).length > 0 ? failedChunk : chunkOf(installed - 1 + PIPELINE_CHUNK) - 1;
     const { kept, undo } = await this.uninstallChunks(last, chunk);
-    if (stored_) undo.push(...(await collectFailures([() => this.deleteCreated(stored_, kept)])));
+    if (stored_) undo.push(...(await collectFailures([() => this.deleteCreated(stored_, kept, PIPELINE_CHUNK)])));
     if (kernelFailure) throw this.undone(kernelFailure.error, undo, `installing ${plural(received)}`);
     throw this.undone(this.bulkStoreError(storeFailure!.error, room), undo, `storing ${plural(batch.count)}`);
   }
@@ -415,14 +625,14 @@ export class BlockService {
   }
 
   /**
-   * Deletes the rows a failed change created, but those of the chunks in
-   * `kept`. A chunk's ids are one range: writes are serialised.
+   * Deletes the rows a failed change created, but those of the chunks (of
+   * `size` rows) in `kept`. A chunk's ids are one range: writes are serialised.
    */
-  private async deleteCreated(created: Created, kept: ReadonlySet<number>): Promise<void> {
+  private async deleteCreated(created: Created, kept: ReadonlySet<number>, size = KERNEL_CHUNK): Promise<void> {
     const { ids } = created;
     const ranges: Array<[number, number]> = [];
-    for (let c = 0; c * KERNEL_CHUNK < ids.length; c++) {
-      if (!kept.has(c)) ranges.push([ids[c * KERNEL_CHUNK]!, ids[Math.min(ids.length, (c + 1) * KERNEL_CHUNK) - 1]!]);
+    for (let c = 0; c * size < ids.length; c++) {
+      if (!kept.has(c)) ranges.push([ids[c * size]!, ids[Math.min(ids.length, (c + 1) * size) - 1]!]);
     }
     if (ranges.length === 0) return;
     const deleted = { 4: 0, 6: 0 };
@@ -437,24 +647,27 @@ export class BlockService {
     this.counts[6] -= deleted[6];
   }
 
-  /** The created rules from position `from` up to `to` (exclusive), as the kernel takes them. */
+  /** The created rules from position `from` up to `to` (exclusive), as the kernel takes them (texts made on demand: BlockBatch.rule). */
   private rulesOf(batch: BlockBatch, created: Created, createdAt: string, from: number, to: number): BlockRule[] {
     const rules: BlockRule[] = [];
-    for (let k = from; k < Math.min(to, created.ids.length); k++) {
-      const i = created.index[k]!;
-      const cidr = batch.cidr(i);
-      rules.push({
-        id: created.ids[k]!,
-        cidr: cidr.text,
-        family: cidr.family,
-        prefixLen: cidr.prefixLen,
-        network: cidr.bytes,
-        direction: batch.direction(i),
-        comment: batch.comment(i),
-        createdAt,
-      });
-    }
+    for (let k = from; k < Math.min(to, created.ids.length); k++) rules.push(batch.rule(created.index[k]!, created.ids[k]!, createdAt));
     return rules;
+  }
+
+  /** The created rule at position `k` as a plain object (what add() returns). */
+  private ruleAt(batch: BlockBatch, created: Created, createdAt: string, k: number): BlockRule {
+    const i = created.index[k]!;
+    const cidr = batch.cidr(i);
+    return {
+      id: created.ids[k]!,
+      cidr: cidr.text,
+      family: cidr.family,
+      prefixLen: cidr.prefixLen,
+      network: cidr.bytes,
+      direction: batch.direction(i),
+      comment: batch.comment(i),
+      createdAt,
+    };
   }
 
   /** Deletes the rules `find` names from the kernel, then from the store. */
@@ -537,4 +750,20 @@ export function prefixesContaining(ipText: string): string[] {
     prefixes.push(formatCidr(ip.family, network, len));
   }
   return prefixes;
+}
+
+/** Sends the worker the batch's rows it has not had yet. */
+function feed(stage: Stage, batch: BlockBatch): void {
+  stage.insert.push(stage.fed, batch.part(stage.fed, batch.count));
+  stage.fed = batch.count;
+}
+
+/** Rolls a stage's worker back (a no-op once it has committed) and gives its locks back. */
+async function dropStage(stage: Stage): Promise<void> {
+  Atomics.store(stage.abort, 0, 1);
+  try {
+    await stage.insert.abort();
+  } finally {
+    stage.release();
+  }
 }

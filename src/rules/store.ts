@@ -15,7 +15,7 @@ import { decodeRuleSpec, encodeRuleSpec, type PolicyRow } from '../policy/codec.
 import type { PolicyRule, RuleSpec } from '../policy/model.js';
 import { RuleColumns } from './rule-columns.js';
 import type { BlockBatch } from './block-batch.js';
-import { insertOnWorker, type BulkInsertJob, type BulkInsertProgress, type BulkInsertResult } from './bulk-writer.js';
+import { BulkInsert, insertOnWorker, type BulkInsertJob, type BulkInsertProgress, type BulkInsertResult, type BulkPart } from './bulk-writer.js';
 import { TimeSlicer } from '../event-loop.js';
 
 /** Rows per page when start-up reads every rule. */
@@ -76,6 +76,13 @@ const MIGRATIONS: readonly string[] = [
   `ALTER TABLE block_meta ADD COLUMN origin TEXT;
    CREATE INDEX block_meta_origin ON block_meta (origin)`,
 ];
+
+/** See RuleStore.beginBulkInsert. */
+export interface StoreBulkInsert {
+  push(first: number, part: BulkPart): void;
+  end(room: Record<4 | 6, number>): Promise<BulkInsertResult>;
+  abort(): Promise<void>;
+}
 
 export interface BlockMetaRow {
   cidr: string;
@@ -291,6 +298,32 @@ export class RuleStore {
     } catch (error) {
       throw storeError(error, `cannot store ${batch.count} rules`);
     }
+  }
+
+  /**
+   * A bulk insert on a worker, fed part by part while a body is still being
+   * read (see BulkInsert): the worker's transaction holds the store's write
+   * lock from now until end() or abort(). The caller holds the WriteLock.
+   */
+  beginBulkInsert(job: Omit<BulkInsertJob, 'path' | 'busyTimeoutMs' | 'room'>, progress?: BulkInsertProgress): StoreBulkInsert {
+    const insert = new BulkInsert({ ...job, path: this.path, busyTimeoutMs: BUSY_TIMEOUT_MS }, progress);
+    let rows = 0;
+    return {
+      push: (first, part) => {
+        rows = first + part.families.length;
+        insert.push(first, part);
+      },
+      end: async (room) => {
+        try {
+          const result = await insert.end(room);
+          this.checkpointer?.committed();
+          return result;
+        } catch (error) {
+          throw storeError(error, `cannot store ${rows} rules`);
+        }
+      },
+      abort: () => insert.abort(),
+    };
   }
 
   /** insertIfAbsent without building the rule: its id, or 0 when it existed. */
