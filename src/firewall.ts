@@ -39,6 +39,8 @@ import { DEFAULT_EVENT_SETTINGS, type EventSettings } from './events/settings.js
 
 export interface FirewallOptions {
   objectPath: string;
+  /** Store large plain bulk imports while their body is read (see BlockMetaService.stageBulkImports); default off. */
+  stageBulkImports?: boolean;
   /** SQLite file, or ":memory:". */
   storePath: string;
   /** Where to pin maps; null keeps them unpinned (tests). */
@@ -198,6 +200,7 @@ export class Firewall {
         listPrefixes: (name) => listPrefixes.of(name),
       });
       const blockMeta = new BlockMetaService(store, datapath.maps.policy.blockMeta, datapath.maps.config, (at) => policy.expiresNs(at), () => new Date(clock.wallMs()));
+      blockMeta.stageBulkImports = options.stageBulkImports ?? false;
       // Before the prefixes: a dry-run block never drops.
       await blockMeta.restore(store.blocksWithMeta());
       // Columns, not BlockRule objects: a million rules restore in seconds

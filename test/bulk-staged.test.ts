@@ -2,7 +2,8 @@
 // still being read (BlockService.addMany with staging). Nothing is committed
 // or enforced before every item passed; a late failure leaves no row and no
 // entry; a stalled body or an item with extras gives the lock back and the
-// import continues unstaged. Real file store, real maps.
+// import continues unstaged. Real file store, real maps. Staging is off by
+// default (BlockMetaService.stageBulkImports); these tests turn it on.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,7 +36,7 @@ describe('bulk import stored while its body is read', () => {
   const hostEntries = async () => (await firewall.datapath.maps.srcHostV4.lookupAll()).count;
   beforeAll(async () => {
     ({ firewall } = await Firewall.open(
-      { objectPath: BPF_OBJECT_PATH, storePath: join(state, 'rules.sqlite'), pin: null, capacity: { cidrV4: 4 * size, cidrV6: 100, flows: 1024 }, countersCacheMs: 1 },
+      { objectPath: BPF_OBJECT_PATH, stageBulkImports: true, storePath: join(state, 'rules.sqlite'), pin: null, capacity: { cidrV4: 4 * size, cidrV6: 100, flows: 1024 }, countersCacheMs: 1 },
       quietLog,
     ));
   });
