@@ -116,21 +116,25 @@ enum xw_action {
 	XW_ACTION_RATELIMIT = 4, /* policy rules only: pass under the rate (xw_rl_conf), drop over it */
 };
 
-/* xw_flow_value.cached_verdict: what ingress may skip for this flow. */
+/*
+ * xw_flow_value.cached_verdict, kept for the layout only: the data plane
+ * decides every packet before the flow table, so it neither reads nor
+ * writes a cached verdict any more (entries made by earlier versions may
+ * still hold XW_CACHE_PASS; nothing reads it).
+ */
 enum xw_cache {
-	XW_CACHE_NONE = 0, /* evaluate the rules */
-	XW_CACHE_PASS = 1, /* passed every rule at rules_gen: skip the lookups */
+	XW_CACHE_NONE = 0,
+	XW_CACHE_PASS = 1,
 };
 
 /*
- * Runtime settings the control plane writes, in xw_config[0]. rules_gen
- * counts rule-set changes: the control plane bumps it after every change to
- * the tries, and ingress reads it before its lookups, so a verdict cached
- * under an older generation is never reused. Pinned, so it only grows, even
- * across restarts that adopt the flow table.
+ * Runtime settings the control plane writes, in xw_config[0], after the
+ * rule tables changed. rules_gen is kept for the layout of pinned maps
+ * only: it numbered rule sets for a flow-cached verdict that no longer
+ * exists, and neither side reads or writes it.
  */
 struct xw_config {
-	__u32 rules_gen;
+	__u32 rules_gen;      /* unused (see above) */
 	__u32 features;       /* enum xw_feature bits: stages that are configured */
 	__u32 v4_default[2];  /* DIR-24 slot value of an IPv4 /0 rule, [0] source, [1] destination */
 };
@@ -278,6 +282,8 @@ struct xw_flow_key {
  * Flow value, one per flow shared by all CPUs: counters are atomic adds,
  * the TCP flags an atomic OR of the 32-bit word they share with
  * cached_verdict (so the table's memory does not grow with the CPU count).
+ * cached_verdict and rules_gen are unused, kept so that pinned flow tables
+ * keep their layout across a restart (see enum xw_cache).
  * Times are bpf_ktime_get_coarse_ns(): CLOCK_MONOTONIC as of the last tick
  * (milliseconds are all a flow listing needs, and it costs a third of an
  * established flow's time less than the precise clock); user space converts.
@@ -287,9 +293,9 @@ struct xw_flow_value {
 	__u64 first_seen_ns;
 	__u64 last_seen_ns;
 	__u8 tcp_flags[XW_DIR__MAX]; /* OR of TCP flag bytes seen per direction */
-	__u8 cached_verdict;         /* enum xw_cache, ingress only */
+	__u8 cached_verdict;         /* unused: enum xw_cache */
 	__u8 pad0;
-	__u32 rules_gen;             /* xw_config.rules_gen when cached_verdict was set */
+	__u32 rules_gen;             /* unused */
 };
 
 /*

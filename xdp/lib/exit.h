@@ -112,16 +112,14 @@ static __always_inline int xw_hook_action(enum xw_direction dir,
  * events copy frame bytes through it); dir: the hook's direction, a
  * constant; rule_id: the rule that decided the verdict, or 0 (counted under
  * p->rule_slot when the policy stage set one, else in xw_rule_stats); flow: the packet's xw_flow_find() result (NULL: a new
- * flow, or none looked up because the packet will not be accounted);
- * rules_gen: the generation the verdict was reached under.
+ * flow, or none looked up because the packet will not be accounted).
  */
 static __always_inline int xw_exit(void *ctx, const struct xw_pkt *p,
 				   enum xw_direction dir,
 				   enum xw_verdict verdict,
 				   enum xw_reason reason,
 				   __u32 rule_id,
-				   struct xw_flow_value *flow,
-				   __u32 rules_gen)
+				   struct xw_flow_value *flow)
 {
 	xw_stats_count(p, dir, verdict, reason);
 	if (p->rule_slot)
@@ -129,7 +127,7 @@ static __always_inline int xw_exit(void *ctx, const struct xw_pkt *p,
 	else if (rule_id)
 		xw_rule_count(rule_id, p->len);
 	if (verdict == XW_VERDICT_PASS && xw_reason_has_flow(reason))
-		xw_flow_account(p, dir, flow, rules_gen);
+		xw_flow_account(p, dir, flow);
 	xw_event(ctx, p, dir, verdict, reason, rule_id);
 	return xw_hook_action(dir, verdict);
 }

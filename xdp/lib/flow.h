@@ -67,16 +67,16 @@ static __always_inline __u32 *xw_flow_flags_word(struct xw_flow_value *val)
  * Counts a passed packet in its flow, creating the entry on first sight.
  * val: the caller's xw_flow_find() result, NULL when the flow is new. The
  * entry is shared by all CPUs: counters are atomic adds and the TCP flags
- * an atomic OR; the times and the cached verdict are plain stores (the
- * latest writer wins, which is what they mean). Two CPUs creating the same
- * flow: BPF_NOEXIST makes the second count into the first one's entry.
+ * an atomic OR; the last-seen time is a plain store (the latest writer
+ * wins, which is what it means). Two CPUs creating the same flow:
+ * BPF_NOEXIST makes the second count into the first one's entry.
+ * cached_verdict and rules_gen are neither written nor read (see struct
+ * xw_flow_value).
  */
 static __always_inline void xw_flow_account(const struct xw_pkt *p,
 					    enum xw_direction dir,
-					    struct xw_flow_value *val,
-					    __u32 rules_gen)
+					    struct xw_flow_value *val)
 {
-	bool ingress = dir == XW_DIR_INGRESS;
 	__u64 now = bpf_ktime_get_coarse_ns();
 
 	if (!val) {
@@ -84,8 +84,6 @@ static __always_inline void xw_flow_account(const struct xw_pkt *p,
 		struct xw_flow_value init = {
 			.first_seen_ns = now,
 			.last_seen_ns = now,
-			.cached_verdict = ingress ? XW_CACHE_PASS : XW_CACHE_NONE,
-			.rules_gen = rules_gen,
 		};
 
 		xw_flow_key_of(p, dir, &key);
@@ -105,10 +103,6 @@ static __always_inline void xw_flow_account(const struct xw_pkt *p,
 	if (p->tcp_flags & ~val->tcp_flags[dir])
 		__sync_fetch_and_or(xw_flow_flags_word(val),
 				    (__u32)p->tcp_flags << (8 * dir));
-	if (ingress && (val->cached_verdict != XW_CACHE_PASS || val->rules_gen != rules_gen)) {
-		val->cached_verdict = XW_CACHE_PASS;
-		val->rules_gen = rules_gen;
-	}
 }
 
 #endif /* XW_FLOW_H */
