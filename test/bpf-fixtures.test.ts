@@ -675,6 +675,22 @@ describe('flow accounting across packets', () => {
     expect(count(Direction.egress)).toBe(1n);
   });
 
+  it('a SYN is inserted without a lookup, yet a SYN of an existing flow counts into its entry (retransmit, either way)', async () => {
+    const synFrame = ether(v4(syn));
+    const outSyn = ether(out4(tcp({ sport: 443, dport: 40000, flags: TCP.syn })));
+    expect(run('ingress', synFrame)).toBe(XDP_PASS);
+    expect(run('ingress', synFrame)).toBe(XDP_PASS);
+    expect(run('egress', outSyn)).toBe(TC_ACT_OK);
+    expect(run('ingress', ether(v6(syn)))).toBe(XDP_PASS);
+    expect(run('ingress', ether(v6(syn)))).toBe(XDP_PASS);
+    expect(await flowCount()).toBe(2);
+    const read = readFlow(SYN4)!;
+    expect(read.packets).toEqual([2n, 1n]);
+    expect(read.bytes).toEqual([BigInt(2 * synFrame.length), BigInt(outSyn.length)]);
+    expect(read.tcpFlags).toEqual([TCP.syn, TCP.syn]);
+    expect(readFlow(flow6(40000, 443, IPPROTO.tcp))!.packets).toEqual([2n, 0n]);
+  });
+
   it('a ping and its reply end in one entry, v4 and v6', async () => {
     const reply = ether(out4(icmp({ type: 0, rest: 0x00010001 })));
     expect(run('ingress', ether(v4(ping)))).toBe(XDP_PASS);
