@@ -275,7 +275,7 @@ export class CidrMaps implements RuleEnforcer {
       this.writeConfig();
     } catch (error) {
       // Put back what was taken out (counters of these rules may be lost),
-      // then retire passes cached while the rules were gone.
+      // then write xw_config for the rules that are back.
       const undo = await collectFailures([
         ...deleted.map(([table, { keys, values, count }]) => () => table.updateBatch(keys, values, count)),
         async () => v6Removed && this.v6.apply({ install: v6, replace: [], remove: [] }),
