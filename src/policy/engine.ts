@@ -53,7 +53,7 @@ export class PolicyEngine {
     private readonly options: PolicyEngineOptions,
   ) {
     this.slots = new RuleSlots(
-      { hits: options.slotHits, rateStats: options.rateLimits?.maps.stats },
+      { hits: options.slotHits, rateStats: options.rateLimits?.maps.stats, rateBuckets: options.rateLimits?.maps.ruleBuckets },
       tables.installedSlots([PolTable.ingress, PolTable.egress]),
     );
   }
