@@ -119,7 +119,7 @@ export const Layout = {
   rlKey: { size: 24, ruleId: 0, family: 4, prefixlen: 5, pad: 6, addr: 8 },
   rlKeyV4: { size: 8, ruleId: 0, addr: 4 },
   rlBucket: { size: 56, pktTokens: 0, bitTokens: 8, lastNs: 16, admitted: 24, dropped: 32, windowNs: 40, windowBase: 48 },
-  rlStats: { size: 32, admitted: 0, dropped: 16 }, // struct xw_counter each
+  rlStats: { size: 16, dropped: 0 }, // struct xw_counter
   rlReport: { size: 40, key: 0, timeNs: 24, drops: 32, pad: 36 },
   flowValue: {
     size: 56,

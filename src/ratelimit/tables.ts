@@ -6,7 +6,7 @@
 // counters, active buckets and the most limited sources read back; idle
 // buckets swept. See "rate limits" in xdp/include/xdpwall_abi.h.
 import type { BpfMap } from '@xdpwall/addon';
-import { Layout, RATELIMIT_MAPS, RlPer, cpusOf, encodeRuleId, sumCounters, type Counter } from '../datapath/abi.js';
+import { Layout, MAPS, RATELIMIT_MAPS, RlPer, cpusOf, encodeRuleId, sumCounters, type Counter } from '../datapath/abi.js';
 import { encodeRateConf, type RateConf } from './model.js';
 import type { Bucket } from './reference.js';
 import { TimeSlicer, type Slicer } from '../event-loop.js';
@@ -23,7 +23,10 @@ export interface RateLimitMaps {
   bucketsV4: BpfMap;
   /** xw_rl_buckets: IPv6 source buckets (xw_rl_key). */
   buckets: BpfMap;
+  /** xw_rl_stats: by rule slot, over-limit packets. */
   stats: BpfMap;
+  /** xw_slot_hits: by rule slot, the rules' hits; a ratelimit rule's admitted packets. */
+  hits: BpfMap;
   reports: BpfMap;
   reportBudget: BpfMap;
 }
@@ -35,6 +38,7 @@ export function rateLimitMapsOf(object: { map(name: string): BpfMap }): RateLimi
     bucketsV4: object.map(RATELIMIT_MAPS.bucketsV4),
     buckets: object.map(RATELIMIT_MAPS.buckets),
     stats: object.map(RATELIMIT_MAPS.stats),
+    hits: object.map(MAPS.slotHits),
     reports: object.map(RATELIMIT_MAPS.reports),
     reportBudget: object.map(RATELIMIT_MAPS.reportBudget),
   };
@@ -193,15 +197,20 @@ export class RateLimitTables {
     return this.ruleOf(kernelId)?.conf;
   }
 
-  /** An installed ratelimit rule's counters (zero for one not installed). */
+  /**
+   * An installed ratelimit rule's counters (zero for one not installed):
+   * the exit counts an admitted packet as the rule's hit (xw_slot_hits), an
+   * over-limit one in xw_rl_stats, each once.
+   */
   ruleStats(kernelId: number): RuleLimitStats {
     const rule = this.ruleOf(kernelId);
-    const value = rule ? this.maps.stats.lookup(encodeRuleId(rule.slot)) : null;
-    const cpus = cpusOf(this.maps.stats);
-    if (!value) return { admitted: { packets: 0n, bytes: 0n }, dropped: { packets: 0n, bytes: 0n } };
+    const key = rule ? encodeRuleId(rule.slot) : null;
+    const hits = key && this.maps.hits.lookup(key);
+    const over = key && this.maps.stats.lookup(key);
+    const zero = (): Counter => ({ packets: 0n, bytes: 0n });
     return {
-      admitted: sumCounters(value, 0, this.maps.stats.valueStride, cpus, Layout.rlStats.admitted),
-      dropped: sumCounters(value, 0, this.maps.stats.valueStride, cpus, Layout.rlStats.dropped),
+      admitted: hits ? sumCounters(hits, 0, this.maps.hits.valueStride, cpusOf(this.maps.hits)) : zero(),
+      dropped: over ? sumCounters(over, 0, this.maps.stats.valueStride, cpusOf(this.maps.stats), Layout.rlStats.dropped) : zero(),
     };
   }
 

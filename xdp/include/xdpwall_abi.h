@@ -410,9 +410,13 @@ struct xw_pol_rule {
  * Room for both hooks' full tables plus a full replacement of one.
  *
  * Maps (pinned by name):
- *   xw_slot_hits   PERCPU_ARRAY[XW_POL_SLOTS]  slot -> xw_counter (the rule's hits)
+ *   xw_slot_hits   PERCPU_ARRAY[XW_POL_SLOTS]  slot -> xw_counter (the rule's hits; a
+ *                  ratelimit rule's admitted packets)
  *   xw_rl_rules    ARRAY[XW_POL_SLOTS]  slot -> xw_rl_conf (see "rate limits")
- *   xw_rl_stats    PERCPU_ARRAY[XW_POL_SLOTS]  slot -> xw_rl_stats
+ *   xw_rl_stats    PERCPU_ARRAY[XW_POL_SLOTS]  slot -> xw_rl_stats (a ratelimit rule's
+ *                  over-limit packets: its hits are these plus its xw_slot_hits)
+ *   xw_rl_rule_buckets  ARRAY[XW_POL_SLOTS]  slot -> xw_rl_bucket (see "rate limits")
+ * The exit counts each packet a rule decided once, in one of the two.
  */
 #define XW_POL_SLOTS 16384
 
@@ -537,7 +541,7 @@ struct xw_pol_port_slot {
  *   xw_rl_rule_buckets  ARRAY[XW_POL_SLOTS]  rule slot -> xw_rl_bucket (per-rule or overflow bucket)
  *   xw_rl_buckets_v4    HASH  xw_rl_key_v4 -> xw_rl_bucket (sized by capacity.rateBuckets)
  *   xw_rl_buckets       HASH  xw_rl_key -> xw_rl_bucket, IPv6 sources (sized by capacity.rateBuckets)
- *   xw_rl_stats    PERCPU_ARRAY[XW_POL_SLOTS]  rule slot -> xw_rl_stats
+ *   xw_rl_stats    PERCPU_ARRAY[XW_POL_SLOTS]  rule slot -> xw_rl_stats (over-limit packets; admitted: xw_slot_hits)
  *   xw_rl_reports  RINGBUF  xw_rl_report: sources that crossed a rule's ban threshold
  *   xw_rl_report_budget  ARRAY[1] -> xw_rl_bucket: at most XW_RL_REPORT_RATE reports/s
  */
@@ -598,8 +602,8 @@ struct xw_rl_bucket {
 	__u64 window_base;  /* ban: `dropped` when the window began (its drops: dropped - window_base) */
 };
 
+/* A ratelimit rule's over-limit packets; its admitted ones are its hits in xw_slot_hits. */
 struct xw_rl_stats {
-	struct xw_counter admitted;
 	struct xw_counter dropped;
 };
 

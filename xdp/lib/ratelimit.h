@@ -273,18 +273,6 @@ static __always_inline struct xw_rl_bucket *xw_rl_bucket_in(void *map, const voi
 	return bpf_map_lookup_elem(map, key);
 }
 
-static __always_inline void xw_rl_count(__u32 slot, bool admitted, __u32 bytes)
-{
-	struct xw_rl_stats *s = bpf_map_lookup_elem(&xw_rl_stats, &slot);
-	struct xw_counter *ctr;
-
-	if (!s)
-		return;
-	ctr = admitted ? &s->admitted : &s->dropped;
-	ctr->packets++;
-	ctr->bytes += bytes;
-}
-
 /*
  * A drop of a source with its own bucket, `dropped` its count after this
  * one: counts it in the current window (ban_within_ns; the control plane
@@ -379,7 +367,7 @@ __noinline int xw_ratelimit(const struct xw_pkt *p, __u32 rule_id, __u32 dry)
 	if (!b)
 		return XW_REASON_PASS_RULE;
 	ok = xw_rl_admit(b, c, now, p->len);
-	xw_rl_count(slot, ok, p->len);
+	/* the rule's counters: the exit's (xw_slot_count) */
 	if (own && ok)
 		__sync_fetch_and_add(&b->admitted, 1);
 	else if (own)
