@@ -47,6 +47,7 @@ import {
   statsIndexParts,
   RATELIMIT_MAPS,
   DEFAULT_RL_BUCKETS,
+  DEFAULT_RL_BUCKETS_V6,
   RL_REPORT_RING,
   RlPer,
 } from '../src/datapath/abi.js';
@@ -357,7 +358,7 @@ describe('programs and maps', () => {
     expect(mapDefNumber(mapDef(RATELIMIT_MAPS.stats), 'max_entries')).toBe(POL_SLOTS);
     expect(mapDefNumber(mapDef(RATELIMIT_MAPS.ruleBuckets), 'max_entries')).toBe(POL_SLOTS);
     expect(mapDefNumber(mapDef(RATELIMIT_MAPS.bucketsV4), 'max_entries')).toBe(DEFAULT_RL_BUCKETS);
-    expect(mapDefNumber(mapDef(RATELIMIT_MAPS.buckets), 'max_entries')).toBe(DEFAULT_RL_BUCKETS);
+    expect(mapDefNumber(mapDef(RATELIMIT_MAPS.buckets), 'max_entries')).toBe(DEFAULT_RL_BUCKETS_V6);
     const ring = mapDef(RATELIMIT_MAPS.reports);
     expect(mapDefNumber(ring, 'type')).toBe(27); // BPF_MAP_TYPE_RINGBUF
     expect(mapDefNumber(ring, 'max_entries')).toBe(RL_REPORT_RING);

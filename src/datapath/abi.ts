@@ -339,6 +339,7 @@ export const TEST_CLOCK_MAP = 'xw_test_clock';
 
 export const RL_SCALE = 1_000_000_000n;
 export const DEFAULT_RL_BUCKETS = 1 << 16;
+export const DEFAULT_RL_BUCKETS_V6 = 1 << 14;
 export const RL_CAS_TRIES = 4;
 export const RL_REPORT_RATE = 1000;
 export const RL_REPORT_RING = 1 << 16;

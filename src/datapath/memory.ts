@@ -34,7 +34,7 @@ const SIZED_BY: Record<string, string> = {
   [MAPS.ruleStats]: 'capacity.cidrV4 + capacity.cidrV6',
   [MAPS.flows]: 'capacity.flows',
   [RATELIMIT_MAPS.bucketsV4]: 'capacity.rateBuckets',
-  [RATELIMIT_MAPS.buckets]: 'capacity.rateBuckets',
+  [RATELIMIT_MAPS.buckets]: 'capacity.rateBucketsV6',
   [POLICY_MAPS.blockMeta]: 'capacity.timedBlocks',
   [V6_MAPS.srcLen]: 'capacity.cidrV6',
   [V6_MAPS.dstLen]: 'capacity.cidrV6',

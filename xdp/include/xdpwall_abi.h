@@ -552,7 +552,8 @@ struct xw_pol_port_slot {
  *   xw_rl_report_budget  ARRAY[1] -> xw_rl_bucket: at most XW_RL_REPORT_RATE reports/s
  */
 #define XW_RL_SCALE            1000000000ULL /* tokens per packet or bit */
-#define XW_DEFAULT_RL_BUCKETS  (1u << 16)
+#define XW_DEFAULT_RL_BUCKETS  (1u << 16) /* IPv4 source buckets */
+#define XW_DEFAULT_RL_BUCKETS_V6 (1u << 14) /* IPv6 source buckets: a quarter, to keep the defaults' memory */
 #define XW_RL_CAS_TRIES        4
 #define XW_RL_REPORT_RATE      1000 /* ban reports per second, all rules */
 #define XW_RL_REPORT_RING      (1u << 16) /* bytes */

@@ -39,7 +39,7 @@ struct {
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XW_DEFAULT_RL_BUCKETS);
+	__uint(max_entries, XW_DEFAULT_RL_BUCKETS_V6);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__type(key, struct xw_rl_key);
 	__type(value, struct xw_rl_bucket);
