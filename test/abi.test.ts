@@ -129,6 +129,7 @@ const STRUCTS: Record<keyof typeof Layout, string> = {
   hostV6Key: 'xw_host_v6_key',
   ruleValue: 'xw_rule_value',
   counter: 'xw_counter',
+  hitCache: 'xw_hit_cache',
   statsKey: 'xw_stats_key',
   flowKey: 'xw_flow_key',
   flowValue: 'xw_flow_value',
@@ -263,6 +264,7 @@ describe('programs and maps', () => {
     [MAPS.srcHostV6]: ['xw_host_v6_key', 'xw_rule_value'],
     [MAPS.dstHostV6]: ['xw_host_v6_key', 'xw_rule_value'],
     [MAPS.ruleStats]: ['unsigned int', 'xw_counter'],
+    [MAPS.ruleHitCache]: ['unsigned int', 'xw_hit_cache'], // hitCacheIndex(rule id)
     [MAPS.slotHits]: ['unsigned int', 'xw_counter'], // policy rule slot
     [MAPS.stats]: ['unsigned int', 'xw_counter'], // XW_STATS_INDEX()
     [MAPS.ifslots]: ['unsigned int', 'unsigned int'],

@@ -4,6 +4,7 @@
 // verdicts and rule ids at the /25../31 boundaries, after removals, and
 // after a change that failed halfway (its undo must leave the kernel as it
 // was). Needs root.
+import { readRuleHits } from '../src/datapath/rule-hits.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BpfError, type BpfMap } from '@xdpwall/addon';
 import { CidrMaps } from '../src/datapath/cidr-maps.js';
@@ -60,8 +61,8 @@ function verdictFor(src: string): { action: number; ruleId: number } {
 function ruleHits(): Map<number, bigint> {
   const out = new Map<number, bigint>();
   for (let key = maps.ruleStats.nextKey(null); key; key = maps.ruleStats.nextKey(key)) {
-    const value = maps.ruleStats.lookup(key)!;
-    out.set(key.readUInt32LE(0), sumCounters(value, 0, maps.ruleStats.valueStride, cpusOf(maps.ruleStats)).packets);
+    const id = key.readUInt32LE(0);
+    out.set(id, readRuleHits(maps.ruleStats, maps.ruleHitCache, id).packets);
   }
   return out;
 }

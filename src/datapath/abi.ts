@@ -21,6 +21,7 @@ export const MAPS = {
   dstDir24L2: 'xw_dst_dir24_l2',
   ifslots: 'xw_ifslots',
   ruleStats: 'xw_rule_stats',
+  ruleHitCache: 'xw_rule_hit_cache',
   slotHits: 'xw_slot_hits',
   stats: 'xw_stats',
   flows: 'xw_flows',
@@ -73,6 +74,14 @@ export const STATS_IFSLOTS = 64;
 export const STATS_REASONS = 32;
 export const IFSLOT_IFINDEX_MAX = 1 << 16;
 export const STATS_ENTRIES = STATS_IFSLOTS * 2 * 2 * STATS_REASONS;
+/** The block hit cache in front of xw_rule_stats (XW_HIT_CACHE_*; see rule-hits.ts). */
+export const HIT_CACHE_BITS = 10;
+export const HIT_CACHE_SLOTS = 1 << HIT_CACHE_BITS;
+export const HIT_CACHE_SCORE_NEW = 8;
+export const HIT_CACHE_SCORE_MAX = 64;
+/** XW_HIT_CACHE_INDEX(rule_id): the cache element a rule's hits may sit in, on each CPU. */
+export const hitCacheIndex = (ruleId: number): number => Math.imul(ruleId, 0x9e3779b1) >>> (32 - HIT_CACHE_BITS);
+
 /** Second-level DIR-24 blocks per direction at the default layout. */
 export const DEFAULT_DIR24_BLOCKS = 4096;
 
@@ -102,6 +111,7 @@ export const Layout = {
   hostV6Key: { size: 16, addr: 0 },
   ruleValue: { size: 8, ruleId: 0, action: 4, flags: 5, pad: 6 },
   counter: { size: 16, packets: 0, bytes: 8 },
+  hitCache: { size: 24, ruleId: 0, score: 4, hits: 8 }, // hits: struct xw_counter
   statsKey: { size: 8, ifindex: 0, direction: 4, verdict: 5, reason: 6 },
   flowKey: { size: 44, src: 0, dst: 16, sport: 32, dport: 34, ifindex: 36, proto: 40, family: 41, pad: 42 },
   config: { size: 16, rulesGen: 0, features: 4, v4Default: 8 }, // v4Default: __u32[2], source then destination

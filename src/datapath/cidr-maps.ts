@@ -31,7 +31,8 @@ import type { BlockDirection, BlockRule } from '../rules/model.js';
 import { CapacityError, DatapathError, collectFailures, withUndoFailures } from '../errors.js';
 import { ADDRESS_BYTES, RuleColumns } from '../rules/rule-columns.js';
 import { WriteLock } from '../rules/write-lock.js';
-import { dropStaleIds, packRows, planRows, syncPacked, type PackedRules } from './reconcile.js';
+import { dropStaleIds, sortedHas, packRows, planRows, syncPacked, type PackedRules } from './reconcile.js';
+import { purgeHitCache, readRuleHits } from './rule-hits.js';
 import { TimeSlicer, type Slicer } from '../event-loop.js';
 import { V6Lengths, type V6Prefix } from './v6-lengths.js';
 
@@ -288,9 +289,7 @@ export class CidrMaps implements RuleEnforcer {
 
   /** Packets and bytes dropped by one rule, summed over CPUs (zero before its first hit). */
   hits(ruleId: number): Counter {
-    const { ruleStats } = this.maps;
-    const value = ruleStats.lookup(encodeRuleId(ruleId));
-    return value ? sumCounters(value, 0, ruleStats.valueStride, cpusOf(ruleStats)) : { packets: 0n, bytes: 0n };
+    return readRuleHits(this.maps.ruleStats, this.maps.ruleHitCache, ruleId);
   }
 
   /**
@@ -328,7 +327,7 @@ export class CidrMaps implements RuleEnforcer {
       }
       await this.writeSlots(slots);
       report.added += plan.dir24Only;
-      await dropStaleCounters(this.maps.ruleStats, rules.sortedIds());
+      await dropStaleCounters(this.maps.ruleStats, this.maps.ruleHitCache, rules.sortedIds());
       this.kinds.clear();
       for (let i = 0; i < rules.count; i++) this.countKind(rules.families[i] as 4 | 6, rules.direction(i), +1);
       this.bumpRulesGen();
@@ -472,10 +471,12 @@ async function syncTable(table: BpfMap, wanted: PackedRules, report: ReconcileRe
 
 /**
  * Deletes counters of rules that no longer exist (removed while the daemon
- * was down); `ruleIds` ascending. Policy rules' counters are src/policy's.
+ * was down), in the hash and the hit cache; `ruleIds` ascending. Policy
+ * rules' counters are src/policy's.
  */
-async function dropStaleCounters(ruleStats: BpfMap, ruleIds: Uint32Array): Promise<void> {
+async function dropStaleCounters(ruleStats: BpfMap, ruleHitCache: BpfMap, ruleIds: Uint32Array): Promise<void> {
   await dropStaleIds(ruleStats, ruleIds, POLICY_RULE_ID_BASE);
+  purgeHitCache(ruleHitCache, (id) => id >= POLICY_RULE_ID_BASE || sortedHas(ruleIds, id));
 }
 
 /** Rules handed to DIR-24 per changeDir24 call at start-up. */

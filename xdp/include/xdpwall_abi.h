@@ -34,6 +34,7 @@
  *             xw_src_dir24, xw_dst_dir24      ARRAY[2^23]  __u32 pair -> __u64 (two slots)
  *             xw_src_dir24_l2, xw_dst_dir24_l2  ARRAY[blocks x 128]  -> __u64 (two slots)
  *             xw_rule_stats          PERCPU_HASH  __u32 rule_id -> xw_counter (blocks, lists)
+ *             xw_rule_hit_cache      PERCPU_ARRAY[XW_HIT_CACHE_SLOTS]  -> xw_hit_cache ("block hit cache")
  *             xw_slot_hits           PERCPU_ARRAY  policy rule slot -> xw_counter ("rule slots")
  *             xw_stats               PERCPU_ARRAY xw_stats_index() -> xw_counter
  *             xw_ifslots             ARRAY[2^16]  __u32 ifindex -> __u32 interface slot
@@ -236,6 +237,40 @@ struct xw_rule_value {
 struct xw_counter {
 	__u64 packets;
 	__u64 bytes;
+};
+
+/*
+ * ---------------------------------------------------------- block hit cache
+ * Blocks' and lists' hits live in xw_rule_stats (per-CPU hash by rule id,
+ * entry made on a rule's first hit), behind a small per-CPU direct-mapped
+ * write-back cache: element XW_HIT_CACHE_INDEX(rule_id) of
+ * xw_rule_hit_cache, on each CPU, may hold hits of that rule not yet added
+ * to the hash. A rule's hits = its xw_rule_stats entry (summed over CPUs)
+ * + every CPU's cache element at its index whose rule_id is the rule's
+ * (only while the hash entry exists: the data plane tags an element only
+ * after making the rule's hash entry, and a deleted rule's element is
+ * dropped, never added, when it is evicted).
+ *
+ * A packet of the element's rule: two increments (and the score). Another
+ * rule's packet counts into the hash (as without the cache) and lowers the
+ * score; at 0 the element is evicted: its hits are added to this CPU's
+ * hash entry of its rule, and the new rule takes it with XW_HIT_CACHE_SCORE_NEW.
+ * So a rule that keeps hitting keeps its element, and a flood spread over
+ * many blocks pays one hash probe per packet plus an eviction every
+ * XW_HIT_CACHE_SCORE_NEW packets per element, not one per packet.
+ * Pinned with xw_rule_stats: hits survive a restart.
+ */
+#define XW_HIT_CACHE_BITS      10
+#define XW_HIT_CACHE_SLOTS     (1u << XW_HIT_CACHE_BITS)
+/* Fibonacci hashing: consecutive ids (AUTOINCREMENT) land far apart. */
+#define XW_HIT_CACHE_INDEX(id) (((__u32)(id) * 0x9e3779b1u) >> (32 - XW_HIT_CACHE_BITS))
+#define XW_HIT_CACHE_SCORE_NEW 8
+#define XW_HIT_CACHE_SCORE_MAX 64
+
+struct xw_hit_cache {
+	__u32 rule_id;           /* 0: empty */
+	__u32 score;             /* eviction credit, XW_HIT_CACHE_SCORE_* */
+	struct xw_counter hits;  /* this CPU's hits of rule_id not yet in xw_rule_stats */
 };
 
 /*
