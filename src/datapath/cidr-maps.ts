@@ -218,7 +218,10 @@ export class CidrMaps implements RuleEnforcer {
       await this.v6.apply({ install: diff.install.filter(inV6Flat), replace: diff.replace.filter((r) => inV6Flat(r.to)), remove: diff.remove.filter(inV6Flat) });
       await this.writeSlots(await this.changeDir24(diff.remove.filter(inDir24), 'remove', [], slicer));
       const gone = diff.replace.filter((r) => r.from.id < LIST_RULE_ID_BASE && r.from.id !== r.to.id).map((r) => r.from);
-      if (gone.length > 0) await this.maps.ruleStats.deleteBatch(Buffer.concat(gone.map((r) => encodeRuleId(r.id))), gone.length);
+      if (gone.length > 0) {
+        await this.maps.ruleStats.deleteBatch(Buffer.concat(gone.map((r) => encodeRuleId(r.id))), gone.length);
+        this.dropCachedHits(gone);
+      }
       this.countKinds(diff.install, +1);
       this.countKinds(diff.remove, -1);
       this.bumpRulesGen();
@@ -272,6 +275,7 @@ export class CidrMaps implements RuleEnforcer {
       await this.writeSlots(await this.changeDir24(rules.filter(inDir24), 'remove', unindexed, slicer));
       const counters = Buffer.concat(rules.map((r) => encodeRuleId(r.id)));
       await this.maps.ruleStats.deleteBatch(counters, rules.length);
+      this.dropCachedHits(rules);
       this.countKinds(rules, -1);
       this.bumpRulesGen();
     } catch (error) {
@@ -285,6 +289,15 @@ export class CidrMaps implements RuleEnforcer {
       ]);
       throw withUndoFailures(kernelError(error, `cannot remove ${plural(rules.length)}`), undo);
     }
+  }
+
+  /**
+   * Empties the hit-cache elements of deleted rules (their hash entries
+   * are gone already), so an id given out again never counts into them.
+   */
+  private dropCachedHits(rules: readonly { id: number }[]): void {
+    const gone = new Set(rules.map((r) => r.id));
+    purgeHitCache(this.maps.ruleHitCache, (id) => !gone.has(id));
   }
 
   /** Packets and bytes dropped by one rule, summed over CPUs (zero before its first hit). */

@@ -62,12 +62,14 @@ export function readRuleHits(stats: BpfMap, cache: BpfMap, ruleId: number): Coun
 }
 
 /**
- * Empties the cache elements that name a rule `keep` rejects (rules deleted
- * while the daemon was down, whose hash entries start-up drops), so an id
- * handed out again can never count into an old element. Run at start-up
- * only: the write replaces the element on every CPU, so a packet another CPU
- * counts into the same element between the read and the write (of a live
- * rule sharing the index) is lost. Returns how many CPU elements it emptied.
+ * Empties the cache elements that name a rule `keep` rejects (deleted
+ * rules, after their hash entries), so an id handed out again can never
+ * count into an old element. Only elements naming such a rule are written;
+ * a write replaces the element on every CPU, so a packet that another CPU
+ * counts into the same index between the read and the write (a live rule
+ * sharing the index, at most XW_HIT_CACHE_SLOTS elements per delete) is
+ * lost: the price of purging without a data-plane round trip. Returns how
+ * many CPU elements it emptied.
  */
 export function purgeHitCache(cache: BpfMap, keep: (ruleId: number) => boolean): number {
   const cpus = cpusOf(cache);
