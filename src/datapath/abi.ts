@@ -102,7 +102,7 @@ export const Action = { deny: 1, allow: 2, log: 3, ratelimit: 4 } as const;
 export const Cache = { none: 0, pass: 1 } as const;
 export const RuleFlags = { dryRun: 1 << 0, ifaceDefault: 1 << 1 } as const;
 /** enum xw_feature: bits of xw_config.features. */
-export const Feature = { srcV4: 1 << 0, dstV4: 1 << 1, srcV6: 1 << 2, dstV6: 1 << 3, blockMeta: 1 << 4, events: 1 << 16 } as const;
+export const Feature = { srcV4: 1 << 0, dstV4: 1 << 1, srcV6: 1 << 2, dstV6: 1 << 3, blockMeta: 1 << 4, v4HostFilter: 1 << 5, events: 1 << 16 } as const;
 
 /** Sizes and field offsets of the ABI structs, in bytes. */
 export const Layout = {
@@ -381,6 +381,9 @@ export function v6HostBit(a: number, b: number, c: number, d: number): number {
   const cd = Math.imul((c ^ Math.imul(d, 0xc2b2ae35)) >>> 0, 0x27d4eb2f);
   return Math.imul((a ^ Math.imul((b ^ cd) >>> 0, 0x85ebca6b)) >>> 0, 0x9e3779b1) >>> (32 - V6_FILTER_BITS);
 }
+
+/** The filter bit of an IPv4 host route (XW_FEATURE_V4_HOST_FILTER; `host`: the address as a u32, host order). */
+export const v4HostBit = (host: number): number => Math.imul((host ^ (host >>> 16)) >>> 0, 0x7feb352d) >>> (32 - V6_FILTER_BITS);
 
 /** Prefixes kept in a /64's entry, lengths listed per step (a /64's, those below /64); more ask the trie. */
 export const V6_PROBES = 8;

@@ -34,7 +34,7 @@ import { WriteLock } from '../rules/write-lock.js';
 import { dropStaleIds, sortedHas, packRows, planRows, syncPacked, type PackedRules } from './reconcile.js';
 import { purgeHitCache, readRuleHits } from './rule-hits.js';
 import { TimeSlicer, type Slicer } from '../event-loop.js';
-import { V6Lengths, type V6Prefix } from './v6-lengths.js';
+import { V6Lengths, type V4Host, type V6Prefix } from './v6-lengths.js';
 
 /** A rule as the kernel's block tables hold it: blocks deny; list entries may allow (src/lists). */
 export type KernelRule = BlockRule & { allow?: boolean };
@@ -68,6 +68,10 @@ const inDir24 = (rule: BlockRule): boolean => rule.family === 4 && !isHostRoute(
 
 /** IPv6 rules: the flat IPv6 tables hold the network prefixes too, and filter bits of all (v6-lengths.ts). */
 const inV6Flat = (rule: BlockRule): boolean => rule.family === 6;
+const isV4Host = (rule: BlockRule): boolean => rule.family === 4 && rule.prefixLen === 32;
+/** The IPv4 host routes among `rules`, for the shared filter. */
+const v4HostsOf = (rules: readonly BlockRule[]): V4Host[] =>
+  rules.filter(isV4Host).map((r) => ({ host: Buffer.from(r.network.buffer, r.network.byteOffset, 4).readUInt32BE(0), direction: r.direction }));
 
 /** Rules that need a trie or hash entry (all but IPv4 prefixes up to /24). */
 const hasTableEntry = (rule: BlockRule): boolean => !(inDir24(rule) && Dir24Index.holds(rule.prefixLen));
@@ -216,6 +220,7 @@ export class CidrMaps implements RuleEnforcer {
         await table.deleteBatch(packed.keys, packed.count);
       }
       await this.v6.apply({ install: diff.install.filter(inV6Flat), replace: diff.replace.filter((r) => inV6Flat(r.to)), remove: diff.remove.filter(inV6Flat) });
+      await this.v6.applyV4Hosts(v4HostsOf(diff.install), v4HostsOf(diff.remove));
       await this.writeSlots(await this.changeDir24(diff.remove.filter(inDir24), 'remove', [], slicer));
       const gone = diff.replace.filter((r) => r.from.id < LIST_RULE_ID_BASE && r.from.id !== r.to.id).map((r) => r.from);
       if (gone.length > 0) {
@@ -235,6 +240,8 @@ export class CidrMaps implements RuleEnforcer {
     const slicer = this.slicer();
     const written: Array<[BpfMap, PackedRules]> = [];
     const indexed: BlockRule[] = [];
+    const hosts = v4HostsOf(rules);
+    let hostsAdded = false;
     try {
       for (const [table, group] of this.groupByTable(rules.filter(hasTableEntry))) {
         const packed = pack(group);
@@ -244,12 +251,15 @@ export class CidrMaps implements RuleEnforcer {
       const slots = await this.changeDir24(rules.filter(inDir24), 'add', indexed, slicer);
       await this.writeSlots(slots);
       await this.v6.apply({ install: rules.filter(inV6Flat), replace: [], remove: [] });
+      await this.v6.applyV4Hosts(hosts, []);
+      hostsAdded = true;
       this.countKinds(rules, +1);
       this.bumpRulesGen();
     } catch (error) {
       // These rules are new, so taking every entry out again restores the kernel.
       const undo = await collectFailures([
         ...written.map(([table, { keys, count }]) => () => table.deleteBatch(keys, count)),
+        async () => hostsAdded && this.v6.applyV4Hosts([], hosts),
         async () => this.writeSlots(await this.changeDir24(indexed.reverse(), 'remove', [], slicer)),
         async () => this.bumpRulesGen(),
       ]);
@@ -263,7 +273,9 @@ export class CidrMaps implements RuleEnforcer {
     const deleted: Array<[BpfMap, PackedRules]> = [];
     const unindexed: BlockRule[] = [];
     const v6 = rules.filter(inV6Flat);
+    const hosts = v4HostsOf(rules);
     let v6Removed = false;
+    let hostsRemoved = false;
     try {
       for (const [table, group] of this.groupByTable(rules.filter(hasTableEntry))) {
         const packed = pack(group);
@@ -272,6 +284,8 @@ export class CidrMaps implements RuleEnforcer {
       }
       await this.v6.apply({ install: [], replace: [], remove: v6 });
       v6Removed = true;
+      await this.v6.applyV4Hosts([], hosts);
+      hostsRemoved = true;
       await this.writeSlots(await this.changeDir24(rules.filter(inDir24), 'remove', unindexed, slicer));
       const counters = Buffer.concat(rules.map((r) => encodeRuleId(r.id)));
       await this.maps.ruleStats.deleteBatch(counters, rules.length);
@@ -284,6 +298,7 @@ export class CidrMaps implements RuleEnforcer {
       const undo = await collectFailures([
         ...deleted.map(([table, { keys, values, count }]) => () => table.updateBatch(keys, values, count)),
         async () => v6Removed && this.v6.apply({ install: v6, replace: [], remove: [] }),
+        async () => hostsRemoved && this.v6.applyV4Hosts(hosts, []),
         async () => this.writeSlots(await this.changeDir24(unindexed.reverse(), 'add', [], slicer)),
         async () => this.bumpRulesGen(),
       ]);
@@ -326,7 +341,7 @@ export class CidrMaps implements RuleEnforcer {
         const wanted = group ? packRows(rules, group.rows, group.hostKey, table.keySize) : pack([]);
         await syncTable(table, wanted, report);
       }
-      await this.v6.reconcile(v6Prefixes(rules));
+      await this.v6.reconcile(v6Prefixes(rules), v4Hosts(rules));
       this.dir24 = this.emptyDir24();
       // In chunks of short-lived rules, so the index code stays the one installMany uses.
       const slots = new Map<BlockDirection, SlotSet>();
@@ -425,7 +440,8 @@ export class CidrMaps implements RuleEnforcer {
     const value = config.lookup(slot) ?? Buffer.alloc(Layout.config.size);
     value.writeUInt32LE((value.readUInt32LE(Layout.config.rulesGen) + 1) >>> 0, Layout.config.rulesGen);
     // Bits of other stages (Feature.events, set while someone listens) stay as they are.
-    let features = value.readUInt32LE(Layout.config.features) & ~RULE_FEATURES;
+    // The filter holds every IPv4 host route this class wrote (v4HostsOf), so the data plane may use it.
+    let features = (value.readUInt32LE(Layout.config.features) & ~RULE_FEATURES) | Feature.v4HostFilter;
     for (const [feature, count] of this.kinds) if (count > 0) features |= feature;
     value.writeUInt32LE(features, Layout.config.features);
     value.writeUInt32LE(this.dir24.src.defaultValue(), Layout.config.v4Default);
@@ -519,6 +535,14 @@ function* v6Prefixes(rules: RuleColumns): Generator<V6Prefix> {
       id: rules.ids[i]!, prefixLen: rules.prefixLens[i]!, network: rules.networks.subarray(start, start + 16),
       direction: rules.direction(i), ...(rules.allows[i] && { allow: true }),
     };
+  }
+}
+
+/** The IPv4 host routes among the columns, for the filter. */
+function* v4Hosts(rules: RuleColumns): Generator<V4Host> {
+  for (let i = 0; i < rules.count; i++) {
+    if (rules.families[i] !== 4 || rules.prefixLens[i] !== 32) continue;
+    yield { host: rules.networks.readUInt32BE(i * ADDRESS_BYTES), direction: rules.direction(i) };
   }
 }
 

@@ -156,6 +156,13 @@ enum xw_feature {
 	 */
 	XW_FEATURE_BLOCK_META = 1u << 4,
 	/*
+	 * xw_v6_filter also holds a bit per IPv4 host route (hash below, "IPv6
+	 * prefixes by length"), so an IPv4 address no /32 can match skips the
+	 * host hash probe. Set by the control plane that keeps the bits; clear
+	 * (tables written by hand, as tests do): every IPv4 lookup probes.
+	 */
+	XW_FEATURE_V4_HOST_FILTER = 1u << 5,
+	/*
 	 * Observation, from bit 16 up (filtering stages take the low bits):
 	 * sampled events are emitted only while the control plane has a
 	 * consumer attached (an SSE or pcap client), see "events" below.
@@ -728,6 +735,10 @@ struct xw_event {
  * XW_V6_FILTER_BITS bits kept:
  *   net:  (a ^ b * 0x85ebca6b) * 0x9e3779b1
  *   host: (a ^ (b ^ (c ^ d * 0xc2b2ae35) * 0x27d4eb2f) * 0x85ebca6b) * 0x9e3779b1
+ * The same filter holds IPv4 host routes (/32) with XW_FEATURE_V4_HOST_FILTER,
+ * address a (host order): (a ^ a >> 16) * 0x7feb352d. One
+ * filter for both families: no memory of its own, and IPv4 and IPv6 bits
+ * share its 4 Mi bits per direction.
  *
  * Maps:
  *   xw_src_v6_len, xw_dst_v6_len  HASH  xw_lpm_v6_key -> xw_rule_value (capacity.cidrV6)
