@@ -5,7 +5,12 @@
 import { BpfObject } from '@xdpwall/addon';
 import { Datapath } from '../src/datapath/datapath.js';
 import { CidrMaps } from '../src/datapath/cidr-maps.js';
-import { ether, ipv4, ipv6, udp } from '../test/lib/packets.js';
+import { ether, ipv4, ipv6, tcp, udp } from '../test/lib/packets.js';
+import { PolTable } from '../src/datapath/abi.js';
+import { compileTable } from '../src/policy/compile.js';
+import { PolicyTables } from '../src/policy/tables.js';
+import { DEFAULT_FAILSAFE, failsafeRules } from '../src/policy/failsafe.js';
+import { portRules } from '../bench/suites/rules-ladder.js';
 import { buildBenchPrograms, requireObject } from '../bench/lib/bpf.js';
 import { BENCH_CPU, pinProcess } from '../bench/lib/cpu.js';
 import { Prng } from '../bench/lib/prng.js';
@@ -28,6 +33,8 @@ const nV6 = Math.min(nV4, 256_000);
 const rounds = opt('rounds', 9);
 const repeat = opt('repeat', 1_000_000);
 const hold = opt('hold', 0);
+const withRules = args.includes('--rules');
+if (withRules) args.splice(args.indexOf('--rules'), 1);
 const objects = args.map((a) => a.split('=') as [string, string]);
 const quiet = { info: () => {}, warn: () => {} };
 
@@ -52,7 +59,9 @@ const frames = {
   'deny v6': f6(formatV6(v6AddressIn(v6, 0, prng))),
   'deny v6 host': f6(formatV6(v6AddressIn(v6, 1, prng))),
   'established v4': f4(u32ToIpv4(v4Uncovered(v4, prng)), 40001),
-};
+} as Record<string, Buffer>;
+// --rules: the rule ladder's setting (1,000 TCP port drop rules, the default failsafe list) and its denied frame.
+if (withRules) frames['deny v4 tcp, rules+failsafe'] = ether(ipv4({ src: u32ToIpv4(v4AddressIn(v4, 0, new Prng(3))), dst: '198.19.255.2' }, tcp({ sport: 40002, dport: 10_000, flags: 0x02 })));
 
 const loaded: Array<{ name: string; dp: Datapath }> = [];
 for (const [name, path] of objects) {
@@ -62,7 +71,12 @@ for (const [name, path] of objects) {
   await t.installMany(v4Rules(v4, 0, nV4, 1));
   await t.installMany(v6Rules(v6, 0, nV6, 2_000_001));
   console.error(`${name}: loaded in ${((performance.now() - s) / 1000).toFixed(1)} s`);
-  dp.ingress.testRunSync({ data: frames['established v4'], dataSizeOut: 0 });
+  dp.ingress.testRunSync({ data: frames['established v4']!, dataSizeOut: 0 });
+  if (withRules) {
+    const tables = await PolicyTables.open(dp.maps.policy);
+    await tables.apply(PolTable.ingress, compileTable(portRules(1000)));
+    await tables.apply(PolTable.failsafe, compileTable(failsafeRules(DEFAULT_FAILSAFE)));
+  }
   loaded.push({ name, dp });
   if (name === 'filter') {
     for (const [kind, data] of Object.entries(frames)) {
@@ -95,7 +109,7 @@ const timed = (call: () => { durationNs: number }): number => call().durationNs;
 const samples = new Map<string, number[]>();
 const rec = (k: string, ns: number) => samples.set(k, [...(samples.get(k) ?? []), ns]);
 for (let r = 0; r < rounds; r++) {
-  rec('bare', timed(() => bare.testRunSync({ data: frames['deny v4'], repeat, dataSizeOut: 0 })));
+  rec('bare', timed(() => bare.testRunSync({ data: frames['deny v4']!, repeat, dataSizeOut: 0 })));
   for (const { name, dp } of loaded) {
     for (const [kind, data] of Object.entries(frames)) {
       let retval = 0;
@@ -119,7 +133,7 @@ if (hold > 0) {
   for (const { name, dp } of loaded) {
     console.error(`holding ${name} deny v4 for ${hold} s (pid ${process.pid})`);
     const end = Date.now() + hold * 1000;
-    while (Date.now() < end) dp.ingress.testRunSync({ data: frames['deny v4'], repeat, dataSizeOut: 0 });
+    while (Date.now() < end) dp.ingress.testRunSync({ data: frames['deny v4']!, repeat, dataSizeOut: 0 });
   }
 }
 for (const { dp } of loaded) await dp.close();

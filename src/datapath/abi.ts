@@ -122,6 +122,7 @@ export const Layout = {
   polAddrKey: { size: 24, prefixlen: 0, table: 4, buf: 5, field: 6, family: 7, addr: 8 },
   polPortSlot: { size: 8, interval: 0 },
   blockMeta: { size: 16, expiresNs: 0, flags: 8, pad: 9 },
+  failsafeQuick: { size: 16, dports: 0, portsOnly: 8, pad: 12 },
   rlConf: {
     size: 64, pps: 0, bps: 8, pktCap: 16, bitCap: 24, pktFillNs: 32, bitFillNs: 40, banWithinNs: 48,
     banAfter: 56, per: 60, prefixV4: 61, prefixV6: 62, pad: 63,
@@ -275,6 +276,7 @@ export const POLICY_MAPS = {
   sync: 'xw_pol_sync',
   blockMeta: 'xw_block_meta',
   arrayBitmaps: 'xw_pol_bm',
+  failsafeQuick: 'xw_failsafe_quick',
 } as const;
 export const BLOCK_META_ENTRIES = 1 << 16;
 export const POLICY_SYNC_INNER = 'xw_pol_sync_inner';

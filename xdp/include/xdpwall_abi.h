@@ -414,6 +414,26 @@ enum xw_pol_flags {
 	XW_POL_F_DPORT_ALL = 1u << 1,
 };
 
+/*
+ * The failsafe quick check (xw_failsafe_quick, ARRAY[1], pinned with the
+ * failsafe tables; a map made fresh reads zeros: "no quick answer, classify").
+ * With ports_only set, a TCP or
+ * UDP packet whose upper layer was parsed can match a failsafe entry only if
+ * bit (destination port & 63) of dports is set: every entry of the active
+ * failsafe table that can match TCP or UDP names destination ports (the
+ * table's XW_POL_F_DPORT_ALL, or an empty table), and dports has the bit of
+ * each port they cover. A packet about to drop then skips the failsafe
+ * classification for one array element already in cache. The control plane
+ * widens it (AND of ports_only, OR of dports) before flipping the failsafe
+ * table and narrows it once no packet sees the old table, so it always
+ * covers the table packets use.
+ */
+struct xw_failsafe_quick {
+	__u64 dports;    /* bit (port & 63) of every destination port an entry covers */
+	__u32 ports_only; /* 1: the rule above holds; 0: classify every packet */
+	__u32 pad;
+};
+
 struct xw_pol_meta {
 	__u32 words;          /* 64-bit words of the bitmaps in use: ceil(rules / 64) */
 	__u32 fields;         /* bit per enum xw_pol_field that some rule constrains */
