@@ -71,7 +71,10 @@ const inV6Flat = (rule: BlockRule): boolean => rule.family === 6;
 const isV4Host = (rule: BlockRule): boolean => rule.family === 4 && rule.prefixLen === 32;
 /** The IPv4 host routes among `rules`, for the shared filter. */
 const v4HostsOf = (rules: readonly BlockRule[]): V4Host[] =>
-  rules.filter(isV4Host).map((r) => ({ host: Buffer.from(r.network.buffer, r.network.byteOffset, 4).readUInt32BE(0), direction: r.direction }));
+  rules.filter(isV4Host).map((r) => {
+    const n = r.network; // read once: a list entry makes a new buffer per read
+    return { host: ((n[0]! << 24) | (n[1]! << 16) | (n[2]! << 8) | n[3]!) >>> 0, direction: r.direction };
+  });
 
 /** Rules that need a trie or hash entry (all but IPv4 prefixes up to /24). */
 const hasTableEntry = (rule: BlockRule): boolean => !(inDir24(rule) && Dir24Index.holds(rule.prefixLen));
