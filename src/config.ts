@@ -38,7 +38,7 @@ export interface Config {
   instance: string;
   bpffsRoot: string;
   /**
-   * rateBuckets: rate-limit source buckets (xw_rl_buckets); default DEFAULT_RL_BUCKETS.
+   * rateBuckets: rate-limit source buckets per family (xw_rl_buckets_v4, xw_rl_buckets); default DEFAULT_RL_BUCKETS.
    * timedBlocks: blocks with a ttl, a dry run or an origin's expiry in force at once (xw_block_meta);
    * default BLOCK_META_ENTRIES. A CrowdSec feed of 100k decisions needs more than the default.
    */

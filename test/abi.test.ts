@@ -46,7 +46,6 @@ import {
   statsIndex,
   statsIndexParts,
   RATELIMIT_MAPS,
-  RL_RULE_ENTRIES,
   DEFAULT_RL_BUCKETS,
   RL_REPORT_RING,
   RlPer,
@@ -144,6 +143,7 @@ const STRUCTS: Record<keyof typeof Layout, string> = {
   failsafeQuick: 'xw_failsafe_quick',
   rlConf: 'xw_rl_conf',
   rlKey: 'xw_rl_key',
+  rlKeyV4: 'xw_rl_key_v4',
   rlBucket: 'xw_rl_bucket',
   rlStats: 'xw_rl_stats',
   rlReport: 'xw_rl_report',
@@ -282,7 +282,8 @@ describe('programs and maps', () => {
     [POLICY_MAPS.arrayBitmaps]: ['unsigned int', 'xw_pol_bitmap'],
     [POLICY_MAPS.failsafeQuick]: ['unsigned int', 'xw_failsafe_quick'],
     [RATELIMIT_MAPS.rules]: ['unsigned int', 'xw_rl_conf'],
-    [RATELIMIT_MAPS.shared]: ['unsigned int', 'xw_rl_bucket'],
+    [RATELIMIT_MAPS.ruleBuckets]: ['unsigned int', 'xw_rl_bucket'],
+    [RATELIMIT_MAPS.bucketsV4]: ['xw_rl_key_v4', 'xw_rl_bucket'],
     [RATELIMIT_MAPS.buckets]: ['xw_rl_key', 'xw_rl_bucket'],
     [RATELIMIT_MAPS.stats]: ['unsigned int', 'xw_rl_stats'],
     [RATELIMIT_MAPS.reportBudget]: ['unsigned int', 'xw_rl_bucket'],
@@ -358,7 +359,8 @@ describe('programs and maps', () => {
   it('rate-limit capacities agree; the report ring is a pinned ring buffer', () => {
     expect(mapDefNumber(mapDef(RATELIMIT_MAPS.rules), 'max_entries')).toBe(POL_SLOTS);
     expect(mapDefNumber(mapDef(RATELIMIT_MAPS.stats), 'max_entries')).toBe(POL_SLOTS);
-    expect(mapDefNumber(mapDef(RATELIMIT_MAPS.shared), 'max_entries')).toBe(RL_RULE_ENTRIES);
+    expect(mapDefNumber(mapDef(RATELIMIT_MAPS.ruleBuckets), 'max_entries')).toBe(POL_SLOTS);
+    expect(mapDefNumber(mapDef(RATELIMIT_MAPS.bucketsV4), 'max_entries')).toBe(DEFAULT_RL_BUCKETS);
     expect(mapDefNumber(mapDef(RATELIMIT_MAPS.buckets), 'max_entries')).toBe(DEFAULT_RL_BUCKETS);
     const ring = mapDef(RATELIMIT_MAPS.reports);
     expect(mapDefNumber(ring, 'type')).toBe(27); // BPF_MAP_TYPE_RINGBUF

@@ -58,6 +58,8 @@ describe('kernel memory per map', () => {
     expect(row({ ...CAPACITY, timedBlocks: 200_000 }, 'xw_block_meta').entries).toBe(200_000);
     expect(row(CAPACITY, 'xw_rl_buckets')).toMatchObject({ entries: DEFAULT_RL_BUCKETS, sizedBy: 'capacity.rateBuckets' });
     expect(row({ ...CAPACITY, rateBuckets: 1000 }, 'xw_rl_buckets').entries).toBe(1000);
+    expect(row(CAPACITY, 'xw_rl_buckets_v4')).toMatchObject({ entries: DEFAULT_RL_BUCKETS, sizedBy: 'capacity.rateBuckets' });
+    expect(row({ ...CAPACITY, rateBuckets: 1000 }, 'xw_rl_buckets_v4').entries).toBe(1000);
   });
 
   it('rounds the memory limit up to 64 MiB above maps plus the daemon budget', () => {

@@ -448,7 +448,10 @@ export function applyCapacity(object: BpfObject, { cidrV4, cidrV6, flows, rateBu
   // Counters exist only for rules that dropped something (created on first hit).
   object.setMapMaxEntries(MAPS.ruleStats, cidrV4 + cidrV6);
   object.setMapMaxEntries(MAPS.flows, flows);
-  if (rateBuckets !== undefined) object.setMapMaxEntries(RATELIMIT_MAPS.buckets, rateBuckets);
+  if (rateBuckets !== undefined) {
+    object.setMapMaxEntries(RATELIMIT_MAPS.bucketsV4, rateBuckets);
+    object.setMapMaxEntries(RATELIMIT_MAPS.buckets, rateBuckets);
+  }
   if (timedBlocks !== undefined) object.setMapMaxEntries(POLICY_MAPS.blockMeta, timedBlocks);
 }
 

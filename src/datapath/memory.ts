@@ -33,6 +33,7 @@ const SIZED_BY: Record<string, string> = {
   [MAPS.dstHostV6]: 'capacity.cidrV6',
   [MAPS.ruleStats]: 'capacity.cidrV4 + capacity.cidrV6',
   [MAPS.flows]: 'capacity.flows',
+  [RATELIMIT_MAPS.bucketsV4]: 'capacity.rateBuckets',
   [RATELIMIT_MAPS.buckets]: 'capacity.rateBuckets',
   [POLICY_MAPS.blockMeta]: 'capacity.timedBlocks',
   [V6_MAPS.srcLen]: 'capacity.cidrV6',
