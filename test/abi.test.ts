@@ -129,6 +129,7 @@ const STRUCTS: Record<keyof typeof Layout, string> = {
   hostV6Key: 'xw_host_v6_key',
   ruleValue: 'xw_rule_value',
   counter: 'xw_counter',
+  hitCache: 'xw_hit_cache',
   statsKey: 'xw_stats_key',
   flowKey: 'xw_flow_key',
   flowValue: 'xw_flow_value',
@@ -140,6 +141,7 @@ const STRUCTS: Record<keyof typeof Layout, string> = {
   polAddrKey: 'xw_pol_addr_key',
   polPortSlot: 'xw_pol_port_slot',
   blockMeta: 'xw_block_meta',
+  failsafeQuick: 'xw_failsafe_quick',
   rlConf: 'xw_rl_conf',
   rlKey: 'xw_rl_key',
   rlKeyV4: 'xw_rl_key_v4',
@@ -264,6 +266,7 @@ describe('programs and maps', () => {
     [MAPS.srcHostV6]: ['xw_host_v6_key', 'xw_rule_value'],
     [MAPS.dstHostV6]: ['xw_host_v6_key', 'xw_rule_value'],
     [MAPS.ruleStats]: ['unsigned int', 'xw_counter'],
+    [MAPS.ruleHitCache]: ['unsigned int', 'xw_hit_cache'], // hitCacheIndex(rule id)
     [MAPS.slotHits]: ['unsigned int', 'xw_counter'], // policy rule slot
     [MAPS.stats]: ['unsigned int', 'xw_counter'], // XW_STATS_INDEX()
     [MAPS.ifslots]: ['unsigned int', 'unsigned int'],
@@ -278,6 +281,7 @@ describe('programs and maps', () => {
     [POLICY_MAPS.replies]: ['xw_flow_key', 'unsigned long long'],
     [POLICY_MAPS.blockMeta]: ['unsigned int', 'xw_block_meta'],
     [POLICY_MAPS.arrayBitmaps]: ['unsigned int', 'xw_pol_bitmap'],
+    [POLICY_MAPS.failsafeQuick]: ['unsigned int', 'xw_failsafe_quick'],
     [RATELIMIT_MAPS.rules]: ['unsigned int', 'xw_rl_conf'],
     [RATELIMIT_MAPS.ruleBuckets]: ['unsigned int', 'xw_rl_bucket'],
     [RATELIMIT_MAPS.bucketsV4]: ['xw_rl_key_v4', 'xw_rl_bucket'],

@@ -3,6 +3,7 @@
 // program's return code, the one xw_stats counter the packet must land in, and
 // the flow entry it must leave (or that it must leave none). Maps are private
 // to this file's object and emptied before every fixture. Needs root.
+import { readRuleHits } from '../src/datapath/rule-hits.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DIR24_BLOCK_PAIRS, Dir24Index, packBlocks, packSlotPairs } from '../src/datapath/dir24.js';
 import { BpfObject, type BpfMap, type BpfProgram } from '@xdpwall/addon';
@@ -509,8 +510,7 @@ async function statsRows(): Promise<StatsRow[]> {
 
 function ruleCounter(ruleId: number): Counter | null {
   const map = maps[MAPS.ruleStats]!;
-  const value = map.lookup(encodeRuleId(ruleId));
-  return value ? sumCounters(value, 0, map.valueStride, cpusOf(map)) : null;
+  return map.lookup(encodeRuleId(ruleId)) ? readRuleHits(map, maps[MAPS.ruleHitCache]!, ruleId) : null;
 }
 
 function addr16(addr: string): Buffer {

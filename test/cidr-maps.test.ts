@@ -4,12 +4,13 @@
 // verdicts and rule ids at the /25../31 boundaries, after removals, and
 // after a change that failed halfway (its undo must leave the kernel as it
 // was). Needs root.
+import { readRuleHits } from '../src/datapath/rule-hits.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BpfError, type BpfMap } from '@xdpwall/addon';
 import { CidrMaps } from '../src/datapath/cidr-maps.js';
 import { DIR24_BLOCK, DIR24_MAX_RULE_ID, readDir24Slot } from '../src/datapath/dir24.js';
 import { assignIfslot, type DatapathMaps } from '../src/datapath/datapath.js';
-import { Feature, Layout, encodeRuleId, sumCounters, cpusOf } from '../src/datapath/abi.js';
+import { Action, Feature, Layout, encodeRuleId, encodeRuleValue, sumCounters, cpusOf, v4HostBit } from '../src/datapath/abi.js';
 import { parseCidr } from '../src/rules/cidr.js';
 import type { BlockDirection, BlockRule } from '../src/rules/model.js';
 import type { Firewall } from '../src/firewall.js';
@@ -60,8 +61,8 @@ function verdictFor(src: string): { action: number; ruleId: number } {
 function ruleHits(): Map<number, bigint> {
   const out = new Map<number, bigint>();
   for (let key = maps.ruleStats.nextKey(null); key; key = maps.ruleStats.nextKey(key)) {
-    const value = maps.ruleStats.lookup(key)!;
-    out.set(key.readUInt32LE(0), sumCounters(value, 0, maps.ruleStats.valueStride, cpusOf(maps.ruleStats)).packets);
+    const id = key.readUInt32LE(0);
+    out.set(id, readRuleHits(maps.ruleStats, maps.ruleHitCache, id).packets);
   }
   return out;
 }
@@ -115,7 +116,10 @@ describe('CidrMaps: IPv4 through the DIR-24-8 table', () => {
   });
 
   it('sets a feature bit once a kind of rule exists and clears it with the last one, so other lookups cost nothing', async () => {
-    const features = () => maps.config.lookup(encodeRuleId(0))!.readUInt32LE(Layout.config.features);
+    const config = () => maps.config.lookup(encodeRuleId(0))!.readUInt32LE(Layout.config.features);
+    // The host-route filter bit says who keeps the filter: always set once CidrMaps wrote the config.
+    expect(config() & Feature.v4HostFilter).toBe(Feature.v4HostFilter);
+    const features = () => config() & ~Feature.v4HostFilter;
     expect(features()).toBe(0);
     await cidr.installMany([rule(40, '198.18.20.0/24'), rule(41, '198.19.255.2/32', 'dst')]);
     expect(features()).toBe(Feature.srcV4 | Feature.dstV4);
@@ -125,6 +129,34 @@ describe('CidrMaps: IPv4 through the DIR-24-8 table', () => {
     expect(features()).toBe(Feature.srcV4 | Feature.srcV6);
     await cidr.reconcile([rule(42, 'fd00:198::/64')]);
     expect(features()).toBe(Feature.srcV6);
+  });
+
+  it('keeps a filter bit per IPv4 host route: an address without one skips the host hash', async () => {
+    const host = '198.18.30.7';
+    const other = '198.18.30.9';
+    const bitOf = (address: string) => {
+      const bit = v4HostBit(parseCidr(`${address}/32`).bytes.readUInt32BE(0));
+      const word = maps.v6.filter.lookup(encodeRuleId(bit >>> 6))!.readBigUInt64LE(0);
+      return Number((word >> BigInt(bit & 63)) & 1n);
+    };
+    expect(bitOf(host)).toBe(0);
+    await cidr.installMany([rule(50, `${host}/32`), rule(51, '198.18.30.0/24')]);
+    expect(bitOf(host)).toBe(1);
+    expect(verdictFor(host)).toEqual(drop(50));
+    expect(verdictFor(other)).toEqual(drop(51));
+    // A host entry written behind the control plane's back, without its bit, is not probed:
+    // proof that the data plane reads the filter (the /24 answers instead).
+    expect(bitOf(other)).toBe(0);
+    maps.srcHostV4.update(parseCidr(`${other}/32`).bytes, encodeRuleValue({ ruleId: 52, action: Action.deny, flags: 0 }));
+    expect(verdictFor(other)).toEqual(drop(51));
+    maps.srcHostV4.delete(parseCidr(`${other}/32`).bytes);
+    await cidr.removeMany([rule(50, `${host}/32`)]);
+    expect(bitOf(host)).toBe(0);
+    expect(verdictFor(host)).toEqual(drop(51));
+    // Start-up rebuilds the bits from the rules.
+    await cidr.reconcile([rule(50, `${host}/32`)]);
+    expect(bitOf(host)).toBe(1);
+    expect(verdictFor(host)).toEqual(drop(50));
   });
 
   it('a change failing halfway through the index leaves slots, blocks and tries as they were', async () => {

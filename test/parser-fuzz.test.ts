@@ -10,6 +10,7 @@
 // 100,000 frames per run; `npm run fuzz:parser` runs 1,000,000
 // (XW_FUZZ_FRAMES, XW_FUZZ_SEED override). A mismatch names the seed, the
 // frame's index (fuzzFrame(seed, index) rebuilds it) and its bytes.
+import { readRuleHits } from '../src/datapath/rule-hits.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BpfMap } from '@xdpwall/addon';
 import type { Firewall } from '../src/firewall.js';
@@ -127,7 +128,7 @@ describe('the parser and classifier against a TypeScript reference', () => {
       if (!reason.ok) report(index, hook, frame, `packets counted under ${hook}/${verdict}/${want.reason}`, reason.expected, counts.get(`stats:${key.toString('hex')}`));
 
       if (want.ruleId !== 0) {
-        const rule = moved(`rule:${want.ruleId}`, packetsIn(maps.ruleStats, encodeRuleId(want.ruleId)));
+        const rule = moved(`rule:${want.ruleId}`, Number(readRuleHits(maps.ruleStats, maps.ruleHitCache, want.ruleId).packets));
         if (!rule.ok) report(index, hook, frame, `packets counted under rule ${want.ruleId}`, rule.expected, counts.get(`rule:${want.ruleId}`));
       }
 

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BPF_OBJECT_PATH } from '../src/paths.js';
 import { compileTable } from '../src/policy/compile.js';
 import { classify, type ClassRule, type PacketFields, type PrefixList, type ReferencePolicy } from '../src/policy/reference.js';
-import { PolTable, type ReasonName } from '../src/datapath/abi.js';
+import { Layout, PolTable, type ReasonName } from '../src/datapath/abi.js';
 import {
   TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS, classRule, frameOf, loadPolicyObject, packet, prefix, rulePackets, runIngress, statsPackets,
   type LoadedPolicy,
@@ -155,6 +155,11 @@ const rows: Row[] = [
   passed('failsafe: TCP 22 passes a default drop', [], tcpTo(22), { default: 'drop', reason: 'pass_failsafe', failsafe: [classRule({ kernelId: 0, action: 'pass', proto: 6, dstPort: { lo: 22, hi: 22 } })] }),
   passed('failsafe: overrides a drop rule', [rule(1, { proto: 6 })], tcpTo(22), { reason: 'pass_failsafe', failsafe: [classRule({ kernelId: 0, action: 'pass', proto: 6, dstPort: { lo: 22, hi: 22 } })] }),
   dropped('failsafe: TCP 23 is not TCP 22', [rule(1, { proto: 6 })], tcpTo(23), 1, { failsafe: [classRule({ kernelId: 0, action: 'pass', proto: 6, dstPort: { lo: 22, hi: 22 } })] }),
+  // xw_failsafe_quick: port 86 shares port 22's bit (86 & 63), UDP 22 its port: both go on to the table, which says no.
+  dropped('failsafe: TCP 86 (port 22\'s quick bit) is not TCP 22', [rule(1, { proto: 6 })], tcpTo(86), 1, { failsafe: [classRule({ kernelId: 0, action: 'pass', proto: 6, dstPort: { lo: 22, hi: 22 } })] }),
+  dropped('failsafe: UDP 22 is not TCP 22', [rule(1, { proto: 17 })], packet({ proto: 17, dport: 22 }), 1, { failsafe: [classRule({ kernelId: 0, action: 'pass', proto: 6, dstPort: { lo: 22, hi: 22 } })] }),
+  passed('failsafe: a port range\'s last port passes', [rule(1, { proto: 17 })], packet({ proto: 17, dport: 200 }), { reason: 'pass_failsafe', failsafe: [classRule({ kernelId: 0, action: 'pass', proto: 17, dstPort: { lo: 100, hi: 200 } })] }),
+  dropped('failsafe: one past a port range drops', [rule(1, { proto: 17 })], packet({ proto: 17, dport: 201 }), 1, { failsafe: [classRule({ kernelId: 0, action: 'pass', proto: 17, dstPort: { lo: 100, hi: 200 } })] }),
   passed('failsafe: a would_drop on a failsafe port passes as failsafe', [rule(1, { proto: 6, dryRun: true })], tcpTo(22), { reason: 'pass_failsafe', failsafe: [classRule({ kernelId: 0, action: 'pass', proto: 6, dstPort: { lo: 22, hi: 22 } })] }),
   passed('failsafe: a packet that passes anyway keeps its reason', [rule(1, { proto: 6, action: 'pass' })], tcpTo(22), { reason: 'pass_rule', ruleId: R + 1, failsafe: [classRule({ kernelId: 0, action: 'pass', proto: 6, dstPort: { lo: 22, hi: 22 } })] }),
   // egress
@@ -191,6 +196,35 @@ describe('policy fixtures', () => {
     expect(retval).toBe(want);
     expect(statsPackets(loaded, hook, row.verdict, row.reason)).toBe(before + 1n);
     if (expected.ruleId) expect(rulePackets(loaded, expected.ruleId)).toBe(ruleBefore + 1n);
+  });
+
+  it('keeps xw_failsafe_quick covering the failsafe table, and the data plane trusts it', async () => {
+    const quick = () => {
+      const value = loaded.maps.failsafeQuick.lookup(Buffer.alloc(4))!;
+      return { dports: value.readBigUInt64LE(Layout.failsafeQuick.dports), portsOnly: value.readUInt32LE(Layout.failsafeQuick.portsOnly) };
+    };
+    const ssh = classRule({ kernelId: 0, action: 'pass', proto: 6, dstPort: { lo: 22, hi: 22 } });
+    const dhcp = classRule({ kernelId: 0, action: 'pass', proto: 17, dstPort: { lo: 68, hi: 68 } });
+    await loaded.tables.apply(PolTable.ingress, compileTable([rule(1, { proto: 6 })]));
+    await loaded.tables.apply(PolTable.failsafe, compileTable([ssh, dhcp]));
+    expect(quick()).toEqual({ portsOnly: 1, dports: (1n << 22n) | (1n << 4n) });
+    const ssh22 = frameOf(tcpTo(22));
+    expect(runIngress(loaded, ssh22)).toBe(XDP_PASS);
+    // An entry without a port: no quick answer, every packet about to drop is classified.
+    await loaded.tables.apply(PolTable.failsafe, compileTable([ssh, classRule({ kernelId: 0, action: 'pass', src: prefix('198.18.9.0/24') })]));
+    expect(quick().portsOnly).toBe(0);
+    expect(runIngress(loaded, ssh22)).toBe(XDP_PASS);
+    await loaded.tables.apply(PolTable.failsafe, compileTable([]));
+    expect(quick()).toEqual({ portsOnly: 1, dports: 0n });
+    expect(runIngress(loaded, ssh22)).toBe(XDP_DROP);
+    // Proof that the data plane reads it: a (wrong) quick value without port 22's bit hides the SSH entry.
+    await loaded.tables.apply(PolTable.failsafe, compileTable([ssh]));
+    const hiding = Buffer.alloc(Layout.failsafeQuick.size);
+    hiding.writeUInt32LE(1, Layout.failsafeQuick.portsOnly);
+    loaded.maps.failsafeQuick.update(Buffer.alloc(4), hiding);
+    expect(runIngress(loaded, ssh22)).toBe(XDP_DROP);
+    await loaded.tables.apply(PolTable.failsafe, compileTable([]));
+    await loaded.tables.apply(PolTable.ingress, compileTable([]));
   });
 
   it('has a row for every field', () => {

@@ -4,6 +4,7 @@
 // test run. The process is pinned to one CPU; the cases of one size are
 // interleaved round by round, and each figure is the median over rounds.
 import { BpfObject, type BpfProgram } from '@xdpwall/addon';
+import type { BlockRule } from '../../src/rules/model.js';
 import { Datapath } from '../../src/datapath/datapath.js';
 import { TCP, ether, ipv4, ipv6, tcp, udp } from '../../test/lib/packets.js';
 import { BPF_OBJECT_PATH, requireObject } from '../lib/bpf.js';
@@ -51,6 +52,12 @@ export const synCase = (v4: number, v6: number): string => ladderCase('new flow 
 
 /** The same IPv6 case with the flat tables switched off: the trie answers every prefix lookup (the baseline of issue 6). */
 export const trieOnlyCase = (kind: LadderKind, v4: number, v6: number, set = ''): string => `${ladderCase(kind, v4, v6, set)}, trie only`;
+
+/** Blocks' hit counters when the per-CPU hit cache misses every packet: a different /32 block per repetition. */
+export const HIT_CACHE_MISS = (v4: number): string => `xdpwall deny v4, a different block every packet (block hit cache misses) (${prefixCount(v4)})`;
+export const HIT_CACHE_MISS_DRIVER = 'churn_src driver + bare XDP_DROP (block hit cache miss rounds)';
+/** /32 blocks the miss row sends from: 240.0.0.0 + 1..HIT_CACHE_MISS_BLOCKS, one per repetition of a call. */
+const HIT_CACHE_MISS_BLOCKS = 4096;
 
 /** The same case while a /v1/events client listens (default sampling: drops 1 in 100, at most 1000 events/s). */
 export const listeningCase = (kind: LadderKind, v4: number, v6: number): string => `${ladderCase(kind, v4, v6)} + event listener`;
@@ -257,6 +264,8 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
     }
   }
 
+  await runHitCacheMiss({ ctx, ruleTables, ingress, bare, churn: churnObject, rounds, v4Loaded: maxV4, record });
+
   const publish = (): void => {
     for (const [name, ns] of samples) {
       ctx.results.add({
@@ -407,4 +416,64 @@ async function runRealistic(a: RealisticArgs): Promise<void> {
     }
   }
   record(`${BARE} (${set} set rounds)`, median(bareSamples));
+}
+
+interface HitCacheMissArgs {
+  ctx: SuiteContext;
+  ruleTables: CidrMaps;
+  ingress: BpfProgram;
+  bare: BpfProgram;
+  churn: BpfObject;
+  rounds: number;
+  v4Loaded: number;
+  record: (name: string, ns: number) => void;
+}
+
+/**
+ * The block hit cache's miss path (xw_rule_hit_cache: 1,024 elements per
+ * CPU): bench_churn_src sends repetition i from 240.0.0.0 + i, and each of
+ * those addresses is its own /32 block, so no two packets in a row share a
+ * rule and nearly every packet is a cache miss (counted in xw_rule_stats,
+ * plus an eviction every few packets per element). The driver's sequence
+ * restarts at every call. Compare with "deny v4 host route" (the same
+ * lookups, cache hits) after taking off the driver row. The blocks are
+ * removed again before the next rows.
+ */
+async function runHitCacheMiss(a: HitCacheMissArgs): Promise<void> {
+  const { ctx } = a;
+  const XDP_DROP = 1;
+  const blocks: BlockRule[] = Array.from({ length: HIT_CACHE_MISS_BLOCKS }, (_, i) => {
+    const network = Buffer.alloc(4);
+    network.writeUInt32BE((0xf000_0000 | (i + 1)) >>> 0);
+    return { id: 3_000_001 + i, cidr: `${u32ToIpv4((0xf000_0000 | (i + 1)) >>> 0)}/32`, family: 4, prefixLen: 32, network, direction: 'src', comment: null, createdAt: '' };
+  });
+  await a.ruleTables.installMany(blocks);
+  try {
+    const seq = a.churn.map('churn_seq');
+    const target = a.churn.map('churn_target');
+    const driver = a.churn.program('bench_churn_src');
+    const slot = Buffer.alloc(4);
+    const frame = ether(ipv4({ src: '240.0.0.1', dst: '198.19.255.2' }, udp({ sport: 40000, dport: 53, payload: Buffer.alloc(18) })));
+    const behind = (program: BpfProgram) => (): number => {
+      const fd = Buffer.alloc(4);
+      fd.writeUInt32LE(program.fd);
+      target.update(slot, fd);
+      seq.update(slot, Buffer.alloc(seq.valueStride));
+      const result = driver.testRunSync({ data: frame, repeat: HIT_CACHE_MISS_BLOCKS, dataSizeOut: 0 });
+      if (result.retval !== XDP_DROP) throw new Error(`${program.name} behind bench_churn_src: XDP action ${result.retval}, expected ${XDP_DROP}`);
+      return result.durationNs;
+    };
+    const cases = [
+      { name: HIT_CACHE_MISS_DRIVER, run: behind(a.bare) },
+      { name: HIT_CACHE_MISS(a.v4Loaded), run: behind(a.ingress) },
+    ];
+    for (let round = 0; round < a.rounds; round++) for (const c of cases) a.record(c.name, c.run());
+    ctx.note(
+      `ladder: "${HIT_CACHE_MISS(a.v4Loaded)}": bench_churn_src sends repetition i (1..${HIT_CACHE_MISS_BLOCKS}) from 240.0.0.0 + i, ` +
+        `each address a /32 block of its own (${HIT_CACHE_MISS_BLOCKS} extra blocks beside the ${prefixCount(a.v4Loaded)}), so the per-CPU ` +
+        `hit cache (1,024 elements) misses nearly every packet; ${HIT_CACHE_MISS_BLOCKS} repetitions per call, the driver's own cost in "${HIT_CACHE_MISS_DRIVER}"`,
+    );
+  } finally {
+    await a.ruleTables.removeMany(blocks);
+  }
 }

@@ -21,6 +21,7 @@ export const MAPS = {
   dstDir24L2: 'xw_dst_dir24_l2',
   ifslots: 'xw_ifslots',
   ruleStats: 'xw_rule_stats',
+  ruleHitCache: 'xw_rule_hit_cache',
   slotHits: 'xw_slot_hits',
   stats: 'xw_stats',
   flows: 'xw_flows',
@@ -73,6 +74,14 @@ export const STATS_IFSLOTS = 64;
 export const STATS_REASONS = 32;
 export const IFSLOT_IFINDEX_MAX = 1 << 16;
 export const STATS_ENTRIES = STATS_IFSLOTS * 2 * 2 * STATS_REASONS;
+/** The block hit cache in front of xw_rule_stats (XW_HIT_CACHE_*; see rule-hits.ts). */
+export const HIT_CACHE_BITS = 10;
+export const HIT_CACHE_SLOTS = 1 << HIT_CACHE_BITS;
+export const HIT_CACHE_SCORE_NEW = 8;
+export const HIT_CACHE_SCORE_MAX = 64;
+/** XW_HIT_CACHE_INDEX(rule_id): the cache element a rule's hits may sit in, on each CPU. */
+export const hitCacheIndex = (ruleId: number): number => Math.imul(ruleId, 0x9e3779b1) >>> (32 - HIT_CACHE_BITS);
+
 /** Second-level DIR-24 blocks per direction at the default layout. */
 export const DEFAULT_DIR24_BLOCKS = 4096;
 
@@ -93,7 +102,7 @@ export const Action = { deny: 1, allow: 2, log: 3, ratelimit: 4 } as const;
 export const Cache = { none: 0, pass: 1 } as const;
 export const RuleFlags = { dryRun: 1 << 0, ifaceDefault: 1 << 1 } as const;
 /** enum xw_feature: bits of xw_config.features. */
-export const Feature = { srcV4: 1 << 0, dstV4: 1 << 1, srcV6: 1 << 2, dstV6: 1 << 3, blockMeta: 1 << 4, events: 1 << 16 } as const;
+export const Feature = { srcV4: 1 << 0, dstV4: 1 << 1, srcV6: 1 << 2, dstV6: 1 << 3, blockMeta: 1 << 4, v4HostFilter: 1 << 5, events: 1 << 16 } as const;
 
 /** Sizes and field offsets of the ABI structs, in bytes. */
 export const Layout = {
@@ -102,6 +111,7 @@ export const Layout = {
   hostV6Key: { size: 16, addr: 0 },
   ruleValue: { size: 8, ruleId: 0, action: 4, flags: 5, pad: 6 },
   counter: { size: 16, packets: 0, bytes: 8 },
+  hitCache: { size: 24, ruleId: 0, score: 4, hits: 8 }, // hits: struct xw_counter
   statsKey: { size: 8, ifindex: 0, direction: 4, verdict: 5, reason: 6 },
   flowKey: { size: 44, src: 0, dst: 16, sport: 32, dport: 34, ifindex: 36, proto: 40, family: 41, pad: 42 },
   config: { size: 16, rulesGen: 0, features: 4, v4Default: 8 }, // v4Default: __u32[2], source then destination
@@ -112,6 +122,7 @@ export const Layout = {
   polAddrKey: { size: 24, prefixlen: 0, table: 4, buf: 5, field: 6, family: 7, addr: 8 },
   polPortSlot: { size: 8, interval: 0 },
   blockMeta: { size: 16, expiresNs: 0, flags: 8, pad: 9 },
+  failsafeQuick: { size: 16, dports: 0, portsOnly: 8, pad: 12 },
   rlConf: {
     size: 64, pps: 0, bps: 8, pktCap: 16, bitCap: 24, pktFillNs: 32, bitFillNs: 40, banWithinNs: 48,
     banAfter: 56, per: 60, prefixV4: 61, prefixV6: 62, pad: 63,
@@ -266,6 +277,7 @@ export const POLICY_MAPS = {
   sync: 'xw_pol_sync',
   blockMeta: 'xw_block_meta',
   arrayBitmaps: 'xw_pol_bm',
+  failsafeQuick: 'xw_failsafe_quick',
 } as const;
 export const BLOCK_META_ENTRIES = 1 << 16;
 export const POLICY_SYNC_INNER = 'xw_pol_sync_inner';
@@ -373,6 +385,9 @@ export function v6HostBit(a: number, b: number, c: number, d: number): number {
   const cd = Math.imul((c ^ Math.imul(d, 0xc2b2ae35)) >>> 0, 0x27d4eb2f);
   return Math.imul((a ^ Math.imul((b ^ cd) >>> 0, 0x85ebca6b)) >>> 0, 0x9e3779b1) >>> (32 - V6_FILTER_BITS);
 }
+
+/** The filter bit of an IPv4 host route (XW_FEATURE_V4_HOST_FILTER; `host`: the address as a u32, host order). */
+export const v4HostBit = (host: number): number => Math.imul((host ^ (host >>> 16)) >>> 0, 0x7feb352d) >>> (32 - V6_FILTER_BITS);
 
 /** Prefixes kept in a /64's entry, lengths listed per step (a /64's, those below /64); more ask the trie. */
 export const V6_PROBES = 8;

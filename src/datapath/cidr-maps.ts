@@ -31,9 +31,10 @@ import type { BlockDirection, BlockRule } from '../rules/model.js';
 import { CapacityError, DatapathError, collectFailures, withUndoFailures } from '../errors.js';
 import { ADDRESS_BYTES, RuleColumns } from '../rules/rule-columns.js';
 import { WriteLock } from '../rules/write-lock.js';
-import { dropStaleIds, packRows, planRows, syncPacked, type PackedRules } from './reconcile.js';
+import { dropStaleIds, sortedHas, packRows, planRows, syncPacked, type PackedRules } from './reconcile.js';
+import { purgeHitCache, readRuleHits } from './rule-hits.js';
 import { TimeSlicer, type Slicer } from '../event-loop.js';
-import { V6Lengths, type V6Prefix } from './v6-lengths.js';
+import { V6Lengths, type V4Host, type V6Prefix } from './v6-lengths.js';
 
 /** A rule as the kernel's block tables hold it: blocks deny; list entries may allow (src/lists). */
 export type KernelRule = BlockRule & { allow?: boolean };
@@ -67,6 +68,13 @@ const inDir24 = (rule: BlockRule): boolean => rule.family === 4 && !isHostRoute(
 
 /** IPv6 rules: the flat IPv6 tables hold the network prefixes too, and filter bits of all (v6-lengths.ts). */
 const inV6Flat = (rule: BlockRule): boolean => rule.family === 6;
+const isV4Host = (rule: BlockRule): boolean => rule.family === 4 && rule.prefixLen === 32;
+/** The IPv4 host routes among `rules`, for the shared filter. */
+const v4HostsOf = (rules: readonly BlockRule[]): V4Host[] =>
+  rules.filter(isV4Host).map((r) => {
+    const n = r.network; // read once: a list entry makes a new buffer per read
+    return { host: ((n[0]! << 24) | (n[1]! << 16) | (n[2]! << 8) | n[3]!) >>> 0, direction: r.direction };
+  });
 
 /** Rules that need a trie or hash entry (all but IPv4 prefixes up to /24). */
 const hasTableEntry = (rule: BlockRule): boolean => !(inDir24(rule) && Dir24Index.holds(rule.prefixLen));
@@ -215,9 +223,13 @@ export class CidrMaps implements RuleEnforcer {
         await table.deleteBatch(packed.keys, packed.count);
       }
       await this.v6.apply({ install: diff.install.filter(inV6Flat), replace: diff.replace.filter((r) => inV6Flat(r.to)), remove: diff.remove.filter(inV6Flat) });
+      await this.v6.applyV4Hosts(v4HostsOf(diff.install), v4HostsOf(diff.remove));
       await this.writeSlots(await this.changeDir24(diff.remove.filter(inDir24), 'remove', [], slicer));
       const gone = diff.replace.filter((r) => r.from.id < LIST_RULE_ID_BASE && r.from.id !== r.to.id).map((r) => r.from);
-      if (gone.length > 0) await this.maps.ruleStats.deleteBatch(Buffer.concat(gone.map((r) => encodeRuleId(r.id))), gone.length);
+      if (gone.length > 0) {
+        await this.maps.ruleStats.deleteBatch(Buffer.concat(gone.map((r) => encodeRuleId(r.id))), gone.length);
+        this.dropCachedHits(gone);
+      }
       this.countKinds(diff.install, +1);
       this.countKinds(diff.remove, -1);
       this.writeConfig();
@@ -231,6 +243,8 @@ export class CidrMaps implements RuleEnforcer {
     const slicer = this.slicer();
     const written: Array<[BpfMap, PackedRules]> = [];
     const indexed: BlockRule[] = [];
+    const hosts = v4HostsOf(rules);
+    let hostsAdded = false;
     try {
       for (const [table, group] of this.groupByTable(rules.filter(hasTableEntry))) {
         const packed = pack(group);
@@ -240,12 +254,15 @@ export class CidrMaps implements RuleEnforcer {
       const slots = await this.changeDir24(rules.filter(inDir24), 'add', indexed, slicer);
       await this.writeSlots(slots);
       await this.v6.apply({ install: rules.filter(inV6Flat), replace: [], remove: [] });
+      await this.v6.applyV4Hosts(hosts, []);
+      hostsAdded = true;
       this.countKinds(rules, +1);
       this.writeConfig();
     } catch (error) {
       // These rules are new, so taking every entry out again restores the kernel.
       const undo = await collectFailures([
         ...written.map(([table, { keys, count }]) => () => table.deleteBatch(keys, count)),
+        async () => hostsAdded && this.v6.applyV4Hosts([], hosts),
         async () => this.writeSlots(await this.changeDir24(indexed.reverse(), 'remove', [], slicer)),
         async () => this.writeConfig(),
       ]);
@@ -259,7 +276,9 @@ export class CidrMaps implements RuleEnforcer {
     const deleted: Array<[BpfMap, PackedRules]> = [];
     const unindexed: BlockRule[] = [];
     const v6 = rules.filter(inV6Flat);
+    const hosts = v4HostsOf(rules);
     let v6Removed = false;
+    let hostsRemoved = false;
     try {
       for (const [table, group] of this.groupByTable(rules.filter(hasTableEntry))) {
         const packed = pack(group);
@@ -268,9 +287,12 @@ export class CidrMaps implements RuleEnforcer {
       }
       await this.v6.apply({ install: [], replace: [], remove: v6 });
       v6Removed = true;
+      await this.v6.applyV4Hosts([], hosts);
+      hostsRemoved = true;
       await this.writeSlots(await this.changeDir24(rules.filter(inDir24), 'remove', unindexed, slicer));
       const counters = Buffer.concat(rules.map((r) => encodeRuleId(r.id)));
       await this.maps.ruleStats.deleteBatch(counters, rules.length);
+      this.dropCachedHits(rules);
       this.countKinds(rules, -1);
       this.writeConfig();
     } catch (error) {
@@ -279,6 +301,7 @@ export class CidrMaps implements RuleEnforcer {
       const undo = await collectFailures([
         ...deleted.map(([table, { keys, values, count }]) => () => table.updateBatch(keys, values, count)),
         async () => v6Removed && this.v6.apply({ install: v6, replace: [], remove: [] }),
+        async () => hostsRemoved && this.v6.applyV4Hosts(hosts, []),
         async () => this.writeSlots(await this.changeDir24(unindexed.reverse(), 'add', [], slicer)),
         async () => this.writeConfig(),
       ]);
@@ -286,11 +309,18 @@ export class CidrMaps implements RuleEnforcer {
     }
   }
 
+  /**
+   * Empties the hit-cache elements of deleted rules (their hash entries
+   * are gone already), so an id given out again never counts into them.
+   */
+  private dropCachedHits(rules: readonly { id: number }[]): void {
+    const gone = new Set(rules.map((r) => r.id));
+    purgeHitCache(this.maps.ruleHitCache, (id) => !gone.has(id));
+  }
+
   /** Packets and bytes dropped by one rule, summed over CPUs (zero before its first hit). */
   hits(ruleId: number): Counter {
-    const { ruleStats } = this.maps;
-    const value = ruleStats.lookup(encodeRuleId(ruleId));
-    return value ? sumCounters(value, 0, ruleStats.valueStride, cpusOf(ruleStats)) : { packets: 0n, bytes: 0n };
+    return readRuleHits(this.maps.ruleStats, this.maps.ruleHitCache, ruleId);
   }
 
   /**
@@ -314,7 +344,7 @@ export class CidrMaps implements RuleEnforcer {
         const wanted = group ? packRows(rules, group.rows, group.hostKey, table.keySize) : pack([]);
         await syncTable(table, wanted, report);
       }
-      await this.v6.reconcile(v6Prefixes(rules));
+      await this.v6.reconcile(v6Prefixes(rules), v4Hosts(rules));
       this.dir24 = this.emptyDir24();
       // In chunks of short-lived rules, so the index code stays the one installMany uses.
       const slots = new Map<BlockDirection, SlotSet>();
@@ -328,7 +358,7 @@ export class CidrMaps implements RuleEnforcer {
       }
       await this.writeSlots(slots);
       report.added += plan.dir24Only;
-      await dropStaleCounters(this.maps.ruleStats, rules.sortedIds());
+      await dropStaleCounters(this.maps.ruleStats, this.maps.ruleHitCache, rules.sortedIds());
       this.kinds.clear();
       for (let i = 0; i < rules.count; i++) this.countKind(rules.families[i] as 4 | 6, rules.direction(i), +1);
       this.writeConfig();
@@ -411,7 +441,8 @@ export class CidrMaps implements RuleEnforcer {
     const slot = Buffer.alloc(4);
     const value = config.lookup(slot) ?? Buffer.alloc(Layout.config.size);
     // Bits of other stages (Feature.events, set while someone listens) stay as they are.
-    let features = value.readUInt32LE(Layout.config.features) & ~RULE_FEATURES;
+    // The filter holds every IPv4 host route this class wrote (v4HostsOf), so the data plane may use it.
+    let features = (value.readUInt32LE(Layout.config.features) & ~RULE_FEATURES) | Feature.v4HostFilter;
     for (const [feature, count] of this.kinds) if (count > 0) features |= feature;
     value.writeUInt32LE(features, Layout.config.features);
     value.writeUInt32LE(this.dir24.src.defaultValue(), Layout.config.v4Default);
@@ -470,10 +501,12 @@ async function syncTable(table: BpfMap, wanted: PackedRules, report: ReconcileRe
 
 /**
  * Deletes counters of rules that no longer exist (removed while the daemon
- * was down); `ruleIds` ascending. Policy rules' counters are src/policy's.
+ * was down), in the hash and the hit cache; `ruleIds` ascending. Policy
+ * rules' counters are src/policy's.
  */
-async function dropStaleCounters(ruleStats: BpfMap, ruleIds: Uint32Array): Promise<void> {
+async function dropStaleCounters(ruleStats: BpfMap, ruleHitCache: BpfMap, ruleIds: Uint32Array): Promise<void> {
   await dropStaleIds(ruleStats, ruleIds, POLICY_RULE_ID_BASE);
+  purgeHitCache(ruleHitCache, (id) => id >= POLICY_RULE_ID_BASE || sortedHas(ruleIds, id));
 }
 
 /** Rules handed to DIR-24 per changeDir24 call at start-up. */
@@ -503,6 +536,14 @@ function* v6Prefixes(rules: RuleColumns): Generator<V6Prefix> {
       id: rules.ids[i]!, prefixLen: rules.prefixLens[i]!, network: rules.networks.subarray(start, start + 16),
       direction: rules.direction(i), ...(rules.allows[i] && { allow: true }),
     };
+  }
+}
+
+/** The IPv4 host routes among the columns, for the filter. */
+function* v4Hosts(rules: RuleColumns): Generator<V4Host> {
+  for (let i = 0; i < rules.count; i++) {
+    if (rules.families[i] !== 4 || rules.prefixLens[i] !== 32) continue;
+    yield { host: rules.networks.readUInt32BE(i * ADDRESS_BYTES), direction: rules.direction(i) };
   }
 }
 

@@ -51,6 +51,8 @@ export interface DatapathMaps {
   dstDir24L2: BpfMap;
   ifslots: BpfMap;
   ruleStats: BpfMap;
+  /** The per-CPU write-back cache in front of ruleStats (rule-hits.ts). */
+  ruleHitCache: BpfMap;
   /** Policy rules' hits by rule slot (src/policy/slots.ts). */
   slotHits: BpfMap;
   stats: BpfMap;
@@ -186,6 +188,7 @@ export class Datapath {
       dstDir24L2: object.map(MAPS.dstDir24L2),
       ifslots: object.map(MAPS.ifslots),
       ruleStats: object.map(MAPS.ruleStats),
+      ruleHitCache: object.map(MAPS.ruleHitCache),
       slotHits: object.map(MAPS.slotHits),
       stats: object.map(MAPS.stats),
       flows: object.map(MAPS.flows),

@@ -195,7 +195,7 @@ export async function dropStaleIds(map: BpfMap, ids: Uint32Array, below = Infini
   return staleCount;
 }
 
-function sortedHas(sorted: Uint32Array, value: number): boolean {
+export function sortedHas(sorted: Uint32Array, value: number): boolean {
   let lo = 0;
   let hi = sorted.length - 1;
   while (lo <= hi) {

@@ -12,7 +12,7 @@
 // it), so it always describes what the kernel holds.
 import type { BpfMap } from '@xdpwall/addon';
 import {
-  Action, Layout, V6Flags, V6Layout, V6NetFlags, V6_FILTER_BITS, V6_FILTER_WORDS, V6_MAPS, V6_PROBES, v6HostBit, v6NetBit, writeRuleValue,
+  Action, Layout, V6Flags, V6Layout, V6NetFlags, V6_FILTER_BITS, V6_FILTER_WORDS, V6_MAPS, V6_PROBES, v4HostBit, v6HostBit, v6NetBit, writeRuleValue,
 } from './abi.js';
 import { syncPacked, type PackedRules } from './reconcile.js';
 import type { BlockDirection } from '../rules/model.js';
@@ -65,6 +65,13 @@ interface Net64 {
   subs: Map<string, V6Prefix>;
   /** Whether the kernel holds (or is about to hold) this /64's entry, which its filter bit counts. */
   present: boolean;
+}
+
+/** An IPv4 host route (/32): only its bit in the shared filter (XW_FEATURE_V4_HOST_FILTER); CidrMaps writes the host hash. */
+export interface V4Host {
+  /** The address as a u32, host order. */
+  host: number;
+  direction: BlockDirection;
 }
 
 /** What one direction's tables hold. */
@@ -149,15 +156,42 @@ export class V6Lengths {
     }
   }
 
-  /** Makes the tables hold exactly `prefixes` (start-up, or after a failed change). */
-  async reconcile(prefixes: Iterable<V6Prefix>): Promise<void> {
+  /**
+   * Makes the tables hold exactly `prefixes`, and the filter the bits of
+   * `prefixes` and the IPv4 host routes `v4Hosts` (start-up, or after a
+   * failed change).
+   */
+  async reconcile(prefixes: Iterable<V6Prefix>, v4Hosts: Iterable<V4Host> = []): Promise<void> {
     this.sides.src = new Side();
     this.sides.dst = new Side();
     const entries: Record<BlockDirection, Map<string, V6Prefix>> = { src: new Map(), dst: new Map() };
     this.account({ install: [...prefixes], replace: [], remove: [] }, (prefix) => {
       if (hasEntry(prefix)) entries[prefix.direction].set(keyText(prefix), prefix);
     });
+    for (const { host, direction } of v4Hosts) this.sides[direction].bump(v4HostBit(host), +1);
     await this.sync(entries);
+  }
+
+  /**
+   * Sets the filter bits of IPv4 host routes just written to the host
+   * hashes and clears those of host routes just deleted from them, so the
+   * data plane probes the hash only for addresses that may be there. All or
+   * nothing: if the write fails the counts go back.
+   */
+  async applyV4Hosts(install: readonly V4Host[], remove: readonly V4Host[]): Promise<void> {
+    if (install.length + remove.length === 0) return;
+    const bump = (hosts: readonly V4Host[], delta: 1 | -1) => {
+      for (const { host, direction } of hosts) this.sides[direction].bump(v4HostBit(host), delta);
+    };
+    bump(install, +1);
+    bump(remove, -1);
+    try {
+      await this.writeFilter(false);
+    } catch (error) {
+      bump(remove, +1);
+      bump(install, -1);
+      throw error;
+    }
   }
 
   /** Bench only: whether packets use the flat tables (true) or the trie alone (false). */

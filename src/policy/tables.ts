@@ -7,7 +7,7 @@
 import type { BpfMap } from '@xdpwall/addon';
 import {
   Layout, POL_PORT_SLOTS, POL_MAX_RULES, POL_FIELD_ALL, POL_PORT_BITMAPS, POL_BM_ALL, POL_BM_DPORT, POL_BM_PER_BUF, POL_WILDCARD, PolField, Action, RuleFlags, POLICY_MAPS,
-  POLICY_SYNC_INNER,
+  POLICY_SYNC_INNER, PolFlags, PolTable,
 } from '../datapath/abi.js';
 import { CapacityError } from '../errors.js';
 import type { CompiledTable } from './compile.js';
@@ -30,6 +30,8 @@ export interface PolicyMaps {
   arrayBitmaps: BpfMap;
   /** The inner map whose fd xw_pol_sync is updated with. */
   syncInner: BpfMap;
+  /** What lets a packet about to drop skip the failsafe table (struct xw_failsafe_quick). */
+  failsafeQuick: BpfMap;
 }
 
 /** The policy stage's maps of a loaded object. */
@@ -46,6 +48,7 @@ export function policyMapsOf(object: { map(name: string): BpfMap }): PolicyMaps 
     blockMeta: object.map(POLICY_MAPS.blockMeta),
     arrayBitmaps: object.map(POLICY_MAPS.arrayBitmaps),
     syncInner: object.map(POLICY_SYNC_INNER),
+    failsafeQuick: object.map(POLICY_MAPS.failsafeQuick),
   };
 }
 
@@ -241,8 +244,15 @@ export class PolicyTables {
     }
 
     maps.meta.update(u32(table * 2 + next), encodeMeta(compiled));
+    const quick = table === PolTable.failsafe ? failsafeQuickOf(compiled) : null;
+    if (quick) {
+      // Covers the old table and the new one while packets may see either.
+      const old = decodeFailsafeQuick(maps.failsafeQuick.lookup(u32(0)));
+      maps.failsafeQuick.update(u32(0), encodeFailsafeQuick({ portsOnly: old.portsOnly && quick.portsOnly, dports: old.dports | quick.dports }));
+    }
     maps.active.update(u32(table), u32(next));
     this.sync();
+    if (quick) maps.failsafeQuick.update(u32(0), encodeFailsafeQuick(quick));
     this.applied.set(table, digest);
     // No packet reads the old buffer now: empty it, so a big list's entries
     // are held once, not twice, between changes. A failure here changes
@@ -299,4 +309,35 @@ export class PolicyTables {
     }
     this.written.delete(table * 2 + buf);
   }
+}
+
+/** struct xw_failsafe_quick: what a packet about to drop needs to skip the failsafe table. */
+export interface FailsafeQuick {
+  /** Every entry that can match TCP or UDP names destination ports (or there is none). */
+  portsOnly: boolean;
+  /** Bit (port & 63) of each destination port an entry covers. */
+  dports: bigint;
+}
+
+/** The quick check of a compiled failsafe table. */
+export function failsafeQuickOf(compiled: CompiledTable): FailsafeQuick {
+  const portsOnly = compiled.rules.length === 0 || (compiled.flags & PolFlags.dportAll) !== 0;
+  let dports = 0n;
+  const intervals = compiled.ports.dport;
+  if (portsOnly && intervals) {
+    for (let port = 0; port < intervals.length; port++) if (intervals[port] !== 0) dports |= 1n << BigInt(port & 63);
+  }
+  return { portsOnly, dports };
+}
+
+function encodeFailsafeQuick(quick: FailsafeQuick): Buffer {
+  const out = Buffer.alloc(Layout.failsafeQuick.size);
+  out.writeBigUInt64LE(BigInt.asUintN(64, quick.dports), Layout.failsafeQuick.dports);
+  out.writeUInt32LE(quick.portsOnly ? 1 : 0, Layout.failsafeQuick.portsOnly);
+  return out;
+}
+
+function decodeFailsafeQuick(value: Buffer | null): FailsafeQuick {
+  if (!value) return { portsOnly: false, dports: 0n };
+  return { portsOnly: value.readUInt32LE(Layout.failsafeQuick.portsOnly) !== 0, dports: value.readBigUInt64LE(Layout.failsafeQuick.dports) };
 }

@@ -1,6 +1,7 @@
 // Helpers for policy tests: rules in the classifiers' form, frames built
 // from the fields the parser extracts, and the compiled object loaded with
 // its policy maps wrapped for PolicyTables.
+import { readRuleHits } from '../../src/datapath/rule-hits.js';
 import { BpfObject, type BpfMap, type BpfProgram } from '@xdpwall/addon';
 import { Direction, MAPS, PROGRAMS, Reason, Verdict, cpusOf, encodeRuleId, statsIndex, sumCounters, type ReasonName } from '../../src/datapath/abi.js';
 import { parseCidr } from '../../src/rules/cidr.js';
@@ -139,9 +140,7 @@ export function statsKey(ifslots: BpfMap, ifindex: number, hook: 'ingress' | 'eg
   return encodeRuleId(statsIndex(slot, Direction[hook], Verdict[verdict], Reason[reason]));
 }
 
-/** Packets counted under a rule id in xw_rule_stats. */
+/** Packets counted under a rule id in xw_rule_stats and its hit cache. */
 export function rulePackets(loaded: LoadedPolicy, ruleId: number): bigint {
-  const map = loaded.object.map(MAPS.ruleStats);
-  const value = map.lookup(encodeRuleId(ruleId));
-  return value ? sumCounters(value, 0, map.valueStride, cpusOf(map)).packets : 0n;
+  return readRuleHits(loaded.object.map(MAPS.ruleStats), loaded.object.map(MAPS.ruleHitCache), ruleId).packets;
 }

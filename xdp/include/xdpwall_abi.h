@@ -34,6 +34,7 @@
  *             xw_src_dir24, xw_dst_dir24      ARRAY[2^23]  __u32 pair -> __u64 (two slots)
  *             xw_src_dir24_l2, xw_dst_dir24_l2  ARRAY[blocks x 128]  -> __u64 (two slots)
  *             xw_rule_stats          PERCPU_HASH  __u32 rule_id -> xw_counter (blocks, lists)
+ *             xw_rule_hit_cache      PERCPU_ARRAY[XW_HIT_CACHE_SLOTS]  -> xw_hit_cache ("block hit cache")
  *             xw_slot_hits           PERCPU_ARRAY  policy rule slot -> xw_counter ("rule slots")
  *             xw_stats               PERCPU_ARRAY xw_stats_index() -> xw_counter
  *             xw_ifslots             ARRAY[2^16]  __u32 ifindex -> __u32 interface slot
@@ -159,6 +160,13 @@ enum xw_feature {
 	 */
 	XW_FEATURE_BLOCK_META = 1u << 4,
 	/*
+	 * xw_v6_filter also holds a bit per IPv4 host route (hash below, "IPv6
+	 * prefixes by length"), so an IPv4 address no /32 can match skips the
+	 * host hash probe. Set by the control plane that keeps the bits; clear
+	 * (tables written by hand, as tests do): every IPv4 lookup probes.
+	 */
+	XW_FEATURE_V4_HOST_FILTER = 1u << 5,
+	/*
 	 * Observation, from bit 16 up (filtering stages take the low bits):
 	 * sampled events are emitted only while the control plane has a
 	 * consumer attached (an SSE or pcap client), see "events" below.
@@ -240,6 +248,40 @@ struct xw_rule_value {
 struct xw_counter {
 	__u64 packets;
 	__u64 bytes;
+};
+
+/*
+ * ---------------------------------------------------------- block hit cache
+ * Blocks' and lists' hits live in xw_rule_stats (per-CPU hash by rule id,
+ * entry made on a rule's first hit), behind a small per-CPU direct-mapped
+ * write-back cache: element XW_HIT_CACHE_INDEX(rule_id) of
+ * xw_rule_hit_cache, on each CPU, may hold hits of that rule not yet added
+ * to the hash. A rule's hits = its xw_rule_stats entry (summed over CPUs)
+ * + every CPU's cache element at its index whose rule_id is the rule's
+ * (only while the hash entry exists: the data plane tags an element only
+ * after making the rule's hash entry, and a deleted rule's element is
+ * dropped, never added, when it is evicted).
+ *
+ * A packet of the element's rule: two increments (and the score). Another
+ * rule's packet counts into the hash (as without the cache) and lowers the
+ * score; at 0 the element is evicted: its hits are added to this CPU's
+ * hash entry of its rule, and the new rule takes it with XW_HIT_CACHE_SCORE_NEW.
+ * So a rule that keeps hitting keeps its element, and a flood spread over
+ * many blocks pays one hash probe per packet plus an eviction every
+ * XW_HIT_CACHE_SCORE_NEW packets per element, not one per packet.
+ * Pinned with xw_rule_stats: hits survive a restart.
+ */
+#define XW_HIT_CACHE_BITS      10
+#define XW_HIT_CACHE_SLOTS     (1u << XW_HIT_CACHE_BITS)
+/* Fibonacci hashing: consecutive ids (AUTOINCREMENT) land far apart. */
+#define XW_HIT_CACHE_INDEX(id) (((__u32)(id) * 0x9e3779b1u) >> (32 - XW_HIT_CACHE_BITS))
+#define XW_HIT_CACHE_SCORE_NEW 8
+#define XW_HIT_CACHE_SCORE_MAX 64
+
+struct xw_hit_cache {
+	__u32 rule_id;           /* 0: empty */
+	__u32 score;             /* eviction credit, XW_HIT_CACHE_SCORE_* */
+	struct xw_counter hits;  /* this CPU's hits of rule_id not yet in xw_rule_stats */
 };
 
 /*
@@ -376,6 +418,26 @@ enum xw_pol_flags {
 	 * decided by the port array alone, without a hash lookup.
 	 */
 	XW_POL_F_DPORT_ALL = 1u << 1,
+};
+
+/*
+ * The failsafe quick check (xw_failsafe_quick, ARRAY[1], pinned with the
+ * failsafe tables; a map made fresh reads zeros: "no quick answer, classify").
+ * With ports_only set, a TCP or
+ * UDP packet whose upper layer was parsed can match a failsafe entry only if
+ * bit (destination port & 63) of dports is set: every entry of the active
+ * failsafe table that can match TCP or UDP names destination ports (the
+ * table's XW_POL_F_DPORT_ALL, or an empty table), and dports has the bit of
+ * each port they cover. A packet about to drop then skips the failsafe
+ * classification for one array element already in cache. The control plane
+ * widens it (AND of ports_only, OR of dports) before flipping the failsafe
+ * table and narrows it once no packet sees the old table, so it always
+ * covers the table packets use.
+ */
+struct xw_failsafe_quick {
+	__u64 dports;    /* bit (port & 63) of every destination port an entry covers */
+	__u32 ports_only; /* 1: the rule above holds; 0: classify every packet */
+	__u32 pad;
 };
 
 struct xw_pol_meta {
@@ -723,6 +785,10 @@ struct xw_event {
  * XW_V6_FILTER_BITS bits kept:
  *   net:  (a ^ b * 0x85ebca6b) * 0x9e3779b1
  *   host: (a ^ (b ^ (c ^ d * 0xc2b2ae35) * 0x27d4eb2f) * 0x85ebca6b) * 0x9e3779b1
+ * The same filter holds IPv4 host routes (/32) with XW_FEATURE_V4_HOST_FILTER,
+ * address a (host order): (a ^ a >> 16) * 0x7feb352d. One
+ * filter for both families: no memory of its own, and IPv4 and IPv6 bits
+ * share its 4 Mi bits per direction.
  *
  * Maps:
  *   xw_src_v6_len, xw_dst_v6_len  HASH  xw_lpm_v6_key -> xw_rule_value (capacity.cidrV6)

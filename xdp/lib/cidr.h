@@ -27,26 +27,48 @@ static __always_inline __u32 xw_dir24_slot(void *table, __u32 index)
 	return index & 1 ? (__u32)(*two >> 32) : (__u32)*two;
 }
 
+/* Whether the side's filter has the bit of `hash`: false means the entry does not exist. */
+static __always_inline bool xw_v6_maybe(__u32 side, __u32 hash)
+{
+	__u32 bit = hash >> (32 - XW_V6_FILTER_BITS);
+	__u32 index = side * XW_V6_FILTER_WORDS + (bit >> 6);
+	const __u64 *word = bpf_map_lookup_elem(&xw_v6_filter, &index);
+
+	return word && ((*word >> (bit & 63)) & 1);
+}
+
+/* The filter hash of an IPv4 host route (host order; see "IPv6 prefixes by length" in the ABI). */
+static __always_inline __u32 xw_v4_hash_host(__u32 host)
+{
+	return (host ^ (host >> 16)) * 0x7feb352du;
+}
+
 /*
  * IPv4: the host hash, then the DIR-24 slot of the address's /24, then the
  * address's slot in the /24's second-level block if it has one (a /24 left
  * without a block when they ran out asks the trie instead). A slot without
  * a rule falls to the /0 rule in xw_config. No IPv4 lookup walks the trie
- * unless the blocks ran out.
+ * unless the blocks ran out. With `filtered` (XW_FEATURE_V4_HOST_FILTER)
+ * the host hash is probed only when the side's filter bit of the address
+ * is set.
  */
 static __always_inline __u32 xw_deny_v4(void *hosts, void *dir24, void *l2, void *trie,
-					__u32 v4_default, const __u8 addr[16])
+					__u32 v4_default, const __u8 addr[16],
+					__u32 side, bool filtered)
 {
 	struct xw_lpm_v4_key key = {
 		.prefixlen = 32,
 		.addr = xw_addr_v4(addr),
 	};
-	struct xw_rule_value *rule = bpf_map_lookup_elem(hosts, &key.addr);
+	struct xw_rule_value *rule;
 	__u32 host = bpf_ntohl(key.addr);
 	__u32 slot;
 
-	if (rule)
-		return xw_denying(rule);
+	if (!filtered || xw_v6_maybe(side, xw_v4_hash_host(host))) {
+		rule = bpf_map_lookup_elem(hosts, &key.addr);
+		if (rule)
+			return xw_denying(rule);
+	}
 	slot = xw_dir24_slot(dir24, host >> 8);
 	if (slot & XW_DIR24_BLOCK) {
 		slot = xw_dir24_slot(l2, (slot & XW_DIR24_RULE_MASK) * 256 + (host & 0xff));
@@ -81,16 +103,6 @@ static __always_inline __u32 xw_v6_hash_host(__u64 hi, __u64 lo)
 	__u32 cd = ((__u32)(lo >> 32) ^ (__u32)lo * 0xc2b2ae35u) * 0x27d4eb2fu;
 
 	return ((__u32)(hi >> 32) ^ ((__u32)hi ^ cd) * 0x85ebca6bu) * 0x9e3779b1u;
-}
-
-/* Whether the side's filter has the bit of `hash`: false means the entry does not exist. */
-static __always_inline bool xw_v6_maybe(__u32 side, __u32 hash)
-{
-	__u32 bit = hash >> (32 - XW_V6_FILTER_BITS);
-	__u32 index = side * XW_V6_FILTER_WORDS + (bit >> 6);
-	const __u64 *word = bpf_map_lookup_elem(&xw_v6_filter, &index);
-
-	return word && ((*word >> (bit & 63)) & 1);
 }
 
 /*
@@ -221,11 +233,14 @@ static __always_inline __u32 xw_cidr_lookup(const struct xw_pkt *p,
 
 	if (!(cfg->features & feature)) /* no rules of this kind: nothing to ask */
 		return 0;
-	if (p->family == 4)
+	if (p->family == 4) {
+		bool filtered = cfg->features & XW_FEATURE_V4_HOST_FILTER;
+
 		return src ? xw_deny_v4(&xw_src_host_v4, &xw_src_dir24, &xw_src_dir24_l2, &xw_src_v4,
-					cfg->v4_default[0], addr)
+					cfg->v4_default[0], addr, 0, filtered)
 			   : xw_deny_v4(&xw_dst_host_v4, &xw_dst_dir24, &xw_dst_dir24_l2, &xw_dst_v4,
-					cfg->v4_default[1], addr);
+					cfg->v4_default[1], addr, 1, filtered);
+	}
 	return xw_deny_v6(src ? 0 : 1, addr);
 }
 

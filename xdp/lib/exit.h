@@ -18,11 +18,11 @@
 
 /*
  * Adds one packet to this CPU's slot of the counter under key, creating the
- * entry on first use. If another CPU creates it between our lookup and
- * insert, the insert fails and we count into the entry it made; if the map
- * is full the packet goes uncounted.
+ * entry on first use; false when the map is full (the packet goes
+ * uncounted). If another CPU creates it between our lookup and insert, the
+ * insert fails and we count into the entry it made.
  */
-static __always_inline void xw_count(void *map, const void *key, __u32 bytes)
+static __always_inline bool xw_count(void *map, const void *key, __u32 bytes)
 {
 	struct xw_counter *ctr = bpf_map_lookup_elem(map, key);
 
@@ -30,13 +30,14 @@ static __always_inline void xw_count(void *map, const void *key, __u32 bytes)
 		struct xw_counter first = { .packets = 1, .bytes = bytes };
 
 		if (!bpf_map_update_elem(map, key, &first, BPF_NOEXIST))
-			return;
+			return true;
 		ctr = bpf_map_lookup_elem(map, key);
 		if (!ctr)
-			return;
+			return false;
 	}
 	ctr->packets++;
 	ctr->bytes += bytes;
+	return true;
 }
 
 /*
@@ -67,14 +68,58 @@ static __always_inline void xw_stats_count(const struct xw_pkt *p,
 }
 
 /*
- * Blocks' and lists' counters appear on a rule's first hit, so their per-CPU memory
- * follows the rules that match traffic, not all rules; an entry the control
- * plane created in advance is simply counted into. rule_id comes from the
- * control plane's trie values, so packets cannot invent keys.
+ * A packet of another rule than the cache element's: counted in the hash
+ * (entry made on the rule's first hit, so per-CPU memory follows the rules
+ * that match traffic), then the element loses a point of score; at 0 its
+ * hits go to its rule's hash entry (dropped if the rule was deleted: the
+ * control plane deleted the entry) and the packet's rule takes it. The
+ * rule's hash entry exists before the element names it, so readers may add
+ * an element's hits to the hash entry of its rule whenever that exists.
+ */
+static __noinline void xw_rule_count_miss(struct xw_hit_cache *slot, __u32 rule_id, __u32 bytes)
+{
+	struct xw_counter *evicted;
+	__u32 old;
+
+	if (!slot || !xw_count(&xw_rule_stats, &rule_id, bytes))
+		return; /* full: uncounted, and not cached either */
+	old = slot->rule_id;
+	if (old && slot->score > 1) {
+		slot->score--;
+		return;
+	}
+	if (old) {
+		evicted = bpf_map_lookup_elem(&xw_rule_stats, &old);
+		if (evicted) {
+			evicted->packets += slot->hits.packets;
+			evicted->bytes += slot->hits.bytes;
+		}
+	}
+	slot->rule_id = rule_id;
+	slot->score = XW_HIT_CACHE_SCORE_NEW;
+	slot->hits.packets = 0;
+	slot->hits.bytes = 0;
+}
+
+/*
+ * Blocks' and lists' hits: the block hit cache (see the ABI) in front of
+ * xw_rule_stats. A packet of the rule the element holds costs an array
+ * element and three stores, no hash probe. rule_id comes from the control
+ * plane's table values, so packets cannot invent keys.
  */
 static __always_inline void xw_rule_count(__u32 rule_id, __u32 bytes)
 {
-	xw_count(&xw_rule_stats, &rule_id, bytes);
+	__u32 index = XW_HIT_CACHE_INDEX(rule_id);
+	struct xw_hit_cache *slot = bpf_map_lookup_elem(&xw_rule_hit_cache, &index);
+
+	if (slot && slot->rule_id == rule_id) {
+		slot->hits.packets++;
+		slot->hits.bytes += bytes;
+		if (slot->score < XW_HIT_CACHE_SCORE_MAX)
+			slot->score++;
+		return;
+	}
+	xw_rule_count_miss(slot, rule_id, bytes);
 }
 
 /*

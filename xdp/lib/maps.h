@@ -85,6 +85,15 @@ struct {
 	__type(value, struct xw_counter);
 } xw_rule_stats SEC(".maps");
 
+/* The block hit cache in front of xw_rule_stats (see "block hit cache" in the ABI). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XW_HIT_CACHE_SLOTS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, __u32);
+	__type(value, struct xw_hit_cache);
+} xw_rule_hit_cache SEC(".maps");
+
 /*
  * Hits of policy rules, by the slot their xw_pol_rule carries ("rule
  * slots" in the ABI): an indexed element, no hash probe, no first-hit

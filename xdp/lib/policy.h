@@ -83,6 +83,26 @@ static __always_inline void xw_pol_record_reply(const struct xw_pkt *p, const st
 }
 
 /* Swaps the packet's addresses and ports in place (twice restores it). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, __u32);
+	__type(value, struct xw_failsafe_quick);
+} xw_failsafe_quick SEC(".maps");
+
+/* false: no failsafe entry can match this ingress packet (see struct xw_failsafe_quick). */
+static __always_inline bool xw_pol_failsafe_may(const struct xw_pkt *p)
+{
+	__u32 zero = 0;
+	const struct xw_failsafe_quick *quick = bpf_map_lookup_elem(&xw_failsafe_quick, &zero);
+
+	if (!quick || !quick->ports_only || !(p->flags & XW_PKT_L4) ||
+	    (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP))
+		return true;
+	return (quick->dports >> (bpf_ntohs(p->dport) & 63)) & 1;
+}
+
 static __always_inline void xw_pkt_swap_ends(struct xw_pkt *p)
 {
 	__be16 port = p->sport;
@@ -176,7 +196,8 @@ static __always_inline enum xw_verdict xw_policy(struct xw_pkt *p, enum xw_direc
 
 	if ((verdict == XW_VERDICT_DROP || *reason == XW_REASON_WOULD_DROP ||
 	     *reason == XW_REASON_WOULD_RATELIMIT) &&
-	    (ingress ? xw_pol_classify(p, XW_POL_FAILSAFE, &rule, &ignored) : xw_pol_failsafe_egress(p, &rule))) {
+	    (ingress ? xw_pol_failsafe_may(p) && xw_pol_classify(p, XW_POL_FAILSAFE, &rule, &ignored)
+		     : xw_pol_failsafe_egress(p, &rule))) {
 		*reason = XW_REASON_PASS_FAILSAFE;
 		*rule_id = 0;
 		p->rule_slot = 0;

@@ -383,7 +383,7 @@ static __always_inline bool xw_pol_classify(const struct xw_pkt *p, __u32 table,
 					    const struct xw_pol_meta **meta_out)
 {
 	const struct xw_pol_meta *meta;
-	struct xw_pol_scan s = {};
+	struct xw_pol_scan s;
 	__u32 *active, buf, words, index, dport_interval = 0;
 
 	*meta_out = NULL;
@@ -410,6 +410,8 @@ static __always_inline bool xw_pol_classify(const struct xw_pkt *p, __u32 table,
 		if ((meta->flags & XW_POL_F_DPORT_ALL) && !dport_interval)
 			return false; /* no rule covers the port: see XW_POL_F_DPORT_ALL */
 	}
+	/* Zeroed only here: most packets leave above, and 120 bytes of stores are not free. */
+	__builtin_memset(&s, 0, sizeof(s));
 	if (!xw_pol_lookup(p, table, buf, meta->fields, words == 1, dport_interval, &s.fb))
 		return false;
 	s.base = index * XW_POL_MAX_RULES;
