@@ -181,20 +181,30 @@ describe('rules referencing lists', () => {
     await putList('flip', { entries: setA, action: 'none' });
     const rule = (await postRule({ action: 'drop', proto: 'udp', dstPort: 53, src: 'list:flip' })).json();
     const frame = dns(shared);
-    const repeat = 3_000_000;
-    let done = false;
-    const running = firewall.datapath.ingress.testRun({ data: frame, ctxIn: xdpCtx(frame.length, 1), dataSizeOut: 0, repeat }).finally(() => {
-      done = true;
-    });
+    // Runs of a million packets until the list has been replaced at least 4 times during them
+    // (a run alone can end before a replace does; at most 30 runs).
+    const repeat = 1_000_000;
     let flips = 0;
-    while (!done) {
-      await firewall.lists.put('flip', { entries: parseListText((flips % 2 === 0 ? setB : setA).join('\n')), action: 'none' });
-      flips++;
+    let stop = false;
+    const flipper = (async () => {
+      while (!stop) {
+        await firewall.lists.put('flip', { entries: parseListText((flips % 2 === 0 ? setB : setA).join('\n')), action: 'none' });
+        flips++;
+      }
+    })();
+    let runs = 0;
+    try {
+      while (runs < 30 && (runs === 0 || flips < 4)) {
+        expect((await firewall.datapath.ingress.testRun({ data: frame, ctxIn: xdpCtx(frame.length, 1), dataSizeOut: 0, repeat })).retval).toBe(XDP_DROP);
+        runs++;
+      }
+    } finally {
+      stop = true;
+      await flipper;
     }
-    expect((await running).retval).toBe(XDP_DROP);
     const got = (await app.inject({ method: 'GET', url: `/v1/rules/${rule.id}` })).json();
-    expect(got.hits.packets).toBe(repeat);
-    expect(flips).toBeGreaterThanOrEqual(2);
+    expect(got.hits.packets).toBe(runs * repeat);
+    expect(flips).toBeGreaterThanOrEqual(4);
   }, 120_000);
 });
 
