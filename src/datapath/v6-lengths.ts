@@ -15,6 +15,7 @@ import {
   Action, Layout, V6Flags, V6Layout, V6NetFlags, V6_FILTER_BITS, V6_FILTER_WORDS, V6_MAPS, V6_PROBES, v6HostBit, v6NetBit, writeRuleValue,
 } from './abi.js';
 import { syncPacked, type PackedRules } from './reconcile.js';
+import type { Slicer } from '../event-loop.js';
 import type { BlockDirection } from '../rules/model.js';
 
 export interface V6Maps {
@@ -101,6 +102,9 @@ class Side {
   }
 }
 
+/** Prefixes counted between two questions to the slicer in reconcile(). */
+const RECONCILE_SLICE = 4096;
+
 const KEY = Layout.lpmV6Key;
 const RULE = Layout.ruleValue;
 const NET = V6Layout.v6Net;
@@ -149,14 +153,26 @@ export class V6Lengths {
     }
   }
 
-  /** Makes the tables hold exactly `prefixes` (start-up, or after a failed change). */
-  async reconcile(prefixes: Iterable<V6Prefix>): Promise<void> {
+  /**
+   * Makes the tables hold exactly `prefixes` (start-up, or after a failed
+   * change), counting them a slice at a time between turns `slicer` allows.
+   */
+  async reconcile(prefixes: Iterable<V6Prefix>, slicer?: Slicer): Promise<void> {
     this.sides.src = new Side();
     this.sides.dst = new Side();
     const entries: Record<BlockDirection, Map<string, V6Prefix>> = { src: new Map(), dst: new Map() };
-    this.account({ install: [...prefixes], replace: [], remove: [] }, (prefix) => {
+    const each = (prefix: V6Prefix) => {
       if (hasEntry(prefix)) entries[prefix.direction].set(keyText(prefix), prefix);
-    });
+    };
+    let slice: V6Prefix[] = [];
+    for (const prefix of prefixes) {
+      slice.push(prefix);
+      if (slice.length < RECONCILE_SLICE) continue;
+      this.account({ install: slice, replace: [], remove: [] }, each);
+      slice = [];
+      if (slicer?.due) await slicer.next();
+    }
+    this.account({ install: slice, replace: [], remove: [] }, each);
     await this.sync(entries);
   }
 
