@@ -63,8 +63,30 @@ try {
   await stop();
   for (let round = 0; round < ROUNDS; round++) {
     for (const cli of clis) {
+      const t0 = performance.now();
       const seconds = await start(cli, process.env.LOG_LEVEL ?? 'error');
-      console.log(`restart ${cli}: ${seconds.toFixed(2)} s  (load ${execFileSync('cat', ['/proc/loadavg']).toString().split(' ').slice(0, 3).join(' ')})`);
+      // /healthz every 20 ms until it no longer reports a restore running (main never does).
+      const latencies: number[] = [];
+      for (;;) {
+        const t = performance.now();
+        const health = (await (await fetch(`${base}/healthz`)).json()) as { degraded?: Array<{ restore?: string }> };
+        latencies.push(performance.now() - t);
+        if (!health.degraded?.some((d) => d.restore !== undefined)) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      const restored = (performance.now() - t0) / 1000;
+      // The same probes once restored: the baseline the machine's load gives.
+      const idle: number[] = [];
+      for (let i = 0; i < 100; i++) {
+        const t = performance.now();
+        await (await fetch(`${base}/healthz`)).arrayBuffer();
+        idle.push(performance.now() - t);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      idle.sort((a, b) => a - b);
+      latencies.sort((a, b) => a - b);
+      const p99 = latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))]!;
+      console.log(`restart ${cli}: serving ${seconds.toFixed(2)} s, restored ${restored.toFixed(2)} s, /healthz meanwhile ${latencies.length} probes p99 ${p99.toFixed(0)} ms max ${latencies.at(-1)!.toFixed(0)} ms; then 100 probes p99 ${idle[98]!.toFixed(0)} max ${idle[99]!.toFixed(0)} ms  (load ${execFileSync('cat', ['/proc/loadavg']).toString().split(' ').slice(0, 3).join(' ')})`);
       await new Promise((resolve) => setTimeout(resolve, Number(process.env.SETTLE_MS ?? 3000)));
       await stop();
     }

@@ -284,7 +284,8 @@ export class Firewall {
         // the caller has done what serving needs (beginRestore), so it does not compete with that.
         restoring = cidrMaps.exclusive(async () => {
           if (!(await gate.opened)) throw new DatapathError('the restore was abandoned: the start failed');
-          return restoreKernel(await store.readColumns());
+          // Lists add their entries to the columns: some room beyond the blocks.
+          return restoreKernel(await store.readColumns(blockCounts[4] + blockCounts[6] + 1024));
         });
         restoring.catch(() => undefined); // the firewall tracks it below
       }

@@ -373,11 +373,13 @@ export class RuleStore {
 
   /**
    * Every rule as columns (start-up), read a page at a time between turns of
-   * the event loop: no object per rule outlives its page.
+   * the event loop: no object per rule outlives its page. `expected`: rows
+   * to make room for at once (a few more leave spare room; fewer grow it).
    */
-  async readColumns(): Promise<RuleColumns> {
+  async readColumns(expected = 0): Promise<RuleColumns> {
     try {
-      const columns = new RuleColumns();
+      // Sized up front when the caller knows about how many: growing copies every column at once (60 ms at 1M rows).
+      const columns = new RuleColumns(expected);
       const slicer = new TimeSlicer();
       for (let after = 0; ; ) {
         const [count, last, text] = this.statements.scan.get(after, SCAN_PAGE)!;
