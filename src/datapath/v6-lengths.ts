@@ -102,8 +102,8 @@ class Side {
   }
 }
 
-/** Prefixes counted between two questions to the slicer in reconcile(). */
-const RECONCILE_SLICE = 4096;
+/** Prefixes counted between two questions to the slicer in reconcile(): 4096 /128s held the loop 46 ms. */
+const RECONCILE_SLICE = 512;
 
 const KEY = Layout.lpmV6Key;
 const RULE = Layout.ruleValue;
