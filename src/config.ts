@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from './errors.js';
-import { BLOCK_META_ENTRIES, DEFAULT_CAPACITY, DEFAULT_RL_BUCKETS } from './datapath/abi.js';
+import { BLOCK_META_ENTRIES, DEFAULT_CAPACITY, DEFAULT_RL_BUCKETS, DEFAULT_RL_BUCKETS_V6 } from './datapath/abi.js';
 import { parseApiConfig, type ApiConfig } from './auth/config.js';
 import { parseFailsafe, type FailsafeEntry } from './policy/failsafe.js';
 import { parseEventSettings, type EventSettings } from './events/settings.js';
@@ -38,11 +38,12 @@ export interface Config {
   instance: string;
   bpffsRoot: string;
   /**
-   * rateBuckets: rate-limit source buckets (xw_rl_buckets); default DEFAULT_RL_BUCKETS.
+   * rateBuckets: IPv4 rate-limit source buckets (xw_rl_buckets_v4); default DEFAULT_RL_BUCKETS.
+   * rateBucketsV6: IPv6 ones (xw_rl_buckets); default DEFAULT_RL_BUCKETS_V6.
    * timedBlocks: blocks with a ttl, a dry run or an origin's expiry in force at once (xw_block_meta);
    * default BLOCK_META_ENTRIES. A CrowdSec feed of 100k decisions needs more than the default.
    */
-  capacity: { cidrV4: number; cidrV6: number; flows: number; rateBuckets?: number; timedBlocks?: number };
+  capacity: { cidrV4: number; cidrV6: number; flows: number; rateBuckets?: number; rateBucketsV6?: number; timedBlocks?: number };
   /** Request bodies larger than this get 413. */
   bodyLimitBytes: number;
   /** How long counter snapshots are reused by hot API reads. */
@@ -160,7 +161,7 @@ function fileInterfaces(value: unknown, defaultMode: AttachMode): InterfaceConfi
  *   mode: auto
  *   listen: 127.0.0.1:7070        # or unix:/run/xdpwall/api.sock
  *   stateDir: /var/lib/xdpwall
- *   capacity: { cidrV4: 1048576, cidrV6: 262144, flows: 262144, rateBuckets: 65536, timedBlocks: 65536 }
+ *   capacity: { cidrV4: 1048576, cidrV6: 262144, flows: 262144, rateBuckets: 65536, rateBucketsV6: 16384, timedBlocks: 65536 }
  *   policy: { ingress: drop }     # default accept; replies to this host's own flows still pass
  *   failsafe: [{proto: tcp, port: 22}, {cidr: 198.18.9.0/24}]   # default: TCP 22, UDP 68 and 546, ICMPv6 133-137
  *   events: { sample: { drop_rule: 1 }, ratePerSecond: 1000, burst: 1000 }   # default: log 1 in 1, drops 1 in 100
@@ -201,6 +202,9 @@ export function loadConfig(configFile: string | undefined, overrides: ConfigOver
       cidrV6: positiveInt(capacity.cidrV6, 'capacity.cidrV6', DEFAULT_CAPACITY.cidrV6),
       flows: positiveInt(capacity.flows, 'capacity.flows', DEFAULT_CAPACITY.flows),
       ...(capacity.rateBuckets !== undefined && { rateBuckets: positiveInt(capacity.rateBuckets, 'capacity.rateBuckets', DEFAULT_RL_BUCKETS) }),
+      ...(capacity.rateBucketsV6 !== undefined && {
+        rateBucketsV6: positiveInt(capacity.rateBucketsV6, 'capacity.rateBucketsV6', DEFAULT_RL_BUCKETS_V6),
+      }),
       ...(capacity.timedBlocks !== undefined && { timedBlocks: positiveInt(capacity.timedBlocks, 'capacity.timedBlocks', BLOCK_META_ENTRIES) }),
     },
     bodyLimitBytes: positiveInt(file.bodyLimitBytes, 'bodyLimitBytes', 1 << 20),

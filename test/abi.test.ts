@@ -46,8 +46,8 @@ import {
   statsIndex,
   statsIndexParts,
   RATELIMIT_MAPS,
-  RL_RULE_ENTRIES,
   DEFAULT_RL_BUCKETS,
+  DEFAULT_RL_BUCKETS_V6,
   RL_REPORT_RING,
   RlPer,
 } from '../src/datapath/abi.js';
@@ -142,6 +142,7 @@ const STRUCTS: Record<keyof typeof Layout, string> = {
   blockMeta: 'xw_block_meta',
   rlConf: 'xw_rl_conf',
   rlKey: 'xw_rl_key',
+  rlKeyV4: 'xw_rl_key_v4',
   rlBucket: 'xw_rl_bucket',
   rlStats: 'xw_rl_stats',
   rlReport: 'xw_rl_report',
@@ -278,7 +279,8 @@ describe('programs and maps', () => {
     [POLICY_MAPS.blockMeta]: ['unsigned int', 'xw_block_meta'],
     [POLICY_MAPS.arrayBitmaps]: ['unsigned int', 'xw_pol_bitmap'],
     [RATELIMIT_MAPS.rules]: ['unsigned int', 'xw_rl_conf'],
-    [RATELIMIT_MAPS.shared]: ['unsigned int', 'xw_rl_bucket'],
+    [RATELIMIT_MAPS.ruleBuckets]: ['unsigned int', 'xw_rl_bucket'],
+    [RATELIMIT_MAPS.bucketsV4]: ['xw_rl_key_v4', 'xw_rl_bucket'],
     [RATELIMIT_MAPS.buckets]: ['xw_rl_key', 'xw_rl_bucket'],
     [RATELIMIT_MAPS.stats]: ['unsigned int', 'xw_rl_stats'],
     [RATELIMIT_MAPS.reportBudget]: ['unsigned int', 'xw_rl_bucket'],
@@ -354,8 +356,9 @@ describe('programs and maps', () => {
   it('rate-limit capacities agree; the report ring is a pinned ring buffer', () => {
     expect(mapDefNumber(mapDef(RATELIMIT_MAPS.rules), 'max_entries')).toBe(POL_SLOTS);
     expect(mapDefNumber(mapDef(RATELIMIT_MAPS.stats), 'max_entries')).toBe(POL_SLOTS);
-    expect(mapDefNumber(mapDef(RATELIMIT_MAPS.shared), 'max_entries')).toBe(RL_RULE_ENTRIES);
-    expect(mapDefNumber(mapDef(RATELIMIT_MAPS.buckets), 'max_entries')).toBe(DEFAULT_RL_BUCKETS);
+    expect(mapDefNumber(mapDef(RATELIMIT_MAPS.ruleBuckets), 'max_entries')).toBe(POL_SLOTS);
+    expect(mapDefNumber(mapDef(RATELIMIT_MAPS.bucketsV4), 'max_entries')).toBe(DEFAULT_RL_BUCKETS);
+    expect(mapDefNumber(mapDef(RATELIMIT_MAPS.buckets), 'max_entries')).toBe(DEFAULT_RL_BUCKETS_V6);
     const ring = mapDef(RATELIMIT_MAPS.reports);
     expect(mapDefNumber(ring, 'type')).toBe(27); // BPF_MAP_TYPE_RINGBUF
     expect(mapDefNumber(ring, 'max_entries')).toBe(RL_REPORT_RING);

@@ -1,14 +1,15 @@
-// CidrMaps on real kernel maps, watched through proxies: the rule-set
-// generation moves only after every table write of a change (ingress reads it
-// before its lookups, so a bump that comes first lets a pass decided under the
-// old rules be cached as current), and a DIR-24 batch that the kernel applies
-// only in part is rolled back slot by slot, to the rule that covered each slot
-// before (not to zero).
+// CidrMaps on real kernel maps, watched through proxies: xw_config (the
+// feature bits that let ingress skip the lookups of kinds without rules) is
+// written only after every table write of a change (a bit set first would
+// send packets to tables that do not hold their rules yet), and a DIR-24
+// batch that the kernel applies only in part is rolled back slot by slot, to
+// the rule that covered each slot before (not to zero).
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BpfError, type BpfMap } from '@xdpwall/addon';
 import type { Firewall } from '../src/firewall.js';
 import { CidrMaps } from '../src/datapath/cidr-maps.js';
 import type { DatapathMaps } from '../src/datapath/datapath.js';
+import { Feature, Layout } from '../src/datapath/abi.js';
 import { DIR24_MAX_RULE_ID, readDir24Slot } from '../src/datapath/dir24.js';
 import { parseCidr } from '../src/rules/cidr.js';
 import type { BlockDirection, BlockRule } from '../src/rules/model.js';
@@ -83,7 +84,7 @@ function slots15(map: BpfMap): number[] {
   return Array.from({ length: 512 }, (_, i) => slotRule(map, 198, 18 + (i >> 8), i & 255));
 }
 
-describe('the rule-set generation moves after the tables, never before', () => {
+describe('xw_config is written after the tables, never before', () => {
   const rules = [
     rule(11, '198.18.1.0/25'), // IPv4 trie, and a flag in its DIR-24 slot
     rule(12, '198.18.2.2/32'), // host hash
@@ -92,21 +93,25 @@ describe('the rule-set generation moves after the tables, never before', () => {
     rule(15, '198.20.0.0/16', 'dst'), // DIR-24, other direction
   ];
 
-  it.each(['installMany', 'removeMany'] as const)('%s: one bump, after the last table write', async (change) => {
+  it.each(['installMany', 'removeMany'] as const)('%s: one config write, after the last table write', async (change) => {
     const { maps, log } = recorded(firewall.datapath.maps);
     const cidrMaps = new CidrMaps(maps);
     if (change === 'removeMany') {
       await cidrMaps.installMany(rules);
       log.length = 0;
     }
-    const genBefore = firewall.datapath.maps.config.lookup(Buffer.alloc(4))!.readUInt32LE(0);
+    const config = () => firewall.datapath.maps.config.lookup(Buffer.alloc(4))!;
+    const genBefore = config().readUInt32LE(Layout.config.rulesGen);
     await cidrMaps[change](rules);
     expect(log.filter((entry) => entry.startsWith('config.'))).toEqual(['config.update']);
     expect(log.at(-1)).toBe('config.update');
     // Every table the rules live in was written before it.
     const written = new Set(log.slice(0, -1).map((entry) => entry.split('.')[0]));
     expect([...written]).toEqual(expect.arrayContaining(['srcV4', 'srcHostV4', 'srcDir24', 'dstV6', 'dstDir24']));
-    expect(firewall.datapath.maps.config.lookup(Buffer.alloc(4))!.readUInt32LE(0)).toBe(genBefore + 1);
+    const kinds = Feature.srcV4 | Feature.dstV4 | Feature.dstV6;
+    expect(config().readUInt32LE(Layout.config.features) & (kinds | Feature.srcV6)).toBe(change === 'installMany' ? kinds : 0);
+    // Nothing reads rules_gen any more (struct xw_config): it stays as it was.
+    expect(config().readUInt32LE(Layout.config.rulesGen)).toBe(genBefore);
   });
 });
 

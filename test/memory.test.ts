@@ -8,7 +8,7 @@ import { applyCapacity, plannedMapMemory } from '../src/datapath/datapath.js';
 import { mapBytes, memoryLimitBytes, totalBytes } from '../src/datapath/memory.js';
 import { explainLoadFailure, missingCapabilities } from '../src/datapath/load-errors.js';
 import { BPF_OBJECT_PATH } from '../src/paths.js';
-import { BLOCK_META_ENTRIES, DEFAULT_RL_BUCKETS } from '../src/datapath/abi.js';
+import { BLOCK_META_ENTRIES, DEFAULT_RL_BUCKETS, DEFAULT_RL_BUCKETS_V6 } from '../src/datapath/abi.js';
 
 /** index.js's constructor (message, errno, code, op), which index.d.ts leaves undeclared. */
 const bpfError = (message: string, errno: number, code: string) =>
@@ -56,8 +56,12 @@ describe('kernel memory per map', () => {
       plannedMapMemory(BPF_OBJECT_PATH, capacity, 2).find((r) => r.map === map)!;
     expect(row(CAPACITY, 'xw_block_meta')).toMatchObject({ entries: BLOCK_META_ENTRIES, sizedBy: 'capacity.timedBlocks' });
     expect(row({ ...CAPACITY, timedBlocks: 200_000 }, 'xw_block_meta').entries).toBe(200_000);
-    expect(row(CAPACITY, 'xw_rl_buckets')).toMatchObject({ entries: DEFAULT_RL_BUCKETS, sizedBy: 'capacity.rateBuckets' });
-    expect(row({ ...CAPACITY, rateBuckets: 1000 }, 'xw_rl_buckets').entries).toBe(1000);
+    expect(row(CAPACITY, 'xw_rl_buckets')).toMatchObject({ entries: DEFAULT_RL_BUCKETS_V6, sizedBy: 'capacity.rateBucketsV6' });
+    expect(row({ ...CAPACITY, rateBucketsV6: 1000 }, 'xw_rl_buckets').entries).toBe(1000);
+    expect(row({ ...CAPACITY, rateBuckets: 1000 }, 'xw_rl_buckets').entries).toBe(DEFAULT_RL_BUCKETS_V6);
+    expect(row(CAPACITY, 'xw_rl_buckets_v4')).toMatchObject({ entries: DEFAULT_RL_BUCKETS, sizedBy: 'capacity.rateBuckets' });
+    expect(row({ ...CAPACITY, rateBuckets: 1000 }, 'xw_rl_buckets_v4').entries).toBe(1000);
+    expect(row({ ...CAPACITY, rateBucketsV6: 1000 }, 'xw_rl_buckets_v4').entries).toBe(DEFAULT_RL_BUCKETS);
   });
 
   it('rounds the memory limit up to 64 MiB above maps plus the daemon budget', () => {

@@ -10,8 +10,10 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openRateLab, udpFrom, type RateLab } from './lib/ratelimit.js';
 import { ReferenceLimiter, bucketKey } from '../src/ratelimit/reference.js';
+import { RateLimitTables, decodeBucket, rateLimitMapsOf } from '../src/ratelimit/tables.js';
+import { PolicyTables, policyMapsOf } from '../src/policy/tables.js';
 import { rateConf, type RateConf } from '../src/ratelimit/model.js';
-import { kernelRuleId } from '../src/policy/engine.js';
+import { PolicyEngine, kernelRuleId } from '../src/policy/engine.js';
 import type { PolicyRule, RuleInput } from '../src/policy/model.js';
 import { ipv4Bytes, ipv6Bytes } from './lib/packets.js';
 import { prng } from './lib/prng.js';
@@ -76,7 +78,7 @@ afterAll(() => lab?.close());
  */
 async function reset(): Promise<void> {
   await lab.install([]);
-  for (const map of [lab.limits.maps.buckets, lab.limits.maps.shared]) {
+  for (const map of [lab.limits.maps.bucketsV4, lab.limits.maps.buckets]) {
     for (let key = map.nextKey(null); key; key = map.nextKey(null)) map.delete(key);
   }
   epoch += 10_000n * SECOND;
@@ -342,8 +344,9 @@ describe('a full bucket table (spoofing)', () => {
     expect(spoofAdmitted).toBe(CAPACITY - 1 + R + 999);
     // The heavy source: burst spent before the flood, then exactly its rate for 1 s (not a fresh burst).
     expect(heavyAdmitted - R).toBe(R);
-    const overflow = small.limits.maps.shared.lookup(Buffer.from(Uint32Array.of(id).buffer))!;
-    expect(overflow).not.toBeNull();
+    // The overflow bucket is the rule's, at its slot; it was refilled and charged during the flood.
+    const overflow = small.limits.maps.ruleBuckets.lookup(Buffer.from(Uint32Array.of(small.limits.slotOf(id)!).buffer))!;
+    expect(decodeBucket(overflow).lastNs).toBeGreaterThan(t0);
   });
 
   it('the sweeper frees only buckets idle for their fill time, after which a source starts full as before', async () => {
@@ -488,5 +491,39 @@ describe('bucket keys', () => {
     const reference = bucketKey(kernelRuleId(rule!.id), confOf(rule!), packetOf(src, 64));
     expect(reference.prefixLen).toBe(prefixLen);
     expect([...reference.addr.subarray(0, family === 6 ? 16 : 4)]).toEqual(wantBytes);
+  });
+});
+
+describe('per-rule buckets at the rule slot (xw_rl_rule_buckets)', () => {
+  beforeEach(reset);
+
+  it('a restart (a new engine over the same pinned maps) keeps a drained per-rule bucket drained; a new rule on the freed slot starts full', async () => {
+    const [rule] = await lab.install([{ action: 'ratelimit', proto: 'udp', rate: { pps: R, per: 'rule' } }]);
+    const id = kernelRuleId(rule!.id);
+    const slot = lab.limits.slotOf(id);
+    const frame = udpFrom('198.18.1.1');
+    await lab.runRepeat(frame, 2 * R);
+    expect(lab.counts(rule!.id)).toMatchObject({ admitted: R, dropped: R });
+    // The restart: new tables and engine over the same maps, the rule installed again from the store.
+    const limits = new RateLimitTables(rateLimitMapsOf(lab.object), () => epoch);
+    const engine = new PolicyEngine(await PolicyTables.open(policyMapsOf(lab.object)), {
+      clock: { wallMs: () => Date.parse('2026-12-02T12:00:00Z'), monotonicNs: () => epoch },
+      ifindexOf: () => undefined,
+      rateLimits: limits,
+    });
+    await engine.install('ingress', [rule!]);
+    expect(limits.slotOf(id)).toBe(slot);
+    await lab.runRepeat(frame, 10); // the same instant: nothing refilled, nothing written full
+    expect(limits.ruleStats(id).admitted.packets).toBe(BigInt(R));
+    expect(limits.ruleStats(id).dropped.packets).toBe(BigInt(R + 10));
+    // The rule leaves; another takes its slot, zeroed and written full.
+    await engine.install('ingress', []);
+    const other: PolicyRule = { ...rule!, id: rule!.id + 1 };
+    await engine.install('ingress', [other]);
+    expect(limits.slotOf(kernelRuleId(other.id))).toBe(slot);
+    await lab.runRepeat(frame, 2 * R);
+    expect(limits.ruleStats(kernelRuleId(other.id)).admitted.packets).toBe(BigInt(R));
+    expect(limits.ruleStats(kernelRuleId(other.id)).dropped.packets).toBe(BigInt(R));
+    await engine.install('ingress', []);
   });
 });

@@ -76,7 +76,6 @@ int xw_ingress(struct xdp_md *ctx)
 	struct xw_pkt *p = xw_pkt_begin(ctx->ingress_ifindex,
 					bpf_xdp_get_buff_len(ctx));
 	struct xw_flow_value *flow = NULL;
-	__u32 rules_gen = 0;
 	__u32 rule_id = 0;
 	struct xw_cursor c;
 	enum xw_reason reason;
@@ -87,25 +86,24 @@ int xw_ingress(struct xdp_md *ctx)
 		       p->len, false);
 	reason = xw_parse(&c, p);
 	if (reason == XW_REASON_PASS_NO_MATCH) {
-		/* Read before any lookup: see struct xw_config. */
+		/* Which lookups are configured: see struct xw_config. */
 		const struct xw_config *cfg = xw_config_get();
 		enum xw_verdict verdict;
 
 		if (!cfg) /* never */
 			return XDP_PASS;
-		rules_gen = cfg->rules_gen;
 		rule_id = xw_cidr_deny(p, cfg, &reason);
 		verdict = xw_policy(p, XW_DIR_INGRESS, &reason, &rule_id);
 		/* Only a packet that passes is accounted: a drop never pays for the flow. */
 		if (verdict == XW_VERDICT_PASS && xw_reason_has_flow(reason))
 			flow = xw_flow_find(p, XW_DIR_INGRESS);
-		return xw_exit(ctx, p, XW_DIR_INGRESS, verdict, reason, rule_id, flow, rules_gen);
+		return xw_exit(ctx, p, XW_DIR_INGRESS, verdict, reason, rule_id, flow);
 	}
 
 	return xw_exit(ctx, p, XW_DIR_INGRESS,
 		       reason >= XW_REASON__FIRST_DROP ? XW_VERDICT_DROP
 						       : XW_VERDICT_PASS,
-		       reason, rule_id, flow, rules_gen);
+		       reason, rule_id, flow);
 }
 
 /*
@@ -154,8 +152,8 @@ int xw_egress(struct __sk_buff *skb)
 
 		if (xw_reason_has_flow(reason))
 			flow = xw_flow_find(p, XW_DIR_EGRESS);
-		return xw_exit(skb, p, XW_DIR_EGRESS, verdict, reason, rule_id, flow, 0);
+		return xw_exit(skb, p, XW_DIR_EGRESS, verdict, reason, rule_id, flow);
 	}
 
-	return xw_exit(skb, p, XW_DIR_EGRESS, XW_VERDICT_PASS, reason, 0, flow, 0);
+	return xw_exit(skb, p, XW_DIR_EGRESS, XW_VERDICT_PASS, reason, 0, flow);
 }

@@ -77,6 +77,28 @@ int bench_lru_floor(struct xdp_md *ctx)
 	return floor_insert(&floor_flows);
 }
 
+/*
+ * The floor of what a flow table must do for a packet of unknown flow: look
+ * the fresh key up (a miss, in a cold bucket), then insert it, in the
+ * xw_flows-like map. What it adds to bench_lru_floor is the miss itself,
+ * which the insert alone pays inside its bucket lock, overlapped with the
+ * eviction's own cache misses.
+ */
+SEC("xdp")
+int bench_lru_floor_lookup(struct xdp_md *ctx)
+{
+	struct xw_flow_key key = {};
+	struct xw_flow_value value = { .dir[0].packets = 1 };
+	__u64 seq = floor_next();
+
+	__builtin_memcpy(key.src, &seq, sizeof(seq));
+	key.ifindex = bpf_get_smp_processor_id();
+	if (bpf_map_lookup_elem(&floor_flows, &key))
+		return XDP_PASS;
+	bpf_map_update_elem(&floor_flows, &key, &value, BPF_NOEXIST);
+	return XDP_PASS;
+}
+
 SEC("xdp")
 int bench_lru_floor_common(struct xdp_md *ctx)
 {

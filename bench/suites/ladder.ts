@@ -5,7 +5,7 @@
 // interleaved round by round, and each figure is the median over rounds.
 import { BpfObject, type BpfProgram } from '@xdpwall/addon';
 import { Datapath } from '../../src/datapath/datapath.js';
-import { ether, ipv4, ipv6, udp } from '../../test/lib/packets.js';
+import { TCP, ether, ipv4, ipv6, tcp, udp } from '../../test/lib/packets.js';
 import { BPF_OBJECT_PATH, requireObject } from '../lib/bpf.js';
 import { BENCH_CPU, allCpus, pinProcess } from '../lib/cpu.js';
 import { prefixCount, sizeLabel, type SuiteContext } from '../lib/context.js';
@@ -35,6 +35,7 @@ export const LRU_FLOOR_ATTEMPTS = {
   common: 'churn driver + LRU-insert floor, common LRU list',
   percpu: 'churn driver + LRU-insert floor, per-CPU values (the old xw_flows)',
   v4key: 'churn driver + LRU-insert floor, IPv4-only 20-byte key',
+  lookup: 'churn driver + LRU lookup miss + insert floor (what a packet of unknown flow needs)',
 } as const;
 export const REALISTIC = 'realistic';
 export type LadderKind =
@@ -44,6 +45,9 @@ export const ladderCase = (kind: LadderKind, v4: number, v6: number, set = ''): 
   const count = prefixCount(kind.includes('v6') ? v6 : v4);
   return `xdpwall ${kind} (${set ? count.replace(/ prefix(es)?$/, ` ${set} prefix$1`) : count})`;
 };
+
+/** A new TCP connection every packet: a SYN, whose flow xdpwall inserts without the lookup miss first. */
+export const synCase = (v4: number, v6: number): string => ladderCase('new flow v4', v4, v6).replace('new flow v4', 'new flow v4 TCP SYN');
 
 /** The same IPv6 case with the flat tables switched off: the trie answers every prefix lookup (the baseline of issue 6). */
 export const trieOnlyCase = (kind: LadderKind, v4: number, v6: number, set = ''): string => `${ladderCase(kind, v4, v6, set)}, trie only`;
@@ -80,6 +84,7 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
     common: floorObject.program('bench_lru_floor_common'),
     percpu: floorObject.program('bench_lru_floor_percpu'),
     v4key: floorObject.program('bench_lru_floor_v4key'),
+    lookup: floorObject.program('bench_lru_floor_lookup'),
   };
   const parsePath = ctx.bpf.objects.parse_drop;
   const parse = parsePath ? await loadProgram(parsePath, 'bench_parse_drop', ctx) : null;
@@ -148,6 +153,7 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
     deniedDeepV4: ether(ipv4({ src: deniedDeepV4, dst: '198.19.255.2' }, udp({ sport: 40000, dport: 53, payload }))),
     deniedCleanV4: ether(ipv4({ src: deniedCleanV4, dst: '198.19.255.2' }, udp({ sport: 40000, dport: 53, payload }))),
     deniedHostV6: ether(ipv6({ src: deniedHostV6, dst: 'fd00:198:0:ffff::2' }, udp({ sport: 40000, dport: 53, payload }))),
+    synV4: ether(ipv4({ src: passedV4, dst: '198.19.255.3' }, tcp({ sport: 40002, dport: 443, flags: TCP.syn }))),
     passedV6: ether(ipv6({ src: passedV6, dst: 'fd00:198:0:ffff::2' }, udp({ sport: 40001, dport: 53, payload }))),
   };
   ctx.note(
@@ -164,6 +170,10 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
   );
   ctx.note(
     `ladder: "+ event listener" cases run with the events gate open (XW_FEATURE_EVENTS), default sampling and cap, the ring drained between calls`,
+  );
+  ctx.note(
+    `ladder: "${synCase(maxV4, maxV6)}": the same churn on a TCP SYN (the driver rewrites the TCP source port in the same place); ` +
+      `xdpwall inserts a SYN's flow without looking it up first (xdp/lib/flow.h)`,
   );
   ctx.note(
     `ladder: new-flow cases run the churn driver (bench/bpf/churn.bpf.c), which rewrites the UDP source port and the low 16 bits ` +
@@ -240,6 +250,7 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
         : []),
       { name: ladderCase('new flow v4', nV4, nV6), run: churnVia(ingress, packet.passedV4, XDP_PASS) },
       { name: ladderCase('new flow v6', nV4, nV6), run: churnVia(ingress, packet.passedV6, XDP_PASS) },
+      ...(nV4 === maxV4 ? [{ name: synCase(nV4, nV6), run: churnVia(ingress, packet.synV4, XDP_PASS) }] : []),
     ];
     for (let round = 0; round < rounds; round++) {
       for (const c of cases) record(c.name, c.run());

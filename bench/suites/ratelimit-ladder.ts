@@ -45,7 +45,7 @@ export const rlLoadedCase = (kind: RlLoadedKind, v4: number): string =>
   `xdpwall ${kind} (${prefixCount(v4)}), ${RL_LOADED_RULES} rate-limit rules loaded`;
 
 /** Destination ports of the measured rules. */
-const PORT = { source: 5301, rule: 5302, prefix: 5303, pass: 5304, drop: 5305, insert: 5306 } as const;
+export const PORT = { source: 5301, rule: 5302, prefix: 5303, pass: 5304, drop: 5305, insert: 5306 } as const;
 const XDP_DROP = 1;
 const XDP_PASS = 2;
 
@@ -69,7 +69,8 @@ export interface RateLadderArgs {
   timed: (program: BpfProgram, data: Buffer, expect: number) => () => number;
 }
 
-function rules(): RuleInput[] {
+/** The ladder's rule set (also driven by scripts/rl-ab.ts). */
+export function rateLadderRules(): RuleInput[] {
   const measured: RuleInput[] = [
     { action: 'ratelimit', proto: 'udp', dstPort: PORT.source, rate: { pps: 1, burst: 1, per: 'source' } },
     { action: 'ratelimit', proto: 'udp', dstPort: PORT.rule, rate: { pps: 1, burst: 1, per: 'rule' } },
@@ -99,7 +100,7 @@ export async function runRateLimitLadder(a: RateLadderArgs): Promise<void> {
   const limits = new RateLimitTables(datapath.maps.rateLimits, () => systemClock.monotonicNs());
   const engine = new PolicyEngine(await PolicyTables.open(datapath.maps.policy), { clock: systemClock, ifindexOf: () => undefined, rateLimits: limits });
   const created = '2026-12-02T12:00:00.000Z';
-  const installed: PolicyRule[] = rules().map((input, i) => ({ ...parseRule(input, new Date(created)), id: 1 + i, createdAt: created }));
+  const installed: PolicyRule[] = rateLadderRules().map((input, i) => ({ ...parseRule(input, new Date(created)), id: 1 + i, createdAt: created }));
   const frame = (dport: number, src = a.passedSource) => ether(ipv4({ src, dst: '198.19.255.2' }, udp({ sport: 40003, dport, payload: Buffer.alloc(18) })));
   const insertRepeat = ctx.quick ? 1 << 14 : 1 << 16;
   const churnSrc = a.churn.program('bench_churn_src');
@@ -108,7 +109,7 @@ export async function runRateLimitLadder(a: RateLadderArgs): Promise<void> {
   const slot = Buffer.alloc(4);
   // A new source every repetition, tables emptied before each call.
   const inserting = (target: BpfProgram, expect: number) => async (): Promise<number> => {
-    await empty(datapath.maps.rateLimits.buckets);
+    for (const map of [datapath.maps.rateLimits.bucketsV4, datapath.maps.rateLimits.buckets]) await empty(map);
     for (const map of floorMaps) await empty(map);
     const fd = Buffer.alloc(4);
     fd.writeUInt32LE(target.fd);
@@ -159,7 +160,7 @@ export async function runRateLimitLadder(a: RateLadderArgs): Promise<void> {
     }
   } finally {
     await engine.install('ingress', []);
-    await empty(datapath.maps.rateLimits.buckets);
+    for (const map of [datapath.maps.rateLimits.bucketsV4, datapath.maps.rateLimits.buckets]) await empty(map);
     const baselines: Record<string, string> = { [RL_NEW_SOURCE]: RL_LRU_FLOOR, [RL_HASH_FLOOR]: RL_LRU_FLOOR };
     for (const [name, ns] of samples) {
       ctx.results.add({

@@ -2,7 +2,7 @@
 // enum values and the codecs for every map key and value. test/abi.test.ts
 // checks this file against the BTF of the compiled object.
 
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 
 export const PROGRAMS = { ingress: 'xw_ingress', egress: 'xw_egress' } as const;
 
@@ -117,8 +117,9 @@ export const Layout = {
     banAfter: 56, per: 60, prefixV4: 61, prefixV6: 62, pad: 63,
   },
   rlKey: { size: 24, ruleId: 0, family: 4, prefixlen: 5, pad: 6, addr: 8 },
-  rlBucket: { size: 56, pktTokens: 0, bitTokens: 8, lastNs: 16, admitted: 24, dropped: 32, windowNs: 40, windowDrops: 48, pad: 52 },
-  rlStats: { size: 32, admitted: 0, dropped: 16 }, // struct xw_counter each
+  rlKeyV4: { size: 8, ruleId: 0, addr: 4 },
+  rlBucket: { size: 56, pktTokens: 0, bitTokens: 8, lastNs: 16, admitted: 24, dropped: 32, windowNs: 40, windowBase: 48 },
+  rlStats: { size: 16, dropped: 0 }, // struct xw_counter
   rlReport: { size: 40, key: 0, timeNs: 24, drops: 32, pad: 36 },
   flowValue: {
     size: 56,
@@ -326,7 +327,8 @@ export const LIST_RULE_ID_BASE = 0x1f00_0000;
 
 export const RATELIMIT_MAPS = {
   rules: 'xw_rl_rules',
-  shared: 'xw_rl_shared',
+  ruleBuckets: 'xw_rl_rule_buckets',
+  bucketsV4: 'xw_rl_buckets_v4',
   buckets: 'xw_rl_buckets',
   stats: 'xw_rl_stats',
   reports: 'xw_rl_reports',
@@ -336,8 +338,8 @@ export const RATELIMIT_MAPS = {
 export const TEST_CLOCK_MAP = 'xw_test_clock';
 
 export const RL_SCALE = 1_000_000_000n;
-export const RL_RULE_ENTRIES = 2 * POL_MAX_RULES;
 export const DEFAULT_RL_BUCKETS = 1 << 16;
+export const DEFAULT_RL_BUCKETS_V6 = 1 << 14;
 export const RL_CAS_TRIES = 4;
 export const RL_REPORT_RATE = 1000;
 export const RL_REPORT_RING = 1 << 16;

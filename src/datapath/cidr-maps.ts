@@ -5,12 +5,12 @@
 //   IPv4 /1../24              the DIR-24 table (dir24.ts keeps its contents)
 //   IPv4 /25../31             the DIR-24 second level (a block per /24), and the
 //                             IPv4 trie, asked only for /24s left without a block
-//   IPv4 /0                   xw_config.v4_default, written with the generation
+//   IPv4 /0                   xw_config.v4_default, written with the feature bits
 //   other IPv6                the IPv6 trie
 // The data plane asks the hash first, then the table or trie. Every change
-// is applied in batches (a /8 rewrites 65,536 slots) and then bumps the
-// rule-set generation, which retires the pass verdicts flows cached under
-// the old rules (xw_config). A /1 changes 2^23 slots: the index changes and
+// is applied in batches (a /8 rewrites 65,536 slots) and then rewrites
+// xw_config (the feature bits of the kinds that have rules, the /0
+// defaults). A /1 changes 2^23 slots: the index changes and
 // the slot writes run in steps that give the event loop back between them
 // (event-loop.ts); block changes are serialised here (the lock), list
 // changes and reconcile by their callers, so no change sees another's
@@ -195,7 +195,7 @@ export class CidrMaps implements RuleEnforcer {
   /**
    * Applies a change of list entries (src/lists) as one diff: new and
    * replaced values first (a replaced key goes straight from its old value to
-   * its new one), removals last, then one generation bump. A key both old and
+   * its new one), removals last, then one xw_config write. A key both old and
    * new is never missing; an address leaves or joins once. On failure the
    * kernel may hold part of the change: the caller reconciles.
    */
@@ -220,7 +220,7 @@ export class CidrMaps implements RuleEnforcer {
       if (gone.length > 0) await this.maps.ruleStats.deleteBatch(Buffer.concat(gone.map((r) => encodeRuleId(r.id))), gone.length);
       this.countKinds(diff.install, +1);
       this.countKinds(diff.remove, -1);
-      this.bumpRulesGen();
+      this.writeConfig();
     } catch (error) {
       throw kernelError(error, 'cannot apply the list change');
     }
@@ -241,13 +241,13 @@ export class CidrMaps implements RuleEnforcer {
       await this.writeSlots(slots);
       await this.v6.apply({ install: rules.filter(inV6Flat), replace: [], remove: [] });
       this.countKinds(rules, +1);
-      this.bumpRulesGen();
+      this.writeConfig();
     } catch (error) {
       // These rules are new, so taking every entry out again restores the kernel.
       const undo = await collectFailures([
         ...written.map(([table, { keys, count }]) => () => table.deleteBatch(keys, count)),
         async () => this.writeSlots(await this.changeDir24(indexed.reverse(), 'remove', [], slicer)),
-        async () => this.bumpRulesGen(),
+        async () => this.writeConfig(),
       ]);
       throw withUndoFailures(kernelError(error, `cannot install ${plural(rules.length)}`), undo);
     }
@@ -272,15 +272,15 @@ export class CidrMaps implements RuleEnforcer {
       const counters = Buffer.concat(rules.map((r) => encodeRuleId(r.id)));
       await this.maps.ruleStats.deleteBatch(counters, rules.length);
       this.countKinds(rules, -1);
-      this.bumpRulesGen();
+      this.writeConfig();
     } catch (error) {
       // Put back what was taken out (counters of these rules may be lost),
-      // then retire passes cached while the rules were gone.
+      // then write xw_config for the rules that are back.
       const undo = await collectFailures([
         ...deleted.map(([table, { keys, values, count }]) => () => table.updateBatch(keys, values, count)),
         async () => v6Removed && this.v6.apply({ install: v6, replace: [], remove: [] }),
         async () => this.writeSlots(await this.changeDir24(unindexed.reverse(), 'add', [], slicer)),
-        async () => this.bumpRulesGen(),
+        async () => this.writeConfig(),
       ]);
       throw withUndoFailures(kernelError(error, `cannot remove ${plural(rules.length)}`), undo);
     }
@@ -334,7 +334,7 @@ export class CidrMaps implements RuleEnforcer {
         if ((i & 4095) === 0 && slicer.due) await slicer.next();
         this.countKind(rules.families[i] as 4 | 6, rules.direction(i), +1);
       }
-      this.bumpRulesGen();
+      this.writeConfig();
     } catch (error) {
       throw kernelError(error, 'cannot restore rules into the kernel');
     }
@@ -403,18 +403,16 @@ export class CidrMaps implements RuleEnforcer {
   }
 
   /**
-   * Also writes which kinds of rules exist (xw_config.features: the data
-   * plane skips the lookups of kinds without rules) and the IPv4 /0 rules
-   * (the DIR-24 default). Called after the
-   * rule tables changed, never before: ingress reads the
-   * generation before its lookups, so a pass it caches under the old
-   * generation was decided without the new rules and is retired here.
+   * Writes which kinds of rules exist (xw_config.features: the data plane
+   * skips the lookups of kinds without rules) and the IPv4 /0 rules (the
+   * DIR-24 default). Called after the rule tables changed, never before, so
+   * a feature bit is set only once its tables hold the rules. rules_gen is
+   * left as it is: nothing reads it (see struct xw_config).
    */
-  private bumpRulesGen(): void {
+  private writeConfig(): void {
     const { config } = this.maps;
     const slot = Buffer.alloc(4);
     const value = config.lookup(slot) ?? Buffer.alloc(Layout.config.size);
-    value.writeUInt32LE((value.readUInt32LE(Layout.config.rulesGen) + 1) >>> 0, Layout.config.rulesGen);
     // Bits of other stages (Feature.events, set while someone listens) stay as they are.
     let features = value.readUInt32LE(Layout.config.features) & ~RULE_FEATURES;
     for (const [feature, count] of this.kinds) if (count > 0) features |= feature;

@@ -432,7 +432,7 @@ function currentXdpMode(iface: string): XdpMode {
 }
 
 /** Sizes the maps from the configuration; before load(). */
-export function applyCapacity(object: BpfObject, { cidrV4, cidrV6, flows, rateBuckets, timedBlocks }: Config['capacity']): void {
+export function applyCapacity(object: BpfObject, { cidrV4, cidrV6, flows, rateBuckets, rateBucketsV6, timedBlocks }: Config['capacity']): void {
   object.setMapMaxEntries(MAPS.srcV4, cidrV4);
   object.setMapMaxEntries(MAPS.dstV4, cidrV4);
   object.setMapMaxEntries(MAPS.srcV6, cidrV6);
@@ -445,7 +445,8 @@ export function applyCapacity(object: BpfObject, { cidrV4, cidrV6, flows, rateBu
   // Counters exist only for rules that dropped something (created on first hit).
   object.setMapMaxEntries(MAPS.ruleStats, cidrV4 + cidrV6);
   object.setMapMaxEntries(MAPS.flows, flows);
-  if (rateBuckets !== undefined) object.setMapMaxEntries(RATELIMIT_MAPS.buckets, rateBuckets);
+  if (rateBuckets !== undefined) object.setMapMaxEntries(RATELIMIT_MAPS.bucketsV4, rateBuckets);
+  if (rateBucketsV6 !== undefined) object.setMapMaxEntries(RATELIMIT_MAPS.buckets, rateBucketsV6);
   if (timedBlocks !== undefined) object.setMapMaxEntries(POLICY_MAPS.blockMeta, timedBlocks);
 }
 

@@ -53,7 +53,7 @@ export class PolicyEngine {
     private readonly options: PolicyEngineOptions,
   ) {
     this.slots = new RuleSlots(
-      { hits: options.slotHits, rateStats: options.rateLimits?.maps.stats },
+      { hits: options.slotHits ?? options.rateLimits?.maps.hits, rateStats: options.rateLimits?.maps.stats, rateBuckets: options.rateLimits?.maps.ruleBuckets },
       tables.installedSlots([PolTable.ingress, PolTable.egress]),
     );
   }
@@ -149,9 +149,16 @@ export class PolicyEngine {
     this.slots.committed(table, ids);
   }
 
-  /** A policy rule's hits (by its kernel id), from its slot's counters. */
+  /**
+   * A policy rule's hits (by its kernel id), from its slot's counters; a
+   * ratelimit rule's over-limit packets are counted apart (xw_rl_stats).
+   */
   hits(kernelId: number): Counter {
-    return this.slots.hits(kernelId);
+    const hits = this.slots.hits(kernelId);
+    const limits = this.options.rateLimits;
+    if (!limits?.confOf(kernelId)) return hits;
+    const { dropped } = limits.ruleStats(kernelId);
+    return { packets: hits.packets + dropped.packets, bytes: hits.bytes + dropped.bytes };
   }
 
   /** Slots of rules the tables hold (or held until their flip synced). */

@@ -3,8 +3,9 @@
 // kernel's arrays, carried in its xw_pol_rule. A rule keeps its slot while
 // some table holds it (hits survive a change of priority or hook); once a
 // flip without it has synced, no packet counts into the slot and it is free.
-// A slot is zeroed in every counter map when it is given to a rule, so a
-// new rule never inherits hits (nor what a crash left behind).
+// A slot is zeroed in every counter map (and its shared rate bucket) when it
+// is given to a rule, so a new rule never inherits hits or a bucket (nor
+// what a crash left behind).
 import type { BpfMap } from '@xdpwall/addon';
 import { POL_SLOTS, cpusOf, sumCounters, type Counter } from '../datapath/abi.js';
 import { CapacityError } from '../errors.js';
@@ -27,6 +28,8 @@ export interface SlotCounterMaps {
   hits?: BpfMap;
   /** xw_rl_stats: ratelimit rules' admitted and dropped. */
   rateStats?: BpfMap;
+  /** xw_rl_rule_buckets: ratelimit rules' shared buckets (zero: written full by RateLimitTables.prepare). */
+  rateBuckets?: BpfMap;
 }
 
 export class RuleSlots {
@@ -144,7 +147,7 @@ export class RuleSlots {
   private async zero(slots: readonly number[]): Promise<void> {
     if (slots.length === 0) return;
     const keys = u32s(slots);
-    for (const map of [this.maps.hits, this.maps.rateStats]) {
+    for (const map of [this.maps.hits, this.maps.rateStats, this.maps.rateBuckets]) {
       if (!map) continue;
       await map.updateBatch(keys, Buffer.alloc(slots.length * map.valueStride), slots.length);
     }

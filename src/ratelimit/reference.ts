@@ -84,10 +84,16 @@ export interface LimitOutcome {
   report: boolean;
 }
 
-/** The kernel's bucket tables: `capacity` source buckets, one shared bucket per rule. */
+/**
+ * The kernel's bucket tables: `capacity` source buckets per family, one
+ * shared bucket per rule (whose admitted and dropped the kernel leaves at 0:
+ * the rule's counters have them).
+ */
 export class ReferenceLimiter {
   readonly buckets = new Map<string, Bucket>();
   readonly shared = new Map<number, Bucket>();
+  /** Source buckets per family (the kernel's two tables). */
+  private readonly sizes = { 4: 0, 6: 0 };
   /** Bucket keys by source array and rule: a trace repeats packets, and key text is slow to build. */
   private readonly keys = new WeakMap<Uint8Array, Map<number, string>>();
 
@@ -107,7 +113,10 @@ export class ReferenceLimiter {
     if (conf.per !== RlPer.rule) {
       const text = this.keyOf(ruleId, conf, p);
       b = this.buckets.get(text);
-      if (!b && this.buckets.size < this.capacity) this.buckets.set(text, (b = newBucket(conf, nowNs)));
+      if (!b && this.sizes[p.family] < this.capacity) {
+        this.buckets.set(text, (b = newBucket(conf, nowNs)));
+        this.sizes[p.family]++;
+      }
       own = b !== undefined;
     }
     if (!b) {
@@ -115,8 +124,8 @@ export class ReferenceLimiter {
       if (!b) this.shared.set(ruleId, (b = newBucket(conf, nowNs)));
     }
     const admitted = admit(b, conf, nowNs, p.len);
-    if (admitted) b.admitted++;
-    else b.dropped++;
+    if (own && admitted) b.admitted++;
+    else if (own) b.dropped++;
     let report = false;
     if (!admitted && own) {
       if (nowNs - b.windowNs >= conf.banWithinNs) {

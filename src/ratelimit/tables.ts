@@ -1,12 +1,12 @@
 // The rate limiter's kernel state from the control plane's side: rule
 // parameters written before the rule tables flip (a packet classified by
-// the new table always finds its rule's conf), shared buckets created with
-// their rule, everything of a rule removed after it left both hooks;
+// the new table always finds its rule's conf), shared buckets written full
+// with their rule (at its slot, zeroed with the slot), source buckets of a
+// rule swept after it left both hooks;
 // counters, active buckets and the most limited sources read back; idle
 // buckets swept. See "rate limits" in xdp/include/xdpwall_abi.h.
 import type { BpfMap } from '@xdpwall/addon';
-import { BPF_NOEXIST } from '@xdpwall/addon';
-import { Layout, RATELIMIT_MAPS, RlPer, cpusOf, encodeRuleId, sumCounters, type Counter } from '../datapath/abi.js';
+import { Layout, MAPS, RATELIMIT_MAPS, RlPer, cpusOf, encodeRuleId, sumCounters, type Counter } from '../datapath/abi.js';
 import { encodeRateConf, type RateConf } from './model.js';
 import type { Bucket } from './reference.js';
 import { TimeSlicer, type Slicer } from '../event-loop.js';
@@ -17,9 +17,16 @@ export const BUCKET_DECODE_STEP = 1024;
 
 export interface RateLimitMaps {
   rules: BpfMap;
-  shared: BpfMap;
+  /** xw_rl_rule_buckets: by rule slot, a rule's shared (per rule, overflow) bucket. */
+  ruleBuckets: BpfMap;
+  /** xw_rl_buckets_v4: IPv4 source buckets (xw_rl_key_v4). */
+  bucketsV4: BpfMap;
+  /** xw_rl_buckets: IPv6 source buckets (xw_rl_key). */
   buckets: BpfMap;
+  /** xw_rl_stats: by rule slot, over-limit packets. */
   stats: BpfMap;
+  /** xw_slot_hits: by rule slot, the rules' hits; a ratelimit rule's admitted packets. */
+  hits: BpfMap;
   reports: BpfMap;
   reportBudget: BpfMap;
 }
@@ -27,9 +34,11 @@ export interface RateLimitMaps {
 export function rateLimitMapsOf(object: { map(name: string): BpfMap }): RateLimitMaps {
   return {
     rules: object.map(RATELIMIT_MAPS.rules),
-    shared: object.map(RATELIMIT_MAPS.shared),
+    ruleBuckets: object.map(RATELIMIT_MAPS.ruleBuckets),
+    bucketsV4: object.map(RATELIMIT_MAPS.bucketsV4),
     buckets: object.map(RATELIMIT_MAPS.buckets),
     stats: object.map(RATELIMIT_MAPS.stats),
+    hits: object.map(MAPS.slotHits),
     reports: object.map(RATELIMIT_MAPS.reports),
     reportBudget: object.map(RATELIMIT_MAPS.reportBudget),
   };
@@ -65,6 +74,26 @@ export function decodeBucketKey(buf: Buffer, offset = 0): BucketKey {
   };
 }
 
+/** A struct xw_rl_key_v4: its prefix length is its rule's (prefixV4 per source-prefix, else 32). */
+export function decodeBucketKeyV4(buf: Buffer, offset: number, prefixLen: number): BucketKey {
+  const L = Layout.rlKeyV4;
+  return {
+    ruleId: buf.readUInt32LE(offset + L.ruleId),
+    family: 4,
+    prefixLen,
+    addr: new Uint8Array(buf.subarray(offset + L.addr, offset + L.addr + 4)),
+  };
+}
+
+/** The IPv4 source table's key of a BucketKey of family 4 (its prefix length is the rule's). */
+export function encodeBucketKeyV4(key: BucketKey): Buffer {
+  const L = Layout.rlKeyV4;
+  const buf = Buffer.alloc(L.size);
+  buf.writeUInt32LE(key.ruleId >>> 0, L.ruleId);
+  buf.set(key.addr.subarray(0, 4), L.addr);
+  return buf;
+}
+
 export function encodeBucketKey(key: BucketKey): Buffer {
   const L = Layout.rlKey;
   const buf = Buffer.alloc(L.size);
@@ -77,15 +106,21 @@ export function encodeBucketKey(key: BucketKey): Buffer {
 
 export function decodeBucket(buf: Buffer, offset = 0): BucketState {
   const L = Layout.rlBucket;
+  const dropped = buf.readBigUInt64LE(offset + L.dropped);
   return {
     pktTokens: buf.readBigInt64LE(offset + L.pktTokens),
     bitTokens: buf.readBigInt64LE(offset + L.bitTokens),
     lastNs: buf.readBigUInt64LE(offset + L.lastNs),
     admitted: buf.readBigUInt64LE(offset + L.admitted),
-    dropped: buf.readBigUInt64LE(offset + L.dropped),
+    dropped,
     windowNs: buf.readBigUInt64LE(offset + L.windowNs),
-    windowDrops: buf.readUInt32LE(offset + L.windowDrops),
+    windowDrops: windowDropsOf(dropped, buf.readBigUInt64LE(offset + L.windowBase)),
   };
+}
+
+/** The drops of a bucket's current window: dropped - window_base (0 if a racing reset left base ahead). */
+function windowDropsOf(dropped: bigint, base: bigint): number {
+  return dropped > base ? Number(dropped - base) : 0;
 }
 
 /** A full bucket as of nowNs: what a rule's shared bucket starts as. */
@@ -119,28 +154,30 @@ export class RateLimitTables {
     private readonly monotonicNs: () => bigint,
   ) {}
 
-  /** Before a hook's table flips: every ratelimit rule it will hold has its conf and shared bucket. */
+  /**
+   * Before a hook's table flips: every ratelimit rule it will hold has its
+   * conf and shared bucket. A slot given to a rule was zeroed (RuleSlots),
+   * so an all-zero bucket is a new rule's and is written full; any other
+   * is the rule's own, kept (across a restart too: the array is pinned).
+   */
   prepare(rules: readonly RateRule[]): void {
-    for (const { kernelId, slot, conf } of rules) {
-      const key = encodeRuleId(kernelId);
-      this.maps.rules.update(encodeRuleId(slot), encodeRateConf(conf));
-      if (!this.maps.shared.lookup(key)) this.maps.shared.update(key, encodeFullBucket(conf, this.monotonicNs()), BPF_NOEXIST);
+    for (const { slot, conf } of rules) {
+      const key = encodeRuleId(slot);
+      this.maps.rules.update(key, encodeRateConf(conf));
+      const bucket = this.maps.ruleBuckets.lookup(key);
+      if (!bucket || bucket.every((byte) => byte === 0)) this.maps.ruleBuckets.update(key, encodeFullBucket(conf, this.monotonicNs()));
     }
   }
 
   /**
-   * After a hook's table flipped and no packet reads the old one: forgets
-   * the shared bucket of rules that are in neither hook's table any more
-   * (their source buckets go with the next sweep; their slot's conf and
-   * counters are overwritten and zeroed when the slot is given again).
+   * After a hook's table flipped and no packet reads the old one: the
+   * rules it holds now. A rule in neither hook's table any more keeps
+   * nothing: its source buckets go with the next sweep, its slot's conf,
+   * counters and shared bucket are overwritten and zeroed when the slot is
+   * given again.
    */
   committed(hook: string, rules: readonly RateRule[]): void {
-    const before = this.installed.get(hook) ?? new Map<number, RateRule>();
     this.installed.set(hook, new Map(rules.map((r) => [r.kernelId, r])));
-    for (const id of before.keys()) {
-      if (this.ruleOf(id)) continue;
-      this.maps.shared.delete(encodeRuleId(id));
-    }
   }
 
   private ruleOf(kernelId: number): RateRule | undefined {
@@ -151,35 +188,56 @@ export class RateLimitTables {
     return undefined;
   }
 
+  /** An installed ratelimit rule's slot: the index of its conf, counters and shared bucket. */
+  slotOf(kernelId: number): number | undefined {
+    return this.ruleOf(kernelId)?.slot;
+  }
+
   confOf(kernelId: number): RateConf | undefined {
     return this.ruleOf(kernelId)?.conf;
   }
 
-  /** An installed ratelimit rule's counters (zero for one not installed). */
+  /**
+   * An installed ratelimit rule's counters (zero for one not installed):
+   * the exit counts an admitted packet as the rule's hit (xw_slot_hits), an
+   * over-limit one in xw_rl_stats, each once.
+   */
   ruleStats(kernelId: number): RuleLimitStats {
     const rule = this.ruleOf(kernelId);
-    const value = rule ? this.maps.stats.lookup(encodeRuleId(rule.slot)) : null;
-    const cpus = cpusOf(this.maps.stats);
-    if (!value) return { admitted: { packets: 0n, bytes: 0n }, dropped: { packets: 0n, bytes: 0n } };
+    const key = rule ? encodeRuleId(rule.slot) : null;
+    const hits = key && this.maps.hits.lookup(key);
+    const over = key && this.maps.stats.lookup(key);
+    const zero = (): Counter => ({ packets: 0n, bytes: 0n });
     return {
-      admitted: sumCounters(value, 0, this.maps.stats.valueStride, cpus, Layout.rlStats.admitted),
-      dropped: sumCounters(value, 0, this.maps.stats.valueStride, cpus, Layout.rlStats.dropped),
+      admitted: hits ? sumCounters(hits, 0, this.maps.hits.valueStride, cpusOf(this.maps.hits)) : zero(),
+      dropped: over ? sumCounters(over, 0, this.maps.stats.valueStride, cpusOf(this.maps.stats), Layout.rlStats.dropped) : zero(),
     };
   }
 
+  /** The prefix length of a rule's IPv4 source buckets (32 for a rule no longer installed: swept anyway). */
+  private prefixV4Of(kernelId: number): number {
+    const conf = this.confOf(kernelId);
+    return conf?.per === RlPer.prefix ? conf.prefixV4 : 32;
+  }
+
   /**
-   * Every source bucket (one batch read on a worker thread), decoded in steps
-   * that give the event loop back when `slicer` says so: a table of
-   * capacity.rateBuckets entries is tens of milliseconds of decoding.
+   * Every source bucket of both families (one batch read each, on a worker
+   * thread), decoded in steps that give the event loop back when `slicer`
+   * says so: a table of capacity.rateBuckets entries is tens of
+   * milliseconds of decoding. raw: the key in its own table (`map`).
    */
-  async readBuckets(slicer: Slicer = new TimeSlicer()): Promise<Array<{ key: BucketKey; raw: Buffer; state: BucketState }>> {
-    const all = await this.maps.buckets.lookupAll();
-    const { keySize, valueStride } = this.maps.buckets;
-    const out: Array<{ key: BucketKey; raw: Buffer; state: BucketState }> = [];
-    for (let i = 0; i < all.count; i++) {
-      if (i > 0 && i % BUCKET_DECODE_STEP === 0 && slicer.due) await slicer.next();
-      const raw = Buffer.from(all.keys.subarray(i * keySize, (i + 1) * keySize));
-      out.push({ key: decodeBucketKey(raw), raw, state: decodeBucket(all.values, i * valueStride) });
+  async readBuckets(slicer: Slicer = new TimeSlicer()): Promise<Array<{ key: BucketKey; map: BpfMap; raw: Buffer; state: BucketState }>> {
+    const out: Array<{ key: BucketKey; map: BpfMap; raw: Buffer; state: BucketState }> = [];
+    for (const map of [this.maps.bucketsV4, this.maps.buckets]) {
+      const all = await map.lookupAll();
+      const { keySize, valueStride } = map;
+      const v4 = map === this.maps.bucketsV4;
+      for (let i = 0; i < all.count; i++) {
+        if (i > 0 && i % BUCKET_DECODE_STEP === 0 && slicer.due) await slicer.next();
+        const raw = Buffer.from(all.keys.subarray(i * keySize, (i + 1) * keySize));
+        const key = v4 ? decodeBucketKeyV4(raw, 0, this.prefixV4Of(raw.readUInt32LE(Layout.rlKeyV4.ruleId))) : decodeBucketKey(raw);
+        out.push({ key, map, raw, state: decodeBucket(all.values, i * valueStride) });
+      }
     }
     return out;
   }
@@ -198,49 +256,61 @@ export class RateLimitTables {
    */
   async sweep(idleNs: bigint): Promise<number> {
     const now = this.monotonicNs();
-    const doomed: Buffer[] = [];
-    for (const { key, raw, state } of await this.readBuckets()) {
+    const doomed = new Map<BpfMap, Buffer[]>();
+    for (const { key, map, raw, state } of await this.readBuckets()) {
       const conf = this.confOf(key.ruleId);
-      if (!conf || conf.per === RlPer.rule) {
-        doomed.push(raw);
-        continue;
-      }
-      const fill = conf.pktFillNs > conf.bitFillNs ? conf.pktFillNs : conf.bitFillNs;
+      const fill = conf ? (conf.pktFillNs > conf.bitFillNs ? conf.pktFillNs : conf.bitFillNs) : 0n;
       const idleFor = fill > idleNs ? fill : idleNs;
-      if (now > state.lastNs && now - state.lastNs >= idleFor) doomed.push(raw);
+      if (!conf || conf.per === RlPer.rule || (now > state.lastNs && now - state.lastNs >= idleFor)) {
+        doomed.set(map, [...(doomed.get(map) ?? []), raw]);
+      }
     }
-    if (doomed.length === 0) return 0;
-    return this.maps.buckets.deleteBatch(Buffer.concat(doomed), doomed.length);
+    let deleted = 0;
+    for (const [map, keys] of doomed) deleted += await map.deleteBatch(Buffer.concat(keys), keys.length);
+    return deleted;
   }
 
   /**
    * The sources (or prefixes) being limited now: buckets with drops in a
    * drop-count window that is still current, most such drops first (then
-   * most drops in all, then table order). The table is read once and
-   * scanned in steps that give the event loop back when `slicer` says so;
-   * only the `limit` best are kept and decoded, so a table full of limited
-   * sources (a spoofed flood) costs O(n log limit), not a sort of n objects.
+   * most drops in all, then table order, IPv4 first). Each table is read
+   * once and scanned in steps that give the event loop back when `slicer`
+   * says so; only the `limit` best are kept and decoded, so a table full of
+   * limited sources (a spoofed flood) costs O(n log limit), not a sort of n
+   * objects.
    */
   async top(limit: number, slicer: Slicer = new TimeSlicer()): Promise<LimitedSource[]> {
     const now = this.monotonicNs();
-    const all = await this.maps.buckets.lookupAll();
-    const { keySize, valueStride } = this.maps.buckets;
-    const K = Layout.rlKey;
     const V = Layout.rlBucket;
-    const best = new TopK<{ index: number; windowDrops: number; dropped: bigint }>(limit, (a, b) =>
+    const tables = [this.maps.bucketsV4, this.maps.buckets];
+    const read = await Promise.all(tables.map((map) => map.lookupAll()));
+    const best = new TopK<{ table: number; index: number; windowDrops: number; dropped: bigint }>(limit, (a, b) =>
       a.windowDrops !== b.windowDrops ? a.windowDrops > b.windowDrops
         : a.dropped !== b.dropped ? a.dropped > b.dropped
-          : a.index < b.index);
-    for (let i = 0; i < all.count; i++) {
-      if (i > 0 && i % BUCKET_DECODE_STEP === 0 && slicer.due) await slicer.next();
-      const windowDrops = all.values.readUInt32LE(i * valueStride + V.windowDrops);
-      if (windowDrops === 0) continue;
-      const window = this.confOf(all.keys.readUInt32LE(i * keySize + K.ruleId))?.banWithinNs;
-      if (window === undefined || now - all.values.readBigUInt64LE(i * valueStride + V.windowNs) >= window) continue;
-      best.offer({ index: i, windowDrops, dropped: all.values.readBigUInt64LE(i * valueStride + V.dropped) });
+          : a.table !== b.table ? a.table < b.table
+            : a.index < b.index);
+    let scanned = 0;
+    for (let t = 0; t < tables.length; t++) {
+      const all = read[t]!;
+      const { keySize, valueStride } = tables[t]!;
+      for (let i = 0; i < all.count; i++, scanned++) {
+        if (scanned > 0 && scanned % BUCKET_DECODE_STEP === 0 && slicer.due) await slicer.next();
+        const at = i * valueStride;
+        const dropped = all.values.readBigUInt64LE(at + V.dropped);
+        const windowDrops = windowDropsOf(dropped, all.values.readBigUInt64LE(at + V.windowBase));
+        if (windowDrops === 0) continue;
+        // the rule id leads both key layouts
+        const window = this.confOf(all.keys.readUInt32LE(i * keySize))?.banWithinNs;
+        if (window === undefined || now - all.values.readBigUInt64LE(at + V.windowNs) >= window) continue;
+        best.offer({ table: t, index: i, windowDrops, dropped });
+      }
     }
-    return best.ranked().map(({ index }) => {
-      const bucket = decodeBucketKey(all.keys, index * keySize);
+    return best.ranked().map(({ table, index }) => {
+      const all = read[table]!;
+      const { keySize, valueStride } = tables[table]!;
+      const bucket = table === 0
+        ? decodeBucketKeyV4(all.keys, index * keySize, this.prefixV4Of(all.keys.readUInt32LE(index * keySize)))
+        : decodeBucketKey(all.keys, index * keySize);
       return { ruleId: bucket.ruleId, bucket, state: decodeBucket(all.values, index * valueStride) };
     });
   }

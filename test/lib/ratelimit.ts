@@ -36,6 +36,7 @@ export async function openRateLab(options: { bucketCapacity?: number } = {}): Pr
   }
   object.setMapMaxEntries(MAPS.ruleStats, 1 << 12);
   object.setMapMaxEntries(MAPS.flows, 1 << 12);
+  object.setMapMaxEntries(RATELIMIT_MAPS.bucketsV4, options.bucketCapacity ?? 1 << 12);
   object.setMapMaxEntries(RATELIMIT_MAPS.buckets, options.bucketCapacity ?? 1 << 12);
   await object.load();
   let nowNs = 0n;

@@ -20,7 +20,7 @@
 
 /* Overridable (-DXW_ABI_VERSION=N) so tests can build an object of another version. */
 #ifndef XW_ABI_VERSION
-#define XW_ABI_VERSION 2
+#define XW_ABI_VERSION 3
 #endif
 
 /*
@@ -116,21 +116,25 @@ enum xw_action {
 	XW_ACTION_RATELIMIT = 4, /* policy rules only: pass under the rate (xw_rl_conf), drop over it */
 };
 
-/* xw_flow_value.cached_verdict: what ingress may skip for this flow. */
+/*
+ * xw_flow_value.cached_verdict, kept for the layout only: the data plane
+ * decides every packet before the flow table, so it neither reads nor
+ * writes a cached verdict any more (entries made by earlier versions may
+ * still hold XW_CACHE_PASS; nothing reads it).
+ */
 enum xw_cache {
-	XW_CACHE_NONE = 0, /* evaluate the rules */
-	XW_CACHE_PASS = 1, /* passed every rule at rules_gen: skip the lookups */
+	XW_CACHE_NONE = 0,
+	XW_CACHE_PASS = 1,
 };
 
 /*
- * Runtime settings the control plane writes, in xw_config[0]. rules_gen
- * counts rule-set changes: the control plane bumps it after every change to
- * the tries, and ingress reads it before its lookups, so a verdict cached
- * under an older generation is never reused. Pinned, so it only grows, even
- * across restarts that adopt the flow table.
+ * Runtime settings the control plane writes, in xw_config[0], after the
+ * rule tables changed. rules_gen is kept for the layout of pinned maps
+ * only: it numbered rule sets for a flow-cached verdict that no longer
+ * exists, and neither side reads or writes it.
  */
 struct xw_config {
-	__u32 rules_gen;
+	__u32 rules_gen;      /* unused (see above) */
 	__u32 features;       /* enum xw_feature bits: stages that are configured */
 	__u32 v4_default[2];  /* DIR-24 slot value of an IPv4 /0 rule, [0] source, [1] destination */
 };
@@ -278,6 +282,8 @@ struct xw_flow_key {
  * Flow value, one per flow shared by all CPUs: counters are atomic adds,
  * the TCP flags an atomic OR of the 32-bit word they share with
  * cached_verdict (so the table's memory does not grow with the CPU count).
+ * cached_verdict and rules_gen are unused, kept so that pinned flow tables
+ * keep their layout across a restart (see enum xw_cache).
  * Times are bpf_ktime_get_coarse_ns(): CLOCK_MONOTONIC as of the last tick
  * (milliseconds are all a flow listing needs, and it costs a third of an
  * established flow's time less than the precise clock); user space converts.
@@ -287,9 +293,9 @@ struct xw_flow_value {
 	__u64 first_seen_ns;
 	__u64 last_seen_ns;
 	__u8 tcp_flags[XW_DIR__MAX]; /* OR of TCP flag bytes seen per direction */
-	__u8 cached_verdict;         /* enum xw_cache, ingress only */
+	__u8 cached_verdict;         /* unused: enum xw_cache */
 	__u8 pad0;
-	__u32 rules_gen;             /* xw_config.rules_gen when cached_verdict was set */
+	__u32 rules_gen;             /* unused */
 };
 
 /*
@@ -410,9 +416,13 @@ struct xw_pol_rule {
  * Room for both hooks' full tables plus a full replacement of one.
  *
  * Maps (pinned by name):
- *   xw_slot_hits   PERCPU_ARRAY[XW_POL_SLOTS]  slot -> xw_counter (the rule's hits)
+ *   xw_slot_hits   PERCPU_ARRAY[XW_POL_SLOTS]  slot -> xw_counter (the rule's hits; a
+ *                  ratelimit rule's admitted packets)
  *   xw_rl_rules    ARRAY[XW_POL_SLOTS]  slot -> xw_rl_conf (see "rate limits")
- *   xw_rl_stats    PERCPU_ARRAY[XW_POL_SLOTS]  slot -> xw_rl_stats
+ *   xw_rl_stats    PERCPU_ARRAY[XW_POL_SLOTS]  slot -> xw_rl_stats (a ratelimit rule's
+ *                  over-limit packets: its hits are these plus its xw_slot_hits)
+ *   xw_rl_rule_buckets  ARRAY[XW_POL_SLOTS]  slot -> xw_rl_bucket (see "rate limits")
+ * The exit counts each packet a rule decided once, in one of the two.
  */
 #define XW_POL_SLOTS 16384
 
@@ -511,27 +521,39 @@ struct xw_pol_port_slot {
  *
  * Buckets: per source address (per = source), per source prefix
  * (source-prefix: /prefix_v4, /prefix_v6), or one per rule (rule). Source
- * buckets live in xw_rl_buckets, a preallocated hash (not an LRU: an LRU
- * would let a spoofed flood evict heavy sources' buckets, which then
- * return full). When it is full, a packet of a source without a bucket is
- * charged to its rule's shared bucket in xw_rl_shared (the overflow
- * bucket, with the rule's rate): every new source together gets one
- * source's rate until buckets are freed. The control plane frees only
- * buckets idle for at least max(fill time, the sweep's idle age): such a
- * bucket is full again, so deleting it changes nothing a packet sees.
- * A rule with per = rule uses its shared bucket only.
+ * buckets live in preallocated hashes (not an LRU: an LRU would let a
+ * spoofed flood evict heavy sources' buckets, which then return full), one
+ * per family: xw_rl_buckets_v4 (8-byte key: rule id, address masked to the
+ * rule's prefix_v4, or /32) and xw_rl_buckets (IPv6, xw_rl_key), each of
+ * capacity.rateBuckets entries. When a family's table is full, a packet of
+ * a source without a bucket there is charged to its rule's shared bucket
+ * in xw_rl_rule_buckets at the rule's slot (the overflow bucket, with the
+ * rule's rate): every new source together gets one source's rate until
+ * buckets are freed. The control plane frees only buckets idle for at
+ * least max(fill time, the sweep's idle age): such a bucket is full again,
+ * so deleting it changes nothing a packet sees. A rule with per = rule
+ * uses its shared bucket only. The control plane writes a rule's shared
+ * bucket full with its conf (slot zeroed: last_ns 0); it is zeroed with the
+ * slot. A shared bucket's admitted and dropped stay 0: the rule's counters
+ * (xw_rl_stats) already count them, and a flood's drops of a per-rule
+ * bucket then only read its cache line, which every CPU shares.
+ *
+ * A source bucket's `dropped` doubles as the ban window's count: the
+ * window's drops are dropped - window_base (window_base: `dropped` when the
+ * window began), so a drop costs one atomic add.
  *
  * Maps (pinned by name):
  *   xw_rl_rules    ARRAY[XW_POL_SLOTS]  rule slot -> xw_rl_conf (written before the rule tables flip)
- *   xw_rl_shared   HASH  __u32 rule_id -> xw_rl_bucket (per-rule or overflow bucket)
- *   xw_rl_buckets  HASH  xw_rl_key -> xw_rl_bucket (sized by capacity.rateBuckets)
- *   xw_rl_stats    PERCPU_ARRAY[XW_POL_SLOTS]  rule slot -> xw_rl_stats
+ *   xw_rl_rule_buckets  ARRAY[XW_POL_SLOTS]  rule slot -> xw_rl_bucket (per-rule or overflow bucket)
+ *   xw_rl_buckets_v4    HASH  xw_rl_key_v4 -> xw_rl_bucket (sized by capacity.rateBuckets)
+ *   xw_rl_buckets       HASH  xw_rl_key -> xw_rl_bucket, IPv6 sources (sized by capacity.rateBuckets)
+ *   xw_rl_stats    PERCPU_ARRAY[XW_POL_SLOTS]  rule slot -> xw_rl_stats (over-limit packets; admitted: xw_slot_hits)
  *   xw_rl_reports  RINGBUF  xw_rl_report: sources that crossed a rule's ban threshold
  *   xw_rl_report_budget  ARRAY[1] -> xw_rl_bucket: at most XW_RL_REPORT_RATE reports/s
  */
 #define XW_RL_SCALE            1000000000ULL /* tokens per packet or bit */
-#define XW_RL_RULE_ENTRIES     (2 * XW_POL_MAX_RULES)
-#define XW_DEFAULT_RL_BUCKETS  (1u << 16)
+#define XW_DEFAULT_RL_BUCKETS  (1u << 16) /* IPv4 source buckets */
+#define XW_DEFAULT_RL_BUCKETS_V6 (1u << 14) /* IPv6 source buckets: a quarter, to keep the defaults' memory */
 #define XW_RL_CAS_TRIES        4
 #define XW_RL_REPORT_RATE      1000 /* ban reports per second, all rules */
 #define XW_RL_REPORT_RING      (1u << 16) /* bytes */
@@ -558,7 +580,10 @@ struct xw_rl_conf {
 	__u8 pad;
 };
 
-/* Bucket key: the rule and the source (masked to prefixlen). */
+/*
+ * Bucket key of an IPv6 source (xw_rl_buckets) and of every ban report:
+ * the rule and the source (masked to prefixlen).
+ */
 struct xw_rl_key {
 	__u32 rule_id;
 	__u8 family;    /* 4 or 6 */
@@ -567,20 +592,25 @@ struct xw_rl_key {
 	__u8 addr[16];  /* network byte order; IPv4 in addr[0..3], the rest 0 */
 };
 
+/* Bucket key of an IPv4 source (xw_rl_buckets_v4); its prefix length is the rule's. */
+struct xw_rl_key_v4 {
+	__u32 rule_id;
+	__be32 addr;    /* network byte order, masked to the rule's prefix_v4 (per source: /32) */
+};
+
 /* One bucket, shared by all CPUs (atomic updates). */
 struct xw_rl_bucket {
 	__s64 pkt_tokens;   /* packets * XW_RL_SCALE */
 	__s64 bit_tokens;   /* bits * XW_RL_SCALE */
 	__u64 last_ns;      /* clock of the last refill */
-	__u64 admitted;     /* packets admitted */
-	__u64 dropped;      /* packets over the limit (dry-run: would have been) */
+	__u64 admitted;     /* packets admitted (source buckets only) */
+	__u64 dropped;      /* packets over the limit, dry-run: would have been (source buckets only) */
 	__u64 window_ns;    /* ban: start of the current window */
-	__u32 window_drops; /* ban: drops in the window */
-	__u32 pad;
+	__u64 window_base;  /* ban: `dropped` when the window began (its drops: dropped - window_base) */
 };
 
+/* A ratelimit rule's over-limit packets; its admitted ones are its hits in xw_slot_hits. */
 struct xw_rl_stats {
-	struct xw_counter admitted;
 	struct xw_counter dropped;
 };
 

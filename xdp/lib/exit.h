@@ -14,6 +14,7 @@
 #include "flow.h"
 #include "maps.h"
 #include "parse.h"
+#include "ratelimit.h"
 
 /*
  * Adds one packet to this CPU's slot of the counter under key, creating the
@@ -76,11 +77,31 @@ static __always_inline void xw_rule_count(__u32 rule_id, __u32 bytes)
 	xw_count(&xw_rule_stats, &rule_id, bytes);
 }
 
-/* A policy rule's hits: this CPU's element of its slot, two increments. */
-static __always_inline void xw_slot_count(__u32 slot, __u32 bytes)
+/*
+ * A policy rule's packet: this CPU's element of its slot, two increments.
+ * In xw_slot_hits, except a ratelimit rule's over-limit packet (reason
+ * ratelimit or would_ratelimit), which counts as the rule's drop in
+ * xw_rl_stats: a ratelimit rule's hits are both, its admitted packets its
+ * xw_slot_hits. One count per packet either way. Two separate lookups:
+ * merged into one call on a chosen map, neither would be inlined by the
+ * verifier (+10 ns on every rule's packet, measured); the empty asm keeps
+ * the compiler from merging the two identical tails.
+ */
+static __always_inline void xw_slot_count(__u32 slot, enum xw_reason reason, __u32 bytes)
 {
-	struct xw_counter *ctr = bpf_map_lookup_elem(&xw_slot_hits, &slot);
+	struct xw_counter *ctr;
 
+	if (reason == XW_REASON_RATELIMIT || reason == XW_REASON_WOULD_RATELIMIT) {
+		struct xw_rl_stats *s = bpf_map_lookup_elem(&xw_rl_stats, &slot);
+
+		if (!s)
+			return;
+		asm volatile("" ::: "memory");
+		s->dropped.packets++;
+		s->dropped.bytes += bytes;
+		return;
+	}
+	ctr = bpf_map_lookup_elem(&xw_slot_hits, &slot);
 	if (!ctr)
 		return;
 	ctr->packets++;
@@ -112,24 +133,22 @@ static __always_inline int xw_hook_action(enum xw_direction dir,
  * events copy frame bytes through it); dir: the hook's direction, a
  * constant; rule_id: the rule that decided the verdict, or 0 (counted under
  * p->rule_slot when the policy stage set one, else in xw_rule_stats); flow: the packet's xw_flow_find() result (NULL: a new
- * flow, or none looked up because the packet will not be accounted);
- * rules_gen: the generation the verdict was reached under.
+ * flow, or none looked up because the packet will not be accounted).
  */
 static __always_inline int xw_exit(void *ctx, const struct xw_pkt *p,
 				   enum xw_direction dir,
 				   enum xw_verdict verdict,
 				   enum xw_reason reason,
 				   __u32 rule_id,
-				   struct xw_flow_value *flow,
-				   __u32 rules_gen)
+				   struct xw_flow_value *flow)
 {
 	xw_stats_count(p, dir, verdict, reason);
 	if (p->rule_slot)
-		xw_slot_count(p->rule_slot, p->len);
+		xw_slot_count(p->rule_slot, reason, p->len);
 	else if (rule_id)
 		xw_rule_count(rule_id, p->len);
 	if (verdict == XW_VERDICT_PASS && xw_reason_has_flow(reason))
-		xw_flow_account(p, dir, flow, rules_gen);
+		xw_flow_account(p, dir, flow);
 	xw_event(ctx, p, dir, verdict, reason, rule_id);
 	return xw_hook_action(dir, verdict);
 }

@@ -44,12 +44,25 @@ static __always_inline const struct xw_config *xw_config_get(void)
 	return bpf_map_lookup_elem(&xw_config, &slot);
 }
 
-/* The packet's flow entry, or NULL. */
+/* TCP header flags (the byte at XW_TCP_FLAGS_OFFSET). */
+#define XW_TCP_SYN 0x02
+#define XW_TCP_ACK 0x10
+
+/*
+ * The packet's flow entry, or NULL: not found, or not looked up because the
+ * packet opens a TCP connection (SYN without ACK), whose flow is almost
+ * always new. For such a packet xw_flow_account() inserts straight away and
+ * finds an existing entry only when the insert says it exists (a
+ * retransmitted SYN, a reused port pair), so a new connection pays for no
+ * lookup miss in a cold bucket on top of the insert.
+ */
 static __always_inline struct xw_flow_value *xw_flow_find(const struct xw_pkt *p,
 							  enum xw_direction dir)
 {
 	struct xw_flow_key key;
 
+	if (p->proto == IPPROTO_TCP && (p->tcp_flags & (XW_TCP_SYN | XW_TCP_ACK)) == XW_TCP_SYN)
+		return NULL;
 	xw_flow_key_of(p, dir, &key);
 	return bpf_map_lookup_elem(&xw_flows, &key);
 }
@@ -65,18 +78,19 @@ static __always_inline __u32 *xw_flow_flags_word(struct xw_flow_value *val)
 
 /*
  * Counts a passed packet in its flow, creating the entry on first sight.
- * val: the caller's xw_flow_find() result, NULL when the flow is new. The
+ * val: the caller's xw_flow_find() result, NULL when the flow is new (or a
+ * SYN's flow was not looked up: the insert fails and the lookup follows). The
  * entry is shared by all CPUs: counters are atomic adds and the TCP flags
- * an atomic OR; the times and the cached verdict are plain stores (the
- * latest writer wins, which is what they mean). Two CPUs creating the same
- * flow: BPF_NOEXIST makes the second count into the first one's entry.
+ * an atomic OR; the last-seen time is a plain store (the latest writer
+ * wins, which is what it means). Two CPUs creating the same flow:
+ * BPF_NOEXIST makes the second count into the first one's entry.
+ * cached_verdict and rules_gen are neither written nor read (see struct
+ * xw_flow_value).
  */
 static __always_inline void xw_flow_account(const struct xw_pkt *p,
 					    enum xw_direction dir,
-					    struct xw_flow_value *val,
-					    __u32 rules_gen)
+					    struct xw_flow_value *val)
 {
-	bool ingress = dir == XW_DIR_INGRESS;
 	__u64 now = bpf_ktime_get_coarse_ns();
 
 	if (!val) {
@@ -84,8 +98,6 @@ static __always_inline void xw_flow_account(const struct xw_pkt *p,
 		struct xw_flow_value init = {
 			.first_seen_ns = now,
 			.last_seen_ns = now,
-			.cached_verdict = ingress ? XW_CACHE_PASS : XW_CACHE_NONE,
-			.rules_gen = rules_gen,
 		};
 
 		xw_flow_key_of(p, dir, &key);
@@ -105,10 +117,6 @@ static __always_inline void xw_flow_account(const struct xw_pkt *p,
 	if (p->tcp_flags & ~val->tcp_flags[dir])
 		__sync_fetch_and_or(xw_flow_flags_word(val),
 				    (__u32)p->tcp_flags << (8 * dir));
-	if (ingress && (val->cached_verdict != XW_CACHE_PASS || val->rules_gen != rules_gen)) {
-		val->cached_verdict = XW_CACHE_PASS;
-		val->rules_gen = rules_gen;
-	}
 }
 
 #endif /* XW_FLOW_H */
