@@ -349,6 +349,7 @@ export class Firewall {
       },
       (error: unknown) => {
         this.restoreState = { state: 'failed', reason: error instanceof Error ? error.message : String(error) };
+        if (this.gate.abandoned) return; // the start failed, and says why
         (this.log.error ?? this.log.warn).call(this.log, { err: error }, 'restoring the stored rules into the kernel failed; the maps keep what an earlier start put in, and the periodic check retries');
       },
     );
@@ -499,8 +500,14 @@ class RestoreGate {
   private release!: (go: boolean) => void;
   /** True: restore; false: abandon. */
   readonly opened = new Promise<boolean>((resolve) => (this.release = resolve));
+  /** Whether it was abandoned before it opened. */
+  abandoned = false;
+  private decided = false;
 
   open(go: boolean): void {
+    if (this.decided) return;
+    this.decided = true;
+    this.abandoned = !go;
     this.release(go);
   }
 }
