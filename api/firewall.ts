@@ -5,6 +5,6 @@ import type { Firewall } from '../src/firewall.js';
 export type ApiFirewall = Pick<
   Firewall,
   | 'blocks' | 'addBlock' | 'addBlocks' | 'blockMeta' | 'rules' | 'policy' | 'failsafe' | 'flows' | 'flowCount' | 'stats' | 'interfaces' | 'ruleHits'
-  | 'uptimeSeconds' | 'tableUsage' | 'events' | 'integrations' | 'lists' | 'feeds' | 'fileManaged' | 'rulesFile' | 'ruleRateStats' | 'rateLimitTop'
+  | 'uptimeSeconds' | 'restore' | 'tableUsage' | 'events' | 'integrations' | 'lists' | 'feeds' | 'fileManaged' | 'rulesFile' | 'ruleRateStats' | 'rateLimitTop'
 >;
 

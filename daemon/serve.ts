@@ -10,7 +10,7 @@ import { rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { pino, type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../api/app.js';
+import { buildApp, type ApiFirewall } from '../api/app.js';
 import { Firewall, pinDirFor, storePathIn } from '../src/firewall.js';
 import { BPF_OBJECT_PATH } from '../src/paths.js';
 import { formatListen, interfaceDefaults, type Config } from '../src/config.js';
@@ -46,12 +46,17 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
   let firewall: Firewall | undefined;
   let access: DaemonAccess | undefined;
   let app: FastifyInstance | undefined;
+  let building: Promise<FastifyInstance> | undefined;
   let removeSocket = (): void => undefined;
   try {
     // Before anything reaches the kernel: a live socket belongs to another daemon.
     if (config.listen.kind === 'unix') await assertSocketFree(config.listen.path);
     access = openDaemonAccess(config);
     const pinDir = pinDirFor(config.bpffsRoot, config.instance);
+    // Compiling the API's schemas takes most of a second: done while the kernel loads the programs.
+    const late = lateFirewall();
+    building = buildApp({ firewall: late.firewall, access: access.access, tls: access.tls, bodyLimitBytes: config.bodyLimitBytes, logger: log, version: VERSION });
+    building.catch(() => undefined); // awaited below, or closed on failure
     const opened = await Firewall.open(
       {
         objectPath: objectPath(),
@@ -64,17 +69,29 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
         failsafe: config.failsafe,
         events: config.events,
         ifaceDefaults: interfaceDefaults(config),
+        // Maps an earlier start filled keep enforcing while this one reconciles them after listening.
+        restoreLater: true,
       },
       log,
     );
     firewall = opened.firewall;
-    log.info({ pinDir, ...opened.restored }, 'rules reconciled with the kernel');
+    late.bind(firewall);
+    if (opened.restored) log.info({ pinDir, ...opened.restored, phasesMs: opened.phasesMs }, 'rules reconciled with the kernel');
+    else {
+      log.info({ pinDir, phasesMs: opened.phasesMs }, 'adopted maps an earlier start filled: serving while they are reconciled with the store (changes wait for it)');
+      opened.restoring?.then(
+        (report) => log.info({ pinDir, ...report, restoredMs: Math.round(performance.now() - startedAt) }, 'rules reconciled with the kernel'),
+        () => undefined, // logged by the firewall, which retries
+      );
+    }
     for (const iface of config.interfaces) firewall.attach(iface, { force: config.force });
     await firewall.refreshPolicy();
     firewall.datapath.retire();
     if (config.rulesFile) {
       const rulesFile = new RulesFile(resolve(config.rulesFile), firewall, log);
       firewall.rulesFile = rulesFile;
+      // The file's changes wait for a deferred restore: it starts now, not once the API listens.
+      firewall.beginRestore();
       await rulesFile.start();
     }
     if (config.feeds.length > 0) {
@@ -82,19 +99,22 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
       firewall.feeds = feeds;
       feeds.start();
     }
-    app = await buildApp({ firewall, access: access.access, tls: access.tls, bodyLimitBytes: config.bodyLimitBytes, logger: log, version: VERSION });
+    app = await building;
     removeSocket = await listen(app, config, access);
+    firewall.beginRestore();
   } catch (error) {
     (firewall?.feeds as FeedRunner | undefined)?.stop();
     (firewall?.rulesFile as RulesFile | undefined)?.stop();
-    await app?.close();
+    await (app ?? (await building?.catch(() => undefined)))?.close();
+    firewall?.abandonRestore();
+    await firewall?.restoreEnded();
     firewall?.close();
     access?.close();
     stateLock.release();
     throw error;
   }
   log.info(
-    { listen: formatListen(config.listen), interfaces: config.interfaces.length, startMs: Math.round(performance.now() - startedAt) },
+    { listen: formatListen(config.listen), interfaces: config.interfaces.length, startMs: Math.round(performance.now() - startedAt), sinceProcessStartMs: Math.round(performance.now()) },
     'xdpwall serving',
   );
   if (config.interfaces.length === 0) log.warn('no interface configured (--iface or interfaces:): nothing is filtered');
@@ -102,6 +122,7 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
   const running = firewall;
   const runningAccess = access!;
   const verify = (): void => {
+    running.retryRestore();
     try {
       running.verifyInterfaces();
     } catch (error) {
@@ -141,6 +162,7 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
       (running.feeds as FeedRunner | undefined)?.stop();
       (running.rulesFile as RulesFile | undefined)?.stop();
       await app.close();
+      await running.restoreEnded();
       running.close();
       runningAccess.close();
       removeSocket();
@@ -148,6 +170,23 @@ export async function startDaemon(config: Config, log: Logger = pino({ level: co
       log.info('xdpwall stopped; the programs stay attached and enforcing (xdpwall detach removes them)');
     })());
   return { app, firewall: running, verify, stop };
+}
+
+/**
+ * The firewall as the API sees it, before Firewall.open has returned: routes
+ * and metrics reach it only when a request comes, and the daemon listens
+ * only once it is bound.
+ */
+function lateFirewall(): { firewall: ApiFirewall; bind(firewall: Firewall): void } {
+  let bound: Firewall | undefined;
+  const firewall = new Proxy({} as ApiFirewall, {
+    get(_target, key) {
+      if (!bound) throw new Error(`the firewall is not open yet (${String(key)})`);
+      const value: unknown = Reflect.get(bound, key, bound);
+      return typeof value === 'function' ? value.bind(bound) : value;
+    },
+  });
+  return { firewall, bind: (opened) => void (bound = opened) };
 }
 
 /** Refuses a unix socket path another process still answers on; a dead one (crashed run) is fine. */

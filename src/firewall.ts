@@ -1,7 +1,7 @@
 // The firewall as one object: rule store, data plane, map sync and counter
 // reads wired together. The daemon and the API tests both build it; the API
 // sees only this.
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Datapath, type AttachedInterface, type AttachOptions, type Logger } from './datapath/datapath.js';
 import { CidrMaps, type ReconcileReport } from './datapath/cidr-maps.js';
 import { readStats, type StatsEntry } from './datapath/counters.js';
@@ -22,7 +22,7 @@ import { BlockMetaService, type AddManyOptions, type BlockExtras, type BlockWith
 import type { BlockInput } from './rules/blocks.js';
 import type { BlockDirection, BlockRule } from './rules/model.js';
 import { parseCidr } from './rules/cidr.js';
-import { TooBroadError } from './errors.js';
+import { DatapathError, TooBroadError } from './errors.js';
 import { Integrations } from './integrations/status.js';
 import { ListStore } from './lists/store.js';
 import { ListService } from './lists/service.js';
@@ -36,6 +36,8 @@ import { BpfRingBuffer } from '@xdpwall/addon';
 import { checkFailsafeCidr, checkFailsafeRule, failsafeRules, type FailsafeEntry } from './policy/failsafe.js';
 import { EventHub } from './events/hub.js';
 import { DEFAULT_EVENT_SETTINGS, type EventSettings } from './events/settings.js';
+import { RESTORE_MARKER, markRestored, markedMapsExist, restoredBefore } from './datapath/restore-marker.js';
+import type { RuleColumns } from './rules/rule-columns.js';
 
 export interface FirewallOptions {
   objectPath: string;
@@ -58,7 +60,17 @@ export interface FirewallOptions {
   events?: EventSettings;
   /** Interfaces' own default policies (configuration file only). */
   ifaceDefaults?: InterfaceDefaults[];
+  /**
+   * When the pinned maps were filled from this store by an earlier start
+   * (restore-marker.ts), open() returns before reconciling them and the
+   * reconcile runs behind the kernel write lock: every change waits for it,
+   * reads do not (see Firewall.restore). The daemon sets it; default false.
+   */
+  restoreLater?: boolean;
 }
+
+/** The kernel restore of a start that served first (FirewallOptions.restoreLater). */
+export type RestoreState = { state: 'done' } | { state: 'running' } | { state: 'failed'; reason: string };
 
 /** See Firewall.originBlocks. */
 export interface OriginBlocks {
@@ -89,6 +101,10 @@ interface FirewallParts {
   lists: ListService;
   /** Stored blocks per family, counted while restoring them. */
   counts?: Record<4 | 6, number>;
+  /** Reads the store again and reconciles the kernel with it under the kernel write lock (a failed deferred restore's retry). */
+  restoreAgain: () => Promise<ReconcileReport>;
+  /** Starts (or abandons) a deferred restore. */
+  gate: RestoreGate;
 }
 
 export interface TableUsage {
@@ -130,10 +146,20 @@ export class Firewall {
   readonly policy: PolicyEngine;
   private readonly clock: Clock;
   readonly failsafe: readonly FailsafeEntry[];
+  private restoreState: RestoreState = { state: 'done' };
+  /** Settles when no restore runs (never rejects). */
+  private restoreSettled: Promise<void> = Promise.resolve();
+  private readonly restoreAgain: () => Promise<ReconcileReport>;
+  private readonly gate: RestoreGate;
+  private readonly log: Logger;
 
   private constructor({
-    store, datapath, cidrMaps, policy, clock, countersCacheMs, flowSnapshotMaxAgeMs, capacity, log, failsafe, blockMeta, events, lists, counts,
+    store, datapath, cidrMaps, policy, clock, countersCacheMs, flowSnapshotMaxAgeMs, capacity, log, failsafe, blockMeta, events, lists, counts, restoreAgain,
+    gate,
   }: FirewallParts) {
+    this.restoreAgain = restoreAgain;
+    this.gate = gate;
+    this.log = log;
     this.store = store;
     this.datapath = datapath;
     this.cidrMaps = cidrMaps;
@@ -181,12 +207,33 @@ export class Firewall {
     });
   }
 
-  /** Loads the data plane and makes its maps hold exactly the stored rules. */
-  static async open(options: FirewallOptions, log: Logger): Promise<{ firewall: Firewall; restored: ReconcileReport }> {
+  /**
+   * Loads the data plane and makes its maps hold exactly the stored rules:
+   * before it returns (`restored`), or, with options.restoreLater and maps
+   * an earlier start filled, after (`restoring`; see FirewallOptions).
+   */
+  static async open(options: FirewallOptions, log: Logger): Promise<OpenedFirewall> {
     const store = new RuleStore(options.storePath);
+    const phases = new StartPhases();
+    const marker = options.pin && options.storePath !== ':memory:' ? join(dirname(options.storePath), RESTORE_MARKER) : undefined;
+    // Maps an earlier start filled need only the counts before serving (confirmed once loaded).
+    const later = options.restoreLater === true && marker !== undefined && markedMapsExist(marker, options.pin!.dir);
+    // Otherwise the stored rules are read while the kernel verifies and loads the programs (the
+    // addon's thread): the two took about a second each, one after the other, at a million rules.
+    // Columns, not BlockRule objects: a million rules restore in seconds and are garbage (a
+    // few typed arrays) once the kernel holds them.
+    let reading = later ? undefined : readRules(store, phases);
     let datapath: Datapath | undefined;
+    let loading: Promise<Datapath> | undefined;
     try {
-      datapath = await Datapath.load(options, log);
+      loading = Datapath.load(options, log);
+      loading.catch(() => undefined); // awaited just below
+      // Counting a million rows holds the loop most of a second: done while the kernel loads.
+      const counted = later ? store.countByFamily() : undefined;
+      datapath = await loading;
+      phases.mark('programs loaded');
+      const deferred = later && restoredBefore(marker!, datapath);
+      if (!deferred) reading ??= readRules(store, phases);
       const cidrMaps = new CidrMaps(datapath.maps);
       const clock = options.clock ?? systemClock;
       const opened = datapath;
@@ -203,10 +250,8 @@ export class Firewall {
       blockMeta.stageBulkImports = options.stageBulkImports ?? false;
       // Before the prefixes: a dry-run block never drops.
       await blockMeta.restore(store.blocksWithMeta());
-      // Columns, not BlockRule objects: a million rules restore in seconds
-      // and are garbage (a few typed arrays) once the kernel holds them.
-      const rules = await store.readColumns();
-      const blockCounts = { ...rules.perFamily };
+      const rules = await reading;
+      const blockCounts = rules ? { ...rules.perFamily } : counted!;
       const listStore = new ListStore(store);
       const lists: ListService = new ListService(listStore, {
         exclusive: (work) => cidrMaps.exclusive(work),
@@ -222,8 +267,28 @@ export class Firewall {
         log: { error: (details, message) => (log.error ?? log.warn).call(log, details, message) },
       });
       cidrMaps.setListClaims((direction, cidr) => lists.claim(direction, cidr));
-      lists.appendKernelRows(rules, (direction, cidrs) => listStore.blockedAmong(direction, cidrs));
-      const restored = await cidrMaps.reconcile(rules);
+      const restoreKernel = async (columns: RuleColumns): Promise<ReconcileReport> => {
+        lists.appendKernelRows(columns, (direction, cidrs) => listStore.blockedAmong(direction, cidrs));
+        const report = await cidrMaps.reconcile(columns);
+        if (marker) markRestored(marker, opened);
+        return report;
+      };
+      let restored: ReconcileReport | undefined;
+      let restoring: Promise<ReconcileReport> | undefined;
+      const gate = new RestoreGate();
+      if (rules) {
+        restored = await restoreKernel(rules);
+        phases.mark('kernel reconciled');
+      } else {
+        // Takes the kernel write lock now, before anyone can ask for a change; starts when
+        // the caller has done what serving needs (beginRestore), so it does not compete with that.
+        restoring = cidrMaps.exclusive(async () => {
+          if (!(await gate.opened)) throw new DatapathError('the restore was abandoned: the start failed');
+          // Lists add their entries to the columns: some room beyond the blocks.
+          return restoreKernel(await store.readColumns(blockCounts[4] + blockCounts[6] + 1024));
+        });
+        restoring.catch(() => undefined); // the firewall tracks it below
+      }
       const failsafe = options.failsafe ?? [];
       policy.setDefaults(store.getSetting<PolicyDefaults>(POLICY_SETTING) ?? options.policy ?? { ingress: 'accept', egress: 'accept' });
       await policy.installFailsafe(failsafeRules(failsafe));
@@ -231,14 +296,63 @@ export class Firewall {
         store, datapath, cidrMaps, policy, clock, countersCacheMs: options.countersCacheMs, flowSnapshotMaxAgeMs: options.flowSnapshotMaxAgeMs,
         capacity: options.capacity, log, failsafe,
         blockMeta, events: options.events ?? DEFAULT_EVENT_SETTINGS, lists, counts: blockCounts,
+        restoreAgain: () => cidrMaps.exclusive(async () => restoreKernel(await store.readColumns())),
+        gate,
       });
+      if (restoring) firewall.track(restoring);
       await firewall.rules.installAll();
-      return { firewall, restored };
+      phases.mark('policy installed');
+      return { firewall, restored, restoring, phasesMs: phases.done() };
     } catch (error) {
+      // The read may still be going on: it ends (or fails) before the store closes.
+      await reading?.catch(() => undefined);
+      datapath ??= await loading?.catch(() => undefined);
       datapath?.close();
       store.close();
       throw error;
     }
+  }
+
+  /** Whether the kernel holds the stored rules yet (FirewallOptions.restoreLater); healthz reports it. */
+  restore(): RestoreState {
+    return this.restoreState;
+  }
+
+  /**
+   * Starts a deferred restore (FirewallOptions.restoreLater): the daemon calls
+   * it once it listens. close() abandons one never started.
+   */
+  beginRestore(): void {
+    this.gate.open(true);
+  }
+
+  /** Drops a deferred restore not begun (a start failing before it serves), so restoreEnded() settles. */
+  abandonRestore(): void {
+    this.gate.open(false);
+  }
+
+  /** Runs a failed deferred restore again (the daemon's periodic check calls it); a no-op otherwise. */
+  retryRestore(): void {
+    if (this.restoreState.state === 'failed') this.track(this.restoreAgain());
+  }
+
+  /** Waits for a restore in progress to end, successful or not. */
+  restoreEnded(): Promise<void> {
+    return this.restoreSettled;
+  }
+
+  private track(restoring: Promise<ReconcileReport>): void {
+    this.restoreState = { state: 'running' };
+    this.restoreSettled = restoring.then(
+      () => {
+        this.restoreState = { state: 'done' };
+      },
+      (error: unknown) => {
+        this.restoreState = { state: 'failed', reason: error instanceof Error ? error.message : String(error) };
+        if (this.gate.abandoned) return; // the start failed, and says why
+        (this.log.error ?? this.log.warn).call(this.log, { err: error }, 'restoring the stored rules into the kernel failed; the maps keep what an earlier start put in, and the periodic check retries');
+      },
+    );
   }
 
   attach(iface: InterfaceConfig, options?: AttachOptions): AttachedInterface {
@@ -362,11 +476,63 @@ export class Firewall {
 
   /** Frees kernel handles; the pinned links and maps stay, enforcing (see Datapath.close). */
   close(): void {
+    this.gate.open(false);
     void this.flowSnapshots.close();
     this.bans?.close();
     this.events.close();
     this.datapath.close();
     this.store.close();
+  }
+}
+
+/** Reads every stored rule as columns, marking when the read ended; a failure is handled where it is awaited. */
+function readRules(store: RuleStore, phases: StartPhases): Promise<RuleColumns> {
+  const reading = store.readColumns().then((columns) => {
+    phases.mark('rules read');
+    return columns;
+  });
+  reading.catch(() => undefined);
+  return reading;
+}
+
+/** Holds a deferred restore until the start has done what serving needs. */
+class RestoreGate {
+  private release!: (go: boolean) => void;
+  /** True: restore; false: abandon. */
+  readonly opened = new Promise<boolean>((resolve) => (this.release = resolve));
+  /** Whether it was abandoned before it opened. */
+  abandoned = false;
+  private decided = false;
+
+  open(go: boolean): void {
+    if (this.decided) return;
+    this.decided = true;
+    this.abandoned = !go;
+    this.release(go);
+  }
+}
+
+export interface OpenedFirewall {
+  firewall: Firewall;
+  /** What the restore changed in the kernel, when open() waited for it. */
+  restored?: ReconcileReport;
+  /** The restore running behind the kernel write lock, when open() did not wait (FirewallOptions.restoreLater). */
+  restoring?: Promise<ReconcileReport>;
+  /** When each step of open() ended, in ms since it began. */
+  phasesMs: Record<string, number>;
+}
+
+/** When each step of Firewall.open ended, in ms since it began (the daemon logs them). */
+class StartPhases {
+  private readonly startedAt = performance.now();
+  private readonly marks: Record<string, number> = {};
+
+  mark(phase: string): void {
+    this.marks[phase] = Math.round(performance.now() - this.startedAt);
+  }
+
+  done(): Record<string, number> {
+    return { ...this.marks };
   }
 }
 

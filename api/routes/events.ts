@@ -28,7 +28,6 @@ const countersJson = (c: EventCounters) => ({
 });
 
 export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async (app, { firewall, statsIntervalMs = 5000 }) => {
-  const hub = firewall.events;
   // Streams never end on their own: closing the app ends them, or server.close() would wait for the clients.
   const open = new Set<() => void>();
   app.addHook('preClose', async () => {
@@ -65,13 +64,13 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
     const queue = new ClientQueue(
       { write: (chunk) => res.write(chunk), onceDrain: (callback) => res.once('drain', callback) },
       () => {
-        hub.countSlowClient();
+        firewall.events.countSlowClient();
         request.log.warn({ reqId: request.id }, 'event client too slow: disconnected');
         close(() => res.destroy());
       },
     );
     const deliver = start({ queue, finish, onClose: (cleanup) => cleanups.push(cleanup) });
-    cleanups.push(hub.subscribe({ filter, deliver }));
+    cleanups.push(firewall.events.subscribe({ filter, deliver }));
     res.once('close', finish);
   };
 
@@ -95,7 +94,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
       'x-accel-buffering': 'no',
     }, filter, ({ queue, onClose }) => {
       queue.push(`retry: 2000\n: listening\n\n`);
-      const stats = setInterval(() => queue.push(`event: stats\ndata: ${JSON.stringify(countersJson(hub.counters()))}\n\n`), statsIntervalMs);
+      const stats = setInterval(() => queue.push(`event: stats\ndata: ${JSON.stringify(countersJson(firewall.events.counters()))}\n\n`), statsIntervalMs);
       onClose(() => clearInterval(stats));
       return (packet) => queue.push(`id: ${++id}\ndata: ${JSON.stringify(packet.event)}\n\n`);
     });
@@ -107,7 +106,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
       summary: 'Events sampled, lost to the cap or a full ring, and slow clients dropped',
       response: { 200: EventStats },
     },
-  }, async () => countersJson(hub.counters()));
+  }, async () => countersJson(firewall.events.counters()));
 
   app.get('/v1/capture.pcap', {
     schema: {

@@ -72,7 +72,6 @@ export interface ListRoutesOptions {
 }
 
 export const listRoutes: FastifyPluginAsyncTypebox<ListRoutesOptions> = async (app, { firewall }) => {
-  const lists = firewall.lists;
   app.addContentTypeParser('text/plain', { parseAs: 'buffer' }, (_request, body: Buffer, done) => {
     if (!isUtf8(body)) done(new InvalidUtf8Error(), undefined);
     else done(null, body.toString('utf8'));
@@ -97,12 +96,12 @@ export const listRoutes: FastifyPluginAsyncTypebox<ListRoutesOptions> = async (a
     const ifMatch = ifMatchOf(request.headers['if-match']);
     let result;
     if (typeof body === 'string') {
-      result = await lists.put(request.params.name, { entries: await parseListTextSliced(body), ...request.query }, { ifMatch });
+      result = await firewall.lists.put(request.params.name, { entries: await parseListTextSliced(body), ...request.query }, { ifMatch });
     } else {
       if (request.query.action !== undefined || request.query.direction !== undefined) {
         throw new InvalidArgumentError('with a JSON body, action and direction go in the body');
       }
-      result = await lists.put(request.params.name, { ...body, entries: await parseEntryArraySliced(body.entries) }, { ifMatch });
+      result = await firewall.lists.put(request.params.name, { ...body, entries: await parseEntryArraySliced(body.entries) }, { ifMatch });
     }
     request.audit({ name: result.name, count: result.count, revision: result.revision });
     return reply.header('etag', `"${result.revision}"`).send(result);
@@ -110,13 +109,13 @@ export const listRoutes: FastifyPluginAsyncTypebox<ListRoutesOptions> = async (a
 
   app.get('/v1/lists', {
     schema: { tags: ['lists'], summary: 'All lists, without their entries', response: { 200: Type.Object({ items: Type.Array(ListView) }) } },
-  }, async () => ({ items: lists.all().map((l) => lists.view(l)) }));
+  }, async () => ({ items: firewall.lists.all().map((l) => firewall.lists.view(l)) }));
 
   app.get('/v1/lists/:name', {
     schema: { tags: ['lists'], summary: 'One list, without its entries', params: Name, response: { 200: ListView, ...errorResponses(400, 404) } },
   }, async (request, reply) => {
-    const list = lists.get(request.params.name);
-    return reply.header('etag', `"${list.revision}"`).send(lists.view(list));
+    const list = firewall.lists.get(request.params.name);
+    return reply.header('etag', `"${list.revision}"`).send(firewall.lists.view(list));
   });
 
   app.get('/v1/lists/:name/progress', {
@@ -128,9 +127,9 @@ export const listRoutes: FastifyPluginAsyncTypebox<ListRoutesOptions> = async (a
     },
   }, async (request) => {
     const { name } = request.params;
-    const progress = lists.progress(name);
+    const progress = firewall.lists.progress(name);
     if (progress) return { name, active: true, ...progress };
-    lists.get(name); // 404 for a list that neither exists nor is being made
+    firewall.lists.get(name); // 404 for a list that neither exists nor is being made
     return { name, active: false };
   });
 
@@ -147,8 +146,8 @@ export const listRoutes: FastifyPluginAsyncTypebox<ListRoutesOptions> = async (a
     },
   }, async (request) => {
     const { limit, offset, contains } = request.query;
-    const { items, total } = lists.entries(request.params.name, { limit, offset, contains });
-    return { items, total, limit, offset, revision: lists.get(request.params.name).revision };
+    const { items, total } = firewall.lists.entries(request.params.name, { limit, offset, contains });
+    return { items, total, limit, offset, revision: firewall.lists.get(request.params.name).revision };
   });
 
   app.patch('/v1/lists/:name', {
@@ -162,7 +161,7 @@ export const listRoutes: FastifyPluginAsyncTypebox<ListRoutesOptions> = async (a
       response: { 200: PutResult, ...errorResponses(400, 404, 409, 412, 413, 415, 507) },
     },
   }, async (request, reply) => {
-    const result = await lists.patch(request.params.name, request.body, { ifMatch: ifMatchOf(request.headers['if-match']) });
+    const result = await firewall.lists.patch(request.params.name, request.body, { ifMatch: ifMatchOf(request.headers['if-match']) });
     request.audit({ name: result.name, count: result.count, revision: result.revision });
     return reply.header('etag', `"${result.revision}"`).send(result);
   });
@@ -176,7 +175,7 @@ export const listRoutes: FastifyPluginAsyncTypebox<ListRoutesOptions> = async (a
       response: { 204: Type.Null(), ...errorResponses(400, 404, 409, 412) },
     },
   }, async (request, reply) => {
-    await lists.delete(request.params.name, { ifMatch: ifMatchOf(request.headers['if-match']) });
+    await firewall.lists.delete(request.params.name, { ifMatch: ifMatchOf(request.headers['if-match']) });
     request.audit({ name: request.params.name });
     return reply.status(204).send(null);
   });

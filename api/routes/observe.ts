@@ -6,6 +6,8 @@ import type { ApiFirewall } from '../firewall.js';
 import { itemsJson } from '../sliced-json.js';
 
 export const NO_INTERFACE_WARNING = 'no interface is attached: nothing is filtered';
+export const RESTORING = 'reconciling the pinned maps with the stored rules: they enforce what the previous run left; changes wait for it';
+export const RESTORE_FAILED = 'reconciling the pinned maps with the stored rules failed (retried by the periodic check); they enforce what the previous run left';
 
 export interface ObserveRoutesOptions {
   firewall: ApiFirewall;
@@ -51,9 +53,12 @@ export const observeRoutes: FastifyPluginAsyncTypebox<ObserveRoutesOptions> = as
     schema: { tags: ['health'], summary: 'Liveness', response: { 200: Health } },
   }, async () => {
     const interfaces = firewall.interfaces();
-    const degraded: Array<{ iface?: string; feed?: string; rulesFile?: string; reason: string }> = interfaces.flatMap(({ iface, state, reason }) =>
+    const degraded: Array<{ iface?: string; feed?: string; rulesFile?: string; restore?: 'running' | 'failed'; reason: string }> = interfaces.flatMap(({ iface, state, reason }) =>
       state === 'degraded' ? [{ iface, reason: reason ?? 'unknown' }] : [],
     );
+    const restore = firewall.restore();
+    if (restore.state === 'running') degraded.push({ restore: 'running', reason: RESTORING });
+    if (restore.state === 'failed') degraded.push({ restore: 'failed', reason: `${RESTORE_FAILED}: ${restore.reason}` });
     for (const feed of firewall.feeds?.states() ?? []) if (feed.ok === false) degraded.push({ feed: feed.list, reason: feed.reason ?? 'unknown' });
     const rulesFile = firewall.rulesFile?.status();
     if (rulesFile && !rulesFile.ok) degraded.push({ rulesFile: rulesFile.path, reason: rulesFile.reason ?? 'unknown' });

@@ -43,12 +43,15 @@ export const InterfaceList = Type.Object({
 
 export const Health = Type.Object({
   status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')], {
-    description: 'degraded: some interface is not filtered now (see degraded), or an integration fails (see integrations); the process itself is alive',
+    description: 'degraded: some interface is not filtered now (see degraded), the kernel is still being reconciled with the stored rules after a restart (degraded[].restore), or an integration fails (see integrations); the process itself is alive',
   }),
   degraded: Type.Optional(Type.Array(Type.Object({
     iface: Type.Optional(Type.String({ description: 'an interface not filtered now' })),
     feed: Type.Optional(Type.String({ description: 'the list of a feed whose last refresh failed (its last good version stays in force)' })),
     rulesFile: Type.Optional(Type.String({ description: 'the --rules file, when its last version could not be applied (the last good state stays)' })),
+    restore: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('failed')], {
+      description: 'a restart serving before the pinned maps are reconciled with the stored rules: they enforce what the previous run left meanwhile; changes wait for it',
+    })),
     reason: Type.String(),
   }))),
   integrations: Type.Optional(Type.Array(Type.Object({

@@ -86,9 +86,13 @@ function waitForExit(child: ChildProcess): Promise<number | null> {
   return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
 }
 
+/** Serving, and done reconciling the pinned maps (a restart serves first: degraded[].restore meanwhile). */
 async function healthy(baseUrl: string): Promise<boolean> {
   try {
-    return (await fetch(`${baseUrl}/healthz`, { signal: AbortSignal.timeout(1_000) })).ok;
+    const response = await fetch(`${baseUrl}/healthz`, { signal: AbortSignal.timeout(1_000) });
+    if (!response.ok) return false;
+    const { degraded } = (await response.json()) as { degraded?: Array<{ restore?: string }> };
+    return !degraded?.some((entry) => entry.restore !== undefined);
   } catch {
     return false;
   }

@@ -334,17 +334,17 @@ export class CidrMaps implements RuleEnforcer {
     const rules = input instanceof RuleColumns ? input : RuleColumns.fromRules(input);
     const report: ReconcileReport = { added: 0, removed: 0, kept: 0 };
     try {
-      const plan = planRows(rules, (family, prefixLen, dst) => {
+      const plan = await planRows(rules, (family, prefixLen, dst) => {
         const probe = probeRule(family, prefixLen, dst ? 'dst' : 'src');
         const table = hasTableEntry(probe) ? this.table(probe) : null;
         return { table, hostKey: isHostRoute(probe), dir24: inDir24(probe) };
-      });
+      }, slicer);
       for (const table of this.tables()) {
         const group = plan.byTable.get(table);
-        const wanted = group ? packRows(rules, group.rows, group.hostKey, table.keySize) : pack([]);
-        await syncTable(table, wanted, report);
+        const wanted = group ? await packRows(rules, group.rows, group.hostKey, table.keySize, slicer) : pack([]);
+        await syncPacked(table, wanted, report, slicer);
       }
-      await this.v6.reconcile(v6Prefixes(rules), v4Hosts(rules));
+      await this.v6.reconcile(v6Prefixes(rules), v4Hosts(rules), slicer);
       this.dir24 = this.emptyDir24();
       // In chunks of short-lived rules, so the index code stays the one installMany uses.
       const slots = new Map<BlockDirection, SlotSet>();
@@ -360,7 +360,10 @@ export class CidrMaps implements RuleEnforcer {
       report.added += plan.dir24Only;
       await dropStaleCounters(this.maps.ruleStats, this.maps.ruleHitCache, rules.sortedIds());
       this.kinds.clear();
-      for (let i = 0; i < rules.count; i++) this.countKind(rules.families[i] as 4 | 6, rules.direction(i), +1);
+      for (let i = 0; i < rules.count; i++) {
+        if ((i & 4095) === 0 && slicer.due) await slicer.next();
+        this.countKind(rules.families[i] as 4 | 6, rules.direction(i), +1);
+      }
       this.writeConfig();
     } catch (error) {
       throw kernelError(error, 'cannot restore rules into the kernel');
@@ -494,10 +497,6 @@ function pack(rules: readonly KernelRule[]): PackedRules {
   return { keys, values, count: rules.length };
 }
 
-/** Brings a table to exactly the wanted entries with batch calls (a diff of packed keys, reconcile.ts). */
-async function syncTable(table: BpfMap, wanted: PackedRules, report: ReconcileReport): Promise<void> {
-  await syncPacked(table, wanted, report);
-}
 
 /**
  * Deletes counters of rules that no longer exist (removed while the daemon

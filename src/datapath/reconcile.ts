@@ -7,6 +7,13 @@
 import type { BpfMap } from '@xdpwall/addon';
 import { Action, Layout, writeRuleValue } from './abi.js';
 import { ADDRESS_BYTES, type RuleColumns } from '../rules/rule-columns.js';
+import type { Slicer } from '../event-loop.js';
+
+/** Rows between two questions to the slicer: a million rows in one go held the loop for hundreds of ms. */
+const SLICE_ROWS = 4096;
+
+/** Never due: for callers with nobody to yield to. */
+const NO_SLICER: Slicer = { due: false, next: async () => undefined };
 
 /** Keys and values of many rules, packed for one batch call. */
 export interface PackedRules {
@@ -41,8 +48,12 @@ export interface RowPlan {
   dir24Only: number;
 }
 
-/** Classifies every row once, through a table of the (at most 324) family/length/direction cases. */
-export function planRows(rules: RuleColumns, placementOf: PlacementOf): RowPlan {
+/**
+ * Classifies every row once, through a table of the (at most 324)
+ * family/length/direction cases, asking `slicer` every SLICE_ROWS rows
+ * (a restart reconciles while the API serves).
+ */
+export async function planRows(rules: RuleColumns, placementOf: PlacementOf, slicer: Slicer = NO_SLICER): Promise<RowPlan> {
   const cases = new Map<number, Placement>();
   const caseOf = (i: number): Placement => {
     const code = rules.families[i]! * 512 + rules.prefixLens[i]! * 2 + rules.dsts[i]!;
@@ -54,6 +65,7 @@ export function planRows(rules: RuleColumns, placementOf: PlacementOf): RowPlan 
   let dir24Count = 0;
   let dir24Only = 0;
   for (let i = 0; i < rules.count; i++) {
+    if ((i & (SLICE_ROWS - 1)) === 0 && slicer.due) await slicer.next();
     const { table, dir24 } = caseOf(i);
     if (table) counts.set(table, (counts.get(table) ?? 0) + 1);
     if (dir24) dir24Count++;
@@ -63,6 +75,7 @@ export function planRows(rules: RuleColumns, placementOf: PlacementOf): RowPlan 
   const dir24Rows = new Uint32Array(dir24Count);
   let d = 0;
   for (let i = 0; i < rules.count; i++) {
+    if ((i & (SLICE_ROWS - 1)) === 0 && slicer.due) await slicer.next();
     const { table, hostKey, dir24 } = caseOf(i);
     if (table) {
       let group = byTable.get(table);
@@ -75,12 +88,13 @@ export function planRows(rules: RuleColumns, placementOf: PlacementOf): RowPlan 
 }
 
 /** The given rows of one table as its packed keys and deny values. */
-export function packRows(rules: RuleColumns, rows: Uint32Array, hostKey: boolean, keySize: number): PackedRules {
+export async function packRows(rules: RuleColumns, rows: Uint32Array, hostKey: boolean, keySize: number, slicer: Slicer = NO_SLICER): Promise<PackedRules> {
   const valueSize = Layout.ruleValue.size;
   const keys = Buffer.alloc(rows.length * keySize);
   const values = Buffer.alloc(rows.length * valueSize);
   const addrAt = hostKey ? 0 : Layout.lpmV4Key.addr; // v4 and v6 LPM keys share offsets
   for (let k = 0; k < rows.length; k++) {
+    if ((k & (SLICE_ROWS - 1)) === 0 && slicer.due) await slicer.next();
     const i = rows[k]!;
     const addrBytes = rules.families[i] === 4 ? 4 : 16;
     if (!hostKey) keys.writeUInt32LE(rules.prefixLens[i]!, k * keySize + Layout.lpmV4Key.prefixlen);
@@ -98,19 +112,38 @@ export class PackedKeyIndex {
   private readonly slots: Int32Array;
   private readonly mask: number;
 
+  /** Sized for `count` keys; the first `filled` are indexed now. */
   constructor(
     private readonly keys: Buffer,
     private readonly keySize: number,
     count: number,
+    filled = count,
   ) {
     let size = 16;
     while (size < count * 2) size *= 2;
     this.slots = new Int32Array(size);
     this.mask = size - 1;
-    for (let row = 0; row < count; row++) {
-      let slot = hashKey(keys, row * keySize, keySize) & this.mask;
-      while (this.slots[slot] !== 0) slot = (slot + 1) & this.mask;
-      this.slots[slot] = row + 1;
+    this.insertRows(0, filled);
+  }
+
+  /** The index of `count` keys, built SLICE_ROWS rows at a time between turns `slicer` allows. */
+  static async build(keys: Buffer, keySize: number, count: number, slicer: Slicer): Promise<PackedKeyIndex> {
+    const index = new PackedKeyIndex(keys, keySize, count, 0);
+    // Smaller steps than SLICE_ROWS: the first ones run before the hash loop is optimised (50 ms for 4096 keys).
+    const step = SLICE_ROWS / 4;
+    for (let from = 0; from < count; from += step) {
+      if (slicer.due) await slicer.next();
+      index.insertRows(from, Math.min(count, from + step));
+    }
+    return index;
+  }
+
+  private insertRows(from: number, to: number): void {
+    const { keys, keySize, slots, mask } = this;
+    for (let row = from; row < to; row++) {
+      let slot = hashKey(keys, row * keySize, keySize) & mask;
+      while (slots[slot] !== 0) slot = (slot + 1) & mask;
+      slots[slot] = row + 1;
     }
   }
 
@@ -153,15 +186,16 @@ function pick(from: Buffer, size: number, picked: Uint32Array, count: number): B
  * the kernel holds and nobody wants are deleted, wanted ones missing or
  * with another value are written, the rest are left alone.
  */
-export async function syncPacked(table: BpfMap, wanted: PackedRules, report: SyncReport): Promise<void> {
+export async function syncPacked(table: BpfMap, wanted: PackedRules, report: SyncReport, slicer: Slicer = NO_SLICER): Promise<void> {
   const { keySize, valueSize } = table;
   const current = await table.lookupAll();
-  const index = new PackedKeyIndex(wanted.keys, keySize, wanted.count);
+  const index = await PackedKeyIndex.build(wanted.keys, keySize, wanted.count, slicer);
   /** Per wanted row: 1 when the kernel already holds it with the same value. */
   const kept = new Uint8Array(wanted.count);
   const stale = new Uint32Array(current.count);
   let staleCount = 0;
   for (let c = 0; c < current.count; c++) {
+    if ((c & (SLICE_ROWS - 1)) === 0 && slicer.due) await slicer.next();
     const w = index.find(current.keys, c * keySize);
     if (w < 0) stale[staleCount++] = c;
     else if (bytesEqual(current.values, c * table.valueStride, wanted.values, w * valueSize, valueSize)) kept[w] = 1;
@@ -172,7 +206,10 @@ export async function syncPacked(table: BpfMap, wanted: PackedRules, report: Syn
   }
   const toWrite = new Uint32Array(wanted.count);
   let writeCount = 0;
-  for (let w = 0; w < wanted.count; w++) if (!kept[w]) toWrite[writeCount++] = w;
+  for (let w = 0; w < wanted.count; w++) {
+    if ((w & (SLICE_ROWS - 1)) === 0 && slicer.due) await slicer.next();
+    if (!kept[w]) toWrite[writeCount++] = w;
+  }
   report.kept += wanted.count - writeCount;
   if (writeCount === wanted.count && writeCount > 0) {
     await table.updateBatch(wanted.keys, wanted.values, writeCount);

@@ -64,10 +64,11 @@ export const MAX_COMMENT_LENGTH = 1024;
 export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
 export const MAX_BULK_ITEMS = 2_000_000;
-/** Rules per installMany call: bounds the synchronous packing work between kernel batches. */
+/**
+ * Rules per installMany call, for every change (applyPipelined included): bounds the synchronous
+ * packing work between kernel batches, and is the unit a failed change is undone in.
+ */
 export const KERNEL_CHUNK = 4096;
-/** Rules per installMany call while the worker stores a batch (applyPipelined). */
-export const PIPELINE_CHUNK = KERNEL_CHUNK;
 /** Batches this large are stored on a worker thread (bulk-writer.ts): their COMMIT alone would block for long. */
 export const WORKER_BATCH = 16_384;
 
@@ -483,7 +484,7 @@ export class BlockService {
 
   /**
    * Stores the batch on the worker and installs its created rules in the
-   * kernel as the worker reports them, a PIPELINE_CHUNK at a time, before the
+   * kernel as the worker reports them, a KERNEL_CHUNK at a time, before the
    * COMMIT. All or nothing as apply(): if the kernel refuses a chunk, the
    * worker is told to roll back (or, if it had committed, the rows are
    * deleted) and the chunks installed come out again; if the store fails,
@@ -518,8 +519,8 @@ export class BlockService {
       for (;;) {
         if (storeFailure) break;
         received = rows.count;
-        if (installed < received && (received - installed >= PIPELINE_CHUNK || settled)) {
-          const to = Math.min(received, installed + PIPELINE_CHUNK);
+        if (installed < received && (received - installed >= KERNEL_CHUNK || settled)) {
+          const to = Math.min(received, installed + KERNEL_CHUNK);
           await this.enforcer.installMany(this.rulesOf(batch, view(), createdAt, installed, to));
           installed = to;
           continue;
@@ -534,7 +535,7 @@ export class BlockService {
     }
     received = rows.count;
     await done;
-    const chunkOf = (row: number) => Math.floor(row / PIPELINE_CHUNK);
+    const chunkOf = (row: number) => Math.floor(row / KERNEL_CHUNK);
     const stored_ = result as Created | null;
     if (stored_) {
       this.counts[4] += stored_.perFamily[4];
@@ -542,12 +543,12 @@ export class BlockService {
     }
     if (!kernelFailure && stored_) return stored_.ids.length;
     const created: Created = stored_ ?? view();
-    const chunk = (c: number): BlockRule[] => this.rulesOf(batch, created, createdAt, c * PIPELINE_CHUNK, (c + 1) * PIPELINE_CHUNK);
+    const chunk = (c: number): BlockRule[] => this.rulesOf(batch, created, createdAt, c * KERNEL_CHUNK, (c + 1) * KERNEL_CHUNK);
     // The chunks to take out: those installed and, if the failed one could not undo itself, that one too.
     const failedChunk = chunkOf(installed);
-    const last = kernelFailure && undoFailuresOf(kernelFailure.error).length > 0 ? failedChunk : chunkOf(installed - 1 + PIPELINE_CHUNK) - 1;
+    const last = kernelFailure && undoFailuresOf(kernelFailure.error).length > 0 ? failedChunk : chunkOf(installed - 1 + KERNEL_CHUNK) - 1;
     const { kept, undo } = await this.uninstallChunks(last, chunk);
-    if (stored_) undo.push(...(await collectFailures([() => this.deleteCreated(stored_, kept, PIPELINE_CHUNK)])));
+    if (stored_) undo.push(...(await collectFailures([() => this.deleteCreated(stored_, kept)])));
     if (kernelFailure) throw this.undone(kernelFailure.error, undo, `installing ${plural(received)}`);
     throw this.undone(this.bulkStoreError(storeFailure!.error, room), undo, `storing ${plural(batch.count)}`);
   }
@@ -626,9 +627,10 @@ export class BlockService {
 
   /**
    * Deletes the rows a failed change created, but those of the chunks (of
-   * `size` rows) in `kept`. A chunk's ids are one range: writes are serialised.
+   * KERNEL_CHUNK rows) in `kept`. A chunk's ids are one range: writes are serialised.
    */
-  private async deleteCreated(created: Created, kept: ReadonlySet<number>, size = KERNEL_CHUNK): Promise<void> {
+  private async deleteCreated(created: Created, kept: ReadonlySet<number>): Promise<void> {
+    const size = KERNEL_CHUNK;
     const { ids } = created;
     const ranges: Array<[number, number]> = [];
     for (let c = 0; c * size < ids.length; c++) {

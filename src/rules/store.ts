@@ -166,7 +166,8 @@ export class RuleStore {
            FROM (SELECT id, family, prefix_len, direction, network FROM blocks WHERE id > ? ORDER BY id LIMIT ?)`,
         )
         .raw(true),
-      countByFamily: this.db.prepare<[], { family: 4 | 6; n: number }>('SELECT family, count(*) AS n FROM blocks GROUP BY family'),
+      // One scan and two sums: GROUP BY family sorted a million rows into a temporary B-tree (3-4x slower).
+      countByFamily: this.db.prepare<[], { v4: number; v6: number }>('SELECT ifnull(sum(family = 4), 0) AS v4, ifnull(sum(family = 6), 0) AS v6 FROM blocks'),
       deleteRange: this.db.prepare<[number, number, number]>('DELETE FROM blocks WHERE id >= ? AND id <= ? AND family = ?'),
       // Prepared once: a bulk import with ttls (the CrowdSec bouncer) writes one row per block.
       metaUpsert: this.db.prepare<[string, string, string | null, number, string | null]>(
@@ -341,9 +342,8 @@ export class RuleStore {
 
   /** Stored rules per address family. */
   countByFamily(): Record<4 | 6, number> {
-    const counts = { 4: 0, 6: 0 };
-    for (const { family, n } of this.statements.countByFamily.all()) counts[family] = n;
-    return counts;
+    const { v4, v6 } = this.statements.countByFamily.get()!;
+    return { 4: v4, 6: v6 };
   }
 
   get(id: number): BlockRule | undefined {
@@ -373,11 +373,13 @@ export class RuleStore {
 
   /**
    * Every rule as columns (start-up), read a page at a time between turns of
-   * the event loop: no object per rule outlives its page.
+   * the event loop: no object per rule outlives its page. `expected`: rows
+   * to make room for at once (a few more leave spare room; fewer grow it).
    */
-  async readColumns(): Promise<RuleColumns> {
+  async readColumns(expected = 0): Promise<RuleColumns> {
     try {
-      const columns = new RuleColumns();
+      // Sized up front when the caller knows about how many: growing copies every column at once (60 ms at 1M rows).
+      const columns = new RuleColumns(expected);
       const slicer = new TimeSlicer();
       for (let after = 0; ; ) {
         const [count, last, text] = this.statements.scan.get(after, SCAN_PAGE)!;
