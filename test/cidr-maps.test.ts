@@ -159,6 +159,24 @@ describe('CidrMaps: IPv4 through the DIR-24-8 table', () => {
     expect(verdictFor(host)).toEqual(drop(50));
   });
 
+  it('a start over host routes an earlier one wrote (a restart: new programs, a filter with no bits) probes the host hash until its reconcile', async () => {
+    const features = () => maps.config.lookup(encodeRuleId(0))!.readUInt32LE(Layout.config.features);
+    const host = '198.18.31.7';
+    await cidr.installMany([rule(60, `${host}/32`)]);
+    expect(features() & Feature.v4HostFilter).toBe(Feature.v4HostFilter);
+    // What a restart's programs see: the pinned host hash and xw_config, their own filter, empty.
+    const word = encodeRuleId(v4HostBit(parseCidr(`${host}/32`).bytes.readUInt32BE(0)) >>> 6);
+    maps.v6.filter.update(word, Buffer.alloc(8));
+    const restarted = new CidrMaps(maps);
+    expect(features() & Feature.v4HostFilter).toBe(0);
+    expect(features() & Feature.srcV4).toBe(Feature.srcV4); // the rest of the config keeps enforcing
+    expect(verdictFor(host)).toEqual(drop(60));
+    await restarted.reconcile([rule(60, `${host}/32`)]);
+    expect(features() & Feature.v4HostFilter).toBe(Feature.v4HostFilter);
+    expect(verdictFor(host)).toEqual(drop(60));
+    await restarted.removeMany([rule(60, `${host}/32`)]);
+  });
+
   it('a change failing halfway through the index leaves slots, blocks and tries as they were', async () => {
     await cidr.installMany([rule(20, '198.18.9.0/24')]);
     const before = { slot: readDir24Slot(maps.srcDir24, slot24('198.18.9.0')), trie: (await maps.srcV4.lookupAll()).count };

@@ -87,8 +87,8 @@ function dir24Rule(rule: KernelRule): Dir24Rule {
   return value;
 }
 
-/** The xw_config.features bits this class owns: which kinds of CIDR rules exist. */
-const RULE_FEATURES = Feature.srcV4 | Feature.dstV4 | Feature.srcV6 | Feature.dstV6;
+/** The xw_config.features bits this class owns: which kinds of CIDR rules exist, and whether the IPv4 host filter is whole. */
+const RULE_FEATURES = Feature.srcV4 | Feature.dstV4 | Feature.srcV6 | Feature.dstV6 | Feature.v4HostFilter;
 
 export interface CidrMapsOptions {
   /** A slicer per change, asked between DIR-24 steps (default: TimeSlicer); tests count the turns. */
@@ -111,7 +111,25 @@ export class CidrMaps implements RuleEnforcer {
     this.dir24 = this.emptyDir24();
     this.v6 = V6Lengths.of(maps.v6);
     this.slicer = options.slicer ?? (() => new TimeSlicer());
+    // The filter (not pinned) is new with these programs, the host hashes and xw_config (pinned)
+    // may hold an earlier start's: until a reconcile has put their routes' bits in this filter,
+    // XW_FEATURE_V4_HOST_FILTER stays clear and every IPv4 address probes the host hash. Cleared
+    // here, before the programs attach: a start that serves first (FirewallOptions.restoreLater)
+    // attaches them before its reconcile, over a filter with no bits yet.
+    this.hostFilterWhole = maps.srcHostV4.nextKey(null) === null && maps.dstHostV4.nextKey(null) === null;
+    if (!this.hostFilterWhole) {
+      // Only that bit: the others describe what the pinned tables hold, and keep them enforced.
+      const slot = Buffer.alloc(4);
+      const value = maps.config.lookup(slot);
+      if (value) {
+        value.writeUInt32LE(value.readUInt32LE(Layout.config.features) & ~Feature.v4HostFilter, Layout.config.features);
+        maps.config.update(slot, value);
+      }
+    }
   }
+
+  /** Whether the filter holds the bit of every IPv4 host route in the host hashes (see the constructor). */
+  private hostFilterWhole: boolean;
 
   setListClaims(claims: ListClaims): void {
     this.claims = claims;
@@ -345,6 +363,8 @@ export class CidrMaps implements RuleEnforcer {
         await syncPacked(table, wanted, report, slicer);
       }
       await this.v6.reconcile(v6Prefixes(rules), v4Hosts(rules), slicer);
+      // Set in xw_config by the writeConfig below, once the host hashes are synced too.
+      this.hostFilterWhole = true;
       this.dir24 = this.emptyDir24();
       // In chunks of short-lived rules, so the index code stays the one installMany uses.
       const slots = new Map<BlockDirection, SlotSet>();
@@ -444,8 +464,8 @@ export class CidrMaps implements RuleEnforcer {
     const slot = Buffer.alloc(4);
     const value = config.lookup(slot) ?? Buffer.alloc(Layout.config.size);
     // Bits of other stages (Feature.events, set while someone listens) stay as they are.
-    // The filter holds every IPv4 host route this class wrote (v4HostsOf), so the data plane may use it.
-    let features = (value.readUInt32LE(Layout.config.features) & ~RULE_FEATURES) | Feature.v4HostFilter;
+    let features = value.readUInt32LE(Layout.config.features) & ~RULE_FEATURES;
+    if (this.hostFilterWhole) features |= Feature.v4HostFilter;
     for (const [feature, count] of this.kinds) if (count > 0) features |= feature;
     value.writeUInt32LE(features, Layout.config.features);
     value.writeUInt32LE(this.dir24.src.defaultValue(), Layout.config.v4Default);
