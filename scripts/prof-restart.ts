@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../src/paths.js';
+import { untilServing } from '../bench/lib/serving.js';
 
 const N = Number(process.env.N ?? 1_000_000);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
@@ -22,16 +23,8 @@ let daemon: ChildProcess | null = null;
 async function start(cli: string, logLevel = 'error'): Promise<number> {
   const t0 = performance.now();
   daemon = spawn(process.execPath, [...nodeArgs, cli, 'serve', '--listen', `127.0.0.1:${port}`, '--state-dir', state, '--instance', instance, '--config', join(state, 'config.json'), '--log-level', logLevel], { stdio: ['ignore', 'inherit', 'inherit'] });
-  for (let i = 0; i < 6000; i++) {
-    if (daemon.exitCode !== null) throw new Error(`the daemon exited with ${daemon.exitCode} while starting`);
-    try {
-      if ((await fetch(`${base}/healthz`)).ok) return (performance.now() - t0) / 1000;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error('no /healthz within 120 s');
+  await untilServing(daemon, base);
+  return (performance.now() - t0) / 1000;
 }
 
 async function stop(): Promise<void> {

@@ -17,6 +17,7 @@ import { BENCH_CPU, allCpus, pinProcess } from '../lib/cpu.js';
 import { sizeLabel, type SuiteContext } from '../lib/context.js';
 import { denyValues, generateV4, v4Cidr, v4Keys } from '../lib/prefixes.js';
 import { median, quantile } from '../lib/stats.js';
+import { untilServing } from '../lib/serving.js';
 
 const SINGLE = 'POST /v1/blocks (one CIDR), sequential';
 const quietLog = { info: () => {}, warn: () => {} };
@@ -216,16 +217,8 @@ async function runDaemonCases(ctx: SuiteContext, count: number): Promise<void> {
   const start = async (): Promise<number> => {
     const t0 = performance.now();
     daemon = spawn(process.execPath, [CLI, 'serve', '--listen', `127.0.0.1:${port}`, '--state-dir', state, '--instance', instance, '--config', config, '--log-level', 'error'], { stdio: ['ignore', 'ignore', 'inherit'] });
-    for (let i = 0; i < 6000; i++) {
-      if (daemon.exitCode !== null) throw new Error(`the daemon exited with ${daemon.exitCode} while starting`);
-      try {
-        if ((await fetch(`${base}/healthz`)).ok) return (performance.now() - t0) / 1000;
-      } catch {
-        // not listening yet
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    throw new Error('the daemon did not answer /healthz within 120 s');
+    await untilServing(daemon, base);
+    return (performance.now() - t0) / 1000;
   };
 
   await start();
