@@ -282,6 +282,8 @@ export class Firewall {
       } else {
         // Takes the kernel write lock now, before anyone can ask for a change; starts when
         // the caller has done what serving needs (beginRestore), so it does not compete with that.
+        // Until it succeeds, changes are refused rather than applied over an empty index.
+        cidrMaps.adoptUnindexed();
         restoring = cidrMaps.exclusive(async () => {
           if (!(await gate.opened)) throw new DatapathError('the restore was abandoned: the start failed');
           // Lists add their entries to the columns: some room beyond the blocks.

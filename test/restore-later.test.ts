@@ -105,6 +105,17 @@ describe('restoring after serving', () => {
     opened.firewall.abandonRestore();
     await opened.firewall.restoreEnded();
     expect(opened.firewall.restore()).toMatchObject({ state: 'failed', reason: expect.stringMatching(/abandoned/) });
+    // Until a restore succeeds, changes are refused and nothing of them is stored: applied over an
+    // index that lacks the pinned rules, they would rewrite DIR-24 slots those rules share.
+    const count = () => opened.firewall.blocks.usage()[4].count;
+    const before = count();
+    await expect(opened.firewall.addBlock({ cidr: '198.18.9.0/24' })).rejects.toMatchObject({ code: 'DATAPATH_ERROR' });
+    expect(count()).toBe(before);
+    opened.firewall.retryRestore();
+    await opened.firewall.restoreEnded();
+    expect(opened.firewall.restore()).toEqual({ state: 'done' });
+    expect((await opened.firewall.addBlock({ cidr: '198.18.9.0/24' })).created).toBe(true);
+    expect(count()).toBe(before + 1);
     opened.firewall.close();
   });
 });

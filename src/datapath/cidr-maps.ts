@@ -131,6 +131,25 @@ export class CidrMaps implements RuleEnforcer {
   /** Whether the filter holds the bit of every IPv4 host route in the host hashes (see the constructor). */
   private hostFilterWhole: boolean;
 
+  /**
+   * False from adoptUnindexed() until a reconcile succeeds: the pinned tables
+   * hold rules this object has not indexed, and a change applied over its
+   * empty DIR-24 index would rewrite slots those rules share. Changes are
+   * refused meanwhile (DATAPATH_ERROR; the store keeps nothing of them).
+   */
+  private indexed = true;
+
+  /** The tables hold an earlier start's rules, not reconciled yet (a start that serves first). */
+  adoptUnindexed(): void {
+    this.indexed = false;
+  }
+
+  private assertIndexed(): void {
+    if (!this.indexed) {
+      throw new DatapathError('the kernel rule tables are not reconciled with the store yet (the restore at start-up failed; the periodic check retries it)');
+    }
+  }
+
   setListClaims(claims: ListClaims): void {
     this.claims = claims;
   }
@@ -178,6 +197,7 @@ export class CidrMaps implements RuleEnforcer {
   }
 
   private async installClaimed(rules: readonly BlockRule[]): Promise<void> {
+    this.assertIndexed();
     const { plain, claimed } = this.splitClaimed(rules);
     await this.installPlain(plain);
     if (claimed.length === 0) return;
@@ -195,6 +215,7 @@ export class CidrMaps implements RuleEnforcer {
   }
 
   private async removeClaimed(rules: readonly BlockRule[]): Promise<void> {
+    this.assertIndexed();
     const { plain, claimed } = this.splitClaimed(rules);
     await this.removePlain(plain);
     if (claimed.length === 0) return;
@@ -226,6 +247,7 @@ export class CidrMaps implements RuleEnforcer {
    * kernel may hold part of the change: the caller reconciles.
    */
   async applyDiff(diff: KernelDiff): Promise<void> {
+    this.assertIndexed();
     const slicer = this.slicer();
     try {
       const writes = [...diff.install, ...diff.replace.map((r) => r.to)];
@@ -385,6 +407,7 @@ export class CidrMaps implements RuleEnforcer {
         this.countKind(rules.families[i] as 4 | 6, rules.direction(i), +1);
       }
       this.writeConfig();
+      this.indexed = true;
     } catch (error) {
       throw kernelError(error, 'cannot restore rules into the kernel');
     }
