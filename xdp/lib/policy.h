@@ -82,7 +82,7 @@ static __always_inline void xw_pol_record_reply(const struct xw_pkt *p, const st
 	bpf_map_update_elem(&xw_pol_replies, &key, &now, BPF_ANY);
 }
 
-/* Swaps the packet's addresses and ports in place (twice restores it). */
+/* One element: which destination ports the failsafe table can match (struct xw_failsafe_quick; src/policy/tables.ts). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -103,6 +103,7 @@ static __always_inline bool xw_pol_failsafe_may(const struct xw_pkt *p)
 	return (quick->dports >> (bpf_ntohs(p->dport) & 63)) & 1;
 }
 
+/* Swaps the packet's addresses and ports in place (twice restores it). */
 static __always_inline void xw_pkt_swap_ends(struct xw_pkt *p)
 {
 	__be16 port = p->sport;
