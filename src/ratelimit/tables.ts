@@ -262,7 +262,9 @@ export class RateLimitTables {
       const fill = conf ? (conf.pktFillNs > conf.bitFillNs ? conf.pktFillNs : conf.bitFillNs) : 0n;
       const idleFor = fill > idleNs ? fill : idleNs;
       if (!conf || conf.per === RlPer.rule || (now > state.lastNs && now - state.lastNs >= idleFor)) {
-        doomed.set(map, [...(doomed.get(map) ?? []), raw]);
+        let keys = doomed.get(map);
+        if (!keys) doomed.set(map, (keys = []));
+        keys.push(raw);
       }
     }
     let deleted = 0;
