@@ -675,7 +675,7 @@ describe('flow accounting across packets', () => {
     expect(count(Direction.egress)).toBe(1n);
   });
 
-  it('a SYN is inserted without a lookup, yet a SYN of an existing flow counts into its entry (retransmit, either way)', async () => {
+  it('a SYN of an existing flow (a retransmit, either way) counts into its entry', async () => {
     const synFrame = ether(v4(syn));
     const outSyn = ether(out4(tcp({ sport: 443, dport: 40000, flags: TCP.syn })));
     expect(run('ingress', synFrame)).toBe(XDP_PASS);

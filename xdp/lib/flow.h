@@ -44,25 +44,17 @@ static __always_inline const struct xw_config *xw_config_get(void)
 	return bpf_map_lookup_elem(&xw_config, &slot);
 }
 
-/* TCP header flags (the byte at XW_TCP_FLAGS_OFFSET). */
-#define XW_TCP_SYN 0x02
-#define XW_TCP_ACK 0x10
-
 /*
- * The packet's flow entry, or NULL: not found, or not looked up because the
- * packet opens a TCP connection (SYN without ACK), whose flow is almost
- * always new. For such a packet xw_flow_account() inserts straight away and
- * finds an existing entry only when the insert says it exists (a
- * retransmitted SYN, a reused port pair), so a new connection pays for no
- * lookup miss in a cold bucket on top of the insert.
+ * The packet's flow entry, or NULL. Always looked up first, SYNs too: an
+ * insert into a full LRU table takes a node (evicting a flow) before it
+ * learns the key exists, so inserting first would make every repeated SYN
+ * evict an unrelated flow (see xdp/README.md, "New flows").
  */
 static __always_inline struct xw_flow_value *xw_flow_find(const struct xw_pkt *p,
 							  enum xw_direction dir)
 {
 	struct xw_flow_key key;
 
-	if (p->proto == IPPROTO_TCP && (p->tcp_flags & (XW_TCP_SYN | XW_TCP_ACK)) == XW_TCP_SYN)
-		return NULL;
 	xw_flow_key_of(p, dir, &key);
 	return bpf_map_lookup_elem(&xw_flows, &key);
 }
@@ -78,8 +70,7 @@ static __always_inline __u32 *xw_flow_flags_word(struct xw_flow_value *val)
 
 /*
  * Counts a passed packet in its flow, creating the entry on first sight.
- * val: the caller's xw_flow_find() result, NULL when the flow is new (or a
- * SYN's flow was not looked up: the insert fails and the lookup follows). The
+ * val: the caller's xw_flow_find() result, NULL when the flow is new. The
  * entry is shared by all CPUs: counters are atomic adds and the TCP flags
  * an atomic OR; the last-seen time is a plain store (the latest writer
  * wins, which is what it means). Two CPUs creating the same flow:
