@@ -8,7 +8,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../src/paths.js';
-import { untilServing } from '../bench/lib/serving.js';
+import { stopDaemon, untilServing } from '../bench/lib/serving.js';
+import { mixedImportNdjson } from '../bench/lib/prefixes.js';
 
 const N = Number(process.env.N ?? 1_000_000);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
@@ -30,25 +31,14 @@ async function start(cli: string, logLevel = 'error'): Promise<number> {
 async function stop(): Promise<void> {
   const d = daemon;
   daemon = null;
-  if (!d || d.exitCode !== null) return;
-  const exited = new Promise((resolve) => d.once('exit', resolve));
-  d.kill('SIGTERM');
-  await exited;
+  await stopDaemon(d);
 }
 
 try {
   writeFileSync(join(state, 'config.json'), JSON.stringify({ capacity: { cidrV4: N + 1024, cidrV6: N + 1024 } }));
   const token = execFileSync(process.execPath, [clis[0]!, 'token', 'create', 'bench', '--scope', 'admin', '--state-dir', state]).toString().trim();
   await start(clis[0]!);
-  const lines: string[] = [];
-  for (let n = 0; n < N; n++) {
-    const a = n >>> 1;
-    lines.push(n % 2 === 0
-      ? `{"cidr":"10.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}/32"}`
-      : `{"cidr":"fd00:198::${(a >>> 16).toString(16)}:${(a & 0xffff).toString(16)}/128","direction":"dst"}`);
-  }
-  const body = Buffer.from(lines.join('\n'));
-  lines.length = 0;
+  const body = mixedImportNdjson(N);
   async function* pieces(b: Buffer) { for (let at = 0; at < b.length; at += 1 << 16) yield b.subarray(at, at + (1 << 16)); }
   const t0 = performance.now();
   const r = await fetch(`${base}/v1/blocks/bulk`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson', authorization: `Bearer ${token}` }, body: pieces(body), duplex: 'half' } as RequestInit);

@@ -287,3 +287,18 @@ export function swapV6(p: V6Prefixes, a: number, b: number): void {
   tmp.copy(p.addrs, b * 16);
   [p.lens[a], p.lens[b]] = [p.lens[b] as number, p.lens[a] as number];
 }
+
+/**
+ * The control suite's mixed import as NDJSON: `count` blocks, IPv4 /32s in 10.0.0.0/8 and IPv6
+ * /128s (destination) in fd00:198::/48 alternating, encoded once.
+ */
+export function mixedImportNdjson(count: number): Buffer {
+  const lines: string[] = [];
+  for (let n = 0; n < count; n++) {
+    const a = n >>> 1;
+    lines.push(n % 2 === 0
+      ? `{"cidr":"10.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}/32"}`
+      : `{"cidr":"fd00:198::${(a >>> 16).toString(16)}:${(a & 0xffff).toString(16)}/128","direction":"dst"}`);
+  }
+  return Buffer.from(lines.join('\n'));
+}

@@ -14,3 +14,11 @@ export async function untilServing(daemon: ChildProcess, base: string): Promise<
   }
   throw new Error('the daemon did not answer /healthz within 120 s');
 }
+
+/** Sends SIGTERM to a daemon still running and waits for it to exit. */
+export async function stopDaemon(daemon: ChildProcess | null): Promise<void> {
+  if (!daemon || daemon.exitCode !== null) return;
+  const exited = new Promise((resolve) => daemon.once('exit', resolve));
+  daemon.kill('SIGTERM');
+  await exited;
+}

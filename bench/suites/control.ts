@@ -15,9 +15,9 @@ import { run } from '../../src/lab/run.js';
 import { BPF_OBJECT_PATH, PACKAGE_ROOT } from '../../src/paths.js';
 import { BENCH_CPU, allCpus, pinProcess } from '../lib/cpu.js';
 import { sizeLabel, type SuiteContext } from '../lib/context.js';
-import { denyValues, generateV4, v4Cidr, v4Keys } from '../lib/prefixes.js';
+import { denyValues, generateV4, mixedImportNdjson, v4Cidr, v4Keys } from '../lib/prefixes.js';
 import { median, quantile } from '../lib/stats.js';
-import { untilServing } from '../lib/serving.js';
+import { stopDaemon, untilServing } from '../lib/serving.js';
 
 const SINGLE = 'POST /v1/blocks (one CIDR), sequential';
 const quietLog = { info: () => {}, warn: () => {} };
@@ -205,10 +205,7 @@ async function runDaemonCases(ctx: SuiteContext, count: number): Promise<void> {
   const stop = async (): Promise<void> => {
     const d = daemon;
     daemon = null;
-    if (!d || d.exitCode !== null) return;
-    const exited = new Promise((resolve) => d.once('exit', resolve));
-    d.kill('SIGTERM');
-    await exited;
+    await stopDaemon(d);
   };
   ctx.cleanup.add('stop the bench daemon', () => {
     if (daemon && daemon.exitCode === null) daemon.kill('SIGKILL');
@@ -223,18 +220,10 @@ async function runDaemonCases(ctx: SuiteContext, count: number): Promise<void> {
 
   await start();
   const idleRss = rssMb(daemon!.pid!);
-  const lines: string[] = [];
-  for (let n = 0; n < count; n++) {
-    const a = n >>> 1;
-    // Rules only: no interface is attached, so no packet meets them.
-    lines.push(n % 2 === 0
-      ? `{"cidr":"10.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}/32"}`
-      : `{"cidr":"fd00:198::${(a >>> 16).toString(16)}:${(a & 0xffff).toString(16)}/128","direction":"dst"}`);
-  }
-  // Encoded once, before the probes start: a string body makes fetch convert 38 MB on this process's
-  // event loop, which delayed this process's own /healthz probes (a 408 ms maximum) and was counted as the daemon's.
-  const body = Buffer.from(lines.join('\n'));
-  lines.length = 0;
+  // Rules only: no interface is attached, so no packet meets them. Encoded once, before the probes
+  // start: a string body makes fetch convert 38 MB on this process's event loop, which delayed this
+  // process's own /healthz probes (a 408 ms maximum) and was counted as the daemon's.
+  const body = mixedImportNdjson(count);
   const latencies: number[] = [];
   let importing = true;
   let maxRss = idleRss;
