@@ -33,25 +33,22 @@ struct {
 } xw_rl_rule_buckets SEC(".maps");
 
 /*
- * Preallocated: inserting a new source never allocates, and never evicts.
- * IPv4 sources in a table of their own, with an 8-byte key (the hash and
- * compare of the 24-byte one were a fifth of a rate-limited drop).
+ * Source buckets, preallocated: inserting a new source never allocates, and
+ * never evicts. IPv4 sources in a table of their own, with an 8-byte key
+ * (the hash and compare of the 24-byte one were a fifth of a rate-limited
+ * drop).
  */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XW_DEFAULT_RL_BUCKETS_V6);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-	__type(key, struct xw_rl_key);
-	__type(value, struct xw_rl_bucket);
-} xw_rl_buckets SEC(".maps");
+#define XW_RL_BUCKETS(_name, _key, _entries)                    \
+	struct {                                                \
+		__uint(type, BPF_MAP_TYPE_HASH);                \
+		__uint(max_entries, _entries);                  \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);            \
+		__type(key, _key);                              \
+		__type(value, struct xw_rl_bucket);             \
+	} _name SEC(".maps")
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XW_DEFAULT_RL_BUCKETS);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-	__type(key, struct xw_rl_key_v4);
-	__type(value, struct xw_rl_bucket);
-} xw_rl_buckets_v4 SEC(".maps");
+XW_RL_BUCKETS(xw_rl_buckets, struct xw_rl_key, XW_DEFAULT_RL_BUCKETS_V6);
+XW_RL_BUCKETS(xw_rl_buckets_v4, struct xw_rl_key_v4, XW_DEFAULT_RL_BUCKETS);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
