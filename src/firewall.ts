@@ -273,6 +273,10 @@ export class Firewall {
         if (marker) markRestored(marker, opened);
         return report;
       };
+      // A deferred restore and its retries read the store when they run. Lists add their entries
+      // to the columns: some room beyond the blocks.
+      const restoreFromStore = async (): Promise<ReconcileReport> =>
+        restoreKernel(await store.readColumns(blockCounts[4] + blockCounts[6] + 1024));
       let restored: ReconcileReport | undefined;
       let restoring: Promise<ReconcileReport> | undefined;
       const gate = new RestoreGate();
@@ -286,8 +290,7 @@ export class Firewall {
         cidrMaps.adoptUnindexed();
         restoring = cidrMaps.exclusive(async () => {
           if (!(await gate.opened)) throw new DatapathError('the restore was abandoned: the start failed');
-          // Lists add their entries to the columns: some room beyond the blocks.
-          return restoreKernel(await store.readColumns(blockCounts[4] + blockCounts[6] + 1024));
+          return restoreFromStore();
         });
         restoring.catch(() => undefined); // the firewall tracks it below
       }
@@ -298,7 +301,7 @@ export class Firewall {
         store, datapath, cidrMaps, policy, clock, countersCacheMs: options.countersCacheMs, flowSnapshotMaxAgeMs: options.flowSnapshotMaxAgeMs,
         capacity: options.capacity, log, failsafe,
         blockMeta, events: options.events ?? DEFAULT_EVENT_SETTINGS, lists, counts: blockCounts,
-        restoreAgain: () => cidrMaps.exclusive(async () => restoreKernel(await store.readColumns())),
+        restoreAgain: () => cidrMaps.exclusive(restoreFromStore),
         gate,
       });
       if (restoring) firewall.track(restoring);
