@@ -119,12 +119,7 @@ export class CidrMaps implements RuleEnforcer {
     this.hostFilterWhole = maps.srcHostV4.nextKey(null) === null && maps.dstHostV4.nextKey(null) === null;
     if (!this.hostFilterWhole) {
       // Only that bit: the others describe what the pinned tables hold, and keep them enforced.
-      const slot = Buffer.alloc(4);
-      const value = maps.config.lookup(slot);
-      if (value) {
-        value.writeUInt32LE(value.readUInt32LE(Layout.config.features) & ~Feature.v4HostFilter, Layout.config.features);
-        maps.config.update(slot, value);
-      }
+      this.updateConfig((value) => value.writeUInt32LE(value.readUInt32LE(Layout.config.features) & ~Feature.v4HostFilter, Layout.config.features));
     }
   }
 
@@ -483,16 +478,23 @@ export class CidrMaps implements RuleEnforcer {
    * left as it is: nothing reads it (see struct xw_config).
    */
   private writeConfig(): void {
+    this.updateConfig((value) => {
+      // Bits of other stages (Feature.events, set while someone listens) stay as they are.
+      let features = value.readUInt32LE(Layout.config.features) & ~RULE_FEATURES;
+      if (this.hostFilterWhole) features |= Feature.v4HostFilter;
+      for (const [feature, count] of this.kinds) if (count > 0) features |= feature;
+      value.writeUInt32LE(features, Layout.config.features);
+      value.writeUInt32LE(this.dir24.src.defaultValue(), Layout.config.v4Default);
+      value.writeUInt32LE(this.dir24.dst.defaultValue(), Layout.config.v4Default + 4);
+    });
+  }
+
+  /** Reads xw_config, lets `edit` change its value, writes it back. */
+  private updateConfig(edit: (value: Buffer) => void): void {
     const { config } = this.maps;
     const slot = Buffer.alloc(4);
     const value = config.lookup(slot) ?? Buffer.alloc(Layout.config.size);
-    // Bits of other stages (Feature.events, set while someone listens) stay as they are.
-    let features = value.readUInt32LE(Layout.config.features) & ~RULE_FEATURES;
-    if (this.hostFilterWhole) features |= Feature.v4HostFilter;
-    for (const [feature, count] of this.kinds) if (count > 0) features |= feature;
-    value.writeUInt32LE(features, Layout.config.features);
-    value.writeUInt32LE(this.dir24.src.defaultValue(), Layout.config.v4Default);
-    value.writeUInt32LE(this.dir24.dst.defaultValue(), Layout.config.v4Default + 4);
+    edit(value);
     config.update(slot, value);
   }
 
