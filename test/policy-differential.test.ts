@@ -108,6 +108,15 @@ function portsOnly(r: Rand, rule: ClassRule): ClassRule {
   return { ...rule, proto, dstPort: randomRange(r), tcpFlags: proto === 6 ? rule.tcpFlags : null, icmpType: null, icmpCode: null };
 }
 
+/**
+ * The rule cut down to its protocol and destination port: tables of only
+ * such rules carry PolFlags.portFirst, which answers a TCP/UDP packet from
+ * its port interval's first rule (an expired one sends it the long way).
+ */
+const portFieldsOnly = (rule: ClassRule): ClassRule => ({
+  ...rule, ifindex: null, src: null, dst: null, srcList: null, dstList: null, srcPort: null, tcpFlags: null, icmpType: null, icmpCode: null, vlan: null,
+});
+
 /** A packet near the rules: their addresses, port edges (lo-1, lo, hi, hi+1), protocols. */
 function randomPacket(r: Rand, rules: readonly ClassRule[]): PacketFields {
   const rule = rules.length > 0 && chance(r, 0.8) ? pick(r, rules) : undefined;
@@ -152,6 +161,7 @@ it(`agrees with the reference on ${PACKETS} packets over ${RULE_SETS} random rul
   let matchedListRules = 0;
   let nextId = 0x8000_0001;
   let portedSets = 0;
+  let portFirstSets = 0;
 
   for (let set = 0; set < RULE_SETS; set++) {
     // One set at the data plane's capacity, the rest small to medium.
@@ -159,8 +169,12 @@ it(`agrees with the reference on ${PACKETS} packets over ${RULE_SETS} random rul
     const lists = chance(r, 0.8) ? Array.from({ length: int(r, 1, 5) }, (_, n) => randomList(r, set * 10 + n)) : [];
     // Every fifth set holds only rules that need a destination port (PolFlags.dportAll in every table).
     const ported = set % 5 === 4;
+    // And every fifth (from the third) only rules on protocol and destination port (PolFlags.portFirst).
+    const portFields = set % 5 === 2;
     const make = (n: number, withLists = true) =>
-      Array.from({ length: n }, () => randomRule(r, nextId++, withLists ? lists : [])).map((rule) => (ported ? portsOnly(r, rule) : rule));
+      Array.from({ length: n }, () => randomRule(r, nextId++, withLists ? lists : []))
+        .map((rule) => (ported ? portsOnly(r, rule) : rule))
+        .map((rule) => (portFields ? portFieldsOnly(rule) : rule));
     const policy: ReferencePolicy = {
       ingress: make(size('ingress')),
       egress: make(size('egress')),
@@ -180,6 +194,12 @@ it(`agrees with the reference on ${PACKETS} packets over ${RULE_SETS} random rul
       portedSets++;
       for (const table of ['ingress', 'egress', 'failsafe'] as const) {
         expect(compiled[table].flags & PolFlags.dportAll).toBe(policy[table].length > 0 ? PolFlags.dportAll : 0);
+      }
+    }
+    if (portFields) {
+      portFirstSets++;
+      for (const table of ['ingress', 'egress', 'failsafe'] as const) {
+        expect(compiled[table].flags & PolFlags.portFirst).toBe(policy[table].length > 0 ? PolFlags.portFirst : 0);
       }
     }
     const hits = new Map<number, bigint>();
@@ -220,6 +240,7 @@ it(`agrees with the reference on ${PACKETS} packets over ${RULE_SETS} random rul
   expect(mismatches).toEqual([]);
   expect(checked).toBe(PACKETS);
   expect(portedSets).toBe(RULE_SETS / 5);
+  expect(portFirstSets).toBe(RULE_SETS / 5);
   // The packets exercised the rules, not only the defaults.
   expect(matchedRules).toBeGreaterThan(PACKETS / 4);
   // ... and among them rules that reference lists.

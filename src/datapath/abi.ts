@@ -121,6 +121,7 @@ export const Layout = {
   polBitmap: { size: 520, summary: 0, words: 8 },
   polAddrKey: { size: 24, prefixlen: 0, table: 4, buf: 5, field: 6, family: 7, addr: 8 },
   polPortSlot: { size: 8, interval: 0 },
+  polPortFirst: { size: 4, tcp: 0, udp: 2 },
   blockMeta: { size: 16, expiresNs: 0, flags: 8, pad: 9 },
   failsafeQuick: { size: 16, dports: 0, portsOnly: 8, pad: 12 },
   rlConf: {
@@ -278,6 +279,7 @@ export const POLICY_MAPS = {
   blockMeta: 'xw_block_meta',
   arrayBitmaps: 'xw_pol_bm',
   failsafeQuick: 'xw_failsafe_quick',
+  portFirst: 'xw_pol_port_first',
 } as const;
 export const BLOCK_META_ENTRIES = 1 << 16;
 export const POLICY_SYNC_INNER = 'xw_pol_sync_inner';
@@ -323,7 +325,7 @@ export const POL_FIELD_ALL = 10;
 /** enum xw_pol_default */
 export const PolDefault = { accept: 0, drop: 1 } as const;
 /** enum xw_pol_flags */
-export const PolFlags = { replies: 1 << 0, dportAll: 1 << 1 } as const;
+export const PolFlags = { replies: 1 << 0, dportAll: 1 << 1, portFirst: 1 << 2 } as const;
 
 /** Kernel rule ids of policy rules carry this bit, so they never collide with block ids in xw_rule_stats. */
 export const POLICY_RULE_ID_BASE = 0x8000_0000;

@@ -38,6 +38,12 @@ export interface CompiledTable {
   addrs: CompiledAddr[];
   /** Per port field constrained: each port's interval (0: none, the wildcard). */
   ports: { sport?: Uint16Array; dport?: Uint16Array };
+  /**
+   * With PolFlags.portFirst: per destination-port interval, the position + 1
+   * of the first rule a TCP packet (index 2i) and a UDP packet (2i + 1) of
+   * it matches, 0 for none (struct xw_pol_port_first).
+   */
+  portFirst?: Uint16Array;
 }
 
 const newBits = () => new Uint8Array(BITMAP_BYTES);
@@ -95,6 +101,39 @@ function prefixKey(p: Prefix, len: number): number | string {
 
 const TCP = 6;
 const UDP = 17;
+const PORT_FIELDS = (1 << PolField.proto) | (1 << PolField.dport);
+
+/** The position + 1 of the lowest bit set in both a and b, 0 when none is. */
+function firstCommon(a: Uint8Array, b: Uint8Array): number {
+  for (let k = 0; k < a.length; k++) {
+    const x = a[k]! & b[k]!;
+    if (x !== 0) return k * 8 + (31 - Math.clz32(x & -x)) + 1;
+  }
+  return 0;
+}
+
+/**
+ * A table whose rules constrain protocol and destination port only: a
+ * TCP/UDP packet's first rule is the lowest bit of its protocol's bitmap
+ * AND its port interval's, computed here once per interval.
+ */
+function portFirstOf(c: CompiledTable): Uint16Array {
+  const byValue = (field: number) => new Map(c.bitmaps.filter((b) => b.field === field).map((b) => [b.value, b.bits]));
+  const empty = newBits();
+  const constrained = (field: number) => (c.fields & (1 << field)) !== 0;
+  const protos = byValue(PolField.proto);
+  const protoBits = (p: number) => (constrained(PolField.proto) ? protos.get(p) ?? protos.get(POL_WILDCARD) ?? empty : c.all);
+  const dports = byValue(PolField.dport);
+  const intervals = constrained(PolField.dport) ? Math.max(0, ...[...dports.keys()].filter((v) => v !== POL_WILDCARD)) + 1 : 1;
+  const out = new Uint16Array(intervals * 2);
+  const [tcp, udp] = [protoBits(TCP), protoBits(UDP)];
+  for (let i = 0; i < intervals; i++) {
+    const port = constrained(PolField.dport) ? dports.get(i === 0 ? POL_WILDCARD : i) ?? empty : c.all;
+    out[2 * i] = firstCommon(tcp, port);
+    out[2 * i + 1] = firstCommon(udp, port);
+  }
+  return out;
+}
 
 /** Whether a TCP or UDP packet can match `rule` only through its destination port (PolFlags.dportAll). */
 const needsDport = (rule: ClassRule) => !!rule.dstPort || (rule.proto !== null && rule.proto !== TCP && rule.proto !== UDP);
@@ -243,6 +282,10 @@ export function compileTable(rules: readonly ClassRule[], options: CompileOption
       }
       out.addrs.push({ field, prefix, value });
     }
+  }
+  if (n > 0 && (out.fields & ~PORT_FIELDS) === 0) {
+    out.flags |= PolFlags.portFirst;
+    out.portFirst = portFirstOf(out);
   }
   return out;
 }

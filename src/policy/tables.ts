@@ -32,6 +32,8 @@ export interface PolicyMaps {
   syncInner: BpfMap;
   /** What lets a packet about to drop skip the failsafe table (struct xw_failsafe_quick). */
   failsafeQuick: BpfMap;
+  /** A protocol-and-port table's first rule per port interval (struct xw_pol_port_first). */
+  portFirst: BpfMap;
 }
 
 /** The policy stage's maps of a loaded object. */
@@ -49,6 +51,7 @@ export function policyMapsOf(object: { map(name: string): BpfMap }): PolicyMaps 
     arrayBitmaps: object.map(POLICY_MAPS.arrayBitmaps),
     syncInner: object.map(POLICY_SYNC_INNER),
     failsafeQuick: object.map(POLICY_MAPS.failsafeQuick),
+    portFirst: object.map(POLICY_MAPS.portFirst),
   };
 }
 
@@ -241,6 +244,15 @@ export class PolicyTables {
       const base = (table * 2 + next) * POL_MAX_RULES;
       const keys = Buffer.concat(compiled.rules.map((_, i) => u32(base + i)));
       await maps.rules.updateBatch(keys, Buffer.concat(compiled.rules.map(encodeRule)), compiled.rules.length);
+    }
+
+    if (compiled.portFirst) {
+      const first = compiled.portFirst;
+      const entries = first.length / 2;
+      const base = (table * 2 + next) * POL_PORT_BITMAPS; // entries <= POL_PORT_BITMAPS: writeArrayBitmaps checked
+      const keys = Buffer.alloc(entries * 4);
+      for (let i = 0; i < entries; i++) keys.writeUInt32LE(base + i, i * 4);
+      await maps.portFirst.updateBatch(keys, Buffer.from(first.buffer, first.byteOffset, first.byteLength), entries); // little-endian u16 pairs
     }
 
     maps.meta.update(u32(table * 2 + next), encodeMeta(compiled));

@@ -360,6 +360,8 @@ struct xw_flow_value {
  *   xw_pol_addrs    LPM_TRIE[XW_POL_TABLES*2*XW_POL_MAX_ADDRS]  xw_pol_addr_key -> __u32
  *                   value of the prefix's bitmap key (prefixes with the same rules share one)
  *   xw_pol_ports    ARRAY  ((table*2+buf)*2+(dport))*16384 + port/4 -> xw_pol_port_slot
+ *   xw_pol_port_first  ARRAY  (table*2+buf)*XW_POL_PORT_BITMAPS + dport interval
+ *                   -> xw_pol_port_first (see XW_POL_F_PORT_FIRST)
  *   xw_block_meta   HASH  __u32 block rule_id -> xw_block_meta (ttl, dryRun)
  *   xw_pol_replies  LRU_HASH  xw_flow_key -> __u64 time of the last egress packet
  *   xw_pol_sync     ARRAY_OF_MAPS[1]: updating it waits for an RCU grace period,
@@ -418,6 +420,26 @@ enum xw_pol_flags {
 	 * decided by the port array alone, without a hash lookup.
 	 */
 	XW_POL_F_DPORT_ALL = 1u << 1,
+	/*
+	 * No rule constrains a field other than protocol and destination port
+	 * (fields is a subset of both): the first rule a TCP or UDP packet with
+	 * ports matches is a function of its protocol and port interval, which
+	 * the control plane writes into xw_pol_port_first. The packet reads
+	 * that element and the rule, no bitmap; if the rule has expired it is
+	 * classified the long way, which skips expired rules.
+	 */
+	XW_POL_F_PORT_FIRST = 1u << 2,
+};
+
+/*
+ * Under XW_POL_F_PORT_FIRST, per destination-port interval (0: a port no
+ * rule's range covers, or a table without port constraints): the position
+ * + 1 of the first rule a TCP and a UDP packet of the interval matches,
+ * 0 for none.
+ */
+struct xw_pol_port_first {
+	__u16 tcp;
+	__u16 udp;
 };
 
 /*

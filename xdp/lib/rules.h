@@ -76,6 +76,14 @@ struct {
 	__type(value, struct xw_pol_port_slot);
 } xw_pol_ports SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XW_POL_TABLES * 2 * XW_POL_PORT_BITMAPS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, __u32);
+	__type(value, struct xw_pol_port_first);
+} xw_pol_port_first SEC(".maps");
+
 /* Only its update matters: the kernel waits for running programs (see the ABI). */
 struct xw_pol_sync_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -409,6 +417,30 @@ static __always_inline bool xw_pol_classify(const struct xw_pkt *p, __u32 table,
 			return false; /* no rule can match a TCP/UDP packet */
 		if ((meta->flags & XW_POL_F_DPORT_ALL) && !dport_interval)
 			return false; /* no rule covers the port: see XW_POL_F_DPORT_ALL */
+	}
+	/*
+	 * A table of protocol and port rules answers a TCP/UDP packet from
+	 * its interval's element: the first rule's position, no bitmap. An
+	 * expired rule there sends the packet the long way, which skips it.
+	 */
+	if ((meta->flags & XW_POL_F_PORT_FIRST) && (p->flags & XW_PKT_L4) &&
+	    (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP) && dport_interval < XW_POL_PORT_BITMAPS) {
+		const struct xw_pol_port_first *first;
+		const struct xw_pol_rule *r;
+		__u32 at = index * XW_POL_PORT_BITMAPS + dport_interval, pos;
+
+		first = bpf_map_lookup_elem(&xw_pol_port_first, &at);
+		if (first) {
+			pos = p->proto == IPPROTO_TCP ? first->tcp : first->udp;
+			if (!pos)
+				return false;
+			at = index * XW_POL_MAX_RULES + pos - 1;
+			r = bpf_map_lookup_elem(&xw_pol_rules, &at);
+			if (r && !(r->expires_ns && r->expires_ns <= xw_now())) {
+				*rule = *r;
+				return true;
+			}
+		}
 	}
 	/* Zeroed only here: most packets leave above, and 120 bytes of stores are not free. */
 	__builtin_memset(&s, 0, sizeof(s));
