@@ -624,7 +624,13 @@ struct xw_pol_port_slot {
  *
  * A source bucket's `dropped` doubles as the ban window's count: the
  * window's drops are dropped - window_base (window_base: `dropped` when the
- * window began), so a drop costs one atomic add.
+ * window began). It is a plain read and write, not an atomic add: the lock
+ * was a third of a flood's drop. Drops of one source on two CPUs at the
+ * same moment may count once, so a ban and GET /v1/ratelimits/top see a
+ * lower bound of a source's drops (a ban can come a few drops late, and
+ * two CPUs may both report the crossing: the second ban of the source
+ * only renews its block). The rule's drops (xw_rl_stats, per CPU) and every
+ * token decision stay exact.
  *
  * Maps (pinned by name):
  *   xw_rl_rules    ARRAY[XW_POL_SLOTS]  rule slot -> xw_rl_conf (written before the rule tables flip)

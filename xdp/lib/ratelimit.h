@@ -365,10 +365,15 @@ __noinline int xw_ratelimit(const struct xw_pkt *p, __u32 rule_id, __u32 dry)
 		return XW_REASON_PASS_RULE;
 	ok = xw_rl_admit(b, c, now, p->len);
 	/* the rule's counters: the exit's (xw_slot_count) */
-	if (own && ok)
+	if (own && ok) {
 		__sync_fetch_and_add(&b->admitted, 1);
-	else if (own)
-		xw_rl_ban_check(b, c, p, rule_id, now, __sync_fetch_and_add(&b->dropped, 1) + 1);
+	} else if (own) {
+		/* a plain add, not a locked one: see "rate limits" in the ABI */
+		__u64 dropped = *(volatile __u64 *)&b->dropped + 1;
+
+		*(volatile __u64 *)&b->dropped = dropped;
+		xw_rl_ban_check(b, c, p, rule_id, now, dropped);
+	}
 	if (ok)
 		return XW_REASON_PASS_RULE;
 	return dry ? XW_REASON_WOULD_RATELIMIT : XW_REASON_RATELIMIT;
