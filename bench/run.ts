@@ -1,4 +1,7 @@
-// npm run bench [-- ladder|veth|control ...] [--quick] [--seed N]
+// npm run bench [-- ladder|veth|control ...] [--quick] [--seed N] [--rows REGEX]
+//
+// --rows keeps only the veth rows whose name matches (the others are not run;
+// latest.json keeps their previous figures).
 //
 // Measures xdpwall against the bare XDP limit and against xdp-filter,
 // nftables and iptables in one run, and prints figures and ratios. A
@@ -29,21 +32,24 @@ interface Args {
   suites: SuiteName[];
   quick: boolean;
   seed: number;
+  rows?: RegExp;
 }
 
 function parseArgs(argv: readonly string[]): Args {
   const suites: SuiteName[] = [];
   let quick = false;
   let seed = DEFAULT_SEED;
+  let rows: RegExp | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     if (arg === '--quick') quick = true;
     else if (arg === '--seed') seed = Number(argv[++i]);
+    else if (arg === '--rows') rows = new RegExp(argv[++i] ?? '');
     else if (isSuiteName(arg)) suites.push(arg);
-    else throw new Error(`unknown argument "${arg}"; usage: npm run bench -- [${SUITES.join('|')} ...] [--quick] [--seed N]`);
+    else throw new Error(`unknown argument "${arg}"; usage: npm run bench -- [${SUITES.join('|')} ...] [--quick] [--seed N] [--rows REGEX]`);
   }
   if (!Number.isInteger(seed)) throw new Error('--seed takes an integer');
-  return { suites: suites.length > 0 ? suites : [...SUITES], quick, seed };
+  return { suites: suites.length > 0 ? suites : [...SUITES], quick, seed, rows };
 }
 
 async function main(): Promise<number> {
@@ -68,7 +74,7 @@ async function main(): Promise<number> {
   try {
     for (const suite of args.suites) {
       const ctx: SuiteContext = {
-        results, cleanup, bpf, quick: args.quick, seed: args.seed,
+        results, cleanup, bpf, quick: args.quick, seed: args.seed, rows: args.rows,
         runId: `xwb${process.pid}`,
         log, note: (message) => notes.push(message),
       };
@@ -88,7 +94,7 @@ async function main(): Promise<number> {
 
   const rows = results.all();
   const ran = results.suites();
-  const merged = writeResults(join(RESULTS_DIR, 'latest.json'), rows, ran);
+  const merged = writeResults(join(RESULTS_DIR, 'latest.json'), rows, ran, args.rows !== undefined);
   writePlot(join(RESULTS_DIR, 'latest.svg'), merged);
   process.stdout.write(`\n${markdownTable(rows)}\n\n`);
   process.stdout.write(`${formatTargets(evaluateTargets(merged))}\n\n`);

@@ -12,6 +12,8 @@ export interface SuiteContext {
   seed: number;
   /** Short runs for checking the bench itself (--quick). */
   quick: boolean;
+  /** --rows: only the veth rows whose name this matches (A/B work on a few rows). */
+  rows?: RegExp;
   log(message: string): void;
   /** Findings printed under the table (how something was measured, what was left out). */
   note(message: string): void;

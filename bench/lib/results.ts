@@ -72,11 +72,14 @@ export function markdownTable(rows: readonly Result[]): string {
  * Writes the rows to `path`, keeping rows of suites this run did not
  * measure (so `npm run bench -- ladder` refreshes only the ladder).
  */
-export function writeResults(path: string, rows: readonly Result[], ranSuites: readonly SuiteName[]): Result[] {
+export function writeResults(path: string, rows: readonly Result[], ranSuites: readonly SuiteName[], partial = false): Result[] {
   let kept: Result[] = [];
+  const key = (r: Result) => `${r.suite}\0${r.case}\0${r.metric}`;
+  const measured = new Set(rows.map(key));
   try {
     const previous = JSON.parse(readFileSync(path, 'utf8')) as Result[];
-    kept = previous.filter((r) => !ranSuites.includes(r.suite));
+    // A partial run (--rows) replaces only the rows it measured; a whole suite's run all of that suite's.
+    kept = previous.filter((r) => (partial ? !measured.has(key(r)) : !ranSuites.includes(r.suite)));
   } catch {
     // no previous results, or unreadable: start afresh
   }

@@ -359,6 +359,7 @@ export async function runVeth(ctx: SuiteContext): Promise<void> {
 
   const missingTools: string[] = [];
   for (const row of rows) {
+    if (ctx.rows && !ctx.rows.test(row.name)) continue;
     const missing = (row.needs ?? []).filter((tool) => !commandExists(tool));
     if (missing.length > 0) {
       missingTools.push(...missing);
