@@ -28,7 +28,7 @@ import {
   IPTABLES_RULES, NFT_RULES, RULED_PORT, XDP_FILTER_PORT, XDP_FILTER_SRC, droppedByRules, installPortRules, iptablesPortRules,
   nftPortRules, vethRulesCase,
 } from './veth-rules.js';
-import { droppedByRate, installRateRules, vethRlFloodCase, vethRlLoadedCase } from './veth-ratelimit.js';
+import { droppedByRate, installRateRules, vethRlFloodCase, vethRlFloodPerRuleCase, vethRlLoadedCase } from './veth-ratelimit.js';
 
 const SOURCES = 512; // one address in each of the first 512 prefixes (all in 198.18.0.0/15)
 const XDPWALL_10K = `xdpwall deny src CIDR (${prefixCount(10_000)})`;
@@ -318,23 +318,33 @@ export async function runVeth(ctx: SuiteContext): Promise<void> {
   ];
 
   // Rate limits: the same unblocked sources flooding a 1 pps per-source limit (every frame but each source's
-  // first is over it), and the block row again with the rate-limit rules loaded.
-  const withRateRules = (base: Row): Row['setup'] => async () => {
+  // first is over it), the same flood against a per-rule limit (context: no state per source), and the block
+  // row again with the rate-limit rules loaded.
+  const withRateRules = (base: Row, per: 'source' | 'rule' = 'source'): Row['setup'] => async () => {
     const detach = await base.setup();
     if (!datapath) throw new Error('the xdpwall row set-up loads the data plane');
-    const remove = await installRateRules(datapath);
+    const remove = await installRateRules(datapath, per);
     return async () => {
       await remove();
       await detach();
     };
   };
   const floodBase = xdpwallRow(maxPrefixes, vethRlFloodCase(sizeLabel(maxPrefixes)));
+  const floodPerRuleBase = xdpwallRow(maxPrefixes, vethRlFloodPerRuleCase(sizeLabel(maxPrefixes)));
   const loadedBase = xdpwallRow(maxPrefixes, vethRlLoadedCase(maxPrefixes));
   const rateRows: Row[] = [
     {
       name: floodBase.name,
       sources: unblockedSources,
       setup: withRateRules(floodBase),
+      async dropped() {
+        return datapath ? droppedByRate(datapath) : 0;
+      },
+    },
+    {
+      name: floodPerRuleBase.name,
+      sources: unblockedSources,
+      setup: withRateRules(floodPerRuleBase, 'rule'),
       async dropped() {
         return datapath ? droppedByRate(datapath) : 0;
       },
