@@ -121,7 +121,7 @@ export const Layout = {
   polBitmap: { size: 520, summary: 0, words: 8 },
   polAddrKey: { size: 24, prefixlen: 0, table: 4, buf: 5, field: 6, family: 7, addr: 8 },
   polPortSlot: { size: 8, interval: 0 },
-  polPortFirst: { size: 4, tcp: 0, udp: 2 },
+  polPortFirst: { size: 32, tcp: 0, udp: 16 }, // each a struct xw_pol_rule (polRule)
   blockMeta: { size: 16, expiresNs: 0, flags: 8, pad: 9 },
   failsafeQuick: { size: 16, dports: 0, portsOnly: 8, pad: 12 },
   rlConf: {

@@ -41,7 +41,8 @@ export interface CompiledTable {
   /**
    * With PolFlags.portFirst: per destination-port interval, the position + 1
    * of the first rule a TCP packet (index 2i) and a UDP packet (2i + 1) of
-   * it matches, 0 for none (struct xw_pol_port_first).
+   * it matches, 0 for none (the writer puts copies of those rules into struct
+   * xw_pol_port_first).
    */
   portFirst?: Uint16Array;
 }

@@ -247,12 +247,21 @@ export class PolicyTables {
     }
 
     if (compiled.portFirst) {
+      // Per interval a copy of the first TCP and the first UDP rule (all zeros, action 0: none).
       const first = compiled.portFirst;
       const entries = first.length / 2;
       const base = (table * 2 + next) * POL_PORT_BITMAPS; // entries <= POL_PORT_BITMAPS: writeArrayBitmaps checked
+      const L = Layout.polPortFirst;
       const keys = Buffer.alloc(entries * 4);
-      for (let i = 0; i < entries; i++) keys.writeUInt32LE(base + i, i * 4);
-      await maps.portFirst.updateBatch(keys, Buffer.from(first.buffer, first.byteOffset, first.byteLength), entries); // little-endian u16 pairs
+      const values = Buffer.alloc(entries * L.size);
+      const encoded = compiled.rules.map(encodeRule);
+      for (let i = 0; i < entries; i++) {
+        keys.writeUInt32LE(base + i, i * 4);
+        const [tcp, udp] = [first[2 * i]!, first[2 * i + 1]!];
+        if (tcp) encoded[tcp - 1]!.copy(values, i * L.size + L.tcp);
+        if (udp) encoded[udp - 1]!.copy(values, i * L.size + L.udp);
+      }
+      await maps.portFirst.updateBatch(keys, values, entries);
     }
 
     maps.meta.update(u32(table * 2 + next), encodeMeta(compiled));

@@ -425,21 +425,10 @@ enum xw_pol_flags {
 	 * (fields is a subset of both): the first rule a TCP or UDP packet with
 	 * ports matches is a function of its protocol and port interval, which
 	 * the control plane writes into xw_pol_port_first. The packet reads
-	 * that element and the rule, no bitmap; if the rule has expired it is
-	 * classified the long way, which skips expired rules.
+	 * that element, no bitmap; if the rule has expired it is classified
+	 * the long way, which skips expired rules.
 	 */
 	XW_POL_F_PORT_FIRST = 1u << 2,
-};
-
-/*
- * Under XW_POL_F_PORT_FIRST, per destination-port interval (0: a port no
- * rule's range covers, or a table without port constraints): the position
- * + 1 of the first rule a TCP and a UDP packet of the interval matches,
- * 0 for none.
- */
-struct xw_pol_port_first {
-	__u16 tcp;
-	__u16 udp;
 };
 
 /*
@@ -483,6 +472,17 @@ struct xw_pol_rule {
 	__u8 flags;    /* enum xw_rule_flags */
 	__u16 slot;    /* < XW_POL_SLOTS */
 	__u64 expires_ns;
+};
+
+/*
+ * Under XW_POL_F_PORT_FIRST, per destination-port interval (0: a port no
+ * rule's range covers, or a table without port constraints): a copy of
+ * the first rule a TCP and a UDP packet of the interval matches (action 0:
+ * none), so the packet reads one element, not the element and the rule.
+ */
+struct xw_pol_port_first {
+	struct xw_pol_rule tcp;
+	struct xw_pol_rule udp;
 };
 
 /*

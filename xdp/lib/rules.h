@@ -420,23 +420,20 @@ static __always_inline bool xw_pol_classify(const struct xw_pkt *p, __u32 table,
 	}
 	/*
 	 * A table of protocol and port rules answers a TCP/UDP packet from
-	 * its interval's element: the first rule's position, no bitmap. An
+	 * its interval's element: a copy of the first rule, no bitmap. An
 	 * expired rule there sends the packet the long way, which skips it.
 	 */
 	if ((meta->flags & XW_POL_F_PORT_FIRST) && (p->flags & XW_PKT_L4) &&
 	    (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP) && dport_interval < XW_POL_PORT_BITMAPS) {
-		const struct xw_pol_port_first *first;
-		const struct xw_pol_rule *r;
-		__u32 at = index * XW_POL_PORT_BITMAPS + dport_interval, pos;
+		__u32 at = index * XW_POL_PORT_BITMAPS + dport_interval;
+		const struct xw_pol_port_first *first = bpf_map_lookup_elem(&xw_pol_port_first, &at);
 
-		first = bpf_map_lookup_elem(&xw_pol_port_first, &at);
 		if (first) {
-			pos = p->proto == IPPROTO_TCP ? first->tcp : first->udp;
-			if (!pos)
+			const struct xw_pol_rule *r = p->proto == IPPROTO_TCP ? &first->tcp : &first->udp;
+
+			if (!r->action)
 				return false;
-			at = index * XW_POL_MAX_RULES + pos - 1;
-			r = bpf_map_lookup_elem(&xw_pol_rules, &at);
-			if (r && !(r->expires_ns && r->expires_ns <= xw_now())) {
+			if (!(r->expires_ns && r->expires_ns <= xw_now())) {
 				*rule = *r;
 				return true;
 			}
