@@ -1,6 +1,7 @@
 // The rate-limit rungs of the ladder on their own, for A/B work and profiles:
-//   tsx scripts/rl-ab.ts [--rounds N] [--repeat N] [--loop SECONDS] [--object PATH]
-// Loads the data plane (unpinned), installs the ladder's rule set
+//   tsx scripts/rl-ab.ts [--rounds N] [--repeat N] [--loop SECONDS] [--object PATH] [--prefixes N]
+// Loads the data plane (unpinned), with --prefixes N the ladder's uniform
+// IPv4 blocks (the packets' source in none, as the ladder's), installs the ladder's rule set
 // (bench/suites/ratelimit-ladder.ts) through PolicyEngine + RateLimitTables,
 // spends each fixed source's token, then times each case against bare
 // XDP_DROP, interleaved round by round on the last CPU, and prints medians
@@ -20,6 +21,9 @@ import { ether, ipv4, udp } from '../test/lib/packets.js';
 import { buildBenchPrograms, requireObject } from '../bench/lib/bpf.js';
 import { pinProcess } from '../bench/lib/cpu.js';
 import { median } from '../bench/lib/stats.js';
+import { Prng } from '../bench/lib/prng.js';
+import { generateV4, u32ToIpv4, v4Rules, v4Uncovered } from '../bench/lib/prefixes.js';
+import { CidrMaps } from '../src/datapath/cidr-maps.js';
 import { PORT, rateLadderRules } from '../bench/suites/ratelimit-ladder.js';
 
 const XDP_DROP = 1;
@@ -34,6 +38,7 @@ const objectPath = objectIndex < 0 ? BPF_OBJECT_PATH : (process.argv[objectIndex
 const rounds = arg('--rounds', 9);
 const repeat = arg('--repeat', 200_000);
 const loopSeconds = arg('--loop', 0);
+const prefixes = arg('--prefixes', 0);
 
 const quiet = { info: () => {}, warn: () => {} };
 await pinProcess(process.pid, String(cpus().length - 1));
@@ -41,7 +46,7 @@ const bareObject = BpfObject.open(requireObject(await buildBenchPrograms(), 'xdp
 await bareObject.load();
 const bare = bareObject.program('bench_drop');
 const datapath = await Datapath.load(
-  { objectPath, pin: null, capacity: { cidrV4: 1 << 16, cidrV6: 1 << 12, flows: 1 << 16, rateBuckets: 1 << 16 } },
+  { objectPath, pin: null, capacity: { cidrV4: Math.max(1 << 16, prefixes), cidrV6: 1 << 12, flows: 1 << 16, rateBuckets: 1 << 16 } },
   quiet,
 );
 try {
@@ -50,7 +55,13 @@ try {
   const created = '2026-12-02T12:00:00.000Z';
   const installed: PolicyRule[] = rateLadderRules().map((input, i) => ({ ...parseRule(input, new Date(created)), id: 1 + i, createdAt: created }));
   await engine.install('ingress', [...installed].sort(byEvaluationOrder));
-  const frame = (dport: number) => ether(ipv4({ src: '198.18.7.9', dst: '198.19.255.2' }, udp({ sport: 40003, dport, payload: Buffer.alloc(18) })));
+  let source = '198.18.7.9';
+  if (prefixes > 0) {
+    const v4 = generateV4(prefixes, 20261125);
+    await new CidrMaps(datapath.maps).installMany(v4Rules(v4, 0, prefixes, 1));
+    source = u32ToIpv4(v4Uncovered(v4, new Prng(7)));
+  }
+  const frame = (dport: number) => ether(ipv4({ src: source, dst: '198.19.255.2' }, udp({ sport: 40003, dport, payload: Buffer.alloc(18) })));
   for (const port of [PORT.source, PORT.rule, PORT.prefix]) datapath.ingress.testRunSync({ data: frame(port), dataSizeOut: 0 });
   const timed = (program: BpfProgram, data: Buffer, expect: number) => (): number => {
     const result = program.testRunSync({ data, repeat, dataSizeOut: 0 });
