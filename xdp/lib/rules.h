@@ -16,38 +16,22 @@
 #include "xdpwall_abi.h"
 #include "parse.h"
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, XW_POL_TABLES);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-	__type(key, __u32);
-	__type(value, __u32);
-} xw_pol_active SEC(".maps");
+/* The policy's pinned arrays: every index a u32 (see "policy" in the ABI). */
+#define XW_POL_ARRAY(_name, _value, _entries)                   \
+	struct {                                                \
+		__uint(type, BPF_MAP_TYPE_ARRAY);               \
+		__uint(max_entries, _entries);                  \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);            \
+		__type(key, __u32);                             \
+		__type(value, _value);                          \
+	} _name SEC(".maps")
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, XW_POL_TABLES * 2);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-	__type(key, __u32);
-	__type(value, struct xw_pol_meta);
-} xw_pol_meta SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, XW_POL_TABLES * 2 * XW_POL_MAX_RULES);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-	__type(key, __u32);
-	__type(value, struct xw_pol_rule);
-} xw_pol_rules SEC(".maps");
+XW_POL_ARRAY(xw_pol_active, __u32, XW_POL_TABLES);
+XW_POL_ARRAY(xw_pol_meta, struct xw_pol_meta, XW_POL_TABLES * 2);
+XW_POL_ARRAY(xw_pol_rules, struct xw_pol_rule, XW_POL_TABLES * 2 * XW_POL_MAX_RULES);
 
 /* Protocol, all-ones and destination-port bitmaps: see XW_POL_BM_PER_BUF. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, XW_POL_TABLES * 2 * XW_POL_BM_PER_BUF);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-	__type(key, __u32);
-	__type(value, struct xw_pol_bitmap);
-} xw_pol_bm SEC(".maps");
+XW_POL_ARRAY(xw_pol_bm, struct xw_pol_bitmap, XW_POL_TABLES * 2 * XW_POL_BM_PER_BUF);
 
 /* Memory follows the distinct values rules name, not the capacity. */
 struct {
@@ -68,21 +52,8 @@ struct {
 	__type(value, __u32); /* xw_pol_bitmap_key.value of the prefix's bitmap */
 } xw_pol_addrs SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, XW_POL_TABLES * 2 * 2 * XW_POL_PORT_SLOTS);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-	__type(key, __u32);
-	__type(value, struct xw_pol_port_slot);
-} xw_pol_ports SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, XW_POL_TABLES * 2 * XW_POL_PORT_BITMAPS);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-	__type(key, __u32);
-	__type(value, struct xw_pol_port_first);
-} xw_pol_port_first SEC(".maps");
+XW_POL_ARRAY(xw_pol_ports, struct xw_pol_port_slot, XW_POL_TABLES * 2 * 2 * XW_POL_PORT_SLOTS);
+XW_POL_ARRAY(xw_pol_port_first, struct xw_pol_port_first, XW_POL_TABLES * 2 * XW_POL_PORT_BITMAPS);
 
 /* Only its update matters: the kernel waits for running programs (see the ABI). */
 struct xw_pol_sync_inner {
