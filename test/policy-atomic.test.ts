@@ -1,10 +1,10 @@
 // A rule-set change is atomic for packets: while one packet runs through the
 // program on a worker thread (runs of 1M until the tables have flipped four
 // times under them), the main thread swaps 1,000 rules for 1,000 different
-// ones, back and forth. Each set has exactly one
-// rule the packet matches (a log rule, counted), at different positions;
-// every run must be classified by one set or the other: counted under
-// pass_log and under one of the two rules, never under no rule or another.
+// ones, back and forth. Each set has exactly one rule the packet matches (a
+// log rule, counted), at different positions; every run must be classified
+// by one set or the other: counted under pass_log and under one of the two
+// rules, never under no rule or another.
 // Needs root.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BPF_OBJECT_PATH } from '../src/paths.js';

@@ -3,9 +3,11 @@
  * Rule classification without walking rules (bpf-iptables' bit vectors):
  * one lookup per field the table's rules constrain, each yielding the
  * bitmap of the rules that field lets through; their AND's lowest set bit
- * is the first matching rule in priority order. See xdpwall_abi.h
- * ("policy") for the tables and their double buffering; the TypeScript
- * reference of the same order is src/policy/reference.ts.
+ * is the first matching rule in priority order. A table of rules on
+ * protocol and destination port only answers a TCP/UDP packet from one
+ * element per port interval instead (XW_POL_F_PORT_FIRST). See
+ * xdpwall_abi.h ("policy") for the tables and their double buffering; the
+ * TypeScript reference of the same order is src/policy/reference.ts.
  */
 #ifndef XW_RULES_H
 #define XW_RULES_H
