@@ -20,7 +20,7 @@
 // the rules that drop traffic; this side only deletes them with their rule.
 import { BpfError, type BpfMap } from '@xdpwall/addon';
 import {
-  Action, Feature, Layout, cpusOf, encodeRuleId, lpmKeySize, sumCounters, writeLpmKey, writeRuleValue, type Counter, POLICY_RULE_ID_BASE,
+  Action, Feature, Layout, cpusOf, encodeRuleId, hitCacheIndex, lpmKeySize, sumCounters, writeLpmKey, writeRuleValue, type Counter, POLICY_RULE_ID_BASE,
   LIST_RULE_ID_BASE,
 } from './abi.js';
 import { DIR24_BLOCK_PAIRS, DIR24_MAX_RULE_ID, DIR24_STEP_SLOTS, Dir24Index, SlotSet, packBlocks, packPairs, type Dir24Rule } from './dir24.js';
@@ -350,7 +350,7 @@ export class CidrMaps implements RuleEnforcer {
    */
   private dropCachedHits(rules: readonly { id: number }[]): void {
     const gone = new Set(rules.map((r) => r.id));
-    purgeHitCache(this.maps.ruleHitCache, (id) => !gone.has(id));
+    purgeHitCache(this.maps.ruleHitCache, (id) => !gone.has(id), new Set(rules.map((r) => hitCacheIndex(r.id))));
   }
 
   /** Packets and bytes dropped by one rule, summed over CPUs (zero before its first hit). */

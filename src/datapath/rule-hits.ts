@@ -69,13 +69,15 @@ export function readRuleHits(stats: BpfMap, cache: BpfMap, ruleId: number): Coun
  * counts into the same index between the read and the write (a live rule
  * sharing the index, at most XW_HIT_CACHE_SLOTS elements per delete) is
  * lost: the price of purging without a data-plane round trip. Returns how
- * many CPU elements it emptied.
+ * many CPU elements it emptied. `indexes`: only these elements (a rule's
+ * hits can only be at hitCacheIndex(its id): deleting a few rules reads a
+ * few elements, not all of them); all by default.
  */
-export function purgeHitCache(cache: BpfMap, keep: (ruleId: number) => boolean): number {
+export function purgeHitCache(cache: BpfMap, keep: (ruleId: number) => boolean, indexes?: Iterable<number>): number {
   const cpus = cpusOf(cache);
   const stride = cache.valueStride / cpus;
   let purged = 0;
-  for (let index = 0; index < cache.maxEntries; index++) {
+  for (const index of indexes ?? Array.from({ length: cache.maxEntries }, (_, i) => i)) {
     const element = readElement(cache, index);
     if (!element) continue;
     const stale = element.ids.map((id, cpu) => (id !== 0 && !keep(id) ? cpu : -1)).filter((cpu) => cpu >= 0);
