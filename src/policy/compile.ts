@@ -114,22 +114,44 @@ function firstCommon(a: Uint8Array, b: Uint8Array): number {
 }
 
 /**
+ * The bitmaps of the two fields the data plane reads from arrays
+ * (xw_pol_bm), by index: a protocol's (its own, else the wildcard's) and a
+ * destination-port interval's (0: the wildcard's); undefined where no rule
+ * passes. Meaningful only for a field the table constrains.
+ */
+export interface ArrayFields {
+  proto(p: number): Uint8Array | undefined;
+  /** Destination-port intervals, the wildcard's 0 included. */
+  dportIntervals: number;
+  dport(interval: number): Uint8Array | undefined;
+}
+
+export function arrayFields(c: CompiledTable): ArrayFields {
+  const byValue = (field: number) => new Map(c.bitmaps.filter((b) => b.field === field).map((b) => [b.value, b.bits]));
+  const protos = byValue(PolField.proto);
+  const dports = byValue(PolField.dport);
+  return {
+    proto: (p) => protos.get(p) ?? protos.get(POL_WILDCARD),
+    dportIntervals: Math.max(0, ...[...dports.keys()].filter((v) => v !== POL_WILDCARD)) + 1,
+    dport: (i) => dports.get(i === 0 ? POL_WILDCARD : i),
+  };
+}
+
+/**
  * A table whose rules constrain protocol and destination port only: a
  * TCP/UDP packet's first rule is the lowest bit of its protocol's bitmap
  * AND its port interval's, computed here once per interval.
  */
 function portFirstOf(c: CompiledTable): Uint16Array {
-  const byValue = (field: number) => new Map(c.bitmaps.filter((b) => b.field === field).map((b) => [b.value, b.bits]));
+  const fields = arrayFields(c);
   const empty = newBits();
   const constrained = (field: number) => (c.fields & (1 << field)) !== 0;
-  const protos = byValue(PolField.proto);
-  const protoBits = (p: number) => (constrained(PolField.proto) ? protos.get(p) ?? protos.get(POL_WILDCARD) ?? empty : c.all);
-  const dports = byValue(PolField.dport);
-  const intervals = constrained(PolField.dport) ? Math.max(0, ...[...dports.keys()].filter((v) => v !== POL_WILDCARD)) + 1 : 1;
+  const protoBits = (p: number) => (constrained(PolField.proto) ? fields.proto(p) ?? empty : c.all);
+  const intervals = constrained(PolField.dport) ? fields.dportIntervals : 1;
   const out = new Uint16Array(intervals * 2);
   const [tcp, udp] = [protoBits(TCP), protoBits(UDP)];
   for (let i = 0; i < intervals; i++) {
-    const port = constrained(PolField.dport) ? dports.get(i === 0 ? POL_WILDCARD : i) ?? empty : c.all;
+    const port = constrained(PolField.dport) ? fields.dport(i) ?? empty : c.all;
     out[2 * i] = firstCommon(tcp, port);
     out[2 * i + 1] = firstCommon(udp, port);
   }

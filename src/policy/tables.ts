@@ -6,13 +6,13 @@
 // entirely by the old rules or entirely by the new ones.
 import type { BpfMap } from '@xdpwall/addon';
 import {
-  Layout, POL_PORT_SLOTS, POL_MAX_RULES, POL_FIELD_ALL, POL_PORT_BITMAPS, POL_BM_ALL, POL_BM_DPORT, POL_BM_PER_BUF, POL_WILDCARD, PolField, Action, RuleFlags, POLICY_MAPS,
+  Layout, POL_PORT_SLOTS, POL_MAX_RULES, POL_FIELD_ALL, POL_PORT_BITMAPS, POL_BM_ALL, POL_BM_DPORT, POL_BM_PER_BUF, PolField, Action, RuleFlags, POLICY_MAPS,
   POLICY_SYNC_INNER, PolFlags, PolTable,
 } from '../datapath/abi.js';
 import { CapacityError } from '../errors.js';
 import type { CompiledTable } from './compile.js';
 import type { PrefixList } from './reference.js';
-import { BITMAP_BYTES } from './compile.js';
+import { BITMAP_BYTES, arrayFields } from './compile.js';
 import type { InstalledSlot } from './slots.js';
 
 export interface PolicyMaps {
@@ -240,10 +240,11 @@ export class PolicyTables {
       await maps.ports.updateBatch(keys, values, POL_PORT_SLOTS);
     }
 
+    const encoded = compiled.rules.map(encodeRule);
     if (compiled.rules.length > 0) {
       const base = (table * 2 + next) * POL_MAX_RULES;
       const keys = Buffer.concat(compiled.rules.map((_, i) => u32(base + i)));
-      await maps.rules.updateBatch(keys, Buffer.concat(compiled.rules.map(encodeRule)), compiled.rules.length);
+      await maps.rules.updateBatch(keys, Buffer.concat(encoded), compiled.rules.length);
     }
 
     if (compiled.portFirst) {
@@ -254,7 +255,6 @@ export class PolicyTables {
       const L = Layout.polPortFirst;
       const keys = Buffer.alloc(entries * 4);
       const values = Buffer.alloc(entries * L.size);
-      const encoded = compiled.rules.map(encodeRule);
       for (let i = 0; i < entries; i++) {
         keys.writeUInt32LE(base + i, i * 4);
         const [tcp, udp] = [first[2 * i]!, first[2 * i + 1]!];
@@ -289,7 +289,7 @@ export class PolicyTables {
    */
   private async writeArrayBitmaps(table: number, buf: number, compiled: CompiledTable): Promise<void> {
     const base = (table * 2 + buf) * POL_BM_PER_BUF;
-    const bitsOf = (field: number) => new Map(compiled.bitmaps.filter((b) => b.field === field).map((b) => [b.value, b.bits]));
+    const fields = arrayFields(compiled);
     const write = async (first: number, entries: number, bits: (i: number) => Uint8Array | undefined) => {
       const empty = new Uint8Array(BITMAP_BYTES);
       const keys = Buffer.alloc(entries * 4);
@@ -301,16 +301,11 @@ export class PolicyTables {
       await this.maps.arrayBitmaps.updateBatch(keys, values, entries);
     };
     await write(POL_BM_ALL, 1, () => compiled.all);
-    if (compiled.fields & (1 << PolField.proto)) {
-      const byValue = bitsOf(PolField.proto);
-      const wildcard = byValue.get(POL_WILDCARD);
-      await write(0, 256, (p) => byValue.get(p) ?? wildcard);
-    }
+    if (compiled.fields & (1 << PolField.proto)) await write(0, 256, fields.proto);
     if (compiled.fields & (1 << PolField.dport)) {
-      const byValue = bitsOf(PolField.dport);
-      const intervals = Math.max(0, ...[...byValue.keys()].filter((v) => v !== POL_WILDCARD)) + 1;
+      const intervals = fields.dportIntervals;
       if (intervals > POL_PORT_BITMAPS) throw new CapacityError(`${intervals - 1} destination-port intervals exceed the data plane's ${POL_PORT_BITMAPS - 1}`);
-      await write(POL_BM_DPORT, intervals, (i) => byValue.get(i === 0 ? POL_WILDCARD : i));
+      await write(POL_BM_DPORT, intervals, fields.dport);
     }
   }
 
