@@ -363,6 +363,7 @@ static __always_inline bool xw_pol_classify(const struct xw_pkt *p, __u32 table,
 					    struct xw_pol_rule *rule,
 					    const struct xw_pol_meta **meta_out)
 {
+	bool ports = (p->flags & XW_PKT_L4) && (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP);
 	const struct xw_pol_meta *meta;
 	struct xw_pol_scan s;
 	__u32 *active, buf, words, index, dport_interval = 0;
@@ -383,7 +384,7 @@ static __always_inline bool xw_pol_classify(const struct xw_pkt *p, __u32 table,
 	if (words > XW_POL_WORDS)
 		words = XW_POL_WORDS;
 	/* The port's interval, read once for the check below and the port's bitmap. */
-	if ((p->flags & XW_PKT_L4) && (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP)) {
+	if (ports) {
 		if (meta->fields & (1u << XW_FIELD_DPORT))
 			dport_interval = xw_pol_port(table, buf, true, p->dport);
 		else if (meta->flags & XW_POL_F_DPORT_ALL)
@@ -396,8 +397,7 @@ static __always_inline bool xw_pol_classify(const struct xw_pkt *p, __u32 table,
 	 * its interval's element: a copy of the first rule, no bitmap. An
 	 * expired rule there sends the packet the long way, which skips it.
 	 */
-	if ((meta->flags & XW_POL_F_PORT_FIRST) && (p->flags & XW_PKT_L4) &&
-	    (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP) && dport_interval < XW_POL_PORT_BITMAPS) {
+	if ((meta->flags & XW_POL_F_PORT_FIRST) && ports && dport_interval < XW_POL_PORT_BITMAPS) {
 		__u32 at = index * XW_POL_PORT_BITMAPS + dport_interval;
 		const struct xw_pol_port_first *first = bpf_map_lookup_elem(&xw_pol_port_first, &at);
 
