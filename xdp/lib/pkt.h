@@ -15,6 +15,7 @@
 #define XW_PKT_H
 
 #include <linux/bpf.h>
+#include <linux/in.h>
 #include <bpf/bpf_helpers.h>
 
 #include "xdpwall_abi.h"
@@ -46,6 +47,12 @@ enum xw_pkt_flags {
 	XW_PKT_L4   = 1u << 0, /* the upper-layer header was parsed (not a non-first fragment) */
 	XW_PKT_VLAN = 1u << 1, /* the frame carried a VLAN tag */
 };
+
+/* A TCP or UDP packet whose ports were parsed (sport and dport are valid). */
+static __always_inline bool xw_pkt_has_ports(const struct xw_pkt *p)
+{
+	return (p->flags & XW_PKT_L4) && (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP);
+}
 
 /*
  * Internal, not part of the ABI: user space never reads it. No pinning

@@ -97,8 +97,7 @@ static __always_inline bool xw_pol_failsafe_may(const struct xw_pkt *p)
 	__u32 zero = 0;
 	const struct xw_failsafe_quick *quick = bpf_map_lookup_elem(&xw_failsafe_quick, &zero);
 
-	if (!quick || !quick->ports_only || !(p->flags & XW_PKT_L4) ||
-	    (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP))
+	if (!quick || !quick->ports_only || !xw_pkt_has_ports(p))
 		return true;
 	return (quick->dports >> (bpf_ntohs(p->dport) & 63)) & 1;
 }

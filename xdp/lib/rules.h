@@ -164,7 +164,7 @@ static __always_inline bool xw_pol_lookup(const struct xw_pkt *p, __u32 table, _
 {
 	struct xw_pol_bitmap_key all = { .table = table, .buf = buf, .field = XW_FIELD__MAX };
 	bool l4 = p->flags & XW_PKT_L4;
-	bool ports = l4 && (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP);
+	bool ports = xw_pkt_has_ports(p);
 	bool icmp = l4 && (p->proto == IPPROTO_ICMP || p->proto == IPPROTO_ICMPV6);
 	const struct xw_pol_bitmap *ones, *hones, *proto = NULL, *dport = NULL;
 	__u32 base = (table * 2 + buf) * XW_POL_BM_PER_BUF;
@@ -363,7 +363,7 @@ static __always_inline bool xw_pol_classify(const struct xw_pkt *p, __u32 table,
 					    struct xw_pol_rule *rule,
 					    const struct xw_pol_meta **meta_out)
 {
-	bool ports = (p->flags & XW_PKT_L4) && (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP);
+	bool ports = xw_pkt_has_ports(p);
 	const struct xw_pol_meta *meta;
 	struct xw_pol_scan s;
 	__u32 *active, buf, words, index, dport_interval = 0;
