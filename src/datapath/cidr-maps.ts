@@ -36,8 +36,20 @@ import { purgeHitCache, readRuleHits } from './rule-hits.js';
 import { TimeSlicer, type Slicer } from '../event-loop.js';
 import { V6Lengths, type V4Host, type V6Prefix } from './v6-lengths.js';
 
-/** A rule as the kernel's block tables hold it: blocks deny; list entries may allow (src/lists). */
-export type KernelRule = BlockRule & { allow?: boolean };
+/**
+ * A rule as the kernel's block tables hold it: blocks deny; list entries may
+ * allow (src/lists). A list entry also gives its IPv4 network as a number
+ * (`v4Network`, host order), so a million of them are written without a
+ * `network` buffer made for each.
+ */
+export type KernelRule = BlockRule & { allow?: boolean; readonly v4Network?: number };
+
+/** An IPv4 rule's network address as a u32, host order. */
+const v4NetworkOf = (rule: KernelRule): number => {
+  if (rule.v4Network !== undefined) return rule.v4Network;
+  const n = rule.network;
+  return ((n[0]! << 24) | (n[1]! << 16) | (n[2]! << 8) | n[3]!) >>> 0;
+};
 
 /**
  * The list entry (src/lists) the kernel must hold for a key when no block
@@ -70,19 +82,15 @@ const inDir24 = (rule: BlockRule): boolean => rule.family === 4 && !isHostRoute(
 const inV6Flat = (rule: BlockRule): boolean => rule.family === 6;
 const isV4Host = (rule: BlockRule): boolean => rule.family === 4 && rule.prefixLen === 32;
 /** The IPv4 host routes among `rules`, for the shared filter. */
-const v4HostsOf = (rules: readonly BlockRule[]): V4Host[] =>
-  rules.filter(isV4Host).map((r) => {
-    const n = r.network; // read once: a list entry makes a new buffer per read
-    return { host: ((n[0]! << 24) | (n[1]! << 16) | (n[2]! << 8) | n[3]!) >>> 0, direction: r.direction };
-  });
+const v4HostsOf = (rules: readonly KernelRule[]): V4Host[] =>
+  rules.filter(isV4Host).map((r) => ({ host: v4NetworkOf(r), direction: r.direction }));
 
 /** Rules that need a trie or hash entry (all but IPv4 prefixes up to /24). */
 const hasTableEntry = (rule: BlockRule): boolean => !(inDir24(rule) && Dir24Index.holds(rule.prefixLen));
 
 function dir24Rule(rule: KernelRule): Dir24Rule {
   if (rule.id > DIR24_MAX_RULE_ID) throw new DatapathError(`rule id ${rule.id} does not fit a DIR-24 slot`);
-  const { network } = rule;
-  const value: Dir24Rule = { network: ((network[0]! << 24) | (network[1]! << 16) | (network[2]! << 8) | network[3]!) >>> 0, prefixLen: rule.prefixLen, ruleId: rule.id };
+  const value: Dir24Rule = { network: v4NetworkOf(rule), prefixLen: rule.prefixLen, ruleId: rule.id };
   if (rule.allow) value.allow = true;
   return value;
 }
@@ -521,11 +529,12 @@ export class CidrMaps implements RuleEnforcer {
 
 /** A host hash is keyed by the bare address, a trie by prefix length and address. */
 function ruleKeySize(rule: BlockRule): number {
-  return isHostRoute(rule) ? rule.network.length : lpmKeySize(rule.family);
+  return isHostRoute(rule) ? (rule.family === 4 ? 4 : 16) : lpmKeySize(rule.family);
 }
 
-function writeRuleKey(target: Buffer, offset: number, rule: BlockRule): void {
-  if (isHostRoute(rule)) target.set(rule.network, offset);
+function writeRuleKey(target: Buffer, offset: number, rule: KernelRule): void {
+  if (isV4Host(rule)) target.writeUInt32BE(v4NetworkOf(rule), offset);
+  else if (isHostRoute(rule)) target.set(rule.network, offset);
   else writeLpmKey(target, offset, rule.network, rule.prefixLen);
 }
 

@@ -83,8 +83,12 @@ class Side {
   written: Buffer | null = null;
   /** Entries per filter bit (host routes and /64 entries), saturating; allocated on first use. */
   private counts: Uint16Array | null = null;
-  /** Filter words whose value changed since they were last written. */
-  readonly dirty = new Set<number>();
+  /** The filter as the kernel should hold it, two u32 halves (low, high) per 64-bit word. */
+  private bits: Uint32Array | null = null;
+  /** Per filter word, whether it is in `dirty`. */
+  private marked: Uint8Array | null = null;
+  /** Filter words whose value changed since they were last written (a million host routes bump as many bits: no Set). */
+  dirty: number[] = [];
 
   bump(bit: number, delta: 1 | -1): void {
     const counts = (this.counts ??= new Uint16Array(1 << V6_FILTER_BITS));
@@ -92,20 +96,42 @@ class Side {
     if (n === 0xffff) return; // saturated: stays set
     if (delta < 0 && n === 0) throw new Error('v6 filter count below zero');
     counts[bit] = n + delta;
-    if (n === 0 || n + delta === 0) this.dirty.add(bit >>> 6);
+    if (n !== 0 && n + delta !== 0) return;
+    // The bit turns on (0 -> 1) or off (1 -> 0).
+    const bits = (this.bits ??= new Uint32Array(2 * V6_FILTER_WORDS));
+    bits[bit >>> 5] = bits[bit >>> 5]! ^ (1 << (bit & 31));
+    const marked = (this.marked ??= new Uint8Array(V6_FILTER_WORDS));
+    const word = bit >>> 6;
+    if (marked[word] === 0) {
+      marked[word] = 1;
+      this.dirty.push(word);
+    }
+  }
+
+  /** Takes the dirty words, leaving none. */
+  takeDirty(): number[] {
+    const words = this.dirty;
+    this.dirty = [];
+    for (const word of words) this.marked![word] = 0;
+    return words;
+  }
+
+  /** Puts words back among the dirty ones (their write failed). */
+  markDirty(words: readonly number[]): void {
+    const marked = (this.marked ??= new Uint8Array(V6_FILTER_WORDS));
+    for (const word of words) {
+      if (marked[word] === 0) {
+        marked[word] = 1;
+        this.dirty.push(word);
+      }
+    }
   }
 
   /** A filter word as the kernel should hold it, little-endian. */
   word(index: number, into: Buffer, offset: number): void {
-    let low = 0;
-    let high = 0;
-    const counts = this.counts;
-    if (counts) {
-      for (let i = 0; i < 32; i++) if (counts[index * 64 + i]) low |= 1 << i;
-      for (let i = 0; i < 32; i++) if (counts[index * 64 + 32 + i]) high |= 1 << i;
-    }
-    into.writeUInt32LE(low >>> 0, offset);
-    into.writeUInt32LE(high >>> 0, offset + 4);
+    const bits = this.bits;
+    into.writeUInt32LE(bits ? bits[2 * index]! : 0, offset);
+    into.writeUInt32LE(bits ? bits[2 * index + 1]! : 0, offset + 4);
   }
 }
 
@@ -296,7 +322,8 @@ export class V6Lengths {
   private async writeFilter(all: boolean): Promise<void> {
     for (const [slot, direction] of [[0, 'src'], [1, 'dst']] as const) {
       const side = this.sides[direction];
-      const words = all ? Array.from({ length: V6_FILTER_WORDS }, (_, i) => i) : [...side.dirty];
+      const dirty = side.takeDirty();
+      const words = all ? Array.from({ length: V6_FILTER_WORDS }, (_, i) => i) : dirty;
       if (words.length === 0) continue;
       const keys = Buffer.alloc(words.length * 4);
       const values = Buffer.alloc(words.length * 8);
@@ -304,8 +331,12 @@ export class V6Lengths {
         keys.writeUInt32LE(slot * V6_FILTER_WORDS + word, i * 4);
         side.word(word, values, i * 8);
       });
-      await this.maps.filter.updateBatch(keys, values, words.length);
-      side.dirty.clear();
+      try {
+        await this.maps.filter.updateBatch(keys, values, words.length);
+      } catch (error) {
+        side.markDirty(dirty);
+        throw error;
+      }
     }
   }
 

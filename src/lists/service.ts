@@ -560,7 +560,7 @@ async function sweep<K extends number | string>(
 /**
  * A list entry as the kernel writer takes it. Made by the million on a
  * replace and held until the kernel has the change, so it carries only its
- * key: the text and the IPv4 address bytes are made when asked for.
+ * key: the text and the IPv4 address (bytes or number) are made when asked for.
  */
 class ListEntryRule implements KernelRule {
   constructor(
@@ -575,6 +575,10 @@ class ListEntryRule implements KernelRule {
 
   get cidr(): string {
     return keyText(this.key);
+  }
+
+  get v4Network(): number | undefined {
+    return this.family === 4 ? v4KeyAddress(this.key as number) : undefined;
   }
 
   get network(): Buffer {
