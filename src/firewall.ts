@@ -255,7 +255,7 @@ export class Firewall {
       const listStore = new ListStore(store);
       const lists: ListService = new ListService(listStore, {
         exclusive: (work) => cidrMaps.exclusive(work),
-        applyDiff: (diff) => cidrMaps.applyDiff(diff),
+        applyDiff: (diff, options) => cidrMaps.applyDiff(diff, options),
         resync: async () => {
           const columns = await store.readColumns();
           lists.appendKernelRows(columns, (direction, cidrs) => listStore.blockedAmong(direction, cidrs));

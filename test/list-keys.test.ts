@@ -110,11 +110,14 @@ describe('list keys', () => {
 /** Records what the service asks of the kernel. */
 class RecordingKernel implements ListKernel {
   readonly calls: KernelDiff[] = [];
+  /** Per call, whether it held the host filter's writes. */
+  readonly held: boolean[] = [];
   async exclusive<T>(work: () => Promise<T>): Promise<T> {
     return work();
   }
-  async applyDiff(diff: KernelDiff): Promise<void> {
+  async applyDiff(diff: KernelDiff, options: { holdFilter?: boolean } = {}): Promise<void> {
     this.calls.push(diff);
+    this.held.push(options.holdFilter ?? false);
   }
   async resync(): Promise<void> {}
   hits() {
@@ -140,7 +143,10 @@ describe('list diffs', () => {
     const lists = new ListService(new ListStore(rules), kernel, { slicer: counting.slicer });
     await lists.put('big', { entries: parseListText(hosts(100_000)) });
     expect(kernel.calls.map((c) => c.install.length)).toEqual([...Array<number>(6).fill(16_384), 100_000 - 6 * 16_384]);
+    // The host filter is written once, by the last chunk.
+    expect(kernel.held).toEqual([...Array<boolean>(6).fill(true), false]);
     kernel.calls.length = 0;
+    kernel.held.length = 0;
     // Half the entries stay, half are new, half go: the same ones stay untouched.
     await lists.put('big', { entries: parseListText(hosts(100_000, 1, 50_000)) });
     const sizes = kernel.calls.map((c) => [c.install.length, c.replace.length, c.remove.length]);
@@ -148,6 +154,8 @@ describe('list diffs', () => {
       ...Array(3).fill([16_384, 0, 0]), [50_000 - 3 * 16_384, 0, 0],
       ...Array(3).fill([0, 0, 16_384]), [0, 0, 50_000 - 3 * 16_384],
     ]);
+    // Once per pass: after the installs, after the removals.
+    expect(kernel.held).toEqual([true, true, true, false, true, true, true, false]);
     const first = kernel.calls[0]!.install[0]!;
     expect([first.cidr, first.id, first.family, first.prefixLen, [...first.network], first.allow]).toEqual(
       [hostText(100_000), LIST_RULE_ID_BASE + 1, 4, 32, hostBytes(100_000), false],

@@ -247,9 +247,12 @@ export class CidrMaps implements RuleEnforcer {
    * replaced values first (a replaced key goes straight from its old value to
    * its new one), removals last, then one xw_config write. A key both old and
    * new is never missing; an address leaves or joins once. On failure the
-   * kernel may hold part of the change: the caller reconciles.
+   * kernel may hold part of the change: the caller reconciles. With
+   * `holdFilter` the host filter's words wait for the next call without it
+   * (V6Lengths.applyV4Hosts): the IPv4 host routes this installs are
+   * enforced from then on.
    */
-  async applyDiff(diff: KernelDiff): Promise<void> {
+  async applyDiff(diff: KernelDiff, options: { holdFilter?: boolean } = {}): Promise<void> {
     this.assertIndexed();
     const slicer = this.slicer();
     try {
@@ -266,7 +269,7 @@ export class CidrMaps implements RuleEnforcer {
         await table.deleteBatch(packed.keys, packed.count);
       }
       await this.v6.apply({ install: diff.install.filter(inV6Flat), replace: diff.replace.filter((r) => inV6Flat(r.to)), remove: diff.remove.filter(inV6Flat) });
-      await this.v6.applyV4Hosts(v4HostsOf(diff.install), v4HostsOf(diff.remove));
+      await this.v6.applyV4Hosts(v4HostsOf(diff.install), v4HostsOf(diff.remove), options.holdFilter);
       await this.writeSlots(await this.changeDir24(diff.remove.filter(inDir24), 'remove', [], slicer));
       const gone = diff.replace.filter((r) => r.from.id < LIST_RULE_ID_BASE && r.from.id !== r.to.id).map((r) => r.from);
       if (gone.length > 0) {

@@ -220,15 +220,19 @@ export class V6Lengths {
    * Sets the filter bits of IPv4 host routes just written to the host
    * hashes and clears those of host routes just deleted from them, so the
    * data plane probes the hash only for addresses that may be there. All or
-   * nothing: if the write fails the counts go back.
+   * nothing: if the write fails the counts go back. With `hold` the changed
+   * words wait for the next call without it (a list's change, written a
+   * chunk at a time: a million random hosts touch every word of the filter
+   * in each chunk, and one write per pass replaces dozens); until then the
+   * held hosts are not probed for, and held removals still are.
    */
-  async applyV4Hosts(install: readonly V4Host[], remove: readonly V4Host[]): Promise<void> {
-    if (install.length + remove.length === 0) return;
+  async applyV4Hosts(install: readonly V4Host[], remove: readonly V4Host[], hold = false): Promise<void> {
     const bump = (hosts: readonly V4Host[], delta: 1 | -1) => {
       for (const { host, direction } of hosts) this.sides[direction].bump(v4HostBit(host), delta);
     };
     bump(install, +1);
     bump(remove, -1);
+    if (hold) return;
     try {
       await this.writeFilter(false);
     } catch (error) {

@@ -45,7 +45,8 @@ export interface ListProgress {
 export interface ListKernel {
   /** Runs `work` with no other change of the block tables in between. */
   exclusive<T>(work: () => Promise<T>): Promise<T>;
-  applyDiff(diff: KernelDiff): Promise<void>;
+  /** With holdFilter, IPv4 host routes it installs are enforced from the next call without it (CidrMaps.applyDiff). */
+  applyDiff(diff: KernelDiff, options?: { holdFilter?: boolean }): Promise<void>;
   /** Makes the kernel hold exactly the store's blocks and lists (start-up's path). */
   resync(): Promise<void>;
   hits(ruleId: number): Counter;
@@ -386,7 +387,9 @@ export class ListService {
    * Applies a diff: every new and replaced entry first, removals after, so
    * no address both lists hold is ever unfiltered. In chunks of kernel
    * entries, which are garbage once their chunk is in (a million of them
-   * held at once cost more in GC than the kernel writes).
+   * held at once cost more in GC than the kernel writes); the IPv4 host
+   * routes a pass installs are enforced at its end, when the host filter is
+   * written once for all its chunks.
    */
   private async apply(diff: ListDiff, progress?: ListProgress): Promise<void> {
     if (progress) Object.assign(progress, { phase: 'kernel', done: 0, total: diff.reduce((n, d) => n + d.changes.count, 0) });
@@ -395,8 +398,13 @@ export class ListService {
       let size = 0;
       /** Entries of this pass examined since the last write (those a block holds are skipped, and done too). */
       let examined = 0;
-      const write = async (): Promise<void> => {
-        if (size > 0) await this.kernel.applyDiff(chunk);
+      /**
+       * A full chunk is written when the pass has another entry for the
+       * kernel, so the pass's last write is never empty: it also writes the
+       * host filter words its chunks held.
+       */
+      const write = async (last: boolean): Promise<void> => {
+        if (size > 0) await this.kernel.applyDiff(chunk, { holdFilter: !last });
         if (progress) progress.done += examined;
         chunk = { install: [], replace: [], remove: [] };
         size = 0;
@@ -406,18 +414,22 @@ export class ListService {
         const { keys, from, to, parties } = changes;
         for (let i = 0; i < changes.count; i++) {
           if ((to[i] === 0) !== removals) continue;
-          examined++;
           const key = keys[i]!;
-          if (blocked(key)) continue;
+          if (blocked(key)) {
+            examined++;
+            continue;
+          }
+          if (size === APPLY_CHUNK) await write(false);
+          examined++;
           const next = to[i] === 0 ? undefined : kernelRule(parties[to[i]!]!, direction, key);
           const old = from[i] === 0 ? undefined : kernelRule(parties[from[i]!]!, direction, key);
           if (old && next) chunk.replace.push({ from: old, to: next });
           else if (next) chunk.install.push(next);
           else if (old) chunk.remove.push(old);
-          if (++size === APPLY_CHUNK) await write();
+          size++;
         }
       }
-      await write();
+      await write(true);
     }
   }
 
