@@ -88,7 +88,7 @@ class Side {
   /** Per filter word, whether it is in `dirty`. */
   private marked: Uint8Array | null = null;
   /** Filter words whose value changed since they were last written (a million host routes bump as many bits: no Set). */
-  dirty: number[] = [];
+  private dirty: number[] = [];
 
   bump(bit: number, delta: 1 | -1): void {
     const counts = (this.counts ??= new Uint16Array(1 << V6_FILTER_BITS));
