@@ -71,6 +71,12 @@ const drop = (ruleId: number) => ({ action: XDP_DROP, ruleId });
 const pass = { action: XDP_PASS, ruleId: 0 };
 const slot24 = (a: string) => parseCidr(`${a}/24`).bytes.readUInt32BE(0) >>> 8;
 const v4Default = () => maps.config.lookup(encodeRuleId(0))!.readUInt32LE(Layout.config.v4Default);
+/** The kernel's host filter bit of an IPv4 address (source side). */
+const hostFilterBit = (address: string): number => {
+  const bit = v4HostBit(parseCidr(`${address}/32`).bytes.readUInt32BE(0));
+  const word = maps.v6.filter.lookup(encodeRuleId(bit >>> 6))!.readBigUInt64LE(0);
+  return Number((word >> BigInt(bit & 63)) & 1n);
+};
 
 describe('CidrMaps: IPv4 through the DIR-24-8 table', () => {
   let cidr: CidrMaps;
@@ -134,11 +140,7 @@ describe('CidrMaps: IPv4 through the DIR-24-8 table', () => {
   it('keeps a filter bit per IPv4 host route: an address without one skips the host hash', async () => {
     const host = '198.18.30.7';
     const other = '198.18.30.9';
-    const bitOf = (address: string) => {
-      const bit = v4HostBit(parseCidr(`${address}/32`).bytes.readUInt32BE(0));
-      const word = maps.v6.filter.lookup(encodeRuleId(bit >>> 6))!.readBigUInt64LE(0);
-      return Number((word >> BigInt(bit & 63)) & 1n);
-    };
+    const bitOf = hostFilterBit;
     expect(bitOf(host)).toBe(0);
     await cidr.installMany([rule(50, `${host}/32`), rule(51, '198.18.30.0/24')]);
     expect(bitOf(host)).toBe(1);
@@ -157,6 +159,30 @@ describe('CidrMaps: IPv4 through the DIR-24-8 table', () => {
     await cidr.reconcile([rule(50, `${host}/32`)]);
     expect(bitOf(host)).toBe(1);
     expect(verdictFor(host)).toEqual(drop(50));
+  });
+
+  it('a list change\'s held chunks (applyDiff holdFilter) write host routes the data plane probes for from the next call without it', async () => {
+    const host = '198.18.32.7';
+    const other = '198.18.32.9';
+    const change = (install: BlockRule[], remove: BlockRule[], holdFilter?: boolean) =>
+      cidr.applyDiff({ install, replace: [], remove }, holdFilter === undefined ? {} : { holdFilter });
+    await cidr.installMany([rule(71, '198.18.32.0/24')]);
+    await change([rule(70, `${host}/32`)], [], true);
+    // In the host hash, but its bit is held: the /24 still answers.
+    expect(hostFilterBit(host)).toBe(0);
+    expect(verdictFor(host)).toEqual(drop(71));
+    await change([rule(72, `${other}/32`)], []);
+    expect([hostFilterBit(host), hostFilterBit(other)]).toEqual([1, 1]);
+    expect(verdictFor(host)).toEqual(drop(70));
+    expect(verdictFor(other)).toEqual(drop(72));
+    // A held removal: the entry goes at once; its bit stays until the next write, a probe that misses.
+    await change([], [rule(70, `${host}/32`)], true);
+    expect(hostFilterBit(host)).toBe(1);
+    expect(verdictFor(host)).toEqual(drop(71));
+    await change([], [rule(72, `${other}/32`)]);
+    expect([hostFilterBit(host), hostFilterBit(other)]).toEqual([0, 0]);
+    expect(verdictFor(other)).toEqual(drop(71));
+    await cidr.removeMany([rule(71, '198.18.32.0/24')]);
   });
 
   it('a start over host routes an earlier one wrote (a restart: new programs, a filter with no bits) probes the host hash until its reconcile', async () => {
