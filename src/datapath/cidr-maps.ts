@@ -45,11 +45,7 @@ import { V6Lengths, type V4Host, type V6Prefix } from './v6-lengths.js';
 export type KernelRule = BlockRule & { allow?: boolean; readonly v4Network?: number };
 
 /** An IPv4 rule's network address as a u32, host order. */
-const v4NetworkOf = (rule: KernelRule): number => {
-  if (rule.v4Network !== undefined) return rule.v4Network;
-  const n = rule.network;
-  return ((n[0]! << 24) | (n[1]! << 16) | (n[2]! << 8) | n[3]!) >>> 0;
-};
+const v4NetworkOf = (rule: KernelRule): number => rule.v4Network ?? rule.network.readUInt32BE(0);
 
 /**
  * The list entry (src/lists) the kernel must hold for a key when no block

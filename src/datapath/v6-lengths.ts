@@ -100,12 +100,7 @@ class Side {
     // The bit turns on (0 -> 1) or off (1 -> 0).
     const bits = (this.bits ??= new Uint32Array(2 * V6_FILTER_WORDS));
     bits[bit >>> 5] = bits[bit >>> 5]! ^ (1 << (bit & 31));
-    const marked = (this.marked ??= new Uint8Array(V6_FILTER_WORDS));
-    const word = bit >>> 6;
-    if (marked[word] === 0) {
-      marked[word] = 1;
-      this.dirty.push(word);
-    }
+    this.mark(bit >>> 6);
   }
 
   /** Takes the dirty words, leaving none. */
@@ -118,12 +113,15 @@ class Side {
 
   /** Puts words back among the dirty ones (their write failed). */
   markDirty(words: readonly number[]): void {
+    for (const word of words) this.mark(word);
+  }
+
+  /** Adds a word to `dirty` unless it is there. */
+  private mark(word: number): void {
     const marked = (this.marked ??= new Uint8Array(V6_FILTER_WORDS));
-    for (const word of words) {
-      if (marked[word] === 0) {
-        marked[word] = 1;
-        this.dirty.push(word);
-      }
+    if (marked[word] === 0) {
+      marked[word] = 1;
+      this.dirty.push(word);
     }
   }
 
