@@ -146,6 +146,7 @@ const STRUCTS: Record<keyof typeof Layout, string> = {
   rlConf: 'xw_rl_conf',
   rlKey: 'xw_rl_key',
   rlKeyV4: 'xw_rl_key_v4',
+  rlSlotV4: 'xw_rl_slot_v4',
   rlBucket: 'xw_rl_bucket',
   rlStats: 'xw_rl_stats',
   rlReport: 'xw_rl_report',
@@ -286,7 +287,7 @@ describe('programs and maps', () => {
     [POLICY_MAPS.portFirst]: ['unsigned int', 'xw_pol_port_first'],
     [RATELIMIT_MAPS.rules]: ['unsigned int', 'xw_rl_conf'],
     [RATELIMIT_MAPS.ruleBuckets]: ['unsigned int', 'xw_rl_bucket'],
-    [RATELIMIT_MAPS.bucketsV4]: ['xw_rl_key_v4', 'xw_rl_bucket'],
+    [RATELIMIT_MAPS.bucketsV4]: ['unsigned int', 'xw_rl_slot_v4'],
     [RATELIMIT_MAPS.buckets]: ['xw_rl_key', 'xw_rl_bucket'],
     [RATELIMIT_MAPS.stats]: ['unsigned int', 'xw_rl_stats'],
     [RATELIMIT_MAPS.reportBudget]: ['unsigned int', 'xw_rl_bucket'],
@@ -363,7 +364,11 @@ describe('programs and maps', () => {
     expect(mapDefNumber(mapDef(RATELIMIT_MAPS.rules), 'max_entries')).toBe(POL_SLOTS);
     expect(mapDefNumber(mapDef(RATELIMIT_MAPS.stats), 'max_entries')).toBe(POL_SLOTS);
     expect(mapDefNumber(mapDef(RATELIMIT_MAPS.ruleBuckets), 'max_entries')).toBe(POL_SLOTS);
-    expect(mapDefNumber(mapDef(RATELIMIT_MAPS.bucketsV4), 'max_entries')).toBe(DEFAULT_RL_BUCKETS);
+    const slots = mapDef(RATELIMIT_MAPS.bucketsV4);
+    expect(mapDefNumber(slots, 'max_entries')).toBe(DEFAULT_RL_BUCKETS);
+    expect(mapDefNumber(slots, 'type')).toBe(2); // BPF_MAP_TYPE_ARRAY of slots
+    expect(mapDefNumber(slots, 'map_flags')).toBe(1 << 10); // BPF_F_MMAPABLE: page-aligned, a slot per cache line
+    expect(mapDefType(slots, 'value').name).toBe('xw_rl_slot_v4');
     expect(mapDefNumber(mapDef(RATELIMIT_MAPS.buckets), 'max_entries')).toBe(DEFAULT_RL_BUCKETS_V6);
     const ring = mapDef(RATELIMIT_MAPS.reports);
     expect(mapDefNumber(ring, 'type')).toBe(27); // BPF_MAP_TYPE_RINGBUF

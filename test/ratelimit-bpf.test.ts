@@ -9,8 +9,9 @@
 // configured one. The burst itself has its own row ("burst after idle").
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openRateLab, udpFrom, type RateLab } from './lib/ratelimit.js';
-import { ReferenceLimiter, bucketKey } from '../src/ratelimit/reference.js';
-import { RateLimitTables, decodeBucket, rateLimitMapsOf } from '../src/ratelimit/tables.js';
+import { ReferenceLimiter, bucketKey, slotKeyV4 } from '../src/ratelimit/reference.js';
+import { RL_PROBES, rlSlotFirst } from '../src/datapath/abi.js';
+import { RateLimitTables, clearSourceBuckets, decodeBucket, rateLimitMapsOf } from '../src/ratelimit/tables.js';
 import { PolicyTables, policyMapsOf } from '../src/policy/tables.js';
 import { rateConf, type RateConf } from '../src/ratelimit/model.js';
 import { PolicyEngine, kernelRuleId } from '../src/policy/engine.js';
@@ -78,9 +79,7 @@ afterAll(() => lab?.close());
  */
 async function reset(): Promise<void> {
   await lab.install([]);
-  for (const map of [lab.limits.maps.bucketsV4, lab.limits.maps.buckets]) {
-    for (let key = map.nextKey(null); key; key = map.nextKey(null)) map.delete(key);
-  }
+  await clearSourceBuckets(lab.limits.maps);
   epoch += 10_000n * SECOND;
   lab.setClock(epoch);
 }
@@ -363,6 +362,92 @@ describe('a full bucket table (spoofing)', () => {
     small.setClock(6_000n * SECOND + SECOND); // the fill time (burst / pps = 1 s) after the last packet
     expect(await small.limits.sweep(0n)).toBe(1);
     expect(rule).toBeDefined();
+  });
+});
+
+describe('IPv4 slots (a key takes one of its RL_PROBES slots from its first)', () => {
+  let slots: RateLab;
+  const SLOTS = 64;
+  beforeAll(async () => {
+    slots = await openRateLab({ bucketCapacity: SLOTS });
+  }, 60_000);
+  afterAll(() => slots?.close());
+  beforeEach(async () => {
+    await slots.install([]);
+    await clearSourceBuckets(slots.limits.maps);
+  });
+
+  /** `count` sources of 198.18.0.0/16 whose bucket keys under rule `kernelId` share their first slot, and that slot. */
+  function sharingFirstSlot(kernelId: number, count: number): { first: number; sources: string[] } {
+    const byFirst = new Map<number, string[]>();
+    for (let i = 1; ; i++) {
+      const src = `198.18.${i >> 8}.${i & 255}`;
+      const first = rlSlotFirst(slotKeyV4(kernelId, Uint8Array.from(ipv4Bytes(src))), SLOTS);
+      const group = byFirst.get(first) ?? [];
+      byFirst.set(first, [...group, src]);
+      if (group.length + 1 === count) return { first, sources: [...group, src] };
+    }
+  }
+
+  const slotOf = async (src: string) => {
+    const bytes = Buffer.from(ipv4Bytes(src));
+    return (await slots.limits.readBuckets()).find((b) => Buffer.from(b.key.addr).equals(bytes))?.raw.readUInt32LE(0);
+  };
+
+  it('the fifth source on one slot window is charged to the overflow bucket though the table has room, as the reference says; a freed slot is its own', async () => {
+    const [rule] = await slots.install([{ action: 'ratelimit', proto: 'udp', rate: { pps: 10, burst: 2, per: 'source' } }]);
+    const id = kernelRuleId(rule!.id);
+    const reference = new ReferenceLimiter(SLOTS);
+    const { first, sources } = sharingFirstSlot(id, RL_PROBES + 1);
+    const t0 = 100n * SECOND;
+    const send = (src: string, t: bigint) => {
+      slots.setClock(t);
+      const verdict = slots.run(udpFrom(src));
+      const out = reference.check(id, confOf(rule!), packetOf(src, 64), t);
+      expect(verdict, src).toBe(out.admitted ? XDP_PASS : XDP_DROP);
+      return out.bucket;
+    };
+    for (const src of sources.slice(0, RL_PROBES)) expect(send(src, t0)).toBe('own');
+    for (const [i, src] of sources.slice(0, RL_PROBES).entries()) expect(await slotOf(src)).toBe((first + i) % SLOTS);
+    const last = sources[RL_PROBES]!;
+    // Its own bucket would hold 2; the overflow bucket (burst 2) has them: the third packet drops.
+    expect([send(last, t0), send(last, t0), send(last, t0)]).toEqual(['shared', 'shared', 'shared']);
+    expect(slots.counts(rule!.id)).toMatchObject({ admitted: RL_PROBES + 2, dropped: 1 });
+    expect(await slotOf(last)).toBeUndefined();
+    expect(await slots.limits.readBuckets()).toHaveLength(RL_PROBES);
+    // One second on, every source but the first sends again; the sweep frees the first's slot (idle for its fill time).
+    for (const src of sources.slice(1, RL_PROBES)) send(src, t0 + SECOND);
+    expect(await slots.limits.sweep(0n)).toBe(1);
+    expect(await slotOf(sources[0]!)).toBeUndefined();
+    // The reference knows no sweep: this packet is the kernel's alone. The freed slot is the fifth source's now.
+    slots.setClock(t0 + SECOND);
+    expect(slots.run(udpFrom(last))).toBe(XDP_PASS);
+    expect(await slotOf(last)).toBe(first);
+  });
+
+  it('a drained source in a later slot keeps its bucket when an earlier slot is freed: found, not claimed again full', async () => {
+    const [rule] = await slots.install([{ action: 'ratelimit', proto: 'udp', rate: { pps: 10, burst: 2, per: 'source' } }]);
+    const id = kernelRuleId(rule!.id);
+    const { first, sources } = sharingFirstSlot(id, 3);
+    const [idle, middle, drained] = sources as [string, string, string];
+    const t0 = 200n * SECOND;
+    slots.setClock(t0);
+    for (const src of [idle, middle]) expect(slots.run(udpFrom(src))).toBe(XDP_PASS);
+    // The third source, in the third slot, drains its burst over a second (a packet every 100 ms keeps it at 0 or 1 token).
+    for (let ms = 0; ms <= 1000; ms += 50) {
+      slots.setClock(t0 + BigInt(ms) * 1_000_000n);
+      slots.run(udpFrom(drained));
+      if (ms % 500 === 0) slots.run(udpFrom(middle));
+    }
+    expect(await slotOf(drained)).toBe((first + 2) % SLOTS);
+    expect(await slots.limits.sweep(0n)).toBe(1); // the first source's, idle for a second
+    expect(await slotOf(idle)).toBeUndefined();
+    // At the same instant the drained source's next packet drops: it found its bucket, empty, in the third slot.
+    const before = slots.counts(rule!.id);
+    expect(slots.run(udpFrom(drained))).toBe(XDP_DROP);
+    expect(slots.counts(rule!.id).dropped).toBe(before.dropped + 1);
+    expect(await slotOf(drained)).toBe((first + 2) % SLOTS);
+    expect(await slots.limits.readBuckets()).toHaveLength(2);
   });
 });
 

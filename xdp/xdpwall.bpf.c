@@ -60,6 +60,7 @@ const struct {
 	struct xw_event event;
 	struct xw_event_cfg event_cfg;
 	struct xw_rl_report rl_report; /* a ring buffer's record: no map names its type */
+	struct xw_rl_key_v4 rl_key_v4; /* a slot's key, read as a u64 */
 } xw_abi = { .version = XW_ABI_VERSION };
 
 /*

@@ -21,7 +21,7 @@ import type { Datapath } from '../../src/datapath/datapath.js';
 import { PolicyEngine, byEvaluationOrder } from '../../src/policy/engine.js';
 import { parseRule, type PolicyRule, type RuleInput } from '../../src/policy/model.js';
 import { PolicyTables } from '../../src/policy/tables.js';
-import { RateLimitTables } from '../../src/ratelimit/tables.js';
+import { RateLimitTables, clearSourceBuckets } from '../../src/ratelimit/tables.js';
 import { systemClock } from '../../src/clock.js';
 import { ether, ipv4, udp } from '../../test/lib/packets.js';
 import { prefixCount, type SuiteContext } from '../lib/context.js';
@@ -109,7 +109,7 @@ export async function runRateLimitLadder(a: RateLadderArgs): Promise<void> {
   const slot = Buffer.alloc(4);
   // A new source every repetition, tables emptied before each call.
   const inserting = (target: BpfProgram, expect: number) => async (): Promise<number> => {
-    for (const map of [datapath.maps.rateLimits.bucketsV4, datapath.maps.rateLimits.buckets]) await empty(map);
+    await clearSourceBuckets(datapath.maps.rateLimits);
     for (const map of floorMaps) await empty(map);
     const fd = Buffer.alloc(4);
     fd.writeUInt32LE(target.fd);
@@ -160,7 +160,7 @@ export async function runRateLimitLadder(a: RateLadderArgs): Promise<void> {
     }
   } finally {
     await engine.install('ingress', []);
-    for (const map of [datapath.maps.rateLimits.bucketsV4, datapath.maps.rateLimits.buckets]) await empty(map);
+    await clearSourceBuckets(datapath.maps.rateLimits);
     const baselines: Record<string, string> = { [RL_NEW_SOURCE]: RL_LRU_FLOOR, [RL_HASH_FLOOR]: RL_LRU_FLOOR };
     for (const [name, ns] of samples) {
       ctx.results.add({

@@ -125,11 +125,12 @@ export const Layout = {
   blockMeta: { size: 16, expiresNs: 0, flags: 8, pad: 9 },
   failsafeQuick: { size: 16, dports: 0, portsOnly: 8, pad: 12 },
   rlConf: {
-    size: 64, pps: 0, bps: 8, pktCap: 16, bitCap: 24, pktFillNs: 32, bitFillNs: 40, banWithinNs: 48,
-    banAfter: 56, per: 60, prefixV4: 61, prefixV6: 62, pad: 63,
+    size: 72, pps: 0, bps: 8, pktCap: 16, bitCap: 24, pktFillNs: 32, bitFillNs: 40, banWithinNs: 48,
+    banAfter: 56, per: 60, prefixV4: 61, prefixV6: 62, pad: 63, slotsV4: 64, pad2: 68,
   },
   rlKey: { size: 24, ruleId: 0, family: 4, prefixlen: 5, pad: 6, addr: 8 },
   rlKeyV4: { size: 8, ruleId: 0, addr: 4 },
+  rlSlotV4: { size: 64, key: 0, bucket: 8 }, // key: rlKeyV4's bytes, 0 when free
   rlBucket: { size: 56, pktTokens: 0, bitTokens: 8, lastNs: 16, admitted: 24, dropped: 32, windowNs: 40, windowBase: 48 },
   rlStats: { size: 16, dropped: 0 }, // struct xw_counter
   rlReport: { size: 40, key: 0, timeNs: 24, drops: 32, pad: 36 },
@@ -355,6 +356,14 @@ export const RL_SCALE = 1_000_000_000n;
 export const DEFAULT_RL_BUCKETS = 1 << 16;
 export const DEFAULT_RL_BUCKETS_V6 = 1 << 14;
 export const RL_CAS_TRIES = 4;
+/** The slots an IPv4 source's bucket may take in xw_rl_buckets_v4, from its first (rlSlotFirst). */
+export const RL_PROBES = 4;
+const RL_SLOT_HASH = 0x9e3779b97f4a7c15n;
+
+/** An IPv4 bucket key's first slot among `slots`, as xw_rl_bucket_v4 computes it (key: rlKeyV4's bytes as a little-endian u64). */
+export function rlSlotFirst(key: bigint, slots: number): number {
+  return Number((((key * RL_SLOT_HASH) & 0xffff_ffff_ffff_ffffn) >> 32n) * BigInt(slots) >> 32n);
+}
 export const RL_REPORT_RATE = 1000;
 export const RL_REPORT_RING = 1 << 16;
 

@@ -141,7 +141,8 @@ export function rateConf(rate: RateSpec, ban: BanSpec | null): RateConf {
   };
 }
 
-export function encodeRateConf(conf: RateConf): Buffer {
+/** A rule's xw_rl_conf; slotsV4: xw_rl_buckets_v4's slots (its max entries). */
+export function encodeRateConf(conf: RateConf, slotsV4: number): Buffer {
   const L = Layout.rlConf;
   const b = Buffer.alloc(L.size);
   b.writeBigUInt64LE(conf.pps, L.pps);
@@ -155,6 +156,7 @@ export function encodeRateConf(conf: RateConf): Buffer {
   b.writeUInt8(conf.per, L.per);
   b.writeUInt8(conf.prefixV4, L.prefixV4);
   b.writeUInt8(conf.prefixV6, L.prefixV6);
+  b.writeUInt32LE(slotsV4, L.slotsV4);
   return b;
 }
 

@@ -2,7 +2,7 @@
 // (every compare-and-swap succeeds), for the packet-by-packet agreement
 // test and for anyone who wants to know what a rate will admit. Pure: the
 // caller says what time it is.
-import { RL_SCALE, RlPer } from '../datapath/abi.js';
+import { RL_PROBES, RL_SCALE, RlPer, rlSlotFirst } from '../datapath/abi.js';
 import type { RateConf } from './model.js';
 
 export interface Bucket {
@@ -76,6 +76,14 @@ export function bucketKey(ruleId: number, conf: RateConf, p: SourcePacket): { te
   return { text: `${ruleId}|${p.family}|${prefixLen}|${Buffer.from(addr).toString('hex')}`, addr, prefixLen };
 }
 
+/** An IPv4 bucket key as its slot holds it: xw_rl_key_v4's bytes (rule id, then the masked address) as a little-endian u64. */
+export function slotKeyV4(ruleId: number, addr: Uint8Array): bigint {
+  const bytes = Buffer.alloc(8);
+  bytes.writeUInt32LE(ruleId >>> 0, 0);
+  bytes.set(addr.subarray(0, 4), 4);
+  return bytes.readBigUInt64LE(0);
+}
+
 export interface LimitOutcome {
   admitted: boolean;
   /** Which bucket was charged: the source's own, or the rule's shared one (per rule, or overflow). */
@@ -84,56 +92,89 @@ export interface LimitOutcome {
   report: boolean;
 }
 
+interface SourceKey {
+  text: string;
+  family: 4 | 6;
+  /** IPv4: the slot key and its first slot. */
+  slotKey: bigint;
+  first: number;
+}
+
 /**
- * The kernel's bucket tables: `capacity` source buckets per family, one
- * shared bucket per rule (whose admitted and dropped the kernel leaves at 0:
- * the rule's counters have them).
+ * The kernel's bucket tables: `capacity` IPv4 slots (a key takes the first
+ * of its RL_PROBES slots that holds it, else the first free one, else none)
+ * and a hash of `capacityV6` IPv6 buckets; one shared bucket per rule (whose
+ * admitted and dropped the kernel leaves at 0: the rule's counters have them).
  */
 export class ReferenceLimiter {
+  /** Source buckets by key text. */
   readonly buckets = new Map<string, Bucket>();
   readonly shared = new Map<number, Bucket>();
-  /** Source buckets per family (the kernel's two tables). */
-  private readonly sizes = { 4: 0, 6: 0 };
+  /** xw_rl_buckets_v4: the key each slot holds, 0n when free. */
+  private readonly slotsV4: bigint[];
+  private sizeV6 = 0;
   /** Bucket keys by source array and rule: a trace repeats packets, and key text is slow to build. */
-  private readonly keys = new WeakMap<Uint8Array, Map<number, string>>();
+  private readonly keys = new WeakMap<Uint8Array, Map<number, SourceKey>>();
 
-  constructor(readonly capacity: number) {}
+  constructor(
+    readonly capacity: number,
+    readonly capacityV6 = capacity,
+  ) {
+    this.slotsV4 = new Array<bigint>(capacity).fill(0n);
+  }
 
-  private keyOf(ruleId: number, conf: RateConf, p: SourcePacket): string {
+  private keyOf(ruleId: number, conf: RateConf, p: SourcePacket): SourceKey {
     let byRule = this.keys.get(p.src);
     if (!byRule) this.keys.set(p.src, (byRule = new Map()));
-    let text = byRule.get(ruleId);
-    if (text === undefined) byRule.set(ruleId, (text = bucketKey(ruleId, conf, p).text));
-    return text;
+    let key = byRule.get(ruleId);
+    if (key === undefined) {
+      const { text, addr } = bucketKey(ruleId, conf, p);
+      const slotKey = p.family === 4 ? slotKeyV4(ruleId, addr) : 0n;
+      byRule.set(ruleId, (key = { text, family: p.family, slotKey, first: p.family === 4 ? rlSlotFirst(slotKey, this.capacity) : 0 }));
+    }
+    return key;
+  }
+
+  /** The source's own bucket, made full on its first packet; undefined when its table has no room for it. */
+  private sourceBucket(key: SourceKey, conf: RateConf, nowNs: bigint): Bucket | undefined {
+    const found = this.buckets.get(key.text);
+    if (found) return found;
+    if (key.family === 6) {
+      if (this.sizeV6 >= this.capacityV6) return undefined;
+      this.sizeV6++;
+    } else {
+      let free = -1;
+      for (let i = 0; i < RL_PROBES && free < 0; i++) {
+        const index = (key.first + i) % this.capacity;
+        if (this.slotsV4[index] === 0n) free = index;
+      }
+      if (free < 0) return undefined;
+      this.slotsV4[free] = key.slotKey;
+    }
+    const b = newBucket(conf, nowNs);
+    this.buckets.set(key.text, b);
+    return b;
   }
 
   check(ruleId: number, conf: RateConf, p: SourcePacket, nowNs: bigint): LimitOutcome {
-    let b: Bucket | undefined;
-    let own = false;
-    if (conf.per !== RlPer.rule) {
-      const text = this.keyOf(ruleId, conf, p);
-      b = this.buckets.get(text);
-      if (!b && this.sizes[p.family] < this.capacity) {
-        this.buckets.set(text, (b = newBucket(conf, nowNs)));
-        this.sizes[p.family]++;
-      }
-      own = b !== undefined;
+    const b = conf.per === RlPer.rule ? undefined : this.sourceBucket(this.keyOf(ruleId, conf, p), conf, nowNs);
+    const own = b !== undefined;
+    let charged = b;
+    if (!charged) {
+      charged = this.shared.get(ruleId);
+      if (!charged) this.shared.set(ruleId, (charged = newBucket(conf, nowNs)));
     }
-    if (!b) {
-      b = this.shared.get(ruleId);
-      if (!b) this.shared.set(ruleId, (b = newBucket(conf, nowNs)));
-    }
-    const admitted = admit(b, conf, nowNs, p.len);
-    if (own && admitted) b.admitted++;
-    else if (own) b.dropped++;
+    const admitted = admit(charged, conf, nowNs, p.len);
     let report = false;
-    if (!admitted && own) {
-      if (nowNs - b.windowNs >= conf.banWithinNs) {
-        b.windowNs = nowNs;
-        b.windowDrops = 0;
+    if (own && admitted) charged.admitted++;
+    else if (own) {
+      charged.dropped++;
+      if (nowNs - charged.windowNs >= conf.banWithinNs) {
+        charged.windowNs = nowNs;
+        charged.windowDrops = 0;
       }
-      b.windowDrops++;
-      report = conf.banAfter > 0 && b.windowDrops === conf.banAfter;
+      charged.windowDrops++;
+      report = conf.banAfter > 0 && charged.windowDrops === conf.banAfter;
     }
     return { admitted, bucket: own ? 'own' : 'shared', report };
   }

@@ -19,7 +19,7 @@ export interface RateLimitMaps {
   rules: BpfMap;
   /** xw_rl_rule_buckets: by rule slot, a rule's shared (per rule, overflow) bucket. */
   ruleBuckets: BpfMap;
-  /** xw_rl_buckets_v4: IPv4 source buckets (xw_rl_key_v4). */
+  /** xw_rl_buckets_v4: IPv4 source buckets, slots of a key (xw_rl_key_v4) and its bucket. */
   bucketsV4: BpfMap;
   /** xw_rl_buckets: IPv6 source buckets (xw_rl_key). */
   buckets: BpfMap;
@@ -74,7 +74,7 @@ export function decodeBucketKey(buf: Buffer, offset = 0): BucketKey {
   };
 }
 
-/** A struct xw_rl_key_v4: its prefix length is its rule's (prefixV4 per source-prefix, else 32). */
+/** A struct xw_rl_key_v4 (a slot's key): its prefix length is its rule's (prefixV4 per source-prefix, else 32). */
 export function decodeBucketKeyV4(buf: Buffer, offset: number, prefixLen: number): BucketKey {
   const L = Layout.rlKeyV4;
   return {
@@ -83,15 +83,6 @@ export function decodeBucketKeyV4(buf: Buffer, offset: number, prefixLen: number
     prefixLen,
     addr: new Uint8Array(buf.subarray(offset + L.addr, offset + L.addr + 4)),
   };
-}
-
-/** The IPv4 source table's key of a BucketKey of family 4 (its prefix length is the rule's). */
-export function encodeBucketKeyV4(key: BucketKey): Buffer {
-  const L = Layout.rlKeyV4;
-  const buf = Buffer.alloc(L.size);
-  buf.writeUInt32LE(key.ruleId >>> 0, L.ruleId);
-  buf.set(key.addr.subarray(0, 4), L.addr);
-  return buf;
 }
 
 export function encodeBucketKey(key: BucketKey): Buffer {
@@ -163,7 +154,7 @@ export class RateLimitTables {
   prepare(rules: readonly RateRule[]): void {
     for (const { slot, conf } of rules) {
       const key = encodeRuleId(slot);
-      this.maps.rules.update(key, encodeRateConf(conf));
+      this.maps.rules.update(key, encodeRateConf(conf, this.maps.bucketsV4.maxEntries));
       const bucket = this.maps.ruleBuckets.lookup(key);
       if (!bucket || bucket.every((byte) => byte === 0)) this.maps.ruleBuckets.update(key, encodeFullBucket(conf, this.monotonicNs()));
     }
@@ -224,20 +215,28 @@ export class RateLimitTables {
    * Every source bucket of both families (one batch read each, on a worker
    * thread), decoded in steps that give the event loop back when `slicer`
    * says so: a table of capacity.rateBuckets entries is tens of
-   * milliseconds of decoding. raw: the key in its own table (`map`).
+   * milliseconds of decoding. raw: its key in its own table (`map`): an
+   * IPv4 bucket's slot index, an IPv6 bucket's xw_rl_key.
    */
-  async readBuckets(slicer: Slicer = new TimeSlicer()): Promise<Array<{ key: BucketKey; map: BpfMap; raw: Buffer; state: BucketState }>> {
-    const out: Array<{ key: BucketKey; map: BpfMap; raw: Buffer; state: BucketState }> = [];
-    for (const map of [this.maps.bucketsV4, this.maps.buckets]) {
-      const all = await map.lookupAll();
-      const { keySize, valueStride } = map;
-      const v4 = map === this.maps.bucketsV4;
-      for (let i = 0; i < all.count; i++) {
-        if (i > 0 && i % BUCKET_DECODE_STEP === 0 && slicer.due) await slicer.next();
-        const raw = Buffer.from(all.keys.subarray(i * keySize, (i + 1) * keySize));
-        const key = v4 ? decodeBucketKeyV4(raw, 0, this.prefixV4Of(raw.readUInt32LE(Layout.rlKeyV4.ruleId))) : decodeBucketKey(raw);
-        out.push({ key, map, raw, state: decodeBucket(all.values, i * valueStride) });
-      }
+  async readBuckets(slicer: Slicer = new TimeSlicer()): Promise<SourceBucket[]> {
+    const out: SourceBucket[] = [];
+    const S = Layout.rlSlotV4;
+    const slots = this.maps.bucketsV4;
+    const v4 = await slots.lookupAll();
+    for (let i = 0; i < v4.count; i++) {
+      if (i > 0 && i % BUCKET_DECODE_STEP === 0 && slicer.due) await slicer.next();
+      const at = i * slots.valueStride;
+      if (v4.values.readBigUInt64LE(at + S.key) === 0n) continue; // free
+      const key = decodeBucketKeyV4(v4.values, at + S.key, this.prefixV4Of(v4.values.readUInt32LE(at + S.key + Layout.rlKeyV4.ruleId)));
+      const raw = Buffer.from(v4.keys.subarray(i * slots.keySize, (i + 1) * slots.keySize));
+      out.push({ key, map: slots, raw, state: decodeBucket(v4.values, at + S.bucket) });
+    }
+    const map = this.maps.buckets;
+    const v6 = await map.lookupAll();
+    for (let i = 0; i < v6.count; i++) {
+      if (i > 0 && i % BUCKET_DECODE_STEP === 0 && slicer.due) await slicer.next();
+      const raw = Buffer.from(v6.keys.subarray(i * map.keySize, (i + 1) * map.keySize));
+      out.push({ key: decodeBucketKey(raw), map, raw, state: decodeBucket(v6.values, i * map.valueStride) });
     }
     return out;
   }
@@ -268,7 +267,7 @@ export class RateLimitTables {
       }
     }
     let deleted = 0;
-    for (const [map, keys] of doomed) deleted += await map.deleteBatch(Buffer.concat(keys), keys.length);
+    for (const [map, keys] of doomed) deleted += await freeBuckets(map, this.maps.bucketsV4, keys);
     return deleted;
   }
 
@@ -284,8 +283,13 @@ export class RateLimitTables {
   async top(limit: number, slicer: Slicer = new TimeSlicer()): Promise<LimitedSource[]> {
     const now = this.monotonicNs();
     const V = Layout.rlBucket;
+    const S = Layout.rlSlotV4;
     const tables = [this.maps.bucketsV4, this.maps.buckets];
     const read = await Promise.all(tables.map((map) => map.lookupAll()));
+    // Where a table's entry i has its key and its bucket: an IPv4 slot holds both.
+    const keyAt = (t: number, i: number) => (t === 0 ? i * tables[0]!.valueStride + S.key : i * tables[1]!.keySize);
+    const bucketAt = (t: number, i: number) => i * tables[t]!.valueStride + (t === 0 ? S.bucket : 0);
+    const keysOf = (t: number) => (t === 0 ? read[0]!.values : read[1]!.keys);
     const best = new TopK<{ table: number; index: number; windowDrops: number; dropped: bigint }>(limit, (a, b) =>
       a.windowDrops !== b.windowDrops ? a.windowDrops > b.windowDrops
         : a.dropped !== b.dropped ? a.dropped > b.dropped
@@ -294,26 +298,52 @@ export class RateLimitTables {
     let scanned = 0;
     for (let t = 0; t < tables.length; t++) {
       const all = read[t]!;
-      const { keySize, valueStride } = tables[t]!;
+      const keys = keysOf(t);
       for (let i = 0; i < all.count; i++, scanned++) {
         if (scanned > 0 && scanned % BUCKET_DECODE_STEP === 0 && slicer.due) await slicer.next();
-        const at = i * valueStride;
+        const at = bucketAt(t, i);
         const dropped = all.values.readBigUInt64LE(at + V.dropped);
         const windowDrops = windowDropsOf(dropped, all.values.readBigUInt64LE(at + V.windowBase));
-        if (windowDrops === 0) continue;
+        if (windowDrops === 0) continue; // a free IPv4 slot is all zeros
         // the rule id leads both key layouts
-        const window = this.confOf(all.keys.readUInt32LE(i * keySize))?.banWithinNs;
+        const window = this.confOf(keys.readUInt32LE(keyAt(t, i)))?.banWithinNs;
         if (window === undefined || now - all.values.readBigUInt64LE(at + V.windowNs) >= window) continue;
         best.offer({ table: t, index: i, windowDrops, dropped });
       }
     }
     return best.ranked().map(({ table, index }) => {
-      const all = read[table]!;
-      const { keySize, valueStride } = tables[table]!;
-      const bucket = table === 0
-        ? decodeBucketKeyV4(all.keys, index * keySize, this.prefixV4Of(all.keys.readUInt32LE(index * keySize)))
-        : decodeBucketKey(all.keys, index * keySize);
-      return { ruleId: bucket.ruleId, bucket, state: decodeBucket(all.values, index * valueStride) };
+      const keys = keysOf(table);
+      const at = keyAt(table, index);
+      const bucket = table === 0 ? decodeBucketKeyV4(keys, at, this.prefixV4Of(keys.readUInt32LE(at))) : decodeBucketKey(keys, at);
+      return { ruleId: bucket.ruleId, bucket, state: decodeBucket(read[table]!.values, bucketAt(table, index)) };
     });
   }
+}
+
+/** A source bucket as read: its key, its table and key there (raw), its state. */
+export interface SourceBucket {
+  key: BucketKey;
+  map: BpfMap;
+  raw: Buffer;
+  state: BucketState;
+}
+
+/**
+ * Frees the buckets at `keys` of `map`: zeroes slots of the IPv4 slot
+ * table `slotsV4` (a free slot is all zeros), deletes entries of a hash.
+ * Returns how many.
+ */
+async function freeBuckets(map: BpfMap, slotsV4: BpfMap, keys: readonly Buffer[]): Promise<number> {
+  if (keys.length === 0) return 0;
+  if (map !== slotsV4) return map.deleteBatch(Buffer.concat(keys), keys.length);
+  return map.updateBatch(Buffer.concat(keys), Buffer.alloc(keys.length * map.valueStride), keys.length);
+}
+
+/** Frees every source bucket of both families (tests and benchmarks start from none). */
+export async function clearSourceBuckets(maps: Pick<RateLimitMaps, 'bucketsV4' | 'buckets'>): Promise<void> {
+  const slots = maps.bucketsV4;
+  const indexes = Uint32Array.from({ length: slots.maxEntries }, (_, i) => i);
+  await slots.updateBatch(Buffer.from(indexes.buffer), Buffer.alloc(slots.maxEntries * slots.valueStride), slots.maxEntries);
+  const all = await maps.buckets.lookupAll();
+  if (all.count > 0) await maps.buckets.deleteBatch(all.keys.subarray(0, all.count * maps.buckets.keySize), all.count);
 }

@@ -605,22 +605,43 @@ struct xw_pol_port_slot {
  *
  * Buckets: per source address (per = source), per source prefix
  * (source-prefix: /prefix_v4, /prefix_v6), or one per rule (rule). Source
- * buckets live in preallocated hashes (not an LRU: an LRU would let a
- * spoofed flood evict heavy sources' buckets, which then return full), one
- * per family: xw_rl_buckets_v4 (8-byte key: rule id, address masked to the
- * rule's prefix_v4, or /32) and xw_rl_buckets (IPv6, xw_rl_key), each of
- * capacity.rateBuckets entries. When a family's table is full, a packet of
- * a source without a bucket there is charged to its rule's shared bucket
- * in xw_rl_rule_buckets at the rule's slot (the overflow bucket, with the
- * rule's rate): every new source together gets one source's rate until
- * buckets are freed. The control plane frees only buckets idle for at
- * least max(fill time, the sweep's idle age): such a bucket is full again,
- * so deleting it changes nothing a packet sees. A rule with per = rule
+ * buckets are preallocated (not an LRU: an LRU would let a spoofed flood
+ * evict heavy sources' buckets, which then return full), one table per
+ * family:
+ *
+ *   IPv4: xw_rl_buckets_v4, an array of capacity.rateBuckets slots, each a
+ *   key (xw_rl_key_v4 read as a u64: rule id, then the address masked to
+ *   the rule's prefix_v4, or /32; 0: free) and its bucket in one 64-byte
+ *   cache line (BPF_F_MMAPABLE: the values start page-aligned). A key's
+ *   slots are the XW_RL_PROBES consecutive ones (wrapping) from its first
+ *   (XW_RL_SLOT_HASH below); its bucket is in the first of them that
+ *   holds the key. A key in none of them claims the first free one with a
+ *   compare-and-swap on the key and writes the bucket full. A drop of a
+ *   source with a bucket reads one cache line, where a hash lookup read
+ *   three (bucket head, element header, value) and hashed the key.
+ *   IPv6: xw_rl_buckets, a preallocated hash (xw_rl_key) of
+ *   capacity.rateBucketsV6 entries.
+ *
+ * A source without a bucket whose table has no room for it (IPv4: its
+ * XW_RL_PROBES slots hold other keys; IPv6: the hash is full) is charged
+ * to its rule's shared bucket in xw_rl_rule_buckets at the rule's slot
+ * (the overflow bucket, with the rule's rate): every such source together
+ * gets one source's rate until slots are freed. The control plane frees
+ * only buckets idle for at least max(fill time, the sweep's idle age):
+ * such a bucket is full again, so freeing it (zeroing the slot, deleting
+ * the hash entry) changes nothing a packet sees. A rule with per = rule
  * uses its shared bucket only. The control plane writes a rule's shared
  * bucket full with its conf (slot zeroed: last_ns 0); it is zeroed with the
  * slot. A shared bucket's admitted and dropped stay 0: the rule's counters
  * (xw_rl_stats) already count them, and a flood's drops of a per-rule
  * bucket then only read its cache line, which every CPU shares.
+ *
+ * Races of a claim, all bounded to a packet or two, none a reset of a
+ * source being limited: a packet of the source on another CPU between the
+ * compare-and-swap and the bucket's writes reads the freed slot's bucket
+ * (zeroed by the sweep: a full one); two CPUs that scanned before a sweep
+ * freed an earlier slot may claim two slots for one new source (each a
+ * full bucket; later packets use the first, the other idles until swept).
  *
  * A source bucket's `dropped` doubles as the ban window's count: the
  * window's drops are dropped - window_base (window_base: `dropped` when the
@@ -635,8 +656,8 @@ struct xw_pol_port_slot {
  * Maps (pinned by name):
  *   xw_rl_rules    ARRAY[XW_POL_SLOTS]  rule slot -> xw_rl_conf (written before the rule tables flip)
  *   xw_rl_rule_buckets  ARRAY[XW_POL_SLOTS]  rule slot -> xw_rl_bucket (per-rule or overflow bucket)
- *   xw_rl_buckets_v4    HASH  xw_rl_key_v4 -> xw_rl_bucket (sized by capacity.rateBuckets)
- *   xw_rl_buckets       HASH  xw_rl_key -> xw_rl_bucket, IPv6 sources (sized by capacity.rateBuckets)
+ *   xw_rl_buckets_v4    ARRAY  slot -> xw_rl_slot_v4, IPv4 sources (capacity.rateBuckets slots)
+ *   xw_rl_buckets       HASH  xw_rl_key -> xw_rl_bucket, IPv6 sources (capacity.rateBucketsV6)
  *   xw_rl_stats    PERCPU_ARRAY[XW_POL_SLOTS]  rule slot -> xw_rl_stats (over-limit packets; admitted: xw_slot_hits)
  *   xw_rl_reports  RINGBUF  xw_rl_report: sources that crossed a rule's ban threshold
  *   xw_rl_report_budget  ARRAY[1] -> xw_rl_bucket: at most XW_RL_REPORT_RATE reports/s
@@ -645,6 +666,13 @@ struct xw_pol_port_slot {
 #define XW_DEFAULT_RL_BUCKETS  (1u << 16) /* IPv4 source buckets */
 #define XW_DEFAULT_RL_BUCKETS_V6 (1u << 14) /* IPv6 source buckets: a quarter, to keep the defaults' memory */
 #define XW_RL_CAS_TRIES        4
+#define XW_RL_PROBES           4 /* slots an IPv4 source's bucket may take */
+/*
+ * An IPv4 key's first slot: ((key * XW_RL_SLOT_HASH mod 2^64) >> 32) *
+ * slots >> 32, the high half of a Fibonacci hash scaled to the table (no
+ * power of two needed).
+ */
+#define XW_RL_SLOT_HASH        0x9e3779b97f4a7c15ULL
 #define XW_RL_REPORT_RATE      1000 /* ban reports per second, all rules */
 #define XW_RL_REPORT_RING      (1u << 16) /* bytes */
 #define XW_RL_COARSE_FILL_NS   50000000ULL /* 50 ms: see the clock above */
@@ -668,6 +696,8 @@ struct xw_rl_conf {
 	__u8 prefix_v4;     /* source-prefix lengths */
 	__u8 prefix_v6;
 	__u8 pad;
+	__u32 slots_v4;     /* xw_rl_buckets_v4's slots (capacity.rateBuckets), the same in every conf */
+	__u32 pad2;
 };
 
 /*
@@ -682,7 +712,7 @@ struct xw_rl_key {
 	__u8 addr[16];  /* network byte order; IPv4 in addr[0..3], the rest 0 */
 };
 
-/* Bucket key of an IPv4 source (xw_rl_buckets_v4); its prefix length is the rule's. */
+/* Bucket key of an IPv4 source (xw_rl_slot_v4.key's bytes); its prefix length is the rule's. */
 struct xw_rl_key_v4 {
 	__u32 rule_id;
 	__be32 addr;    /* network byte order, masked to the rule's prefix_v4 (per source: /32) */
@@ -697,6 +727,12 @@ struct xw_rl_bucket {
 	__u64 dropped;      /* packets over the limit, dry-run: would have been (source buckets only) */
 	__u64 window_ns;    /* ban: start of the current window */
 	__u64 window_base;  /* ban: `dropped` when the window began (its drops: dropped - window_base) */
+};
+
+/* A slot of xw_rl_buckets_v4: an IPv4 source's key and bucket, one cache line. */
+struct xw_rl_slot_v4 {
+	__u64 key;          /* struct xw_rl_key_v4's bytes (rule_id != 0); 0: free */
+	struct xw_rl_bucket bucket;
 };
 
 /* A ratelimit rule's over-limit packets; its admitted ones are its hits in xw_slot_hits. */

@@ -32,23 +32,24 @@ struct {
 	__type(value, struct xw_rl_bucket);
 } xw_rl_rule_buckets SEC(".maps");
 
-/*
- * Source buckets, preallocated: inserting a new source never allocates, and
- * never evicts. IPv4 sources in a table of their own, with an 8-byte key
- * (the hash and compare of the 24-byte one were a fifth of a rate-limited
- * drop).
- */
-#define XW_RL_BUCKETS(_name, _key, _entries)                    \
-	struct {                                                \
-		__uint(type, BPF_MAP_TYPE_HASH);                \
-		__uint(max_entries, _entries);                  \
-		__uint(pinning, LIBBPF_PIN_BY_NAME);            \
-		__type(key, _key);                              \
-		__type(value, struct xw_rl_bucket);             \
-	} _name SEC(".maps")
+/* IPv6 source buckets: a preallocated hash (inserting never allocates, never evicts). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XW_DEFAULT_RL_BUCKETS_V6);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, struct xw_rl_key);
+	__type(value, struct xw_rl_bucket);
+} xw_rl_buckets SEC(".maps");
 
-XW_RL_BUCKETS(xw_rl_buckets, struct xw_rl_key, XW_DEFAULT_RL_BUCKETS_V6);
-XW_RL_BUCKETS(xw_rl_buckets_v4, struct xw_rl_key_v4, XW_DEFAULT_RL_BUCKETS);
+/* IPv4 source buckets: slots of a key and its bucket (see "rate limits" in the ABI). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XW_DEFAULT_RL_BUCKETS);
+	__uint(map_flags, BPF_F_MMAPABLE); /* page-aligned values: a slot is a cache line */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, __u32);
+	__type(value, struct xw_rl_slot_v4);
+} xw_rl_buckets_v4 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -248,6 +249,18 @@ static __always_inline void xw_rl_key_of(const struct xw_pkt *p, const struct xw
 	__builtin_memcpy(key->addr, w, sizeof(w));
 }
 
+/* A new source's bucket: full as of now, no drops. */
+static __always_inline void xw_rl_fill(struct xw_rl_bucket *b, const struct xw_rl_conf *c, __u64 now)
+{
+	b->pkt_tokens = c->pkt_cap;
+	b->bit_tokens = c->bit_cap;
+	b->last_ns = now;
+	b->admitted = 0;
+	b->dropped = 0;
+	b->window_ns = now;
+	b->window_base = 0;
+}
+
 /* The bucket of `key` in `map`, created full on its first packet; NULL when the map is full. */
 static __always_inline struct xw_rl_bucket *xw_rl_bucket_in(void *map, const void *key,
 							     const struct xw_rl_conf *c, __u64 now)
@@ -257,13 +270,9 @@ static __always_inline struct xw_rl_bucket *xw_rl_bucket_in(void *map, const voi
 	if (b)
 		return b;
 	{
-		struct xw_rl_bucket fresh = {
-			.pkt_tokens = c->pkt_cap,
-			.bit_tokens = c->bit_cap,
-			.last_ns = now,
-			.window_ns = now,
-		};
+		struct xw_rl_bucket fresh;
 
+		xw_rl_fill(&fresh, c, now);
 		/* EEXIST (another CPU made it) and E2BIG (full) both end in the lookup. */
 		bpf_map_update_elem(map, key, &fresh, BPF_NOEXIST);
 	}
@@ -313,18 +322,57 @@ static __always_inline void xw_rl_ban_check(struct xw_rl_bucket *b, const struct
 	bpf_ringbuf_submit(r, 0);
 }
 
-/* The source's own bucket under the rule (made on its first packet); NULL when its family's table is full. */
+/*
+ * The bucket of IPv4 key `key` (see xw_rl_slot_v4): the first of its
+ * slots that holds it, else the first free one, claimed and written full;
+ * NULL when all its slots hold other keys.
+ */
+static __always_inline struct xw_rl_bucket *xw_rl_bucket_v4(__u64 key, const struct xw_rl_conf *c, __u64 now)
+{
+	__u32 slots = c->slots_v4;
+	__u32 first = (__u32)((((key * XW_RL_SLOT_HASH) >> 32) * slots) >> 32);
+	__u32 free = slots; /* none */
+	struct xw_rl_slot_v4 *s;
+	__u64 held;
+
+#pragma unroll
+	for (__u32 i = 0; i < XW_RL_PROBES; i++) {
+		__u32 index = first + i < slots ? first + i : first + i - slots;
+
+		s = bpf_map_lookup_elem(&xw_rl_buckets_v4, &index);
+		if (!s) /* slots_v4 beyond the map (or 0): never */
+			return NULL;
+		held = *(volatile __u64 *)&s->key;
+		if (held == key)
+			return &s->bucket;
+		if (!held && free == slots)
+			free = index;
+	}
+	/* A new key: claim the first free slot (a pointer kept from the loop would cost the verifier its bounds). */
+	s = free < slots ? bpf_map_lookup_elem(&xw_rl_buckets_v4, &free) : NULL;
+	if (!s)
+		return NULL;
+	held = __sync_val_compare_and_swap(&s->key, 0, key);
+	if (held == 0)
+		xw_rl_fill(&s->bucket, c, now);
+	else if (held != key) /* taken by another key meanwhile: this packet overflows */
+		return NULL;
+	return &s->bucket;
+}
+
+/* The source's own bucket under the rule (made on its first packet); NULL when its table has no room. */
 static __always_inline struct xw_rl_bucket *xw_rl_source_bucket(const struct xw_pkt *p, const struct xw_rl_conf *c,
 								 __u32 rule_id, __u64 now)
 {
 	struct xw_rl_key key;
 
 	if (p->family == 4) {
-		struct xw_rl_key_v4 k4 = { .rule_id = rule_id };
+		__be32 addr;
 
-		__builtin_memcpy(&k4.addr, p->saddr + 12, sizeof(k4.addr));
-		k4.addr &= xw_rl_mask32(c->per == XW_RL_PER_PREFIX ? c->prefix_v4 : 32);
-		return xw_rl_bucket_in(&xw_rl_buckets_v4, &k4, c, now);
+		__builtin_memcpy(&addr, p->saddr + 12, sizeof(addr));
+		addr &= xw_rl_mask32(c->per == XW_RL_PER_PREFIX ? c->prefix_v4 : 32);
+		/* struct xw_rl_key_v4's bytes as a little-endian u64 */
+		return xw_rl_bucket_v4((__u64)addr << 32 | rule_id, c, now);
 	}
 	xw_rl_key_of(p, c, rule_id, &key);
 	return xw_rl_bucket_in(&xw_rl_buckets, &key, c, now);
