@@ -38,7 +38,7 @@ export interface Config {
   instance: string;
   bpffsRoot: string;
   /**
-   * rateBuckets: IPv4 rate-limit source buckets (xw_rl_buckets_v4); default DEFAULT_RL_BUCKETS.
+   * rateBuckets: IPv4 rate-limit source bucket slots (xw_rl_buckets_v4; twice the sources expected at once); default DEFAULT_RL_BUCKETS.
    * rateBucketsV6: IPv6 ones (xw_rl_buckets); default DEFAULT_RL_BUCKETS_V6.
    * timedBlocks: blocks with a ttl, a dry run or an origin's expiry in force at once (xw_block_meta);
    * default BLOCK_META_ENTRIES. A CrowdSec feed of 100k decisions needs more than the default.
@@ -161,7 +161,7 @@ function fileInterfaces(value: unknown, defaultMode: AttachMode): InterfaceConfi
  *   mode: auto
  *   listen: 127.0.0.1:7070        # or unix:/run/xdpwall/api.sock
  *   stateDir: /var/lib/xdpwall
- *   capacity: { cidrV4: 1048576, cidrV6: 262144, flows: 262144, rateBuckets: 65536, rateBucketsV6: 16384, timedBlocks: 65536 }
+ *   capacity: { cidrV4: 1048576, cidrV6: 262144, flows: 262144, rateBuckets: 131072, rateBucketsV6: 16384, timedBlocks: 65536 }
  *   policy: { ingress: drop }     # default accept; replies to this host's own flows still pass
  *   failsafe: [{proto: tcp, port: 22}, {cidr: 198.18.9.0/24}]   # default: TCP 22, UDP 68 and 546, ICMPv6 133-137
  *   events: { sample: { drop_rule: 1 }, ratePerSecond: 1000, burst: 1000 }   # default: log 1 in 1, drops 1 in 100

@@ -394,7 +394,7 @@ describe('IPv4 slots (a key takes one of its RL_PROBES slots from its first)', (
     return (await slots.limits.readBuckets()).find((b) => Buffer.from(b.key.addr).equals(bytes))?.raw.readUInt32LE(0);
   };
 
-  it('the fifth source on one slot window is charged to the overflow bucket though the table has room, as the reference says; a freed slot is its own', async () => {
+  it('a source beyond RL_PROBES on one slot window is charged to the overflow bucket though the table has room, as the reference says; a freed slot is its own', async () => {
     const [rule] = await slots.install([{ action: 'ratelimit', proto: 'udp', rate: { pps: 10, burst: 2, per: 'source' } }]);
     const id = kernelRuleId(rule!.id);
     const reference = new ReferenceLimiter(SLOTS);

@@ -101,8 +101,8 @@ export async function runLadder(ctx: SuiteContext): Promise<void> {
     {
       objectPath: BPF_OBJECT_PATH,
       pin: null,
-      // rateBuckets: room for one call of the rate-limit ladder's new-source rows
-      capacity: { cidrV4: 1 << 20, cidrV6: 1 << 18, flows: FLOW_CAPACITY, rateBuckets: 1 << 17 },
+      // rateBuckets: room for one call of the rate-limit ladder's new-source rows (65,536 sources fill a quarter of the slots)
+      capacity: { cidrV4: 1 << 20, cidrV6: 1 << 18, flows: FLOW_CAPACITY, rateBuckets: 1 << 18 },
     },
     quietLog,
   );

@@ -2,7 +2,7 @@
 // enum values and the codecs for every map key and value. test/abi.test.ts
 // checks this file against the BTF of the compiled object.
 
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 
 export const PROGRAMS = { ingress: 'xw_ingress', egress: 'xw_egress' } as const;
 
@@ -353,11 +353,11 @@ export const RATELIMIT_MAPS = {
 export const TEST_CLOCK_MAP = 'xw_test_clock';
 
 export const RL_SCALE = 1_000_000_000n;
-export const DEFAULT_RL_BUCKETS = 1 << 16;
+export const DEFAULT_RL_BUCKETS = 1 << 17;
 export const DEFAULT_RL_BUCKETS_V6 = 1 << 14;
 export const RL_CAS_TRIES = 4;
 /** The slots an IPv4 source's bucket may take in xw_rl_buckets_v4, from its first (rlSlotFirst). */
-export const RL_PROBES = 4;
+export const RL_PROBES = 8;
 const RL_SLOT_HASH = 0x9e3779b97f4a7c15n;
 
 /** An IPv4 bucket key's first slot among `slots`, as xw_rl_bucket_v4 computes it (key: rlKeyV4's bytes as a little-endian u64). */

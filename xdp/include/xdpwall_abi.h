@@ -20,7 +20,7 @@
 
 /* Overridable (-DXW_ABI_VERSION=N) so tests can build an object of another version. */
 #ifndef XW_ABI_VERSION
-#define XW_ABI_VERSION 3
+#define XW_ABI_VERSION 4
 #endif
 
 /*
@@ -663,10 +663,10 @@ struct xw_pol_port_slot {
  *   xw_rl_report_budget  ARRAY[1] -> xw_rl_bucket: at most XW_RL_REPORT_RATE reports/s
  */
 #define XW_RL_SCALE            1000000000ULL /* tokens per packet or bit */
-#define XW_DEFAULT_RL_BUCKETS  (1u << 16) /* IPv4 source buckets */
-#define XW_DEFAULT_RL_BUCKETS_V6 (1u << 14) /* IPv6 source buckets: a quarter, to keep the defaults' memory */
+#define XW_DEFAULT_RL_BUCKETS  (1u << 17) /* IPv4 source bucket slots: twice the sources expected at once */
+#define XW_DEFAULT_RL_BUCKETS_V6 (1u << 14) /* IPv6 source buckets (a hash: 2.3 MiB, within the defaults' memory) */
 #define XW_RL_CAS_TRIES        4
-#define XW_RL_PROBES           4 /* slots an IPv4 source's bucket may take */
+#define XW_RL_PROBES           8 /* slots an IPv4 source's bucket may take */
 /*
  * An IPv4 key's first slot: ((key * XW_RL_SLOT_HASH mod 2^64) >> 32) *
  * slots >> 32, the high half of a Fibonacci hash scaled to the table (no
