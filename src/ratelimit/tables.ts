@@ -226,8 +226,9 @@ export class RateLimitTables {
     for (let i = 0; i < v4.count; i++) {
       if (i > 0 && i % BUCKET_DECODE_STEP === 0 && slicer.due) await slicer.next();
       const at = i * slots.valueStride;
-      if (v4.values.readBigUInt64LE(at + S.key) === 0n) continue; // free
-      const key = decodeBucketKeyV4(v4.values, at + S.key, this.prefixV4Of(v4.values.readUInt32LE(at + S.key + Layout.rlKeyV4.ruleId)));
+      const ruleId = v4.values.readUInt32LE(at + S.key + Layout.rlKeyV4.ruleId);
+      if (ruleId === 0) continue; // a free slot (every key has a rule id)
+      const key = decodeBucketKeyV4(v4.values, at + S.key, this.prefixV4Of(ruleId));
       const raw = Buffer.from(v4.keys.subarray(i * slots.keySize, (i + 1) * slots.keySize));
       out.push({ key, map: slots, raw, state: decodeBucket(v4.values, at + S.bucket) });
     }
@@ -301,12 +302,13 @@ export class RateLimitTables {
       const keys = keysOf(t);
       for (let i = 0; i < all.count; i++, scanned++) {
         if (scanned > 0 && scanned % BUCKET_DECODE_STEP === 0 && slicer.due) await slicer.next();
+        const ruleId = keys.readUInt32LE(keyAt(t, i)); // it leads both key layouts
+        if (ruleId === 0) continue; // a free IPv4 slot
         const at = bucketAt(t, i);
         const dropped = all.values.readBigUInt64LE(at + V.dropped);
         const windowDrops = windowDropsOf(dropped, all.values.readBigUInt64LE(at + V.windowBase));
-        if (windowDrops === 0) continue; // a free IPv4 slot is all zeros
-        // the rule id leads both key layouts
-        const window = this.confOf(keys.readUInt32LE(keyAt(t, i)))?.banWithinNs;
+        if (windowDrops === 0) continue;
+        const window = this.confOf(ruleId)?.banWithinNs;
         if (window === undefined || now - all.values.readBigUInt64LE(at + V.windowNs) >= window) continue;
         best.offer({ table: t, index: i, windowDrops, dropped });
       }
